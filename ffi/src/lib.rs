@@ -1,0 +1,2 @@
+//! C ABI for ringbus (see `include/ringbus.h`).
+#![deny(missing_docs)]
