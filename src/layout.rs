@@ -65,7 +65,7 @@ pub struct RingHeader {
     pub publisher_pid: u32,
     /// Reserved, zero.
     pub _reserved: u32,
-    _pad0: [u8; PAD - 48],
+    _pad0: [u8; PAD - 56],
     // ---- line 1: the publisher's hot line ----
     /// Sequence number of the next message; every message below it is
     /// complete. Written only by the publisher.
@@ -177,7 +177,7 @@ impl RingHeader {
             ring_id,
             publisher_pid,
             _reserved: 0,
-            _pad0: [0; PAD - 48],
+            _pad0: [0; PAD - 56],
             head: AtomicU64::new(0),
             _pad1: [0; PAD - 8],
             closed: AtomicU32::new(0),

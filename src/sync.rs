@@ -2,9 +2,11 @@
 //! same protocol code is model-checked (the crossbeam / tokio pattern).
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
+#[allow(unused_imports)]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Spin-loop hint; under loom a yield so the model explores other threads.
