@@ -1,0 +1,445 @@
+//! Command-line arguments of `ringbus bench` and their validation into a
+//! [`Plan`]. Bad input is an error that says what to change, never a panic.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// How a receiving side waits for the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitArg {
+    /// Busy-poll: lowest latency, burns the core.
+    Spin,
+    /// Spin for a bounded time, then sleep on the futex.
+    Adaptive,
+    /// Sleep on the futex at once.
+    Block,
+}
+
+/// What a publisher does when its ring is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeArg {
+    /// The publisher never waits; slow subscribers are lapped.
+    Overwrite,
+    /// The publisher waits for the slowest subscriber; nothing is lost.
+    Backpressure,
+}
+
+/// Which families of measurements to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioArg {
+    /// Round trips between two processes (RTT and one-way = RTT / 2).
+    PingPong,
+    /// One publisher to one subscriber: messages/s flat out, and latency at
+    /// a fixed `--rate`.
+    Streaming,
+    /// One publisher to N subscribers (needs N + 1 CPUs in `--cpus`).
+    FanOut,
+}
+
+impl WaitArg {
+    /// Lower-case name, as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitArg::Spin => "spin",
+            WaitArg::Adaptive => "adaptive",
+            WaitArg::Block => "block",
+        }
+    }
+}
+
+impl ModeArg {
+    /// Lower-case name, as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModeArg::Overwrite => "overwrite",
+            ModeArg::Backpressure => "backpressure",
+        }
+    }
+}
+
+/// `ringbus bench`: measure ringbus against the hardware floor, in one run,
+/// on the same two cores.
+///
+/// Starts everything it needs (shared memory, child processes), pins the
+/// publisher and the subscriber to different CPUs, records every sample in
+/// an HdrHistogram and prints each ringbus figure beside its floor.
+#[derive(Args, Clone, Debug, Default)]
+pub struct BenchArgs {
+    /// CPUs to pin to: publisher first, then subscriber(s) [default: the
+    /// first two CPUs this process may run on].
+    #[arg(long, value_delimiter = ',', value_name = "A,B[,C..]")]
+    pub cpus: Option<Vec<usize>>,
+
+    /// Message sizes in bytes (each at least 8).
+    #[arg(long, value_delimiter = ',', value_name = "BYTES,..")]
+    pub sizes: Option<Vec<usize>>,
+
+    /// Wait strategies of the receiving side [default: all three].
+    #[arg(long, value_delimiter = ',', value_name = "spin|adaptive|block,..")]
+    pub wait: Option<Vec<WaitArg>>,
+
+    /// Ring modes [default: both].
+    #[arg(long, value_delimiter = ',', value_name = "overwrite|backpressure,..")]
+    pub mode: Option<Vec<ModeArg>>,
+
+    /// Which measurements to run [default: all that the CPUs allow].
+    #[arg(long, value_delimiter = ',', value_name = "ping-pong|streaming|fan-out,..")]
+    pub scenarios: Option<Vec<ScenarioArg>>,
+
+    /// Repeat everything N times and report the median of each figure.
+    #[arg(long, value_name = "N")]
+    pub runs: Option<u32>,
+
+    /// Measured round trips per ping-pong, and messages per latency run
+    /// (throughput runs send 20 times as many, capped at 1 GiB of payload).
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub iters: Option<u64>,
+
+    /// Run each measurement for this long instead of a fixed count
+    /// (e.g. `500ms`, `2s`).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Warm-up round trips / messages before each measurement (not
+    /// recorded) [default: a tenth of the count, at least 1000].
+    #[arg(long, value_name = "N")]
+    pub warmup: Option<u64>,
+
+    /// Publish rate of the streaming latency runs, in messages per second.
+    #[arg(long, value_name = "MSGS_PER_S")]
+    pub rate: Option<u64>,
+
+    /// Ring capacity in messages, a power of two [default: by size, about
+    /// 4 MiB of slots, between 64 and 4096].
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<u32>,
+
+    /// Print the results as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write one HdrHistogram percentile-distribution file (`.hgrm`) per
+    /// latency figure into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm: Option<PathBuf>,
+
+    /// Write an SVG plot of the latency percentiles to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Tiny counts so the whole run takes seconds (CI); figures are not
+    /// meaningful.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. `500ms` or `2s`"))?;
+    let scale = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ns, us, ms, s or m")),
+    };
+    let secs = value * scale;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
+        return Err(format!("duration `{s}` must be above zero and at most one hour"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Largest message size the bench accepts (the copy-ring floor keeps at least
+/// 64 such messages in one mapping).
+pub const MAX_SIZE: usize = 1 << 20;
+/// Smallest message size: each message carries an 8-byte sequence number.
+pub const MIN_SIZE: usize = 8;
+
+/// The validated, defaulted form of [`BenchArgs`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// CPUs: `[publisher, subscriber, more subscribers..]`.
+    pub cpus: Vec<usize>,
+    /// Message sizes.
+    pub sizes: Vec<usize>,
+    /// Wait strategies.
+    pub waits: Vec<WaitArg>,
+    /// Ring modes.
+    pub modes: Vec<ModeArg>,
+    /// Scenario families to run.
+    pub scenarios: Vec<ScenarioArg>,
+    /// Repetitions; figures are medians across them.
+    pub runs: u32,
+    /// Measured round trips / latency messages (ignored with `duration`).
+    pub iters: u64,
+    /// Time per measurement instead of a count.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub duration: Option<Duration>,
+    /// Warm-up per measurement.
+    pub warmup: u64,
+    /// Messages per second in latency runs.
+    pub rate: u64,
+    /// Ring capacity override.
+    pub capacity: Option<u32>,
+    /// Smoke mode (tiny counts).
+    pub smoke: bool,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Payload bytes a throughput run may move, whatever the count.
+const THROUGHPUT_BYTES: u64 = 1 << 30;
+
+impl Plan {
+    /// Validates `args` against `allowed_cpus` (the CPUs this process may
+    /// run on) and fills in the defaults.
+    pub fn from_args(args: &BenchArgs, allowed_cpus: &[usize]) -> Result<Plan> {
+        let cpus = match &args.cpus {
+            Some(c) => c.clone(),
+            None => {
+                ensure!(
+                    allowed_cpus.len() >= 2,
+                    "the bench needs two CPUs to pin the publisher and the subscriber apart, \
+                     but this process may only run on {allowed_cpus:?}"
+                );
+                allowed_cpus[..2].to_vec()
+            }
+        };
+        ensure!(
+            cpus.len() >= 2,
+            "--cpus needs at least two CPUs (publisher, subscriber), got {cpus:?}"
+        );
+        for (i, c) in cpus.iter().enumerate() {
+            ensure!(
+                allowed_cpus.contains(c),
+                "--cpus: CPU {c} is not available to this process (available: {allowed_cpus:?})"
+            );
+            ensure!(!cpus[..i].contains(c), "--cpus: CPU {c} is listed twice");
+        }
+
+        let sizes = args.sizes.clone().unwrap_or_else(|| vec![8, 64, 1024, 65536]);
+        ensure!(!sizes.is_empty(), "--sizes: give at least one size");
+        for &s in &sizes {
+            ensure!(
+                (MIN_SIZE..=MAX_SIZE).contains(&s),
+                "--sizes: {s} bytes is out of range; sizes must be {MIN_SIZE}..={MAX_SIZE} bytes \
+                 (each message carries an 8-byte sequence number)"
+            );
+        }
+        let sizes = dedup(sizes);
+
+        let waits = dedup(
+            args.wait
+                .clone()
+                .unwrap_or_else(|| vec![WaitArg::Spin, WaitArg::Adaptive, WaitArg::Block]),
+        );
+        let modes = dedup(
+            args.mode
+                .clone()
+                .unwrap_or_else(|| vec![ModeArg::Overwrite, ModeArg::Backpressure]),
+        );
+        ensure!(!waits.is_empty(), "--wait: give at least one strategy");
+        ensure!(!modes.is_empty(), "--mode: give at least one mode");
+        let scenarios = dedup(args.scenarios.clone().unwrap_or_else(|| {
+            vec![
+                ScenarioArg::PingPong,
+                ScenarioArg::Streaming,
+                ScenarioArg::FanOut,
+            ]
+        }));
+        ensure!(!scenarios.is_empty(), "--scenarios: give at least one");
+        if args.scenarios.as_ref().is_some_and(|s| s.contains(&ScenarioArg::FanOut)) {
+            ensure!(
+                cpus.len() >= 3,
+                "--scenarios fan-out needs at least three CPUs in --cpus \
+                 (one publisher, two or more subscribers)"
+            );
+        }
+
+        let runs = args.runs.unwrap_or(1);
+        ensure!((1..=101).contains(&runs), "--runs must be 1..=101, got {runs}");
+
+        let default_iters = if args.smoke { 2_000 } else { 50_000 };
+        let iters = args.iters.unwrap_or(default_iters);
+        ensure!(
+            (1..=1_000_000_000).contains(&iters),
+            "--iters must be 1..=1000000000, got {iters}"
+        );
+        let warmup = match args.warmup {
+            Some(w) => w,
+            None if args.smoke => 200,
+            None => (iters / 10).max(1_000),
+        };
+        ensure!(warmup <= 1_000_000_000, "--warmup must be at most 1000000000, got {warmup}");
+
+        let rate = args.rate.unwrap_or(if args.smoke { 50_000 } else { 100_000 });
+        ensure!(
+            (1..=100_000_000).contains(&rate),
+            "--rate must be 1..=100000000 messages per second, got {rate}"
+        );
+        if let Some(c) = args.capacity {
+            ensure!(
+                c.is_power_of_two() && (2..=1 << 24).contains(&c),
+                "--capacity must be a power of two in 2..=16777216, got {c}"
+            );
+        }
+        let plan = Plan {
+            cpus,
+            sizes,
+            waits,
+            modes,
+            scenarios,
+            runs,
+            iters,
+            duration: args.duration,
+            warmup,
+            rate,
+            capacity: args.capacity,
+            smoke: args.smoke,
+        };
+        for &s in &plan.sizes {
+            let cap = plan.capacity_for(s);
+            let bytes = u64::from(cap) * s.next_multiple_of(8) as u64;
+            if bytes > 1 << 30 {
+                bail!(
+                    "--capacity {cap} × {s}-byte messages needs {} MiB per ring; \
+                     choose a smaller --capacity",
+                    bytes >> 20
+                );
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Ring capacity (messages) for `size`-byte messages: the override, or
+    /// about 4 MiB of slots clamped to 64..=4096.
+    pub fn capacity_for(&self, size: usize) -> u32 {
+        if let Some(c) = self.capacity {
+            return c;
+        }
+        let slots = (4usize << 20) / size.next_multiple_of(64).max(64);
+        (slots.clamp(64, 4096) as u32).next_power_of_two().min(4096)
+    }
+
+    /// Messages sent by a flat-out throughput run of `size`-byte messages.
+    pub fn throughput_msgs(&self, size: usize) -> u64 {
+        let by_bytes = (THROUGHPUT_BYTES / size as u64).max(1_000);
+        self.iters.saturating_mul(20).min(by_bytes)
+    }
+
+    /// Whether the fan-out scenario runs (asked for, or by default, and the
+    /// CPUs allow it).
+    pub fn fan_out(&self) -> bool {
+        self.scenarios.contains(&ScenarioArg::FanOut) && self.cpus.len() >= 3
+    }
+}
+
+fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// Reads the CPUs this process may run on.
+pub fn allowed_cpus() -> Result<Vec<usize>> {
+    let ids = core_affinity::get_core_ids()
+        .context("could not read this process's CPU affinity mask")?;
+    let mut cpus: Vec<usize> = ids.into_iter().map(|c| c.id).collect();
+    cpus.sort_unstable();
+    Ok(cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &BenchArgs) -> Result<Plan> {
+        Plan::from_args(args, &[0, 1, 2, 3])
+    }
+
+    #[test]
+    fn defaults_use_first_two_cpus_and_all_sizes() {
+        let p = plan(&BenchArgs::default()).unwrap();
+        assert_eq!(p.cpus, vec![0, 1]);
+        assert_eq!(p.sizes, vec![8, 64, 1024, 65536]);
+        assert_eq!(p.runs, 1);
+        assert!(!p.fan_out());
+        assert_eq!(p.warmup, 5_000);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let cases = [
+            BenchArgs { cpus: Some(vec![0]), ..Default::default() },
+            BenchArgs { cpus: Some(vec![0, 0]), ..Default::default() },
+            BenchArgs { cpus: Some(vec![0, 9]), ..Default::default() },
+            BenchArgs { sizes: Some(vec![4]), ..Default::default() },
+            BenchArgs { sizes: Some(vec![MAX_SIZE + 1]), ..Default::default() },
+            BenchArgs { runs: Some(0), ..Default::default() },
+            BenchArgs { iters: Some(0), ..Default::default() },
+            BenchArgs { rate: Some(0), ..Default::default() },
+            BenchArgs { capacity: Some(3), ..Default::default() },
+            BenchArgs {
+                scenarios: Some(vec![ScenarioArg::FanOut]),
+                ..Default::default()
+            },
+        ];
+        for a in cases {
+            let err = plan(&a).expect_err("must be rejected");
+            assert!(!format!("{err:#}").is_empty());
+        }
+        assert!(Plan::from_args(&BenchArgs::default(), &[3]).is_err());
+    }
+
+    #[test]
+    fn fan_out_needs_three_cpus() {
+        let a = BenchArgs { cpus: Some(vec![2, 0, 1]), ..Default::default() };
+        assert!(plan(&a).unwrap().fan_out());
+    }
+
+    #[test]
+    fn capacity_scales_with_size() {
+        let p = plan(&BenchArgs::default()).unwrap();
+        assert_eq!(p.capacity_for(8), 4096);
+        assert_eq!(p.capacity_for(65536), 64);
+        assert!(p.capacity_for(1024).is_power_of_two());
+        assert_eq!(p.throughput_msgs(64), 1_000_000);
+        assert_eq!(p.throughput_msgs(65536), 16_384);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

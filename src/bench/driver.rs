@@ -1,0 +1,255 @@
+//! Loops shared by the floors and the ringbus scenarios: the timed
+//! ping-pong driver, the publisher's pacing and the subscriber's receipts.
+//! Keeping them common means a floor and the ringbus figure it is compared
+//! with are timed by exactly the same code.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use hdrhistogram::Histogram;
+
+use super::child::{Params, SideResult};
+use super::clock::{monotonic_ns, Ticks};
+use super::stats::new_hist;
+
+/// How many loop iterations pass between two looks at the clock in
+/// `--duration` mode.
+const CLOCK_EVERY: u64 = 256;
+
+/// When a driving loop stops: after `warmup + iters`, or `duration` after
+/// the warm-up.
+pub struct Budget {
+    warmup: u64,
+    total: u64,
+    duration: Option<Duration>,
+    measured_since: Option<Instant>,
+}
+
+impl Budget {
+    /// The budget of one measurement.
+    pub fn new(p: &Params) -> Budget {
+        Budget {
+            warmup: p.warmup,
+            total: if p.duration_ns.is_some() {
+                u64::MAX
+            } else {
+                p.warmup.saturating_add(p.iters)
+            },
+            duration: p.duration_ns.map(Duration::from_nanos),
+            measured_since: None,
+        }
+    }
+
+    /// Whether the `n`th (1-based) iteration is recorded.
+    #[inline(always)]
+    pub fn measured(&self, n: u64) -> bool {
+        n > self.warmup
+    }
+
+    /// Whether another iteration follows the `n`th (1-based).
+    #[inline(always)]
+    pub fn more_after(&mut self, n: u64) -> bool {
+        if n >= self.total {
+            return false;
+        }
+        match self.duration {
+            None => true,
+            Some(d) => {
+                if n == self.warmup {
+                    self.measured_since = Some(Instant::now());
+                }
+                if n % CLOCK_EVERY != 0 {
+                    return true;
+                }
+                match self.measured_since {
+                    Some(t) => t.elapsed() < d,
+                    None => true,
+                }
+            }
+        }
+    }
+}
+
+/// Runs a timed ping-pong: `round_trip(n)` sends message `n` (1-based) and
+/// waits for its echo. Returns the RTT histogram in ns (warm-up excluded).
+/// The timer brackets only `round_trip`; recording happens outside it.
+#[inline(always)]
+pub fn drive_pingpong(
+    p: &Params,
+    ticks: Ticks,
+    mut round_trip: impl FnMut(u64) -> Result<()>,
+) -> Result<Histogram<u64>> {
+    let mut hist = new_hist();
+    let mut budget = Budget::new(p);
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        let t0 = Ticks::now();
+        round_trip(n)?;
+        let t1 = Ticks::now();
+        if budget.measured(n) {
+            hist.saturating_record(ticks.to_ns(t1.wrapping_sub(t0)));
+        }
+        if !budget.more_after(n) {
+            return Ok(hist);
+        }
+    }
+}
+
+/// Publishes at a fixed rate: `wait()` spins until the next message is due
+/// and returns the current `CLOCK_MONOTONIC` ns (the message's timestamp).
+pub struct Pacer {
+    start: u64,
+    period_ns: f64,
+    n: u64,
+}
+
+impl Pacer {
+    /// A pacer for `rate` messages per second starting now; `rate` 0 means
+    /// flat out.
+    pub fn new(rate: u64) -> Pacer {
+        Pacer {
+            start: monotonic_ns(),
+            period_ns: if rate == 0 { 0.0 } else { 1e9 / rate as f64 },
+            n: 0,
+        }
+    }
+
+    /// Waits until the next message is due; returns the time.
+    #[inline(always)]
+    pub fn wait(&mut self) -> u64 {
+        let due = self.start + (self.n as f64 * self.period_ns) as u64;
+        self.n += 1;
+        loop {
+            let now = monotonic_ns();
+            if now >= due {
+                return now;
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The subscriber's bookkeeping: which messages are measured, when the
+/// measured part started and ended, and (in latency runs) every
+/// publish-to-receive latency. Reads the clock only where needed: once at
+/// the end of warm-up and once at the end in throughput runs; per message in
+/// latency runs.
+pub struct Receipts {
+    warmup: u64,
+    latency: Option<Histogram<u64>>,
+    start_ns: u64,
+    received: u64,
+    lost: u64,
+}
+
+impl Receipts {
+    /// Bookkeeping for a run with `p`; `latency` records a histogram.
+    pub fn new(p: &Params, latency: bool) -> Receipts {
+        Receipts {
+            warmup: p.warmup,
+            latency: latency.then(new_hist),
+            start_ns: 0,
+            received: 0,
+            lost: 0,
+        }
+    }
+
+    /// Message `index` (0-based sequence number) arrived; `stamp_ns` is its
+    /// publish time (latency runs).
+    #[inline(always)]
+    pub fn got(&mut self, index: u64, stamp_ns: u64) {
+        if index < self.warmup {
+            if index + 1 == self.warmup {
+                self.start_ns = monotonic_ns();
+            }
+            return;
+        }
+        if self.received == 0 && self.warmup == 0 {
+            self.start_ns = monotonic_ns();
+        }
+        self.received += 1;
+        if let Some(h) = &mut self.latency {
+            h.saturating_record(monotonic_ns().saturating_sub(stamp_ns));
+        }
+    }
+
+    /// `missed` measured messages were lost (overwrite mode).
+    pub fn lost(&mut self, missed: u64) {
+        self.lost += missed;
+    }
+
+    /// The result, ending the measured interval now.
+    pub fn finish(self) -> SideResult {
+        let end = monotonic_ns();
+        let mut r = SideResult {
+            received: self.received,
+            lost: self.lost,
+            elapsed_ns: end.saturating_sub(self.start_ns),
+            ..Default::default()
+        };
+        if let Some(h) = &self.latency {
+            r.set_hist(h);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(warmup: u64, iters: u64) -> Params {
+        Params {
+            size: 64,
+            iters,
+            warmup,
+            rate: 0,
+            capacity: 64,
+            duration_ns: None,
+        }
+    }
+
+    #[test]
+    fn budget_counts_warmup_then_iters() {
+        let p = params(3, 5);
+        let mut b = Budget::new(&p);
+        let mut n = 0;
+        let mut measured = 0;
+        loop {
+            n += 1;
+            if b.measured(n) {
+                measured += 1;
+            }
+            if !b.more_after(n) {
+                break;
+            }
+        }
+        assert_eq!((n, measured), (8, 5));
+    }
+
+    #[test]
+    fn pingpong_driver_excludes_warmup() {
+        let p = params(10, 100);
+        let mut calls = 0;
+        let h = drive_pingpong(&p, Ticks::calibrate(), |_| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, 110);
+        assert_eq!(h.len(), 100);
+    }
+
+    #[test]
+    fn receipts_skip_warmup() {
+        let p = params(2, 3);
+        let mut r = Receipts::new(&p, true);
+        for i in 0..5 {
+            r.got(i, monotonic_ns());
+        }
+        let res = r.finish();
+        assert_eq!(res.received, 3);
+        assert_eq!(res.hist().len(), 3);
+    }
+}

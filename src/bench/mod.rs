@@ -1,0 +1,169 @@
+//! `ringbus bench`: ringbus measured against the hardware floor, in one run,
+//! on the same pinned cores.
+//!
+//! The parent process (pinned to the first CPU of `--cpus`) creates the
+//! shared memory of each measurement, spawns the other side(s) as separate
+//! processes (`current_exe() __bench-child <spec>`, each pinned to its own
+//! CPU), meets them at a start barrier, runs the publisher / timing side,
+//! and collects each child's result from its stdout. Every latency sample
+//! goes into an HdrHistogram; warm-up is excluded; with `--runs N` each
+//! figure is the median across runs.
+//!
+//! Baselines, measured in the same harness (see [`floors`]): a cache-line
+//! ping-pong (the spin-latency floor), a seqlock slot ping-pong, a futex
+//! ping-pong (the blocking floor), a Unix-socket ping-pong, and a Lamport
+//! SPSC copy ring (the throughput floor).
+//!
+//! The CLI wires two entry points: [`run`] for `ringbus bench` and
+//! [`child_main`] for the hidden [`CHILD_SUBCOMMAND`].
+
+mod args;
+mod child;
+mod clock;
+mod driver;
+pub mod floors;
+mod hgrm;
+mod plot;
+mod progress;
+mod report;
+mod scenario;
+mod shared;
+mod stats;
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+pub use args::{BenchArgs, ModeArg, Plan, ScenarioArg, WaitArg};
+pub use child::CHILD_SUBCOMMAND;
+pub use report::{Report, Row, Target};
+pub use scenario::{Metric, Scenario};
+
+/// Runs `ringbus bench` with `args`: prints the table (or JSON) on stdout,
+/// writes `--hgrm` / `--plot` files, shows progress on stderr.
+///
+/// Must be called from the binary that routes [`CHILD_SUBCOMMAND`] to
+/// [`child_main`]: the other side of each measurement is that binary
+/// re-executed. Children die with the calling thread (`PR_SET_PDEATHSIG`),
+/// so call it from a thread that outlives the run (e.g. `main`).
+///
+/// # Errors
+///
+/// Bad arguments, unavailable CPUs, a child that fails or stalls, or an
+/// output file that cannot be written.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let report = measure(args)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.to_table())?;
+    }
+    if let Some(dir) = &args.hgrm {
+        let files = hgrm::write_all(&report, dir)?;
+        if !args.json {
+            writeln!(out, "wrote {} .hgrm files to {}", files.len(), dir.display())?;
+        }
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, plot::render(&report))
+            .with_context(|| format!("writing the --plot file {}", path.display()))?;
+        if !args.json {
+            writeln!(out, "wrote the latency plot to {}", path.display())?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs every measurement `args` asks for and returns the report without
+/// printing it.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn measure(args: &BenchArgs) -> Result<Report> {
+    let allowed = args::allowed_cpus()?;
+    let plan = Plan::from_args(args, &allowed)?;
+    if let Some(dir) = &args.hgrm {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the --hgrm directory {}", dir.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        // Fail now, not after minutes of measuring.
+        std::fs::write(path, "")
+            .with_context(|| format!("the --plot file {} is not writable", path.display()))?;
+    }
+    let exe = std::env::current_exe().context("finding the ringbus executable")?;
+    let ticks = clock::Ticks::calibrate();
+    child::pin(plan.cpus[0])?;
+
+    let mut notes = Vec::new();
+    if plan.smoke {
+        notes.push("smoke mode: tiny counts, the figures mean nothing".to_string());
+    }
+    if plan.scenarios.contains(&ScenarioArg::FanOut) && !plan.fan_out() {
+        notes.push(format!(
+            "fan-out skipped: it needs at least 3 CPUs in --cpus (have {:?})",
+            plan.cpus
+        ));
+    }
+
+    let list = scenario::list(&plan);
+    let ctx = scenario::Ctx {
+        plan: &plan,
+        exe: &exe,
+        ticks,
+    };
+    let mut samples: Vec<Vec<scenario::Sample>> = vec![Vec::new(); list.len()];
+    let mut progress = progress::Progress::new(list.len() * plan.runs as usize);
+    for run in 0..plan.runs {
+        for (k, (sc, params)) in list.iter().enumerate() {
+            let size = params.size;
+            progress.step(&format!(
+                "run {}/{}: {} ({} B)",
+                run + 1,
+                plan.runs,
+                sc.label(),
+                size
+            ));
+            let sample = scenario::measure(&ctx, *sc, params)
+                .with_context(|| format!("measuring {}", sc.slug()))?;
+            samples[k].push(sample);
+        }
+    }
+    progress.finish();
+    let rows = list
+        .iter()
+        .zip(&samples)
+        .map(|((sc, p), s)| Row::new(*sc, *p, s))
+        .collect();
+    let machine = report::Machine::detect(ticks.ns_per_tick());
+    Ok(Report::new(machine, plan, rows, notes))
+}
+
+/// Entry point of a bench child (`ringbus __bench-child <SPEC>`): plays one
+/// side of one measurement and prints its result as JSON on stdout.
+///
+/// # Errors
+///
+/// A malformed spec (the subcommand is internal), a parent that is gone, or
+/// a failure in the measurement; the parent reports it.
+pub fn child_main(spec_json: &str) -> Result<()> {
+    let (spec, region) = child::child_setup(spec_json)?;
+    let result = scenario::child_side(&spec, &region);
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            region
+                .control()
+                .abort
+                .store(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
+    };
+    let json = serde_json::to_string(&result).context("encoding the child's result")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{json}")?;
+    out.flush()?;
+    Ok(())
+}
