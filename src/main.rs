@@ -11,6 +11,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Measure ringbus against the hardware floor.
     Bench(ringbus::bench::BenchArgs),

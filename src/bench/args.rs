@@ -90,7 +90,11 @@ pub struct BenchArgs {
     pub mode: Option<Vec<ModeArg>>,
 
     /// Which measurements to run [default: all that the CPUs allow].
-    #[arg(long, value_delimiter = ',', value_name = "ping-pong|streaming|fan-out,..")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ping-pong|streaming|fan-out,.."
+    )]
     pub scenarios: Option<Vec<ScenarioArg>>,
 
     /// Repeat everything N times and report the median of each figure.
@@ -157,11 +161,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => 1e-3,
         "s" => 1.0,
         "m" | "min" => 60.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ns, us, ms, s or m")),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{s}`; use ns, us, ms, s or m"
+            ))
+        }
     };
     let secs = value * scale;
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
-        return Err(format!("duration `{s}` must be above zero and at most one hour"));
+        return Err(format!(
+            "duration `{s}` must be above zero and at most one hour"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -239,7 +249,10 @@ impl Plan {
             ensure!(!cpus[..i].contains(c), "--cpus: CPU {c} is listed twice");
         }
 
-        let sizes = args.sizes.clone().unwrap_or_else(|| vec![8, 64, 1024, 65536]);
+        let sizes = args
+            .sizes
+            .clone()
+            .unwrap_or_else(|| vec![8, 64, 1024, 65536]);
         ensure!(!sizes.is_empty(), "--sizes: give at least one size");
         for &s in &sizes {
             ensure!(
@@ -270,7 +283,11 @@ impl Plan {
             ]
         }));
         ensure!(!scenarios.is_empty(), "--scenarios: give at least one");
-        if args.scenarios.as_ref().is_some_and(|s| s.contains(&ScenarioArg::FanOut)) {
+        if args
+            .scenarios
+            .as_ref()
+            .is_some_and(|s| s.contains(&ScenarioArg::FanOut))
+        {
             ensure!(
                 cpus.len() >= 3,
                 "--scenarios fan-out needs at least three CPUs in --cpus \
@@ -279,7 +296,10 @@ impl Plan {
         }
 
         let runs = args.runs.unwrap_or(1);
-        ensure!((1..=101).contains(&runs), "--runs must be 1..=101, got {runs}");
+        ensure!(
+            (1..=101).contains(&runs),
+            "--runs must be 1..=101, got {runs}"
+        );
 
         let default_iters = if args.smoke { 2_000 } else { 50_000 };
         let iters = args.iters.unwrap_or(default_iters);
@@ -292,9 +312,14 @@ impl Plan {
             None if args.smoke => 200,
             None => (iters / 10).max(1_000),
         };
-        ensure!(warmup <= 1_000_000_000, "--warmup must be at most 1000000000, got {warmup}");
+        ensure!(
+            warmup <= 1_000_000_000,
+            "--warmup must be at most 1000000000, got {warmup}"
+        );
 
-        let rate = args.rate.unwrap_or(if args.smoke { 50_000 } else { 100_000 });
+        let rate = args
+            .rate
+            .unwrap_or(if args.smoke { 50_000 } else { 100_000 });
         ensure!(
             (1..=100_000_000).contains(&rate),
             "--rate must be 1..=100000000 messages per second, got {rate}"
@@ -368,8 +393,8 @@ fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
 
 /// Reads the CPUs this process may run on.
 pub fn allowed_cpus() -> Result<Vec<usize>> {
-    let ids = core_affinity::get_core_ids()
-        .context("could not read this process's CPU affinity mask")?;
+    let ids =
+        core_affinity::get_core_ids().context("could not read this process's CPU affinity mask")?;
     let mut cpus: Vec<usize> = ids.into_iter().map(|c| c.id).collect();
     cpus.sort_unstable();
     Ok(cpus)
@@ -396,15 +421,42 @@ mod tests {
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
         let cases = [
-            BenchArgs { cpus: Some(vec![0]), ..Default::default() },
-            BenchArgs { cpus: Some(vec![0, 0]), ..Default::default() },
-            BenchArgs { cpus: Some(vec![0, 9]), ..Default::default() },
-            BenchArgs { sizes: Some(vec![4]), ..Default::default() },
-            BenchArgs { sizes: Some(vec![MAX_SIZE + 1]), ..Default::default() },
-            BenchArgs { runs: Some(0), ..Default::default() },
-            BenchArgs { iters: Some(0), ..Default::default() },
-            BenchArgs { rate: Some(0), ..Default::default() },
-            BenchArgs { capacity: Some(3), ..Default::default() },
+            BenchArgs {
+                cpus: Some(vec![0]),
+                ..Default::default()
+            },
+            BenchArgs {
+                cpus: Some(vec![0, 0]),
+                ..Default::default()
+            },
+            BenchArgs {
+                cpus: Some(vec![0, 9]),
+                ..Default::default()
+            },
+            BenchArgs {
+                sizes: Some(vec![4]),
+                ..Default::default()
+            },
+            BenchArgs {
+                sizes: Some(vec![MAX_SIZE + 1]),
+                ..Default::default()
+            },
+            BenchArgs {
+                runs: Some(0),
+                ..Default::default()
+            },
+            BenchArgs {
+                iters: Some(0),
+                ..Default::default()
+            },
+            BenchArgs {
+                rate: Some(0),
+                ..Default::default()
+            },
+            BenchArgs {
+                capacity: Some(3),
+                ..Default::default()
+            },
             BenchArgs {
                 scenarios: Some(vec![ScenarioArg::FanOut]),
                 ..Default::default()
@@ -419,7 +471,10 @@ mod tests {
 
     #[test]
     fn fan_out_needs_three_cpus() {
-        let a = BenchArgs { cpus: Some(vec![2, 0, 1]), ..Default::default() };
+        let a = BenchArgs {
+            cpus: Some(vec![2, 0, 1]),
+            ..Default::default()
+        };
         assert!(plan(&a).unwrap().fan_out());
     }
 

@@ -165,7 +165,10 @@ impl Children {
     fn adopt(&mut self, role: u32, mut child: Child) -> Result<()> {
         let pid = rustix::process::Pid::from_raw(child.id() as i32)
             .ok_or_else(|| anyhow!("bench child has pid 0"))?;
-        let stdout = child.stdout.take().context("bench child has no stdout pipe")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("bench child has no stdout pipe")?;
         let region = Arc::clone(&self.region);
         let watchdog = std::thread::Builder::new()
             .name(format!("bench-watchdog-{role}"))
@@ -203,7 +206,10 @@ impl Children {
             let res = (|| -> Result<SideResult> {
                 read.context("reading a bench child's result")?;
                 if !status.success() {
-                    bail!("bench child {} failed ({status}); its error is above", r.role);
+                    bail!(
+                        "bench child {} failed ({status}); its error is above",
+                        r.role
+                    );
                 }
                 serde_json::from_str(out.trim())
                     .with_context(|| format!("bench child {} sent a bad result", r.role))

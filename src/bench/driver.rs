@@ -174,11 +174,6 @@ impl Receipts {
         }
     }
 
-    /// `missed` measured messages were lost (overwrite mode).
-    pub fn lost(&mut self, missed: u64) {
-        self.lost += missed;
-    }
-
     /// The result, ending the measured interval now.
     pub fn finish(self) -> SideResult {
         let end = monotonic_ns();

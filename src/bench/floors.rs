@@ -30,7 +30,9 @@ use rustix::thread::futex;
 use super::child::{Params, SideResult};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
-use super::shared::{pad128, spin_until, Control, Padded, Patience, Region, SharedPlain, CONTROL_SIZE};
+use super::shared::{
+    pad128, spin_until, Control, Padded, Patience, Region, SharedPlain, CONTROL_SIZE,
+};
 
 /// Written into a ping word to tell the echo side to stop.
 const STOP64: u64 = u64::MAX;
@@ -200,7 +202,11 @@ pub fn seqlock_parent(region: &Region, p: &Params, ticks: Ticks) -> Result<Histo
         if !unsafe { seqlock_read(ctl, &pong, &mut rx, n)? } {
             bail!("echo side stopped early");
         }
-        ensure!(seq_of(&rx) == n, "seqlock echo carried {} for {n}", seq_of(&rx));
+        ensure!(
+            seq_of(&rx) == n,
+            "seqlock echo carried {} for {n}",
+            seq_of(&rx)
+        );
         Ok(())
     })?;
     // Release: pairs with the Acquire in the child's `spin_for`.
@@ -216,7 +222,11 @@ pub fn seqlock_child(region: &Region, p: &Params) -> Result<SideResult> {
     let mut n = 1;
     // SAFETY: ping-pong alternation (see `seqlock_write`).
     while unsafe { seqlock_read(ctl, &ping, &mut buf, n)? } {
-        ensure!(seq_of(&buf) == n, "seqlock ping carried {} for {n}", seq_of(&buf));
+        ensure!(
+            seq_of(&buf) == n,
+            "seqlock ping carried {} for {n}",
+            seq_of(&buf)
+        );
         // SAFETY: as above.
         unsafe { seqlock_write(&pong, &buf, n) };
         n += 1;
@@ -370,7 +380,11 @@ pub fn unix_parent(sock: OwnedFd, p: &Params, ticks: Ticks) -> Result<Histogram<
 pub fn unix_child(sock: OwnedFd, p: &Params) -> Result<SideResult> {
     let mut buf = vec![0u8; p.size + 1];
     while let Some(len) = sock_recv(&sock, &mut buf)? {
-        ensure!(len == p.size, "got {len} bytes on the Unix socket, expected {}", p.size);
+        ensure!(
+            len == p.size,
+            "got {len} bytes on the Unix socket, expected {}",
+            p.size
+        );
         sock_send(&sock, &buf[..len])?;
     }
     Ok(SideResult::default())
@@ -409,7 +423,10 @@ struct CopyRing<'a> {
 
 impl<'a> CopyRing<'a> {
     fn new(region: &'a Region, p: &Params) -> Result<CopyRing<'a>> {
-        ensure!(p.capacity.is_power_of_two(), "capacity must be a power of two");
+        ensure!(
+            p.capacity.is_power_of_two(),
+            "capacity must be a power of two"
+        );
         let stride = ring_stride(p.size);
         Ok(CopyRing {
             idx: region.at(CONTROL_SIZE)?,

@@ -62,7 +62,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(dir) = &args.hgrm {
         let files = hgrm::write_all(&report, dir)?;
         if !args.json {
-            writeln!(out, "wrote {} .hgrm files to {}", files.len(), dir.display())?;
+            writeln!(
+                out,
+                "wrote {} .hgrm files to {}",
+                files.len(),
+                dir.display()
+            )?;
         }
     }
     if let Some(path) = &args.plot {

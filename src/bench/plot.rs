@@ -45,7 +45,9 @@ fn series(row: &Row) -> Option<Series<'_>> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Panels: ping-pong one-way per size, then streaming latency per size.
@@ -73,7 +75,7 @@ fn panels(report: &Report) -> Vec<(String, Vec<&Row>)> {
             let members: Vec<&Row> = rows
                 .iter()
                 .copied()
-                .filter(|r| r.size.is_none_or(|rs| rs == s))
+                .filter(|r| r.size.map_or(true, |rs| rs == s))
                 .collect();
             out.push((format!("{title}, {s} B"), members));
         }
@@ -110,7 +112,10 @@ pub fn render(report: &Report) -> String {
         ))
     );
     if panels.is_empty() {
-        let _ = writeln!(s, r#"<text x="{LEFT}" y="60">no latency figures in this run</text>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{LEFT}" y="60">no latency figures in this run</text>"#
+        );
     }
     for (i, (title, rows)) in panels.iter().enumerate() {
         panel(&mut s, TOP + i as f64 * PANEL_H, title, rows);

@@ -44,7 +44,10 @@ impl Machine {
         Machine {
             cpu_model,
             // Not `available_parallelism`: that is this (pinned) thread's mask.
-            cpus_online: cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
+            cpus_online: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count(),
             kernel,
             rtt_clock,
         }
@@ -114,13 +117,18 @@ impl Row {
         } else {
             let per_run: Vec<Percentiles> = hists.iter().map(|h| Percentiles::of(h, 1.0)).collect();
             let raw = Percentiles::median_of(&per_run);
-            let per_run_div: Vec<Percentiles> = hists.iter().map(|h| Percentiles::of(h, div)).collect();
+            let per_run_div: Vec<Percentiles> =
+                hists.iter().map(|h| Percentiles::of(h, div)).collect();
             let lat = Percentiles::median_of(&per_run_div);
             let mut m = new_hist();
             for h in &hists {
                 let _ = m.add(*h);
             }
-            ((metric == Metric::PingPong).then_some(raw), Some(lat), Some(m))
+            (
+                (metric == Metric::PingPong).then_some(raw),
+                Some(lat),
+                Some(m),
+            )
         };
         let rates: Vec<f64> = samples.iter().filter_map(|s| s.msgs_per_s).collect();
         let msgs_per_s = (!rates.is_empty()).then(|| median(rates));
@@ -184,7 +192,9 @@ impl Report {
             .map(|r| (r.scenario, r.latency, r.msgs_per_s, r.name.clone()))
             .collect();
         for row in &mut rows {
-            let Some(floor) = row.scenario.floor() else { continue };
+            let Some(floor) = row.scenario.floor() else {
+                continue;
+            };
             let Some((_, flat, frate, fid)) = snapshot.iter().find(|s| s.0 == floor) else {
                 continue;
             };
@@ -237,12 +247,20 @@ impl Report {
             p.warmup, self.machine.rtt_clock
         );
 
-        let pp: Vec<&Row> = self.rows.iter().filter(|r| r.metric == Metric::PingPong).collect();
+        let pp: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.metric == Metric::PingPong)
+            .collect();
         if !pp.is_empty() {
             let _ = writeln!(s, "\nPing-pong: one-way latency = RTT / 2");
             latency_table(&mut s, &pp, true);
         }
-        let thr: Vec<&Row> = self.rows.iter().filter(|r| r.metric == Metric::Throughput).collect();
+        let thr: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.metric == Metric::Throughput)
+            .collect();
         if !thr.is_empty() {
             let _ = writeln!(s, "\nStreaming throughput, flat out");
             let _ = writeln!(
@@ -257,7 +275,9 @@ impl Report {
                     r.name,
                     size(r.size),
                     r.msgs_per_s.map(si).unwrap_or_default(),
-                    r.bytes_per_s.map(|b| format!("{}B", si(b))).unwrap_or_default(),
+                    r.bytes_per_s
+                        .map(|b| format!("{}B", si(b)))
+                        .unwrap_or_default(),
                     r.lost,
                     r.received,
                     r.floor.clone().unwrap_or_default(),
@@ -265,7 +285,11 @@ impl Report {
                 );
             }
         }
-        let lat: Vec<&Row> = self.rows.iter().filter(|r| r.metric == Metric::Latency).collect();
+        let lat: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.metric == Metric::Latency)
+            .collect();
         if !lat.is_empty() {
             let _ = writeln!(
                 s,
@@ -302,7 +326,11 @@ fn latency_table(s: &mut String, rows: &[&Row], rtt: bool) {
     if rtt {
         let _ = write!(s, " {:>8}", "RTT p50");
     }
-    let _ = writeln!(s, " {:>9}  {:<28} {:>5} {:>6}", "count", "vs", "×p50", "×p99.9");
+    let _ = writeln!(
+        s,
+        " {:>9}  {:<28} {:>5} {:>6}",
+        "count", "vs", "×p50", "×p99.9"
+    );
     for r in rows {
         let Some(l) = r.latency else { continue };
         let _ = write!(s, "  {:<34} {:>6}", r.name, size(r.size));

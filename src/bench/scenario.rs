@@ -162,7 +162,9 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
         warmup: plan.warmup,
         rate: 0,
         capacity: plan.capacity_for(size),
-        duration_ns: plan.duration.map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        duration_ns: plan
+            .duration
+            .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
     };
     let pp = plan.scenarios.contains(&ScenarioArg::PingPong);
     let st = plan.scenarios.contains(&ScenarioArg::Streaming) || plan.fan_out();

@@ -149,7 +149,9 @@ impl Region {
         let size = std::mem::size_of::<T>();
         ensure!(
             offset % std::mem::align_of::<T>() == 0
-                && offset.checked_add(size).is_some_and(|end| end <= self.len()),
+                && offset
+                    .checked_add(size)
+                    .is_some_and(|end| end <= self.len()),
             "shared structure at {offset} (+{size}) does not fit the {}-byte region",
             self.len()
         );
@@ -229,7 +231,9 @@ pub fn child_barrier(ctl: &Control) -> Result<()> {
     ctl.ready.fetch_add(1, Ordering::Release);
     // Acquire: pairs with the Release store of `go` in `parent_barrier`, so
     // the parent's initialisation of the scenario is visible.
-    spin_until(ctl, "the start signal", || ctl.go.load(Ordering::Acquire) != 0)
+    spin_until(ctl, "the start signal", || {
+        ctl.go.load(Ordering::Acquire) != 0
+    })
 }
 
 /// Parent side of the start barrier: wait for `children` ready, then go.

@@ -11,7 +11,6 @@ pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("constant bounds are valid")
 }
 
-
 /// Percentiles of one distribution, in ns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Percentiles {
@@ -52,7 +51,14 @@ impl Percentiles {
 
     /// The figures in table order (p50 .. max).
     pub fn row(&self) -> [f64; 6] {
-        [self.p50, self.p90, self.p99, self.p99_9, self.p99_99, self.max]
+        [
+            self.p50,
+            self.p90,
+            self.p99,
+            self.p99_9,
+            self.p99_99,
+            self.max,
+        ]
     }
 
     /// Median of each figure across runs (counts are summed).
@@ -109,9 +115,21 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(vec![]), 0.0);
-        let a = Percentiles { p50: 1.0, count: 5, ..Default::default() };
-        let b = Percentiles { p50: 3.0, count: 5, ..Default::default() };
-        let c = Percentiles { p50: 2.0, count: 5, ..Default::default() };
+        let a = Percentiles {
+            p50: 1.0,
+            count: 5,
+            ..Default::default()
+        };
+        let b = Percentiles {
+            p50: 3.0,
+            count: 5,
+            ..Default::default()
+        };
+        let c = Percentiles {
+            p50: 2.0,
+            count: 5,
+            ..Default::default()
+        };
         let m = Percentiles::median_of(&[a, b, c]);
         assert_eq!(m.p50, 2.0);
         assert_eq!(m.count, 15);

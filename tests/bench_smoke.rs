@@ -1,0 +1,120 @@
+//! `ringbus bench --smoke` end to end: the real binary, its children, the
+//! JSON, the `.hgrm` files and the plot. Asserts structure and counts, never
+//! times.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringbus-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn two_cpus() -> bool {
+    core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2)
+}
+
+#[test]
+fn smoke_run_writes_json_hgrm_and_plot() {
+    if !two_cpus() {
+        eprintln!("skipped: the bench needs two CPUs");
+        return;
+    }
+    let dir = scratch("smoke");
+    let plot = dir.join("plot.svg");
+    let hgrm = dir.join("hgrm");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbus"))
+        .args([
+            "bench", "--smoke", "--sizes", "8,64", "--runs", "2", "--json",
+        ])
+        .arg("--plot")
+        .arg(&plot)
+        .arg("--hgrm")
+        .arg(&hgrm)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let rows = json["rows"].as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for want in [
+        "floor-line-pingpong",
+        "floor-futex-pingpong",
+        "base-seqlock-pingpong-64B",
+        "base-unix-pingpong-8B",
+        "floor-copyring-throughput-64B",
+        "floor-copyring-latency-8B",
+    ] {
+        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+    }
+    for r in rows {
+        assert_eq!(r["runs"], 2, "{r}");
+        match r["metric"].as_str().unwrap() {
+            "ping-pong" => {
+                // Two runs of 2000 measured round trips each.
+                assert_eq!(r["latency"]["count"], 4000, "{r}");
+                assert!(r["rtt"]["p50"].as_f64().unwrap() > 0.0);
+                let one_way = r["latency"]["p50"].as_f64().unwrap();
+                let rtt = r["rtt"]["p50"].as_f64().unwrap();
+                assert!((one_way * 2.0 - rtt).abs() <= 1.0, "{r}");
+            }
+            "throughput" => {
+                assert_eq!(r["lost"], 0);
+                assert_eq!(r["received"], 2 * r["params"]["iters"].as_u64().unwrap());
+                assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0);
+            }
+            "latency" => assert_eq!(r["latency"]["count"], 4000, "{r}"),
+            m => panic!("unknown metric {m}"),
+        }
+    }
+    let seqlock = rows
+        .iter()
+        .find(|r| r["id"] == "base-seqlock-pingpong-64B")
+        .unwrap();
+    assert_eq!(seqlock["floor"], "floor: cache line");
+    assert!(seqlock["ratio"].as_f64().unwrap() > 0.0);
+
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.matches("<polyline").count() >= 6);
+    let line = std::fs::read_to_string(hgrm.join("floor-line-pingpong-oneway.hgrm")).unwrap();
+    assert!(line.contains("Total count    =         4000"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    for args in [
+        &["bench", "--sizes", "4"][..],
+        &["bench", "--cpus", "0,0"],
+        &["bench", "--cpus", "0,4096"],
+        &["bench", "--wait", "sometimes"],
+        &["bench", "--runs", "0"],
+        &["bench", "--duration", "forever"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringbus"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains("error"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn the_child_subcommand_rejects_a_bad_spec() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbus"))
+        .args(["__bench-child", "{not json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("internal to `ringbus bench`"));
+}
