@@ -9,4 +9,7 @@
 
 pub mod bench;
 pub mod layout;
+pub mod ring;
+pub mod shm;
 pub(crate) mod sync;
+pub mod wait;
