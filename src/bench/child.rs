@@ -62,8 +62,8 @@ pub struct ChildSpec {
     pub shm_len: usize,
     /// Inherited socket, for the Unix-socket baseline.
     pub sock_fd: Option<i32>,
-    /// Files of the rings under test, for the ringbus scenarios.
-    pub ring_paths: Vec<String>,
+    /// Inherited `[data, ctrl]` descriptors of the rings under test.
+    pub ring_fds: Vec<[i32; 2]>,
     /// Counts and knobs.
     pub params: Params,
 }

@@ -137,6 +137,7 @@ impl Pacer {
 /// latency runs.
 pub struct Receipts {
     warmup: u64,
+    started: bool,
     latency: Option<Histogram<u64>>,
     start_ns: u64,
     received: u64,
@@ -148,6 +149,7 @@ impl Receipts {
     pub fn new(p: &Params, latency: bool) -> Receipts {
         Receipts {
             warmup: p.warmup,
+            started: false,
             latency: latency.then(new_hist),
             start_ns: 0,
             received: 0,
@@ -156,21 +158,28 @@ impl Receipts {
     }
 
     /// Message `index` (0-based sequence number) arrived; `stamp_ns` is its
-    /// publish time (latency runs).
+    /// publish time (latency runs). The measured interval starts at the last
+    /// warm-up message (or the first one after it, if that was lost).
     #[inline(always)]
     pub fn got(&mut self, index: u64, stamp_ns: u64) {
-        if index < self.warmup {
-            if index + 1 == self.warmup {
-                self.start_ns = monotonic_ns();
-            }
-            return;
-        }
-        if self.received == 0 && self.warmup == 0 {
+        if !self.started && index + 1 >= self.warmup {
+            self.started = true;
             self.start_ns = monotonic_ns();
+        }
+        if index < self.warmup {
+            return;
         }
         self.received += 1;
         if let Some(h) = &mut self.latency {
             h.saturating_record(monotonic_ns().saturating_sub(stamp_ns));
+        }
+    }
+
+    /// `missed` messages were overwritten before this subscriber read them
+    /// (overwrite mode); counted once the measured part has started.
+    pub fn lost(&mut self, missed: u64) {
+        if self.started {
+            self.lost += missed;
         }
     }
 

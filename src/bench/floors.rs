@@ -28,7 +28,7 @@ use rustix::io::Errno;
 use rustix::thread::futex;
 
 use super::child::{Params, SideResult};
-use super::clock::Ticks;
+use super::clock::{monotonic_ns, Ticks};
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::shared::{
     pad128, spin_until, Control, Padded, Patience, Region, SharedPlain, CONTROL_SIZE,
@@ -465,11 +465,19 @@ pub fn copy_ring_parent(region: &Region, p: &Params) -> Result<()> {
                 head < limit
             })?;
         }
-        let word = if paced { pacer.wait() } else { head };
-        msg[..8].copy_from_slice(&word.to_le_bytes());
+        if paced {
+            pacer.wait();
+        }
+        msg[..8].copy_from_slice(&head.to_le_bytes());
         // SAFETY: slot `head` is free (head < tail + capacity) and only this
         // process writes slots.
         unsafe { ptr::copy_nonoverlapping(msg.as_ptr(), ring.slot(head), p.size) };
+        if paced {
+            // Stamped after the copy, as the ring stamps its messages.
+            let stamp = monotonic_ns().to_le_bytes();
+            // SAFETY: as above; the first 8 bytes of the same slot.
+            unsafe { ptr::copy_nonoverlapping(stamp.as_ptr(), ring.slot(head), 8) };
+        }
         head += 1;
         // Release: publishes the slot; pairs with the consumer's Acquire
         // load of `head`.

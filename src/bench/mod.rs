@@ -26,6 +26,7 @@ mod hgrm;
 mod plot;
 mod progress;
 mod report;
+mod ring;
 mod scenario;
 mod shared;
 mod stats;

@@ -9,10 +9,15 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::args::{Plan, ScenarioArg};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use super::args::{ModeArg, Plan, ScenarioArg, WaitArg};
 use super::child::{ChildSpec, Children, Params, SideResult};
 use super::clock::Ticks;
 use super::floors;
+use super::report::{Row, Target};
+use super::ring::{self, RingFiles};
+use super::shared::CONTROL_SIZE;
 use super::shared::{parent_barrier, Region};
 
 /// One measurement.
@@ -43,6 +48,37 @@ pub enum Scenario {
         /// Payload bytes.
         size: usize,
     },
+    /// ringbus ping-pong over two rings.
+    RingPingPong {
+        /// Payload bytes.
+        size: usize,
+        /// Receive wait strategy (both sides).
+        wait: WaitArg,
+        /// Ring mode.
+        mode: ModeArg,
+    },
+    /// ringbus streaming, flat out, 1 → `subscribers`.
+    RingThroughput {
+        /// Payload bytes.
+        size: usize,
+        /// Subscribers' wait strategy.
+        wait: WaitArg,
+        /// Ring mode.
+        mode: ModeArg,
+        /// Subscriber processes.
+        subscribers: u32,
+    },
+    /// ringbus streaming at a fixed rate: publish-to-receive latency.
+    RingLatency {
+        /// Payload bytes.
+        size: usize,
+        /// Subscribers' wait strategy.
+        wait: WaitArg,
+        /// Ring mode.
+        mode: ModeArg,
+        /// Subscriber processes.
+        subscribers: u32,
+    },
 }
 
 /// What a scenario's figures mean.
@@ -64,9 +100,12 @@ impl Scenario {
             Scenario::LinePingPong
             | Scenario::SeqlockPingPong { .. }
             | Scenario::FutexPingPong
-            | Scenario::UnixPingPong { .. } => Metric::PingPong,
-            Scenario::CopyRingThroughput { .. } => Metric::Throughput,
-            Scenario::CopyRingLatency { .. } => Metric::Latency,
+            | Scenario::UnixPingPong { .. }
+            | Scenario::RingPingPong { .. } => Metric::PingPong,
+            Scenario::CopyRingThroughput { .. } | Scenario::RingThroughput { .. } => {
+                Metric::Throughput
+            }
+            Scenario::CopyRingLatency { .. } | Scenario::RingLatency { .. } => Metric::Latency,
         }
     }
 
@@ -77,13 +116,26 @@ impl Scenario {
             Scenario::SeqlockPingPong { size }
             | Scenario::UnixPingPong { size }
             | Scenario::CopyRingThroughput { size }
-            | Scenario::CopyRingLatency { size } => Some(size),
+            | Scenario::CopyRingLatency { size }
+            | Scenario::RingPingPong { size, .. }
+            | Scenario::RingThroughput { size, .. }
+            | Scenario::RingLatency { size, .. } => Some(size),
+        }
+    }
+
+    /// Wait strategy and mode of a ringbus scenario.
+    fn ring(self) -> Option<(WaitArg, ModeArg)> {
+        match self {
+            Scenario::RingPingPong { wait, mode, .. }
+            | Scenario::RingThroughput { wait, mode, .. }
+            | Scenario::RingLatency { wait, mode, .. } => Some((wait, mode)),
+            _ => None,
         }
     }
 
     /// Whether this is a baseline (no ringbus code).
     pub fn is_floor(self) -> bool {
-        true
+        self.ring().is_none()
     }
 
     /// Human name for tables and legends.
@@ -95,6 +147,28 @@ impl Scenario {
             Scenario::UnixPingPong { .. } => "base: unix seqpacket".into(),
             Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
                 "floor: copy ring".into()
+            }
+            Scenario::RingPingPong { wait, mode, .. } => {
+                format!("ringbus {}/{}", wait.name(), mode.name())
+            }
+            Scenario::RingThroughput {
+                wait,
+                mode,
+                subscribers,
+                ..
+            }
+            | Scenario::RingLatency {
+                wait,
+                mode,
+                subscribers,
+                ..
+            } => {
+                let fan = if subscribers > 1 {
+                    format!(" 1→{subscribers}")
+                } else {
+                    String::new()
+                };
+                format!("ringbus{fan} {}/{}", wait.name(), mode.name())
             }
         }
     }
@@ -109,23 +183,67 @@ impl Scenario {
             Scenario::UnixPingPong { .. } => "base-unix-pingpong",
             Scenario::CopyRingThroughput { .. } => "floor-copyring-throughput",
             Scenario::CopyRingLatency { .. } => "floor-copyring-latency",
+            Scenario::RingPingPong { wait, mode, .. } => {
+                return format!("ringbus-pingpong-{}-{}{size}", wait.name(), mode.name());
+            }
+            Scenario::RingThroughput {
+                wait,
+                mode,
+                subscribers,
+                ..
+            } => {
+                return format!(
+                    "ringbus-throughput-1to{subscribers}-{}-{}{size}",
+                    wait.name(),
+                    mode.name()
+                );
+            }
+            Scenario::RingLatency {
+                wait,
+                mode,
+                subscribers,
+                ..
+            } => {
+                return format!(
+                    "ringbus-latency-1to{subscribers}-{}-{}{size}",
+                    wait.name(),
+                    mode.name()
+                );
+            }
         };
         format!("{base}{size}")
     }
 
     /// The floor this figure is shown against (ratio = this / floor).
+    ///
+    /// Spin and adaptive waits are compared with the cache-line ping-pong
+    /// (ping-pong) or the copy ring (streaming); blocking waits with the
+    /// futex ping-pong's one-way figure, the cost of one wake-up.
     pub fn floor(self) -> Option<Scenario> {
         match self {
             Scenario::SeqlockPingPong { .. } | Scenario::UnixPingPong { .. } => {
                 Some(Scenario::LinePingPong)
             }
+            Scenario::RingPingPong { wait, .. } => Some(match wait {
+                WaitArg::Block => Scenario::FutexPingPong,
+                _ => Scenario::LinePingPong,
+            }),
+            Scenario::RingThroughput { size, .. } => Some(Scenario::CopyRingThroughput { size }),
+            Scenario::RingLatency { size, wait, .. } => Some(match wait {
+                WaitArg::Block => Scenario::FutexPingPong,
+                _ => Scenario::CopyRingLatency { size },
+            }),
             _ => None,
         }
     }
 
     /// Number of child processes.
     fn children(self) -> u32 {
-        1
+        match self {
+            Scenario::RingThroughput { subscribers, .. }
+            | Scenario::RingLatency { subscribers, .. } => subscribers,
+            _ => 1,
+        }
     }
 }
 
@@ -153,7 +271,8 @@ pub struct Sample {
     pub lost: u64,
 }
 
-/// The scenarios `plan` asks for, floors first, each with its counts.
+/// The scenarios `plan` asks for, each ringbus figure after its floors,
+/// each with its counts.
 pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
     let mut out = Vec::new();
     let base = |size: usize| Params {
@@ -166,47 +285,101 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
             .duration
             .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
     };
+    let thr = |size: usize| Params {
+        iters: plan.throughput_msgs(size),
+        warmup: plan.warmup.max(1),
+        ..base(size)
+    };
+    let lat = |size: usize| Params {
+        rate: plan.rate,
+        ..base(size)
+    };
     let pp = plan.scenarios.contains(&ScenarioArg::PingPong);
-    let st = plan.scenarios.contains(&ScenarioArg::Streaming) || plan.fan_out();
-    if pp {
-        out.push((Scenario::LinePingPong, base(64)));
-        out.push((Scenario::FutexPingPong, base(64)));
-    }
+    let st = plan.scenarios.contains(&ScenarioArg::Streaming);
+    let fan = plan.fan_out();
+    // The floors every ratio needs: always measured.
+    out.push((Scenario::LinePingPong, base(64)));
+    out.push((Scenario::FutexPingPong, base(64)));
     for &size in &plan.sizes {
         if pp {
             out.push((Scenario::SeqlockPingPong { size }, base(size)));
             out.push((Scenario::UnixPingPong { size }, base(size)));
+            for &mode in &plan.modes {
+                for &wait in &plan.waits {
+                    out.push((Scenario::RingPingPong { size, wait, mode }, base(size)));
+                }
+            }
         }
+        if st || fan {
+            out.push((Scenario::CopyRingThroughput { size }, thr(size)));
+            out.push((Scenario::CopyRingLatency { size }, lat(size)));
+        }
+        let mut fans = Vec::new();
         if st {
-            let thr = Params {
-                iters: plan.throughput_msgs(size),
-                warmup: plan.warmup.max(1),
-                ..base(size)
-            };
-            out.push((Scenario::CopyRingThroughput { size }, thr));
-            let lat = Params {
-                rate: plan.rate,
-                ..base(size)
-            };
-            out.push((Scenario::CopyRingLatency { size }, lat));
+            fans.push(1);
+        }
+        if fan {
+            fans.push(plan.cpus.len() as u32 - 1);
+        }
+        for subscribers in fans {
+            for &mode in &plan.modes {
+                for &wait in &plan.waits {
+                    out.push((
+                        Scenario::RingThroughput {
+                            size,
+                            wait,
+                            mode,
+                            subscribers,
+                        },
+                        thr(size),
+                    ));
+                    out.push((
+                        Scenario::RingLatency {
+                            size,
+                            wait,
+                            mode,
+                            subscribers,
+                        },
+                        lat(size),
+                    ));
+                }
+            }
         }
     }
     out
 }
 
-/// Runs one scenario once: sets up the shared memory, starts the children
-/// on their CPUs, runs the parent's side on this (already pinned) thread.
+/// Runs one scenario once: sets up the shared memory (and rings, sockets),
+/// starts the children on their CPUs, runs the parent's side on this
+/// (already pinned) thread.
 pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> {
     let len = match scenario {
         Scenario::LinePingPong => floors::line_len(),
         Scenario::SeqlockPingPong { size } => floors::seqlock_len(size),
         Scenario::FutexPingPong => floors::futex_len(),
-        Scenario::UnixPingPong { .. } => super::shared::CONTROL_SIZE,
         Scenario::CopyRingThroughput { size } | Scenario::CopyRingLatency { size } => {
             floors::copy_ring_len(size, p.capacity)
         }
+        Scenario::UnixPingPong { .. }
+        | Scenario::RingPingPong { .. }
+        | Scenario::RingThroughput { .. }
+        | Scenario::RingLatency { .. } => CONTROL_SIZE,
     };
     let region = Arc::new(Region::create(len)?);
+    let n = scenario.children();
+
+    // Rings (ringbus scenarios): A parent → children, B child → parent.
+    let ring_cfg = match scenario.ring() {
+        Some((_, mode)) => Some(ring::config(p, mode, n)?),
+        None => None,
+    };
+    let mut rings: Vec<RingFiles> = Vec::new();
+    if let Some(cfg) = &ring_cfg {
+        rings.push(RingFiles::create(cfg, 1)?);
+        if scenario.metric() == Metric::PingPong {
+            rings.push(RingFiles::create(cfg, 2)?);
+        }
+    }
     let (sock_parent, sock_child) = match scenario {
         Scenario::UnixPingPong { .. } => {
             let (a, b) = floors::unix_pair()?;
@@ -214,7 +387,19 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         }
         _ => (None, None),
     };
-    let n = scenario.children();
+
+    // The parent's ring handles exist before any child starts publishing.
+    let mut pp_ends = None;
+    let mut producer = None;
+    if let Some(cfg) = &ring_cfg {
+        if scenario.metric() == Metric::PingPong {
+            pp_ends = Some(ring::pingpong_parent_setup(&rings[0], &rings[1], cfg)?);
+        } else {
+            let region = rings[0].map(crate::shm::Access::ReadWrite, cfg)?;
+            producer = Some(crate::ring::Producer::new(region).context("bench publisher")?);
+        }
+    }
+
     let specs: Vec<ChildSpec> = (1..=n)
         .map(|role| ChildSpec {
             scenario,
@@ -223,15 +408,19 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             parent_pid: std::process::id() as i32,
             shm_fd: region.fd(),
             shm_len: region.len(),
-            sock_fd: sock_child.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
-            ring_paths: Vec::new(),
+            sock_fd: sock_child.as_ref().map(AsRawFd::as_raw_fd),
+            ring_fds: rings.iter().map(RingFiles::raw).collect(),
             params: *p,
         })
         .collect();
-    let extra: Vec<_> = sock_child.iter().map(std::os::fd::AsFd::as_fd).collect();
+    let mut extra: Vec<BorrowedFd<'_>> = sock_child.iter().map(AsFd::as_fd).collect();
+    for r in &rings {
+        extra.extend(r.fds());
+    }
     let children = Children::spawn(ctx.exe, &region, &specs, &extra)?;
     drop(extra);
     drop(sock_child); // the child has its copy; EOF must reach it when we close ours
+    drop(rings); // the children and our mappings hold the rings now
     parent_barrier(region.control(), n)?;
 
     let hist = match scenario {
@@ -239,11 +428,21 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         Scenario::SeqlockPingPong { .. } => Some(floors::seqlock_parent(&region, p, ctx.ticks)?),
         Scenario::FutexPingPong => Some(floors::futex_parent(&region, p, ctx.ticks)?),
         Scenario::UnixPingPong { .. } => {
-            let sock = sock_parent.expect("created above");
+            let sock = sock_parent.context("unix socket missing")?;
             Some(floors::unix_parent(sock, p, ctx.ticks)?)
         }
         Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
             floors::copy_ring_parent(&region, p)?;
+            None
+        }
+        Scenario::RingPingPong { wait, .. } => {
+            let (prod, cons) = pp_ends.context("ping-pong rings missing")?;
+            Some(ring::pingpong_parent(
+                &region, prod, cons, wait, p, ctx.ticks,
+            )?)
+        }
+        Scenario::RingThroughput { .. } | Scenario::RingLatency { .. } => {
+            ring::stream_parent(producer.context("publisher missing")?, p)?;
             None
         }
     };
@@ -269,11 +468,13 @@ fn merge(results: &[SideResult], metric: Metric) -> Sample {
         }
         hist = Some(h);
     }
+    // Fan-out: every subscriber receives every message, so the run's rate
+    // is its slowest subscriber's.
     let msgs_per_s = (metric == Metric::Throughput).then(|| {
         results
             .iter()
             .map(|r| r.received as f64 * 1e9 / r.elapsed_ns.max(1) as f64)
-            .sum()
+            .fold(f64::INFINITY, f64::min)
     });
     Sample {
         hist,
@@ -321,10 +522,114 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
             child_barrier(region.control())?;
             floors::copy_ring_child(region, p)
         }
+        Scenario::RingPingPong { wait, mode, .. } => {
+            let cfg = ring::config(p, mode, 1)?;
+            let [a, b] = ring_fds::<2>(spec)?;
+            ring::pingpong_child(region, &a, &b, &cfg, wait, p)
+        }
+        Scenario::RingThroughput {
+            wait,
+            mode,
+            subscribers,
+            ..
+        }
+        | Scenario::RingLatency {
+            wait,
+            mode,
+            subscribers,
+            ..
+        } => {
+            let cfg = ring::config(p, mode, subscribers)?;
+            let [a] = ring_fds::<1>(spec)?;
+            ring::stream_child(region, &a, &cfg, wait, p)
+        }
     }
 }
 
-/// The targets that `rows` allow evaluating.
-pub fn targets(_rows: &[super::report::Row]) -> Vec<super::report::Target> {
-    Vec::new()
+fn ring_fds<const N: usize>(spec: &ChildSpec) -> Result<[RingFiles; N]> {
+    anyhow::ensure!(
+        spec.ring_fds.len() == N,
+        "expected {N} rings in the spec, got {}",
+        spec.ring_fds.len()
+    );
+    let files: Vec<RingFiles> = spec
+        .ring_fds
+        .iter()
+        .map(|&raw| RingFiles::adopt(raw))
+        .collect::<Result<_>>()?;
+    files
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("ring count changed"))
+}
+
+/// The targets that `rows` allow evaluating (64-byte messages,
+/// each mode that ran). Informational: nothing gates on them.
+pub fn targets(rows: &[Row]) -> Vec<Target> {
+    let find = |sc: Scenario| rows.iter().find(|r| r.scenario == sc);
+    let lat = |sc: Scenario| find(sc).and_then(|r| r.latency);
+    let mut out = Vec::new();
+    let mut push = |what: String, ratio: f64, bound: f64, at_most: bool| {
+        out.push(Target {
+            met: if at_most {
+                ratio <= bound
+            } else {
+                ratio >= bound
+            },
+            what,
+            ratio,
+            bound,
+        });
+    };
+    let size = 64;
+    for mode in [ModeArg::Overwrite, ModeArg::Backpressure] {
+        let m = mode.name();
+        let pp = |wait| Scenario::RingPingPong { size, wait, mode };
+        let spin = lat(pp(WaitArg::Spin));
+        if let (Some(s), Some(f)) = (spin, lat(Scenario::LinePingPong)) {
+            push(
+                format!("spin {m} 64 B ping-pong one-way p50 / cache-line p50"),
+                s.p50 / f.p50,
+                1.15,
+                true,
+            );
+            push(
+                format!("spin {m} 64 B ping-pong one-way p99.9 / cache-line p99.9"),
+                s.p99_9 / f.p99_9,
+                1.5,
+                true,
+            );
+        }
+        if let (Some(b), Some(f)) = (lat(pp(WaitArg::Block)), lat(Scenario::FutexPingPong)) {
+            push(
+                format!("block {m} 64 B ping-pong p50 / raw futex p50"),
+                b.p50 / f.p50,
+                1.15,
+                true,
+            );
+        }
+        if let (Some(a), Some(s)) = (lat(pp(WaitArg::Adaptive)), spin) {
+            push(
+                format!("adaptive {m} 64 B ping-pong p50 / spin p50"),
+                a.p50 / s.p50,
+                1.2,
+                true,
+            );
+        }
+        let thr = |sc| find(sc).and_then(|r| r.msgs_per_s);
+        let ring = thr(Scenario::RingThroughput {
+            size,
+            wait: WaitArg::Spin,
+            mode,
+            subscribers: 1,
+        });
+        if let (Some(r), Some(f)) = (ring, thr(Scenario::CopyRingThroughput { size })) {
+            push(
+                format!("spin {m} 64 B streaming msgs/s / copy ring (at least)"),
+                r / f,
+                0.8,
+                false,
+            );
+        }
+    }
+    out
 }
