@@ -50,14 +50,28 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         "base-unix-pingpong-8B",
         "floor-copyring-throughput-64B",
         "floor-copyring-latency-8B",
+        "ringbus-pingpong-spin-overwrite-64B",
+        "ringbus-pingpong-block-backpressure-8B",
+        "ringbus-throughput-1to1-adaptive-backpressure-64B",
+        "ringbus-latency-1to1-spin-overwrite-8B",
     ] {
         assert!(ids.contains(&want), "{want} missing from {ids:?}");
     }
     for r in rows {
         assert_eq!(r["runs"], 2, "{r}");
+        // Overwrite-mode subscribers may legitimately be lapped and lose
+        // messages; everything else must deliver every measured message.
+        let lossy = r["id"].as_str().unwrap().contains("overwrite");
+        let expect = |got: u64, want: u64| {
+            if lossy {
+                assert!(got > 0 && got <= want, "{got} of {want}: {r}");
+            } else {
+                assert_eq!(got, want, "{r}");
+            }
+        };
         match r["metric"].as_str().unwrap() {
             "ping-pong" => {
-                // Two runs of 2000 measured round trips each.
+                // Two runs of 2000 measured round trips each, never lossy.
                 assert_eq!(r["latency"]["count"], 4000, "{r}");
                 assert!(r["rtt"]["p50"].as_f64().unwrap() > 0.0);
                 let one_way = r["latency"]["p50"].as_f64().unwrap();
@@ -65,14 +79,21 @@ fn smoke_run_writes_json_hgrm_and_plot() {
                 assert!((one_way * 2.0 - rtt).abs() <= 1.0, "{r}");
             }
             "throughput" => {
-                assert_eq!(r["lost"], 0);
-                assert_eq!(r["received"], 2 * r["params"]["iters"].as_u64().unwrap());
+                let sent = 2 * r["params"]["iters"].as_u64().unwrap();
+                let received = r["received"].as_u64().unwrap();
+                expect(received, sent);
+                assert!(received + r["lost"].as_u64().unwrap() <= sent, "{r}");
                 assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0);
             }
-            "latency" => assert_eq!(r["latency"]["count"], 4000, "{r}"),
+            "latency" => expect(r["latency"]["count"].as_u64().unwrap(), 4000),
             m => panic!("unknown metric {m}"),
         }
+        if r["id"].as_str().unwrap().starts_with("ringbus") {
+            assert!(r["ratio"].as_f64().unwrap() > 0.0, "ringbus rows have a floor: {r}");
+        }
     }
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 10, "5 targets per mode: {targets:?}");
     let seqlock = rows
         .iter()
         .find(|r| r["id"] == "base-seqlock-pingpong-64B")
