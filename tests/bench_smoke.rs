@@ -89,7 +89,10 @@ fn smoke_run_writes_json_hgrm_and_plot() {
             m => panic!("unknown metric {m}"),
         }
         if r["id"].as_str().unwrap().starts_with("ringbus") {
-            assert!(r["ratio"].as_f64().unwrap() > 0.0, "ringbus rows have a floor: {r}");
+            assert!(
+                r["ratio"].as_f64().unwrap() > 0.0,
+                "ringbus rows have a floor: {r}"
+            );
         }
     }
     let targets = json["targets"].as_array().unwrap();

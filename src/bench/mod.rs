@@ -143,7 +143,7 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         .zip(&samples)
         .map(|((sc, p), s)| Row::new(*sc, *p, s))
         .collect();
-    let machine = report::Machine::detect(ticks.ns_per_tick());
+    let machine = report::Machine::detect(ticks);
     Ok(Report::new(machine, plan, rows, notes))
 }
 

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use super::report::{ns, Report, Row};
 use super::scenario::Metric;
 
-const W: f64 = 960.0;
+const W: f64 = 1180.0;
 const PANEL_H: f64 = 340.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 300.0;
+const RIGHT: f64 = 420.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 44.0;
 const COLORS: [&str; 10] = [
@@ -218,14 +218,16 @@ fn panel(s: &mut String, y0: f64, title: &str, rows: &[&Row]) {
             _ => se.row.name.clone(),
         };
         let p50 = se.row.latency.map(|l| ns(l.p50)).unwrap_or_default();
+        let p999 = se.row.latency.map(|l| ns(l.p99_9)).unwrap_or_default();
         let _ = writeln!(
             s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{} — p50 {}</text>"#,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}" font-size="11">{} — p50 {}, p99.9 {}</text>"#,
             lx + 22.0,
             lx + 28.0,
             ly + 4.0,
             esc(&name),
-            p50
+            p50,
+            p999
         );
     }
 }

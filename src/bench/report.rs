@@ -26,7 +26,7 @@ pub struct Machine {
 
 impl Machine {
     /// Reads `/proc/cpuinfo` and `uname`.
-    pub fn detect(ns_per_tick: f64) -> Machine {
+    pub fn detect(ticks: crate::bench::clock::Ticks) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
@@ -37,7 +37,11 @@ impl Machine {
         let uname = rustix::system::uname();
         let kernel = uname.release().to_string_lossy().into_owned();
         let rtt_clock = if cfg!(target_arch = "x86_64") {
-            format!("rdtsc at {:.4} ns/tick", ns_per_tick)
+            format!(
+                "rdtsc, {:.4} ns/tick, steps of {:.1} ns",
+                ticks.ns_per_tick(),
+                ticks.resolution_ns()
+            )
         } else {
             "CLOCK_MONOTONIC".into()
         };
