@@ -142,3 +142,47 @@ fn the_child_subcommand_rejects_a_bad_spec() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("internal to `ringbus bench`"));
 }
+
+#[test]
+fn fan_out_delivers_to_every_subscriber() {
+    if !two_cpus() {
+        eprintln!("skipped: the bench needs two CPUs");
+        return;
+    }
+    // Two subscribers share CPU 1 so the path runs on a 2-CPU machine.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbus"))
+        .args([
+            "bench",
+            "--smoke",
+            "--json",
+            "--cpus",
+            "0,1,1",
+            "--allow-shared-cpus",
+        ])
+        .args(["--scenarios", "fan-out", "--sizes", "64", "--wait", "block"])
+        .args(["--mode", "backpressure"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let thr = rows
+        .iter()
+        .find(|r| r["id"] == "ringbus-throughput-1to2-block-backpressure-64B")
+        .expect("fan-out throughput row");
+    // Back-pressure: each of the two subscribers gets every measured message.
+    let sent = thr["params"]["iters"].as_u64().unwrap();
+    assert_eq!(thr["received"].as_u64().unwrap(), 2 * sent, "{thr}");
+    assert_eq!(thr["lost"], 0);
+    let lat = rows
+        .iter()
+        .find(|r| r["id"] == "ringbus-latency-1to2-block-backpressure-64B")
+        .expect("fan-out latency row");
+    assert_eq!(lat["latency"]["count"], 2 * 2000, "{lat}");
+    let notes = json["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n.as_str().unwrap().contains("shared")));
+}

@@ -142,6 +142,11 @@ pub struct BenchArgs {
     /// meaningful.
     #[arg(long)]
     pub smoke: bool,
+
+    /// Let `--cpus` name a CPU twice (to exercise fan-out on a small
+    /// machine in tests; the figures are then meaningless).
+    #[arg(long, hide = true)]
+    pub allow_shared_cpus: bool,
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
@@ -210,6 +215,8 @@ pub struct Plan {
     pub capacity: Option<u32>,
     /// Smoke mode (tiny counts).
     pub smoke: bool,
+    /// Some CPUs run more than one side (`--allow-shared-cpus`).
+    pub shared_cpus: bool,
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -246,7 +253,10 @@ impl Plan {
                 allowed_cpus.contains(c),
                 "--cpus: CPU {c} is not available to this process (available: {allowed_cpus:?})"
             );
-            ensure!(!cpus[..i].contains(c), "--cpus: CPU {c} is listed twice");
+            ensure!(
+                args.allow_shared_cpus || !cpus[..i].contains(c),
+                "--cpus: CPU {c} is listed twice; each side needs its own CPU"
+            );
         }
 
         let sizes = args
@@ -331,7 +341,6 @@ impl Plan {
             );
         }
         let plan = Plan {
-            cpus,
             sizes,
             waits,
             modes,
@@ -343,6 +352,8 @@ impl Plan {
             rate,
             capacity: args.capacity,
             smoke: args.smoke,
+            shared_cpus: (1..cpus.len()).any(|i| cpus[..i].contains(&cpus[i])),
+            cpus,
         };
         for &s in &plan.sizes {
             let cap = plan.capacity_for(s);

@@ -141,7 +141,8 @@ pub struct Receipts {
     latency: Option<Histogram<u64>>,
     start_ns: u64,
     received: u64,
-    lost: u64,
+    /// One past the highest sequence number seen.
+    end: u64,
 }
 
 impl Receipts {
@@ -153,7 +154,7 @@ impl Receipts {
             latency: latency.then(new_hist),
             start_ns: 0,
             received: 0,
-            lost: 0,
+            end: 0,
         }
     }
 
@@ -170,25 +171,23 @@ impl Receipts {
             return;
         }
         self.received += 1;
+        self.end = index + 1;
         if let Some(h) = &mut self.latency {
             h.saturating_record(monotonic_ns().saturating_sub(stamp_ns));
         }
     }
 
-    /// `missed` messages were overwritten before this subscriber read them
-    /// (overwrite mode); counted once the measured part has started.
-    pub fn lost(&mut self, missed: u64) {
-        if self.started {
-            self.lost += missed;
-        }
-    }
-
-    /// The result, ending the measured interval now.
+    /// The result, ending the measured interval now. Messages lost
+    /// (overwrite mode) are the measured sequence numbers up to the last one
+    /// seen that were never received, however the subscriber was lapped.
     pub fn finish(self) -> SideResult {
         let end = monotonic_ns();
         let mut r = SideResult {
             received: self.received,
-            lost: self.lost,
+            lost: self
+                .end
+                .saturating_sub(self.warmup)
+                .saturating_sub(self.received),
             elapsed_ns: end.saturating_sub(self.start_ns),
             ..Default::default()
         };
@@ -254,6 +253,20 @@ mod tests {
         }
         let res = r.finish();
         assert_eq!(res.received, 3);
+        assert_eq!(res.lost, 0);
         assert_eq!(res.hist().len(), 3);
+    }
+
+    #[test]
+    fn receipts_count_losses_across_the_warmup_boundary() {
+        let p = params(10, 100);
+        let mut r = Receipts::new(&p, false);
+        // Lapped from 3 straight to 50, then from 60 to 100.
+        for i in (0..3).chain(50..60).chain(100..110) {
+            r.got(i, 0);
+        }
+        let res = r.finish();
+        assert_eq!(res.received, 20);
+        assert_eq!(res.lost, 110 - 10 - 20);
     }
 }

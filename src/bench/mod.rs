@@ -107,6 +107,9 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     if plan.smoke {
         notes.push("smoke mode: tiny counts, the figures mean nothing".to_string());
     }
+    if plan.shared_cpus {
+        notes.push("CPUs are shared between sides: the figures mean nothing".to_string());
+    }
     if plan.scenarios.contains(&ScenarioArg::FanOut) && !plan.fan_out() {
         notes.push(format!(
             "fan-out skipped: it needs at least 3 CPUs in --cpus (have {:?})",
