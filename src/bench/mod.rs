@@ -135,8 +135,32 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
                 sc.label(),
                 size
             ));
-            let sample = scenario::measure(&ctx, *sc, params)
+            // A ringbus figure is paired with its floor measured just
+            // before it: the hypervisor may move the vCPUs between cores
+            // (this changes cross-core latency severalfold), and adjacent
+            // measurements usually share a placement.
+            let pair = match sc.floor().filter(|_| !sc.is_floor()) {
+                Some(floor) => {
+                    let fp = list
+                        .iter()
+                        .find(|(f, _)| *f == floor)
+                        .map(|(_, p)| scenario::pair_params(p))
+                        .context("a floor missing from the list")?;
+                    let s = scenario::measure(&ctx, floor, &fp)
+                        .with_context(|| format!("measuring {} (paired)", floor.slug()))?;
+                    Some((floor, s))
+                }
+                None => None,
+            };
+            let mut sample = scenario::measure(&ctx, *sc, params)
                 .with_context(|| format!("measuring {}", sc.slug()))?;
+            if let Some((floor, f)) = pair {
+                sample.pair_with(
+                    &f,
+                    floor.metric() == Metric::PingPong,
+                    sc.metric() == Metric::PingPong,
+                );
+            }
             samples[k].push(sample);
         }
     }

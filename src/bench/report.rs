@@ -95,7 +95,9 @@ pub struct Row {
     /// Name of the row this row is compared with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor: Option<String>,
-    /// This row's p50 (or messages/s) divided by the floor's.
+    /// This row's p50 (or messages/s) divided by its floor's: the median
+    /// over runs of the ratio to the floor measured just before it
+    /// (ringbus rows), else the ratio of the medians.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
     /// This row's p99.9 divided by the floor's (latency rows).
@@ -136,6 +138,10 @@ impl Row {
         };
         let rates: Vec<f64> = samples.iter().filter_map(|s| s.msgs_per_s).collect();
         let msgs_per_s = (!rates.is_empty()).then(|| median(rates));
+        let pairs: Vec<(f64, Option<f64>)> = samples.iter().filter_map(|s| s.paired).collect();
+        let ratio = (!pairs.is_empty()).then(|| median(pairs.iter().map(|p| p.0).collect()));
+        let p999: Vec<f64> = pairs.iter().filter_map(|p| p.1).collect();
+        let ratio_p99_9 = (!p999.is_empty()).then(|| median(p999));
         Row {
             name: scenario.label(),
             id: scenario.slug(),
@@ -151,8 +157,8 @@ impl Row {
             received: samples.iter().map(|s| s.received).sum(),
             lost: samples.iter().map(|s| s.lost).sum(),
             floor: None,
-            ratio: None,
-            ratio_p99_9: None,
+            ratio,
+            ratio_p99_9,
             merged,
             div,
         }
@@ -203,6 +209,9 @@ impl Report {
                 continue;
             };
             row.floor = Some(fid.clone());
+            if row.ratio.is_some() {
+                continue; // paired ratios, measured next to their floor
+            }
             match (row.latency, flat, row.msgs_per_s, frate) {
                 (Some(l), Some(f), _, _) => {
                     row.ratio = Some(l.p50 / f.p50.max(f64::MIN_POSITIVE));
@@ -249,6 +258,11 @@ impl Report {
             s,
             "{runs}; {count} after {} warm-up; RTT clock: {}",
             p.warmup, self.machine.rtt_clock
+        );
+        let _ = writeln!(
+            s,
+            "×: ringbus figure / the floor in `vs`, that floor re-measured just before it on the \
+             same cores (median over runs)"
         );
 
         let pp: Vec<&Row> = self

@@ -19,6 +19,7 @@ use super::report::{Row, Target};
 use super::ring::{self, RingFiles};
 use super::shared::CONTROL_SIZE;
 use super::shared::{parent_barrier, Region};
+use super::stats::Percentiles;
 
 /// One measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -263,12 +264,52 @@ pub struct Sample {
     /// RTT (ping-pong) or latency (streaming) samples in ns, merged over
     /// subscribers.
     pub hist: Option<Histogram<u64>>,
-    /// Messages per second, summed over subscribers (throughput runs).
+    /// Messages per second of the slowest subscriber (throughput runs).
     pub msgs_per_s: Option<f64>,
     /// Messages received in the measured part, over all subscribers.
     pub received: u64,
     /// Messages lost (overwrite mode).
     pub lost: u64,
+    /// ringbus rows: this sample divided by its floor, measured just before
+    /// it on the same cores — `(p50 or msgs/s ratio, p99.9 ratio)`.
+    pub paired: Option<(f64, Option<f64>)>,
+}
+
+impl Sample {
+    /// The figures a ratio is taken of: `(p50, p99.9)` of a latency, or
+    /// `(msgs/s, None)`.
+    fn figures(&self) -> Option<(f64, Option<f64>)> {
+        if let Some(h) = &self.hist {
+            let p = Percentiles::of(h, 1.0);
+            return Some((p.p50, Some(p.p99_9)));
+        }
+        self.msgs_per_s.map(|m| (m, None))
+    }
+
+    /// Records this sample's ratio to `floor`, measured just before it.
+    /// Ping-pong RTTs and one-way times give the same ratio; a ping-pong
+    /// floor for a streaming latency row is halved to one-way.
+    pub fn pair_with(&mut self, floor: &Sample, floor_is_rtt: bool, self_is_rtt: bool) {
+        let (Some((a, a999)), Some((b, b999))) = (self.figures(), floor.figures()) else {
+            return;
+        };
+        let scale = match (self_is_rtt, floor_is_rtt) {
+            (false, true) => 0.5,
+            (true, false) => 2.0,
+            _ => 1.0,
+        };
+        let ratio = |x: f64, f: f64| x / (f * scale).max(f64::MIN_POSITIVE);
+        self.paired = Some((ratio(a, b), a999.zip(b999).map(|(x, f)| ratio(x, f))));
+    }
+}
+
+/// Counts of a floor measured just before a ringbus row, for its ratio:
+/// a fifth of the full count (at least 2000), enough for p50 and p99.9.
+pub fn pair_params(floor: &Params) -> Params {
+    Params {
+        iters: (floor.iters / 5).max(2_000).min(floor.iters),
+        ..*floor
+    }
 }
 
 /// The scenarios `plan` asks for, each ringbus figure after its floors,
@@ -453,6 +494,7 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             hist,
             msgs_per_s: None,
             lost: 0,
+            paired: None,
         },
         Metric::Throughput | Metric::Latency => merge(&results, scenario.metric()),
     })
@@ -481,6 +523,7 @@ fn merge(results: &[SideResult], metric: Metric) -> Sample {
         msgs_per_s,
         received: results.iter().map(|r| r.received).sum(),
         lost: results.iter().map(|r| r.lost).sum(),
+        paired: None,
     }
 }
 
@@ -585,24 +628,28 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         let m = mode.name();
         let pp = |wait| Scenario::RingPingPong { size, wait, mode };
         let spin = lat(pp(WaitArg::Spin));
-        if let (Some(s), Some(f)) = (spin, lat(Scenario::LinePingPong)) {
-            push(
-                format!("spin {m} 64 B ping-pong one-way p50 / cache-line p50"),
-                s.p50 / f.p50,
-                1.15,
-                true,
-            );
-            push(
-                format!("spin {m} 64 B ping-pong one-way p99.9 / cache-line p99.9"),
-                s.p99_9 / f.p99_9,
-                1.5,
-                true,
-            );
+        if let Some(r) = find(pp(WaitArg::Spin)) {
+            if let Some(x) = r.ratio {
+                push(
+                    format!("spin {m} 64 B ping-pong one-way p50 / cache-line p50"),
+                    x,
+                    1.15,
+                    true,
+                );
+            }
+            if let Some(x) = r.ratio_p99_9 {
+                push(
+                    format!("spin {m} 64 B ping-pong one-way p99.9 / cache-line p99.9"),
+                    x,
+                    1.5,
+                    true,
+                );
+            }
         }
-        if let (Some(b), Some(f)) = (lat(pp(WaitArg::Block)), lat(Scenario::FutexPingPong)) {
+        if let Some(x) = find(pp(WaitArg::Block)).and_then(|r| r.ratio) {
             push(
                 format!("block {m} 64 B ping-pong p50 / raw futex p50"),
-                b.p50 / f.p50,
+                x,
                 1.15,
                 true,
             );
@@ -615,17 +662,16 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                 true,
             );
         }
-        let thr = |sc| find(sc).and_then(|r| r.msgs_per_s);
-        let ring = thr(Scenario::RingThroughput {
+        let ring = find(Scenario::RingThroughput {
             size,
             wait: WaitArg::Spin,
             mode,
             subscribers: 1,
         });
-        if let (Some(r), Some(f)) = (ring, thr(Scenario::CopyRingThroughput { size })) {
+        if let Some(x) = ring.and_then(|r| r.ratio) {
             push(
                 format!("spin {m} 64 B streaming msgs/s / copy ring (at least)"),
-                r / f,
+                x,
                 0.8,
                 false,
             );
