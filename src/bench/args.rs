@@ -125,6 +125,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub capacity: Option<u32>,
 
+    /// Have ringbus publishers stamp each message with CLOCK_MONOTONIC (the
+    /// default, as in the library); `--no-timestamps` shows what the clock
+    /// read costs. Streaming latency needs the stamps, so it is skipped then.
+    #[arg(long)]
+    pub no_timestamps: bool,
+
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -217,6 +223,8 @@ pub struct Plan {
     pub smoke: bool,
     /// Some CPUs run more than one side (`--allow-shared-cpus`).
     pub shared_cpus: bool,
+    /// ringbus publishers stamp messages (the library's default).
+    pub timestamps: bool,
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -353,6 +361,7 @@ impl Plan {
             capacity: args.capacity,
             smoke: args.smoke,
             shared_cpus: (1..cpus.len()).any(|i| cpus[..i].contains(&cpus[i])),
+            timestamps: !args.no_timestamps,
             cpus,
         };
         for &s in &plan.sizes {

@@ -42,6 +42,8 @@ pub struct Params {
     pub capacity: u32,
     /// Measure for this long instead of `iters`.
     pub duration_ns: Option<u64>,
+    /// ringbus publishers stamp each message.
+    pub timestamps: bool,
 }
 
 /// Everything a child needs, passed as its one argument.

@@ -210,6 +210,7 @@ mod tests {
             rate: 0,
             capacity: 64,
             duration_ns: None,
+            timestamps: true,
         }
     }
 

@@ -107,6 +107,12 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     if plan.smoke {
         notes.push("smoke mode: tiny counts, the figures mean nothing".to_string());
     }
+    if !plan.timestamps {
+        notes.push(
+            "--no-timestamps: ringbus messages carry no publish time; streaming latency skipped"
+                .to_string(),
+        );
+    }
     if plan.shared_cpus {
         notes.push("CPUs are shared between sides: the figures mean nothing".to_string());
     }

@@ -170,8 +170,11 @@ pub fn pingpong_parent_setup(
     a: &RingFiles,
     b: &RingFiles,
     cfg: &RingConfig,
+    p: &Params,
 ) -> Result<(Producer, Consumer)> {
-    let producer = Producer::new(a.map(Access::ReadWrite, cfg)?).context("publisher on ring A")?;
+    let mut producer =
+        Producer::new(a.map(Access::ReadWrite, cfg)?).context("publisher on ring A")?;
+    producer.set_timestamps(p.timestamps);
     let consumer = Consumer::new(b.map(Access::Subscriber, cfg)?, Start::Sequence(0))
         .context("subscriber on ring B")?;
     Ok((producer, consumer))

@@ -325,6 +325,7 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
         duration_ns: plan
             .duration
             .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        timestamps: plan.timestamps,
     };
     let thr = |size: usize| Params {
         iters: plan.throughput_msgs(size),
@@ -374,15 +375,17 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
                         },
                         thr(size),
                     ));
-                    out.push((
-                        Scenario::RingLatency {
-                            size,
-                            wait,
-                            mode,
-                            subscribers,
-                        },
-                        lat(size),
-                    ));
+                    if plan.timestamps {
+                        out.push((
+                            Scenario::RingLatency {
+                                size,
+                                wait,
+                                mode,
+                                subscribers,
+                            },
+                            lat(size),
+                        ));
+                    }
                 }
             }
         }
@@ -434,10 +437,12 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
     let mut producer = None;
     if let Some(cfg) = &ring_cfg {
         if scenario.metric() == Metric::PingPong {
-            pp_ends = Some(ring::pingpong_parent_setup(&rings[0], &rings[1], cfg)?);
+            pp_ends = Some(ring::pingpong_parent_setup(&rings[0], &rings[1], cfg, p)?);
         } else {
             let region = rings[0].map(crate::shm::Access::ReadWrite, cfg)?;
-            producer = Some(crate::ring::Producer::new(region).context("bench publisher")?);
+            let mut prod = crate::ring::Producer::new(region).context("bench publisher")?;
+            prod.set_timestamps(p.timestamps);
+            producer = Some(prod);
         }
     }
 
