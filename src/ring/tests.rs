@@ -480,7 +480,9 @@ fn stress_backpressure() {
 #[test]
 #[cfg_attr(miri, ignore = "futex syscalls")]
 fn blocking_wait_is_woken_by_publish() {
-    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    // Capacity above the message count: a subscriber descheduled on a busy
+    // machine must not lap (this test is about wake-ups, not lag).
+    let (mut p, r) = ring(64, 8, Mode::Overwrite);
     let mut c = Consumer::new(r, Start::Latest).unwrap();
     let t = std::thread::spawn(move || {
         let mut buf = [0u8; 8];
