@@ -8,4 +8,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod layout;
+pub mod ring;
+pub mod shm;
 pub(crate) mod sync;
+pub mod wait;
+pub mod control;
