@@ -1,0 +1,513 @@
+//! The reading side of a ring: any number per ring, each with its own
+//! position (and, in back-pressure mode, its own cursor in the control
+//! segment).
+
+use super::copy::copy_out;
+use super::region::{AttachError, RingRegion};
+use super::{Mode, RingConfig};
+use crate::layout::{CtrlHeader, CursorSlot, SlotHeader, CURSOR_FREE};
+use crate::sync::{fence, Ordering};
+use crate::wait::{wait_until, WaitStrategy, WakeState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a new subscriber starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Start {
+    /// With the next message published after it joins.
+    #[default]
+    Latest,
+    /// With the oldest message the ring still holds.
+    Earliest,
+    /// With this sequence number (a lag is reported if it is gone already).
+    Sequence(u64),
+}
+
+/// What a subscriber learns about a received message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Sequence number within its ring (0, 1, 2, ...).
+    pub seq: u64,
+    /// The publisher's tag.
+    pub tag: u64,
+    /// CLOCK_MONOTONIC ns at publish (0 if the publisher disabled it).
+    pub timestamp: u64,
+    /// Payload length in bytes.
+    pub len: usize,
+}
+
+/// Why no message was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// No new message yet.
+    #[error("no message available")]
+    Empty,
+    /// The publisher overwrote `missed` messages before this subscriber read
+    /// them; the next receive continues with the oldest message still held.
+    #[error("subscriber lagged: {missed} messages were overwritten before they were read")]
+    Lagged {
+        /// How many messages were skipped.
+        missed: u64,
+    },
+    /// The publisher is gone and every message has been read.
+    #[error("end of stream: the publisher is gone and the ring is drained")]
+    EndOfStream,
+    /// The caller's buffer is smaller than the message (which stays unread).
+    #[error("buffer too small: the message needs {needed} bytes")]
+    BufferTooSmall {
+        /// The message's length.
+        needed: usize,
+    },
+    /// Nothing arrived before the timeout.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// Zero-copy receive needs back-pressure mode (in overwrite mode the
+    /// publisher may rewrite the slot while it is being read).
+    #[error("zero-copy receive is only available on back-pressure rings")]
+    ZeroCopyUnsupported,
+    /// The slot holds a length larger than the ring allows: the publisher
+    /// wrote garbage. The message is skipped.
+    #[error("corrupt slot: message {seq} claims {len} bytes, more than the ring's maximum")]
+    Corrupt {
+        /// The sequence number of the skipped message.
+        seq: u64,
+        /// The claimed length.
+        len: u64,
+    },
+}
+
+#[inline(always)]
+fn stamp_done(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(2)
+}
+
+/// One reader of a ring.
+pub struct Consumer {
+    region: Arc<RingRegion>,
+    slots: *const u8,
+    stride: usize,
+    mask: u64,
+    capacity: u64,
+    max: usize,
+    /// Sequence of the next message to read.
+    next: u64,
+    /// Back-pressure mode: our cursor in the control segment.
+    cursor: Option<*const CursorSlot>,
+    wake: WakeState,
+    /// Overwrite mode: where `try_recv_with` copies before validating.
+    scratch: Vec<u8>,
+    lagged: u64,
+}
+
+// SAFETY: the raw pointers point into `region`, kept alive by the consumer
+// and itself Send; a consumer is used by one thread at a time (`&mut self`).
+unsafe impl Send for Consumer {}
+
+impl Consumer {
+    /// A new reader of `region`, starting at `start`. In back-pressure mode
+    /// it claims a cursor, and the publisher will not overwrite what it has
+    /// not read.
+    ///
+    /// # Errors
+    /// [`AttachError::NoCursor`] when every back-pressure cursor is taken.
+    pub fn new(region: Arc<RingRegion>, start: Start) -> Result<Consumer, AttachError> {
+        let c: RingConfig = *region.config();
+        let capacity = u64::from(c.capacity);
+        let head = region.head();
+        let next = match start {
+            Start::Latest => head,
+            Start::Earliest => head.saturating_sub(capacity),
+            Start::Sequence(s) => s,
+        };
+        let backpressure = c.mode == Mode::Backpressure;
+        let mut consumer = Consumer {
+            slots: region.slots(),
+            stride: region.sizes().slot_stride as usize,
+            mask: capacity - 1,
+            capacity,
+            max: c.max_message_size as usize,
+            next,
+            cursor: None,
+            wake: WakeState::default(),
+            scratch: if backpressure {
+                Vec::new()
+            } else {
+                vec![0; c.max_message_size as usize]
+            },
+            lagged: 0,
+            region,
+        };
+        if backpressure {
+            consumer.join()?;
+        }
+        Ok(consumer)
+    }
+
+    /// Claims a cursor at `self.next` (back-pressure mode). The subscriber's
+    /// half of the join protocol; see `Producer::refresh_limit`.
+    fn join(&mut self) -> Result<(), AttachError> {
+        let region = &self.region;
+        let n = region.config().max_subscribers;
+        let slot = (0..n)
+            .map(|i| region.cursor(i))
+            .find(|c| {
+                c.pos
+                    .compare_exchange(CURSOR_FREE, self.next, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            })
+            .ok_or(AttachError::NoCursor { max: n })?;
+        slot.owner_pid.store(std::process::id(), Ordering::Relaxed);
+        region
+            .ctrl()
+            .cursor_generation
+            .fetch_add(1, Ordering::Relaxed);
+        // SeqCst: Dekker pair with the fence in Producer::refresh_limit:
+        // either it sees our cursor or we see the limit it is working to.
+        fence(Ordering::SeqCst);
+        let floor = region
+            .ctrl()
+            .limit
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.capacity);
+        if self.next < floor {
+            // The publisher may already write up to `floor + capacity`: the
+            // messages below `floor` are not ours to hold back.
+            self.next = floor;
+            // Release: pairs with the Acquire in Producer::slowest_cursor.
+            slot.pos.store(floor, Ordering::Release);
+        }
+        self.cursor = Some(slot as *const CursorSlot);
+        Ok(())
+    }
+
+    /// The ring's configuration.
+    pub fn config(&self) -> &RingConfig {
+        self.region.config()
+    }
+
+    /// The memory this consumer reads.
+    pub fn region(&self) -> &Arc<RingRegion> {
+        &self.region
+    }
+
+    /// Sequence number of the next message this consumer will read.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Messages published but not yet read by this consumer.
+    pub fn backlog(&self) -> u64 {
+        self.region.head().saturating_sub(self.next)
+    }
+
+    /// Total messages this consumer lost to overwrites.
+    pub fn lagged_total(&self) -> u64 {
+        self.lagged
+    }
+
+    #[inline(always)]
+    fn slot(&self, seq: u64) -> (&SlotHeader, *const u8) {
+        // SAFETY: `seq & mask < capacity`; the data segment holds `capacity`
+        // slots of `stride` bytes after the header (validated at attach),
+        // each starting with an initialised, aligned SlotHeader.
+        unsafe {
+            let p = self.slots.add((seq & self.mask) as usize * self.stride);
+            (
+                &*(p as *const SlotHeader),
+                p.add(std::mem::size_of::<SlotHeader>()),
+            )
+        }
+    }
+
+    /// Copies the next message into `buf`.
+    ///
+    /// # Errors
+    /// [`RecvError::Empty`], [`RecvError::Lagged`], [`RecvError::EndOfStream`],
+    /// [`RecvError::BufferTooSmall`] (message left unread), [`RecvError::Corrupt`].
+    #[inline]
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<MessageInfo, RecvError> {
+        let seq = self.next;
+        let (hdr, payload) = self.slot(seq);
+        // Acquire: pairs with the Release stamp store in Producer::finish.
+        let s1 = hdr.stamp.load(Ordering::Acquire);
+        if s1 != stamp_done(seq) {
+            return Err(self.not_ready(seq, s1));
+        }
+        let info = MessageInfo {
+            seq,
+            tag: hdr.tag.load(Ordering::Relaxed),
+            timestamp: hdr.timestamp.load(Ordering::Relaxed),
+            len: hdr.len.load(Ordering::Relaxed) as usize,
+        };
+        if info.len > self.max || info.len > buf.len() {
+            return Err(self.bad_len(seq, s1, info.len));
+        }
+        // SAFETY: `len <= max`, so the copy stays in the payload area; `buf`
+        // has room for `len` bytes.
+        unsafe { copy_out(payload, &mut buf[..info.len]) };
+        self.finish_copy(seq, s1).map(|()| info)
+    }
+
+    /// Receives the next message and hands it to `f` as validated bytes:
+    /// in place on back-pressure rings, from a private copy on overwrite
+    /// rings (allocated once, when the consumer was made).
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`], except `BufferTooSmall`.
+    #[inline]
+    pub fn try_recv_with<R>(
+        &mut self,
+        f: impl FnOnce(&[u8], MessageInfo) -> R,
+    ) -> Result<R, RecvError> {
+        if self.cursor.is_some() {
+            let msg = self.try_recv_ref()?;
+            let info = msg.info();
+            return Ok(f(&msg, info));
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = self
+            .try_recv(&mut scratch)
+            .map(|info| f(&scratch[..info.len], info));
+        self.scratch = scratch;
+        r
+    }
+
+    /// Zero-copy receive (back-pressure rings only): a view of the message
+    /// in the ring; the slot is released when the view is dropped.
+    ///
+    /// # Errors
+    /// [`RecvError::ZeroCopyUnsupported`] on overwrite rings; otherwise as
+    /// [`Consumer::try_recv`].
+    #[inline]
+    pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>, RecvError> {
+        if self.cursor.is_none() {
+            return Err(RecvError::ZeroCopyUnsupported);
+        }
+        let seq = self.next;
+        let (hdr, payload) = self.slot(seq);
+        // Acquire: pairs with the Release stamp store in Producer::finish.
+        let s1 = hdr.stamp.load(Ordering::Acquire);
+        if s1 != stamp_done(seq) {
+            return Err(self.not_ready(seq, s1));
+        }
+        let info = MessageInfo {
+            seq,
+            tag: hdr.tag.load(Ordering::Relaxed),
+            timestamp: hdr.timestamp.load(Ordering::Relaxed),
+            len: hdr.len.load(Ordering::Relaxed) as usize,
+        };
+        if info.len > self.max {
+            return Err(self.bad_len(seq, s1, info.len));
+        }
+        Ok(MessageRef {
+            consumer: self,
+            payload,
+            info,
+        })
+    }
+
+    /// Waits for the next message as `wait` says, then copies it into `buf`.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`], never `Empty`.
+    pub fn recv(&mut self, buf: &mut [u8], wait: WaitStrategy) -> Result<MessageInfo, RecvError> {
+        self.recv_deadline(buf, wait, None)
+    }
+
+    /// As [`Consumer::recv`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`]; as [`Consumer::try_recv`].
+    pub fn recv_timeout(
+        &mut self,
+        buf: &mut [u8],
+        wait: WaitStrategy,
+        timeout: Duration,
+    ) -> Result<MessageInfo, RecvError> {
+        self.recv_deadline(buf, wait, Some(Instant::now() + timeout))
+    }
+
+    /// As [`Consumer::recv`], giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`]; as [`Consumer::try_recv`].
+    pub fn recv_deadline(
+        &mut self,
+        buf: &mut [u8],
+        wait: WaitStrategy,
+        deadline: Option<Instant>,
+    ) -> Result<MessageInfo, RecvError> {
+        match self.try_recv(buf) {
+            Err(RecvError::Empty) => {}
+            r => return r,
+        }
+        let ctrl: *const CtrlHeader = self.region.ctrl();
+        // SAFETY: the control header lives in `self.region`, which outlives
+        // this call; `wait_until` only touches its atomics.
+        let ctrl = unsafe { &*ctrl };
+        let mut wake = std::mem::take(&mut self.wake);
+        let r = wait_until(ctrl, wait, deadline, &mut wake, || {
+            match self.try_recv(buf) {
+                Err(RecvError::Empty) => None,
+                r => Some(r),
+            }
+        });
+        self.wake = wake;
+        r.unwrap_or(Err(RecvError::Timeout))
+    }
+
+    /// Waits until a message (or end of stream) can be read, without
+    /// consuming it; `false` on timeout.
+    pub fn wait_ready(&mut self, wait: WaitStrategy, deadline: Option<Instant>) -> bool {
+        let ctrl: *const CtrlHeader = self.region.ctrl();
+        // SAFETY: as in `recv_deadline`.
+        let ctrl = unsafe { &*ctrl };
+        let mut wake = std::mem::take(&mut self.wake);
+        let r = wait_until(ctrl, wait, deadline, &mut wake, || {
+            self.is_ready().then_some(())
+        });
+        self.wake = wake;
+        r.is_some()
+    }
+
+    /// Whether a receive now would return something other than `Empty`.
+    #[inline]
+    pub fn is_ready(&self) -> bool {
+        let seq = self.next;
+        // Acquire: pairs with the Release stamp store in Producer::finish.
+        let s = self.slot(seq).0.stamp.load(Ordering::Acquire);
+        s >= stamp_done(seq) || self.region.is_closed()
+    }
+
+    /// After a copy: re-checks the stamp (seqlock) and moves on.
+    #[inline(always)]
+    fn finish_copy(&mut self, seq: u64, s1: u64) -> Result<(), RecvError> {
+        // Acquire: pairs with the Release fence in Producer::begin; if the
+        // copy saw any byte of a newer message, this load sees its stamp.
+        fence(Ordering::Acquire);
+        let s2 = self.slot(seq).0.stamp.load(Ordering::Relaxed);
+        if s2 != s1 {
+            return Err(self.lapped(seq, s2));
+        }
+        self.advance();
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn advance(&mut self) {
+        self.next = self.next.wrapping_add(1);
+        if let Some(c) = self.cursor {
+            // SAFETY: the cursor slot lives in the region we hold.
+            let c = unsafe { &*c };
+            // Release: our reads of the slot happen before the publisher's
+            // overwrite; pairs with the Acquire in Producer::slowest_cursor.
+            c.pos.store(self.next, Ordering::Release);
+        }
+    }
+
+    /// The slot does not hold message `seq` (stamp `s`): not yet, lapped, or
+    /// the stream ended.
+    #[cold]
+    fn not_ready(&mut self, seq: u64, s: u64) -> RecvError {
+        if s > stamp_done(seq) {
+            return self.lapped(seq, s);
+        }
+        if self.region.is_closed() {
+            // Acquire: pairs with the Release stamp store; `closed` was set
+            // after the last message, so one re-check is final.
+            let s = self.slot(seq).0.stamp.load(Ordering::Acquire);
+            if s == stamp_done(seq) {
+                return RecvError::Empty;
+            }
+            if s > stamp_done(seq) {
+                return self.lapped(seq, s);
+            }
+            // An odd stamp here is a publisher that died mid-write: the torn
+            // message is never delivered.
+            return RecvError::EndOfStream;
+        }
+        RecvError::Empty
+    }
+
+    /// A length that does not fit: the message may have been overwritten
+    /// while we read the header, or the publisher wrote garbage.
+    #[cold]
+    fn bad_len(&mut self, seq: u64, s1: u64, len: usize) -> RecvError {
+        fence(Ordering::Acquire);
+        let s2 = self.slot(seq).0.stamp.load(Ordering::Relaxed);
+        if s2 != s1 {
+            return self.lapped(seq, s2);
+        }
+        if len <= self.max {
+            return RecvError::BufferTooSmall { needed: len };
+        }
+        self.advance();
+        RecvError::Corrupt {
+            seq,
+            len: len as u64,
+        }
+    }
+
+    /// Message `seq` was overwritten (the slot's stamp `s` belongs to a later
+    /// message): skip to the oldest message that may still be held.
+    #[cold]
+    fn lapped(&mut self, seq: u64, s: u64) -> RecvError {
+        // Stamp 2q+1 or 2q+2 means message q has started, so messages up to
+        // q - capacity are gone; `head` may tell us more are.
+        let q = s.saturating_sub(1) / 2;
+        let from_stamp = q.saturating_sub(self.capacity).saturating_add(1);
+        let from_head = self.region.head().saturating_sub(self.capacity);
+        let resume = from_stamp.max(from_head).max(seq.saturating_add(1));
+        let missed = resume - seq;
+        self.next = resume - 1;
+        self.advance();
+        self.lagged = self.lagged.saturating_add(missed);
+        RecvError::Lagged { missed }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(c) = self.cursor {
+            // SAFETY: the cursor slot lives in the region we hold.
+            let c = unsafe { &*c };
+            // Release: pairs with the Acquire in Producer::slowest_cursor.
+            c.pos.store(CURSOR_FREE, Ordering::Release);
+            self.region
+                .ctrl()
+                .cursor_generation
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A message read in place from a back-pressure ring. The publisher cannot
+/// reuse its slot until the view is dropped.
+pub struct MessageRef<'a> {
+    consumer: &'a mut Consumer,
+    payload: *const u8,
+    info: MessageInfo,
+}
+
+impl MessageRef<'_> {
+    /// Sequence, tag, timestamp, length.
+    pub fn info(&self) -> MessageInfo {
+        self.info
+    }
+}
+
+impl std::ops::Deref for MessageRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len <= max` (checked), inside the slot's payload area; our
+        // cursor is at this message, so the publisher does not write the
+        // slot until the view is dropped and the cursor moves.
+        unsafe { std::slice::from_raw_parts(self.payload, self.info.len) }
+    }
+}
+
+impl Drop for MessageRef<'_> {
+    fn drop(&mut self) {
+        self.consumer.advance();
+    }
+}

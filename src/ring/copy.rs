@@ -1,0 +1,109 @@
+//! Moving payload bytes in and out of slots.
+//!
+//! The payload of a slot may be read by a subscriber while the publisher
+//! rewrites it (that is what the seqlock stamp detects). Real builds copy
+//! with `ptr::copy_nonoverlapping`: the reader treats what it copied as
+//! garbage until the stamp re-check says it is whole, which is the usual
+//! seqlock contract (C++ P1478 "byte-wise atomic memcpy" names it). Under
+//! Miri and loom the same protocol runs with relaxed atomic word copies so
+//! the race detectors see no data race and loom can interleave the words.
+
+#[cfg(loom)]
+use crate::sync::AtomicU64;
+
+/// Bytes a payload area needs for `max` bytes of message.
+pub(crate) const fn payload_bytes(max: usize) -> usize {
+    #[cfg(loom)]
+    {
+        max.div_ceil(8) * std::mem::size_of::<AtomicU64>()
+    }
+    #[cfg(not(loom))]
+    {
+        max.div_ceil(8) * 8
+    }
+}
+
+/// Writes `data` into the payload area at `dst`.
+///
+/// # Safety
+/// `dst` must point to a payload area of at least `payload_bytes(data.len())`
+/// bytes that this thread may write (the publisher's own slot, stamped odd),
+/// 8-byte aligned, initialised for loom builds.
+#[inline(always)]
+pub(crate) unsafe fn copy_in(dst: *mut u8, data: &[u8]) {
+    #[cfg(not(any(miri, loom)))]
+    {
+        // SAFETY: the caller guarantees `dst` has room for `data.len()` bytes;
+        // `data` is a caller-owned slice, so the two cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) }
+    }
+    #[cfg(any(miri, loom))]
+    {
+        for (i, chunk) in data.chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            // SAFETY: word `i` lies inside the area (caller's size guarantee)
+            // and is 8-byte aligned (the area is).
+            let w = unsafe { word_at(dst, i) };
+            w.store(u64::from_le_bytes(word), crate::sync::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Copies `out.len()` bytes out of the payload area at `src`. The bytes may
+/// be torn; the caller validates the stamp afterwards.
+///
+/// # Safety
+/// `src` must point to a payload area of at least `payload_bytes(out.len())`
+/// readable bytes, 8-byte aligned, initialised for loom builds.
+#[inline(always)]
+pub(crate) unsafe fn copy_out(src: *const u8, out: &mut [u8]) {
+    #[cfg(not(any(miri, loom)))]
+    {
+        // SAFETY: the caller guarantees `src` has `out.len()` readable bytes;
+        // `out` is the caller's exclusive buffer, so they cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) }
+    }
+    #[cfg(any(miri, loom))]
+    {
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            // SAFETY: as in `copy_in`.
+            let w = unsafe { word_at(src as *mut u8, i) };
+            let word = w.load(crate::sync::Ordering::Relaxed).to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+}
+
+/// Word `i` of a payload area, as an atomic.
+///
+/// # Safety
+/// Word `i` must lie inside a live payload area, 8-byte aligned.
+#[cfg(any(miri, loom))]
+#[inline(always)]
+unsafe fn word_at<'a>(base: *mut u8, i: usize) -> &'a crate::sync::AtomicU64 {
+    let stride = std::mem::size_of::<crate::sync::AtomicU64>();
+    // SAFETY: the caller guarantees the word is in bounds and aligned; under
+    // loom the region initialiser placed an AtomicU64 object there.
+    unsafe { &*(base.add(i * stride) as *const crate::sync::AtomicU64) }
+}
+
+/// Initialises a payload area of `max` bytes (loom needs real objects).
+///
+/// # Safety
+/// `dst` must be valid for writes of `payload_bytes(max)` bytes, 8-byte aligned.
+#[inline]
+pub(crate) unsafe fn init_payload(dst: *mut u8, max: usize) {
+    #[cfg(loom)]
+    for i in 0..max.div_ceil(8) {
+        // SAFETY: in bounds and aligned per the caller's guarantee.
+        unsafe {
+            (dst.add(i * std::mem::size_of::<AtomicU64>()) as *mut AtomicU64)
+                .write(AtomicU64::new(0))
+        };
+    }
+    #[cfg(not(loom))]
+    {
+        let _ = (dst, max);
+    }
+}

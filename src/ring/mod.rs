@@ -1,0 +1,222 @@
+//! The single-producer / multi-consumer ring every message crosses.
+//!
+//! One publisher writes a ring; any number of subscribers read it. The code
+//! is independent of where the memory comes from: [`RingRegion::heap`] for
+//! unit tests, loom and Miri, a mapped file (see [`crate::shm`]) for real use.
+//!
+//! # Index encoding
+//!
+//! Messages are numbered from 0. Message `seq` lives in slot
+//! `seq & (capacity - 1)`. Each slot starts with a seqlock stamp:
+//!
+//! | stamp          | meaning                                   |
+//! |----------------|-------------------------------------------|
+//! | `0`            | slot never written                        |
+//! | `2 * seq + 1`  | message `seq` is being written            |
+//! | `2 * seq + 2`  | message `seq` is complete                 |
+//!
+//! A reader waiting for `seq` compares the stamp with `2 * seq + 2`: smaller
+//! means "not yet", equal means "ready", larger means the slot has moved on to
+//! `seq + k * capacity` and the reader was lapped. After copying, the reader
+//! re-reads the stamp; any change means the copy may be torn and is dropped.
+//!
+//! # Modes
+//!
+//! * [`Mode::Overwrite`]: the publisher never waits; lapped readers get
+//!   [`RecvError::Lagged`] once and resume at the oldest message held.
+//! * [`Mode::Backpressure`]: each subscriber owns a cursor in the control
+//!   segment; the publisher never writes sequence `s` while a live cursor is
+//!   at or below `s - capacity`. It caches the bound (`cached_limit`) so the
+//!   common case reads no shared line (the Disruptor's gating sequence).
+
+mod consumer;
+mod copy;
+mod producer;
+mod region;
+
+pub use consumer::{Consumer, MessageInfo, MessageRef, RecvError, Start};
+pub use producer::{Loan, Producer, PublishError};
+pub(crate) use region::init as init_segments;
+pub use region::{AttachError, RingRegion};
+
+use std::fmt;
+
+/// Largest payload a ring accepts (64 MiB).
+pub const MAX_MESSAGE_SIZE_LIMIT: u32 = 64 << 20;
+/// Largest number of slots a ring accepts (2^24).
+pub const CAPACITY_LIMIT: u32 = 1 << 24;
+/// Largest number of back-pressure cursors per ring.
+pub const MAX_SUBSCRIBERS_LIMIT: u32 = 1024;
+/// Largest data segment a ring may have (16 GiB).
+pub const SEGMENT_SIZE_LIMIT: u64 = 16 << 30;
+
+/// What the publisher does when the ring is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Never wait: overwrite the oldest message; slow readers see `Lagged`.
+    Overwrite,
+    /// Never overwrite a message a live subscriber has not consumed.
+    Backpressure,
+}
+
+impl Mode {
+    /// Integer stored in the ring header.
+    pub fn as_u32(self) -> u32 {
+        match self {
+            Mode::Overwrite => 0,
+            Mode::Backpressure => 1,
+        }
+    }
+
+    /// Inverse of [`Mode::as_u32`]; `None` for an unknown value.
+    pub fn from_u32(v: u32) -> Option<Mode> {
+        match v {
+            0 => Some(Mode::Overwrite),
+            1 => Some(Mode::Backpressure),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Overwrite => "overwrite",
+            Mode::Backpressure => "backpressure",
+        })
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Mode, ConfigError> {
+        match s {
+            "overwrite" => Ok(Mode::Overwrite),
+            "backpressure" | "back-pressure" => Ok(Mode::Backpressure),
+            other => Err(ConfigError::UnknownMode(other.to_string())),
+        }
+    }
+}
+
+/// Shape of one ring. Fixed at creation, stored in the header, checked on
+/// every attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RingConfig {
+    /// Largest payload, in bytes (1 ..= 64 MiB).
+    pub max_message_size: u32,
+    /// Number of slots: a power of two (1 ..= 2^24).
+    pub capacity: u32,
+    /// Overwrite or back-pressure.
+    pub mode: Mode,
+    /// Number of back-pressure cursors (1 ..= 1024); subscribers beyond it
+    /// are refused with [`RecvError::NoCursor`]-style errors at attach.
+    pub max_subscribers: u32,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            max_message_size: 1024,
+            capacity: 1024,
+            mode: Mode::Overwrite,
+            max_subscribers: 64,
+        }
+    }
+}
+
+/// A [`RingConfig`] that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `capacity` is zero, not a power of two, or too large.
+    #[error("capacity {0} must be a power of two between 1 and {CAPACITY_LIMIT}")]
+    Capacity(u32),
+    /// `max_message_size` is zero or too large.
+    #[error("max message size {0} must be between 1 and {MAX_MESSAGE_SIZE_LIMIT} bytes")]
+    MaxMessageSize(u32),
+    /// `max_subscribers` is zero or too large.
+    #[error("max subscribers {0} must be between 1 and {MAX_SUBSCRIBERS_LIMIT}")]
+    MaxSubscribers(u32),
+    /// The whole segment would be too large.
+    #[error("ring would need {0} bytes, more than the {SEGMENT_SIZE_LIMIT}-byte limit: lower capacity or max message size")]
+    TooBig(u64),
+    /// A mode name that is neither `overwrite` nor `backpressure`.
+    #[error("unknown mode {0:?}: expected \"overwrite\" or \"backpressure\"")]
+    UnknownMode(String),
+}
+
+impl RingConfig {
+    /// Checks every field; returns the derived sizes.
+    pub fn validate(&self) -> Result<Sizes, ConfigError> {
+        if self.capacity == 0 || !self.capacity.is_power_of_two() || self.capacity > CAPACITY_LIMIT
+        {
+            return Err(ConfigError::Capacity(self.capacity));
+        }
+        if self.max_message_size == 0 || self.max_message_size > MAX_MESSAGE_SIZE_LIMIT {
+            return Err(ConfigError::MaxMessageSize(self.max_message_size));
+        }
+        if self.max_subscribers == 0 || self.max_subscribers > MAX_SUBSCRIBERS_LIMIT {
+            return Err(ConfigError::MaxSubscribers(self.max_subscribers));
+        }
+        let sizes = Sizes::of(self);
+        if sizes.data_len > SEGMENT_SIZE_LIMIT {
+            return Err(ConfigError::TooBig(sizes.data_len));
+        }
+        Ok(sizes)
+    }
+
+    /// Sizes of the two segments (config assumed valid).
+    pub fn sizes(&self) -> Sizes {
+        Sizes::of(self)
+    }
+}
+
+/// Byte sizes derived from a [`RingConfig`]: a ring's memory is exactly its
+/// header plus `capacity` times the slot stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    /// Bytes before slot 0 in the data segment.
+    pub header_size: u64,
+    /// Bytes from one slot to the next.
+    pub slot_stride: u64,
+    /// Whole data segment.
+    pub data_len: u64,
+    /// Whole control segment.
+    pub ctrl_len: u64,
+}
+
+impl Sizes {
+    fn of(c: &RingConfig) -> Sizes {
+        use crate::layout::{CtrlHeader, CursorSlot, RingHeader, SlotHeader, CACHE_LINE};
+        use std::mem::size_of;
+        let header_size = size_of::<RingHeader>() as u64;
+        let payload = copy::payload_bytes(c.max_message_size as usize) as u64;
+        let line = CACHE_LINE as u64;
+        let slot_stride = (size_of::<SlotHeader>() as u64 + payload).div_ceil(line) * line;
+        Sizes {
+            header_size,
+            slot_stride,
+            data_len: header_size + u64::from(c.capacity) * slot_stride,
+            ctrl_len: size_of::<CtrlHeader>() as u64
+                + u64::from(c.max_subscribers) * size_of::<CursorSlot>() as u64,
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of [`MessageInfo::timestamp`].
+#[inline]
+pub fn monotonic_ns() -> u64 {
+    #[cfg(any(loom, miri))]
+    {
+        0
+    }
+    #[cfg(not(any(loom, miri)))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        (t.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(t.tv_nsec as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+//! The publishing side of a ring: one per ring, never shared.
+
+use super::copy::copy_in;
+use super::region::{AttachError, RingRegion};
+use super::{monotonic_ns, Mode, RingConfig};
+use crate::layout::{SlotHeader, CURSOR_FREE};
+use crate::sync::{fence, Ordering};
+use crate::wait::notify;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a message was not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The message is larger than the ring's `max_message_size`.
+    #[error("message of {len} bytes exceeds the ring's max message size of {max} bytes")]
+    TooLarge {
+        /// Length asked for.
+        len: usize,
+        /// The ring's limit.
+        max: usize,
+    },
+    /// Back-pressure mode: every slot holds a message some live subscriber
+    /// has not consumed yet.
+    #[error("ring is full: a subscriber has not consumed the oldest message (back-pressure)")]
+    Full,
+    /// Back-pressure mode: still full when the timeout expired.
+    #[error("ring stayed full until the timeout expired (back-pressure)")]
+    Timeout,
+}
+
+/// The single writer of a ring.
+///
+/// ```
+/// use ringbus::ring::{Consumer, Producer, RingConfig, RingRegion, Start};
+/// let region = RingRegion::heap(&RingConfig::default()).unwrap();
+/// let mut publisher = Producer::new(region.clone()).unwrap();
+/// let mut subscriber = Consumer::new(region, Start::Earliest).unwrap();
+/// publisher.publish(b"hello", 7).unwrap();
+/// let mut buf = [0u8; 1024];
+/// let info = subscriber.try_recv(&mut buf).unwrap();
+/// assert_eq!((&buf[..info.len], info.tag, info.seq), (&b"hello"[..], 7, 0));
+/// ```
+pub struct Producer {
+    region: Arc<RingRegion>,
+    // Copies of the validated config, so the hot path reads no shared line.
+    slots: *mut u8,
+    stride: usize,
+    mask: u64,
+    capacity: u64,
+    max: usize,
+    backpressure: bool,
+    timestamps: bool,
+    /// Sequence of the next message.
+    seq: u64,
+    /// Back-pressure: sequences below this may be written without reading
+    /// the cursors (the cached gating sequence plus capacity).
+    cached_limit: u64,
+    /// Cached `wake_ack`: whether to run the sleeper check (see `wait`).
+    wake_on: bool,
+}
+
+// SAFETY: `slots` points into `region`, which the producer keeps alive and
+// which is Send; a producer is used by one thread at a time (`&mut self`).
+unsafe impl Send for Producer {}
+
+impl Producer {
+    /// The writer of `region`. There must be one producer per ring (the
+    /// broker gives each publisher its own ring).
+    ///
+    /// # Errors
+    /// [`AttachError::Corrupt`] if the data segment is mapped read-only.
+    pub fn new(region: Arc<RingRegion>) -> Result<Producer, AttachError> {
+        if !region.data_writable() {
+            return Err(AttachError::Corrupt(
+                "a publisher needs a writable data segment".into(),
+            ));
+        }
+        let c = *region.config();
+        let seq = region.head();
+        let wake_on = region.ctrl().wake_ack.load(Ordering::Relaxed) != 0;
+        Ok(Producer {
+            slots: region.slots(),
+            stride: region.sizes().slot_stride as usize,
+            mask: u64::from(c.capacity) - 1,
+            capacity: u64::from(c.capacity),
+            max: c.max_message_size as usize,
+            backpressure: c.mode == Mode::Backpressure,
+            timestamps: true,
+            seq,
+            cached_limit: 0,
+            wake_on,
+            region,
+        })
+    }
+
+    /// The ring's configuration.
+    pub fn config(&self) -> &RingConfig {
+        self.region.config()
+    }
+
+    /// The memory this producer writes.
+    pub fn region(&self) -> &Arc<RingRegion> {
+        &self.region
+    }
+
+    /// Sequence number the next message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Turns the per-message CLOCK_MONOTONIC timestamp on or off (on by
+    /// default; off saves the clock read, and messages carry 0).
+    pub fn set_timestamps(&mut self, on: bool) {
+        self.timestamps = on;
+    }
+
+    /// Copies `data` into the ring as one message with `tag`; returns its
+    /// sequence number. In back-pressure mode waits (without bound) for a
+    /// subscriber to make room; see [`Producer::try_publish`] and
+    /// [`Producer::publish_timeout`].
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`] if `data` exceeds the max message size.
+    #[inline]
+    pub fn publish(&mut self, data: &[u8], tag: u64) -> Result<u64, PublishError> {
+        self.check_len(data.len())?;
+        self.wait_for_room(None)?;
+        Ok(self.write(data, tag))
+    }
+
+    /// As [`Producer::publish`], but never waits.
+    ///
+    /// # Errors
+    /// [`PublishError::Full`] in back-pressure mode when no slot is free;
+    /// [`PublishError::TooLarge`].
+    #[inline]
+    pub fn try_publish(&mut self, data: &[u8], tag: u64) -> Result<u64, PublishError> {
+        self.check_len(data.len())?;
+        if !self.has_room() {
+            return Err(PublishError::Full);
+        }
+        Ok(self.write(data, tag))
+    }
+
+    /// As [`Producer::publish`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PublishError::Timeout`]; [`PublishError::TooLarge`].
+    pub fn publish_timeout(
+        &mut self,
+        data: &[u8],
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<u64, PublishError> {
+        self.check_len(data.len())?;
+        self.wait_for_room(Some(Instant::now() + timeout))?;
+        Ok(self.write(data, tag))
+    }
+
+    /// Borrows the next slot's payload area (`len` bytes) to be filled in
+    /// place; [`Loan::commit`] publishes it. Waits for room like `publish`.
+    ///
+    /// ```
+    /// # use ringbus::ring::{Producer, RingConfig, RingRegion};
+    /// # let mut publisher = Producer::new(RingRegion::heap(&RingConfig::default()).unwrap()).unwrap();
+    /// let mut loan = publisher.loan(4).unwrap();
+    /// loan.copy_from_slice(b"ping");
+    /// let seq = loan.commit(0);
+    /// # assert_eq!(seq, 0);
+    /// ```
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`].
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, PublishError> {
+        self.check_len(len)?;
+        self.wait_for_room(None)?;
+        Ok(self.begin_loan(len))
+    }
+
+    /// As [`Producer::loan`], but never waits.
+    ///
+    /// # Errors
+    /// [`PublishError::Full`]; [`PublishError::TooLarge`].
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, PublishError> {
+        self.check_len(len)?;
+        if !self.has_room() {
+            return Err(PublishError::Full);
+        }
+        Ok(self.begin_loan(len))
+    }
+
+    #[inline(always)]
+    fn check_len(&self, len: usize) -> Result<(), PublishError> {
+        if len > self.max {
+            return Err(PublishError::TooLarge { len, max: self.max });
+        }
+        Ok(())
+    }
+
+    /// Whether sequence `self.seq` may be written now.
+    #[inline(always)]
+    fn has_room(&mut self) -> bool {
+        !self.backpressure || self.seq < self.cached_limit || self.refresh_limit()
+    }
+
+    fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<(), PublishError> {
+        let mut round: u32 = 0;
+        while !self.has_room() {
+            round = round.saturating_add(1);
+            if round < 128 {
+                crate::sync::spin_hint();
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PublishError::Timeout);
+            }
+            if round < 256 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the cursors (back-pressure slow path). Also the publisher's
+    /// half of the join protocol: a subscriber that claims a cursor while we
+    /// scan either sees the `limit` we store or is seen by the second scan
+    /// (see `Consumer::join`).
+    #[cold]
+    fn refresh_limit(&mut self) -> bool {
+        let ctrl = self.region.ctrl();
+        let first = self.slowest_cursor();
+        ctrl.limit.store(first + self.capacity, Ordering::Relaxed);
+        // SeqCst: Dekker pair with the fence in Consumer::join: either the
+        // joiner reads the limit stored above or the scan below sees it.
+        fence(Ordering::SeqCst);
+        let second = self.slowest_cursor();
+        let limit = first.min(second) + self.capacity;
+        if second < first {
+            ctrl.limit.store(limit, Ordering::Relaxed);
+        }
+        self.cached_limit = limit;
+        self.seq < limit
+    }
+
+    /// The lowest live cursor, or `self.seq` if none is below it. Cursor
+    /// values come from other processes: one above `self.seq` is clamped,
+    /// so a bogus cursor can stall only its own subscriber's messages.
+    fn slowest_cursor(&self) -> u64 {
+        let mut min = self.seq;
+        for i in 0..self.region.config().max_subscribers {
+            // Acquire: pairs with the Release cursor store in
+            // Consumer::advance, so the subscriber's reads of the slot
+            // happen before we overwrite it.
+            let pos = self.region.cursor(i).pos.load(Ordering::Acquire);
+            if pos != CURSOR_FREE {
+                min = min.min(pos);
+            }
+        }
+        min
+    }
+
+    #[inline(always)]
+    fn slot(&self, seq: u64) -> *mut u8 {
+        // SAFETY: `seq & mask < capacity`, and the data segment holds
+        // `capacity` slots of `stride` bytes after the header (validated).
+        unsafe { self.slots.add((seq & self.mask) as usize * self.stride) }
+    }
+
+    /// Marks the slot of `self.seq` as being written.
+    #[inline(always)]
+    fn begin(&self) -> (&SlotHeader, *mut u8) {
+        let p = self.slot(self.seq);
+        // SAFETY: a slot starts with an initialised SlotHeader, 64-byte aligned.
+        let hdr = unsafe { &*(p as *const SlotHeader) };
+        hdr.stamp
+            .store(self.seq.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
+        // Release: orders the odd stamp before the payload stores that
+        // follow; pairs with the Acquire fence in Consumer::read (a reader
+        // that saw any new byte then sees the odd stamp).
+        fence(Ordering::Release);
+        // SAFETY: the payload follows the header inside the slot.
+        (hdr, unsafe { p.add(std::mem::size_of::<SlotHeader>()) })
+    }
+
+    /// Completes message `self.seq` and wakes sleepers.
+    #[inline(always)]
+    fn finish(&mut self, hdr: &SlotHeader, len: usize, tag: u64) -> u64 {
+        let seq = self.seq;
+        hdr.len.store(len as u32, Ordering::Relaxed);
+        hdr.tag.store(tag, Ordering::Relaxed);
+        let ts = if self.timestamps { monotonic_ns() } else { 0 };
+        hdr.timestamp.store(ts, Ordering::Relaxed);
+        // Release: publishes the payload and the fields above; pairs with
+        // the Acquire stamp load in Consumer::read.
+        hdr.stamp
+            .store(seq.wrapping_mul(2).wrapping_add(2), Ordering::Release);
+        // Release: pairs with the Acquire in RingRegion::head (late joiners
+        // and lag recovery start from it).
+        self.region
+            .header()
+            .head
+            .store(seq.wrapping_add(1), Ordering::Release);
+        self.seq = seq.wrapping_add(1);
+        notify(self.region.ctrl(), &mut self.wake_on);
+        seq
+    }
+
+    #[inline(always)]
+    fn write(&mut self, data: &[u8], tag: u64) -> u64 {
+        let (hdr, payload) = self.begin();
+        // SAFETY: `data.len() <= max` (checked by the caller) and the payload
+        // area holds `max` bytes; the slot is ours while its stamp is odd.
+        unsafe { copy_in(payload, data) };
+        // Re-borrow: `begin` borrowed self immutably.
+        let hdr = hdr as *const SlotHeader;
+        // SAFETY: the header lives in the region, which outlives this call.
+        self.finish(unsafe { &*hdr }, data.len(), tag)
+    }
+
+    fn begin_loan(&mut self, len: usize) -> Loan<'_> {
+        let (hdr, payload) = self.begin();
+        let hdr = hdr as *const SlotHeader;
+        Loan {
+            producer: self,
+            hdr,
+            payload,
+            len,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // Subscribers drain what is left, then see end of stream.
+        let _ = self.region.close();
+    }
+}
+
+/// A slot's payload area lent to the publisher; publish it with
+/// [`Loan::commit`]. Dropping a loan publishes nothing (the next loan or
+/// publish reuses the slot).
+pub struct Loan<'a> {
+    producer: &'a mut Producer,
+    hdr: *const SlotHeader,
+    payload: *mut u8,
+    len: usize,
+    _not_send: PhantomData<*mut u8>,
+}
+
+impl Loan<'_> {
+    /// Publishes the loaned bytes with `tag`; returns the sequence number.
+    pub fn commit(self, tag: u64) -> u64 {
+        let len = self.len;
+        self.commit_len(len, tag)
+    }
+
+    /// Publishes only the first `len` bytes (clamped to the loan's length).
+    pub fn commit_len(self, len: usize, tag: u64) -> u64 {
+        let len = len.min(self.len);
+        // SAFETY: the header is in the producer's region, alive while the
+        // producer is borrowed.
+        let hdr = unsafe { &*self.hdr };
+        self.producer.finish(hdr, len, tag)
+    }
+}
+
+impl std::ops::Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len <= max`, inside the slot's payload area; the slot is
+        // stamped odd, so no reader keeps what it reads from it, and only
+        // this loan (borrowing the producer mutably) writes it.
+        unsafe { std::slice::from_raw_parts(self.payload, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; the loan is the slot's only writer.
+        unsafe { std::slice::from_raw_parts_mut(self.payload, self.len) }
+    }
+}

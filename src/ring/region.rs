@@ -1,0 +1,516 @@
+//! The memory a ring lives in: two segments, owned by a heap allocation or
+//! by a mapping, validated once on attach.
+
+use super::copy::init_payload;
+use super::{ConfigError, Mode, RingConfig, Sizes};
+use crate::layout::{
+    CtrlHeader, CursorSlot, RingHeader, SlotHeader, CURSOR_FREE, KIND_CTRL, KIND_DATA,
+    LAYOUT_VERSION, MAGIC, PAD,
+};
+use crate::sync::Ordering;
+use std::alloc::Layout;
+use std::any::Any;
+use std::mem::size_of;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Why a pair of segments cannot be attached as a ring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// The segment is shorter than its header says it must be.
+    #[error("{segment} segment is truncated: {len} bytes, at least {need} needed")]
+    Truncated {
+        /// `"data"` or `"control"`.
+        segment: &'static str,
+        /// Actual length.
+        len: u64,
+        /// Required length.
+        need: u64,
+    },
+    /// The first word is not ringbus's magic: not a ringbus file.
+    #[error("{segment} segment is not a ringbus ring (bad magic {found:#018x})")]
+    BadMagic {
+        /// `"data"` or `"control"`.
+        segment: &'static str,
+        /// What was found.
+        found: u64,
+    },
+    /// Written by a different layout version.
+    #[error("{segment} segment has layout version {found}, this build reads version {expected}: upgrade the older side")]
+    Version {
+        /// `"data"` or `"control"`.
+        segment: &'static str,
+        /// Found.
+        found: u32,
+        /// Ours.
+        expected: u32,
+    },
+    /// A data segment passed as control or the reverse.
+    #[error("{segment} segment has kind {found}, expected {expected}")]
+    Kind {
+        /// `"data"` or `"control"`.
+        segment: &'static str,
+        /// Found.
+        found: u32,
+        /// Expected.
+        expected: u32,
+    },
+    /// The header's configuration is invalid or inconsistent.
+    #[error("corrupt ring header: {0}")]
+    Corrupt(String),
+    /// Every back-pressure cursor of the ring is taken.
+    #[error(
+        "all {max} subscriber cursors of this back-pressure ring are taken: raise max_subscribers"
+    )]
+    NoCursor {
+        /// The ring's `max_subscribers`.
+        max: u32,
+    },
+    /// The header's configuration is valid but not the one asked for.
+    #[error("ring config mismatch: {field} is {found}, expected {expected}")]
+    ConfigMismatch {
+        /// Which field.
+        field: &'static str,
+        /// In the ring.
+        found: String,
+        /// Asked for.
+        expected: String,
+    },
+}
+
+impl From<ConfigError> for AttachError {
+    fn from(e: ConfigError) -> Self {
+        AttachError::Corrupt(e.to_string())
+    }
+}
+
+enum Backing {
+    Heap { data: Layout, ctrl: Layout },
+    External(#[allow(dead_code)] Box<dyn Any + Send + Sync>),
+}
+
+/// A ring's two segments, validated. Shared (via `Arc`) by the producer and
+/// consumers that use it; the memory lives as long as the region.
+pub struct RingRegion {
+    data: NonNull<u8>,
+    ctrl: NonNull<u8>,
+    data_writable: bool,
+    config: RingConfig,
+    sizes: Sizes,
+    ring_id: u64,
+    backing: Backing,
+}
+
+// SAFETY: the region only hands out access through atomics and through the
+// publisher/subscriber protocol; the raw pointers refer to memory owned by
+// `backing`, which is itself Send + Sync (heap layouts or a mapping).
+unsafe impl Send for RingRegion {}
+// SAFETY: see `Send`: all shared mutation goes through atomics.
+unsafe impl Sync for RingRegion {}
+
+impl RingRegion {
+    /// A fresh ring on the heap (tests, loom, Miri, in-process use).
+    pub fn heap(config: &RingConfig) -> Result<Arc<RingRegion>, ConfigError> {
+        let sizes = config.validate()?;
+        let data = Layout::from_size_align(sizes.data_len as usize, PAD)
+            .map_err(|_| ConfigError::TooBig(sizes.data_len))?;
+        let ctrl = Layout::from_size_align(sizes.ctrl_len as usize, PAD)
+            .map_err(|_| ConfigError::TooBig(sizes.ctrl_len))?;
+        // SAFETY: both layouts have non-zero size (headers alone are 384 bytes).
+        let (d, c) = unsafe {
+            (
+                std::alloc::alloc_zeroed(data),
+                std::alloc::alloc_zeroed(ctrl),
+            )
+        };
+        let (Some(d), Some(c)) = (NonNull::new(d), NonNull::new(c)) else {
+            std::alloc::handle_alloc_error(data);
+        };
+        // SAFETY: fresh allocations of exactly the sizes `init` writes,
+        // aligned to PAD, owned by nobody else yet.
+        unsafe { init(d.as_ptr(), c.as_ptr(), config, 0, 0) };
+        Ok(Arc::new(RingRegion {
+            data: d,
+            ctrl: c,
+            data_writable: true,
+            config: *config,
+            sizes,
+            ring_id: 0,
+            backing: Backing::Heap { data, ctrl },
+        }))
+    }
+
+    /// Attaches to two initialised segments owned by `backing` (e.g. a pair
+    /// of mappings), after validating every header field.
+    ///
+    /// # Safety
+    /// `data` and `ctrl` must be valid for reads of `data_len` and `ctrl_len`
+    /// bytes (and `ctrl` for writes; `data` for writes if `data_writable`),
+    /// aligned to 128 bytes, for as long as `backing` lives. The contents may
+    /// be anything: they are validated here.
+    pub unsafe fn attach(
+        data: NonNull<u8>,
+        data_len: u64,
+        ctrl: NonNull<u8>,
+        ctrl_len: u64,
+        data_writable: bool,
+        expected: Option<&RingConfig>,
+        backing: Box<dyn Any + Send + Sync>,
+    ) -> Result<RingRegion, AttachError> {
+        // SAFETY: the caller's guarantees are exactly `validate`'s.
+        let (config, sizes, ring_id) = unsafe { validate(data, data_len, ctrl, ctrl_len)? };
+        if let Some(e) = expected {
+            check_expected(&config, e)?;
+        }
+        Ok(RingRegion {
+            data,
+            ctrl,
+            data_writable,
+            config,
+            sizes,
+            ring_id,
+            backing: Backing::External(backing),
+        })
+    }
+
+    /// The ring's configuration (as validated at attach).
+    pub fn config(&self) -> &RingConfig {
+        &self.config
+    }
+
+    /// Segment sizes.
+    pub fn sizes(&self) -> &Sizes {
+        &self.sizes
+    }
+
+    /// The creator's ring id.
+    pub fn ring_id(&self) -> u64 {
+        self.ring_id
+    }
+
+    /// Whether this process may write the data segment (only a publisher
+    /// or the broker may).
+    pub fn data_writable(&self) -> bool {
+        self.data_writable
+    }
+
+    pub(crate) fn header(&self) -> &RingHeader {
+        // SAFETY: validated at attach: at least a header's worth of bytes,
+        // 128-byte aligned; fields are read through atomics or were copied.
+        unsafe { &*(self.data.as_ptr() as *const RingHeader) }
+    }
+
+    pub(crate) fn ctrl(&self) -> &CtrlHeader {
+        // SAFETY: as for `header`, for the control segment.
+        unsafe { &*(self.ctrl.as_ptr() as *const CtrlHeader) }
+    }
+
+    pub(crate) fn cursor(&self, i: u32) -> &CursorSlot {
+        debug_assert!(i < self.config.max_subscribers);
+        let i = i.min(self.config.max_subscribers - 1) as usize;
+        // SAFETY: the control segment holds `max_subscribers` cursor slots
+        // after its header (checked at attach); `i` is clamped in range.
+        unsafe {
+            &*(self
+                .ctrl
+                .as_ptr()
+                .add(size_of::<CtrlHeader>() + i * size_of::<CursorSlot>())
+                as *const CursorSlot)
+        }
+    }
+
+    /// Pointer to slot 0.
+    pub(crate) fn slots(&self) -> *mut u8 {
+        // SAFETY: header_size <= data_len, checked at attach.
+        unsafe { self.data.as_ptr().add(self.sizes.header_size as usize) }
+    }
+
+    /// Sequence number of the next message the publisher will write.
+    pub fn head(&self) -> u64 {
+        // Acquire: pairs with the Release store of `head` in Producer::commit.
+        self.header().head.load(Ordering::Acquire)
+    }
+
+    /// Whether the publisher is gone (end of stream once drained).
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `close`.
+        self.header().closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the ring ended and wakes every sleeper. Called by the
+    /// publisher's drop, or by the broker for a dead publisher. Fails for a
+    /// read-only mapping.
+    pub fn close(&self) -> Result<(), AttachError> {
+        if !self.data_writable {
+            return Err(AttachError::Corrupt(
+                "cannot close a ring mapped read-only".into(),
+            ));
+        }
+        // Release: everything published before is visible to a subscriber
+        // that sees `closed`; pairs with the Acquire in `is_closed`.
+        self.header().closed.store(1, Ordering::Release);
+        crate::wait::wake_all(self.ctrl());
+        Ok(())
+    }
+
+    /// Frees every back-pressure cursor owned by `pid` (the broker calls
+    /// this for a dead subscriber so it stops gating the publisher).
+    /// Returns how many were freed.
+    pub fn release_cursors_of(&self, pid: u32) -> usize {
+        let mut n = 0;
+        for i in 0..self.config.max_subscribers {
+            let c = self.cursor(i);
+            if c.pos.load(Ordering::Relaxed) != CURSOR_FREE
+                && c.owner_pid.load(Ordering::Relaxed) == pid
+            {
+                // Release: pairs with the Acquire load in Producer's scan.
+                c.pos.store(CURSOR_FREE, Ordering::Release);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.ctrl()
+                .cursor_generation
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        n
+    }
+
+    /// Positions of the live back-pressure cursors, with their owners.
+    pub fn cursors(&self) -> Vec<(u64, u32)> {
+        (0..self.config.max_subscribers)
+            .map(|i| self.cursor(i))
+            .filter_map(|c| {
+                // Acquire: pairs with the subscriber's Release in Consumer::advance.
+                let pos = c.pos.load(Ordering::Acquire);
+                (pos != CURSOR_FREE).then(|| (pos, c.owner_pid.load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+}
+
+impl Drop for RingRegion {
+    fn drop(&mut self) {
+        if let Backing::Heap { data, ctrl } = self.backing {
+            // SAFETY: allocated in `heap` with exactly these layouts; the
+            // region is the last owner (Arc drop).
+            unsafe {
+                std::alloc::dealloc(self.data.as_ptr(), data);
+                std::alloc::dealloc(self.ctrl.as_ptr(), ctrl);
+            }
+        }
+    }
+}
+
+/// Writes the headers, slot headers and cursor slots of a new ring.
+///
+/// # Safety
+/// `data` and `ctrl` must be valid for writes of `config.sizes()` bytes,
+/// 128-byte aligned, and not yet visible to any other process or thread.
+pub(crate) unsafe fn init(
+    data: *mut u8,
+    ctrl: *mut u8,
+    config: &RingConfig,
+    ring_id: u64,
+    pid: u32,
+) {
+    let s = config.sizes();
+    // SAFETY: every write below is inside the segments per the
+    // caller's size guarantee, at offsets aligned for the written type
+    // (headers at 0, slots at multiples of the 64-byte stride, cursors at
+    // multiples of 128 bytes).
+    unsafe {
+        (data as *mut RingHeader).write(RingHeader::new(
+            s.header_size as u32,
+            config.max_message_size,
+            config.capacity,
+            config.mode.as_u32(),
+            s.slot_stride as u32,
+            config.max_subscribers,
+            ring_id,
+            pid,
+        ));
+        for i in 0..config.capacity as usize {
+            let slot = data.add(s.header_size as usize + i * s.slot_stride as usize);
+            (slot as *mut SlotHeader).write(SlotHeader::new());
+            init_payload(
+                slot.add(size_of::<SlotHeader>()),
+                config.max_message_size as usize,
+            );
+        }
+        (ctrl as *mut CtrlHeader).write(CtrlHeader::new(
+            config.max_subscribers,
+            ring_id,
+            config.capacity,
+        ));
+        for i in 0..config.max_subscribers as usize {
+            let c = ctrl.add(size_of::<CtrlHeader>() + i * size_of::<CursorSlot>());
+            (c as *mut CursorSlot).write(CursorSlot::new());
+        }
+    }
+}
+
+/// Reads and checks both headers.
+///
+/// # Safety
+/// As for [`RingRegion::attach`].
+unsafe fn validate(
+    data: NonNull<u8>,
+    data_len: u64,
+    ctrl: NonNull<u8>,
+    ctrl_len: u64,
+) -> Result<(RingConfig, Sizes, u64), AttachError> {
+    let need = size_of::<RingHeader>() as u64;
+    if data_len < need {
+        return Err(AttachError::Truncated {
+            segment: "data",
+            len: data_len,
+            need,
+        });
+    }
+    let need = size_of::<CtrlHeader>() as u64;
+    if ctrl_len < need {
+        return Err(AttachError::Truncated {
+            segment: "control",
+            len: ctrl_len,
+            need,
+        });
+    }
+    let h = data.as_ptr() as *const RingHeader;
+    let c = ctrl.as_ptr() as *const CtrlHeader;
+    // Volatile reads: another process may scribble on these words; each is
+    // read exactly once and only the copies are used afterwards.
+    macro_rules! rd {
+        ($p:expr, $f:ident) => {
+            // SAFETY: in bounds (length checked above) and aligned
+            // (the struct is, and the field is at its natural offset).
+            unsafe { std::ptr::addr_of!((*$p).$f).read_volatile() }
+        };
+    }
+    check_ident(
+        "data",
+        rd!(h, magic),
+        rd!(h, layout_version),
+        rd!(h, kind),
+        KIND_DATA,
+    )?;
+    check_ident(
+        "control",
+        rd!(c, magic),
+        rd!(c, layout_version),
+        rd!(c, kind),
+        KIND_CTRL,
+    )?;
+    let mode_raw = rd!(h, mode);
+    let mode = Mode::from_u32(mode_raw)
+        .ok_or_else(|| AttachError::Corrupt(format!("unknown mode {mode_raw}")))?;
+    let config = RingConfig {
+        max_message_size: rd!(h, max_message_size),
+        capacity: rd!(h, capacity),
+        mode,
+        max_subscribers: rd!(h, max_subscribers),
+    };
+    let sizes = config.validate()?;
+    let (hs, stride) = (rd!(h, header_size), rd!(h, slot_stride));
+    if u64::from(hs) != sizes.header_size || u64::from(stride) != sizes.slot_stride {
+        return Err(AttachError::Corrupt(format!(
+            "header size {hs} / slot stride {stride} do not match the config (expected {} / {})",
+            sizes.header_size, sizes.slot_stride
+        )));
+    }
+    if data_len < sizes.data_len {
+        return Err(AttachError::Truncated {
+            segment: "data",
+            len: data_len,
+            need: sizes.data_len,
+        });
+    }
+    if ctrl_len < sizes.ctrl_len {
+        return Err(AttachError::Truncated {
+            segment: "control",
+            len: ctrl_len,
+            need: sizes.ctrl_len,
+        });
+    }
+    let ctrl_subs = rd!(c, max_subscribers);
+    if ctrl_subs != config.max_subscribers {
+        return Err(AttachError::Corrupt(format!(
+            "control segment has {ctrl_subs} cursors, data segment says {}",
+            config.max_subscribers
+        )));
+    }
+    let (ring_id, ctrl_id) = (rd!(h, ring_id), rd!(c, ring_id));
+    if ring_id != ctrl_id {
+        return Err(AttachError::Corrupt(format!(
+            "control segment belongs to ring {ctrl_id}, data segment is ring {ring_id}"
+        )));
+    }
+    Ok((config, sizes, ring_id))
+}
+
+fn check_ident(
+    segment: &'static str,
+    magic: u64,
+    version: u32,
+    kind: u32,
+    want: u32,
+) -> Result<(), AttachError> {
+    if magic != MAGIC {
+        return Err(AttachError::BadMagic {
+            segment,
+            found: magic,
+        });
+    }
+    if version != LAYOUT_VERSION {
+        return Err(AttachError::Version {
+            segment,
+            found: version,
+            expected: LAYOUT_VERSION,
+        });
+    }
+    if kind != want {
+        return Err(AttachError::Kind {
+            segment,
+            found: kind,
+            expected: want,
+        });
+    }
+    Ok(())
+}
+
+fn check_expected(found: &RingConfig, want: &RingConfig) -> Result<(), AttachError> {
+    let mismatch = |field, f: String, e: String| AttachError::ConfigMismatch {
+        field,
+        found: f,
+        expected: e,
+    };
+    if found.max_message_size != want.max_message_size {
+        return Err(mismatch(
+            "max_message_size",
+            found.max_message_size.to_string(),
+            want.max_message_size.to_string(),
+        ));
+    }
+    if found.capacity != want.capacity {
+        return Err(mismatch(
+            "capacity",
+            found.capacity.to_string(),
+            want.capacity.to_string(),
+        ));
+    }
+    if found.mode != want.mode {
+        return Err(mismatch(
+            "mode",
+            found.mode.to_string(),
+            want.mode.to_string(),
+        ));
+    }
+    if found.max_subscribers != want.max_subscribers {
+        return Err(mismatch(
+            "max_subscribers",
+            found.max_subscribers.to_string(),
+            want.max_subscribers.to_string(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,503 @@
+//! Unit tests of the ring over heap memory (these run under Miri too).
+
+use super::*;
+use crate::layout::SlotHeader;
+use crate::sync::Ordering;
+use crate::wait::WaitStrategy;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn cfg(capacity: u32, max: u32, mode: Mode) -> RingConfig {
+    RingConfig {
+        max_message_size: max,
+        capacity,
+        mode,
+        max_subscribers: 4,
+    }
+}
+
+fn ring(capacity: u32, max: u32, mode: Mode) -> (Producer, Arc<RingRegion>) {
+    let region = RingRegion::heap(&cfg(capacity, max, mode)).unwrap();
+    (Producer::new(region.clone()).unwrap(), region)
+}
+
+fn recv_vec(c: &mut Consumer) -> Result<(Vec<u8>, MessageInfo), RecvError> {
+    let mut buf = vec![0u8; c.config().max_message_size as usize];
+    let info = c.try_recv(&mut buf)?;
+    buf.truncate(info.len);
+    Ok((buf, info))
+}
+
+#[test]
+fn round_trip_carries_payload_tag_and_sequence() {
+    let (mut p, r) = ring(8, 64, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    assert_eq!(p.publish(b"abc", 42), Ok(0));
+    assert_eq!(p.publish(b"defgh", 43), Ok(1));
+    let (m, i) = recv_vec(&mut c).unwrap();
+    assert_eq!((m.as_slice(), i.seq, i.tag, i.len), (&b"abc"[..], 0, 42, 3));
+    let (m, i) = recv_vec(&mut c).unwrap();
+    assert_eq!((m.as_slice(), i.seq, i.tag), (&b"defgh"[..], 1, 43));
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+}
+
+#[test]
+fn zero_length_and_exact_max_size() {
+    let (mut p, r) = ring(4, 16, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    p.publish(&[], 1).unwrap();
+    p.publish(&[7u8; 16], 2).unwrap();
+    assert_eq!(
+        p.publish(&[0u8; 17], 3),
+        Err(PublishError::TooLarge { len: 17, max: 16 })
+    );
+    assert!(matches!(
+        p.loan(17),
+        Err(PublishError::TooLarge { len: 17, max: 16 })
+    ));
+    let (m, i) = recv_vec(&mut c).unwrap();
+    assert_eq!((m.len(), i.tag), (0, 1));
+    let (m, i) = recv_vec(&mut c).unwrap();
+    assert_eq!((m, i.tag), (vec![7u8; 16], 2));
+    // The rejected message consumed no sequence number.
+    assert_eq!(p.next_seq(), 2);
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+}
+
+#[test]
+fn wraps_around_many_times() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    for i in 0u64..(if cfg!(miri) { 20 } else { 1000 }) {
+        p.publish(&i.to_le_bytes(), i).unwrap();
+        let (m, info) = recv_vec(&mut c).unwrap();
+        assert_eq!(
+            (u64::from_le_bytes(m.try_into().unwrap()), info.seq),
+            (i, i)
+        );
+    }
+}
+
+#[test]
+fn exact_capacity_is_held_and_one_more_laps() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Earliest).unwrap();
+    for i in 0u64..4 {
+        p.publish(&[i as u8], i).unwrap();
+    }
+    let mut late = Consumer::new(r, Start::Earliest).unwrap();
+    for i in 0u64..4 {
+        assert_eq!(recv_vec(&mut c).unwrap().1.seq, i);
+    }
+    for i in 4u64..5 {
+        p.publish(&[i as u8], i).unwrap();
+    }
+    // `late` wanted message 0, which message 4 overwrote.
+    assert_eq!(recv_vec(&mut late), Err(RecvError::Lagged { missed: 1 }));
+    assert_eq!(late.lagged_total(), 1);
+    for i in 1u64..5 {
+        assert_eq!(recv_vec(&mut late).unwrap().1.seq, i);
+    }
+    assert_eq!(recv_vec(&mut late), Err(RecvError::Empty));
+}
+
+#[test]
+fn lag_reports_missed_count_and_resumes_at_oldest() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    for i in 0u64..10 {
+        p.publish(&[i as u8], i).unwrap();
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Lagged { missed: 6 }));
+    for i in 6u64..10 {
+        let (m, info) = recv_vec(&mut c).unwrap();
+        assert_eq!((m[0] as u64, info.seq), (i, i));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+}
+
+#[test]
+fn start_positions() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    for i in 0u64..6 {
+        p.publish(&[i as u8], i).unwrap();
+    }
+    let mut latest = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let mut earliest = Consumer::new(r.clone(), Start::Earliest).unwrap();
+    let mut at3 = Consumer::new(r.clone(), Start::Sequence(3)).unwrap();
+    let mut at0 = Consumer::new(r.clone(), Start::Sequence(0)).unwrap();
+    let mut future = Consumer::new(r, Start::Sequence(7)).unwrap();
+    assert_eq!(recv_vec(&mut latest), Err(RecvError::Empty));
+    assert_eq!(recv_vec(&mut earliest).unwrap().1.seq, 2);
+    assert_eq!(recv_vec(&mut at3).unwrap().1.seq, 3);
+    assert_eq!(recv_vec(&mut at0), Err(RecvError::Lagged { missed: 2 }));
+    assert_eq!(recv_vec(&mut at0).unwrap().1.seq, 2);
+    assert_eq!(recv_vec(&mut future), Err(RecvError::Empty));
+    p.publish(b"6", 6).unwrap();
+    assert_eq!(recv_vec(&mut latest).unwrap().1.seq, 6);
+    assert_eq!(recv_vec(&mut future), Err(RecvError::Empty));
+    p.publish(b"7", 7).unwrap();
+    assert_eq!(recv_vec(&mut future).unwrap().1.seq, 7);
+}
+
+#[test]
+fn small_buffer_reports_needed_size_and_keeps_message() {
+    let (mut p, r) = ring(4, 32, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    p.publish(&[9u8; 20], 5).unwrap();
+    let mut small = [0u8; 10];
+    assert_eq!(
+        c.try_recv(&mut small),
+        Err(RecvError::BufferTooSmall { needed: 20 })
+    );
+    let mut big = [0u8; 20];
+    let info = c.try_recv(&mut big).unwrap();
+    assert_eq!((info.len, info.tag, big), (20, 5, [9u8; 20]));
+}
+
+#[test]
+fn end_of_stream_after_drain() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    p.publish(b"last", 0).unwrap();
+    assert!(!r.is_closed());
+    drop(p);
+    assert!(r.is_closed());
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"last");
+    assert_eq!(recv_vec(&mut c), Err(RecvError::EndOfStream));
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        c.recv(&mut buf, WaitStrategy::Spin),
+        Err(RecvError::EndOfStream)
+    );
+}
+
+#[test]
+fn publisher_dying_mid_write_is_end_of_stream_not_a_torn_message() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    p.publish(b"whole", 0).unwrap();
+    let mut loan = p.loan(8).unwrap();
+    loan.copy_from_slice(b"half-wri");
+    // Simulate a crash: the loan is never committed and the broker closes.
+    std::mem::forget(loan);
+    std::mem::forget(p);
+    r.close().unwrap();
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"whole");
+    assert_eq!(recv_vec(&mut c), Err(RecvError::EndOfStream));
+}
+
+#[test]
+fn loan_commit_and_abandoned_loan() {
+    let (mut p, r) = ring(4, 16, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    {
+        let mut l = p.loan(5).unwrap();
+        l.copy_from_slice(b"hello");
+        assert_eq!(l.commit(11), 0);
+    }
+    {
+        let mut l = p.loan(3).unwrap();
+        l.copy_from_slice(b"xyz");
+        // dropped: nothing published
+    }
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"hello");
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    let mut l = p.try_loan(16).unwrap();
+    l[..2].copy_from_slice(b"ok");
+    assert_eq!(l.commit_len(2, 12), 1);
+    let (m, i) = recv_vec(&mut c).unwrap();
+    assert_eq!((m.as_slice(), i.tag, i.seq), (&b"ok"[..], 12, 1));
+}
+
+#[test]
+fn backpressure_never_overwrites_unread_messages() {
+    let (mut p, r) = ring(4, 8, Mode::Backpressure);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    for i in 0u64..4 {
+        p.try_publish(&[i as u8], i).unwrap();
+    }
+    assert_eq!(p.try_publish(b"x", 9), Err(PublishError::Full));
+    assert!(matches!(p.try_loan(1), Err(PublishError::Full)));
+    assert_eq!(
+        p.publish_timeout(b"x", 9, Duration::from_millis(5)),
+        Err(PublishError::Timeout)
+    );
+    assert_eq!(recv_vec(&mut c).unwrap().1.seq, 0);
+    assert_eq!(p.try_publish(&[4], 4), Ok(4));
+    assert_eq!(p.try_publish(b"x", 9), Err(PublishError::Full));
+    for i in 1u64..5 {
+        let (m, info) = recv_vec(&mut c).unwrap();
+        assert_eq!((m[0] as u64, info.seq), (i, i));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+}
+
+#[test]
+fn backpressure_without_subscribers_does_not_block() {
+    let (mut p, _r) = ring(2, 8, Mode::Backpressure);
+    for i in 0u64..10 {
+        assert_eq!(p.try_publish(b"x", i), Ok(i));
+    }
+}
+
+#[test]
+fn dropped_subscriber_stops_gating() {
+    let (mut p, r) = ring(2, 8, Mode::Backpressure);
+    let slow = Consumer::new(r.clone(), Start::Latest).unwrap();
+    p.try_publish(b"a", 0).unwrap();
+    p.try_publish(b"b", 0).unwrap();
+    assert_eq!(p.try_publish(b"c", 0), Err(PublishError::Full));
+    drop(slow);
+    assert_eq!(p.try_publish(b"c", 0), Ok(2));
+}
+
+#[test]
+fn reaped_subscriber_stops_gating() {
+    let (mut p, r) = ring(2, 8, Mode::Backpressure);
+    let slow = Consumer::new(r.clone(), Start::Latest).unwrap();
+    p.try_publish(b"a", 0).unwrap();
+    p.try_publish(b"b", 0).unwrap();
+    assert_eq!(p.try_publish(b"c", 0), Err(PublishError::Full));
+    assert_eq!(r.cursors(), vec![(0, std::process::id())]);
+    // What the broker does for a dead subscriber process.
+    assert_eq!(r.release_cursors_of(std::process::id()), 1);
+    assert_eq!(p.try_publish(b"c", 0), Ok(2));
+    std::mem::forget(slow);
+}
+
+#[test]
+fn backpressure_cursor_limit() {
+    let region = RingRegion::heap(&RingConfig {
+        max_subscribers: 1,
+        ..cfg(4, 8, Mode::Backpressure)
+    })
+    .unwrap();
+    let a = Consumer::new(region.clone(), Start::Latest).unwrap();
+    assert!(matches!(
+        Consumer::new(region.clone(), Start::Latest),
+        Err(AttachError::NoCursor { max: 1 })
+    ));
+    drop(a);
+    assert!(Consumer::new(region, Start::Latest).is_ok());
+}
+
+#[test]
+fn zero_copy_receive_on_backpressure_rings() {
+    let (mut p, r) = ring(2, 8, Mode::Backpressure);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    p.publish(b"one", 1).unwrap();
+    p.publish(b"two", 2).unwrap();
+    {
+        let m = c.try_recv_ref().unwrap();
+        assert_eq!((&*m, m.info().tag), (&b"one"[..], 1));
+        // The view holds slot 0: the ring is still full.
+        assert_eq!(p.try_publish(b"three", 3), Err(PublishError::Full));
+    }
+    assert_eq!(p.try_publish(b"three", 3), Ok(2));
+    let got = c.try_recv_with(|m, i| (m.to_vec(), i.seq)).unwrap();
+    assert_eq!(got, (b"two".to_vec(), 1));
+    let (mut p2, r2) = ring(2, 8, Mode::Overwrite);
+    let mut c2 = Consumer::new(r2, Start::Latest).unwrap();
+    p2.publish(b"x", 0).unwrap();
+    assert!(matches!(
+        c2.try_recv_ref(),
+        Err(RecvError::ZeroCopyUnsupported)
+    ));
+    assert_eq!(c2.try_recv_with(|m, _| m.to_vec()), Ok(b"x".to_vec()));
+}
+
+#[test]
+fn corrupt_length_in_slot_is_an_error_not_ub() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    p.publish(b"ok", 0).unwrap();
+    p.publish(b"ok", 1).unwrap();
+    // A hostile publisher writes a length beyond the slot.
+    // SAFETY: slot 0 of a live heap ring; we write through its atomics.
+    let hdr = unsafe { &*(r.slots() as *const SlotHeader) };
+    hdr.len.store(1 << 30, Ordering::Relaxed);
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        c.try_recv(&mut buf),
+        Err(RecvError::Corrupt {
+            seq: 0,
+            len: 1 << 30
+        })
+    );
+    assert_eq!(c.try_recv(&mut buf).unwrap().seq, 1);
+}
+
+#[test]
+fn recv_timeout_expires() {
+    let (_p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    let mut buf = [0u8; 8];
+    for w in [WaitStrategy::Spin, WaitStrategy::SpinYield] {
+        assert_eq!(
+            c.recv_timeout(&mut buf, w, Duration::from_millis(2)),
+            Err(RecvError::Timeout)
+        );
+    }
+}
+
+#[test]
+fn config_validation() {
+    let ok = RingConfig::default();
+    assert!(ok.validate().is_ok());
+    let bad = |c: RingConfig| c.validate().unwrap_err();
+    assert_eq!(
+        bad(RingConfig { capacity: 0, ..ok }),
+        ConfigError::Capacity(0)
+    );
+    assert_eq!(
+        bad(RingConfig { capacity: 3, ..ok }),
+        ConfigError::Capacity(3)
+    );
+    assert_eq!(
+        bad(RingConfig {
+            capacity: 1 << 25,
+            ..ok
+        }),
+        ConfigError::Capacity(1 << 25)
+    );
+    assert_eq!(
+        bad(RingConfig {
+            max_message_size: 0,
+            ..ok
+        }),
+        ConfigError::MaxMessageSize(0)
+    );
+    assert_eq!(
+        bad(RingConfig {
+            max_message_size: (64 << 20) + 1,
+            ..ok
+        }),
+        ConfigError::MaxMessageSize((64 << 20) + 1)
+    );
+    assert_eq!(
+        bad(RingConfig {
+            max_subscribers: 0,
+            ..ok
+        }),
+        ConfigError::MaxSubscribers(0)
+    );
+    assert!(matches!(
+        bad(RingConfig {
+            capacity: 1 << 24,
+            max_message_size: 64 << 20,
+            ..ok
+        }),
+        ConfigError::TooBig(_)
+    ));
+    assert!(matches!(
+        "sideways".parse::<Mode>(),
+        Err(ConfigError::UnknownMode(_))
+    ));
+    assert_eq!("backpressure".parse::<Mode>(), Ok(Mode::Backpressure));
+}
+
+#[test]
+fn ring_memory_is_header_plus_capacity_times_stride() {
+    let c = cfg(8, 64, Mode::Overwrite);
+    let s = c.validate().unwrap();
+    // 32-byte slot header + 64-byte payload, rounded up to the cache line.
+    assert_eq!(s.slot_stride, 128);
+    assert_eq!(s.data_len, s.header_size + 8 * 128);
+    assert_eq!(cfg(8, 32, Mode::Overwrite).sizes().slot_stride, 64);
+}
+
+/// One publisher thread, several readers; every payload encodes its
+/// sequence, so a torn or misplaced message fails the check. In overwrite
+/// mode gaps must be exactly the reported lag.
+fn stress(mode: Mode, messages: u64, readers: usize) {
+    let region = RingRegion::heap(&cfg(8, 64, mode)).unwrap();
+    let consumers: Vec<Consumer> = (0..readers)
+        .map(|_| Consumer::new(region.clone(), Start::Earliest).unwrap())
+        .collect();
+    let mut producer = Producer::new(region).unwrap();
+    let handles: Vec<_> = consumers
+        .into_iter()
+        .map(|mut c| {
+            std::thread::spawn(move || {
+                let (mut got, mut missed, mut expect) = (0u64, 0u64, 0u64);
+                let mut buf = [0u8; 64];
+                loop {
+                    match c.recv(&mut buf, WaitStrategy::SpinYield) {
+                        Ok(info) => {
+                            assert_eq!(info.seq, expect, "out of order");
+                            let n = info.seq;
+                            assert_eq!(info.len, 8 + (n % 57) as usize);
+                            assert_eq!(&buf[..8], &n.to_le_bytes());
+                            assert!(
+                                buf[8..info.len].iter().all(|&b| b == n as u8),
+                                "torn message {n}"
+                            );
+                            assert_eq!(info.tag, n ^ 0xABCD);
+                            got += 1;
+                            expect += 1;
+                        }
+                        Err(RecvError::Lagged { missed: m }) => {
+                            missed += m;
+                            expect += m;
+                        }
+                        Err(RecvError::EndOfStream) => return (got, missed),
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut msg = [0u8; 64];
+    for n in 0..messages {
+        let len = 8 + (n % 57) as usize;
+        msg[..8].copy_from_slice(&n.to_le_bytes());
+        msg[8..len].fill(n as u8);
+        producer.publish(&msg[..len], n ^ 0xABCD).unwrap();
+    }
+    drop(producer);
+    for h in handles {
+        let (got, missed) = h.join().unwrap();
+        assert_eq!(got + missed, messages);
+        if mode == Mode::Backpressure {
+            assert_eq!(missed, 0, "back-pressure must not lose messages");
+        }
+    }
+}
+
+#[test]
+fn stress_overwrite() {
+    stress(Mode::Overwrite, if cfg!(miri) { 200 } else { 200_000 }, 3);
+}
+
+#[test]
+fn stress_backpressure() {
+    stress(
+        Mode::Backpressure,
+        if cfg!(miri) { 200 } else { 200_000 },
+        3,
+    );
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "futex syscalls")]
+fn blocking_wait_is_woken_by_publish() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            let i = c
+                .recv_timeout(&mut buf, WaitStrategy::Block, Duration::from_secs(30))
+                .unwrap();
+            got.push(i.seq);
+        }
+        got
+    });
+    for i in 0..50u64 {
+        std::thread::sleep(Duration::from_micros(200));
+        p.publish(b"m", i).unwrap();
+    }
+    assert_eq!(t.join().unwrap(), (0..50).collect::<Vec<_>>());
+}

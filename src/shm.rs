@@ -1,0 +1,218 @@
+//! Shared-memory segments: create, size, initialise, pre-fault and map a
+//! ring's two files (in a directory, normally on tmpfs, or as memfds).
+
+use crate::ring::{AttachError, ConfigError, RingConfig, RingRegion};
+use memmap2::{Mmap, MmapMut, MmapOptions};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Why a ring segment could not be created or mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The requested ring configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The segments are not a valid ring (or not the expected one).
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ShmError {
+    let what = what.into();
+    move |source| ShmError::Io { what, source }
+}
+
+/// How a process maps a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Data segment writable (the publisher, or the broker).
+    ReadWrite,
+    /// Data segment read-only: a subscriber cannot corrupt the stream.
+    /// The control segment (cursors, sleepers) is always writable.
+    Subscriber,
+}
+
+/// Paths of a ring's two files inside a data directory.
+pub fn ring_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{name}.data")),
+        dir.join(format!("{name}.ctrl")),
+    )
+}
+
+/// Creates `NAME.data` and `NAME.ctrl` in `dir` (mode 0600, refusing to
+/// overwrite), sizes, initialises and pre-faults them. Returns the two
+/// files, open read-write.
+///
+/// # Errors
+/// [`ShmError::Config`] for a bad config; [`ShmError::Io`] if a file exists
+/// or cannot be created, sized or mapped.
+pub fn create_ring_files(
+    dir: &Path,
+    name: &str,
+    config: &RingConfig,
+    ring_id: u64,
+    publisher_pid: u32,
+) -> Result<(File, File), ShmError> {
+    config.validate()?;
+    let (dp, cp) = ring_paths(dir, name);
+    let open = |p: &Path| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(p)
+            .map_err(io(format!("creating {}", p.display())))
+    };
+    let data = open(&dp)?;
+    let ctrl = match open(&cp) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&dp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = init_files(&data, &ctrl, config, ring_id, publisher_pid) {
+        let _ = std::fs::remove_file(&dp);
+        let _ = std::fs::remove_file(&cp);
+        return Err(e);
+    }
+    Ok((data, ctrl))
+}
+
+/// As [`create_ring_files`], but anonymous memfds (nothing in the file
+/// system; the descriptors are the only way in).
+///
+/// # Errors
+/// As [`create_ring_files`].
+pub fn create_ring_memfd(
+    name: &str,
+    config: &RingConfig,
+    ring_id: u64,
+    publisher_pid: u32,
+) -> Result<(File, File), ShmError> {
+    use rustix::fs::{memfd_create, MemfdFlags};
+    config.validate()?;
+    let mk =
+        |suffix: &str| -> Result<File, ShmError> {
+            let fd = memfd_create(format!("ringbus-{name}.{suffix}"), MemfdFlags::CLOEXEC)
+                .map_err(|e| ShmError::Io {
+                    what: "memfd_create".into(),
+                    source: e.into(),
+                })?;
+            Ok(File::from(fd))
+        };
+    let (data, ctrl) = (mk("data")?, mk("ctrl")?);
+    init_files(&data, &ctrl, config, ring_id, publisher_pid)?;
+    Ok((data, ctrl))
+}
+
+fn init_files(
+    data: &File,
+    ctrl: &File,
+    config: &RingConfig,
+    ring_id: u64,
+    pid: u32,
+) -> Result<(), ShmError> {
+    let s = config.validate()?;
+    data.set_len(s.data_len)
+        .map_err(io("sizing the data segment"))?;
+    ctrl.set_len(s.ctrl_len)
+        .map_err(io("sizing the control segment"))?;
+    // SAFETY: freshly created files that no other process has opened yet;
+    // MAP_POPULATE pre-faults every page so the hot path takes no fault.
+    let mut d = unsafe { MmapOptions::new().populate().map_mut(data) }
+        .map_err(io("mapping the data segment"))?;
+    // SAFETY: as above.
+    let mut c = unsafe { MmapOptions::new().populate().map_mut(ctrl) }
+        .map_err(io("mapping the control segment"))?;
+    // SAFETY: both mappings are exactly the sizes `init` writes, page
+    // (hence 128-byte) aligned, and private to us until we hand the files out.
+    unsafe { crate::ring::init_segments(d.as_mut_ptr(), c.as_mut_ptr(), config, ring_id, pid) };
+    Ok(())
+}
+
+struct Mapping {
+    _data: DataMap,
+    _ctrl: MmapMut,
+}
+
+enum DataMap {
+    Rw(#[allow(dead_code)] MmapMut),
+    Ro(#[allow(dead_code)] Mmap),
+}
+
+/// Maps a ring's two files and validates them. `expected`, if given, must
+/// match the ring's config.
+///
+/// # Errors
+/// [`ShmError::Io`] (e.g. a read-only descriptor mapped `ReadWrite`),
+/// [`ShmError::Attach`] for a truncated, foreign or mismatched ring.
+pub fn map_ring(
+    data: &File,
+    ctrl: &File,
+    access: Access,
+    expected: Option<&RingConfig>,
+) -> Result<Arc<RingRegion>, ShmError> {
+    let dlen = data
+        .metadata()
+        .map_err(io("reading the data segment's size"))?
+        .len();
+    let clen = ctrl
+        .metadata()
+        .map_err(io("reading the control segment's size"))?
+        .len();
+    if dlen == 0 || clen == 0 {
+        return Err(AttachError::Truncated {
+            segment: if dlen == 0 { "data" } else { "control" },
+            len: 0,
+            need: 1,
+        }
+        .into());
+    }
+    // SAFETY: a shared mapping of a ring file. Other processes write it
+    // concurrently; RingRegion reads it only through atomics and the seqlock
+    // protocol and validates the header before trusting any of it.
+    let mut c = unsafe { MmapOptions::new().populate().map_mut(ctrl) }
+        .map_err(io("mapping the control segment read-write"))?;
+    let cptr = NonNull::new(c.as_mut_ptr()).expect("mmap never returns null");
+    let (dmap, dptr, writable) = match access {
+        Access::ReadWrite => {
+            // SAFETY: as above.
+            let mut m = unsafe { MmapOptions::new().populate().map_mut(data) }
+                .map_err(io("mapping the data segment read-write"))?;
+            let p = NonNull::new(m.as_mut_ptr()).expect("mmap never returns null");
+            (DataMap::Rw(m), p, true)
+        }
+        Access::Subscriber => {
+            // SAFETY: as above; read-only, so this process cannot write it.
+            let m = unsafe { MmapOptions::new().populate().map(data) }
+                .map_err(io("mapping the data segment read-only"))?;
+            let p = NonNull::new(m.as_ptr().cast_mut()).expect("mmap never returns null");
+            (DataMap::Ro(m), p, false)
+        }
+    };
+    let backing = Box::new(Mapping {
+        _data: dmap,
+        _ctrl: c,
+    });
+    // SAFETY: the mappings are `dlen` / `clen` bytes long, page-aligned, the
+    // control one writable, the data one writable iff `writable`; `backing`
+    // owns them for as long as the region lives.
+    let region =
+        unsafe { RingRegion::attach(dptr, dlen, cptr, clen, writable, expected, backing)? };
+    Ok(Arc::new(region))
+}

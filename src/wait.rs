@@ -1,0 +1,291 @@
+//! How a subscriber waits for the next message: busy spin, spin then yield,
+//! futex block, or adaptive (bounded spin, then futex); and the process-shared
+//! futex protocol that makes blocking cost the publisher nothing while no
+//! subscriber sleeps.
+//!
+//! # The sleeper protocol (no lost wake-ups)
+//!
+//! Waiter (`wait_until`):
+//! 1. `w = futex.load(Acquire)`;
+//! 2. `sleepers += 1`; `fence(SeqCst)`;
+//! 3. poll once more; if something arrived, `sleepers -= 1` and return;
+//! 4. `FUTEX_WAIT(futex, w)`; `sleepers -= 1`; loop.
+//!
+//! Publisher (after each message, once `wake_ack` is set):
+//! `stamp.store(Release)`; `fence(SeqCst)`; if `sleepers != 0`:
+//! `futex += 1` (Release); `FUTEX_WAKE(all)`.
+//!
+//! The two SeqCst fences order the waiter's `sleepers += 1` and the
+//! publisher's stamp store: either the publisher sees the sleeper and wakes
+//! it (the kernel compares the futex word with `w` under its lock, so a wake
+//! between steps 1 and 4 makes the wait return at once), or the waiter's
+//! poll in step 3 sees the message. `tests/loom.rs` checks this.
+//!
+//! The fence costs ~10 ns, so a publisher runs it only once some subscriber
+//! has said it may block: the subscriber sets `wake_enabled`, and the
+//! publisher answers with `wake_ack` the first time it notices. Until a
+//! subscriber sees `wake_ack` its futex waits are bounded to 1 ms, so a
+//! message published in the hand-over window is late by at most that, never
+//! lost. A ring whose subscribers all spin never pays for the fence.
+
+use crate::layout::CtrlHeader;
+use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How a blocking receive waits for a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Busy-poll: lowest latency, burns a core.
+    Spin,
+    /// Poll a few times, then `sched_yield` between polls.
+    SpinYield,
+    /// Sleep on the ring's futex at once: no CPU while idle, a syscall per
+    /// wake-up.
+    Block,
+    /// Spin for a bounded time (`spin`), then block.
+    Adaptive {
+        /// How long to spin before sleeping.
+        spin: Duration,
+    },
+}
+
+/// Spin budget of `adaptive` when none is given.
+pub const DEFAULT_ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
+
+impl Default for WaitStrategy {
+    /// `Adaptive` with [`DEFAULT_ADAPTIVE_SPIN`].
+    fn default() -> Self {
+        WaitStrategy::Adaptive {
+            spin: DEFAULT_ADAPTIVE_SPIN,
+        }
+    }
+}
+
+impl WaitStrategy {
+    /// The strategy's spin budget before sleeping (`None`: never sleeps).
+    fn spin_budget(self) -> Option<Duration> {
+        match self {
+            WaitStrategy::Spin | WaitStrategy::SpinYield => None,
+            WaitStrategy::Block => Some(Duration::ZERO),
+            WaitStrategy::Adaptive { spin } => Some(spin),
+        }
+    }
+
+    /// Whether this strategy may sleep on the futex.
+    pub fn may_block(self) -> bool {
+        self.spin_budget().is_some()
+    }
+}
+
+impl std::str::FromStr for WaitStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "spin" => Ok(WaitStrategy::Spin),
+            "spin_yield" | "spin-yield" | "yield" => Ok(WaitStrategy::SpinYield),
+            "block" | "futex" => Ok(WaitStrategy::Block),
+            "adaptive" => Ok(WaitStrategy::default()),
+            other => Err(format!(
+                "unknown wait strategy {other:?}: expected spin, spin_yield, block or adaptive"
+            )),
+        }
+    }
+}
+
+/// A subscriber's memory of the wake hand-over (see the module docs).
+#[derive(Default, Debug)]
+pub(crate) struct WakeState {
+    acked: bool,
+}
+
+/// Polls `poll` until it returns `Some`, waiting between polls as
+/// `strategy` says; `None` once `deadline` has passed.
+pub(crate) fn wait_until<T>(
+    ctrl: &CtrlHeader,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    state: &mut WakeState,
+    mut poll: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let spin_until = strategy.spin_budget().map(|d| Instant::now() + d);
+    let mut spins: u32 = 0;
+    loop {
+        if let Some(r) = poll() {
+            return Some(r);
+        }
+        spins = spins.wrapping_add(1);
+        // Reading the clock costs ~20 ns: only every 64 polls while spinning.
+        if spins % 64 != 0 {
+            if strategy == WaitStrategy::SpinYield && spins > 64 {
+                std::thread::yield_now();
+            } else {
+                spin_hint();
+            }
+            continue;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return None;
+        }
+        match spin_until {
+            Some(t) if now >= t || cfg!(loom) => {
+                if let Some(r) = sleep_once(ctrl, deadline, state, &mut poll) {
+                    return Some(r);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One round of the sleeper protocol.
+fn sleep_once<T>(
+    ctrl: &CtrlHeader,
+    deadline: Option<Instant>,
+    state: &mut WakeState,
+    poll: &mut impl FnMut() -> Option<T>,
+) -> Option<T> {
+    if !state.acked {
+        if ctrl.wake_enabled.load(Ordering::Relaxed) == 0 {
+            ctrl.wake_enabled.store(1, Ordering::Relaxed);
+        }
+        // Acquire: pairs with the publisher's Release store of `wake_ack`;
+        // every publish after it runs the sleeper check.
+        state.acked = ctrl.wake_ack.load(Ordering::Acquire) != 0;
+    }
+    // Acquire: pairs with the publisher's Release increment in `notify`.
+    let w = ctrl.futex.load(Ordering::Acquire);
+    ctrl.sleepers.fetch_add(1, Ordering::Relaxed);
+    // SeqCst: the waiter's half of the Dekker pair; partner is the fence in
+    // Producer::notify (see the module docs).
+    fence(Ordering::SeqCst);
+    let r = poll();
+    if r.is_none() {
+        let mut timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if !state.acked {
+            timeout = Some(timeout.map_or(Duration::from_millis(1), |t| {
+                t.min(Duration::from_millis(1))
+            }));
+        }
+        futex_wait(&ctrl.futex, w, timeout);
+    }
+    ctrl.sleepers.fetch_sub(1, Ordering::Relaxed);
+    r
+}
+
+/// Publisher side: wakes sleepers after a message became visible. `wake_on`
+/// is the publisher's cached view of `wake_ack`.
+#[inline(always)]
+pub(crate) fn notify(ctrl: &CtrlHeader, wake_on: &mut bool) {
+    if !*wake_on {
+        if ctrl.wake_enabled.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        *wake_on = true;
+        // Release: the messages published so far are visible to a waiter
+        // that sees the ack; pairs with the Acquire in `sleep_once`.
+        ctrl.wake_ack.store(1, Ordering::Release);
+    }
+    // SeqCst: the publisher's half of the Dekker pair; partner is the fence
+    // in `sleep_once` (see the module docs).
+    fence(Ordering::SeqCst);
+    if ctrl.sleepers.load(Ordering::Relaxed) != 0 {
+        wake(ctrl);
+    }
+}
+
+/// Wakes every sleeper unconditionally (end of stream, shutdown).
+pub(crate) fn wake_all(ctrl: &CtrlHeader) {
+    // SeqCst: as in `notify`, orders the caller's stores before the check.
+    fence(Ordering::SeqCst);
+    wake(ctrl);
+}
+
+#[cold]
+fn wake(ctrl: &CtrlHeader) {
+    // Release: pairs with the waiter's Acquire load of the futex word.
+    ctrl.futex.fetch_add(1, Ordering::Release);
+    futex_wake(&ctrl.futex);
+}
+
+#[cfg(not(loom))]
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    use rustix::thread::futex;
+    let ts = timeout.map(|t| rustix::time::Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    // Not FUTEX_PRIVATE: the word is shared between processes. EAGAIN (the
+    // word moved), EINTR and ETIMEDOUT all mean "poll again".
+    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+}
+
+#[cfg(not(loom))]
+fn futex_wake(word: &AtomicU32) {
+    use rustix::thread::futex;
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+}
+
+// Loom has no futex: model it as a condition variable whose check-and-sleep
+// is atomic under its mutex, which is the property the protocol relies on.
+// A timed wait may return at any moment, so under loom it returns at once.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+}
+
+#[cfg(loom)]
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    if timeout.is_some() {
+        loom::thread::yield_now();
+        return;
+    }
+    let guard = FUTEX.0.lock().unwrap();
+    if word.load(Ordering::Relaxed) == expected {
+        drop(FUTEX.1.wait(guard).unwrap());
+    }
+}
+
+#[cfg(loom)]
+fn futex_wake(_word: &AtomicU32) {
+    let _guard = FUTEX.0.lock().unwrap();
+    FUTEX.1.notify_all();
+}
+
+/// Pins the calling thread to CPU `core` (an index as the OS numbers them).
+pub fn pin_current_thread(core: usize) -> Result<(), PinError> {
+    let ids = core_affinity::get_core_ids().ok_or(PinError::Unavailable)?;
+    let id = ids
+        .into_iter()
+        .find(|c| c.id == core)
+        .ok_or(PinError::NoSuchCore(core))?;
+    if core_affinity::set_for_current(id) {
+        Ok(())
+    } else {
+        Err(PinError::Refused(core))
+    }
+}
+
+/// CPUs this process may run on.
+pub fn available_cores() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// Why a thread could not be pinned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    /// The OS did not report the CPU set.
+    #[error("cannot read this process's CPU set")]
+    Unavailable,
+    /// No such CPU in this process's set.
+    #[error("CPU {0} is not available to this process (see `nproc` / taskset)")]
+    NoSuchCore(usize),
+    /// `sched_setaffinity` failed.
+    #[error("the OS refused to pin this thread to CPU {0}")]
+    Refused(usize),
+}
