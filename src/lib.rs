@@ -13,3 +13,4 @@ pub mod shm;
 pub(crate) mod sync;
 pub mod wait;
 pub mod control;
+pub mod broker;
