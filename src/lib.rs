@@ -14,3 +14,4 @@ pub(crate) mod sync;
 pub mod wait;
 pub mod control;
 pub mod broker;
+pub mod client;

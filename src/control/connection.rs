@@ -125,6 +125,24 @@ impl Connection {
         self.client_id
     }
 
+    /// Whether the broker has closed this connection (it died or
+    /// restarted). Never blocks.
+    pub fn broker_gone(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&zero)) {
+            // The broker never sends unsolicited frames: readable means EOF.
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
+            Err(_) => false,
+        }
+    }
+
     /// Sends `req` and waits for its reply, returning it with its
     /// descriptors (checked to be as many as the reply announces). An
     /// error reply becomes [`ConnectionError::Refused`].
