@@ -161,7 +161,9 @@ pub struct JsonArg {
 
 impl Cli {
     fn socket_path(&self) -> PathBuf {
-        self.socket.clone().unwrap_or_else(paths::default_socket_path)
+        self.socket
+            .clone()
+            .unwrap_or_else(paths::default_socket_path)
     }
 }
 
@@ -243,7 +245,9 @@ fn publish(client: &Client, a: &PubArgs) -> Result<ExitCode> {
     };
     if let Some(count) = a.count {
         if a.size < 8 {
-            bail!("--size must be at least 8 (generated messages start with their sequence number)");
+            bail!(
+                "--size must be at least 8 (generated messages start with their sequence number)"
+            );
         }
         let mut payload = vec![0u8; a.size];
         let start = Instant::now();
@@ -293,7 +297,7 @@ fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(out.lock());
     let mut received = 0u64;
     let mut seen_rings = !sub.rings().is_empty();
-    while a.count.is_none_or(|c| received < c) {
+    while a.count.map_or(true, |c| received < c) {
         let r = match sub.try_recv(&mut buf) {
             Err(RecvError::Empty) => {
                 if out.flush().is_err() {
@@ -421,7 +425,16 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
     writeln!(
         out,
         "{:<24} {:<12} {:>8} {:>9} {:>5} {:>4} {:>4} {:>10} {:>8} {:>10}",
-        "TOPIC", "MODE", "CAPACITY", "MAX_SIZE", "RINGS", "PUBS", "SUBS", "LAST_SEQ", "LAG", "BYTES"
+        "TOPIC",
+        "MODE",
+        "CAPACITY",
+        "MAX_SIZE",
+        "RINGS",
+        "PUBS",
+        "SUBS",
+        "LAST_SEQ",
+        "LAG",
+        "BYTES"
     )?;
     for t in &list {
         let (mode, cap, max) = match t.config {

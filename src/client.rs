@@ -468,7 +468,9 @@ impl Subscriber {
         self.lease = lease;
         self.config = config.or(self.config);
         let mut fds = fds.into_iter();
-        let seg = fds.next().ok_or_else(|| unexpected(&Reply::Detached { lease }))?;
+        let seg = fds
+            .next()
+            .ok_or_else(|| unexpected(&Reply::Detached { lease }))?;
         self.segment = Some(TopicSegment::open(&File::from(seg), false)?);
         // Unknown until the first check: forces one fetch, closing the
         // window between the broker's reply and our first look.
@@ -540,7 +542,10 @@ impl Subscriber {
                 self.config = self.config.or(config);
                 // Rings that appear after subscribing are read from their
                 // first message: a subscriber that was there misses nothing.
-                if self.attach(&rings, fds.into_iter(), Start::Earliest).is_ok() {
+                if self
+                    .attach(&rings, fds.into_iter(), Start::Earliest)
+                    .is_ok()
+                {
                     self.seen_generation = g;
                 }
             }

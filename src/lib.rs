@@ -7,11 +7,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod broker;
+pub mod client;
+pub mod control;
 pub mod layout;
 pub mod ring;
 pub mod shm;
 pub(crate) mod sync;
 pub mod wait;
-pub mod control;
-pub mod broker;
-pub mod client;

@@ -33,7 +33,7 @@ fn recv(sub: &mut ringbus::client::Subscriber, buf: &mut [u8]) -> (u64, Vec<u8>)
 fn publish_subscribe_and_rings_that_join_later() {
     let dir = TestDir::new("api-pubsub");
     let _b = BrokerThread::start(&dir, Config::default());
-    let client = Client::connect(&dir.socket()).unwrap();
+    let client = Client::connect(dir.socket()).unwrap();
     let mut sub = client
         .subscriber(
             "md.x",
@@ -55,7 +55,7 @@ fn publish_subscribe_and_rings_that_join_later() {
 
     // A second publisher on another connection: a second ring, found
     // through the generation counter and read from its first message.
-    let other = Client::connect(&dir.socket()).unwrap();
+    let other = Client::connect(dir.socket()).unwrap();
     let mut p2 = other.publisher_existing("md.x").unwrap();
     assert_ne!(p2.ring_id(), p1.ring_id());
     p2.publish(b"two", 2).unwrap();
@@ -78,7 +78,10 @@ fn publish_subscribe_and_rings_that_join_later() {
     let id2 = p2.ring_id();
     drop(p2);
     assert_eq!(recv(&mut sub, &mut buf), (id2, b"last".to_vec()));
-    assert_eq!(sub.recv_timeout(&mut buf, PATIENCE), Err(RecvError::EndOfStream));
+    assert_eq!(
+        sub.recv_timeout(&mut buf, PATIENCE),
+        Err(RecvError::EndOfStream)
+    );
     assert_eq!(sub.last_ring_id(), id2);
     assert_eq!(sub.rings().len(), 1);
     // The other ring goes on.
@@ -95,7 +98,7 @@ fn config_mismatch_bad_names_and_limits_are_refused() {
     let dir = TestDir::new("api-refusals");
     let config = Config::parse("[limits]\nmax_publishers_per_topic = 1\nmax_topics = 2").unwrap();
     let _b = BrokerThread::start(&dir, config);
-    let client = Client::connect(&dir.socket()).unwrap();
+    let client = Client::connect(dir.socket()).unwrap();
     let _p = client.publisher("a", cfg(Mode::Overwrite)).unwrap();
 
     let e = client.publisher("a", cfg(Mode::Backpressure)).unwrap_err();
@@ -115,14 +118,18 @@ fn config_mismatch_bad_names_and_limits_are_refused() {
     assert_eq!(e.code(), Some(ErrorCode::InvalidConfig), "{e}");
     assert!(e.to_string().contains("power of two"), "{e}");
 
-    let e = client.subscriber("../etc", SubscribeOptions::default()).unwrap_err();
+    let e = client
+        .subscriber("../etc", SubscribeOptions::default())
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BadTopicName), "{e}");
 
     let e = client.publisher_existing("nope").unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
 
     let _s = client.subscriber("b", SubscribeOptions::default()).unwrap();
-    let e = client.subscriber("c", SubscribeOptions::default()).unwrap_err();
+    let e = client
+        .subscriber("c", SubscribeOptions::default())
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::LimitExceeded), "{e}");
 
     // The connection is still good after all these refusals.
@@ -133,13 +140,15 @@ fn config_mismatch_bad_names_and_limits_are_refused() {
 fn subscribers_get_read_only_ring_data() {
     let dir = TestDir::new("api-readonly");
     let _b = BrokerThread::start(&dir, Config::default());
-    let client = Client::connect(&dir.socket()).unwrap();
+    let client = Client::connect(dir.socket()).unwrap();
     let mut p = client.publisher("ro", cfg(Mode::Backpressure)).unwrap();
     p.publish(b"x", 0).unwrap();
 
     // Speak the protocol directly to look at the descriptors themselves.
     let mut conn = Connection::connect(&dir.socket(), "ro-test").unwrap();
-    let (reply, fds) = conn.call(&Request::Subscribe { topic: "ro".into() }).unwrap();
+    let (reply, fds) = conn
+        .call(&Request::Subscribe { topic: "ro".into() })
+        .unwrap();
     let Reply::Subscribed { rings, .. } = reply else {
         panic!("{reply:?}")
     };
@@ -160,10 +169,7 @@ fn subscribers_get_read_only_ring_data() {
     // ... a writable shared mapping is refused ...
     // SAFETY: the mapping is never created (the call must fail).
     let rw = unsafe { memmap2::MmapOptions::new().map_mut(&data) };
-    assert_eq!(
-        rw.unwrap_err().kind(),
-        std::io::ErrorKind::PermissionDenied
-    );
+    assert_eq!(rw.unwrap_err().kind(), std::io::ErrorKind::PermissionDenied);
     assert!(ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::ReadWrite, None).is_err());
     // ... and the subscriber's read-only mapping cannot be made writable.
     // SAFETY: read-only shared mapping, only inspected.
@@ -253,14 +259,28 @@ fn garbage_frames_then_a_good_client() {
     bad_name[HEADER_LEN + 2] = b'/';
     let oversized = vec![0x52u8; MAX_REQUEST + 100];
 
-    let cases: Vec<(Vec<Vec<u8>>, Vec<Option<ErrorCode>>)> = vec![
+    // (frames sent on one connection, expected error code per frame)
+    type Case = (Vec<Vec<u8>>, Vec<Option<ErrorCode>>);
+    let cases: Vec<Case> = vec![
         (vec![b"RB".to_vec()], vec![Some(ErrorCode::Malformed)]),
-        (vec![b"hello broker".to_vec()], vec![Some(ErrorCode::Malformed)]),
+        (
+            vec![b"hello broker".to_vec()],
+            vec![Some(ErrorCode::Malformed)],
+        ),
         (vec![oversized], vec![Some(ErrorCode::Malformed)]),
-        (vec![wrong_version], vec![Some(ErrorCode::UnsupportedVersion)]),
+        (
+            vec![wrong_version],
+            vec![Some(ErrorCode::UnsupportedVersion)],
+        ),
         (vec![stats.clone()], vec![Some(ErrorCode::HelloRequired)]),
-        (vec![hello(), bad_len], vec![None, Some(ErrorCode::Malformed)]),
-        (vec![hello(), truncated], vec![None, Some(ErrorCode::Malformed)]),
+        (
+            vec![hello(), bad_len],
+            vec![None, Some(ErrorCode::Malformed)],
+        ),
+        (
+            vec![hello(), truncated],
+            vec![None, Some(ErrorCode::Malformed)],
+        ),
         // Well-framed but wrong: answered, and the connection survives.
         (
             vec![hello(), unknown, bad_name, stats.clone()],
@@ -281,7 +301,10 @@ fn garbage_frames_then_a_good_client() {
             vec![Some(ErrorCode::UnsupportedVersion)],
         ),
         (
-            vec![hello(), encode_request(&Request::Detach { lease: 12345 }).unwrap()],
+            vec![
+                hello(),
+                encode_request(&Request::Detach { lease: 12345 }).unwrap(),
+            ],
             vec![None, Some(ErrorCode::NotFound)],
         ),
     ];
@@ -341,7 +364,9 @@ fn garbage_frames_then_a_good_client() {
     // The broker is alive and serves a good client.
     assert!(broker.child.try_wait().unwrap().is_none(), "broker died");
     let client = Client::connect(&path).unwrap();
-    let mut p = client.publisher("after.garbage", cfg(Mode::Overwrite)).unwrap();
+    let mut p = client
+        .publisher("after.garbage", cfg(Mode::Overwrite))
+        .unwrap();
     let mut s = client
         .subscriber(
             "after.garbage",
@@ -369,14 +394,17 @@ fn no_broker_error_says_what_to_do() {
         matches!(e, ClientError::Control(ConnectionError::NoBroker { .. })),
         "{e:?}"
     );
-    assert!(msg.contains("no broker at") && msg.contains("ringbus serve"), "{msg}");
+    assert!(
+        msg.contains("no broker at") && msg.contains("ringbus serve"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn subscriber_wait_unblocks_on_new_ring() {
     let dir = TestDir::new("api-wait");
     let _b = BrokerThread::start(&dir, Config::default());
-    let client = Client::connect(&dir.socket()).unwrap();
+    let client = Client::connect(dir.socket()).unwrap();
     let mut sub = client
         .subscriber(
             "w",

@@ -29,8 +29,14 @@ pub(super) fn map_for_broker(data: &File, ctrl: &File) -> Result<Arc<RingRegion>
         let what = what.to_owned();
         move |source| ShmError::Io { what, source }
     };
-    let dlen = data.metadata().map_err(io("reading the data segment's size"))?.len();
-    let clen = ctrl.metadata().map_err(io("reading the control segment's size"))?.len();
+    let dlen = data
+        .metadata()
+        .map_err(io("reading the data segment's size"))?
+        .len();
+    let clen = ctrl
+        .metadata()
+        .map_err(io("reading the control segment's size"))?
+        .len();
     if dlen == 0 || clen == 0 {
         return Err(crate::ring::AttachError::Truncated {
             segment: if dlen == 0 { "data" } else { "control" },

@@ -313,9 +313,8 @@ impl Config {
             )));
         }
         for r in &self.acl {
-            validate_pattern(&r.topic).map_err(|m| {
-                ConfigError::Invalid(format!("acl rule for {:?}: {m}", r.topic))
-            })?;
+            validate_pattern(&r.topic)
+                .map_err(|m| ConfigError::Invalid(format!("acl rule for {:?}: {m}", r.topic)))?;
         }
         Ok(())
     }

@@ -87,7 +87,11 @@ impl BrokerOptions {
     /// then the config file, then the defaults of [`paths`].
     pub fn resolve(socket: Option<PathBuf>, data_dir: Option<PathBuf>, config: Config) -> Self {
         let socket = socket
-            .or_else(|| std::env::var_os(paths::SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os(paths::SOCKET_ENV)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
             .or_else(|| config.server.socket.clone())
             .unwrap_or_else(paths::default_socket_path);
         let data_dir = data_dir
@@ -146,7 +150,10 @@ impl Broker {
                     .recursive(true)
                     .mode(config.server.socket_dir_mode)
                     .create(dir)
-                    .map_err(io_err(format!("creating socket directory {}", dir.display())))?;
+                    .map_err(io_err(format!(
+                        "creating socket directory {}",
+                        dir.display()
+                    )))?;
             }
         }
         let mut lock_name = socket_path.clone().into_os_string();
@@ -172,7 +179,10 @@ impl Broker {
             .recursive(true)
             .mode(0o700)
             .create(&data_dir)
-            .map_err(io_err(format!("creating data directory {}", data_dir.display())))?;
+            .map_err(io_err(format!(
+                "creating data directory {}",
+                data_dir.display()
+            )))?;
         raise_fd_limit();
 
         let listener = socket::listen(&socket_path, 128)
@@ -181,7 +191,10 @@ impl Broker {
             &socket_path,
             std::fs::Permissions::from_mode(config.server.socket_mode),
         )
-        .map_err(io_err(format!("setting the mode of {}", socket_path.display())))?;
+        .map_err(io_err(format!(
+            "setting the mode of {}",
+            socket_path.display()
+        )))?;
 
         let mut broker = Broker {
             listener,
@@ -423,7 +436,11 @@ impl Broker {
     /// whether to hang up afterwards.
     fn handle(&mut self, id: u64, req: Request) -> (Reply, Vec<OwnedFd>, bool) {
         let Some(client) = self.clients.get_mut(&id) else {
-            return (Reply::error(ErrorCode::Internal, "no such client"), vec![], true);
+            return (
+                Reply::error(ErrorCode::Internal, "no such client"),
+                vec![],
+                true,
+            );
         };
         let cred = client.cred;
         match req {
@@ -437,7 +454,11 @@ impl Broker {
                     let msg = format!(
                         "client speaks protocol versions {min_version}..={max_version}, this broker speaks {v}: upgrade the older side"
                     );
-                    return (Reply::error(ErrorCode::UnsupportedVersion, msg), vec![], true);
+                    return (
+                        Reply::error(ErrorCode::UnsupportedVersion, msg),
+                        vec![],
+                        true,
+                    );
                 }
                 client.welcomed = true;
                 (

@@ -48,9 +48,13 @@ pub(super) struct Topic {
 }
 
 enum LeaseKind {
-    Publisher { ring_id: u64 },
+    Publisher {
+        ring_id: u64,
+    },
     /// `delivered`: highest ring id the subscriber has been told about.
-    Subscriber { delivered: u64 },
+    Subscriber {
+        delivered: u64,
+    },
 }
 
 struct Lease {
@@ -180,12 +184,7 @@ impl State {
         })
     }
 
-    fn check_acl(
-        &mut self,
-        topic: &str,
-        action: Action,
-        cred: &PeerCred,
-    ) -> Result<(), Refusal> {
+    fn check_acl(&mut self, topic: &str, action: Action, cred: &PeerCred) -> Result<(), Refusal> {
         if self.config.allows(topic, action, cred, self.broker_uid) {
             return Ok(());
         }
@@ -270,15 +269,23 @@ impl State {
                 self.settle_config(topic, c)?;
                 c
             }
-            None => self.topics.get(topic).and_then(|t| t.config).ok_or_else(|| {
-                (
-                    ErrorCode::NotFound,
-                    format!("topic {topic:?} does not exist yet: give a config to create it"),
-                )
-            })?,
+            None => self
+                .topics
+                .get(topic)
+                .and_then(|t| t.config)
+                .ok_or_else(|| {
+                    (
+                        ErrorCode::NotFound,
+                        format!("topic {topic:?} does not exist yet: give a config to create it"),
+                    )
+                })?,
         };
         let max = self.config.limits.max_publishers_per_topic as usize;
-        let live = self.topics[topic].rings.values().filter(|r| !r.closed).count();
+        let live = self.topics[topic]
+            .rings
+            .values()
+            .filter(|r| !r.closed)
+            .count();
         if live >= max {
             return Err((
                 ErrorCode::LimitExceeded,
@@ -302,7 +309,13 @@ impl State {
             .collect();
         let lease = self.new_lease(client, topic, LeaseKind::Publisher { ring_id });
         let t = self.topics.get_mut(topic).expect("settled above");
-        t.rings.insert(ring_id, Ring { lease: Some(lease), ..ring });
+        t.rings.insert(
+            ring_id,
+            Ring {
+                lease: Some(lease),
+                ..ring
+            },
+        );
         t.publisher_leases += 1;
         // Subscribers see the new generation and fetch the ring.
         t.segment.bump();
@@ -358,7 +371,12 @@ impl State {
             .leases
             .get_mut(&lease)
             .filter(|l| l.client == client)
-            .ok_or_else(|| (ErrorCode::NotFound, format!("no lease {lease} on this connection")))?;
+            .ok_or_else(|| {
+                (
+                    ErrorCode::NotFound,
+                    format!("no lease {lease} on this connection"),
+                )
+            })?;
         let LeaseKind::Subscriber { delivered } = &mut l.kind else {
             return Err((
                 ErrorCode::NotFound,
@@ -376,7 +394,9 @@ impl State {
             fds.extend(dup(&r.data_ro));
             fds.extend(dup(&r.ctrl));
         }
-        *delivered = (*delivered).max(after).max(rings.last().map_or(0, |r| r.ring_id));
+        *delivered = (*delivered)
+            .max(after)
+            .max(rings.last().map_or(0, |r| r.ring_id));
         let config = t.config;
         self.collect_garbage();
         Ok((Reply::Rings { config, rings }, fds))
@@ -384,7 +404,10 @@ impl State {
 
     fn detach(&mut self, client: u64, lease: u64) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         if !self.leases.get(&lease).is_some_and(|l| l.client == client) {
-            return Err((ErrorCode::NotFound, format!("no lease {lease} on this connection")));
+            return Err((
+                ErrorCode::NotFound,
+                format!("no lease {lease} on this connection"),
+            ));
         }
         self.end_lease(lease);
         self.collect_garbage();
@@ -451,12 +474,18 @@ impl State {
                     let _ = r.region.close();
                     r.closed = true;
                     reclaimed += 1;
-                    eprintln!("ringbus: publisher pid {pid} is gone: ring {} of topic {name:?} closed", r.name);
+                    eprintln!(
+                        "ringbus: publisher pid {pid} is gone: ring {} of topic {name:?} closed",
+                        r.name
+                    );
                 }
                 let n = r.region.release_cursors_of(pid);
                 if n > 0 {
                     reclaimed += n;
-                    eprintln!("ringbus: subscriber pid {pid} is gone: freed {n} cursor(s) on ring {}", r.name);
+                    eprintln!(
+                        "ringbus: subscriber pid {pid} is gone: freed {n} cursor(s) on ring {}",
+                        r.name
+                    );
                 }
             }
         }
@@ -491,7 +520,10 @@ impl State {
         }
         let mut dead_topics = Vec::new();
         for (name, t) in &mut self.topics {
-            let horizon = min_delivered.get(name.as_str()).copied().unwrap_or(u64::MAX);
+            let horizon = min_delivered
+                .get(name.as_str())
+                .copied()
+                .unwrap_or(u64::MAX);
             let gone: Vec<u64> = t
                 .rings
                 .iter()
@@ -506,8 +538,7 @@ impl State {
                     let _ = std::fs::remove_file(c);
                 }
             }
-            if !t.declared && t.rings.is_empty() && t.subscribers == 0 && t.publisher_leases == 0
-            {
+            if !t.declared && t.rings.is_empty() && t.subscribers == 0 && t.publisher_leases == 0 {
                 dead_topics.push(name.clone());
             }
         }
@@ -548,8 +579,11 @@ impl State {
             .topics
             .iter()
             .filter(|(n, _)| {
-                self.config.allows(n, Action::Subscribe, cred, self.broker_uid)
-                    || self.config.allows(n, Action::Publish, cred, self.broker_uid)
+                self.config
+                    .allows(n, Action::Subscribe, cred, self.broker_uid)
+                    || self
+                        .config
+                        .allows(n, Action::Publish, cred, self.broker_uid)
             })
             .collect();
         let mut topics = Vec::new();

@@ -152,8 +152,8 @@ impl Connection {
     pub fn call(&mut self, req: &Request) -> Result<(Reply, Vec<OwnedFd>), ConnectionError> {
         let frame = codec::encode_request(req)?;
         socket::send_frame(self.sock.as_fd(), &frame, &[])?;
-        let got = socket::recv_frame(self.sock.as_fd(), &mut self.buf)?
-            .ok_or(ConnectionError::Closed)?;
+        let got =
+            socket::recv_frame(self.sock.as_fd(), &mut self.buf)?.ok_or(ConnectionError::Closed)?;
         if got.truncated {
             return Err(DecodeError::Oversized {
                 len: got.len,

@@ -152,7 +152,11 @@ pub fn generated(i: u64, size: usize) -> Vec<u8> {
 pub fn check_generated(payload: &[u8]) -> u64 {
     assert!(payload.len() >= 8, "short payload: {payload:?}");
     let i = u64::from_le_bytes(payload[..8].try_into().unwrap());
-    assert_eq!(payload, &generated(i, payload.len())[..], "torn message {i}");
+    assert_eq!(
+        payload,
+        &generated(i, payload.len())[..],
+        "torn message {i}"
+    );
     i
 }
 
