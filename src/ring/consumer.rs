@@ -466,6 +466,16 @@ impl Consumer {
     }
 }
 
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("region", &self.region)
+            .field("next_seq", &self.next)
+            .field("backpressure_cursor", &self.cursor.is_some())
+            .finish()
+    }
+}
+
 impl Drop for Consumer {
     fn drop(&mut self) {
         if let Some(c) = self.cursor {
@@ -493,6 +503,15 @@ impl MessageRef<'_> {
     /// Sequence, tag, timestamp, length.
     pub fn info(&self) -> MessageInfo {
         self.info
+    }
+
+    /// Re-checks that the slot still holds this message. Always true while
+    /// the publisher follows the protocol; a check for callers that do not
+    /// trust the publishing process.
+    pub fn is_intact(&self) -> bool {
+        let seq = self.info.seq;
+        // Acquire: pairs with the Release stamp store in Producer::finish.
+        self.consumer.slot(seq).0.stamp.load(Ordering::Acquire) == stamp_done(seq)
     }
 }
 

@@ -334,6 +334,15 @@ impl Producer {
     }
 }
 
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("region", &self.region)
+            .field("next_seq", &self.seq)
+            .finish()
+    }
+}
+
 impl Drop for Producer {
     fn drop(&mut self) {
         // Subscribers drain what is left, then see end of stream.

@@ -188,6 +188,12 @@ impl RingRegion {
         self.ring_id
     }
 
+    /// Start of the data segment (its header), for diagnostics and tools.
+    /// Subscribers map it read-only: writing through it faults.
+    pub fn data_ptr(&self) -> *const u8 {
+        self.data.as_ptr()
+    }
+
     /// Whether this process may write the data segment (only a publisher
     /// or the broker may).
     pub fn data_writable(&self) -> bool {
@@ -286,6 +292,18 @@ impl RingRegion {
                 (pos != CURSOR_FREE).then(|| (pos, c.owner_pid.load(Ordering::Relaxed)))
             })
             .collect()
+    }
+}
+
+impl std::fmt::Debug for RingRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingRegion")
+            .field("ring_id", &self.ring_id)
+            .field("config", &self.config)
+            .field("data_writable", &self.data_writable)
+            .field("head", &self.head())
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 
