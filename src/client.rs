@@ -508,7 +508,13 @@ impl Subscriber {
             if self.config.is_none() {
                 self.config = Some(TopicConfig::from(region.config()));
             }
-            let consumer = Consumer::new(region, start).map_err(|source| ClientError::Attach {
+            let consumer = match r.cursor {
+                // The broker claimed this cursor for us before the ring's
+                // publisher started: take it over and miss nothing.
+                Some(slot) => Consumer::adopt_cursor(region, slot),
+                None => Consumer::new(region, start),
+            }
+            .map_err(|source| ClientError::Attach {
                 topic: self.topic.clone(),
                 source,
             })?;

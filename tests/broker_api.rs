@@ -428,3 +428,65 @@ fn subscriber_wait_unblocks_on_new_ring() {
     assert_eq!(d.info.tag, 9);
     t.join().unwrap();
 }
+
+#[test]
+fn backpressure_ring_that_appears_later_misses_nothing() {
+    let dir = TestDir::new("api-reserve");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = client
+        .subscriber(
+            "bp",
+            SubscribeOptions {
+                start: Start::Latest,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let other = Client::connect(dir.socket()).unwrap();
+    let mut p = other.publisher("bp", cfg(Mode::Backpressure)).unwrap();
+    // The subscriber has not even looked at the new ring, yet the broker
+    // holds a cursor for it: the publisher can fill the ring, no more.
+    let mut n = 0u64;
+    loop {
+        match p.try_publish(&n.to_le_bytes(), n) {
+            Ok(_) => n += 1,
+            Err(ringbus::ring::PublishError::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            n <= 64,
+            "the publisher was not gated by the reserved cursor"
+        );
+    }
+    assert_eq!(n, 64);
+    let mut buf = [0u8; 64];
+    for i in 0..n {
+        let d = sub.recv_timeout(&mut buf, PATIENCE).unwrap();
+        assert_eq!(d.info.seq, i);
+        assert_eq!(&buf[..8], &i.to_le_bytes());
+    }
+    p.try_publish(b"more", 0).unwrap();
+
+    // A subscriber that leaves before fetching a reserved ring does not
+    // keep gating it.
+    let quitter = client
+        .subscriber("bp2", SubscribeOptions::default())
+        .unwrap();
+    let mut p2 = other.publisher("bp2", cfg(Mode::Backpressure)).unwrap();
+    assert_eq!(
+        other
+            .topics()
+            .unwrap()
+            .iter()
+            .find(|t| t.name == "bp2")
+            .unwrap()
+            .rings[0]
+            .cursors,
+        1
+    );
+    drop(quitter);
+    for i in 0..200u64 {
+        p2.publish_timeout(&i.to_le_bytes(), i, PATIENCE).unwrap();
+    }
+}

@@ -51,9 +51,13 @@ enum LeaseKind {
     Publisher {
         ring_id: u64,
     },
-    /// `delivered`: highest ring id the subscriber has been told about.
+    /// `delivered`: highest ring id the subscriber has been told about;
+    /// `pid`: its process; `reserved`: cursors claimed for it on
+    /// back-pressure rings it has not fetched yet, as (ring id, slot).
     Subscriber {
         delivered: u64,
+        pid: u32,
+        reserved: Vec<(u64, u32)>,
     },
 }
 
@@ -307,8 +311,22 @@ impl State {
             .into_iter()
             .flatten()
             .collect();
+        if config.mode == crate::ring::Mode::Backpressure {
+            // Every current subscriber gets a cursor at 0 before the
+            // publisher can write: it misses nothing of the new ring, however
+            // fast the publisher and however late the subscriber looks.
+            for l in self.leases.values_mut().filter(|l| l.topic == topic) {
+                if let LeaseKind::Subscriber { pid, reserved, .. } = &mut l.kind {
+                    if let Some(slot) = ring.region.reserve_cursor(*pid, 0) {
+                        reserved.push((ring_id, slot));
+                    }
+                }
+            }
+        }
         let lease = self.new_lease(client, topic, LeaseKind::Publisher { ring_id });
-        let t = self.topics.get_mut(topic).expect("settled above");
+        let Some(t) = self.topics.get_mut(topic) else {
+            return Err((ErrorCode::Internal, format!("topic {topic:?} vanished")));
+        };
         t.rings.insert(
             ring_id,
             Ring {
@@ -344,13 +362,19 @@ impl State {
             rings.push(RingRef {
                 ring_id: *id,
                 publisher_pid: r.publisher_pid,
+                cursor: None,
             });
             fds.extend(dup(&r.data_ro));
             fds.extend(dup(&r.ctrl));
         }
         let config = t.config;
         t.subscribers += 1;
-        let lease = self.new_lease(client, topic, LeaseKind::Subscriber { delivered });
+        let kind = LeaseKind::Subscriber {
+            delivered,
+            pid: cred.pid,
+            reserved: Vec::new(),
+        };
+        let lease = self.new_lease(client, topic, kind);
         Ok((
             Reply::Subscribed {
                 lease,
@@ -377,19 +401,33 @@ impl State {
                     format!("no lease {lease} on this connection"),
                 )
             })?;
-        let LeaseKind::Subscriber { delivered } = &mut l.kind else {
+        let LeaseKind::Subscriber {
+            delivered,
+            reserved,
+            ..
+        } = &mut l.kind
+        else {
             return Err((
                 ErrorCode::NotFound,
                 format!("lease {lease} is a publisher lease, not a subscription"),
             ));
         };
-        let t = self.topics.get(&l.topic).expect("leases keep their topic");
+        let Some(t) = self.topics.get(&l.topic) else {
+            return Err((ErrorCode::Internal, format!("topic {:?} vanished", l.topic)));
+        };
         let mut rings = Vec::new();
         let mut fds = Vec::new();
         for (id, r) in t.rings.range(after.saturating_add(1)..) {
+            // Hand over the cursor reserved on this ring, if any: from now
+            // on the subscriber owns it (and frees it when it drops).
+            let cursor = reserved
+                .iter()
+                .position(|(rid, _)| rid == id)
+                .map(|i| reserved.swap_remove(i).1);
             rings.push(RingRef {
                 ring_id: *id,
                 publisher_pid: r.publisher_pid,
+                cursor,
             });
             fds.extend(dup(&r.data_ro));
             fds.extend(dup(&r.ctrl));
@@ -446,7 +484,15 @@ impl State {
                     r.lease = None;
                 }
             }
-            LeaseKind::Subscriber { .. } => t.subscribers = t.subscribers.saturating_sub(1),
+            LeaseKind::Subscriber { pid, reserved, .. } => {
+                t.subscribers = t.subscribers.saturating_sub(1);
+                // Reservations never handed over would gate forever.
+                for (ring_id, slot) in reserved {
+                    if let Some(r) = t.rings.get(&ring_id) {
+                        r.region.release_reserved_cursor(slot, pid, 0);
+                    }
+                }
+            }
         }
     }
 
@@ -489,6 +535,16 @@ impl State {
                 }
             }
         }
+        for l in self.leases.values_mut() {
+            if let LeaseKind::Subscriber {
+                pid: p, reserved, ..
+            } = &mut l.kind
+            {
+                if *p == pid {
+                    reserved.clear(); // freed above by release_cursors_of
+                }
+            }
+        }
         if reclaimed > 0 {
             self.stats.clients_reaped += 1;
         }
@@ -513,7 +569,7 @@ impl State {
     fn collect_garbage(&mut self) {
         let mut min_delivered: HashMap<&str, u64> = HashMap::new();
         for l in self.leases.values() {
-            if let LeaseKind::Subscriber { delivered } = l.kind {
+            if let LeaseKind::Subscriber { delivered, .. } = l.kind {
                 let e = min_delivered.entry(l.topic.as_str()).or_insert(u64::MAX);
                 *e = (*e).min(delivered);
             }

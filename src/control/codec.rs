@@ -32,6 +32,8 @@ pub const HEADER_LEN: usize = 12;
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest request frame the broker accepts (requests are small).
 pub const MAX_REQUEST: usize = 4 * 1024;
+/// Wire value of [`RingRef::cursor`] when there is none.
+const NO_CURSOR: u32 = u32::MAX;
 
 mod kind {
     pub const HELLO: u16 = 0x01;
@@ -219,6 +221,7 @@ impl Writer {
     fn ring_ref(&mut self, r: &RingRef) {
         self.u64(r.ring_id);
         self.u32(r.publisher_pid);
+        self.u32(r.cursor.unwrap_or(NO_CURSOR));
     }
     fn finish(mut self) -> Result<Vec<u8>, EncodeError> {
         let len = self.buf.len();
@@ -502,10 +505,14 @@ impl<'a> Reader<'a> {
         Ok(RingRef {
             ring_id: self.u64("ring_id")?,
             publisher_pid: self.u32("publisher_pid")?,
+            cursor: match self.u32("cursor")? {
+                NO_CURSOR => None,
+                c => Some(c),
+            },
         })
     }
     fn ring_refs(&mut self) -> Result<Vec<RingRef>, DecodeError> {
-        let n = self.count("rings", MAX_RINGS_PER_TOPIC, 12)?;
+        let n = self.count("rings", MAX_RINGS_PER_TOPIC, 16)?;
         (0..n).map(|_| self.ring_ref()).collect()
     }
     fn end(&self) -> Result<(), DecodeError> {
@@ -766,10 +773,18 @@ mod tests {
             Reply::Subscribed {
                 lease: 1,
                 config: None,
-                rings: vec![RingRef {
-                    ring_id: 4,
-                    publisher_pid: 9,
-                }],
+                rings: vec![
+                    RingRef {
+                        ring_id: 4,
+                        publisher_pid: 9,
+                        cursor: None,
+                    },
+                    RingRef {
+                        ring_id: 5,
+                        publisher_pid: 9,
+                        cursor: Some(3),
+                    },
+                ],
             },
             Reply::Rings {
                 config: Some(cfg()),

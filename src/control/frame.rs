@@ -161,6 +161,11 @@ pub struct RingRef {
     pub ring_id: u64,
     /// Process id of the ring's publisher.
     pub publisher_pid: u32,
+    /// Back-pressure rings that appeared after the subscription: the cursor
+    /// slot the broker claimed for this subscriber before the publisher
+    /// started, to take over with
+    /// [`Consumer::adopt_cursor`](crate::ring::Consumer::adopt_cursor).
+    pub cursor: Option<u32>,
 }
 
 /// One ring in a [`TopicInfo`].
