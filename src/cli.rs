@@ -540,6 +540,14 @@ fn stats(client: &Client, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the error is a write to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The exit code for an error: 77 ("permission denied", as sysexits'
 /// EX_NOPERM) when the broker refused on ACL grounds, else 1.
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {

@@ -293,6 +293,7 @@ impl Client {
             last_ring: 0,
             config: None,
             lagged_dropped: 0,
+            retry_at: None,
         };
         s.subscribe(options.start)?;
         Ok(s)
@@ -448,6 +449,9 @@ pub struct Subscriber {
     last_ring: u64,
     config: Option<TopicConfig>,
     lagged_dropped: u64,
+    /// After a failed refresh, no new attempt before this instant (keeps a
+    /// dead broker from costing a syscall on every empty poll).
+    retry_at: Option<Instant>,
 }
 
 impl Subscriber {
@@ -538,6 +542,12 @@ impl Subscriber {
         if g == self.seen_generation {
             return false;
         }
+        if let Some(t) = self.retry_at {
+            if Instant::now() < t {
+                return false;
+            }
+            self.retry_at = None;
+        }
         let before = self.rings.len();
         let r = self.client.call(&Request::FetchRings {
             lease: self.lease,
@@ -566,6 +576,9 @@ impl Subscriber {
                 }
             }
             Err(_) => {}
+        }
+        if self.seen_generation != g {
+            self.retry_at = Some(Instant::now() + HEALTH_CHECK);
         }
         self.rings.len() > before
     }

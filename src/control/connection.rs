@@ -64,6 +64,9 @@ pub struct Connection {
     buf: Box<[u8]>,
     broker_pid: u32,
     client_id: u64,
+    /// A request failed half-way (e.g. timed out): a late reply could be
+    /// taken for the next request's, so the connection is not used again.
+    broken: bool,
 }
 
 impl Connection {
@@ -88,6 +91,7 @@ impl Connection {
             buf: vec![0u8; MAX_FRAME].into_boxed_slice(),
             broker_pid: 0,
             client_id: 0,
+            broken: false,
         };
         let mut name = name.to_owned();
         while name.len() > super::frame::MAX_CLIENT_NAME_LEN {
@@ -126,7 +130,9 @@ impl Connection {
     }
 
     /// Whether the broker has closed this connection (it died or
-    /// restarted). Never blocks.
+    /// restarted). Never blocks. (A connection broken by a timeout while
+    /// the broker lives is not "gone": replacing it would end the leases of
+    /// every publisher sharing it.)
     pub fn broker_gone(&self) -> bool {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
@@ -150,8 +156,22 @@ impl Connection {
     /// # Errors
     /// See [`ConnectionError`].
     pub fn call(&mut self, req: &Request) -> Result<(Reply, Vec<OwnedFd>), ConnectionError> {
+        if self.broken {
+            return Err(ConnectionError::Closed);
+        }
         let frame = codec::encode_request(req)?;
-        socket::send_frame(self.sock.as_fd(), &frame, &[])?;
+        let r = self.exchange(&frame);
+        if matches!(
+            r,
+            Err(ConnectionError::Io(_) | ConnectionError::Closed | ConnectionError::Decode(_))
+        ) {
+            self.broken = true;
+        }
+        r
+    }
+
+    fn exchange(&mut self, frame: &[u8]) -> Result<(Reply, Vec<OwnedFd>), ConnectionError> {
+        socket::send_frame(self.sock.as_fd(), frame, &[])?;
         let got =
             socket::recv_frame(self.sock.as_fd(), &mut self.buf)?.ok_or(ConnectionError::Closed)?;
         if got.truncated {

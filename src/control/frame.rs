@@ -233,7 +233,9 @@ pub struct BrokerStats {
     pub frames_rejected: u64,
     /// Clients refused by the ACL (requests, not connections).
     pub permission_denied: u64,
-    /// Dead client processes whose leases were reclaimed.
+    /// Dead processes whose rings or cursors the broker reclaimed through
+    /// their pidfd (a publisher's ring is usually closed earlier, when its
+    /// connection ends).
     pub clients_reaped: u64,
     /// Bytes of shared memory in rings.
     pub ring_bytes: u64,
