@@ -267,15 +267,42 @@ fn kill9_broker_data_path_survives_and_restart_readopts() {
     let before = check.received;
     check.until(&mut sub, "more messages", |c| c.received >= before + 100);
 
+    // The old subscriber re-joins the new broker by itself: a publisher
+    // that attaches now reaches it too.
+    let mut late = client2
+        .publisher_existing("kb")
+        .expect("a second publisher through the new broker");
+    for i in 0..10 {
+        late.publish_timeout(&generated(i, 64), i, PATIENCE)
+            .unwrap();
+    }
+    check.until(
+        &mut sub,
+        "the new publisher's messages (old subscriber)",
+        |c| c.next.get(&late.ring_id()) == Some(&10),
+    );
+    check2.until(
+        &mut sub2,
+        "the new publisher's messages (new subscriber)",
+        |c| c.next.get(&late.ring_id()) == Some(&10),
+    );
+    drop(late);
+    check.until(&mut sub, "end of the new ring (old subscriber)", |c| {
+        c.ended == 1
+    });
+    check2.until(&mut sub2, "end of the new ring (new subscriber)", |c| {
+        c.ended == 1
+    });
+
     // The new broker watches the adopted publisher: its death ends the
     // ring for both subscribers, after they drain it.
     kill9(&mut publisher.0);
-    check.until(&mut sub, "end of stream (old subscriber)", |c| c.ended == 1);
+    check.until(&mut sub, "end of stream (old subscriber)", |c| c.ended == 2);
     check2.until(&mut sub2, "end of stream (new subscriber)", |c| {
-        c.ended == 1
+        c.ended == 2
     });
-    // Both saw one ring, contiguous, and the new one caught up with the old.
-    assert_eq!(check.next.len(), 1);
+    // Both saw both rings, contiguous, and the new one caught up with the old.
+    assert_eq!(check.next.len(), 2);
     assert_eq!(check.next, check2.next);
     eventually("the dead publisher's ring to be reaped", || {
         let t = client2.topics().ok()?;
