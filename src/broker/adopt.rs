@@ -4,68 +4,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
-use std::ptr::NonNull;
-use std::sync::Arc;
 
 use crate::control::frame::TopicConfig;
 use crate::control::segment::TopicSegment;
 use crate::control::validate_topic_name;
-use crate::ring::RingRegion;
-use crate::shm::ShmError;
 
+use super::ringfile::RingFile;
 use super::state::{Ring, State, Topic};
 use super::{pid_alive, BrokerError};
-
-struct BrokerMapping {
-    _data: memmap2::MmapMut,
-    _ctrl: memmap2::MmapMut,
-}
-
-/// Maps a ring read-write for the broker, without pre-faulting: the broker
-/// touches only the headers and cursors, so its resident memory stays
-/// small however large the rings are.
-pub(super) fn map_for_broker(data: &File, ctrl: &File) -> Result<Arc<RingRegion>, ShmError> {
-    let io = |what: &str| {
-        let what = what.to_owned();
-        move |source| ShmError::Io { what, source }
-    };
-    let dlen = data
-        .metadata()
-        .map_err(io("reading the data segment's size"))?
-        .len();
-    let clen = ctrl
-        .metadata()
-        .map_err(io("reading the control segment's size"))?
-        .len();
-    if dlen == 0 || clen == 0 {
-        return Err(crate::ring::AttachError::Truncated {
-            segment: if dlen == 0 { "data" } else { "control" },
-            len: 0,
-            need: 1,
-        }
-        .into());
-    }
-    // SAFETY: shared mappings of ring files; RingRegion reads them through
-    // atomics only and validates every header field before use.
-    let mut d = unsafe { memmap2::MmapOptions::new().map_mut(data) }
-        .map_err(io("mapping the data segment"))?;
-    // SAFETY: as above.
-    let mut c = unsafe { memmap2::MmapOptions::new().map_mut(ctrl) }
-        .map_err(io("mapping the control segment"))?;
-    let dp = NonNull::new(d.as_mut_ptr()).ok_or_else(|| ShmError::Io {
-        what: "mmap returned null".into(),
-        source: std::io::Error::other("null mapping"),
-    })?;
-    let cp = NonNull::new(c.as_mut_ptr()).ok_or_else(|| ShmError::Io {
-        what: "mmap returned null".into(),
-        source: std::io::Error::other("null mapping"),
-    })?;
-    let backing = Box::new(BrokerMapping { _data: d, _ctrl: c });
-    // SAFETY: both mappings are writable, page-aligned, `dlen` / `clen`
-    // bytes long and owned by `backing`, which the region keeps alive.
-    let region = unsafe { RingRegion::attach(dp, dlen, cp, clen, true, None, backing)? };
-    Ok(Arc::new(region))
-}
 
 /// Splits `TOPIC@RINGID` (ring id in hex).
 fn parse_ring_name(stem: &str) -> Option<(&str, u64)> {
@@ -101,11 +47,18 @@ impl State {
             };
             max_id = max_id.max(id);
             match adopt_ring(&dir, stem) {
+                Ok(Some(ring)) if ring.file.ring_id() != id => {
+                    eprintln!(
+                        "ringbus: warning: removing ring {stem}: its header says ring {}",
+                        ring.file.ring_id()
+                    );
+                    remove_ring_files(&dir, stem);
+                }
                 Ok(Some(ring)) => {
-                    watch.push(ring.publisher_pid);
-                    for (_, owner) in ring.region.cursors() {
+                    watch.push(ring.file.publisher_pid());
+                    for (_, owner) in ring.file.cursors() {
                         if owner != 0 && !pid_alive(owner) {
-                            ring.region.release_cursors_of(owner);
+                            ring.file.release_cursors_of(owner);
                         } else if owner != 0 {
                             watch.push(owner);
                         }
@@ -120,7 +73,7 @@ impl State {
             }
         }
         for (topic, rings) in found {
-            let config = TopicConfig::from(rings[0].1.region.config());
+            let config = TopicConfig::from(rings[0].1.file.config());
             let mut t = match self.reopen_topic(&topic) {
                 Ok(t) => t,
                 Err(e) => {
@@ -130,18 +83,19 @@ impl State {
             };
             t.config = Some(config);
             for (id, ring) in rings {
-                if TopicConfig::from(ring.region.config()) != config {
+                if TopicConfig::from(ring.file.config()) != config {
                     eprintln!(
                         "ringbus: warning: ring {} does not share its topic's config; closing it",
                         ring.name
                     );
-                    let _ = ring.region.close();
+                    ring.file.close();
                     remove_ring_files(&dir, &ring.name);
                     continue;
                 }
                 eprintln!(
                     "ringbus: re-adopted ring {} (publisher pid {})",
-                    ring.name, ring.publisher_pid
+                    ring.name,
+                    ring.file.publisher_pid()
                 );
                 t.rings.insert(id, ring);
             }
@@ -196,43 +150,30 @@ impl State {
 
 /// Opens one ring left by a previous broker. `Ok(None)`: it was finished
 /// (closed, or its publisher is dead) and has been removed.
-fn adopt_ring(dir: &Path, stem: &str) -> Result<Option<Ring>, ShmError> {
+fn adopt_ring(dir: &Path, stem: &str) -> Result<Option<Ring>, String> {
     let (dp, cp) = crate::shm::ring_paths(dir, stem);
     let open = |p: &Path| {
         std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(p)
-            .map_err(|source| ShmError::Io {
-                what: format!("opening {}", p.display()),
-                source,
-            })
+            .map_err(|e| format!("opening {}: {e}", p.display()))
     };
-    let data_rw = open(&dp)?;
-    let ctrl = open(&cp)?;
-    let region = map_for_broker(&data_rw, &ctrl)?;
-    let publisher_pid = region.header().publisher_pid;
-    if region.is_closed() || !pid_alive(publisher_pid) {
+    let file = RingFile::open(open(&dp)?, open(&cp)?)?;
+    if file.is_closed() || !pid_alive(file.publisher_pid()) {
         // Subscribers that still map it drain it, then see end of stream.
-        let _ = region.close();
+        file.close();
         remove_ring_files(dir, stem);
         return Ok(None);
     }
-    let data_ro = File::open(&dp).map_err(|source| ShmError::Io {
-        what: format!("opening {} read-only", dp.display()),
-        source,
-    })?;
-    let bytes = region.sizes().data_len + region.sizes().ctrl_len;
+    let data_ro =
+        File::open(&dp).map_err(|e| format!("opening {} read-only: {e}", dp.display()))?;
     Ok(Some(Ring {
         name: stem.to_owned(),
-        data_rw,
+        file,
         data_ro,
-        ctrl,
-        region,
-        publisher_pid,
         lease: None,
         closed: false,
-        bytes,
     }))
 }
 

@@ -12,6 +12,7 @@
 
 mod adopt;
 pub mod config;
+mod ringfile;
 mod signals;
 mod state;
 

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::control::frame::{
@@ -14,9 +13,10 @@ use crate::control::frame::{
 };
 use crate::control::segment::TopicSegment;
 use crate::control::PeerCred;
-use crate::ring::{RingConfig, RingRegion};
+use crate::ring::RingConfig;
 
 use super::config::{Action, Config};
+use super::ringfile::RingFile;
 use super::BrokerError;
 
 /// An error reply in the making.
@@ -25,15 +25,13 @@ type Refusal = (ErrorCode, String);
 pub(super) struct Ring {
     /// File stem in the data directory: `TOPIC@RINGID`.
     pub name: String,
-    pub data_rw: File,
+    /// Its files (read-write), accessed with pread/pwrite only.
+    pub file: RingFile,
+    /// The data file opened read-only, for subscribers.
     pub data_ro: File,
-    pub ctrl: File,
-    pub region: Arc<RingRegion>,
-    pub publisher_pid: u32,
     /// The publisher's lease; `None` for a ring re-adopted after a restart.
     pub lease: Option<u64>,
     pub closed: bool,
-    pub bytes: u64,
 }
 
 pub(super) struct Topic {
@@ -307,7 +305,7 @@ impl State {
                 format!("cannot create a ring for topic {topic:?}: {e}"),
             )
         })?;
-        let fds = [dup(&ring.data_rw), dup(&ring.ctrl)]
+        let fds = [dup(ring.file.data()), dup(ring.file.ctrl())]
             .into_iter()
             .flatten()
             .collect();
@@ -317,7 +315,7 @@ impl State {
             // fast the publisher and however late the subscriber looks.
             for l in self.leases.values_mut().filter(|l| l.topic == topic) {
                 if let LeaseKind::Subscriber { pid, reserved, .. } = &mut l.kind {
-                    if let Some(slot) = ring.region.reserve_cursor(*pid, 0) {
+                    if let Some(slot) = ring.file.reserve_cursor(*pid, 0) {
                         reserved.push((ring_id, slot));
                     }
                 }
@@ -361,11 +359,11 @@ impl State {
         for (id, r) in t.rings.iter().filter(|(_, r)| !r.closed) {
             rings.push(RingRef {
                 ring_id: *id,
-                publisher_pid: r.publisher_pid,
+                publisher_pid: r.file.publisher_pid(),
                 cursor: None,
             });
             fds.extend(dup(&r.data_ro));
-            fds.extend(dup(&r.ctrl));
+            fds.extend(dup(r.file.ctrl()));
         }
         let config = t.config;
         t.subscribers += 1;
@@ -426,11 +424,11 @@ impl State {
                 .map(|i| reserved.swap_remove(i).1);
             rings.push(RingRef {
                 ring_id: *id,
-                publisher_pid: r.publisher_pid,
+                publisher_pid: r.file.publisher_pid(),
                 cursor,
             });
             fds.extend(dup(&r.data_ro));
-            fds.extend(dup(&r.ctrl));
+            fds.extend(dup(r.file.ctrl()));
         }
         *delivered = (*delivered)
             .max(after)
@@ -479,7 +477,7 @@ impl State {
                 if let Some(r) = t.rings.get_mut(&ring_id) {
                     // The publisher left (or its connection died with it):
                     // subscribers drain the ring, then see end of stream.
-                    let _ = r.region.close();
+                    r.file.close();
                     r.closed = true;
                     r.lease = None;
                 }
@@ -489,7 +487,7 @@ impl State {
                 // Reservations never handed over would gate forever.
                 for (ring_id, slot) in reserved {
                     if let Some(r) = t.rings.get(&ring_id) {
-                        r.region.release_reserved_cursor(slot, pid, 0);
+                        r.file.release_reserved_cursor(slot, pid, 0);
                     }
                 }
             }
@@ -516,8 +514,8 @@ impl State {
         let mut reclaimed = 0;
         for (name, t) in &mut self.topics {
             for r in t.rings.values_mut() {
-                if r.publisher_pid == pid && !r.closed {
-                    let _ = r.region.close();
+                if r.file.publisher_pid() == pid && !r.closed {
+                    r.file.close();
                     r.closed = true;
                     reclaimed += 1;
                     eprintln!(
@@ -525,7 +523,7 @@ impl State {
                         r.name
                     );
                 }
-                let n = r.region.release_cursors_of(pid);
+                let n = r.file.release_cursors_of(pid);
                 if n > 0 {
                     reclaimed += n;
                     eprintln!(
@@ -555,7 +553,7 @@ impl State {
     pub fn sweep(&mut self) -> Vec<u32> {
         for t in self.topics.values_mut() {
             for r in t.rings.values_mut() {
-                if !r.closed && r.region.is_closed() {
+                if !r.closed && r.file.is_closed() {
                     r.closed = true;
                 }
             }
@@ -609,15 +607,15 @@ impl State {
             .rings
             .iter()
             .map(|(id, r)| {
-                let cursors = r.region.cursors();
+                let cursors = r.file.cursors();
                 RingInfo {
                     ring_id: *id,
-                    publisher_pid: r.publisher_pid,
-                    closed: r.closed || r.region.is_closed(),
-                    next_seq: r.region.head(),
+                    publisher_pid: r.file.publisher_pid(),
+                    closed: r.closed || r.file.is_closed(),
+                    next_seq: r.file.head(),
                     cursors: cursors.len() as u32,
                     min_cursor: cursors.iter().map(|c| c.0).min(),
-                    bytes: r.bytes,
+                    bytes: r.file.bytes(),
                 }
             })
             .collect::<Vec<_>>();
@@ -687,38 +685,39 @@ impl State {
                 .topics
                 .values()
                 .flat_map(|t| t.rings.values())
-                .map(|r| r.bytes)
+                .map(|r| r.file.bytes())
                 .sum(),
         }
     }
 }
 
-/// Creates a ring's files and maps them for the broker.
+/// Creates a ring's files (removed again if anything fails).
 fn create_ring(
     dir: &Path,
     name: &str,
     config: &TopicConfig,
     ring_id: u64,
     pid: u32,
-) -> Result<Ring, crate::shm::ShmError> {
+) -> Result<Ring, String> {
     let rc = RingConfig::from(*config);
-    let (data_rw, ctrl) = crate::shm::create_ring_files(dir, name, &rc, ring_id, pid)?;
-    let (data_path, _) = crate::shm::ring_paths(dir, name);
-    let data_ro = File::open(&data_path).map_err(|source| crate::shm::ShmError::Io {
-        what: format!("opening {} read-only", data_path.display()),
-        source,
-    })?;
-    let region = super::adopt::map_for_broker(&data_rw, &ctrl)?;
-    let bytes = region.sizes().data_len + region.sizes().ctrl_len;
-    Ok(Ring {
-        name: name.to_owned(),
-        data_rw,
-        data_ro,
-        ctrl,
-        region,
-        publisher_pid: pid,
-        lease: None,
-        closed: false,
-        bytes,
-    })
+    let (data_rw, ctrl) =
+        crate::shm::create_ring_files(dir, name, &rc, ring_id, pid).map_err(|e| e.to_string())?;
+    let (data_path, ctrl_path) = crate::shm::ring_paths(dir, name);
+    let made = File::open(&data_path)
+        .map_err(|e| format!("opening {} read-only: {e}", data_path.display()))
+        .and_then(|data_ro| Ok((data_ro, RingFile::open(data_rw, ctrl)?)));
+    match made {
+        Ok((data_ro, file)) => Ok(Ring {
+            name: name.to_owned(),
+            file,
+            data_ro,
+            lease: None,
+            closed: false,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(data_path);
+            let _ = std::fs::remove_file(ctrl_path);
+            Err(e)
+        }
+    }
 }

@@ -282,52 +282,6 @@ impl RingRegion {
         n
     }
 
-    /// Claims a free cursor at position `pos` on behalf of process `pid`
-    /// (the broker does this for each back-pressure subscriber of a topic
-    /// before a new ring is handed to its publisher; the subscriber then
-    /// takes it over with [`Consumer::adopt_cursor`](super::Consumer::adopt_cursor)).
-    /// Returns the slot index, or `None` if every cursor is taken.
-    pub fn reserve_cursor(&self, pid: u32, pos: u64) -> Option<u32> {
-        let i = (0..self.config.max_subscribers).find(|&i| {
-            self.cursor(i)
-                .pos
-                .compare_exchange(CURSOR_FREE, pos, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        })?;
-        self.cursor(i).owner_pid.store(pid, Ordering::Relaxed);
-        self.ctrl()
-            .cursor_generation
-            .fetch_add(1, Ordering::Relaxed);
-        // SeqCst: as in Consumer::join, a Dekker pair with the fence in
-        // Producer::refresh_limit.
-        crate::sync::fence(Ordering::SeqCst);
-        Some(i)
-    }
-
-    /// Frees cursor `index` if `pid` still owns it and it still stands at
-    /// `pos` (a reservation that was never taken over). Returns whether it
-    /// was freed.
-    pub fn release_reserved_cursor(&self, index: u32, pid: u32, pos: u64) -> bool {
-        if index >= self.config.max_subscribers {
-            return false;
-        }
-        let c = self.cursor(index);
-        if c.owner_pid.load(Ordering::Relaxed) != pid {
-            return false;
-        }
-        // Release: pairs with the Acquire load in Producer's scan.
-        let freed = c
-            .pos
-            .compare_exchange(pos, CURSOR_FREE, Ordering::Release, Ordering::Relaxed)
-            .is_ok();
-        if freed {
-            self.ctrl()
-                .cursor_generation
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        freed
-    }
-
     /// Positions of the live back-pressure cursors, with their owners.
     pub fn cursors(&self) -> Vec<(u64, u32)> {
         (0..self.config.max_subscribers)
