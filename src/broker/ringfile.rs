@@ -170,7 +170,7 @@ impl RingFile {
 
     /// Whether the ring has ended. A truncated file counts as ended.
     pub fn is_closed(&self) -> bool {
-        rd_u32(&self.data, offset_of!(RingHeader, closed)).map_or(true, |c| c != 0)
+        rd_u32(&self.data, offset_of!(RingHeader, closed)) != Some(0)
     }
 
     /// Ends the ring (its publisher is gone) and wakes every sleeper.
