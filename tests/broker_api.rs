@@ -137,6 +137,34 @@ fn config_mismatch_bad_names_and_limits_are_refused() {
 }
 
 #[test]
+fn opened_topics_are_kept_and_unused_ones_are_not() {
+    let dir = TestDir::new("api-open");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    assert!(client.open_topic("kept", cfg(Mode::Backpressure)).unwrap());
+    assert!(!client.open_topic("kept", cfg(Mode::Backpressure)).unwrap());
+    let e = client.open_topic("kept", cfg(Mode::Overwrite)).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ConfigMismatch));
+    // A topic only a subscriber asked for goes away with it (detaching
+    // runs the broker's clean-up).
+    drop(
+        client
+            .subscriber("fleeting", SubscribeOptions::default())
+            .unwrap(),
+    );
+    let names: Vec<String> = client
+        .topics()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["kept".to_string()]);
+    // Its publisher takes the opened config.
+    let p = client.publisher_existing("kept").unwrap();
+    assert_eq!(p.config(), cfg(Mode::Backpressure));
+}
+
+#[test]
 fn subscribers_get_read_only_ring_data() {
     let dir = TestDir::new("api-readonly");
     let _b = BrokerThread::start(&dir, Config::default());

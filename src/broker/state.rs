@@ -36,7 +36,8 @@ pub(super) struct Ring {
 
 pub(super) struct Topic {
     pub config: Option<TopicConfig>,
-    /// Declared in the config file: kept even when unused.
+    /// Declared in the config file or opened explicitly: kept even when
+    /// unused.
     pub declared: bool,
     pub segment: TopicSegment,
     pub segment_ro: File,
@@ -235,7 +236,13 @@ impl State {
             Request::OpenTopic { topic, config } => self
                 .check_acl(&topic, Action::Publish, &cred)
                 .and_then(|_| self.settle_config(&topic, config))
-                .map(|created| (Reply::TopicOpened { config, created }, vec![])),
+                .map(|created| {
+                    // Created on purpose: kept when unused, like a declared one.
+                    if let Some(t) = self.topics.get_mut(&topic) {
+                        t.declared = true;
+                    }
+                    (Reply::TopicOpened { config, created }, vec![])
+                }),
             Request::AttachPublisher { topic, config } => {
                 self.attach_publisher(client, &cred, &topic, config)
             }
