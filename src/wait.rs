@@ -125,16 +125,16 @@ pub(crate) fn wait_until<T>(
             continue;
         }
         let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            return None;
-        }
-        match spin_until {
-            Some(t) if now >= t || cfg!(loom) => {
-                if let Some(r) = sleep_once(ctrl, deadline, state, &mut poll) {
-                    return Some(r);
-                }
+        if spin_until.is_some_and(|t| now >= t || cfg!(loom)) {
+            // Past the spin budget: sleep (a deadline already passed still
+            // gets this one round, with a zero timeout, so even a zero-time
+            // wait announces the subscriber to the publisher).
+            if let Some(r) = sleep_once(ctrl, deadline, state, &mut poll) {
+                return Some(r);
             }
-            _ => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
         }
     }
 }

@@ -1,6 +1,13 @@
 //! Loom models of the ring's protocols. Run with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom`
 //! (`.ci/run` does). Capacity is 4 so the models reach wrap-around.
+//!
+//! Each model was checked against a deliberately broken ring (seqlock
+//! re-check removed; join without the limit read; futex word read after the
+//! last poll) and fails on it. Loom does not model store buffering (its own
+//! docs: `Relaxed` is not fully modelled), so the two SeqCst fences of the
+//! Dekker pairs (sleeper check, cursor join) are argued in `src/wait.rs` and
+//! `Producer::refresh_limit` rather than found by these models.
 #![cfg(loom)]
 
 use loom::thread;

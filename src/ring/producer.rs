@@ -206,20 +206,17 @@ impl Producer {
     }
 
     fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<(), PublishError> {
-        let mut round: u32 = 0;
+        // Spin, then yield (crossbeam's Backoff), then sleep in short steps:
+        // a subscriber does not wake the publisher, so this polls.
+        let backoff = crossbeam_utils::Backoff::new();
         while !self.has_room() {
-            round = round.saturating_add(1);
-            if round < 128 {
-                crate::sync::spin_hint();
-                continue;
-            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(PublishError::Timeout);
             }
-            if round < 256 {
-                std::thread::yield_now();
-            } else {
+            if backoff.is_completed() {
                 std::thread::sleep(Duration::from_micros(20));
+            } else {
+                backoff.snooze();
             }
         }
         Ok(())
@@ -270,9 +267,10 @@ impl Producer {
         unsafe { self.slots.add((seq & self.mask) as usize * self.stride) }
     }
 
-    /// Marks the slot of `self.seq` as being written.
+    /// Marks the slot of `self.seq` as being written; returns its header
+    /// and payload area.
     #[inline(always)]
-    fn begin(&self) -> (&SlotHeader, *mut u8) {
+    fn begin(&self) -> (*const SlotHeader, *mut u8) {
         let p = self.slot(self.seq);
         // SAFETY: a slot starts with an initialised SlotHeader, 64-byte aligned.
         let hdr = unsafe { &*(p as *const SlotHeader) };
@@ -288,7 +286,10 @@ impl Producer {
 
     /// Completes message `self.seq` and wakes sleepers.
     #[inline(always)]
-    fn finish(&mut self, hdr: &SlotHeader, len: usize, tag: u64) -> u64 {
+    fn finish(&mut self, hdr: *const SlotHeader, len: usize, tag: u64) -> u64 {
+        // SAFETY: `hdr` came from `begin` and points into the region, which
+        // outlives this call.
+        let hdr = unsafe { &*hdr };
         let seq = self.seq;
         hdr.len.store(len as u32, Ordering::Relaxed);
         hdr.tag.store(tag, Ordering::Relaxed);
@@ -315,15 +316,11 @@ impl Producer {
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload
         // area holds `max` bytes; the slot is ours while its stamp is odd.
         unsafe { copy_in(payload, data) };
-        // Re-borrow: `begin` borrowed self immutably.
-        let hdr = hdr as *const SlotHeader;
-        // SAFETY: the header lives in the region, which outlives this call.
-        self.finish(unsafe { &*hdr }, data.len(), tag)
+        self.finish(hdr, data.len(), tag)
     }
 
     fn begin_loan(&mut self, len: usize) -> Loan<'_> {
         let (hdr, payload) = self.begin();
-        let hdr = hdr as *const SlotHeader;
         Loan {
             producer: self,
             hdr,
@@ -371,10 +368,7 @@ impl Loan<'_> {
     /// Publishes only the first `len` bytes (clamped to the loan's length).
     pub fn commit_len(self, len: usize, tag: u64) -> u64 {
         let len = len.min(self.len);
-        // SAFETY: the header is in the producer's region, alive while the
-        // producer is borrowed.
-        let hdr = unsafe { &*self.hdr };
-        self.producer.finish(hdr, len, tag)
+        self.producer.finish(self.hdr, len, tag)
     }
 }
 

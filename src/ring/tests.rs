@@ -177,11 +177,9 @@ fn publisher_dying_mid_write_is_end_of_stream_not_a_torn_message() {
     let (mut p, r) = ring(4, 8, Mode::Overwrite);
     let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
     p.publish(b"whole", 0).unwrap();
-    let mut loan = p.loan(8).unwrap();
-    loan.copy_from_slice(b"half-wri");
     // A crash mid-write: the slot stays stamped odd, then the ring is closed
     // (by the broker for a dead process; here by the producer's drop).
-    drop(loan);
+    p.loan(8).unwrap().copy_from_slice(b"half-wri");
     drop(p);
     assert_eq!(recv_vec(&mut c).unwrap().0, b"whole");
     assert_eq!(recv_vec(&mut c), Err(RecvError::EndOfStream));
