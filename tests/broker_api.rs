@@ -559,11 +559,11 @@ fn a_client_truncating_ring_files_cannot_crash_the_broker() {
     // The control descriptor is writable (cursors): truncate it.
     ctrl.set_len(0).unwrap();
     for _ in 0..3 {
+        // (The publisher may already have died of SIGBUS and its ring be
+        // gone: either way the broker answers.)
         let t = client.topics().unwrap();
-        assert_eq!(
-            t.iter().find(|t| t.name == "trunc").unwrap().rings[0].cursors,
-            0
-        );
+        let t = t.iter().find(|t| t.name == "trunc").unwrap();
+        assert!(t.rings.iter().all(|r| r.cursors == 0), "{t:?}");
         client.stats().unwrap();
     }
     // The publisher dies (by SIGBUS or by us): the broker closes its
