@@ -393,6 +393,16 @@ fn stale_socket_is_replaced_and_a_live_broker_is_not() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already running"), "{err}");
 
+    // Nor can another broker share its data directory.
+    let out = ringbus(&dir.path("other.sock"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.data())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use by another broker"), "{err}");
+
     b1.kill9();
     assert!(dir.socket().exists(), "kill -9 leaves the socket behind");
     let mut b2 = BrokerProc::start(&dir, None);

@@ -53,6 +53,14 @@ pub enum BrokerError {
         /// The other broker's pid, if its lock file says.
         pid: Option<u32>,
     },
+    /// Another live broker uses the data directory (under another socket).
+    #[error("data directory {} is in use by another broker{}: give this one its own --data-dir", path.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    DataDirInUse {
+        /// The data directory.
+        path: PathBuf,
+        /// The other broker's pid, if its lock file says.
+        pid: Option<u32>,
+    },
     /// A system call failed.
     #[error("{what}: {source}")]
     Io {
@@ -124,7 +132,8 @@ pub struct Broker {
     listener: OwnedFd,
     socket_path: PathBuf,
     lock_path: PathBuf,
-    _lock: File,
+    /// `flock`s on the socket's lock file and the data directory's.
+    _locks: [File; 2],
     clients: HashMap<u64, Client>,
     next_client: u64,
     pids: HashMap<u32, PidWatch>,
@@ -160,7 +169,10 @@ impl Broker {
         let mut lock_name = socket_path.clone().into_os_string();
         lock_name.push(".lock");
         let lock_path = PathBuf::from(lock_name);
-        let lock = take_lock(&lock_path, &socket_path)?;
+        let lock = take_lock(&lock_path, |pid| BrokerError::AlreadyRunning {
+            path: socket_path.clone(),
+            pid,
+        })?;
         if socket_path.exists() {
             match socket::connect(&socket_path) {
                 Ok(_) => {
@@ -184,6 +196,13 @@ impl Broker {
                 "creating data directory {}",
                 data_dir.display()
             )))?;
+        // Two brokers adopting the same ring files would fight over them.
+        let data_lock = take_lock(&data_dir.join(".broker.lock"), |pid| {
+            BrokerError::DataDirInUse {
+                path: data_dir.clone(),
+                pid,
+            }
+        })?;
         raise_fd_limit();
 
         let listener = socket::listen(&socket_path, 128)
@@ -201,7 +220,7 @@ impl Broker {
             listener,
             socket_path,
             lock_path,
-            _lock: lock,
+            _locks: [lock, data_lock],
             clients: HashMap::new(),
             next_client: 1,
             pids: HashMap::new(),
@@ -517,7 +536,10 @@ fn send_reply(sock: BorrowedFd<'_>, reply: &Reply, fds: &[BorrowedFd<'_>]) -> io
 
 /// Takes an exclusive `flock` on `path` (written with our pid), or says who
 /// holds it.
-fn take_lock(path: &Path, socket_path: &Path) -> Result<File, BrokerError> {
+fn take_lock(
+    path: &Path,
+    busy: impl FnOnce(Option<u32>) -> BrokerError,
+) -> Result<File, BrokerError> {
     use std::io::{Read, Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -531,10 +553,7 @@ fn take_lock(path: &Path, socket_path: &Path) -> Result<File, BrokerError> {
     if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let mut s = String::new();
         let _ = f.read_to_string(&mut s);
-        return Err(BrokerError::AlreadyRunning {
-            path: socket_path.to_owned(),
-            pid: s.trim().parse().ok(),
-        });
+        return Err(busy(s.trim().parse().ok()));
     }
     f.set_len(0)
         .and_then(|_| f.rewind())
