@@ -7,7 +7,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod broker;
+pub mod client;
 pub mod clock;
+pub mod control;
 pub mod layout;
 pub mod ring;
 pub mod shm;

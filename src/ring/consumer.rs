@@ -111,16 +111,56 @@ impl Consumer {
     /// # Errors
     /// [`AttachError::NoCursor`] when every back-pressure cursor is taken.
     pub fn new(region: Arc<RingRegion>, start: Start) -> Result<Consumer, AttachError> {
-        let c: RingConfig = *region.config();
-        let capacity = u64::from(c.capacity);
+        let capacity = u64::from(region.config().capacity);
         let head = region.head();
         let next = match start {
             Start::Latest => head,
             Start::Earliest => head.saturating_sub(capacity),
             Start::Sequence(s) => s,
         };
-        let backpressure = c.mode == Mode::Backpressure;
-        let mut consumer = Consumer {
+        let backpressure = region.config().mode == Mode::Backpressure;
+        let mut consumer = Consumer::unjoined(region, next);
+        if backpressure {
+            consumer.join()?;
+        }
+        Ok(consumer)
+    }
+
+    /// Takes over cursor slot `index`, which the broker claimed for this
+    /// process (owner pid = ours) before the ring's publisher started, and
+    /// reads from where it points. This is how a subscriber that was there
+    /// first gets every message of a back-pressure ring that appears later.
+    ///
+    /// # Errors
+    /// [`AttachError::Corrupt`] if the ring is not in back-pressure mode, or
+    /// the slot is out of range, free, or owned by another process.
+    pub fn adopt_cursor(region: Arc<RingRegion>, index: u32) -> Result<Consumer, AttachError> {
+        let c = *region.config();
+        if c.mode != Mode::Backpressure || index >= c.max_subscribers {
+            return Err(AttachError::Corrupt(format!(
+                "cursor slot {index} cannot be adopted (ring mode {}, {} slots)",
+                c.mode, c.max_subscribers
+            )));
+        }
+        let slot = region.cursor(index);
+        // Acquire: pairs with the Release that stored the reserved position.
+        let pos = slot.pos.load(Ordering::Acquire);
+        if pos == CURSOR_FREE || slot.owner_pid.load(Ordering::Relaxed) != std::process::id() {
+            return Err(AttachError::Corrupt(format!(
+                "cursor slot {index} is not reserved for this process"
+            )));
+        }
+        let slot: *const CursorSlot = slot;
+        let mut consumer = Consumer::unjoined(region, pos);
+        consumer.cursor = Some(slot);
+        Ok(consumer)
+    }
+
+    /// A consumer at `next` without a cursor.
+    fn unjoined(region: Arc<RingRegion>, next: u64) -> Consumer {
+        let c: RingConfig = *region.config();
+        let capacity = u64::from(c.capacity);
+        Consumer {
             slots: region.slots(),
             stride: region.sizes().slot_stride as usize,
             mask: capacity - 1,
@@ -129,18 +169,14 @@ impl Consumer {
             next,
             cursor: None,
             wake: WakeState::default(),
-            scratch: if backpressure {
+            scratch: if c.mode == Mode::Backpressure {
                 Vec::new()
             } else {
                 vec![0; c.max_message_size as usize]
             },
             lagged: 0,
             region,
-        };
-        if backpressure {
-            consumer.join()?;
         }
-        Ok(consumer)
     }
 
     /// Claims a cursor at `self.next` (back-pressure mode). The subscriber's
