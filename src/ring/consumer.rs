@@ -91,8 +91,10 @@ pub struct Consumer {
     max: usize,
     /// Sequence of the next message to read.
     next: u64,
-    /// Back-pressure mode: our cursor in the control segment.
+    /// Our cursor in the control segment: gates the publisher on
+    /// back-pressure rings; position and loss report on overwrite rings.
     cursor: Option<*const CursorSlot>,
+    backpressure: bool,
     wake: WakeState,
     /// Overwrite mode: where `try_recv_with` copies before validating.
     scratch: Vec<u8>,
@@ -118,10 +120,11 @@ impl Consumer {
             Start::Earliest => head.saturating_sub(capacity),
             Start::Sequence(s) => s,
         };
-        let backpressure = region.config().mode == Mode::Backpressure;
         let mut consumer = Consumer::unjoined(region, next);
-        if backpressure {
+        if consumer.backpressure {
             consumer.join()?;
+        } else {
+            consumer.claim_report_cursor();
         }
         Ok(consumer)
     }
@@ -168,6 +171,7 @@ impl Consumer {
             max: c.max_message_size as usize,
             next,
             cursor: None,
+            backpressure: c.mode == Mode::Backpressure,
             wake: WakeState::default(),
             scratch: if c.mode == Mode::Backpressure {
                 Vec::new()
@@ -176,6 +180,28 @@ impl Consumer {
             },
             lagged: 0,
             region,
+        }
+    }
+
+    /// Overwrite rings: claims a free cursor slot, if any, to report this
+    /// subscriber's position and losses. The publisher never reads it.
+    fn claim_report_cursor(&mut self) {
+        let region = &self.region;
+        let slot = (0..region.config().max_subscribers)
+            .map(|i| region.cursor(i))
+            .find(|c| {
+                c.pos
+                    .compare_exchange(CURSOR_FREE, self.next, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            });
+        if let Some(slot) = slot {
+            slot.owner_pid.store(std::process::id(), Ordering::Relaxed);
+            slot.dropped.store(0, Ordering::Relaxed);
+            region
+                .ctrl()
+                .cursor_generation
+                .fetch_add(1, Ordering::Relaxed);
+            self.cursor = Some(slot as *const CursorSlot);
         }
     }
 
@@ -193,6 +219,7 @@ impl Consumer {
             })
             .ok_or(AttachError::NoCursor { max: n })?;
         slot.owner_pid.store(std::process::id(), Ordering::Relaxed);
+        slot.dropped.store(0, Ordering::Relaxed);
         region
             .ctrl()
             .cursor_generation
@@ -295,7 +322,7 @@ impl Consumer {
         &mut self,
         f: impl FnOnce(&[u8], MessageInfo) -> R,
     ) -> Result<R, RecvError> {
-        if self.cursor.is_some() {
+        if self.backpressure {
             let msg = self.try_recv_ref()?;
             let info = msg.info();
             return Ok(f(&msg, info));
@@ -316,7 +343,7 @@ impl Consumer {
     /// [`Consumer::try_recv`].
     #[inline]
     pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>, RecvError> {
-        if self.cursor.is_none() {
+        if !self.backpressure {
             return Err(RecvError::ZeroCopyUnsupported);
         }
         let seq = self.next;
@@ -498,6 +525,10 @@ impl Consumer {
         self.next = resume - 1;
         self.advance();
         self.lagged = self.lagged.saturating_add(missed);
+        if let Some(c) = self.cursor {
+            // SAFETY: the cursor slot lives in the region we hold.
+            unsafe { &*c }.dropped.store(self.lagged, Ordering::Relaxed);
+        }
         RecvError::Lagged { missed }
     }
 }
@@ -507,7 +538,8 @@ impl std::fmt::Debug for Consumer {
         f.debug_struct("Consumer")
             .field("region", &self.region)
             .field("next_seq", &self.next)
-            .field("backpressure_cursor", &self.cursor.is_some())
+            .field("backpressure", &self.backpressure)
+            .field("cursor", &self.cursor.is_some())
             .finish()
     }
 }
