@@ -186,6 +186,11 @@ impl Consumer {
     /// Overwrite rings: claims a free cursor slot, if any, to report this
     /// subscriber's position and losses. The publisher never reads it.
     fn claim_report_cursor(&mut self) {
+        self.cursor = self.claim_slot().map(|slot| slot as *const CursorSlot);
+    }
+
+    /// Claims a free cursor slot at `self.next` for this process.
+    fn claim_slot(&self) -> Option<&CursorSlot> {
         let region = &self.region;
         let slot = (0..region.config().max_subscribers)
             .map(|i| region.cursor(i))
@@ -193,37 +198,24 @@ impl Consumer {
                 c.pos
                     .compare_exchange(CURSOR_FREE, self.next, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
-            });
-        if let Some(slot) = slot {
-            slot.owner_pid.store(std::process::id(), Ordering::Relaxed);
-            slot.dropped.store(0, Ordering::Relaxed);
-            region
-                .ctrl()
-                .cursor_generation
-                .fetch_add(1, Ordering::Relaxed);
-            self.cursor = Some(slot as *const CursorSlot);
-        }
-    }
-
-    /// Claims a cursor at `self.next` (back-pressure mode). The subscriber's
-    /// half of the join protocol; see `Producer::refresh_limit`.
-    fn join(&mut self) -> Result<(), AttachError> {
-        let region = &self.region;
-        let n = region.config().max_subscribers;
-        let slot = (0..n)
-            .map(|i| region.cursor(i))
-            .find(|c| {
-                c.pos
-                    .compare_exchange(CURSOR_FREE, self.next, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            })
-            .ok_or(AttachError::NoCursor { max: n })?;
+            })?;
         slot.owner_pid.store(std::process::id(), Ordering::Relaxed);
         slot.dropped.store(0, Ordering::Relaxed);
         region
             .ctrl()
             .cursor_generation
             .fetch_add(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// Claims a cursor at `self.next` (back-pressure mode). The subscriber's
+    /// half of the join protocol; see `Producer::refresh_limit`.
+    fn join(&mut self) -> Result<(), AttachError> {
+        let n = self.region.config().max_subscribers;
+        let slot: *const CursorSlot = self.claim_slot().ok_or(AttachError::NoCursor { max: n })?;
+        // SAFETY: the slot lives in the region we hold.
+        let slot = unsafe { &*slot };
+        let region = &self.region;
         // SeqCst: Dekker pair with the fence in Producer::refresh_limit:
         // either it sees our cursor or we see the limit it is working to.
         fence(Ordering::SeqCst);
@@ -289,6 +281,17 @@ impl Consumer {
     /// [`RecvError::BufferTooSmall`] (message left unread), [`RecvError::Corrupt`].
     #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<MessageInfo, RecvError> {
+        let (info, payload, s1) = self.peek(buf.len())?;
+        // SAFETY: `peek` checked `len <= max`, so the copy stays in the
+        // payload area, and `len <= buf.len()`.
+        unsafe { copy_out(payload, &mut buf[..info.len]) };
+        self.finish_copy(info.seq, s1).map(|()| info)
+    }
+
+    /// Reads the header of the next message if it is complete: its info,
+    /// payload pointer and stamp. `room` is the most the caller can take.
+    #[inline(always)]
+    fn peek(&mut self, room: usize) -> Result<(MessageInfo, *const u8, u64), RecvError> {
         let seq = self.next;
         let (hdr, payload) = self.slot(seq);
         // Acquire: pairs with the Release stamp store in Producer::finish.
@@ -302,13 +305,10 @@ impl Consumer {
             timestamp: hdr.timestamp.load(Ordering::Relaxed),
             len: hdr.len.load(Ordering::Relaxed) as usize,
         };
-        if info.len > self.max || info.len > buf.len() {
+        if info.len > self.max || info.len > room {
             return Err(self.bad_len(seq, s1, info.len));
         }
-        // SAFETY: `len <= max`, so the copy stays in the payload area; `buf`
-        // has room for `len` bytes.
-        unsafe { copy_out(payload, &mut buf[..info.len]) };
-        self.finish_copy(seq, s1).map(|()| info)
+        Ok((info, payload, s1))
     }
 
     /// Receives the next message and hands it to `f` as validated bytes:
@@ -346,22 +346,7 @@ impl Consumer {
         if !self.backpressure {
             return Err(RecvError::ZeroCopyUnsupported);
         }
-        let seq = self.next;
-        let (hdr, payload) = self.slot(seq);
-        // Acquire: pairs with the Release stamp store in Producer::finish.
-        let s1 = hdr.stamp.load(Ordering::Acquire);
-        if s1 != stamp_done(seq) {
-            return Err(self.not_ready(seq, s1));
-        }
-        let info = MessageInfo {
-            seq,
-            tag: hdr.tag.load(Ordering::Relaxed),
-            timestamp: hdr.timestamp.load(Ordering::Relaxed),
-            len: hdr.len.load(Ordering::Relaxed) as usize,
-        };
-        if info.len > self.max {
-            return Err(self.bad_len(seq, s1, info.len));
-        }
+        let (info, payload, _) = self.peek(usize::MAX)?;
         Ok(MessageRef {
             consumer: self,
             payload,
