@@ -8,6 +8,10 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
+pub mod broker;
+pub mod client;
+pub mod clock;
+pub mod control;
 pub mod layout;
 pub mod ring;
 pub mod shm;

@@ -1,35 +1,19 @@
-//! Temporary front end on the `bench` branch (the real CLI lives in
-//! `cli.rs` on main): `ringbus bench [..]` and the hidden bench child.
+//! `ringbus`: the broker daemon and its command-line clients.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(name = "ringbus", version, about = "Shared-memory message broker")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
 
-#[derive(Subcommand)]
-#[allow(clippy::large_enum_variant)]
-enum Command {
-    /// Measure ringbus against the hardware floor.
-    Bench(ringbus::bench::BenchArgs),
-    #[command(name = "__bench-child", hide = true)]
-    BenchChild { spec: String },
-}
-
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Bench(args) => ringbus::bench::run(args),
-        Command::BenchChild { spec } => ringbus::bench::child_main(spec),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        // `ringbus topics | head`: a closed stdout is not an error.
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("ringbus: error: {e:#}");
+            cli::exit_code(&e)
         }
     }
 }

@@ -132,6 +132,19 @@ fn init_files(
         .map_err(io("sizing the data segment"))?;
     ctrl.set_len(s.ctrl_len)
         .map_err(io("sizing the control segment"))?;
+    // Reserve the memory now: on a full tmpfs this fails with ENOSPC,
+    // where touching a sparse page below would kill us with SIGBUS.
+    for (f, len, what) in [
+        (data, s.data_len, "allocating the data segment"),
+        (ctrl, s.ctrl_len, "allocating the control segment"),
+    ] {
+        rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, len).map_err(|e| {
+            ShmError::Io {
+                what: format!("{what} ({len} bytes)"),
+                source: e.into(),
+            }
+        })?;
+    }
     // SAFETY: freshly created files that no other process has opened yet;
     // MAP_POPULATE pre-faults every page so the hot path takes no fault.
     let mut d = unsafe { MmapOptions::new().populate().map_mut(data) }

@@ -2,7 +2,8 @@
 
 use super::copy::copy_in;
 use super::region::{AttachError, RingRegion};
-use super::{monotonic_ns, Mode, RingConfig};
+use super::{Mode, RingConfig};
+use crate::clock::Clock;
 use crate::layout::{SlotHeader, CURSOR_FREE};
 use crate::sync::{fence, Ordering};
 use crate::wait::notify;
@@ -51,7 +52,8 @@ pub struct Producer {
     capacity: u64,
     max: usize,
     backpressure: bool,
-    timestamps: bool,
+    /// Publish timestamps; `None` when turned off.
+    clock: Option<Clock>,
     /// Sequence of the next message.
     seq: u64,
     /// Back-pressure: sequences below this may be written without reading
@@ -87,7 +89,7 @@ impl Producer {
             capacity: u64::from(c.capacity),
             max: c.max_message_size as usize,
             backpressure: c.mode == Mode::Backpressure,
-            timestamps: true,
+            clock: Some(Clock::new()),
             seq,
             cached_limit: 0,
             wake_on,
@@ -113,7 +115,9 @@ impl Producer {
     /// Turns the per-message CLOCK_MONOTONIC timestamp on or off (on by
     /// default; off saves the clock read, and messages carry 0).
     pub fn set_timestamps(&mut self, on: bool) {
-        self.timestamps = on;
+        if on != self.clock.is_some() {
+            self.clock = on.then(Clock::new);
+        }
     }
 
     /// Copies `data` into the ring as one message with `tag`; returns its
@@ -206,20 +210,17 @@ impl Producer {
     }
 
     fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<(), PublishError> {
-        let mut round: u32 = 0;
+        // Spin, then yield (crossbeam's Backoff), then sleep in short steps:
+        // a subscriber does not wake the publisher, so this polls.
+        let backoff = crossbeam_utils::Backoff::new();
         while !self.has_room() {
-            round = round.saturating_add(1);
-            if round < 128 {
-                crate::sync::spin_hint();
-                continue;
-            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(PublishError::Timeout);
             }
-            if round < 256 {
-                std::thread::yield_now();
-            } else {
+            if backoff.is_completed() {
                 std::thread::sleep(Duration::from_micros(20));
+            } else {
+                backoff.snooze();
             }
         }
         Ok(())
@@ -270,9 +271,10 @@ impl Producer {
         unsafe { self.slots.add((seq & self.mask) as usize * self.stride) }
     }
 
-    /// Marks the slot of `self.seq` as being written.
+    /// Marks the slot of `self.seq` as being written; returns its header
+    /// and payload area.
     #[inline(always)]
-    fn begin(&self) -> (&SlotHeader, *mut u8) {
+    fn begin(&self) -> (*const SlotHeader, *mut u8) {
         let p = self.slot(self.seq);
         // SAFETY: a slot starts with an initialised SlotHeader, 64-byte aligned.
         let hdr = unsafe { &*(p as *const SlotHeader) };
@@ -288,11 +290,17 @@ impl Producer {
 
     /// Completes message `self.seq` and wakes sleepers.
     #[inline(always)]
-    fn finish(&mut self, hdr: &SlotHeader, len: usize, tag: u64) -> u64 {
+    fn finish(&mut self, hdr: *const SlotHeader, len: usize, tag: u64) -> u64 {
+        // SAFETY: `hdr` came from `begin` and points into the region, which
+        // outlives this call.
+        let hdr = unsafe { &*hdr };
         let seq = self.seq;
         hdr.len.store(len as u32, Ordering::Relaxed);
         hdr.tag.store(tag, Ordering::Relaxed);
-        let ts = if self.timestamps { monotonic_ns() } else { 0 };
+        let ts = match &mut self.clock {
+            Some(c) => c.now(),
+            None => 0,
+        };
         hdr.timestamp.store(ts, Ordering::Relaxed);
         // Release: publishes the payload and the fields above; pairs with
         // the Acquire stamp load in Consumer::read.
@@ -315,15 +323,11 @@ impl Producer {
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload
         // area holds `max` bytes; the slot is ours while its stamp is odd.
         unsafe { copy_in(payload, data) };
-        // Re-borrow: `begin` borrowed self immutably.
-        let hdr = hdr as *const SlotHeader;
-        // SAFETY: the header lives in the region, which outlives this call.
-        self.finish(unsafe { &*hdr }, data.len(), tag)
+        self.finish(hdr, data.len(), tag)
     }
 
     fn begin_loan(&mut self, len: usize) -> Loan<'_> {
         let (hdr, payload) = self.begin();
-        let hdr = hdr as *const SlotHeader;
         Loan {
             producer: self,
             hdr,
@@ -371,10 +375,7 @@ impl Loan<'_> {
     /// Publishes only the first `len` bytes (clamped to the loan's length).
     pub fn commit_len(self, len: usize, tag: u64) -> u64 {
         let len = len.min(self.len);
-        // SAFETY: the header is in the producer's region, alive while the
-        // producer is borrowed.
-        let hdr = unsafe { &*self.hdr };
-        self.producer.finish(hdr, len, tag)
+        self.producer.finish(self.hdr, len, tag)
     }
 }
 

@@ -1,0 +1,584 @@
+//! The broker daemon: one thread, one `poll` loop over the listening
+//! socket, the clients' sockets and a pidfd per client process.
+//!
+//! The broker admits clients (`SO_PEERCRED` against the ACL), creates each
+//! publisher's ring as a pair of files in its data directory and passes
+//! their descriptors (`SCM_RIGHTS`), tracks leases, and reclaims what a dead
+//! process held: its rings are closed (subscribers drain them, then see end
+//! of stream) and its back-pressure cursors are freed (so they stop gating
+//! publishers). It never touches a message. Nothing a client sends can make
+//! it panic or block: sockets are non-blocking, every frame is decoded with
+//! checked lengths, and a client that does not read its replies is dropped.
+
+mod adopt;
+pub mod config;
+mod ringfile;
+mod signals;
+mod state;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+use crate::control::codec::{self, DecodeError, MAX_REQUEST};
+use crate::control::frame::{ErrorCode, Reply, Request};
+use crate::control::{paths, socket, PeerCred};
+
+pub use config::{Action, Config, ConfigError};
+pub use signals::install_stop_handlers;
+use state::State;
+
+/// How often the loop wakes without events to sweep for rings closed by
+/// their publisher and pids without a pidfd.
+const TICK: Duration = Duration::from_millis(200);
+/// Frames handled per client per wake-up, so one chatty client cannot
+/// starve the others.
+const FRAMES_PER_WAKE: usize = 16;
+
+/// Why the broker could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Another live broker owns the socket.
+    #[error("another broker is already running on {}{}", path.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    AlreadyRunning {
+        /// The socket path.
+        path: PathBuf,
+        /// The other broker's pid, if its lock file says.
+        pid: Option<u32>,
+    },
+    /// Another live broker uses the data directory (under another socket).
+    #[error("data directory {} is in use by another broker{}: give this one its own --data-dir", path.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    DataDirInUse {
+        /// The data directory.
+        path: PathBuf,
+        /// The other broker's pid, if its lock file says.
+        pid: Option<u32>,
+    },
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BrokerError {
+    let what = what.into();
+    move |source| BrokerError::Io { what, source }
+}
+
+/// Where the broker listens and keeps its rings, and its configuration.
+#[derive(Clone, Debug)]
+pub struct BrokerOptions {
+    /// Socket path.
+    pub socket: PathBuf,
+    /// Directory for ring files (tmpfs).
+    pub data_dir: PathBuf,
+    /// Limits, topics, ACL.
+    pub config: Config,
+}
+
+impl BrokerOptions {
+    /// Resolves paths: a flag wins, then `RINGBUS_SOCKET` (socket only),
+    /// then the config file, then the defaults of [`paths`].
+    pub fn resolve(socket: Option<PathBuf>, data_dir: Option<PathBuf>, config: Config) -> Self {
+        let socket = socket
+            .or_else(|| {
+                std::env::var_os(paths::SOCKET_ENV)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(|| config.server.socket.clone())
+            .unwrap_or_else(paths::default_socket_path);
+        let data_dir = data_dir
+            .or_else(|| config.server.data_dir.clone())
+            .unwrap_or_else(paths::default_data_dir);
+        BrokerOptions {
+            socket,
+            data_dir,
+            config,
+        }
+    }
+}
+
+struct Client {
+    sock: OwnedFd,
+    cred: PeerCred,
+    welcomed: bool,
+}
+
+enum PidWatch {
+    /// Readable once the process has exited.
+    Fd(OwnedFd),
+    /// No pidfd (old kernel): checked with `kill(pid, 0)` on each tick.
+    Poll,
+}
+
+/// A bound broker, ready to [`run`](Broker::run).
+pub struct Broker {
+    listener: OwnedFd,
+    socket_path: PathBuf,
+    lock_path: PathBuf,
+    /// `flock`s on the socket's lock file and the data directory's.
+    _locks: [File; 2],
+    clients: HashMap<u64, Client>,
+    next_client: u64,
+    pids: HashMap<u32, PidWatch>,
+    state: State,
+    buf: Box<[u8]>,
+}
+
+impl Broker {
+    /// Takes the socket (refusing if a live broker owns it, removing a
+    /// stale one), prepares the data directory and re-adopts the rings
+    /// found there.
+    ///
+    /// # Errors
+    /// [`BrokerError::AlreadyRunning`], or an I/O error saying what failed.
+    pub fn bind(opts: BrokerOptions) -> Result<Broker, BrokerError> {
+        let BrokerOptions {
+            socket: socket_path,
+            data_dir,
+            config,
+        } = opts;
+        if let Some(dir) = socket_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(config.server.socket_dir_mode)
+                    .create(dir)
+                    .map_err(io_err(format!(
+                        "creating socket directory {}",
+                        dir.display()
+                    )))?;
+            }
+        }
+        let mut lock_name = socket_path.clone().into_os_string();
+        lock_name.push(".lock");
+        let lock_path = PathBuf::from(lock_name);
+        let lock = take_lock(&lock_path, |pid| BrokerError::AlreadyRunning {
+            path: socket_path.clone(),
+            pid,
+        })?;
+        if socket_path.exists() {
+            match socket::connect(&socket_path) {
+                Ok(_) => {
+                    return Err(BrokerError::AlreadyRunning {
+                        path: socket_path,
+                        pid: None,
+                    })
+                }
+                // Nobody listens: a dead broker's leftover.
+                Err(_) => std::fs::remove_file(&socket_path).map_err(io_err(format!(
+                    "removing stale socket {}",
+                    socket_path.display()
+                )))?,
+            }
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data_dir)
+            .map_err(io_err(format!(
+                "creating data directory {}",
+                data_dir.display()
+            )))?;
+        // Two brokers adopting the same ring files would fight over them.
+        let data_lock = take_lock(&data_dir.join(".broker.lock"), |pid| {
+            BrokerError::DataDirInUse {
+                path: data_dir.clone(),
+                pid,
+            }
+        })?;
+        raise_fd_limit();
+
+        let listener = socket::listen(&socket_path, 128)
+            .map_err(io_err(format!("listening on {}", socket_path.display())))?;
+        std::fs::set_permissions(
+            &socket_path,
+            std::fs::Permissions::from_mode(config.server.socket_mode),
+        )
+        .map_err(io_err(format!(
+            "setting the mode of {}",
+            socket_path.display()
+        )))?;
+
+        let mut broker = Broker {
+            listener,
+            socket_path,
+            lock_path,
+            _locks: [lock, data_lock],
+            clients: HashMap::new(),
+            next_client: 1,
+            pids: HashMap::new(),
+            state: State::new(data_dir, config),
+            buf: vec![0u8; MAX_REQUEST].into_boxed_slice(),
+        };
+        let watch = broker.state.adopt()?;
+        for pid in watch {
+            broker.watch_pid(pid);
+        }
+        broker.state.declare_topics()?;
+        Ok(broker)
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.state.data_dir()
+    }
+
+    /// Serves until `stop` becomes true (e.g. set by
+    /// [`install_stop_handlers`]).
+    ///
+    /// # Errors
+    /// Only if `poll` itself fails; client errors never stop the broker.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), BrokerError> {
+        let mut last_tick = Instant::now();
+        let mut ids: Vec<u64> = Vec::new();
+        let mut pids: Vec<u32> = Vec::new();
+        let mut ready_clients: Vec<(u64, PollFlags)> = Vec::new();
+        let mut dead_pids: Vec<u32> = Vec::new();
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: TICK.as_nanos() as _,
+        };
+        // Relaxed: a stop flag, see signals.rs.
+        while !stop.load(Ordering::Relaxed) {
+            ids.clear();
+            pids.clear();
+            ready_clients.clear();
+            dead_pids.clear();
+            let listen_ready;
+            {
+                let mut fds = Vec::with_capacity(1 + self.clients.len() + self.pids.len());
+                fds.push(PollFd::new(&self.listener, PollFlags::IN));
+                for (id, c) in &self.clients {
+                    ids.push(*id);
+                    fds.push(PollFd::new(&c.sock, PollFlags::IN));
+                }
+                for (pid, w) in &self.pids {
+                    if let PidWatch::Fd(fd) = w {
+                        pids.push(*pid);
+                        fds.push(PollFd::new(fd, PollFlags::IN));
+                    }
+                }
+                match rustix::event::poll(&mut fds, Some(&timeout)) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => {
+                        return Err(BrokerError::Io {
+                            what: "poll".into(),
+                            source: e.into(),
+                        })
+                    }
+                }
+                listen_ready = !fds[0].revents().is_empty();
+                for (i, id) in ids.iter().enumerate() {
+                    let r = fds[1 + i].revents();
+                    if !r.is_empty() {
+                        ready_clients.push((*id, r));
+                    }
+                }
+                for (i, pid) in pids.iter().enumerate() {
+                    if !fds[1 + ids.len() + i].revents().is_empty() {
+                        dead_pids.push(*pid);
+                    }
+                }
+            }
+            if listen_ready {
+                self.accept_all();
+            }
+            for &(id, flags) in &ready_clients {
+                self.serve_client(id, flags);
+            }
+            for &pid in &dead_pids {
+                self.pids.remove(&pid);
+                self.state.reap_pid(pid);
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick();
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        let polled: Vec<u32> = self
+            .pids
+            .iter()
+            .filter(|(_, w)| matches!(w, PidWatch::Poll))
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in polled {
+            if !pid_alive(pid) {
+                self.pids.remove(&pid);
+                self.state.reap_pid(pid);
+            }
+        }
+        for pid in self.state.sweep() {
+            self.watch_pid(pid);
+        }
+    }
+
+    /// Watches `pid` so its death is noticed; a pid already dead is reaped
+    /// at once.
+    fn watch_pid(&mut self, pid: u32) {
+        if pid == 0 || self.pids.contains_key(&pid) {
+            return;
+        }
+        let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+            return;
+        };
+        match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => {
+                self.pids.insert(pid, PidWatch::Fd(fd));
+            }
+            Err(rustix::io::Errno::SRCH) => self.state.reap_pid(pid),
+            Err(_) => {
+                self.pids.insert(pid, PidWatch::Poll);
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let sock = match socket::accept(self.listener.as_fd()) {
+                Ok(s) => s,
+                // WouldBlock: done; anything else (EMFILE...): try next wake.
+                Err(_) => return,
+            };
+            let cred = match socket::peer_cred(sock.as_fd()) {
+                Ok(c) => c,
+                Err(_) => continue,
+            };
+            if self.clients.len() >= self.state.config().limits.max_clients as usize {
+                let reply = Reply::error(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "the broker already serves {} clients (limits.max_clients)",
+                        self.clients.len()
+                    ),
+                );
+                send_reply(sock.as_fd(), &reply, &[]).ok();
+                continue;
+            }
+            let id = self.next_client;
+            self.next_client += 1;
+            self.watch_pid(cred.pid);
+            self.clients.insert(
+                id,
+                Client {
+                    sock,
+                    cred,
+                    welcomed: false,
+                },
+            );
+        }
+    }
+
+    fn serve_client(&mut self, id: u64, flags: PollFlags) {
+        for _ in 0..FRAMES_PER_WAKE {
+            let Some(client) = self.clients.get_mut(&id) else {
+                return;
+            };
+            let got = match socket::recv_frame(client.sock.as_fd(), &mut self.buf) {
+                Ok(Some(got)) => got,
+                Ok(None) => return self.disconnect(id),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if flags.intersects(PollFlags::HUP | PollFlags::ERR) {
+                        self.disconnect(id);
+                    }
+                    return;
+                }
+                Err(_) => return self.disconnect(id),
+            };
+            // Descriptors from a client are never used: `got.fds` closes
+            // them when dropped.
+            let parsed = if got.truncated {
+                Err(DecodeError::Oversized {
+                    len: got.len + 1,
+                    max: MAX_REQUEST,
+                })
+            } else {
+                codec::decode_request(&self.buf[..got.len])
+            };
+            drop(got);
+            self.state.stats.frames_received += 1;
+            let (reply, fds, close) = match parsed {
+                Err(e) => {
+                    // A frame we cannot parse leaves us unsure what the peer
+                    // speaks: say why, then hang up. Unknown types and bad
+                    // names are well-framed, so the connection survives them.
+                    let close = !matches!(
+                        e,
+                        DecodeError::UnknownKind(_) | DecodeError::BadTopicName(_)
+                    );
+                    (Reply::error(e.code(), e.to_string()), Vec::new(), close)
+                }
+                Ok(req) => self.handle(id, req),
+            };
+            if matches!(reply, Reply::Error { .. }) {
+                self.state.stats.frames_rejected += 1;
+            }
+            let Some(client) = self.clients.get_mut(&id) else {
+                return;
+            };
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+            if send_reply(client.sock.as_fd(), &reply, &borrowed).is_err() || close {
+                // A client that does not read its replies, or that sent
+                // garbage, is dropped rather than allowed to stall us.
+                drop(borrowed);
+                return self.disconnect(id);
+            }
+        }
+    }
+
+    /// Handles one decoded request; returns the reply, its descriptors and
+    /// whether to hang up afterwards.
+    fn handle(&mut self, id: u64, req: Request) -> (Reply, Vec<OwnedFd>, bool) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return (
+                Reply::error(ErrorCode::Internal, "no such client"),
+                vec![],
+                true,
+            );
+        };
+        let cred = client.cred;
+        match req {
+            Request::Hello {
+                min_version,
+                max_version,
+                ..
+            } => {
+                let v = crate::control::PROTOCOL_VERSION;
+                if !(min_version..=max_version).contains(&v) {
+                    let msg = format!(
+                        "client speaks protocol versions {min_version}..={max_version}, this broker speaks {v}: upgrade the older side"
+                    );
+                    return (
+                        Reply::error(ErrorCode::UnsupportedVersion, msg),
+                        vec![],
+                        true,
+                    );
+                }
+                client.welcomed = true;
+                (
+                    Reply::Welcome {
+                        version: v,
+                        broker_pid: std::process::id(),
+                        client_id: id,
+                    },
+                    vec![],
+                    false,
+                )
+            }
+            _ if !client.welcomed => (
+                Reply::error(
+                    ErrorCode::HelloRequired,
+                    "the first frame on a connection must be Hello",
+                ),
+                vec![],
+                true,
+            ),
+            req => {
+                let clients = self.clients.len() as u32;
+                let (reply, fds) = self.state.handle(id, cred, req, clients);
+                (reply, fds, false)
+            }
+        }
+    }
+
+    fn disconnect(&mut self, id: u64) {
+        if self.clients.remove(&id).is_some() {
+            self.state.client_gone(id);
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // Leave live rings for a restarted broker; remove the socket so the
+        // next start finds no stale one, and the lock last.
+        let _ = std::fs::remove_file(&self.socket_path);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+fn send_reply(sock: BorrowedFd<'_>, reply: &Reply, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    match codec::encode_reply(reply) {
+        Ok(frame) => socket::send_frame(sock, &frame, fds),
+        Err(e) => {
+            let frame = codec::encode_reply(&Reply::error(ErrorCode::Internal, e.to_string()))
+                .map_err(io::Error::other)?;
+            socket::send_frame(sock, &frame, &[])
+        }
+    }
+}
+
+/// Takes an exclusive `flock` on `path` (written with our pid), or says who
+/// holds it.
+fn take_lock(
+    path: &Path,
+    busy: impl FnOnce(Option<u32>) -> BrokerError,
+) -> Result<File, BrokerError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(format!("opening lock file {}", path.display())))?;
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let mut s = String::new();
+        let _ = f.read_to_string(&mut s);
+        return Err(busy(s.trim().parse().ok()));
+    }
+    f.set_len(0)
+        .and_then(|_| f.rewind())
+        .and_then(|_| writeln!(f, "{}", std::process::id()))
+        .map_err(io_err(format!("writing lock file {}", path.display())))?;
+    Ok(f)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    match rustix::process::Pid::from_raw(pid as i32) {
+        Some(p) => !matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => false,
+    }
+}
+
+/// Each ring costs the broker three descriptors: raise the soft limit to
+/// the hard one.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}

@@ -1,0 +1,608 @@
+//! The `ringbus` command line: a thin layer over [`ringbus::broker`] and
+//! [`ringbus::client`].
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use ringbus::broker::{install_stop_handlers, Broker, BrokerOptions, Config};
+use ringbus::client::{Client, ClientError, Mode, SubscribeOptions, TopicConfig};
+use ringbus::control::{paths, ErrorCode, TopicInfo};
+use ringbus::ring::{PublishError, RecvError, Start};
+use ringbus::wait::WaitStrategy;
+
+/// A shared-memory message broker for processes on one host.
+#[derive(Debug, Parser)]
+#[command(name = "ringbus", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Broker socket [default: $RINGBUS_SOCKET, else
+    /// $XDG_RUNTIME_DIR/ringbus.sock, else /tmp/ringbus-$UID/ringbus.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Publish lines from stdin (one message each), or generated messages.
+    Pub(PubArgs),
+    /// Print the messages of a topic.
+    Sub(SubArgs),
+    /// List topics with their rings, publishers, subscribers and lag.
+    Topics(JsonArg),
+    /// Show the broker's counters.
+    Stats(JsonArg),
+    /// Measure latency and throughput against the hardware floor (starts
+    /// its own broker and processes; needs two CPUs).
+    Bench(Box<ringbus::bench::BenchArgs>),
+    /// Internal: one side of a `ringbus bench` measurement.
+    #[command(name = "__bench-child", hide = true)]
+    BenchChild {
+        /// The measurement's spec (JSON, written by `ringbus bench`).
+        spec: String,
+    },
+}
+
+/// `ringbus serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for ring files, on tmpfs [default: /dev/shm/ringbus-$UID]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config: topics, ACL rules, limits.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Topic config flags; a topic that exists keeps its config when none is
+/// given.
+#[derive(Debug, Args)]
+pub struct TopicFlags {
+    /// Largest message in bytes [default: 1024, or the topic's]
+    #[arg(long, value_name = "BYTES")]
+    pub max_size: Option<u32>,
+    /// Slots per ring, a power of two [default: 1024, or the topic's]
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<u32>,
+    /// What a full ring does [default: overwrite, or the topic's]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Back-pressure cursors per ring [default: 16, or the topic's]
+    #[arg(long, value_name = "N")]
+    pub max_subscribers: Option<u32>,
+}
+
+/// Ring modes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    /// The publisher never waits; slow subscribers lose messages.
+    Overwrite,
+    /// Nothing is lost; the publisher waits for the slowest subscriber.
+    Backpressure,
+}
+
+/// `ringbus pub`.
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Publish N generated messages instead of reading stdin.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Size of generated messages in bytes (at least 8: they start with
+    /// their sequence number, little-endian).
+    #[arg(long, value_name = "BYTES", default_value_t = 64, requires = "count")]
+    pub size: usize,
+    /// Messages per second for generated messages [default: as fast as
+    /// possible]
+    #[arg(long, value_name = "R", requires = "count")]
+    pub rate: Option<f64>,
+    /// Tag attached to every message.
+    #[arg(long, default_value_t = 0)]
+    pub tag: u64,
+    /// Topic config.
+    #[command(flatten)]
+    pub topic_flags: TopicFlags,
+}
+
+/// Where a subscription starts.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FromArg {
+    /// The oldest message still held.
+    Earliest,
+    /// The next message published.
+    Latest,
+}
+
+/// Wait strategies.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WaitArg {
+    /// Busy-poll.
+    Spin,
+    /// Poll, then yield.
+    SpinYield,
+    /// Sleep on a futex.
+    Block,
+    /// Spin briefly, then sleep.
+    Adaptive,
+}
+
+/// `ringbus sub`.
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Exit after N messages.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Where to start.
+    #[arg(long, value_enum, default_value_t = FromArg::Latest)]
+    pub from: FromArg,
+    /// One JSON object per line (messages and events).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit once every ring seen has ended (its publisher left) and none
+    /// is left.
+    #[arg(long)]
+    pub until_end: bool,
+    /// How to wait for messages.
+    #[arg(long, value_enum, default_value_t = WaitArg::Adaptive)]
+    pub wait: WaitArg,
+}
+
+/// `--json` for listing commands.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(paths::default_socket_path)
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Serve(a) => serve(&cli, a),
+        Command::Pub(a) => publish(&connect(&cli)?, a),
+        Command::Sub(a) => subscribe(&connect(&cli)?, a),
+        Command::Topics(a) => topics(&connect(&cli)?, a.json),
+        Command::Stats(a) => stats(&connect(&cli)?, a.json),
+        Command::Bench(a) => ringbus::bench::run(a).map(|()| ExitCode::SUCCESS),
+        Command::BenchChild { spec } => {
+            ringbus::bench::child_main(spec).map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn connect(cli: &Cli) -> Result<Client> {
+    Ok(Client::connect(cli.socket_path())?)
+}
+
+fn serve(cli: &Cli, a: &ServeArgs) -> Result<ExitCode> {
+    let config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let opts = BrokerOptions::resolve(cli.socket.clone(), a.data_dir.clone(), config);
+    let stop = install_stop_handlers().context("installing signal handlers")?;
+    let mut broker = Broker::bind(opts)?;
+    eprintln!(
+        "ringbus: broker pid {} listening on {} (data dir {})",
+        std::process::id(),
+        broker.socket_path().display(),
+        broker.data_dir().display()
+    );
+    broker.run(stop)?;
+    eprintln!("ringbus: shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn topic_config(client: &Client, topic: &str, f: &TopicFlags) -> Result<Option<TopicConfig>> {
+    let given = f.max_size.is_some()
+        || f.capacity.is_some()
+        || f.mode.is_some()
+        || f.max_subscribers.is_some();
+    let existing = client
+        .topics()?
+        .into_iter()
+        .find(|t| t.name == topic)
+        .and_then(|t| t.config);
+    if existing.is_some() && !given {
+        return Ok(None);
+    }
+    let base = existing.unwrap_or_default();
+    Ok(Some(TopicConfig {
+        max_message_size: f.max_size.unwrap_or(base.max_message_size),
+        capacity: f.capacity.unwrap_or(base.capacity),
+        mode: f.mode.map_or(base.mode, |m| match m {
+            ModeArg::Overwrite => Mode::Overwrite,
+            ModeArg::Backpressure => Mode::Backpressure,
+        }),
+        max_subscribers: f.max_subscribers.unwrap_or(base.max_subscribers),
+    }))
+}
+
+fn publish(client: &Client, a: &PubArgs) -> Result<ExitCode> {
+    let mut publisher = match topic_config(client, &a.topic, &a.topic_flags)? {
+        Some(c) => client.publisher(&a.topic, c),
+        None => client.publisher_existing(&a.topic),
+    }
+    .with_context(|| format!("cannot publish to {:?}", a.topic))?;
+    let max = publisher.config().max_message_size as usize;
+    let mut send = |data: &[u8]| -> Result<()> {
+        match publisher.publish(data, a.tag) {
+            Ok(_) => Ok(()),
+            Err(PublishError::TooLarge { .. }) => bail!(
+                "a message of {} bytes exceeds the topic's max message size of {max}",
+                data.len()
+            ),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if let Some(count) = a.count {
+        if a.size < 8 {
+            bail!(
+                "--size must be at least 8 (generated messages start with their sequence number)"
+            );
+        }
+        let mut payload = vec![0u8; a.size];
+        let start = Instant::now();
+        for i in 0..count {
+            if let Some(rate) = a.rate.filter(|r| *r > 0.0) {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+            payload[..8].copy_from_slice(&i.to_le_bytes());
+            payload[8..].fill(b'a' + (i % 26) as u8);
+            send(&payload)?;
+        }
+    } else {
+        let stdin = std::io::stdin().lock();
+        for line in stdin.split(b'\n') {
+            let mut line = line.context("reading stdin")?;
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            send(&line)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
+    let options = SubscribeOptions {
+        start: match a.from {
+            FromArg::Earliest => Start::Earliest,
+            FromArg::Latest => Start::Latest,
+        },
+        wait: match a.wait {
+            WaitArg::Spin => WaitStrategy::Spin,
+            WaitArg::SpinYield => WaitStrategy::SpinYield,
+            WaitArg::Block => WaitStrategy::Block,
+            WaitArg::Adaptive => WaitStrategy::default(),
+        },
+    };
+    let mut sub = client
+        .subscriber(&a.topic, options)
+        .with_context(|| format!("cannot subscribe to {:?}", a.topic))?;
+    let mut buf = vec![0u8; 64 << 20];
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let mut received = 0u64;
+    let mut seen_rings = !sub.rings().is_empty();
+    while a.count.map_or(true, |c| received < c) {
+        let r = match sub.try_recv(&mut buf) {
+            Err(RecvError::Empty) => {
+                if out.flush().is_err() {
+                    return Ok(ExitCode::SUCCESS); // stdout closed: done
+                }
+                if a.until_end && seen_rings && sub.rings().is_empty() {
+                    break;
+                }
+                sub.recv_timeout(&mut buf, Duration::from_millis(100))
+            }
+            r => r,
+        };
+        seen_rings |= !sub.rings().is_empty();
+        let ok = match r {
+            Ok(d) => {
+                received += 1;
+                let payload = &buf[..d.info.len];
+                if a.json {
+                    let (k, v) = match std::str::from_utf8(payload) {
+                        Ok(s) => ("text", json_string(s)),
+                        Err(_) => ("hex", format!("\"{}\"", hex(payload))),
+                    };
+                    writeln!(
+                        out,
+                        "{{\"ring\":{},\"seq\":{},\"tag\":{},\"timestamp\":{},\"len\":{},\"{k}\":{v}}}",
+                        d.ring_id, d.info.seq, d.info.tag, d.info.timestamp, d.info.len
+                    )
+                } else {
+                    match std::str::from_utf8(payload) {
+                        Ok(s) => writeln!(out, "{s}"),
+                        Err(_) => writeln!(out, "{}", hex(payload)),
+                    }
+                }
+            }
+            Err(RecvError::Timeout) | Err(RecvError::Empty) => Ok(()),
+            Err(RecvError::Lagged { missed }) => event(
+                &mut out,
+                a.json,
+                "lagged",
+                sub.last_ring_id(),
+                &format!("{missed} messages were overwritten before they were read"),
+                missed,
+            ),
+            Err(RecvError::EndOfStream) => event(
+                &mut out,
+                a.json,
+                "end",
+                sub.last_ring_id(),
+                "the publisher left and its ring is drained",
+                0,
+            ),
+            Err(e @ RecvError::Corrupt { .. }) => event(
+                &mut out,
+                a.json,
+                "corrupt",
+                sub.last_ring_id(),
+                &e.to_string(),
+                0,
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        if ok.is_err() {
+            return Ok(ExitCode::SUCCESS); // stdout closed
+        }
+    }
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn event(
+    out: &mut impl Write,
+    json: bool,
+    kind: &str,
+    ring: u64,
+    text: &str,
+    count: u64,
+) -> std::io::Result<()> {
+    if json {
+        writeln!(
+            out,
+            "{{\"event\":\"{kind}\",\"ring\":{ring},\"count\":{count},\"message\":{}}}",
+            json_string(text)
+        )
+    } else {
+        out.flush()?;
+        eprintln!("ringbus: ring {ring}: {text}");
+        Ok(())
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn json_string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn opt_json(v: Option<u64>) -> String {
+    v.map_or("null".into(), |v| v.to_string())
+}
+
+fn topics(client: &Client, json: bool) -> Result<ExitCode> {
+    let list = client.topics()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<String> = list.iter().map(topic_json).collect();
+        writeln!(out, "[{}]", items.join(","))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<24} {:<12} {:>8} {:>9} {:>5} {:>4} {:>4} {:>10} {:>8} {:>8} {:>10}",
+        "TOPIC",
+        "MODE",
+        "CAPACITY",
+        "MAX_SIZE",
+        "RINGS",
+        "PUBS",
+        "SUBS",
+        "LAST_SEQ",
+        "LAG",
+        "DROPS",
+        "BYTES"
+    )?;
+    for t in &list {
+        let (mode, cap, max) = match t.config {
+            Some(c) => (
+                c.mode.to_string(),
+                c.capacity.to_string(),
+                c.max_message_size.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let last = t.rings.iter().map(|r| r.next_seq).max();
+        let lag = t.rings.iter().filter_map(|r| r.lag()).max();
+        let bytes: u64 = t.rings.iter().map(|r| r.bytes).sum();
+        let drops: u64 = t
+            .rings
+            .iter()
+            .map(|r| r.dropped)
+            .fold(0, u64::saturating_add);
+        writeln!(
+            out,
+            "{:<24} {:<12} {:>8} {:>9} {:>5} {:>4} {:>4} {:>10} {:>8} {:>8} {:>10}",
+            t.name,
+            mode,
+            cap,
+            max,
+            t.rings.len(),
+            t.publishers,
+            t.subscribers,
+            last.map_or("-".into(), |s| s.saturating_sub(1).to_string()),
+            lag.map_or("-".into(), |l| l.to_string()),
+            drops,
+            bytes
+        )?;
+        for r in &t.rings {
+            writeln!(
+                out,
+                "  ring {:<16x} pid {:<8} {:<7} messages {:<10} cursors {:<3} lag {:<8} drops {}",
+                r.ring_id,
+                r.publisher_pid,
+                if r.closed { "ended" } else { "live" },
+                r.next_seq,
+                r.cursors,
+                r.lag().map_or("-".into(), |l| l.to_string()),
+                r.dropped,
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn topic_json(t: &TopicInfo) -> String {
+    let config = match t.config {
+        Some(c) => format!(
+            "{{\"max_message_size\":{},\"capacity\":{},\"mode\":\"{}\",\"max_subscribers\":{}}}",
+            c.max_message_size, c.capacity, c.mode, c.max_subscribers
+        ),
+        None => "null".into(),
+    };
+    let rings: Vec<String> = t
+        .rings
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"ring_id\":{},\"publisher_pid\":{},\"closed\":{},\"messages\":{},\"last_seq\":{},\"cursors\":{},\"lag\":{},\"drops\":{},\"bytes\":{}}}",
+                r.ring_id,
+                r.publisher_pid,
+                r.closed,
+                r.next_seq,
+                opt_json(r.next_seq.checked_sub(1)),
+                r.cursors,
+                opt_json(r.lag()),
+                r.dropped,
+                r.bytes
+            )
+        })
+        .collect();
+    format!(
+        "{{\"name\":{},\"config\":{config},\"publishers\":{},\"subscribers\":{},\"rings\":[{}]}}",
+        json_string(&t.name),
+        t.publishers,
+        t.subscribers,
+        rings.join(",")
+    )
+}
+
+fn stats(client: &Client, json: bool) -> Result<ExitCode> {
+    let s = client.stats()?;
+    let fields = [
+        ("pid", u64::from(s.pid)),
+        ("uptime_ms", s.uptime_ms),
+        ("clients", u64::from(s.clients)),
+        ("topics", u64::from(s.topics)),
+        ("rings", u64::from(s.rings)),
+        ("publishers", u64::from(s.publishers)),
+        ("subscribers", u64::from(s.subscribers)),
+        ("frames_received", s.frames_received),
+        ("frames_rejected", s.frames_rejected),
+        ("permission_denied", s.permission_denied),
+        ("clients_reaped", s.clients_reaped),
+        ("ring_bytes", s.ring_bytes),
+    ];
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        writeln!(out, "{{{}}}", items.join(","))?;
+    } else {
+        for (k, v) in fields {
+            writeln!(out, "{k:<18} {v}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the error is a write to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code for an error: 77 ("permission denied", as sysexits'
+/// EX_NOPERM) when the broker refused on ACL grounds, else 1.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<ClientError>()
+            .is_some_and(|ce| ce.code() == Some(ErrorCode::PermissionDenied))
+    });
+    ExitCode::from(if denied { 77 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_children_are_routed() {
+        // `ringbus bench` re-executes this binary with this subcommand.
+        let cmd = Cli::command();
+        let child = cmd
+            .find_subcommand(ringbus::bench::CHILD_SUBCOMMAND)
+            .expect("the bench child subcommand exists");
+        assert!(child.is_hide_set());
+    }
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_string("a\"b\\\n\u{1}"), "\"a\\\"b\\\\\\n\\u0001\"");
+        assert_eq!(hex(&[0, 255]), "00ff");
+    }
+}

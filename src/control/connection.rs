@@ -1,0 +1,197 @@
+//! The client's side of a control connection: hello, then one request and
+//! its reply at a time.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::codec::{self, DecodeError, EncodeError, MAX_FRAME};
+use super::frame::{ErrorCode, Reply, Request, PROTOCOL_VERSION};
+use super::socket;
+
+/// How long a client waits for the broker to answer one request.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Nothing listens at the socket path.
+    #[error("no broker at {}: start one with `ringbus serve`", path.display())]
+    NoBroker {
+        /// The socket path tried.
+        path: PathBuf,
+        /// The connect error.
+        #[source]
+        source: io::Error,
+    },
+    /// The socket exists but this user may not connect to it.
+    #[error("permission denied connecting to {}: the broker's socket or its directory does not admit this user", path.display())]
+    SocketPermission {
+        /// The socket path tried.
+        path: PathBuf,
+    },
+    /// Sending or receiving failed (the broker died, or timed out).
+    #[error("control connection to the broker failed: {0}")]
+    Io(#[from] io::Error),
+    /// The broker closed the connection.
+    #[error("the broker closed the connection")]
+    Closed,
+    /// The broker's reply could not be decoded.
+    #[error("bad reply from the broker: {0}")]
+    Decode(#[from] DecodeError),
+    /// The request could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The broker answered with an error.
+    #[error("{message}")]
+    Refused {
+        /// What kind of error.
+        code: ErrorCode,
+        /// The broker's explanation.
+        message: String,
+    },
+    /// The broker answered with a frame that does not answer the request,
+    /// or with the wrong number of descriptors.
+    #[error("unexpected reply from the broker: {0}")]
+    Unexpected(String),
+}
+
+/// A connection to the broker, past the hello.
+#[derive(Debug)]
+pub struct Connection {
+    sock: OwnedFd,
+    buf: Box<[u8]>,
+    broker_pid: u32,
+    client_id: u64,
+    /// A request failed half-way (e.g. timed out): a late reply could be
+    /// taken for the next request's, so the connection is not used again.
+    broken: bool,
+}
+
+impl Connection {
+    /// Connects to `path` and says hello.
+    ///
+    /// # Errors
+    /// [`ConnectionError::NoBroker`] when no broker listens there; a
+    /// version mismatch comes back as [`ConnectionError::Refused`].
+    pub fn connect(path: &Path, name: &str) -> Result<Connection, ConnectionError> {
+        let sock = socket::connect(path).map_err(|source| match source.kind() {
+            io::ErrorKind::PermissionDenied => ConnectionError::SocketPermission {
+                path: path.to_owned(),
+            },
+            _ => ConnectionError::NoBroker {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        socket::set_timeouts(sock.as_fd(), Some(REPLY_TIMEOUT))?;
+        let mut c = Connection {
+            sock,
+            buf: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            broker_pid: 0,
+            client_id: 0,
+            broken: false,
+        };
+        let mut name = name.to_owned();
+        while name.len() > super::frame::MAX_CLIENT_NAME_LEN {
+            name.pop();
+        }
+        let hello = Request::Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            name,
+        };
+        match c.call(&hello)? {
+            (
+                Reply::Welcome {
+                    broker_pid,
+                    client_id,
+                    ..
+                },
+                _,
+            ) => {
+                c.broker_pid = broker_pid;
+                c.client_id = client_id;
+                Ok(c)
+            }
+            (other, _) => Err(ConnectionError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The broker's process id, as it said in its welcome.
+    pub fn broker_pid(&self) -> u32 {
+        self.broker_pid
+    }
+
+    /// The id the broker gave this connection.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// Whether the broker has closed this connection (it died or
+    /// restarted). Never blocks. (A connection broken by a timeout while
+    /// the broker lives is not "gone": replacing it would end the leases of
+    /// every publisher sharing it.)
+    pub fn broker_gone(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&zero)) {
+            // The broker never sends unsolicited frames: readable means EOF.
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
+            Err(_) => false,
+        }
+    }
+
+    /// Sends `req` and waits for its reply, returning it with its
+    /// descriptors (checked to be as many as the reply announces). An
+    /// error reply becomes [`ConnectionError::Refused`].
+    ///
+    /// # Errors
+    /// See [`ConnectionError`].
+    pub fn call(&mut self, req: &Request) -> Result<(Reply, Vec<OwnedFd>), ConnectionError> {
+        if self.broken {
+            return Err(ConnectionError::Closed);
+        }
+        let frame = codec::encode_request(req)?;
+        let r = self.exchange(&frame);
+        if matches!(
+            r,
+            Err(ConnectionError::Io(_) | ConnectionError::Closed | ConnectionError::Decode(_))
+        ) {
+            self.broken = true;
+        }
+        r
+    }
+
+    fn exchange(&mut self, frame: &[u8]) -> Result<(Reply, Vec<OwnedFd>), ConnectionError> {
+        socket::send_frame(self.sock.as_fd(), frame, &[])?;
+        let got =
+            socket::recv_frame(self.sock.as_fd(), &mut self.buf)?.ok_or(ConnectionError::Closed)?;
+        if got.truncated {
+            return Err(DecodeError::Oversized {
+                len: got.len,
+                max: MAX_FRAME,
+            }
+            .into());
+        }
+        let reply = codec::decode_reply(&self.buf[..got.len])?;
+        if let Reply::Error { code, message } = reply {
+            return Err(ConnectionError::Refused { code, message });
+        }
+        if got.fds_truncated || got.fds.len() != reply.fd_count() {
+            return Err(ConnectionError::Unexpected(format!(
+                "{} descriptors with a reply that needs {}",
+                got.fds.len(),
+                reply.fd_count()
+            )));
+        }
+        Ok((reply, got.fds))
+    }
+}

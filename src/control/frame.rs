@@ -1,0 +1,412 @@
+//! The control protocol's frames: what clients ask and what the broker
+//! answers. The byte encoding lives in [`super::codec`].
+//!
+//! Descriptors travel beside a frame as `SCM_RIGHTS` ancillary data; each
+//! reply documents which descriptors come with it and in which order.
+
+use crate::ring::{Mode, RingConfig};
+
+/// Version of the frame format spoken by this build. A broker answers a
+/// frame of any other version with [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest topic name, in bytes.
+pub const MAX_TOPIC_LEN: usize = 255;
+/// Largest client name sent in [`Request::Hello`], in bytes.
+pub const MAX_CLIENT_NAME_LEN: usize = 64;
+/// Largest human-readable message in [`Reply::Error`], in bytes.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+/// Most rings one topic can have (and one reply can carry: two descriptors
+/// each, well under the kernel's 253 descriptors per message).
+pub const MAX_RINGS_PER_TOPIC: usize = 64;
+/// Most topics one [`Reply::Topics`] page carries.
+pub const MAX_TOPICS_PER_PAGE: usize = 32;
+/// Most descriptors any reply carries: the topic segment plus two per ring.
+pub const MAX_FDS: usize = 1 + 2 * MAX_RINGS_PER_TOPIC;
+
+/// Configuration of a topic, shared by all its rings: what a publisher asks
+/// for and what the broker checks against an existing topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// Largest payload, in bytes.
+    pub max_message_size: u32,
+    /// Slots per ring, a power of two.
+    pub capacity: u32,
+    /// Overwrite (publisher never waits) or back-pressure (nothing lost).
+    pub mode: Mode,
+    /// Cursor slots per ring: the most back-pressure subscribers at once.
+    pub max_subscribers: u32,
+}
+
+impl Default for TopicConfig {
+    /// 1 KiB messages, 1024 slots, overwrite, 16 subscribers.
+    fn default() -> Self {
+        TopicConfig {
+            max_message_size: 1024,
+            capacity: 1024,
+            mode: Mode::Overwrite,
+            max_subscribers: 16,
+        }
+    }
+}
+
+impl From<TopicConfig> for RingConfig {
+    fn from(c: TopicConfig) -> Self {
+        RingConfig {
+            max_message_size: c.max_message_size,
+            capacity: c.capacity,
+            mode: c.mode,
+            max_subscribers: c.max_subscribers,
+        }
+    }
+}
+
+impl From<&RingConfig> for TopicConfig {
+    fn from(c: &RingConfig) -> Self {
+        TopicConfig {
+            max_message_size: c.max_message_size,
+            capacity: c.capacity,
+            mode: c.mode,
+            max_subscribers: c.max_subscribers,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "max_message_size={} capacity={} mode={} max_subscribers={}",
+            self.max_message_size,
+            self.capacity,
+            mode_name(self.mode),
+            self.max_subscribers
+        )
+    }
+}
+
+/// The lower-case name of a mode, as used in configs and output.
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Overwrite => "overwrite",
+        Mode::Backpressure => "backpressure",
+    }
+}
+
+/// What a client asks. Clients never send descriptors; a broker closes any
+/// it receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// First frame on a connection. The broker answers [`Reply::Welcome`]
+    /// or an error if it speaks none of `min_version..=max_version`.
+    Hello {
+        /// Oldest protocol version the client speaks.
+        min_version: u16,
+        /// Newest protocol version the client speaks.
+        max_version: u16,
+        /// Free-form name shown in stats (at most 64 bytes).
+        name: String,
+    },
+    /// Create a topic, or open it if it exists with the same config.
+    /// Answer: [`Reply::TopicOpened`].
+    OpenTopic {
+        /// Topic name.
+        topic: String,
+        /// Wanted config; an existing topic must match it.
+        config: TopicConfig,
+    },
+    /// Become a publisher of `topic`: the broker creates a fresh ring.
+    /// `config: None` takes the existing topic's config. Answer:
+    /// [`Reply::PublisherAttached`].
+    AttachPublisher {
+        /// Topic name.
+        topic: String,
+        /// Wanted config, or `None` for the existing one.
+        config: Option<TopicConfig>,
+    },
+    /// Subscribe to `topic` (created without a config if it does not exist
+    /// yet). Answer: [`Reply::Subscribed`].
+    Subscribe {
+        /// Topic name.
+        topic: String,
+    },
+    /// Ask for the rings of a subscription whose id is above `after`
+    /// (sent when the topic's generation counter moved). Answer:
+    /// [`Reply::Rings`].
+    FetchRings {
+        /// The subscription's lease.
+        lease: u64,
+        /// Highest ring id the client already has.
+        after: u64,
+    },
+    /// Give back a publisher or subscriber lease. Answer:
+    /// [`Reply::Detached`].
+    Detach {
+        /// The lease to give back.
+        lease: u64,
+    },
+    /// List topics, one page starting at `offset`. Answer: [`Reply::Topics`].
+    ListTopics {
+        /// Index of the first topic wanted (topics are sorted by name).
+        offset: u32,
+    },
+    /// Broker-wide counters. Answer: [`Reply::Stats`].
+    Stats,
+}
+
+/// One ring of a topic, as announced to a subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingRef {
+    /// Broker-assigned id, increasing across the broker's life.
+    pub ring_id: u64,
+    /// Process id of the ring's publisher.
+    pub publisher_pid: u32,
+    /// Back-pressure rings that appeared after the subscription: the cursor
+    /// slot the broker claimed for this subscriber before the publisher
+    /// started, to take over with
+    /// [`Consumer::adopt_cursor`](crate::ring::Consumer::adopt_cursor).
+    pub cursor: Option<u32>,
+}
+
+/// One ring in a [`TopicInfo`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingInfo {
+    /// Broker-assigned id.
+    pub ring_id: u64,
+    /// Process id of the ring's publisher.
+    pub publisher_pid: u32,
+    /// The publisher is gone: subscribers drain the ring, then it ends.
+    pub closed: bool,
+    /// Sequence number of the next message (messages published so far).
+    pub next_seq: u64,
+    /// Subscribers holding a cursor on this ring (every back-pressure
+    /// subscriber; overwrite subscribers while free slots last).
+    pub cursors: u32,
+    /// Lowest cursor, if any subscriber holds one.
+    pub min_cursor: Option<u64>,
+    /// Messages lost to overwrites, summed over the cursor holders.
+    pub dropped: u64,
+    /// Bytes of shared memory the ring uses (data plus control segments).
+    pub bytes: u64,
+}
+
+impl RingInfo {
+    /// Messages published but not yet consumed by the slowest subscriber
+    /// holding a cursor (`None` without cursors).
+    pub fn lag(&self) -> Option<u64> {
+        self.min_cursor.map(|c| self.next_seq.saturating_sub(c))
+    }
+}
+
+/// One topic as listed by [`Reply::Topics`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Its config, `None` while only subscribers have asked for it.
+    pub config: Option<TopicConfig>,
+    /// Attached publishers.
+    pub publishers: u32,
+    /// Attached subscribers.
+    pub subscribers: u32,
+    /// Its rings (live and closed-but-kept).
+    pub rings: Vec<RingInfo>,
+}
+
+/// Broker-wide counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// The broker's process id.
+    pub pid: u32,
+    /// Milliseconds since the broker started.
+    pub uptime_ms: u64,
+    /// Connected clients.
+    pub clients: u32,
+    /// Known topics.
+    pub topics: u32,
+    /// Rings (all topics).
+    pub rings: u32,
+    /// Publisher leases.
+    pub publishers: u32,
+    /// Subscriber leases.
+    pub subscribers: u32,
+    /// Frames received.
+    pub frames_received: u64,
+    /// Frames answered with an error.
+    pub frames_rejected: u64,
+    /// Clients refused by the ACL (requests, not connections).
+    pub permission_denied: u64,
+    /// Dead processes whose rings or cursors the broker reclaimed through
+    /// their pidfd (a publisher's ring is usually closed earlier, when its
+    /// connection ends).
+    pub clients_reaped: u64,
+    /// Bytes of shared memory in rings.
+    pub ring_bytes: u64,
+}
+
+/// Why a request failed, as carried by [`Reply::Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The frame could not be decoded (truncated, oversized, bad field).
+    Malformed,
+    /// The frame's protocol version is not spoken by the broker.
+    UnsupportedVersion,
+    /// The frame's type is unknown to the broker.
+    UnknownRequest,
+    /// A request came before [`Request::Hello`].
+    HelloRequired,
+    /// The topic name breaks the naming rules.
+    BadTopicName,
+    /// The topic config is invalid (not a power of two, too large...).
+    InvalidConfig,
+    /// The topic exists with another config.
+    ConfigMismatch,
+    /// The ACL refuses this uid/gid the action on the topic.
+    PermissionDenied,
+    /// A broker limit (topics, clients, publishers per topic) is reached.
+    LimitExceeded,
+    /// No such topic or lease.
+    NotFound,
+    /// The broker failed (I/O error creating a ring...).
+    Internal,
+    /// A code this build does not know (sent by a newer broker).
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// Wire value.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::Malformed => 1,
+            ErrorCode::UnsupportedVersion => 2,
+            ErrorCode::UnknownRequest => 3,
+            ErrorCode::HelloRequired => 4,
+            ErrorCode::BadTopicName => 5,
+            ErrorCode::InvalidConfig => 6,
+            ErrorCode::ConfigMismatch => 7,
+            ErrorCode::PermissionDenied => 8,
+            ErrorCode::LimitExceeded => 9,
+            ErrorCode::NotFound => 10,
+            ErrorCode::Internal => 11,
+            ErrorCode::Other(v) => v,
+        }
+    }
+
+    /// From the wire value; unknown values become [`ErrorCode::Other`].
+    pub fn from_u16(v: u16) -> Self {
+        match v {
+            1 => ErrorCode::Malformed,
+            2 => ErrorCode::UnsupportedVersion,
+            3 => ErrorCode::UnknownRequest,
+            4 => ErrorCode::HelloRequired,
+            5 => ErrorCode::BadTopicName,
+            6 => ErrorCode::InvalidConfig,
+            7 => ErrorCode::ConfigMismatch,
+            8 => ErrorCode::PermissionDenied,
+            9 => ErrorCode::LimitExceeded,
+            10 => ErrorCode::NotFound,
+            11 => ErrorCode::Internal,
+            v => ErrorCode::Other(v),
+        }
+    }
+}
+
+/// What the broker answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer to [`Request::Hello`].
+    Welcome {
+        /// The version both sides now speak.
+        version: u16,
+        /// The broker's process id.
+        broker_pid: u32,
+        /// Id of this connection (for logs).
+        client_id: u64,
+    },
+    /// Answer to [`Request::OpenTopic`].
+    TopicOpened {
+        /// The topic's config.
+        config: TopicConfig,
+        /// Whether this request created it.
+        created: bool,
+    },
+    /// Answer to [`Request::AttachPublisher`]. Descriptors: the ring's data
+    /// segment and control segment, both read-write.
+    PublisherAttached {
+        /// Lease to give back with [`Request::Detach`].
+        lease: u64,
+        /// The new ring's id.
+        ring_id: u64,
+        /// The topic's config (what the ring was created with).
+        config: TopicConfig,
+    },
+    /// Answer to [`Request::Subscribe`]. Descriptors: the topic segment
+    /// (read-only), then for each ring in `rings` its data segment
+    /// (read-only) and its control segment (read-write).
+    Subscribed {
+        /// Lease to give back with [`Request::Detach`].
+        lease: u64,
+        /// The topic's config, `None` until a publisher sets it.
+        config: Option<TopicConfig>,
+        /// The live rings, in id order.
+        rings: Vec<RingRef>,
+    },
+    /// Answer to [`Request::FetchRings`]. Descriptors: for each ring its
+    /// data segment (read-only) and control segment (read-write).
+    Rings {
+        /// The topic's config, `None` until a publisher sets it.
+        config: Option<TopicConfig>,
+        /// The rings with an id above the one asked, in id order.
+        rings: Vec<RingRef>,
+    },
+    /// Answer to [`Request::Detach`].
+    Detached {
+        /// The lease given back.
+        lease: u64,
+    },
+    /// Answer to [`Request::ListTopics`].
+    Topics {
+        /// Number of topics in all.
+        total: u32,
+        /// Index of the first topic in this page.
+        offset: u32,
+        /// At most [`MAX_TOPICS_PER_PAGE`] topics.
+        topics: Vec<TopicInfo>,
+    },
+    /// Answer to [`Request::Stats`].
+    Stats(BrokerStats),
+    /// A request failed; the connection stays usable unless the frame
+    /// could not be decoded.
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// What was wrong, for humans (at most 1 KiB).
+        message: String,
+    },
+}
+
+impl Reply {
+    /// An error reply; `message` is cut to [`MAX_ERROR_MESSAGE_LEN`] bytes
+    /// (on a character boundary).
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        let mut message = message.into();
+        if message.len() > MAX_ERROR_MESSAGE_LEN {
+            let mut cut = MAX_ERROR_MESSAGE_LEN;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Reply::Error { code, message }
+    }
+
+    /// Number of descriptors that must accompany this reply.
+    pub fn fd_count(&self) -> usize {
+        match self {
+            Reply::PublisherAttached { .. } => 2,
+            Reply::Subscribed { rings, .. } => 1 + 2 * rings.len(),
+            Reply::Rings { rings, .. } => 2 * rings.len(),
+            _ => 0,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Default locations of the broker socket and data directory.
+//!
+//! Socket: `$RINGBUS_SOCKET`, else `$XDG_RUNTIME_DIR/ringbus.sock`, else
+//! `/tmp/ringbus-$UID/ringbus.sock`. Data: `/dev/shm/ringbus-$UID` when
+//! `/dev/shm` exists (tmpfs), else `ringbus-data` beside the socket.
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides the socket path for every command
+/// and client.
+pub const SOCKET_ENV: &str = "RINGBUS_SOCKET";
+
+fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// The socket path used when neither a flag nor a config names one:
+/// `$RINGBUS_SOCKET`, else `$XDG_RUNTIME_DIR/ringbus.sock`, else
+/// `/tmp/ringbus-$UID/ringbus.sock`.
+pub fn default_socket_path() -> PathBuf {
+    if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    runtime_dir().join("ringbus.sock")
+}
+
+/// `$XDG_RUNTIME_DIR` (if set, absolute and present), else
+/// `/tmp/ringbus-$UID`.
+pub fn runtime_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        if p.is_absolute() && p.is_dir() {
+            return p;
+        }
+    }
+    PathBuf::from(format!("/tmp/ringbus-{}", uid()))
+}
+
+/// The data directory used when neither a flag nor a config names one.
+pub fn default_data_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.join(format!("ringbus-{}", uid()))
+    } else {
+        runtime_dir().join("ringbus-data")
+    }
+}

@@ -1,0 +1,625 @@
+//! The client API against a broker: publish/subscribe, several publishers
+//! per topic, late rings, config checks, read-only data for subscribers,
+//! and garbage frames thrown at a live broker.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use common::*;
+use ringbus::broker::Config;
+use ringbus::client::{Client, ClientError, Mode, SubscribeOptions, TopicConfig};
+use ringbus::control::codec::{encode_request, HEADER_LEN, MAX_REQUEST};
+use ringbus::control::frame::{ErrorCode, Reply, Request, PROTOCOL_VERSION};
+use ringbus::control::{socket, Connection, ConnectionError};
+use ringbus::ring::{RecvError, Start};
+
+fn cfg(mode: Mode) -> TopicConfig {
+    TopicConfig {
+        max_message_size: 64,
+        capacity: 64,
+        mode,
+        max_subscribers: 4,
+    }
+}
+
+fn recv(sub: &mut ringbus::client::Subscriber, buf: &mut [u8]) -> (u64, Vec<u8>) {
+    let d = sub.recv_timeout(buf, PATIENCE).expect("a message");
+    (d.ring_id, buf[..d.info.len].to_vec())
+}
+
+#[test]
+fn publish_subscribe_and_rings_that_join_later() {
+    let dir = TestDir::new("api-pubsub");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = client
+        .subscriber(
+            "md.x",
+            SubscribeOptions {
+                start: Start::Earliest,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // The topic exists, without a config, before any publisher.
+    assert_eq!(sub.config(), None);
+
+    let mut p1 = client.publisher("md.x", cfg(Mode::Backpressure)).unwrap();
+    p1.publish(b"one", 1).unwrap();
+    let mut buf = [0u8; 64];
+    let (r1, m) = recv(&mut sub, &mut buf);
+    assert_eq!(m, b"one");
+    assert_eq!(r1, p1.ring_id());
+
+    // A second publisher on another connection: a second ring, found
+    // through the generation counter and read from its first message.
+    let other = Client::connect(dir.socket()).unwrap();
+    let mut p2 = other.publisher_existing("md.x").unwrap();
+    assert_ne!(p2.ring_id(), p1.ring_id());
+    p2.publish(b"two", 2).unwrap();
+    p2.publish(b"three", 3).unwrap();
+    // Order is per publisher: p2's messages arrive in its order.
+    assert_eq!(recv(&mut sub, &mut buf), (p2.ring_id(), b"two".to_vec()));
+    assert_eq!(recv(&mut sub, &mut buf), (p2.ring_id(), b"three".to_vec()));
+    assert_eq!(sub.rings().len(), 2);
+
+    // Topics list shows both rings and the subscriber's cursors.
+    let topics = client.topics().unwrap();
+    let t = topics.iter().find(|t| t.name == "md.x").unwrap();
+    assert_eq!(t.rings.len(), 2);
+    assert_eq!(t.publishers, 2);
+    assert_eq!(t.subscribers, 1);
+    assert!(t.rings.iter().all(|r| r.cursors == 1 && r.lag() == Some(0)));
+
+    // A publisher leaving ends its ring: drained first, then end of stream.
+    p2.publish(b"last", 4).unwrap();
+    let id2 = p2.ring_id();
+    drop(p2);
+    assert_eq!(recv(&mut sub, &mut buf), (id2, b"last".to_vec()));
+    assert_eq!(
+        sub.recv_timeout(&mut buf, PATIENCE),
+        Err(RecvError::EndOfStream)
+    );
+    assert_eq!(sub.last_ring_id(), id2);
+    assert_eq!(sub.rings().len(), 1);
+    // The other ring goes on.
+    p1.publish(b"again", 5).unwrap();
+    assert_eq!(recv(&mut sub, &mut buf), (r1, b"again".to_vec()));
+
+    let stats = client.stats().unwrap();
+    assert_eq!(stats.publishers, 1);
+    assert_eq!(stats.subscribers, 1);
+}
+
+#[test]
+fn config_mismatch_bad_names_and_limits_are_refused() {
+    let dir = TestDir::new("api-refusals");
+    let config = Config::parse("[limits]\nmax_publishers_per_topic = 1\nmax_topics = 2").unwrap();
+    let _b = BrokerThread::start(&dir, config);
+    let client = Client::connect(dir.socket()).unwrap();
+    let _p = client.publisher("a", cfg(Mode::Overwrite)).unwrap();
+
+    let e = client.publisher("a", cfg(Mode::Backpressure)).unwrap_err();
+    assert!(matches!(e, ClientError::ConfigMismatch(_)), "{e}");
+    assert!(e.to_string().contains("mode=overwrite"), "{e}");
+    assert!(e.to_string().contains("mode=backpressure"), "{e}");
+
+    let e = client.publisher_existing("a").unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::LimitExceeded), "{e}");
+    assert!(e.to_string().contains("max_publishers_per_topic"), "{e}");
+
+    let bad = TopicConfig {
+        capacity: 3,
+        ..cfg(Mode::Overwrite)
+    };
+    let e = client.publisher("b", bad).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidConfig), "{e}");
+    assert!(e.to_string().contains("power of two"), "{e}");
+
+    let e = client
+        .subscriber("../etc", SubscribeOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadTopicName), "{e}");
+
+    let e = client.publisher_existing("nope").unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
+
+    let _s = client.subscriber("b", SubscribeOptions::default()).unwrap();
+    let e = client
+        .subscriber("c", SubscribeOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::LimitExceeded), "{e}");
+
+    // The connection is still good after all these refusals.
+    assert!(client.open_topic("b", cfg(Mode::Overwrite)).is_ok());
+}
+
+#[test]
+fn opened_topics_are_kept_and_unused_ones_are_not() {
+    let dir = TestDir::new("api-open");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    assert!(client.open_topic("kept", cfg(Mode::Backpressure)).unwrap());
+    assert!(!client.open_topic("kept", cfg(Mode::Backpressure)).unwrap());
+    let e = client.open_topic("kept", cfg(Mode::Overwrite)).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ConfigMismatch));
+    // A topic only a subscriber asked for goes away with it (detaching
+    // runs the broker's clean-up).
+    drop(
+        client
+            .subscriber("fleeting", SubscribeOptions::default())
+            .unwrap(),
+    );
+    let names: Vec<String> = client
+        .topics()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["kept".to_string()]);
+    // Its publisher takes the opened config.
+    let p = client.publisher_existing("kept").unwrap();
+    assert_eq!(p.config(), cfg(Mode::Backpressure));
+}
+
+#[test]
+fn subscribers_get_read_only_ring_data() {
+    let dir = TestDir::new("api-readonly");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut p = client.publisher("ro", cfg(Mode::Backpressure)).unwrap();
+    p.publish(b"x", 0).unwrap();
+
+    // Speak the protocol directly to look at the descriptors themselves.
+    let mut conn = Connection::connect(&dir.socket(), "ro-test").unwrap();
+    let (reply, fds) = conn
+        .call(&Request::Subscribe { topic: "ro".into() })
+        .unwrap();
+    let Reply::Subscribed { rings, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(rings.len(), 1);
+    assert_eq!(fds.len(), 3);
+    let (segment, data, ctrl) = (&fds[0], &fds[1], &fds[2]);
+    use rustix::fs::OFlags;
+    let mode = |fd| rustix::fs::fcntl_getfl(fd).unwrap() & OFlags::RWMODE;
+    assert_eq!(mode(segment.as_fd()), OFlags::RDONLY);
+    assert_eq!(mode(data.as_fd()), OFlags::RDONLY);
+    assert_eq!(mode(ctrl.as_fd()), OFlags::RDWR);
+
+    let data = std::fs::File::from(data.try_clone().unwrap());
+    let ctrl = std::fs::File::from(ctrl.try_clone().unwrap());
+    // Writing through the descriptor fails...
+    use std::os::unix::fs::FileExt;
+    assert!(data.write_at(b"evil", 0).is_err());
+    // ... a writable shared mapping is refused ...
+    // SAFETY: the mapping is never created (the call must fail).
+    let rw = unsafe { memmap2::MmapOptions::new().map_mut(&data) };
+    assert_eq!(rw.unwrap_err().kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::ReadWrite, None).is_err());
+    // ... and the subscriber's read-only mapping cannot be made writable.
+    // SAFETY: read-only shared mapping, only inspected.
+    let ro = unsafe { memmap2::MmapOptions::new().map(&data) }.unwrap();
+    // SAFETY: mprotect on a mapping we own; it must fail, leaving it as is.
+    let r = unsafe {
+        rustix::mm::mprotect(
+            ro.as_ptr() as *mut _,
+            ro.len(),
+            rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+        )
+    };
+    assert_eq!(r, Err(rustix::io::Errno::ACCESS));
+    // The subscriber API maps exactly this way and still reads the stream.
+    let region =
+        ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::Subscriber, None).unwrap();
+    assert!(!region.data_writable());
+    let mut c = ringbus::ring::Consumer::new(region, Start::Earliest).unwrap();
+    let mut buf = [0u8; 64];
+    let info = c.try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..info.len], b"x");
+}
+
+/// Sends one raw frame on a fresh connection and returns the broker's
+/// answer (`None`: it hung up without one).
+fn raw_exchange(path: &std::path::Path, frames: &[Vec<u8>]) -> Vec<Option<Reply>> {
+    let sock = socket::connect(path).unwrap();
+    socket::set_timeouts(sock.as_fd(), Some(PATIENCE)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for f in frames {
+        if socket::send_frame(sock.as_fd(), f, &[]).is_err() {
+            out.push(None);
+            continue;
+        }
+        match socket::recv_frame(sock.as_fd(), &mut buf) {
+            Ok(Some(r)) => out.push(ringbus::control::decode_reply(&buf[..r.len]).ok()),
+            _ => out.push(None),
+        }
+    }
+    out
+}
+
+fn hello() -> Vec<u8> {
+    encode_request(&Request::Hello {
+        min_version: PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+        name: "garbage".into(),
+    })
+    .unwrap()
+}
+
+fn code_of(r: &Option<Reply>) -> ErrorCode {
+    match r {
+        Some(Reply::Error { code, message }) => {
+            assert!(!message.is_empty());
+            *code
+        }
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_frames_then_a_good_client() {
+    let dir = TestDir::new("api-garbage");
+    let mut broker = BrokerProc::start(&dir, None);
+    let path = dir.socket();
+
+    let stats = encode_request(&Request::Stats).unwrap();
+    let mut wrong_version = stats.clone();
+    wrong_version[2] = 0x7f;
+    let mut unknown = stats.clone();
+    unknown[4] = 0x42;
+    let mut bad_len = stats.clone();
+    bad_len[8] = 9;
+    let mut truncated = encode_request(&Request::Subscribe {
+        topic: "abc".into(),
+    })
+    .unwrap();
+    truncated.truncate(truncated.len() - 1);
+    let n = (truncated.len() - HEADER_LEN) as u32;
+    truncated[8..12].copy_from_slice(&n.to_le_bytes());
+    let mut bad_name = encode_request(&Request::Subscribe {
+        topic: "abc".into(),
+    })
+    .unwrap();
+    bad_name[HEADER_LEN + 2] = b'/';
+    let oversized = vec![0x52u8; MAX_REQUEST + 100];
+
+    // (frames sent on one connection, expected error code per frame)
+    type Case = (Vec<Vec<u8>>, Vec<Option<ErrorCode>>);
+    let cases: Vec<Case> = vec![
+        (vec![b"RB".to_vec()], vec![Some(ErrorCode::Malformed)]),
+        (
+            vec![b"hello broker".to_vec()],
+            vec![Some(ErrorCode::Malformed)],
+        ),
+        (vec![oversized], vec![Some(ErrorCode::Malformed)]),
+        (
+            vec![wrong_version],
+            vec![Some(ErrorCode::UnsupportedVersion)],
+        ),
+        (vec![stats.clone()], vec![Some(ErrorCode::HelloRequired)]),
+        (
+            vec![hello(), bad_len],
+            vec![None, Some(ErrorCode::Malformed)],
+        ),
+        (
+            vec![hello(), truncated],
+            vec![None, Some(ErrorCode::Malformed)],
+        ),
+        // Well-framed but wrong: answered, and the connection survives.
+        (
+            vec![hello(), unknown, bad_name, stats.clone()],
+            vec![
+                None,
+                Some(ErrorCode::UnknownRequest),
+                Some(ErrorCode::BadTopicName),
+                None,
+            ],
+        ),
+        (
+            vec![encode_request(&Request::Hello {
+                min_version: 7,
+                max_version: 9,
+                name: String::new(),
+            })
+            .unwrap()],
+            vec![Some(ErrorCode::UnsupportedVersion)],
+        ),
+        (
+            vec![
+                hello(),
+                encode_request(&Request::Detach { lease: 12345 }).unwrap(),
+            ],
+            vec![None, Some(ErrorCode::NotFound)],
+        ),
+    ];
+    for (frames, want) in cases {
+        let got = raw_exchange(&path, &frames);
+        for (g, w) in got.iter().zip(&want) {
+            match w {
+                Some(code) => assert_eq!(code_of(g), *code, "frames {frames:02x?}"),
+                None => assert!(
+                    !matches!(g, Some(Reply::Error { .. }) | None),
+                    "expected success, got {g:?}"
+                ),
+            }
+        }
+    }
+
+    // Descriptors sent by a client are ignored (and closed), not used.
+    let sock = socket::connect(&path).unwrap();
+    let f = std::fs::File::open("/dev/null").unwrap();
+    socket::send_frame(sock.as_fd(), &hello(), &[f.as_fd()]).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let r = socket::recv_frame(sock.as_fd(), &mut buf).unwrap().unwrap();
+    assert!(matches!(
+        ringbus::control::decode_reply(&buf[..r.len]),
+        Ok(Reply::Welcome { .. })
+    ));
+    // A client that floods requests without reading replies is dropped,
+    // not allowed to stall the broker.
+    let flood = socket::connect(&path).unwrap();
+    let mut sent = 0;
+    while sent < 100_000 {
+        let frame = if sent == 0 { hello() } else { stats.clone() };
+        if socket::send_frame(flood.as_fd(), &frame, &[]).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent < 100_000, "a client that never reads was not dropped");
+
+    // Random bytes of every length up to a few hundred.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for len in 0..300usize {
+        let s = socket::connect(&path).unwrap();
+        let mut frame = Vec::with_capacity(len);
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            frame.push(x as u8);
+        }
+        if len >= 2 {
+            frame[..2].copy_from_slice(b"RB");
+        }
+        let _ = socket::send_frame(s.as_fd(), &frame, &[]);
+    }
+
+    // The broker is alive and serves a good client.
+    assert!(broker.child.try_wait().unwrap().is_none(), "broker died");
+    let client = Client::connect(&path).unwrap();
+    let mut p = client
+        .publisher("after.garbage", cfg(Mode::Overwrite))
+        .unwrap();
+    let mut s = client
+        .subscriber(
+            "after.garbage",
+            SubscribeOptions {
+                start: Start::Earliest,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    p.publish(b"fine", 0).unwrap();
+    let mut buf = [0u8; 64];
+    let d = s.recv_timeout(&mut buf, PATIENCE).unwrap();
+    assert_eq!(&buf[..d.info.len], b"fine");
+    let stats = client.stats().unwrap();
+    assert!(stats.frames_rejected >= 10, "{stats:?}");
+    broker.kill9();
+}
+
+#[test]
+fn no_broker_error_says_what_to_do() {
+    let dir = TestDir::new("api-nobroker");
+    let e = Client::connect(dir.socket()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, ClientError::Control(ConnectionError::NoBroker { .. })),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("no broker at") && msg.contains("ringbus serve"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn subscriber_wait_unblocks_on_new_ring() {
+    let dir = TestDir::new("api-wait");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = client
+        .subscriber(
+            "w",
+            SubscribeOptions {
+                start: Start::Latest,
+                wait: ringbus::wait::WaitStrategy::Block,
+            },
+        )
+        .unwrap();
+    let path = dir.socket();
+    let t = std::thread::spawn(move || {
+        let c = Client::connect(&path).unwrap();
+        let mut p = c.publisher("w", cfg(Mode::Overwrite)).unwrap();
+        p.publish(b"late", 9).unwrap();
+        // Keep the ring alive until the subscriber has read it.
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let mut buf = [0u8; 64];
+    let d = sub.recv_timeout(&mut buf, PATIENCE).unwrap();
+    assert_eq!(&buf[..d.info.len], b"late");
+    assert_eq!(d.info.tag, 9);
+    t.join().unwrap();
+}
+
+#[test]
+fn backpressure_ring_that_appears_later_misses_nothing() {
+    let dir = TestDir::new("api-reserve");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = client
+        .subscriber(
+            "bp",
+            SubscribeOptions {
+                start: Start::Latest,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let other = Client::connect(dir.socket()).unwrap();
+    let mut p = other.publisher("bp", cfg(Mode::Backpressure)).unwrap();
+    // The subscriber has not even looked at the new ring, yet the broker
+    // holds a cursor for it: the publisher can fill the ring, no more.
+    let mut n = 0u64;
+    loop {
+        match p.try_publish(&n.to_le_bytes(), n) {
+            Ok(_) => n += 1,
+            Err(ringbus::ring::PublishError::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            n <= 64,
+            "the publisher was not gated by the reserved cursor"
+        );
+    }
+    assert_eq!(n, 64);
+    let mut buf = [0u8; 64];
+    for i in 0..n {
+        let d = sub.recv_timeout(&mut buf, PATIENCE).unwrap();
+        assert_eq!(d.info.seq, i);
+        assert_eq!(&buf[..8], &i.to_le_bytes());
+    }
+    p.try_publish(b"more", 0).unwrap();
+
+    // A subscriber that leaves before fetching a reserved ring does not
+    // keep gating it.
+    let quitter = client
+        .subscriber("bp2", SubscribeOptions::default())
+        .unwrap();
+    let mut p2 = other.publisher("bp2", cfg(Mode::Backpressure)).unwrap();
+    assert_eq!(
+        other
+            .topics()
+            .unwrap()
+            .iter()
+            .find(|t| t.name == "bp2")
+            .unwrap()
+            .rings[0]
+            .cursors,
+        1
+    );
+    drop(quitter);
+    for i in 0..200u64 {
+        p2.publish_timeout(&i.to_le_bytes(), i, PATIENCE).unwrap();
+    }
+}
+
+#[test]
+fn a_client_truncating_ring_files_cannot_crash_the_broker() {
+    let dir = TestDir::new("api-truncate");
+    let mut broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    // The publisher runs in its own process: a truncated control segment
+    // is that process's problem, not ours.
+    let mut publisher = std::process::Command::new(BIN)
+        .arg("--socket")
+        .arg(dir.socket())
+        .args(["pub", "trunc", "--count", "1000000000", "--rate", "1000"])
+        .args([
+            "--mode",
+            "backpressure",
+            "--capacity",
+            "64",
+            "--max-size",
+            "64",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the publisher's ring", || {
+        let t = client.topics().ok()?;
+        (t.iter().find(|t| t.name == "trunc")?.rings.len() == 1).then_some(())
+    });
+    let mut conn = Connection::connect(&dir.socket(), "hostile").unwrap();
+    let (_, fds) = conn
+        .call(&Request::Subscribe {
+            topic: "trunc".into(),
+        })
+        .unwrap();
+    let data = std::fs::File::from(fds[1].try_clone().unwrap());
+    let ctrl = std::fs::File::from(fds[2].try_clone().unwrap());
+    // The data descriptor is read-only: it cannot even be truncated.
+    assert!(data.set_len(0).is_err());
+    // The control descriptor is writable (cursors): truncate it.
+    ctrl.set_len(0).unwrap();
+    for _ in 0..3 {
+        // (The publisher may already have died of SIGBUS and its ring be
+        // gone: either way the broker answers.)
+        let t = client.topics().unwrap();
+        let t = t.iter().find(|t| t.name == "trunc").unwrap();
+        assert!(t.rings.iter().all(|r| r.cursors == 0), "{t:?}");
+        client.stats().unwrap();
+    }
+    // The publisher dies (by SIGBUS or by us): the broker closes its
+    // truncated ring without touching its memory.
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    eventually("the ring to be closed", || {
+        let t = client.topics().ok()?;
+        t.iter()
+            .find(|t| t.name == "trunc")
+            .map_or(true, |t| t.rings.iter().all(|r| r.closed))
+            .then_some(())
+    });
+    drop(conn);
+    assert!(broker.child.try_wait().unwrap().is_none(), "broker died");
+    let mut p = client.publisher("after", cfg(Mode::Overwrite)).unwrap();
+    p.publish(b"ok", 0).unwrap();
+}
+
+#[test]
+fn topics_report_lag_and_drops_of_overwrite_subscribers() {
+    let dir = TestDir::new("api-drops");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let small = TopicConfig {
+        capacity: 4,
+        ..cfg(Mode::Overwrite)
+    };
+    let mut p = client.publisher("md.drops", small).unwrap();
+    let mut sub = client
+        .subscriber("md.drops", SubscribeOptions::default())
+        .unwrap();
+    for i in 0..20u64 {
+        p.publish(b"m", i).unwrap();
+    }
+    let ring = |client: &Client| {
+        client
+            .topics()
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == "md.drops")
+            .unwrap()
+            .rings[0]
+            .clone()
+    };
+    let before = ring(&client);
+    assert_eq!(
+        (before.cursors, before.lag(), before.dropped),
+        (1, Some(20), 0)
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        sub.try_recv(&mut buf).unwrap_err(),
+        RecvError::Lagged { missed: 16 }
+    );
+    assert_eq!(sub.try_recv(&mut buf).unwrap().info.seq, 16);
+    let after = ring(&client);
+    assert_eq!((after.lag(), after.dropped), (Some(3), 16));
+}

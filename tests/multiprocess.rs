@@ -1,0 +1,494 @@
+//! Multi-process tests with the real binary: kill -9 of a publisher, of a
+//! back-pressure subscriber and of the broker, each followed by checks
+//! that the survivors saw no torn, duplicated or lost message; the ACL
+//! with a client running as another uid; stale sockets; the CLI.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringbus::client::{Client, Mode, SubscribeOptions, Subscriber, TopicConfig};
+use ringbus::control::ErrorCode;
+use ringbus::ring::{PublishError, RecvError, Start};
+use ringbus::wait::WaitStrategy;
+
+fn ringbus(socket: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("RINGBUS_SOCKET").arg("--socket").arg(socket);
+    c
+}
+
+fn subscribe(client: &Client, topic: &str) -> Subscriber {
+    client
+        .subscriber(
+            topic,
+            SubscribeOptions {
+                start: Start::Earliest,
+                wait: WaitStrategy::Block,
+            },
+        )
+        .unwrap()
+}
+
+/// Reads generated messages, checking each is intact and that the
+/// sequence numbers of each ring are contiguous (no loss, no duplicate).
+struct Checker {
+    next: std::collections::HashMap<u64, u64>,
+    received: u64,
+    ended: u64,
+    buf: Vec<u8>,
+}
+
+impl Checker {
+    fn new() -> Checker {
+        Checker {
+            next: Default::default(),
+            received: 0,
+            ended: 0,
+            buf: vec![0u8; 4096],
+        }
+    }
+
+    /// One step: `Some(true)` a message, `Some(false)` a ring ended,
+    /// `None` nothing within the timeout.
+    fn step(&mut self, sub: &mut Subscriber, timeout: Duration) -> Option<bool> {
+        match sub.recv_timeout(&mut self.buf, timeout) {
+            Ok(d) => {
+                let seq = check_generated(&self.buf[..d.info.len]);
+                assert_eq!(seq, d.info.seq, "payload and ring sequence disagree");
+                let next = self.next.entry(d.ring_id).or_insert(seq);
+                assert_eq!(seq, *next, "ring {}: lost or duplicated message", d.ring_id);
+                *next += 1;
+                self.received += 1;
+                Some(true)
+            }
+            Err(RecvError::EndOfStream) => {
+                self.ended += 1;
+                Some(false)
+            }
+            Err(RecvError::Timeout) => None,
+            Err(e) => panic!("unexpected receive error: {e}"),
+        }
+    }
+
+    fn until(&mut self, sub: &mut Subscriber, what: &str, mut done: impl FnMut(&Checker) -> bool) {
+        let end = Instant::now() + PATIENCE;
+        while !done(self) {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            self.step(sub, Duration::from_millis(50));
+        }
+    }
+}
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(&mut self.0);
+    }
+}
+
+#[test]
+fn kill9_publisher_ends_its_ring_and_frees_its_place() {
+    let dir = TestDir::new("mp-killpub");
+    let conf = dir.path("broker.toml");
+    std::fs::write(&conf, "[limits]\nmax_publishers_per_topic = 1\n").unwrap();
+    let _broker = BrokerProc::start(&dir, Some(&conf));
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = subscribe(&client, "kp");
+
+    let mut publisher = KillOnDrop(
+        ringbus(&dir.socket())
+            .args(["pub", "kp", "--count", "1000000000", "--size", "64"])
+            .args([
+                "--mode",
+                "backpressure",
+                "--capacity",
+                "256",
+                "--max-size",
+                "64",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut check = Checker::new();
+    check.until(&mut sub, "2000 messages", |c| c.received >= 2000);
+    // While it lives, the topic's only publisher slot is taken.
+    let e = client.publisher_existing("kp").unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::LimitExceeded), "{e}");
+
+    kill9(&mut publisher.0);
+    // Everything it committed is delivered intact, then end of stream.
+    check.until(&mut sub, "end of stream", |c| c.ended == 1);
+    assert!(check.received >= 2000);
+
+    // The broker reclaimed the slot: a new publisher is accepted and heard.
+    let mut p2 = eventually("the dead publisher's slot to be freed", || {
+        client.publisher_existing("kp").ok()
+    });
+    p2.publish(&generated(0, 64), 0).unwrap();
+    check.until(&mut sub, "the new publisher's message", |c| {
+        c.next.len() == 2
+    });
+}
+
+#[test]
+fn kill9_backpressure_subscriber_stops_gating_the_publisher() {
+    let dir = TestDir::new("mp-killsub");
+    let _broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    let config = TopicConfig {
+        max_message_size: 64,
+        capacity: 64,
+        mode: Mode::Backpressure,
+        max_subscribers: 4,
+    };
+    let mut publisher = client.publisher("ks", config).unwrap();
+    let mut survivor = subscribe(&client, "ks");
+    let mut victim = KillOnDrop(
+        ringbus(&dir.socket())
+            .args(["sub", "ks", "--from", "earliest"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the victim's cursor", || {
+        let t = client.topics().ok()?;
+        (t.iter().find(|t| t.name == "ks")?.rings[0].cursors == 2).then_some(())
+    });
+    // Freeze the victim: its cursor stops moving.
+    let pid = rustix::process::Pid::from_raw(victim.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+
+    const N: u64 = 1000;
+    let mut check = Checker::new();
+    let (mut gated, mut killed) = (false, false);
+    let end = Instant::now() + PATIENCE;
+    for i in 0..N {
+        loop {
+            assert!(Instant::now() < end, "publisher stuck at message {i}");
+            match publisher.try_publish(&generated(i, 64), i) {
+                Ok(seq) => {
+                    assert_eq!(seq, i);
+                    break;
+                }
+                Err(PublishError::Full) => {
+                    let before = check.received;
+                    while check.step(&mut survivor, Duration::ZERO).is_some() {}
+                    if check.received == before {
+                        // Full although the survivor is drained: the frozen
+                        // victim gates the publisher. Kill it.
+                        gated = true;
+                        if !killed {
+                            kill9(&mut victim.0);
+                            killed = true;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!(gated, "the frozen subscriber never gated the publisher");
+    assert!(killed);
+    check.until(&mut survivor, "all messages", |c| c.received == N);
+    assert_eq!(check.next.values().copied().collect::<Vec<_>>(), vec![N]);
+    // The broker noticed the death: only the survivor's cursor is left.
+    let t = client.topics().unwrap();
+    assert_eq!(
+        t.iter().find(|t| t.name == "ks").unwrap().rings[0].cursors,
+        1
+    );
+    assert!(client.stats().unwrap().clients_reaped >= 1);
+}
+
+#[test]
+fn kill9_broker_data_path_survives_and_restart_readopts() {
+    let dir = TestDir::new("mp-killbroker");
+    let mut broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = subscribe(&client, "kb");
+    let mut publisher = KillOnDrop(
+        ringbus(&dir.socket())
+            .args([
+                "pub",
+                "kb",
+                "--count",
+                "1000000000",
+                "--size",
+                "64",
+                "--rate",
+                "2000",
+            ])
+            .args(["--mode", "backpressure", "--capacity", "4096"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut check = Checker::new();
+    check.until(&mut sub, "300 messages", |c| c.received >= 300);
+
+    broker.kill9();
+    // No broker: publisher and subscriber keep going.
+    let before = check.received;
+    check.until(&mut sub, "messages without a broker", |c| {
+        c.received >= before + 300
+    });
+
+    // A new broker on the same socket and data dir re-adopts the ring.
+    let _broker2 = BrokerProc::start(&dir, None);
+    let client2 = Client::connect(dir.socket()).unwrap();
+    let topics = client2.topics().unwrap();
+    let t = topics
+        .iter()
+        .find(|t| t.name == "kb")
+        .expect("topic re-adopted");
+    assert_eq!(t.rings.len(), 1);
+    assert_eq!(t.rings[0].publisher_pid, publisher.0.id());
+    assert!(!t.rings[0].closed);
+    assert_eq!(t.config.unwrap().mode, Mode::Backpressure);
+
+    // New clients attach to the running stream.
+    let mut sub2 = subscribe(&client2, "kb");
+    let mut check2 = Checker::new();
+    check2.until(&mut sub2, "messages through the new broker", |c| {
+        c.received >= 100
+    });
+    let before = check.received;
+    check.until(&mut sub, "more messages", |c| c.received >= before + 100);
+
+    // The old subscriber re-joins the new broker by itself: a publisher
+    // that attaches now reaches it too.
+    let mut late = client2
+        .publisher_existing("kb")
+        .expect("a second publisher through the new broker");
+    for i in 0..10 {
+        late.publish_timeout(&generated(i, 64), i, PATIENCE)
+            .unwrap();
+    }
+    check.until(
+        &mut sub,
+        "the new publisher's messages (old subscriber)",
+        |c| c.next.get(&late.ring_id()) == Some(&10),
+    );
+    check2.until(
+        &mut sub2,
+        "the new publisher's messages (new subscriber)",
+        |c| c.next.get(&late.ring_id()) == Some(&10),
+    );
+    drop(late);
+    check.until(&mut sub, "end of the new ring (old subscriber)", |c| {
+        c.ended == 1
+    });
+    check2.until(&mut sub2, "end of the new ring (new subscriber)", |c| {
+        c.ended == 1
+    });
+
+    // The new broker watches the adopted publisher: its death ends the
+    // ring for both subscribers, after they drain it.
+    kill9(&mut publisher.0);
+    check.until(&mut sub, "end of stream (old subscriber)", |c| c.ended == 2);
+    check2.until(&mut sub2, "end of stream (new subscriber)", |c| {
+        c.ended == 2
+    });
+    // Both saw both rings, contiguous, and the new one caught up with the old.
+    assert_eq!(check.next.len(), 2);
+    assert_eq!(check.next, check2.next);
+    eventually("the dead publisher's ring to be reaped", || {
+        let t = client2.topics().ok()?;
+        t.iter()
+            .find(|t| t.name == "kb")
+            .map_or(true, |t| t.rings.iter().all(|r| r.closed))
+            .then_some(())
+    });
+}
+
+#[test]
+fn acl_applies_to_a_client_running_as_another_uid() {
+    if !is_root() {
+        eprintln!("skipping acl_applies_to_a_client_running_as_another_uid: needs root to run a client as uid 65534");
+        return;
+    }
+    let dir = TestDir::new("mp-acl");
+    let conf = dir.path("broker.toml");
+    std::fs::write(
+        &conf,
+        "[[acl]]\ntopic = \"shared.>\"\nsubscribe = { uids = [65534] }\n",
+    )
+    .unwrap();
+    let _broker = BrokerProc::start(&dir, Some(&conf));
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut p = client
+        .publisher(
+            "shared.feed",
+            TopicConfig {
+                max_message_size: 64,
+                capacity: 64,
+                mode: Mode::Overwrite,
+                max_subscribers: 4,
+            },
+        )
+        .unwrap();
+    p.publish(b"m0", 0).unwrap();
+    p.publish(b"m1", 1).unwrap();
+    let nobody = |args: &[&str]| {
+        let mut c = ringbus(&dir.socket());
+        c.args(args).uid(65534).gid(65534);
+        c
+    };
+
+    // Publishing is not granted to uid 65534.
+    let mut child = nobody(&["pub", "shared.feed"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"evil\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains("uid 65534"), "{err}");
+    assert!(err.contains("publish to topic \"shared.feed\""), "{err}");
+
+    // No rule for this topic: owner only.
+    let out = nobody(&["sub", "secret", "--count", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{err}");
+    assert!(err.contains("subscribe to topic \"secret\""), "{err}");
+
+    // Subscribing is granted: uid 65534 reads what root published.
+    let out = nobody(&["sub", "shared.feed", "--count", "2", "--from", "earliest"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "m0\nm1\n");
+    assert!(client.stats().unwrap().permission_denied >= 2);
+}
+
+#[test]
+fn stale_socket_is_replaced_and_a_live_broker_is_not() {
+    let dir = TestDir::new("mp-stale");
+    let mut b1 = BrokerProc::start(&dir, None);
+    let out = ringbus(&dir.socket())
+        .args(["serve", "--data-dir"])
+        .arg(dir.data())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already running"), "{err}");
+
+    // Nor can another broker share its data directory.
+    let out = ringbus(&dir.path("other.sock"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.data())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use by another broker"), "{err}");
+
+    b1.kill9();
+    assert!(dir.socket().exists(), "kill -9 leaves the socket behind");
+    let mut b2 = BrokerProc::start(&dir, None);
+    // Clean shutdown on SIGTERM removes the socket.
+    let pid = rustix::process::Pid::from_raw(b2.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = b2.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!dir.socket().exists());
+}
+
+#[test]
+fn cli_pub_sub_topics_stats() {
+    let dir = TestDir::new("mp-cli");
+    let _broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    let sub = KillOnDrop(
+        ringbus(&dir.socket())
+            .args(["sub", "cli.t", "--count", "3", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the CLI subscriber", || {
+        let t = client.topics().ok()?;
+        (t.iter().find(|t| t.name == "cli.t")?.subscribers == 1).then_some(())
+    });
+    let mut pubr = ringbus(&dir.socket())
+        .args(["pub", "cli.t"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pubr.stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nsay \"hi\"\n\xff\xfe\n")
+        .unwrap();
+    assert!(pubr.wait().unwrap().success());
+    let mut sub = sub;
+    let lines: Vec<String> = BufReader::new(sub.0.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    assert!(sub.0.wait().unwrap().success());
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].contains("\"seq\":0") && lines[0].ends_with("\"text\":\"hello\"}"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with("\"text\":\"say \\\"hi\\\"\"}"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].ends_with("\"hex\":\"fffe\"}"), "{}", lines[2]);
+
+    let _p = client.publisher("cli.t", TopicConfig::default()).unwrap();
+    let out = ringbus(&dir.socket())
+        .args(["topics", "--json"])
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("\"name\":\"cli.t\""), "{json}");
+    assert!(json.contains("\"publishers\":1"), "{json}");
+    let out = ringbus(&dir.socket()).args(["topics"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli.t"));
+    let out = ringbus(&dir.socket())
+        .args(["stats", "--json"])
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains("\"topics\":1") && json.contains("\"publishers\":1"),
+        "{json}"
+    );
+
+    // No broker: a clear error, non-zero exit.
+    let out = ringbus(&dir.path("nowhere.sock"))
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no broker at") && err.contains("ringbus serve"),
+        "{err}"
+    );
+}
