@@ -104,6 +104,24 @@ fn smoke_run_writes_json_hgrm_and_plot() {
     assert_eq!(seqlock["floor"], "floor: cache line");
     assert!(seqlock["ratio"].as_f64().unwrap() > 0.0);
 
+    let notes = json["notes"].as_array().unwrap();
+    assert!(notes
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("embedded broker")));
+    // The embedded broker's directory is gone.
+    let pid_dirs = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("ringbus-bench-")
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(pid_dirs, 0, "the bench left its broker directory behind");
+
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.matches("<polyline").count() >= 6);
@@ -160,7 +178,7 @@ fn fan_out_delivers_to_every_subscriber() {
             "--allow-shared-cpus",
         ])
         .args(["--scenarios", "fan-out", "--sizes", "64", "--wait", "block"])
-        .args(["--mode", "backpressure"])
+        .args(["--mode", "backpressure", "--direct"])
         .output()
         .unwrap();
     assert!(
@@ -185,4 +203,7 @@ fn fan_out_delivers_to_every_subscriber() {
     assert_eq!(lat["latency"]["count"], 2 * 2000, "{lat}");
     let notes = json["notes"].as_array().unwrap();
     assert!(notes.iter().any(|n| n.as_str().unwrap().contains("shared")));
+    assert!(notes
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("--direct")));
 }

@@ -131,6 +131,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_timestamps: bool,
 
+    /// Reach the rings directly (memfds, bare producer / consumer) instead
+    /// of through the embedded broker and its client: the ring's own cost.
+    #[arg(long)]
+    pub direct: bool,
+
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -225,6 +230,8 @@ pub struct Plan {
     pub shared_cpus: bool,
     /// ringbus publishers stamp messages (the library's default).
     pub timestamps: bool,
+    /// Rings reached without the broker (`--direct`).
+    pub direct: bool,
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -362,6 +369,7 @@ impl Plan {
             smoke: args.smoke,
             shared_cpus: (1..cpus.len()).any(|i| cpus[..i].contains(&cpus[i])),
             timestamps: !args.no_timestamps,
+            direct: args.direct,
             cpus,
         };
         for &s in &plan.sizes {

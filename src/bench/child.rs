@@ -64,8 +64,8 @@ pub struct ChildSpec {
     pub shm_len: usize,
     /// Inherited socket, for the Unix-socket baseline.
     pub sock_fd: Option<i32>,
-    /// Inherited `[data, ctrl]` descriptors of the rings under test.
-    pub ring_fds: Vec<[i32; 2]>,
+    /// How to reach the rings under test (ringbus scenarios).
+    pub link: Option<super::ring::Link>,
     /// Counts and knobs.
     pub params: Params,
 }

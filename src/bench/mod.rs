@@ -21,6 +21,7 @@ mod args;
 mod child;
 mod clock;
 mod driver;
+mod embedded;
 pub mod floors;
 mod hgrm;
 mod plot;
@@ -101,6 +102,20 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     }
     let exe = std::env::current_exe().context("finding the ringbus executable")?;
     let ticks = clock::Ticks::calibrate();
+    // The broker's thread starts before this thread is pinned, so it is
+    // free to run on any CPU.
+    let broker = if plan.direct {
+        None
+    } else {
+        Some(embedded::EmbeddedBroker::start()?)
+    };
+    let client = match &broker {
+        Some(b) => Some(
+            crate::client::Client::connect(b.socket())
+                .context("connecting to the bench's embedded broker")?,
+        ),
+        None => None,
+    };
     child::pin(plan.cpus[0])?;
 
     let mut notes = Vec::new();
@@ -113,6 +128,11 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
                 .to_string(),
         );
     }
+    notes.push(if plan.direct {
+        "--direct: ringbus rows use bare Producer / Consumer on memfd rings, no broker".to_string()
+    } else {
+        "ringbus rows go through an embedded broker: Client, Publisher, Subscriber".to_string()
+    });
     if plan.shared_cpus {
         notes.push("CPUs are shared between sides: the figures mean nothing".to_string());
     }
@@ -128,6 +148,8 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         plan: &plan,
         exe: &exe,
         ticks,
+        broker: client.as_ref(),
+        count: std::cell::Cell::new(0),
     };
     let mut samples: Vec<Vec<scenario::Sample>> = vec![Vec::new(); list.len()];
     let mut progress = progress::Progress::new(list.len() * plan.runs as usize);
@@ -171,6 +193,10 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         }
     }
     progress.finish();
+    drop(client);
+    if let Some(b) = broker {
+        b.shutdown()?;
+    }
     let rows = list
         .iter()
         .zip(&samples)

@@ -1,17 +1,20 @@
-//! The ringbus scenarios, over the real ring: rings created as memfds with
-//! [`crate::shm::create_ring_memfd`] by the parent, inherited by the children
-//! and mapped with [`crate::shm::map_ring`] (the broker hands clients the
-//! same kind of descriptors), read and written only through
-//! [`Producer`] / [`Consumer`].
+//! The ringbus scenarios over the real thing. Two ways to reach the rings:
 //!
-//! * ping-pong: ring A carries parent → child, ring B child → parent; the
-//!   child echoes each message with `recv` + `publish`;
-//! * streaming: the parent publishes on one ring, every child subscribes.
+//! * through the **embedded broker** (the default, what applications do):
+//!   the parent and each child connect with [`Client`], the publisher is a
+//!   [`Publisher`] and the subscriber a [`Subscriber`];
+//! * **direct** (`--direct`): the parent creates the rings as memfds with
+//!   [`crate::shm::create_ring_memfd`], the children inherit and map them
+//!   with [`crate::shm::map_ring`], and both sides use the bare
+//!   [`Producer`] / [`Consumer`] — the ring's own cost, without the client
+//!   layer.
 //!
-//! Waits use the library's own `recv` with the chosen [`WaitStrategy`]; the
-//! deadline passed to it is refreshed outside the timed window, so a dead
-//! peer ends a run with an error instead of a hang and no clock read is
-//! added to a measured message.
+//! Ping-pong uses two rings (A: parent → child, B: child → parent) and the
+//! child echoes with receive + publish; streaming has the parent publish and
+//! every child subscribe. Waits are the library's own; the deadline handed
+//! to them is refreshed outside timed windows, so a dead peer ends a run
+//! with an error instead of a hang, and no clock read is added to a
+//! measured message.
 
 use std::fs::File;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
@@ -20,14 +23,16 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 use super::args::{ModeArg, WaitArg};
 use super::child::{Params, SideResult};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::shared::{Patience, Region, STALL};
+use crate::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use crate::ring::{
-    Consumer, Mode, Producer, PublishError, RecvError, RingConfig, RingRegion, Start,
+    Consumer, MessageInfo, Mode, Producer, PublishError, RecvError, RingConfig, RingRegion, Start,
 };
 use crate::shm::{create_ring_memfd, map_ring, Access};
 use crate::wait::WaitStrategy;
@@ -56,15 +61,25 @@ impl ModeArg {
     }
 }
 
-/// A ring's two memfds, created by the parent.
-pub struct RingFiles {
-    /// Data segment.
-    pub data: File,
-    /// Control segment.
-    pub ctrl: File,
+/// How the processes of one measurement reach its rings (in the child's
+/// spec).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Link {
+    /// Inherited `[data, ctrl]` memfds, one pair per ring.
+    Direct {
+        /// Descriptor numbers.
+        fds: Vec<[i32; 2]>,
+    },
+    /// Through the embedded broker.
+    Broker {
+        /// Its socket.
+        socket: String,
+        /// The measurement's topics (ping-pong: A then B).
+        topics: Vec<String>,
+    },
 }
 
-/// The configuration of the bench's rings for `p` and `mode`.
+/// The ring configuration of the bench's rings for `p` and `mode`.
 pub fn config(p: &Params, mode: ModeArg, subscribers: u32) -> Result<RingConfig> {
     let c = RingConfig {
         max_message_size: u32::try_from(p.size).context("message size")?,
@@ -74,6 +89,21 @@ pub fn config(p: &Params, mode: ModeArg, subscribers: u32) -> Result<RingConfig>
     };
     c.validate().context("ring configuration for the bench")?;
     Ok(c)
+}
+
+fn topic_config(c: &RingConfig) -> TopicConfig {
+    TopicConfig {
+        max_message_size: c.max_message_size,
+        capacity: c.capacity,
+        mode: c.mode,
+        max_subscribers: c.max_subscribers,
+    }
+}
+
+/// A ring's two memfds, created by the parent (direct link).
+pub struct RingFiles {
+    data: File,
+    ctrl: File,
 }
 
 impl RingFiles {
@@ -97,7 +127,7 @@ impl RingFiles {
     }
 
     /// Adopts descriptors a parent passed (child side).
-    pub fn adopt(raw: [i32; 2]) -> Result<RingFiles> {
+    fn adopt(raw: [i32; 2]) -> Result<RingFiles> {
         let own = |fd: i32| -> Result<File> {
             ensure!(fd >= 0, "bad ring descriptor {fd}");
             // SAFETY: borrowed for one fcntl, which fails with EBADF
@@ -115,9 +145,209 @@ impl RingFiles {
         })
     }
 
-    /// Maps the ring.
-    pub fn map(&self, access: Access, cfg: &RingConfig) -> Result<Arc<RingRegion>> {
+    fn map(&self, access: Access, cfg: &RingConfig) -> Result<Arc<RingRegion>> {
         map_ring(&self.data, &self.ctrl, access, Some(cfg)).context("mapping a bench ring")
+    }
+
+    fn sender(&self, cfg: &RingConfig, p: &Params) -> Result<Sender> {
+        let mut producer =
+            Producer::new(self.map(Access::ReadWrite, cfg)?).context("bench publisher")?;
+        producer.set_timestamps(p.timestamps);
+        Ok(Sender::Direct(producer))
+    }
+
+    fn receiver(&self, cfg: &RingConfig, wait: WaitArg) -> Result<Receiver> {
+        let consumer = Consumer::new(self.map(Access::Subscriber, cfg)?, Start::Sequence(0))
+            .context("bench subscriber")?;
+        Ok(Receiver::Direct(consumer, wait.strategy()))
+    }
+}
+
+/// The publishing end of a ring.
+pub enum Sender {
+    /// A bare producer.
+    Direct(Producer),
+    /// A broker client's publisher.
+    Broker(Publisher),
+}
+
+impl Sender {
+    #[inline(always)]
+    fn producer(&mut self) -> &mut Producer {
+        match self {
+            Sender::Direct(p) => p,
+            Sender::Broker(p) => p,
+        }
+    }
+
+    /// Publishes `msg`, waiting for room (back-pressure) with the library's
+    /// own `publish` wait, bounded by [`STALL`]. The fast path reads no
+    /// clock.
+    #[inline(always)]
+    fn publish(&mut self, msg: &[u8]) -> Result<u64> {
+        let producer = self.producer();
+        match producer.try_publish(msg, 0) {
+            Ok(seq) => Ok(seq),
+            Err(PublishError::Full) => producer
+                .publish_timeout(msg, 0, STALL)
+                .map_err(|e| anyhow!("publishing: {e} (is the subscriber alive?)")),
+            Err(e) => Err(anyhow!("publishing: {e}")),
+        }
+    }
+}
+
+/// The receiving end of a ring.
+pub enum Receiver {
+    /// A bare consumer and its wait strategy.
+    Direct(Consumer, WaitStrategy),
+    /// A broker client's subscriber (its options hold the wait strategy).
+    Broker(Box<Subscriber>),
+}
+
+impl Receiver {
+    #[inline(always)]
+    fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> Result<MessageInfo, RecvError> {
+        match self {
+            Receiver::Direct(c, wait) => c.recv_deadline(buf, *wait, Some(deadline)),
+            Receiver::Broker(s) => s.recv_deadline(buf, Some(deadline)).map(|d| d.info),
+        }
+    }
+}
+
+/// The parent's ends of a measurement.
+pub enum ParentEnds {
+    /// Ping-pong: publish on A, receive on B.
+    PingPong(Sender, Receiver),
+    /// Streaming: publish.
+    Stream(Sender),
+}
+
+/// Topic names of measurement `n` (unique within the embedded broker).
+pub fn topics(n: u64, pingpong: bool) -> Vec<String> {
+    let mut t = vec![format!("bench.m{n}.a")];
+    if pingpong {
+        t.push(format!("bench.m{n}.b"));
+    }
+    t
+}
+
+fn subscribe(client: &Client, topic: &str, wait: WaitArg) -> Result<Receiver> {
+    let options = SubscribeOptions {
+        start: Start::Earliest,
+        wait: wait.strategy(),
+    };
+    let s = client
+        .subscriber(topic, options)
+        .with_context(|| format!("subscribing to {topic}"))?;
+    Ok(Receiver::Broker(Box::new(s)))
+}
+
+fn advertise(client: &Client, topic: &str, cfg: &RingConfig, p: &Params) -> Result<Sender> {
+    let mut publisher = client
+        .publisher(topic, topic_config(cfg))
+        .with_context(|| format!("publishing on {topic}"))?;
+    publisher.set_timestamps(p.timestamps);
+    Ok(Sender::Broker(publisher))
+}
+
+/// Parent, before the children start: creates the rings or topics and the
+/// parent's ends; returns them with the link for the children's specs and
+/// the ring files they must inherit (direct link).
+pub fn parent_setup(
+    broker: Option<&Client>,
+    measurement: u64,
+    cfg: &RingConfig,
+    wait: WaitArg,
+    pingpong: bool,
+    p: &Params,
+) -> Result<(ParentEnds, Link, Vec<RingFiles>)> {
+    match broker {
+        Some(client) => {
+            let names = topics(measurement, pingpong);
+            for t in &names {
+                client
+                    .open_topic(t, topic_config(cfg))
+                    .with_context(|| format!("creating topic {t}"))?;
+            }
+            let sender = advertise(client, &names[0], cfg, p)?;
+            let ends = if pingpong {
+                ParentEnds::PingPong(sender, subscribe(client, &names[1], wait)?)
+            } else {
+                ParentEnds::Stream(sender)
+            };
+            let socket = client.socket_path().to_string_lossy().into_owned();
+            Ok((
+                ends,
+                Link::Broker {
+                    socket,
+                    topics: names,
+                },
+                Vec::new(),
+            ))
+        }
+        None => {
+            let a = RingFiles::create(cfg, 1)?;
+            let mut files = vec![];
+            let ends = if pingpong {
+                let b = RingFiles::create(cfg, 2)?;
+                let ends = ParentEnds::PingPong(a.sender(cfg, p)?, b.receiver(cfg, wait)?);
+                files.push(a);
+                files.push(b);
+                ends
+            } else {
+                let ends = ParentEnds::Stream(a.sender(cfg, p)?);
+                files.push(a);
+                ends
+            };
+            let fds = files.iter().map(RingFiles::raw).collect();
+            Ok((ends, Link::Direct { fds }, files))
+        }
+    }
+}
+
+/// Child, before the start barrier: its ends (ping-pong: receive on A,
+/// publish on B; streaming: receive).
+fn child_ends(
+    link: &Link,
+    cfg: &RingConfig,
+    wait: WaitArg,
+    pingpong: bool,
+    p: &Params,
+) -> Result<(Receiver, Option<Sender>)> {
+    let want = if pingpong { 2 } else { 1 };
+    match link {
+        Link::Direct { fds } => {
+            ensure!(
+                fds.len() == want,
+                "expected {want} rings, got {}",
+                fds.len()
+            );
+            let files: Vec<RingFiles> = fds
+                .iter()
+                .map(|&raw| RingFiles::adopt(raw))
+                .collect::<Result<_>>()?;
+            let rx = files[0].receiver(cfg, wait)?;
+            let tx = match files.get(1) {
+                Some(b) => Some(b.sender(cfg, p)?),
+                None => None,
+            };
+            Ok((rx, tx))
+        }
+        Link::Broker { socket, topics } => {
+            ensure!(
+                topics.len() == want,
+                "expected {want} topics, got {}",
+                topics.len()
+            );
+            let client = Client::connect(socket)
+                .with_context(|| format!("connecting to the bench's broker at {socket}"))?;
+            let rx = subscribe(&client, &topics[0], wait)?;
+            let tx = match topics.get(1) {
+                Some(b) => Some(advertise(&client, b, cfg, p)?),
+                None => None,
+            };
+            Ok((rx, tx))
+        }
     }
 }
 
@@ -149,62 +379,31 @@ fn payload_seq(buf: &[u8]) -> u64 {
     u64::from_le_bytes(buf[..8].try_into().expect("messages are at least 8 bytes"))
 }
 
-/// Publishes `msg`, waiting for room (back-pressure) with the library's own
-/// `publish` wait, bounded by [`STALL`]. The fast path reads no clock.
-#[inline(always)]
-fn publish(producer: &mut Producer, msg: &[u8]) -> Result<u64> {
-    match producer.try_publish(msg, 0) {
-        Ok(seq) => Ok(seq),
-        Err(PublishError::Full) => producer
-            .publish_timeout(msg, 0, STALL)
-            .map_err(|e| anyhow!("publishing: {e} (is the subscriber alive?)")),
-        Err(e) => Err(anyhow!("publishing: {e}")),
-    }
-}
-
 // ------------------------------------------------------------------ ping-pong
-
-/// Parent side of a ping-pong, before the start barrier: the publisher on
-/// ring A and the subscriber on ring B.
-pub fn pingpong_parent_setup(
-    a: &RingFiles,
-    b: &RingFiles,
-    cfg: &RingConfig,
-    p: &Params,
-) -> Result<(Producer, Consumer)> {
-    let mut producer =
-        Producer::new(a.map(Access::ReadWrite, cfg)?).context("publisher on ring A")?;
-    producer.set_timestamps(p.timestamps);
-    let consumer = Consumer::new(b.map(Access::Subscriber, cfg)?, Start::Sequence(0))
-        .context("subscriber on ring B")?;
-    Ok((producer, consumer))
-}
 
 /// Parent side of a ping-pong: publish on A, receive the echo on B; timed.
 pub fn pingpong_parent(
     region: &Region,
-    mut producer: Producer,
-    mut consumer: Consumer,
-    wait: WaitArg,
+    mut tx: Sender,
+    mut rx: Receiver,
     p: &Params,
     ticks: Ticks,
 ) -> Result<Histogram<u64>> {
     let ctl = region.control();
-    let strategy = wait.strategy();
-    let mut tx = vec![0xA5u8; p.size];
-    let mut rx = vec![0u8; p.size];
+    let mut out = vec![0xA5u8; p.size];
+    let mut back = vec![0u8; p.size];
     let mut deadline = Deadline::new();
     let h = drive_pingpong(p, ticks, |n| {
-        tx[..8].copy_from_slice(&n.to_le_bytes());
-        publish(&mut producer, &tx)?;
+        out[..8].copy_from_slice(&n.to_le_bytes());
+        tx.publish(&out)?;
         loop {
-            match consumer.recv_deadline(&mut rx, strategy, Some(deadline.at)) {
+            match rx.recv(&mut back, deadline.at) {
                 Ok(info) => {
                     ensure!(
-                        info.len == p.size && payload_seq(&rx) == n,
+                        info.len == p.size && payload_seq(&back) == n,
                         "bad echo: {} bytes carrying {} for {n}",
                         info.len,
-                        payload_seq(&rx)
+                        payload_seq(&back)
                     );
                     break;
                 }
@@ -218,32 +417,60 @@ pub fn pingpong_parent(
         deadline.tick();
         Ok(())
     })?;
-    drop(producer); // closes ring A: the echo side sees end of stream
+    drop(tx); // closes ring A: the echo side sees end of stream
     Ok(h)
 }
 
-/// Child side of a ping-pong: echo A into B until A ends.
-pub fn pingpong_child(
+/// Parent side of streaming: publish `warmup + iters` messages (flat out, or
+/// paced at `p.rate`), then drop the publisher (end of stream).
+pub fn stream_parent(mut tx: Sender, p: &Params) -> Result<()> {
+    let paced = p.rate > 0;
+    let mut pacer = Pacer::new(p.rate);
+    let mut budget = Budget::new(p);
+    let mut msg = vec![0x3Cu8; p.size];
+    let mut n = 0u64;
+    loop {
+        if paced {
+            pacer.wait();
+        }
+        msg[..8].copy_from_slice(&n.to_le_bytes());
+        tx.publish(&msg)?;
+        n += 1;
+        if !budget.more_after(n) {
+            break;
+        }
+    }
+    drop(tx);
+    Ok(())
+}
+
+/// Child side of a ringbus scenario: sets up its ends, meets the parent at
+/// the start barrier, then echoes (ping-pong) or receives (streaming).
+pub fn child(
     region: &Region,
-    a: &RingFiles,
-    b: &RingFiles,
+    link: &Link,
     cfg: &RingConfig,
     wait: WaitArg,
+    pingpong: bool,
     p: &Params,
 ) -> Result<SideResult> {
-    let mut consumer = Consumer::new(a.map(Access::Subscriber, cfg)?, Start::Sequence(0))
-        .context("subscriber on ring A")?;
-    let mut producer =
-        Producer::new(b.map(Access::ReadWrite, cfg)?).context("publisher on ring B")?;
+    let (mut rx, tx) = child_ends(link, cfg, wait, pingpong, p)?;
     super::shared::child_barrier(region.control())?;
+    match tx {
+        Some(tx) => echo(region, rx, tx, p),
+        None => receive(region, &mut rx, p),
+    }
+}
+
+/// Echoes A into B until A ends.
+fn echo(region: &Region, mut rx: Receiver, mut tx: Sender, p: &Params) -> Result<SideResult> {
     let ctl = region.control();
-    let strategy = wait.strategy();
     let mut buf = vec![0u8; p.size];
     let mut deadline = Deadline::new();
     loop {
-        match consumer.recv_deadline(&mut buf, strategy, Some(deadline.at)) {
+        match rx.recv(&mut buf, deadline.at) {
             Ok(info) => {
-                publish(&mut producer, &buf[..info.len])?;
+                tx.publish(&buf[..info.len])?;
                 deadline.tick();
             }
             Err(RecvError::EndOfStream) => return Ok(SideResult::default()),
@@ -256,51 +483,17 @@ pub fn pingpong_child(
     }
 }
 
-// ------------------------------------------------------------------ streaming
-
-/// Parent side of streaming: publish `warmup + iters` messages (flat out, or
-/// paced at `p.rate`), then drop the producer (end of stream).
-pub fn stream_parent(mut producer: Producer, p: &Params) -> Result<()> {
-    let paced = p.rate > 0;
-    let mut pacer = Pacer::new(p.rate);
-    let mut budget = Budget::new(p);
-    let mut msg = vec![0x3Cu8; p.size];
-    let mut n = 0u64;
-    loop {
-        if paced {
-            pacer.wait();
-        }
-        msg[..8].copy_from_slice(&n.to_le_bytes());
-        publish(&mut producer, &msg)?;
-        n += 1;
-        if !budget.more_after(n) {
-            break;
-        }
-    }
-    drop(producer);
-    Ok(())
-}
-
-/// Child side of streaming: receive until end of stream; check the payload
-/// sequence numbers, count losses, record latencies (paced runs).
-pub fn stream_child(
-    region: &Region,
-    ring: &RingFiles,
-    cfg: &RingConfig,
-    wait: WaitArg,
-    p: &Params,
-) -> Result<SideResult> {
-    let mut consumer = Consumer::new(ring.map(Access::Subscriber, cfg)?, Start::Sequence(0))
-        .context("subscriber")?;
-    super::shared::child_barrier(region.control())?;
+/// Receives until end of stream; checks the payload sequence numbers and
+/// records latencies (paced runs). Losses (overwrite mode) are counted at
+/// the end from the sequence numbers seen.
+fn receive(region: &Region, rx: &mut Receiver, p: &Params) -> Result<SideResult> {
     let ctl = region.control();
-    let strategy = wait.strategy();
     let paced = p.rate > 0;
     let mut receipts = Receipts::new(p, paced);
     let mut buf = vec![0u8; p.size];
     let mut deadline = Deadline::new();
     loop {
-        match consumer.recv_deadline(&mut buf, strategy, Some(deadline.at)) {
+        match rx.recv(&mut buf, deadline.at) {
             Ok(info) => {
                 let seq = payload_seq(&buf[..info.len]);
                 ensure!(
@@ -311,7 +504,6 @@ pub fn stream_child(
                 receipts.got(info.seq, info.timestamp);
                 deadline.tick();
             }
-            // Counted at the end from the sequence numbers seen.
             Err(RecvError::Lagged { .. }) => {}
             Err(RecvError::EndOfStream) => return Ok(receipts.finish()),
             Err(RecvError::Timeout) => {

@@ -256,6 +256,10 @@ pub struct Ctx<'a> {
     pub exe: &'a Path,
     /// Calibrated ticks for RTTs.
     pub ticks: Ticks,
+    /// A client of the embedded broker (`None` with `--direct`).
+    pub broker: Option<&'a crate::client::Client>,
+    /// Measurements made so far (names each one's topics).
+    pub count: std::cell::Cell<u64>,
 }
 
 /// The figures of one scenario in one run.
@@ -412,17 +416,21 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
     let region = Arc::new(Region::create(len)?);
     let n = scenario.children();
 
-    // Rings (ringbus scenarios): A parent → children, B child → parent.
-    let ring_cfg = match scenario.ring() {
-        Some((_, mode)) => Some(ring::config(p, mode, n)?),
-        None => None,
-    };
+    // Ringbus scenarios: rings (or topics) A parent → children and, for
+    // ping-pong, B child → parent, with the parent's ends made before any
+    // child starts.
+    let measurement = ctx.count.get();
+    ctx.count.set(measurement + 1);
+    let mut ends = None;
+    let mut link = None;
     let mut rings: Vec<RingFiles> = Vec::new();
-    if let Some(cfg) = &ring_cfg {
-        rings.push(RingFiles::create(cfg, 1)?);
-        if scenario.metric() == Metric::PingPong {
-            rings.push(RingFiles::create(cfg, 2)?);
-        }
+    if let Some((wait, mode)) = scenario.ring() {
+        let cfg = ring::config(p, mode, n)?;
+        let pingpong = scenario.metric() == Metric::PingPong;
+        let (e, l, files) = ring::parent_setup(ctx.broker, measurement, &cfg, wait, pingpong, p)?;
+        ends = Some(e);
+        link = Some(l);
+        rings = files;
     }
     let (sock_parent, sock_child) = match scenario {
         Scenario::UnixPingPong { .. } => {
@@ -431,20 +439,6 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         }
         _ => (None, None),
     };
-
-    // The parent's ring handles exist before any child starts publishing.
-    let mut pp_ends = None;
-    let mut producer = None;
-    if let Some(cfg) = &ring_cfg {
-        if scenario.metric() == Metric::PingPong {
-            pp_ends = Some(ring::pingpong_parent_setup(&rings[0], &rings[1], cfg, p)?);
-        } else {
-            let region = rings[0].map(crate::shm::Access::ReadWrite, cfg)?;
-            let mut prod = crate::ring::Producer::new(region).context("bench publisher")?;
-            prod.set_timestamps(p.timestamps);
-            producer = Some(prod);
-        }
-    }
 
     let specs: Vec<ChildSpec> = (1..=n)
         .map(|role| ChildSpec {
@@ -455,7 +449,7 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             shm_fd: region.fd(),
             shm_len: region.len(),
             sock_fd: sock_child.as_ref().map(AsRawFd::as_raw_fd),
-            ring_fds: rings.iter().map(RingFiles::raw).collect(),
+            link: link.clone(),
             params: *p,
         })
         .collect();
@@ -481,16 +475,19 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             floors::copy_ring_parent(&region, p)?;
             None
         }
-        Scenario::RingPingPong { wait, .. } => {
-            let (prod, cons) = pp_ends.context("ping-pong rings missing")?;
-            Some(ring::pingpong_parent(
-                &region, prod, cons, wait, p, ctx.ticks,
-            )?)
-        }
-        Scenario::RingThroughput { .. } | Scenario::RingLatency { .. } => {
-            ring::stream_parent(producer.context("publisher missing")?, p)?;
-            None
-        }
+        Scenario::RingPingPong { .. } => match ends {
+            Some(ring::ParentEnds::PingPong(tx, rx)) => {
+                Some(ring::pingpong_parent(&region, tx, rx, p, ctx.ticks)?)
+            }
+            _ => anyhow::bail!("ping-pong ends missing"),
+        },
+        Scenario::RingThroughput { .. } | Scenario::RingLatency { .. } => match ends {
+            Some(ring::ParentEnds::Stream(tx)) => {
+                ring::stream_parent(tx, p)?;
+                None
+            }
+            _ => anyhow::bail!("publisher missing"),
+        },
     };
     let results = children.finish()?;
     Ok(match scenario.metric() {
@@ -570,44 +567,16 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
             child_barrier(region.control())?;
             floors::copy_ring_child(region, p)
         }
-        Scenario::RingPingPong { wait, mode, .. } => {
-            let cfg = ring::config(p, mode, 1)?;
-            let [a, b] = ring_fds::<2>(spec)?;
-            ring::pingpong_child(region, &a, &b, &cfg, wait, p)
-        }
-        Scenario::RingThroughput {
-            wait,
-            mode,
-            subscribers,
-            ..
-        }
-        | Scenario::RingLatency {
-            wait,
-            mode,
-            subscribers,
-            ..
-        } => {
-            let cfg = ring::config(p, mode, subscribers)?;
-            let [a] = ring_fds::<1>(spec)?;
-            ring::stream_child(region, &a, &cfg, wait, p)
+        Scenario::RingPingPong { .. }
+        | Scenario::RingThroughput { .. }
+        | Scenario::RingLatency { .. } => {
+            let (wait, mode) = spec.scenario.ring().context("not a ring scenario")?;
+            let link = spec.link.as_ref().context("ringbus child without a link")?;
+            let cfg = ring::config(p, mode, spec.scenario.children())?;
+            let pingpong = spec.scenario.metric() == Metric::PingPong;
+            ring::child(region, link, &cfg, wait, pingpong, p)
         }
     }
-}
-
-fn ring_fds<const N: usize>(spec: &ChildSpec) -> Result<[RingFiles; N]> {
-    anyhow::ensure!(
-        spec.ring_fds.len() == N,
-        "expected {N} rings in the spec, got {}",
-        spec.ring_fds.len()
-    );
-    let files: Vec<RingFiles> = spec
-        .ring_fds
-        .iter()
-        .map(|&raw| RingFiles::adopt(raw))
-        .collect::<Result<_>>()?;
-    files
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("ring count changed"))
 }
 
 /// The targets that `rows` allow evaluating (64-byte messages,

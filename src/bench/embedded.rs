@@ -1,0 +1,95 @@
+//! The broker `ringbus bench` starts for itself: a temporary socket and data
+//! directory (on `/dev/shm` when it exists), served by a thread of the
+//! bench's parent process, stopped and removed when the run ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::broker::{Broker, BrokerError, BrokerOptions, Config};
+
+/// A broker serving the bench, on its own thread.
+pub struct EmbeddedBroker {
+    dir: PathBuf,
+    socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), BrokerError>>>,
+}
+
+impl EmbeddedBroker {
+    /// Binds a broker in a fresh temporary directory and starts serving.
+    /// Call before pinning the calling thread, so the broker's thread may
+    /// run on any CPU.
+    pub fn start() -> Result<EmbeddedBroker> {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!("ringbus-bench-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&dir)
+            .with_context(|| format!("creating the bench's broker directory {}", dir.display()))?;
+        let socket = dir.join("broker.sock");
+        let opts = BrokerOptions {
+            socket: socket.clone(),
+            data_dir: dir.join("data"),
+            config: Config::default(),
+        };
+        let mut broker = match Broker::bind(opts) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e).context("starting the bench's embedded broker");
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("bench-broker".into())
+            .spawn(move || broker.run(&flag))
+            .context("starting the broker thread")?;
+        Ok(EmbeddedBroker {
+            dir,
+            socket,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The broker's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Stops the broker and removes its directory, reporting a broker
+    /// failure.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<()> {
+        // Relaxed: a stop flag polled by the broker's loop (see its docs).
+        self.stop.store(true, Ordering::Relaxed);
+        let result = match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow!("the embedded broker panicked"))?
+                .context("the embedded broker failed"),
+            None => Ok(()),
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+        result
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
