@@ -101,8 +101,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub runs: Option<u32>,
 
-    /// Measured round trips per ping-pong, and messages per latency run
-    /// (throughput runs send 20 times as many, capped at 1 GiB of payload).
+    /// Measured round trips per ping-pong, and messages per latency run (at
+    /// most one second's worth); throughput runs send 20 times as many,
+    /// capped at 1 GiB of payload.
     #[arg(long, value_name = "N", conflicts_with = "duration")]
     pub iters: Option<u64>,
 
@@ -116,7 +117,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub warmup: Option<u64>,
 
-    /// Publish rate of the streaming latency runs, in messages per second.
+    /// Publish rate of the streaming latency runs, in messages per second
+    /// (capped at 1 GiB/s of payload per size).
     #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<u64>,
 
@@ -240,6 +242,9 @@ fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<
         None => s.serialize_none(),
     }
 }
+
+/// Payload bytes per second a latency run may publish.
+const LATENCY_BYTES_PER_S: u64 = 1 << 30;
 
 /// Payload bytes a throughput run may move, whatever the count.
 const THROUGHPUT_BYTES: u64 = 1 << 30;
@@ -402,6 +407,19 @@ impl Plan {
         self.iters.saturating_mul(20).min(by_bytes)
     }
 
+    /// Publish rate of latency runs for `size`-byte messages: `--rate`,
+    /// capped at 1 GiB/s of payload so large messages measure latency, not
+    /// a queue that grows because copies cannot keep up.
+    pub fn latency_rate(&self, size: usize) -> u64 {
+        self.rate.min((LATENCY_BYTES_PER_S / size as u64).max(1))
+    }
+
+    /// Messages in a latency run: `--iters`, but at most about one second
+    /// of messages at the run's rate (and at least 1000).
+    pub fn latency_msgs(&self, size: usize) -> u64 {
+        self.iters.min(self.latency_rate(size).max(1_000))
+    }
+
     /// Whether the fan-out scenario runs (asked for, or by default, and the
     /// CPUs allow it).
     pub fn fan_out(&self) -> bool {
@@ -514,6 +532,10 @@ mod tests {
         assert!(p.capacity_for(1024).is_power_of_two());
         assert_eq!(p.throughput_msgs(64), 1_000_000);
         assert_eq!(p.throughput_msgs(65536), 16_384);
+        assert_eq!(p.latency_rate(64), 100_000);
+        assert_eq!(p.latency_rate(65536), 16_384);
+        assert_eq!(p.latency_msgs(64), 50_000);
+        assert_eq!(p.latency_msgs(65536), 16_384);
     }
 
     #[test]

@@ -309,9 +309,25 @@ impl Report {
             .filter(|r| r.metric == Metric::Latency)
             .collect();
         if !lat.is_empty() {
+            let capped: Vec<String> = lat
+                .iter()
+                .filter(|r| r.params.rate < p.rate)
+                .filter_map(|r| r.size.map(|sz| (sz, r.params.rate)))
+                .fold(Vec::new(), |mut v, (sz, rate)| {
+                    let t = format!("{rate}/s at {sz} B");
+                    if !v.contains(&t) {
+                        v.push(t);
+                    }
+                    v
+                });
+            let cap = if capped.is_empty() {
+                String::new()
+            } else {
+                format!(" (capped to 1 GiB/s: {})", capped.join(", "))
+            };
             let _ = writeln!(
                 s,
-                "\nStreaming latency at {} msgs/s: publish timestamp → received (CLOCK_MONOTONIC)",
+                "\nStreaming latency at {} msgs/s{cap}: publish timestamp → received (CLOCK_MONOTONIC)",
                 p.rate
             );
             latency_table(&mut s, &lat, false);

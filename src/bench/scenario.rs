@@ -337,7 +337,8 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
         ..base(size)
     };
     let lat = |size: usize| Params {
-        rate: plan.rate,
+        rate: plan.latency_rate(size),
+        iters: plan.latency_msgs(size),
         ..base(size)
     };
     let pp = plan.scenarios.contains(&ScenarioArg::PingPong);
