@@ -11,6 +11,26 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::broker::{Broker, BrokerError, BrokerOptions, Config};
 
+/// Removes the directories of earlier bench runs whose process is gone
+/// (killed before it could clean up, e.g. by Ctrl-C).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("ringbus-bench-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A broker serving the bench, on its own thread.
 pub struct EmbeddedBroker {
     dir: PathBuf,
@@ -29,6 +49,7 @@ impl EmbeddedBroker {
         } else {
             std::env::temp_dir()
         };
+        remove_stale(&base);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());

@@ -9,7 +9,7 @@
 //! goes into an HdrHistogram; warm-up is excluded; with `--runs N` each
 //! figure is the median across runs.
 //!
-//! Baselines, measured in the same harness (see [`floors`]): a cache-line
+//! Baselines, measured in the same harness (see `floors.rs`): a cache-line
 //! ping-pong (the spin-latency floor), a seqlock slot ping-pong, a futex
 //! ping-pong (the blocking floor), a Unix-socket ping-pong, and a Lamport
 //! SPSC copy ring (the throughput floor).
@@ -22,7 +22,7 @@ mod child;
 mod clock;
 mod driver;
 mod embedded;
-pub mod floors;
+mod floors;
 mod hgrm;
 mod plot;
 mod progress;
@@ -155,13 +155,12 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     let mut progress = progress::Progress::new(list.len() * plan.runs as usize);
     for run in 0..plan.runs {
         for (k, (sc, params)) in list.iter().enumerate() {
-            let size = params.size;
+            let size = sc.size().map(|s| format!(" ({s} B)")).unwrap_or_default();
             progress.step(&format!(
-                "run {}/{}: {} ({} B)",
+                "run {}/{}: {}{size}",
                 run + 1,
                 plan.runs,
                 sc.label(),
-                size
             ));
             // A ringbus figure is paired with its floor measured just
             // before it: the hypervisor may move the vCPUs between cores
@@ -231,4 +230,138 @@ pub fn child_main(spec_json: &str) -> Result<()> {
     writeln!(out, "{json}")?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::args::{BenchArgs, ModeArg, Plan, WaitArg};
+    use super::child::Params;
+    use super::report::{Machine, Report, Row};
+    use super::scenario::{Sample, Scenario};
+    use super::stats::new_hist;
+
+    fn params(size: usize) -> Params {
+        Params {
+            size,
+            iters: 1000,
+            warmup: 10,
+            rate: 0,
+            capacity: 64,
+            duration_ns: None,
+            timestamps: true,
+        }
+    }
+
+    /// A ping-pong sample whose RTTs are `rtt` (1000 of them).
+    fn pingpong(rtt: u64) -> Sample {
+        let mut h = new_hist();
+        h.record_n(rtt, 1000).unwrap();
+        Sample {
+            hist: Some(h),
+            msgs_per_s: None,
+            received: 1000,
+            lost: 0,
+            paired: None,
+        }
+    }
+
+    fn throughput(msgs_per_s: f64) -> Sample {
+        Sample {
+            hist: None,
+            msgs_per_s: Some(msgs_per_s),
+            received: 1000,
+            lost: 0,
+            paired: None,
+        }
+    }
+
+    #[test]
+    fn report_pairs_floors_evaluates_targets_and_renders() {
+        let plan = Plan::from_args(
+            &BenchArgs {
+                sizes: Some(vec![64]),
+                ..Default::default()
+            },
+            &[0, 1],
+        )
+        .unwrap();
+        let spin = Scenario::RingPingPong {
+            size: 64,
+            wait: WaitArg::Spin,
+            mode: ModeArg::Overwrite,
+        };
+        let stream = Scenario::RingThroughput {
+            size: 64,
+            wait: WaitArg::Spin,
+            mode: ModeArg::Overwrite,
+            subscribers: 1,
+        };
+        // Two runs; each ringbus sample paired with the floor just before it.
+        // Run 1 in a slow vCPU placement, run 2 in a fast one: the paired
+        // ratio is 2.25 in both, whatever the placement.
+        let mut spins = vec![pingpong(360), pingpong(180)];
+        spins[0].pair_with(&pingpong(160), true, true);
+        spins[1].pair_with(&pingpong(80), true, true);
+        let mut streams = vec![throughput(8e6), throughput(4e6)];
+        streams[0].pair_with(&throughput(10e6), false, false);
+        streams[1].pair_with(&throughput(5e6), false, false);
+        let rows = vec![
+            Row::new(Scenario::LinePingPong, params(64), &[pingpong(80)]),
+            Row::new(spin, params(64), &spins),
+            Row::new(
+                Scenario::CopyRingThroughput { size: 64 },
+                params(64),
+                &[throughput(10e6)],
+            ),
+            Row::new(stream, params(64), &streams),
+        ];
+        let machine = Machine {
+            cpu_model: "test CPU".into(),
+            cpus_online: 2,
+            kernel: "6.0".into(),
+            rtt_clock: "test".into(),
+        };
+        let report = Report::new(machine, plan, rows, vec!["a note".into()]);
+
+        let spin_row = &report.rows[1];
+        assert_eq!(spin_row.floor.as_deref(), Some("floor: cache line"));
+        assert!((spin_row.ratio.unwrap() - 2.25).abs() < 0.01);
+        assert_eq!(spin_row.latency.unwrap().count, 2000);
+        assert!(
+            (spin_row.latency.unwrap().p50 - 135.0).abs() < 1.0,
+            "median of 180, 90"
+        );
+        assert!((report.rows[3].ratio.unwrap() - 0.8).abs() < 1e-9);
+
+        let t: Vec<_> = report
+            .targets
+            .iter()
+            .map(|t| (t.what.as_str(), t.met))
+            .collect();
+        assert!(t.contains(&(
+            "spin overwrite 64 B ping-pong one-way p50 / cache-line p50",
+            false
+        )));
+        assert!(t.contains(&(
+            "spin overwrite 64 B streaming msgs/s / copy ring (at least)",
+            true
+        )));
+
+        let table = report.to_table();
+        assert!(table.contains("ringbus spin/overwrite") && table.contains("2.25"));
+        assert!(table.contains("note: a note"));
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["rows"].as_array().unwrap().len(), 4);
+        assert_eq!(json["rows"][1]["rtt"]["count"], 2000);
+
+        let svg = super::plot::render(&report);
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            2,
+            "line floor + ringbus spin"
+        );
+        assert!(svg.contains("stroke-dasharray"), "floors are dashed");
+        let hgrm = super::hgrm::render(report.rows[1].merged.as_ref().unwrap(), 2.0);
+        assert!(hgrm.contains("Total count    =         2000"));
+    }
 }
