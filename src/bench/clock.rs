@@ -76,21 +76,6 @@ impl Ticks {
         ((u128::from(ticks) * u128::from(self.mult)) >> 32) as u64
     }
 
-    /// Smallest step the counter was seen to take, in ns (virtual machines
-    /// may advance the TSC in coarse steps).
-    pub fn resolution_ns(self) -> f64 {
-        let mut best = u64::MAX;
-        for _ in 0..1000 {
-            let a = Self::now();
-            let mut b = Self::now();
-            while b == a {
-                b = Self::now();
-            }
-            best = best.min(b.wrapping_sub(a));
-        }
-        best as f64 * self.ns_per_tick()
-    }
-
     /// ns per tick, for the report.
     pub fn ns_per_tick(self) -> f64 {
         self.mult as f64 / 4_294_967_296.0
