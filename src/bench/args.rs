@@ -27,6 +27,7 @@ pub enum ModeArg {
     /// The publisher never waits; slow subscribers are lapped.
     Overwrite,
     /// The publisher waits for the slowest subscriber; nothing is lost.
+    #[value(alias = "back-pressure")]
     Backpressure,
 }
 
@@ -127,9 +128,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub capacity: Option<u32>,
 
-    /// Have ringbus publishers stamp each message with CLOCK_MONOTONIC (the
-    /// default, as in the library); `--no-timestamps` shows what the clock
-    /// read costs. Streaming latency needs the stamps, so it is skipped then.
+    /// Turn off the publish timestamp ringbus puts on every message by
+    /// default, to see what it costs (streaming latency needs it and is
+    /// skipped).
     #[arg(long)]
     pub no_timestamps: bool,
 
