@@ -38,9 +38,9 @@ pub struct Control {
     pub abort: AtomicU32,
     /// Reserved, zero.
     pub _reserved: AtomicU32,
-    /// Streaming: 1 + the number of messages published, once the publisher
-    /// is done (0 while it runs). Ping-pong: non-zero tells the echo side to
-    /// stop.
+    /// Copy-ring floor: 1 + the number of messages published, once the
+    /// publisher is done (0 while it runs). (Ping-pongs stop with a
+    /// sentinel in their own words; ringbus rings end with end of stream.)
     pub stop: AtomicU64,
 }
 
