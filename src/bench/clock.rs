@@ -11,14 +11,9 @@
 
 use std::time::Duration;
 
-/// `CLOCK_MONOTONIC` in nanoseconds (vDSO, no syscall).
-#[inline]
-pub fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(t.tv_nsec as u64)
-}
+/// `CLOCK_MONOTONIC` in nanoseconds (vDSO, no syscall): the clock ring
+/// timestamps are compared with.
+pub use crate::ring::monotonic_ns;
 
 /// A cheap per-core tick counter and its calibrated conversion to ns.
 #[derive(Clone, Copy, Debug)]
