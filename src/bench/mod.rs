@@ -353,6 +353,11 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["rows"].as_array().unwrap().len(), 4);
         assert_eq!(json["rows"][1]["rtt"]["count"], 2000);
+        assert_eq!(
+            json["rows"][1]["per_run"][0]["p50"], 180.0,
+            "one-way of run 1"
+        );
+        assert_eq!(json["rows"][1]["per_run"][1]["ratio"], 2.25);
 
         let svg = super::plot::render(&report);
         assert_eq!(

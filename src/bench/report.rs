@@ -99,6 +99,9 @@ pub struct Row {
     /// This row's p99.9 divided by the floor's (latency rows).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_p99_9: Option<f64>,
+    /// Each run's own figures, in run order (to see the spread behind a
+    /// median).
+    pub per_run: Vec<RunFigures>,
     /// All runs' samples merged (one-way or latency ns), for `.hgrm` and
     /// the plot.
     #[serde(skip)]
@@ -138,7 +141,20 @@ impl Row {
         let ratio = (!pairs.is_empty()).then(|| median(pairs.iter().map(|p| p.0).collect()));
         let p999: Vec<f64> = pairs.iter().filter_map(|p| p.1).collect();
         let ratio_p99_9 = (!p999.is_empty()).then(|| median(p999));
+        let per_run = samples
+            .iter()
+            .map(|s| {
+                let p = s.hist.as_ref().map(|h| Percentiles::of(h, div));
+                RunFigures {
+                    p50: p.map(|p| p.p50),
+                    p99_9: p.map(|p| p.p99_9),
+                    msgs_per_s: s.msgs_per_s,
+                    ratio: s.paired.map(|r| r.0),
+                }
+            })
+            .collect();
         Row {
+            per_run,
             name: scenario.label(),
             id: scenario.slug(),
             scenario,
@@ -159,6 +175,23 @@ impl Row {
             div,
         }
     }
+}
+
+/// One run's figures of one row.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RunFigures {
+    /// p50 (one-way for ping-pong), ns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    /// p99.9 (one-way for ping-pong), ns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_9: Option<f64>,
+    /// Messages per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgs_per_s: Option<f64>,
+    /// Ratio to the floor measured just before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
 }
 
 /// One of the targets, evaluated (informational: nothing gates on
