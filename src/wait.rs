@@ -255,13 +255,14 @@ fn futex_wake(_word: &AtomicU32) {
 }
 
 /// Pins the calling thread to CPU `core` (an index as the OS numbers them).
+/// Any CPU of the machine may be named, not only those in the calling
+/// thread's current mask (a thread pinned elsewhere can move).
 pub fn pin_current_thread(core: usize) -> Result<(), PinError> {
-    let ids = core_affinity::get_core_ids().ok_or(PinError::Unavailable)?;
-    let id = ids
-        .into_iter()
-        .find(|c| c.id == core)
-        .ok_or(PinError::NoSuchCore(core))?;
-    if core_affinity::set_for_current(id) {
+    // glibc's CPU_SETSIZE: sched_setaffinity cannot name a higher CPU.
+    if core >= 1024 {
+        return Err(PinError::NoSuchCore(core));
+    }
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         Ok(())
     } else {
         Err(PinError::Refused(core))
@@ -283,10 +284,11 @@ pub enum PinError {
     /// The OS did not report the CPU set.
     #[error("cannot read this process's CPU set")]
     Unavailable,
-    /// No such CPU in this process's set.
-    #[error("CPU {0} is not available to this process (see `nproc` / taskset)")]
+    /// A CPU number beyond what the OS can address.
+    #[error("CPU {0} does not exist (see `nproc`)")]
     NoSuchCore(usize),
-    /// `sched_setaffinity` failed.
-    #[error("the OS refused to pin this thread to CPU {0}")]
+    /// `sched_setaffinity` failed: the CPU is offline, absent, or outside
+    /// this process's cgroup / cpuset.
+    #[error("cannot pin to CPU {0}: it is offline, absent or not allowed for this process (see `nproc`, taskset)")]
     Refused(usize),
 }

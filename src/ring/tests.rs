@@ -516,6 +516,22 @@ fn pinning_to_a_core_and_to_a_missing_one() {
         crate::wait::pin_current_thread(100_000),
         Err(crate::wait::PinError::NoSuchCore(100_000))
     );
+    // CPU 1000 is addressable but absent on any machine that runs this.
+    assert_eq!(
+        std::thread::spawn(|| crate::wait::pin_current_thread(1000))
+            .join()
+            .unwrap(),
+        Err(crate::wait::PinError::Refused(1000))
+    );
+    // A thread pinned to one CPU can still be moved to another.
+    let last = *cores.last().unwrap();
+    std::thread::spawn(move || {
+        crate::wait::pin_current_thread(first)?;
+        crate::wait::pin_current_thread(last)
+    })
+    .join()
+    .unwrap()
+    .unwrap();
 }
 
 #[test]
