@@ -142,11 +142,10 @@ mod tests {
 
     #[test]
     fn status_names() {
-        // SAFETY: static NUL-terminated strings.
         let name = |s| {
-            unsafe { CStr::from_ptr(ringbus_status_name(s)) }
-                .to_str()
-                .unwrap()
+            // SAFETY: static NUL-terminated strings.
+            let c = unsafe { CStr::from_ptr(ringbus_status_name(s)) };
+            c.to_str().unwrap()
         };
         assert_eq!(name(0), "RINGBUS_OK");
         assert_eq!(name(-13), "RINGBUS_ERR_TIMEOUT");
