@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod clock;
 pub mod control;
 pub mod layout;
 pub mod ring;

@@ -249,6 +249,11 @@ fn child_subscriber() {
         match c.recv_timeout(&mut buf, WaitStrategy::default(), Duration::from_secs(60)) {
             Ok(i) => {
                 assert_eq!(i.seq, n);
+                // The publisher's clock (another process, TSC-based) agrees
+                // with ours: a message is never stamped in our future.
+                assert!(
+                    i.timestamp > 0 && i.timestamp <= ringbus::ring::monotonic_ns() + 1_000_000
+                );
                 let len = 8 + (n % 57) as usize;
                 assert_eq!(i.len, len);
                 assert_eq!(&buf[..8], &n.to_le_bytes());

@@ -2,7 +2,8 @@
 
 use super::copy::copy_in;
 use super::region::{AttachError, RingRegion};
-use super::{monotonic_ns, Mode, RingConfig};
+use super::{Mode, RingConfig};
+use crate::clock::Clock;
 use crate::layout::{SlotHeader, CURSOR_FREE};
 use crate::sync::{fence, Ordering};
 use crate::wait::notify;
@@ -51,7 +52,8 @@ pub struct Producer {
     capacity: u64,
     max: usize,
     backpressure: bool,
-    timestamps: bool,
+    /// Publish timestamps; `None` when turned off.
+    clock: Option<Clock>,
     /// Sequence of the next message.
     seq: u64,
     /// Back-pressure: sequences below this may be written without reading
@@ -87,7 +89,7 @@ impl Producer {
             capacity: u64::from(c.capacity),
             max: c.max_message_size as usize,
             backpressure: c.mode == Mode::Backpressure,
-            timestamps: true,
+            clock: Some(Clock::new()),
             seq,
             cached_limit: 0,
             wake_on,
@@ -113,7 +115,9 @@ impl Producer {
     /// Turns the per-message CLOCK_MONOTONIC timestamp on or off (on by
     /// default; off saves the clock read, and messages carry 0).
     pub fn set_timestamps(&mut self, on: bool) {
-        self.timestamps = on;
+        if on != self.clock.is_some() {
+            self.clock = on.then(Clock::new);
+        }
     }
 
     /// Copies `data` into the ring as one message with `tag`; returns its
@@ -293,7 +297,10 @@ impl Producer {
         let seq = self.seq;
         hdr.len.store(len as u32, Ordering::Relaxed);
         hdr.tag.store(tag, Ordering::Relaxed);
-        let ts = if self.timestamps { monotonic_ns() } else { 0 };
+        let ts = match &mut self.clock {
+            Some(c) => c.now(),
+            None => 0,
+        };
         hdr.timestamp.store(ts, Ordering::Relaxed);
         // Release: publishes the payload and the fields above; pairs with
         // the Acquire stamp load in Consumer::read.

@@ -465,7 +465,7 @@ fn stress(mode: Mode, messages: u64, readers: usize) {
 
 #[test]
 fn stress_overwrite() {
-    stress(Mode::Overwrite, if cfg!(miri) { 200 } else { 200_000 }, 3);
+    stress(Mode::Overwrite, if cfg!(miri) { 200 } else { 1_000_000 }, 3);
 }
 
 #[test]
@@ -480,7 +480,9 @@ fn stress_backpressure() {
 #[test]
 #[cfg_attr(miri, ignore = "futex syscalls")]
 fn blocking_wait_is_woken_by_publish() {
-    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    // Capacity above the message count: a subscriber descheduled on a busy
+    // machine must not lap (this test is about wake-ups, not lag).
+    let (mut p, r) = ring(64, 8, Mode::Overwrite);
     let mut c = Consumer::new(r, Start::Latest).unwrap();
     let t = std::thread::spawn(move || {
         let mut buf = [0u8; 8];
@@ -498,4 +500,34 @@ fn blocking_wait_is_woken_by_publish() {
         p.publish(b"m", i).unwrap();
     }
     assert_eq!(t.join().unwrap(), (0..50).collect::<Vec<_>>());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "sched_setaffinity")]
+fn pinning_to_a_core_and_to_a_missing_one() {
+    let cores = crate::wait::available_cores();
+    assert!(!cores.is_empty());
+    let first = cores[0];
+    std::thread::spawn(move || crate::wait::pin_current_thread(first))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        crate::wait::pin_current_thread(100_000),
+        Err(crate::wait::PinError::NoSuchCore(100_000))
+    );
+}
+
+#[test]
+fn wait_strategy_names() {
+    assert_eq!("spin".parse::<WaitStrategy>(), Ok(WaitStrategy::Spin));
+    assert_eq!("block".parse::<WaitStrategy>(), Ok(WaitStrategy::Block));
+    assert_eq!(
+        "adaptive".parse::<WaitStrategy>(),
+        Ok(WaitStrategy::default())
+    );
+    assert!("sometimes"
+        .parse::<WaitStrategy>()
+        .unwrap_err()
+        .contains("expected spin"));
 }
