@@ -79,7 +79,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         bytes += info.len;
-        latency_sum += ringbus_now_ns() - info.timestamp_ns;
+        uint64_t now = ringbus_now_ns();
+        if (now > info.timestamp_ns) latency_sum += now - info.timestamp_ns;
     }
     free(buf);
     printf("received %llu messages (%llu bytes), all intact, mean age %llu ns\n",
