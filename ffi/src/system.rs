@@ -30,14 +30,14 @@ const VERSION_NUMBER: u32 = parse(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
 /// The library's version, e.g. `"0.1.0"` (a static string).
 #[no_mangle]
 pub extern "C" fn ringbus_version() -> *const c_char {
-    VERSION.as_ptr().cast()
+    guard_value(c"".as_ptr(), || VERSION.as_ptr().cast())
 }
 
 /// The library's version as a number: major * 1000000 + minor * 1000 +
 /// patch.
 #[no_mangle]
 pub extern "C" fn ringbus_version_number() -> u32 {
-    VERSION_NUMBER
+    guard_value(0, || VERSION_NUMBER)
 }
 
 /// A human-readable message for the last call on this thread that failed
