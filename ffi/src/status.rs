@@ -5,7 +5,7 @@
 //! never allocates, and the frequent "errors" of a polling loop (`EMPTY`,
 //! `TIMEOUT`, `FULL`) only store a pointer to a static string.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, CStr};
 use std::fmt::{self, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -154,38 +154,35 @@ pub(crate) type Outcome = Result<(), Failed>;
 /// Longest message kept (longer ones are cut at a character boundary).
 const MESSAGE_CAP: usize = 512;
 
-struct LastError {
-    /// Set for static messages; else the message is in `buf`.
-    fixed: Option<&'static CStr>,
-    /// NUL-terminated message.
-    buf: [u8; MESSAGE_CAP],
-}
-
 thread_local! {
-    static LAST: RefCell<LastError> = const {
-        RefCell::new(LastError { fixed: Some(c""), buf: [0; MESSAGE_CAP] })
-    };
+    /// The last failure's message when it is a static string (the cheap
+    /// case: one thread-local store); `None` when it is in `MESSAGE`.
+    static FIXED: Cell<Option<&'static CStr>> = const { Cell::new(Some(c"")) };
+    /// A formatted message, NUL-terminated.
+    static MESSAGE: RefCell<[u8; MESSAGE_CAP]> = const { RefCell::new([0; MESSAGE_CAP]) };
 }
 
 /// Records a static message; returns the failure.
+#[inline]
 pub(crate) fn fail_static(status: ringbus_status, msg: &'static CStr) -> Failed {
-    LAST.with(|l| l.borrow_mut().fixed = Some(msg));
+    FIXED.with(|f| f.set(Some(msg)));
     Failed(status)
 }
 
 /// Records a formatted message; returns the failure.
+#[cold]
 pub(crate) fn fail(status: ringbus_status, msg: fmt::Arguments<'_>) -> Failed {
-    LAST.with(|l| {
-        let mut l = l.borrow_mut();
-        l.fixed = None;
+    MESSAGE.with(|m| {
+        let mut buf = m.borrow_mut();
         let mut w = Cursor {
-            buf: &mut l.buf,
+            buf: &mut buf,
             len: 0,
         };
         let _ = w.write_fmt(msg);
         let end = w.len;
-        l.buf[end] = 0;
+        buf[end] = 0;
     });
+    FIXED.with(|f| f.set(None));
     Failed(status)
 }
 
@@ -213,15 +210,12 @@ impl fmt::Write for Cursor<'_> {
 
 /// The message of the last failed call on this thread.
 pub(crate) fn last_error() -> *const c_char {
-    LAST.with(|l| {
-        let l = l.borrow();
-        match l.fixed {
-            Some(s) => s.as_ptr(),
-            // The buffer lives as long as the thread; its content changes
-            // at the next failure.
-            None => l.buf.as_ptr().cast(),
-        }
-    })
+    match FIXED.with(Cell::get) {
+        Some(s) => s.as_ptr(),
+        // The buffer lives as long as the thread; its content changes at
+        // the next failure.
+        None => MESSAGE.with(|m| m.as_ptr().cast::<c_char>()),
+    }
 }
 
 /// Runs an entry point's body: converts its outcome to a status code and
@@ -319,7 +313,12 @@ pub(crate) fn recv_error(e: RecvError) -> Failed {
             RINGBUS_ERR_ZERO_COPY_UNSUPPORTED,
             c"zero-copy receive is only available on back-pressure topics: use ringbus_subscriber_recv",
         ),
-        RecvError::Lagged { .. } => fail(RINGBUS_ERR_LAGGED, format_args!("{e}")),
+        // Static: a lapped subscriber may see this often; the count is in
+        // `info->missed`.
+        RecvError::Lagged { .. } => fail_static(
+            RINGBUS_ERR_LAGGED,
+            c"subscriber lagged: messages were overwritten before they were read (info->missed says how many); reading goes on with the oldest message held",
+        ),
         RecvError::BufferTooSmall { .. } => {
             fail(RINGBUS_ERR_BUFFER_TOO_SMALL, format_args!("{e}"))
         }
