@@ -243,6 +243,21 @@ int ringbus_publisher_open(struct ringbus_client *client,
                            const struct ringbus_topic_config *config,
                            struct ringbus_publisher **publisher);
 
+// Opens a publisher of an existing topic with the topic's own config
+// (e.g. a topic predeclared in the broker's configuration), so the caller
+// need not repeat it; `ringbus_publisher_config()` tells what it is.
+//
+// Errors: `RINGBUS_ERR_NOT_FOUND` (the topic has no config yet); as
+// `ringbus_publisher_open()`.
+//
+// # Safety
+// `client` is NULL or a client handle; `topic` is NULL or a
+// NUL-terminated string; `publisher` is NULL or points to writable memory
+// for a pointer.
+int ringbus_publisher_open_existing(struct ringbus_client *client,
+                                    const char *topic,
+                                    struct ringbus_publisher **publisher);
+
 // Closes a publisher (abandoning an outstanding loan): subscribers read
 // what is left in its ring, then get `RINGBUS_ERR_END_OF_STREAM`.
 //
@@ -380,6 +395,9 @@ int ringbus_subscriber_close(struct ringbus_subscriber *subscriber);
 
 // Copies the next message of any of the topic's rings into `buf` (of
 // `capacity` bytes) without waiting, and its metadata into `*info`.
+// `*info` is written on success and on `RINGBUS_ERR_BUFFER_TOO_SMALL`,
+// `RINGBUS_ERR_LAGGED` and `RINGBUS_ERR_CORRUPT`; other errors leave it
+// unchanged.
 //
 // Errors: `RINGBUS_ERR_EMPTY` (nothing new), `RINGBUS_ERR_BUFFER_TOO_SMALL`
 // (`info->len` is the size needed; the message stays unread, so retry with
@@ -438,6 +456,18 @@ int ringbus_subscriber_recv_ref(struct ringbus_subscriber *subscriber,
 // # Safety
 // `subscriber` is NULL or a subscriber handle.
 int ringbus_subscriber_release(struct ringbus_subscriber *subscriber);
+
+// Writes the topic's config to `*config` (e.g. `max_message_size`, to
+// size receive buffers), once a publisher has set it.
+//
+// Errors: `RINGBUS_ERR_NOT_FOUND` (no publisher has set the config yet),
+// `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `config` is NULL or points
+// to writable memory for a `ringbus_topic_config`.
+int ringbus_subscriber_config(struct ringbus_subscriber *subscriber,
+                              struct ringbus_topic_config *config);
 
 // Writes to `*missed` how many messages this subscriber lost to
 // overwriting (overwrite topics), over all rings.

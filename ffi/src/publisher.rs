@@ -133,6 +133,42 @@ pub unsafe extern "C" fn ringbus_publisher_open(
     })
 }
 
+/// Opens a publisher of an existing topic with the topic's own config
+/// (e.g. a topic predeclared in the broker's configuration), so the caller
+/// need not repeat it; `ringbus_publisher_config()` tells what it is.
+///
+/// Errors: `RINGBUS_ERR_NOT_FOUND` (the topic has no config yet); as
+/// `ringbus_publisher_open()`.
+///
+/// # Safety
+/// `client` is NULL or a client handle; `topic` is NULL or a
+/// NUL-terminated string; `publisher` is NULL or points to writable memory
+/// for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_open_existing(
+    client: *mut ringbus_client,
+    topic: *const c_char,
+    publisher: *mut *mut ringbus_publisher,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let c = unsafe { client_ref(client)? };
+        // SAFETY: forwarded contract.
+        let topic = unsafe { str_arg(topic, "topic")? };
+        let out = out_arg(publisher, "publisher")?;
+        let p = c.publisher_existing(topic).map_err(|e| client_error(&e))?;
+        let h = PublisherHandle {
+            magic: PublisherHandle::MAGIC,
+            loan: None,
+            publisher: p,
+        }
+        .into_raw();
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(h.cast()) };
+        Ok(())
+    })
+}
+
 /// Closes a publisher (abandoning an outstanding loan): subscribers read
 /// what is left in its ring, then get `RINGBUS_ERR_END_OF_STREAM`.
 ///

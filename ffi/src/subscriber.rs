@@ -9,9 +9,11 @@ use ringbus::ring::{MessageRef, RecvError};
 
 use crate::client::{client_ref, ringbus_client};
 use crate::handle::{self, check, out_arg, str_arg, Handle};
-use crate::status::ringbus_status::RINGBUS_ERR_BAD_STATE;
+use crate::status::ringbus_status::{RINGBUS_ERR_BAD_STATE, RINGBUS_ERR_NOT_FOUND};
 use crate::status::{client_error, fail_static, guard, null, recv_error, Failed};
-use crate::types::{ringbus_message_info, ringbus_message_view, ringbus_subscribe_options};
+use crate::types::{
+    ringbus_message_info, ringbus_message_view, ringbus_subscribe_options, ringbus_topic_config,
+};
 
 /// A subscription to one topic (opaque): reads every publisher's ring,
 /// including those of publishers that join later. Use it from one thread
@@ -174,6 +176,9 @@ fn deliver(
 
 /// Copies the next message of any of the topic's rings into `buf` (of
 /// `capacity` bytes) without waiting, and its metadata into `*info`.
+/// `*info` is written on success and on `RINGBUS_ERR_BUFFER_TOO_SMALL`,
+/// `RINGBUS_ERR_LAGGED` and `RINGBUS_ERR_CORRUPT`; other errors leave it
+/// unchanged.
 ///
 /// Errors: `RINGBUS_ERR_EMPTY` (nothing new), `RINGBUS_ERR_BUFFER_TOO_SMALL`
 /// (`info->len` is the size needed; the message stays unread, so retry with
@@ -305,6 +310,36 @@ pub unsafe extern "C" fn ringbus_subscriber_release(subscriber: *mut ringbus_sub
                 c"no zero-copy message is held: call ringbus_subscriber_recv_ref first",
             )),
         }
+    })
+}
+
+/// Writes the topic's config to `*config` (e.g. `max_message_size`, to
+/// size receive buffers), once a publisher has set it.
+///
+/// Errors: `RINGBUS_ERR_NOT_FOUND` (no publisher has set the config yet),
+/// `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `config` is NULL or points
+/// to writable memory for a `ringbus_topic_config`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_config(
+    subscriber: *mut ringbus_subscriber,
+    config: *mut ringbus_topic_config,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let s = unsafe { idle_subscriber(subscriber)? };
+        let out = out_arg(config, "config")?;
+        let c = s.config().ok_or_else(|| {
+            fail_static(
+                RINGBUS_ERR_NOT_FOUND,
+                c"the topic has no config yet: no publisher has created it",
+            )
+        })?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(c.into()) };
+        Ok(())
     })
 }
 

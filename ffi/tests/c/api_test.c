@@ -130,15 +130,29 @@ static void test_overwrite_topic(ringbus_client *client) {
     EXPECT(sub == NULL);
 
     OK(ringbus_subscriber_open(client, "api.ow", &options, &sub));
+    ringbus_topic_config got;
+    EXPECT_STATUS(ringbus_subscriber_config(sub, &got), RINGBUS_ERR_NOT_FOUND, "no config yet");
+    EXPECT_STATUS(ringbus_publisher_open_existing(client, "api.ow", &pub), RINGBUS_ERR_NOT_FOUND,
+                  "");
     OK(ringbus_publisher_open(client, "api.ow", &config, &pub));
     ringbus_topic_config other = config;
     other.capacity = 16;
     ringbus_publisher *pub2 = NULL;
     EXPECT_STATUS(ringbus_publisher_open(client, "api.ow", &other, &pub2),
                   RINGBUS_ERR_CONFIG_MISMATCH, "");
-    ringbus_topic_config got;
     OK(ringbus_publisher_config(pub, &got));
     EXPECT(memcmp(&got, &config, sizeof got) == 0);
+    /* A second publisher joins with the topic's own config (on another
+     * topic: its ring's end would show in this subscription). */
+    ringbus_publisher *first = NULL;
+    OK(ringbus_publisher_open(client, "api.existing", &config, &first));
+    OK(ringbus_publisher_open_existing(client, "api.existing", &pub2));
+    memset(&got, 0, sizeof got);
+    OK(ringbus_publisher_config(pub2, &got));
+    EXPECT(memcmp(&got, &config, sizeof got) == 0);
+    OK(ringbus_publisher_close(pub2));
+    OK(ringbus_publisher_close(first));
+    pub2 = NULL;
 
     uint8_t buf[512];
     ringbus_message_info info;
@@ -171,6 +185,9 @@ static void test_overwrite_topic(ringbus_client *client) {
                   RINGBUS_ERR_NULL_POINTER, "info");
     OK(ringbus_subscriber_recv(sub, buf, sizeof buf, 1000 * MS, &info));
     EXPECT(info.len == 100 && memcmp(buf, msg, 100) == 0);
+    memset(&got, 0, sizeof got);
+    OK(ringbus_subscriber_config(sub, &got));
+    EXPECT(memcmp(&got, &config, sizeof got) == 0);
     EXPECT(info.sequence == 0 && info.tag == 0xfeedULL && info.missed == 0);
     /* Same clock as ringbus_now_ns() (publishers may read it through the
      * TSC, within microseconds of clock_gettime: allow 10 ms). */
