@@ -424,7 +424,7 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
     }
     writeln!(
         out,
-        "{:<24} {:<12} {:>8} {:>9} {:>5} {:>4} {:>4} {:>10} {:>8} {:>10}",
+        "{:<24} {:<12} {:>8} {:>9} {:>5} {:>4} {:>4} {:>10} {:>8} {:>8} {:>10}",
         "TOPIC",
         "MODE",
         "CAPACITY",
@@ -434,6 +434,7 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
         "SUBS",
         "LAST_SEQ",
         "LAG",
+        "DROPS",
         "BYTES"
     )?;
     for t in &list {
@@ -448,9 +449,14 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
         let last = t.rings.iter().map(|r| r.next_seq).max();
         let lag = t.rings.iter().filter_map(|r| r.lag()).max();
         let bytes: u64 = t.rings.iter().map(|r| r.bytes).sum();
+        let drops: u64 = t
+            .rings
+            .iter()
+            .map(|r| r.dropped)
+            .fold(0, u64::saturating_add);
         writeln!(
             out,
-            "{:<24} {:<12} {:>8} {:>9} {:>5} {:>4} {:>4} {:>10} {:>8} {:>10}",
+            "{:<24} {:<12} {:>8} {:>9} {:>5} {:>4} {:>4} {:>10} {:>8} {:>8} {:>10}",
             t.name,
             mode,
             cap,
@@ -460,18 +466,20 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
             t.subscribers,
             last.map_or("-".into(), |s| s.saturating_sub(1).to_string()),
             lag.map_or("-".into(), |l| l.to_string()),
+            drops,
             bytes
         )?;
         for r in &t.rings {
             writeln!(
                 out,
-                "  ring {:<16x} pid {:<8} {:<7} messages {:<10} cursors {:<3} lag {}",
+                "  ring {:<16x} pid {:<8} {:<7} messages {:<10} cursors {:<3} lag {:<8} drops {}",
                 r.ring_id,
                 r.publisher_pid,
                 if r.closed { "ended" } else { "live" },
                 r.next_seq,
                 r.cursors,
                 r.lag().map_or("-".into(), |l| l.to_string()),
+                r.dropped,
             )?;
         }
     }
@@ -491,7 +499,7 @@ fn topic_json(t: &TopicInfo) -> String {
         .iter()
         .map(|r| {
             format!(
-                "{{\"ring_id\":{},\"publisher_pid\":{},\"closed\":{},\"messages\":{},\"last_seq\":{},\"cursors\":{},\"lag\":{},\"bytes\":{}}}",
+                "{{\"ring_id\":{},\"publisher_pid\":{},\"closed\":{},\"messages\":{},\"last_seq\":{},\"cursors\":{},\"lag\":{},\"drops\":{},\"bytes\":{}}}",
                 r.ring_id,
                 r.publisher_pid,
                 r.closed,
@@ -499,6 +507,7 @@ fn topic_json(t: &TopicInfo) -> String {
                 opt_json(r.next_seq.checked_sub(1)),
                 r.cursors,
                 opt_json(r.lag()),
+                r.dropped,
                 r.bytes
             )
         })

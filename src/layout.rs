@@ -137,9 +137,12 @@ pub struct CtrlHeader {
     _pad2: [u8; PAD - 16],
 }
 
-/// One back-pressure cursor, on its own padded line (subscribers write
+/// One subscriber's cursor, on its own padded line (subscribers write
 /// theirs on every message; the publisher reads them only when its cached
-/// limit runs out).
+/// limit runs out). On back-pressure rings the cursor gates the publisher;
+/// on overwrite rings it only reports the subscriber's position and losses
+/// (for `ringbus topics`), and a subscriber that finds no free slot simply
+/// goes without.
 #[repr(C, align(128))]
 pub struct CursorSlot {
     /// Next sequence this subscriber will read, or [`CURSOR_FREE`].
@@ -148,7 +151,9 @@ pub struct CursorSlot {
     pub owner_pid: AtomicU32,
     /// Reserved, zero.
     pub _reserved: AtomicU32,
-    _pad: [u8; PAD - 16],
+    /// Messages this subscriber lost to overwrites so far.
+    pub dropped: AtomicU64,
+    _pad: [u8; PAD - 24],
 }
 
 impl RingHeader {
@@ -226,7 +231,8 @@ impl CursorSlot {
             pos: AtomicU64::new(CURSOR_FREE),
             owner_pid: AtomicU32::new(0),
             _reserved: AtomicU32::new(0),
-            _pad: [0; PAD - 16],
+            dropped: AtomicU64::new(0),
+            _pad: [0; PAD - 24],
         }
     }
 }
@@ -270,6 +276,9 @@ mod asserts {
     const _: () = assert!(offset_of!(CtrlHeader, limit) == 2 * PAD);
     const _: () = assert!(offset_of!(CtrlHeader, cursor_generation) == 2 * PAD + 8);
 
+    const _: () = assert!(offset_of!(CursorSlot, pos) == 0);
+    const _: () = assert!(offset_of!(CursorSlot, owner_pid) == 8);
+    const _: () = assert!(offset_of!(CursorSlot, dropped) == 16);
     const _: () = assert!(size_of::<CursorSlot>() == PAD);
     const _: () = assert!(align_of::<CursorSlot>() == PAD);
 }

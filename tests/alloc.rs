@@ -5,15 +5,29 @@
 use ringbus::ring::{Consumer, Mode, Producer, RingConfig, RingRegion, Start};
 use ringbus::wait::WaitStrategy;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    // Per thread: the test harness's own threads may allocate meanwhile.
+    // A const-initialised Cell needs no allocation and no destructor, so it
+    // is safe to touch from inside the allocator.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
 
 // SAFETY: forwards to the system allocator, only counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(l) }
     }
@@ -22,7 +36,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(p, l, n) }
     }
@@ -45,7 +59,7 @@ fn publish_and_receive_do_not_allocate() {
         let mut c = Consumer::new(region, Start::Latest).unwrap();
         let msg = [1u8; 64];
         let mut buf = [0u8; 64];
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = allocs();
         let mut sum = 0usize;
         for i in 0..10_000u64 {
             p.publish(&msg, i).unwrap();
@@ -61,7 +75,7 @@ fn publish_and_receive_do_not_allocate() {
             p.publish(&msg, i).unwrap();
             sum += c.recv(&mut buf, WaitStrategy::Spin).unwrap().len;
         }
-        let after = ALLOCS.load(Ordering::Relaxed);
+        let after = allocs();
         assert_eq!(sum, 10_000 * (64 + 32 + 64));
         assert_eq!(
             after - before,

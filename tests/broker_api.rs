@@ -582,3 +582,44 @@ fn a_client_truncating_ring_files_cannot_crash_the_broker() {
     let mut p = client.publisher("after", cfg(Mode::Overwrite)).unwrap();
     p.publish(b"ok", 0).unwrap();
 }
+
+#[test]
+fn topics_report_lag_and_drops_of_overwrite_subscribers() {
+    let dir = TestDir::new("api-drops");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let small = TopicConfig {
+        capacity: 4,
+        ..cfg(Mode::Overwrite)
+    };
+    let mut p = client.publisher("md.drops", small).unwrap();
+    let mut sub = client
+        .subscriber("md.drops", SubscribeOptions::default())
+        .unwrap();
+    for i in 0..20u64 {
+        p.publish(b"m", i).unwrap();
+    }
+    let ring = |client: &Client| {
+        client
+            .topics()
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == "md.drops")
+            .unwrap()
+            .rings[0]
+            .clone()
+    };
+    let before = ring(&client);
+    assert_eq!(
+        (before.cursors, before.lag(), before.dropped),
+        (1, Some(20), 0)
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        sub.try_recv(&mut buf).unwrap_err(),
+        RecvError::Lagged { missed: 16 }
+    );
+    assert_eq!(sub.try_recv(&mut buf).unwrap().info.seq, 16);
+    let after = ring(&client);
+    assert_eq!((after.lag(), after.dropped), (Some(3), 16));
+}

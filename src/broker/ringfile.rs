@@ -210,6 +210,14 @@ impl RingFile {
             .collect()
     }
 
+    /// Messages lost to overwrites, summed over the live cursors.
+    pub fn dropped(&self) -> u64 {
+        (0..self.config.max_subscribers)
+            .filter(|&i| rd_u64(&self.ctrl, cursor_off(i)).is_some_and(|p| p != CURSOR_FREE))
+            .filter_map(|i| rd_u64(&self.ctrl, cursor_off(i) + offset_of!(CursorSlot, dropped)))
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// Frees every cursor owned by `pid`, a dead process. Its owner no
     /// longer writes it; a publisher reading it while it changes sees a
     /// mix of old bytes and 0xff bytes, never less than the old position,

@@ -622,6 +622,7 @@ impl State {
                     next_seq: r.file.head(),
                     cursors: cursors.len() as u32,
                     min_cursor: cursors.iter().map(|c| c.0).min(),
+                    dropped: r.file.dropped(),
                     bytes: r.file.bytes(),
                 }
             })

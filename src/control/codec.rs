@@ -368,6 +368,7 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
                             w.u64(c);
                         }
                     }
+                    w.u64(r.dropped);
                     w.u64(r.bytes);
                 }
             }
@@ -649,7 +650,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                 let config = r.opt_config()?;
                 let publishers = r.u32("publishers")?;
                 let subscribers = r.u32("subscribers")?;
-                let nr = r.count("rings", MAX_RINGS_PER_TOPIC, 34)?;
+                let nr = r.count("rings", MAX_RINGS_PER_TOPIC, 42)?;
                 let mut rings = Vec::with_capacity(nr);
                 for _ in 0..nr {
                     rings.push(RingInfo {
@@ -663,6 +664,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                         } else {
                             None
                         },
+                        dropped: r.u64("dropped")?,
                         bytes: r.u64("bytes")?,
                     });
                 }
@@ -753,6 +755,7 @@ mod tests {
             next_seq: 3,
             cursors: 1,
             min_cursor: Some(2),
+            dropped: 5,
             bytes: 4096,
         };
         vec![

@@ -179,17 +179,20 @@ pub struct RingInfo {
     pub closed: bool,
     /// Sequence number of the next message (messages published so far).
     pub next_seq: u64,
-    /// Back-pressure subscribers holding a cursor on this ring.
+    /// Subscribers holding a cursor on this ring (every back-pressure
+    /// subscriber; overwrite subscribers while free slots last).
     pub cursors: u32,
-    /// Lowest cursor (back-pressure mode), if any subscriber holds one.
+    /// Lowest cursor, if any subscriber holds one.
     pub min_cursor: Option<u64>,
+    /// Messages lost to overwrites, summed over the cursor holders.
+    pub dropped: u64,
     /// Bytes of shared memory the ring uses (data plus control segments).
     pub bytes: u64,
 }
 
 impl RingInfo {
-    /// Messages published but not yet consumed by the slowest back-pressure
-    /// subscriber (`None` without cursors, as in overwrite mode).
+    /// Messages published but not yet consumed by the slowest subscriber
+    /// holding a cursor (`None` without cursors).
     pub fn lag(&self) -> Option<u64> {
         self.min_cursor.map(|c| self.next_seq.saturating_sub(c))
     }

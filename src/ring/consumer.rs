@@ -91,8 +91,10 @@ pub struct Consumer {
     max: usize,
     /// Sequence of the next message to read.
     next: u64,
-    /// Back-pressure mode: our cursor in the control segment.
+    /// Our cursor in the control segment: gates the publisher on
+    /// back-pressure rings; position and loss report on overwrite rings.
     cursor: Option<*const CursorSlot>,
+    backpressure: bool,
     wake: WakeState,
     /// Overwrite mode: where `try_recv_with` copies before validating.
     scratch: Vec<u8>,
@@ -118,10 +120,11 @@ impl Consumer {
             Start::Earliest => head.saturating_sub(capacity),
             Start::Sequence(s) => s,
         };
-        let backpressure = region.config().mode == Mode::Backpressure;
         let mut consumer = Consumer::unjoined(region, next);
-        if backpressure {
+        if consumer.backpressure {
             consumer.join()?;
+        } else {
+            consumer.claim_report_cursor();
         }
         Ok(consumer)
     }
@@ -168,6 +171,7 @@ impl Consumer {
             max: c.max_message_size as usize,
             next,
             cursor: None,
+            backpressure: c.mode == Mode::Backpressure,
             wake: WakeState::default(),
             scratch: if c.mode == Mode::Backpressure {
                 Vec::new()
@@ -179,24 +183,39 @@ impl Consumer {
         }
     }
 
-    /// Claims a cursor at `self.next` (back-pressure mode). The subscriber's
-    /// half of the join protocol; see `Producer::refresh_limit`.
-    fn join(&mut self) -> Result<(), AttachError> {
+    /// Overwrite rings: claims a free cursor slot, if any, to report this
+    /// subscriber's position and losses. The publisher never reads it.
+    fn claim_report_cursor(&mut self) {
+        self.cursor = self.claim_slot().map(|slot| slot as *const CursorSlot);
+    }
+
+    /// Claims a free cursor slot at `self.next` for this process.
+    fn claim_slot(&self) -> Option<&CursorSlot> {
         let region = &self.region;
-        let n = region.config().max_subscribers;
-        let slot = (0..n)
+        let slot = (0..region.config().max_subscribers)
             .map(|i| region.cursor(i))
             .find(|c| {
                 c.pos
                     .compare_exchange(CURSOR_FREE, self.next, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
-            })
-            .ok_or(AttachError::NoCursor { max: n })?;
+            })?;
         slot.owner_pid.store(std::process::id(), Ordering::Relaxed);
+        slot.dropped.store(0, Ordering::Relaxed);
         region
             .ctrl()
             .cursor_generation
             .fetch_add(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// Claims a cursor at `self.next` (back-pressure mode). The subscriber's
+    /// half of the join protocol; see `Producer::refresh_limit`.
+    fn join(&mut self) -> Result<(), AttachError> {
+        let n = self.region.config().max_subscribers;
+        let slot: *const CursorSlot = self.claim_slot().ok_or(AttachError::NoCursor { max: n })?;
+        // SAFETY: the slot lives in the region we hold.
+        let slot = unsafe { &*slot };
+        let region = &self.region;
         // SeqCst: Dekker pair with the fence in Producer::refresh_limit:
         // either it sees our cursor or we see the limit it is working to.
         fence(Ordering::SeqCst);
@@ -262,6 +281,17 @@ impl Consumer {
     /// [`RecvError::BufferTooSmall`] (message left unread), [`RecvError::Corrupt`].
     #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<MessageInfo, RecvError> {
+        let (info, payload, s1) = self.peek(buf.len())?;
+        // SAFETY: `peek` checked `len <= max`, so the copy stays in the
+        // payload area, and `len <= buf.len()`.
+        unsafe { copy_out(payload, &mut buf[..info.len]) };
+        self.finish_copy(info.seq, s1).map(|()| info)
+    }
+
+    /// Reads the header of the next message if it is complete: its info,
+    /// payload pointer and stamp. `room` is the most the caller can take.
+    #[inline(always)]
+    fn peek(&mut self, room: usize) -> Result<(MessageInfo, *const u8, u64), RecvError> {
         let seq = self.next;
         let (hdr, payload) = self.slot(seq);
         // Acquire: pairs with the Release stamp store in Producer::finish.
@@ -275,13 +305,10 @@ impl Consumer {
             timestamp: hdr.timestamp.load(Ordering::Relaxed),
             len: hdr.len.load(Ordering::Relaxed) as usize,
         };
-        if info.len > self.max || info.len > buf.len() {
+        if info.len > self.max || info.len > room {
             return Err(self.bad_len(seq, s1, info.len));
         }
-        // SAFETY: `len <= max`, so the copy stays in the payload area; `buf`
-        // has room for `len` bytes.
-        unsafe { copy_out(payload, &mut buf[..info.len]) };
-        self.finish_copy(seq, s1).map(|()| info)
+        Ok((info, payload, s1))
     }
 
     /// Receives the next message and hands it to `f` as validated bytes:
@@ -295,7 +322,7 @@ impl Consumer {
         &mut self,
         f: impl FnOnce(&[u8], MessageInfo) -> R,
     ) -> Result<R, RecvError> {
-        if self.cursor.is_some() {
+        if self.backpressure {
             let msg = self.try_recv_ref()?;
             let info = msg.info();
             return Ok(f(&msg, info));
@@ -316,25 +343,10 @@ impl Consumer {
     /// [`Consumer::try_recv`].
     #[inline]
     pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>, RecvError> {
-        if self.cursor.is_none() {
+        if !self.backpressure {
             return Err(RecvError::ZeroCopyUnsupported);
         }
-        let seq = self.next;
-        let (hdr, payload) = self.slot(seq);
-        // Acquire: pairs with the Release stamp store in Producer::finish.
-        let s1 = hdr.stamp.load(Ordering::Acquire);
-        if s1 != stamp_done(seq) {
-            return Err(self.not_ready(seq, s1));
-        }
-        let info = MessageInfo {
-            seq,
-            tag: hdr.tag.load(Ordering::Relaxed),
-            timestamp: hdr.timestamp.load(Ordering::Relaxed),
-            len: hdr.len.load(Ordering::Relaxed) as usize,
-        };
-        if info.len > self.max {
-            return Err(self.bad_len(seq, s1, info.len));
-        }
+        let (info, payload, _) = self.peek(usize::MAX)?;
         Ok(MessageRef {
             consumer: self,
             payload,
@@ -498,6 +510,10 @@ impl Consumer {
         self.next = resume - 1;
         self.advance();
         self.lagged = self.lagged.saturating_add(missed);
+        if let Some(c) = self.cursor {
+            // SAFETY: the cursor slot lives in the region we hold.
+            unsafe { &*c }.dropped.store(self.lagged, Ordering::Relaxed);
+        }
         RecvError::Lagged { missed }
     }
 }
@@ -507,7 +523,8 @@ impl std::fmt::Debug for Consumer {
         f.debug_struct("Consumer")
             .field("region", &self.region)
             .field("next_seq", &self.next)
-            .field("backpressure_cursor", &self.cursor.is_some())
+            .field("backpressure", &self.backpressure)
+            .field("cursor", &self.cursor.is_some())
             .finish()
     }
 }
