@@ -77,10 +77,12 @@ fn ping_pong(c: &mut Criterion) {
     let (ping, pong) = (region(size, 64), region(size, 64));
     let stop = Arc::new(AtomicBool::new(false));
     let echo = {
-        let (ping, pong, stop) = (ping.clone(), pong.clone(), stop.clone());
+        // Joined before the first ping: a consumer made in the thread could
+        // start after it (Start::Latest) and the ping-pong would never start.
+        let mut rx = Consumer::new(ping.clone(), Start::Latest).unwrap();
+        let mut tx = Producer::new(pong.clone()).unwrap();
+        let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut rx = Consumer::new(ping, Start::Latest).unwrap();
-            let mut tx = Producer::new(pong).unwrap();
             tx.set_timestamps(false);
             let mut buf = [0u8; 64];
             while !stop.load(Ordering::Relaxed) {

@@ -32,6 +32,8 @@ use crate::wait::WaitStrategy;
 pub use crate::control::frame::TopicConfig;
 pub use crate::ring::Mode;
 
+mod zero_copy;
+
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -431,6 +433,24 @@ const GENERATION_CHECK_EVERY: u32 = 64;
 /// (a restarted broker is re-joined).
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
 
+/// State of one blocking receive between its idle steps.
+struct Idle {
+    started: Instant,
+    last_health: Instant,
+    nap: Duration,
+}
+
+impl Idle {
+    fn new() -> Idle {
+        let now = Instant::now();
+        Idle {
+            started: now,
+            last_health: now,
+            nap: Duration::from_micros(10),
+        }
+    }
+}
+
 /// A subscriber of one topic: reads all of its rings, one message at a
 /// time in turn. Rings of publishers that join later are attached when the
 /// topic's generation counter (in shared memory) moves: no syscall on the
@@ -680,51 +700,60 @@ impl Subscriber {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<Delivery, RecvError> {
-        let started = Instant::now();
-        let mut last_health = started;
-        let mut nap = Duration::from_micros(10);
+        let mut idle = Idle::new();
         loop {
             match self.try_recv(buf) {
                 Err(RecvError::Empty) => {}
                 r => return r,
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(RecvError::Timeout);
-            }
-            if now.duration_since(last_health) >= HEALTH_CHECK {
-                last_health = now;
-                self.check_broker();
-            }
-            // Wake at least this often to look for new rings.
-            let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
-            if self.rings.len() == 1 {
-                // One ring: its own wait (futex when the strategy blocks).
-                self.rings[0]
-                    .consumer
-                    .wait_ready(self.options.wait, Some(slice));
-                continue;
-            }
-            // None or several rings: each has its own futex, so poll them,
-            // backing off to naps of at most 1 ms once the spin budget of a
-            // blocking strategy is spent.
-            match self.options.wait {
-                WaitStrategy::Spin => std::hint::spin_loop(),
-                WaitStrategy::SpinYield => std::thread::yield_now(),
-                WaitStrategy::Block | WaitStrategy::Adaptive { .. } => {
-                    let budget = match self.options.wait {
-                        WaitStrategy::Adaptive { spin } => spin,
-                        _ => Duration::ZERO,
-                    };
-                    if now.duration_since(started) < budget {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::sleep(nap.min(slice.saturating_duration_since(now)));
-                        nap = (nap * 2).min(Duration::from_millis(1));
-                    }
+            self.idle(&mut idle, deadline)?;
+        }
+    }
+
+    /// One idle step of a blocking receive that found nothing: waits a
+    /// slice as the wait strategy says (at most [`HEALTH_CHECK`]), checking
+    /// the broker now and then.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`] once `deadline` has passed.
+    fn idle(&mut self, idle: &mut Idle, deadline: Option<Instant>) -> Result<(), RecvError> {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(RecvError::Timeout);
+        }
+        if now.duration_since(idle.last_health) >= HEALTH_CHECK {
+            idle.last_health = now;
+            self.check_broker();
+        }
+        // Wake at least this often to look for new rings.
+        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
+        if self.rings.len() == 1 {
+            // One ring: its own wait (futex when the strategy blocks).
+            self.rings[0]
+                .consumer
+                .wait_ready(self.options.wait, Some(slice));
+            return Ok(());
+        }
+        // None or several rings: each has its own futex, so poll them,
+        // backing off to naps of at most 1 ms once the spin budget of a
+        // blocking strategy is spent.
+        match self.options.wait {
+            WaitStrategy::Spin => std::hint::spin_loop(),
+            WaitStrategy::SpinYield => std::thread::yield_now(),
+            WaitStrategy::Block | WaitStrategy::Adaptive { .. } => {
+                let budget = match self.options.wait {
+                    WaitStrategy::Adaptive { spin } => spin,
+                    _ => Duration::ZERO,
+                };
+                if now.duration_since(idle.started) < budget {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(idle.nap.min(slice.saturating_duration_since(now)));
+                    idle.nap = (idle.nap * 2).min(Duration::from_millis(1));
                 }
             }
         }
+        Ok(())
     }
 
     /// The topic.

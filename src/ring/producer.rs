@@ -177,6 +177,7 @@ impl Producer {
     ///
     /// # Errors
     /// [`PublishError::TooLarge`].
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, PublishError> {
         self.check_len(len)?;
         self.wait_for_room(None)?;
@@ -187,6 +188,7 @@ impl Producer {
     ///
     /// # Errors
     /// [`PublishError::Full`]; [`PublishError::TooLarge`].
+    #[inline]
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, PublishError> {
         self.check_len(len)?;
         if !self.has_room() {
@@ -367,12 +369,14 @@ pub struct Loan<'a> {
 
 impl Loan<'_> {
     /// Publishes the loaned bytes with `tag`; returns the sequence number.
+    #[inline]
     pub fn commit(self, tag: u64) -> u64 {
         let len = self.len;
         self.commit_len(len, tag)
     }
 
     /// Publishes only the first `len` bytes (clamped to the loan's length).
+    #[inline]
     pub fn commit_len(self, len: usize, tag: u64) -> u64 {
         let len = len.min(self.len);
         self.producer.finish(self.hdr, len, tag)

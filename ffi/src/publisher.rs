@@ -1,0 +1,435 @@
+//! `ringbus_publisher`: one publisher of a topic (its own ring), with
+//! copying publish and zero-copy loan + commit.
+//!
+//! The hot path is the Rust producer's: the wrappers add a magic check and
+//! no allocation, lock or syscall.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::time::Duration;
+
+use ringbus::client::{Publisher, TopicConfig};
+use ringbus::ring::Loan;
+
+use crate::client::{client_ref, ringbus_client};
+use crate::handle::{self, check, out_arg, str_arg, Handle};
+use crate::status::ringbus_status::{RINGBUS_ERR_BAD_STATE, RINGBUS_ERR_INVALID_ARGUMENT};
+use crate::status::{client_error, fail, fail_static, guard, null, publish_error, Failed, Outcome};
+use crate::types::ringbus_topic_config;
+
+/// A publisher of one topic (opaque). Use it from one thread at a time.
+pub struct ringbus_publisher {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+pub(crate) struct PublisherHandle {
+    magic: u64,
+    /// The outstanding loan. It borrows `publisher` mutably: while it is
+    /// `Some`, `publisher` is not touched (calls other than commit, abandon
+    /// and close fail with `RINGBUS_ERR_BAD_STATE`), and it is dropped
+    /// before `publisher` (field order, and explicitly in close).
+    loan: Option<Loan<'static>>,
+    publisher: Publisher,
+}
+
+// SAFETY: `#[repr(C)]`, magic first.
+unsafe impl Handle for PublisherHandle {
+    const MAGIC: u64 = 0x7262_7075_626c_6973; // "rbpublis"
+    const NAME: &'static str = "ringbus_publisher";
+}
+
+/// The publisher of a live handle with no loan outstanding.
+///
+/// # Safety
+/// As [`handle::check`]; the handle is not used by another thread during
+/// the returned borrow.
+#[inline]
+unsafe fn idle_publisher<'a>(p: *mut ringbus_publisher) -> Result<&'a mut Publisher, Failed> {
+    // SAFETY: forwarded contract.
+    let h = unsafe { check(p.cast::<PublisherHandle>())? };
+    // SAFETY: a live handle; the loan field is read through the raw pointer
+    // without creating a reference to the publisher.
+    if unsafe { (*h).loan.is_some() } {
+        return Err(fail_static(
+            RINGBUS_ERR_BAD_STATE,
+            c"a loan is outstanding: commit it (ringbus_publisher_commit) or abandon it first",
+        ));
+    }
+    // SAFETY: no loan borrows the publisher; the caller has the handle to
+    // itself for the duration of the borrow.
+    Ok(unsafe { &mut (*h).publisher })
+}
+
+/// A payload argument as a slice (NULL allowed when `len` is 0).
+///
+/// # Safety
+/// `data` is NULL or readable for `len` bytes.
+#[inline]
+unsafe fn payload<'a>(data: *const c_void, len: usize) -> Result<&'a [u8], Failed> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() {
+        return Err(null("data (with len > 0)"));
+    }
+    // SAFETY: non-NULL and readable for `len` bytes per the contract.
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+#[inline]
+fn write_seq(out: *mut u64, seq: u64) {
+    if !out.is_null() {
+        // SAFETY: a non-NULL `sequence` out-parameter is writable (every
+        // publishing function's contract).
+        unsafe { out.write(seq) };
+    }
+}
+
+/// Opens a publisher of `topic`, creating the topic with `config` (NULL:
+/// the defaults of `ringbus_topic_config_init()`) or checking that the
+/// existing topic has the same config. The publisher writes its own ring;
+/// close it with `ringbus_publisher_close()`, which ends its stream for
+/// subscribers.
+///
+/// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (topic not UTF-8 or not a valid
+/// name, bad config), `RINGBUS_ERR_CONFIG_MISMATCH`,
+/// `RINGBUS_ERR_PERMISSION_DENIED`, `RINGBUS_ERR_LIMIT`,
+/// `RINGBUS_ERR_BROKER`, `RINGBUS_ERR_SYSTEM`.
+///
+/// # Safety
+/// `client` is NULL or a client handle; `topic` is NULL or a
+/// NUL-terminated string; `config` is NULL or points to a
+/// `ringbus_topic_config`; `publisher` is NULL or points to writable memory
+/// for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_open(
+    client: *mut ringbus_client,
+    topic: *const c_char,
+    config: *const ringbus_topic_config,
+    publisher: *mut *mut ringbus_publisher,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let c = unsafe { client_ref(client)? };
+        // SAFETY: forwarded contract.
+        let topic = unsafe { str_arg(topic, "topic")? };
+        let out = out_arg(publisher, "publisher")?;
+        let config = if config.is_null() {
+            TopicConfig::default()
+        } else {
+            // SAFETY: non-NULL, points to a config per the contract.
+            unsafe { config.read() }.to_rust()?
+        };
+        let p = c.publisher(topic, config).map_err(|e| client_error(&e))?;
+        let h = PublisherHandle {
+            magic: PublisherHandle::MAGIC,
+            loan: None,
+            publisher: p,
+        }
+        .into_raw();
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(h.cast()) };
+        Ok(())
+    })
+}
+
+/// Opens a publisher of an existing topic with the topic's own config
+/// (e.g. a topic predeclared in the broker's configuration), so the caller
+/// need not repeat it; `ringbus_publisher_config()` tells what it is.
+///
+/// Errors: `RINGBUS_ERR_NOT_FOUND` (the topic has no config yet); as
+/// `ringbus_publisher_open()`.
+///
+/// # Safety
+/// `client` is NULL or a client handle; `topic` is NULL or a
+/// NUL-terminated string; `publisher` is NULL or points to writable memory
+/// for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_open_existing(
+    client: *mut ringbus_client,
+    topic: *const c_char,
+    publisher: *mut *mut ringbus_publisher,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let c = unsafe { client_ref(client)? };
+        // SAFETY: forwarded contract.
+        let topic = unsafe { str_arg(topic, "topic")? };
+        let out = out_arg(publisher, "publisher")?;
+        let p = c.publisher_existing(topic).map_err(|e| client_error(&e))?;
+        let h = PublisherHandle {
+            magic: PublisherHandle::MAGIC,
+            loan: None,
+            publisher: p,
+        }
+        .into_raw();
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(h.cast()) };
+        Ok(())
+    })
+}
+
+/// Closes a publisher (abandoning an outstanding loan): subscribers read
+/// what is left in its ring, then get `RINGBUS_ERR_END_OF_STREAM`.
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle, not used by another thread
+/// during the call, and not used again after a success.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_close(publisher: *mut ringbus_publisher) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract; the loan is dropped before the
+        // publisher it borrows.
+        unsafe {
+            handle::close(publisher.cast::<PublisherHandle>(), |h| {
+                (*h).loan = None;
+            })
+        }
+    })
+}
+
+/// Writes the topic's config to `*config` (e.g. to learn
+/// `max_message_size`).
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle; `config` is NULL or points to
+/// writable memory for a `ringbus_topic_config`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_config(
+    publisher: *mut ringbus_publisher,
+    config: *mut ringbus_topic_config,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let p = unsafe { idle_publisher(publisher)? };
+        let out = out_arg(config, "config")?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(p.config().into()) };
+        Ok(())
+    })
+}
+
+/// Turns the per-message CLOCK_MONOTONIC timestamp on (`on` != 0, the
+/// default) or off (messages then carry 0; saves a clock read).
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_set_timestamps(
+    publisher: *mut ringbus_publisher,
+    on: c_int,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let p = unsafe { idle_publisher(publisher)? };
+        p.set_timestamps(on != 0);
+        Ok(())
+    })
+}
+
+/// Copies `len` bytes from `data` into the ring as one message with `tag`;
+/// its sequence number goes to `*sequence` (unless NULL). On a
+/// back-pressure topic, waits as long as a subscriber keeps the ring full.
+///
+/// Errors: `RINGBUS_ERR_TOO_LARGE`, `RINGBUS_ERR_BAD_STATE` (a loan is
+/// outstanding).
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle; `data` is readable for `len`
+/// bytes (may be NULL when `len` is 0); `sequence` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_publish(
+    publisher: *mut ringbus_publisher,
+    data: *const c_void,
+    len: usize,
+    tag: u64,
+    sequence: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (p, data) = unsafe { (idle_publisher(publisher)?, payload(data, len)?) };
+        let seq = p.publish(data, tag).map_err(publish_error)?;
+        write_seq(sequence, seq);
+        Ok(())
+    })
+}
+
+/// As `ringbus_publisher_publish()`, but never waits: on a full
+/// back-pressure ring returns `RINGBUS_ERR_FULL`.
+///
+/// # Safety
+/// As `ringbus_publisher_publish()`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_try_publish(
+    publisher: *mut ringbus_publisher,
+    data: *const c_void,
+    len: usize,
+    tag: u64,
+    sequence: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (p, data) = unsafe { (idle_publisher(publisher)?, payload(data, len)?) };
+        let seq = p.try_publish(data, tag).map_err(publish_error)?;
+        write_seq(sequence, seq);
+        Ok(())
+    })
+}
+
+/// As `ringbus_publisher_publish()`, waiting at most `timeout_ns`
+/// nanoseconds for room (`RINGBUS_ERR_TIMEOUT` after that).
+///
+/// # Safety
+/// As `ringbus_publisher_publish()`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_publish_timeout(
+    publisher: *mut ringbus_publisher,
+    data: *const c_void,
+    len: usize,
+    tag: u64,
+    timeout_ns: u64,
+    sequence: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (p, data) = unsafe { (idle_publisher(publisher)?, payload(data, len)?) };
+        let seq = p
+            .publish_timeout(data, tag, Duration::from_nanos(timeout_ns))
+            .map_err(publish_error)?;
+        write_seq(sequence, seq);
+        Ok(())
+    })
+}
+
+/// Zero-copy publish, step 1: lends the next slot's payload area, `len`
+/// bytes at `*buf`, to be filled in place; `ringbus_publisher_commit()`
+/// publishes it, `ringbus_publisher_abandon()` drops it. Waits for room
+/// like `ringbus_publisher_publish()`. One loan at a time; while it is
+/// outstanding, other calls on the publisher fail with
+/// `RINGBUS_ERR_BAD_STATE`.
+///
+/// Errors: `RINGBUS_ERR_TOO_LARGE`, `RINGBUS_ERR_BAD_STATE`.
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle; `buf` is NULL or points to
+/// writable memory for a pointer. The loaned area is valid until the loan
+/// is committed or abandoned, or the publisher closed.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_loan(
+    publisher: *mut ringbus_publisher,
+    len: usize,
+    buf: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { loan(publisher, len, buf, true) })
+}
+
+/// As `ringbus_publisher_loan()`, but never waits: on a full back-pressure
+/// ring returns `RINGBUS_ERR_FULL`.
+///
+/// # Safety
+/// As `ringbus_publisher_loan()`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_try_loan(
+    publisher: *mut ringbus_publisher,
+    len: usize,
+    buf: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { loan(publisher, len, buf, false) })
+}
+
+/// # Safety
+/// As `ringbus_publisher_loan()`.
+#[inline]
+unsafe fn loan(
+    publisher: *mut ringbus_publisher,
+    len: usize,
+    buf: *mut *mut c_void,
+    wait: bool,
+) -> Outcome {
+    // SAFETY: forwarded contract.
+    let p = unsafe { idle_publisher(publisher)? };
+    let out = out_arg(buf, "buf")?;
+    let mut l = if wait { p.loan(len) } else { p.try_loan(len) }.map_err(publish_error)?;
+    let ptr = l.as_mut_ptr();
+    // SAFETY: the loan borrows the publisher inside the boxed handle, which
+    // stays put until close; the handle keeps the loan only while nothing
+    // else touches the publisher (see `PublisherHandle::loan`) and drops it
+    // first, so extending the borrow to 'static never lets it dangle.
+    let l: Loan<'static> = unsafe { std::mem::transmute::<Loan<'_>, Loan<'static>>(l) };
+    let h = publisher.cast::<PublisherHandle>();
+    // SAFETY: a live handle (checked above); only the loan field is written.
+    unsafe { (*h).loan = Some(l) };
+    // SAFETY: non-NULL and writable per the contract.
+    unsafe { out.write(ptr.cast()) };
+    Ok(())
+}
+
+/// Zero-copy publish, step 2: publishes the first `len` bytes of the
+/// outstanding loan (at most the loaned length) with `tag`; the sequence
+/// number goes to `*sequence` (unless NULL).
+///
+/// Errors: `RINGBUS_ERR_BAD_STATE` (no loan), `RINGBUS_ERR_INVALID_ARGUMENT`
+/// (`len` larger than the loan; the loan stays outstanding).
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle; `sequence` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_commit(
+    publisher: *mut ringbus_publisher,
+    len: usize,
+    tag: u64,
+    sequence: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let h = unsafe { check(publisher.cast::<PublisherHandle>())? };
+        // SAFETY: a live handle; only the loan field is touched.
+        let slot = unsafe { &mut (*h).loan };
+        let Some(l) = slot.as_ref() else {
+            return Err(no_loan());
+        };
+        if len > l.len() {
+            return Err(fail(
+                RINGBUS_ERR_INVALID_ARGUMENT,
+                format_args!(
+                    "commit of {len} bytes exceeds the loan of {} bytes",
+                    l.len()
+                ),
+            ));
+        }
+        let l = slot.take().expect("checked above");
+        write_seq(sequence, l.commit_len(len, tag));
+        Ok(())
+    })
+}
+
+/// Drops the outstanding loan without publishing anything.
+///
+/// Errors: `RINGBUS_ERR_BAD_STATE` (no loan).
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_abandon(publisher: *mut ringbus_publisher) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let h = unsafe { check(publisher.cast::<PublisherHandle>())? };
+        // A dropped loan publishes nothing: its slot is reused by the next
+        // loan or publish.
+        // SAFETY: a live handle; only the loan field is touched.
+        match unsafe { (*h).loan.take() } {
+            Some(_) => Ok(()),
+            None => Err(no_loan()),
+        }
+    })
+}
+
+fn no_loan() -> Failed {
+    fail_static(
+        RINGBUS_ERR_BAD_STATE,
+        c"no loan is outstanding: call ringbus_publisher_loan first",
+    )
+}

@@ -1,0 +1,282 @@
+//! Plain C structs and enums passed by value or through pointers, and
+//! their conversion to the Rust client's types.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::time::Duration;
+
+use ringbus::client::{Mode, SubscribeOptions, TopicConfig};
+use ringbus::ring::{MessageInfo, Start};
+use ringbus::wait::WaitStrategy;
+
+use crate::handle::out_arg;
+use crate::status::ringbus_status::{RINGBUS_ERR_INVALID_ARGUMENT, RINGBUS_ERR_UNSUPPORTED};
+use crate::status::{fail, guard, Failed};
+
+/// Timeout value meaning "wait as long as it takes".
+pub const RINGBUS_WAIT_FOREVER: i64 = -1;
+
+/// What a publisher does when its ring is full (`ringbus_topic_config.mode`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ringbus_mode {
+    /// Never wait: overwrite the oldest message; slow subscribers get
+    /// `RINGBUS_ERR_LAGGED`.
+    RINGBUS_MODE_OVERWRITE = 0,
+    /// Never overwrite a message a live subscriber has not read: the
+    /// publisher waits (or `try_` calls return `RINGBUS_ERR_FULL`).
+    RINGBUS_MODE_BACKPRESSURE = 1,
+}
+
+/// Where a new subscriber starts (`ringbus_subscribe_options.start`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ringbus_start {
+    /// With the next message published after subscribing.
+    RINGBUS_START_LATEST = 0,
+    /// With the oldest message each ring still holds.
+    RINGBUS_START_EARLIEST = 1,
+    /// With `start_sequence` (a lag is reported if it is gone already).
+    RINGBUS_START_SEQUENCE = 2,
+}
+
+/// How blocking receives wait (`ringbus_subscribe_options.wait`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ringbus_wait {
+    /// Spin for `spin_ns` (default 50 us), then sleep on a futex.
+    RINGBUS_WAIT_ADAPTIVE = 0,
+    /// Busy-poll: lowest latency, burns a core.
+    RINGBUS_WAIT_SPIN = 1,
+    /// Poll, yielding the CPU between polls.
+    RINGBUS_WAIT_SPIN_YIELD = 2,
+    /// Sleep on a futex at once: no CPU while idle.
+    RINGBUS_WAIT_BLOCK = 3,
+}
+
+/// A topic's shape, fixed when the topic is created; a publisher of an
+/// existing topic must pass the same values. Fill it with
+/// `ringbus_topic_config_init()` before changing fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ringbus_topic_config {
+    /// Largest payload in bytes (1 to 64 MiB). Default 1024.
+    pub max_message_size: u32,
+    /// Slots per ring: a power of two (1 to 2^24). Default 1024.
+    pub capacity: u32,
+    /// A `ringbus_mode` value. Default `RINGBUS_MODE_OVERWRITE`.
+    pub mode: u32,
+    /// Back-pressure subscribers per ring (1 to 1024). Default 16.
+    pub max_subscribers: u32,
+}
+
+impl From<TopicConfig> for ringbus_topic_config {
+    fn from(c: TopicConfig) -> Self {
+        ringbus_topic_config {
+            max_message_size: c.max_message_size,
+            capacity: c.capacity,
+            mode: match c.mode {
+                Mode::Overwrite => ringbus_mode::RINGBUS_MODE_OVERWRITE as u32,
+                Mode::Backpressure => ringbus_mode::RINGBUS_MODE_BACKPRESSURE as u32,
+            },
+            max_subscribers: c.max_subscribers,
+        }
+    }
+}
+
+impl ringbus_topic_config {
+    /// The Rust config; the other fields are checked by the broker.
+    pub(crate) fn to_rust(self) -> Result<TopicConfig, Failed> {
+        let mode = match self.mode {
+            0 => Mode::Overwrite,
+            1 => Mode::Backpressure,
+            m => {
+                return Err(fail(
+                    RINGBUS_ERR_INVALID_ARGUMENT,
+                    format_args!(
+                        "topic config mode {m} is neither RINGBUS_MODE_OVERWRITE (0) nor RINGBUS_MODE_BACKPRESSURE (1)"
+                    ),
+                ))
+            }
+        };
+        Ok(TopicConfig {
+            max_message_size: self.max_message_size,
+            capacity: self.capacity,
+            mode,
+            max_subscribers: self.max_subscribers,
+        })
+    }
+}
+
+/// How a subscriber starts and waits. Fill it with
+/// `ringbus_subscribe_options_init()` before changing fields; the reserved
+/// fields must stay zero / NULL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ringbus_subscribe_options {
+    /// A `ringbus_start` value. Default `RINGBUS_START_LATEST`.
+    pub start: u32,
+    /// A `ringbus_wait` value. Default `RINGBUS_WAIT_ADAPTIVE`.
+    pub wait: u32,
+    /// With `RINGBUS_START_SEQUENCE`: the first sequence number to read.
+    pub start_sequence: u64,
+    /// With `RINGBUS_WAIT_ADAPTIVE`: nanoseconds to spin before sleeping;
+    /// 0 means the default (50 us).
+    pub spin_ns: u64,
+    /// Reserved for pattern subscriptions (`md.*.AAPL`, `md.>`): must be
+    /// NULL in this version.
+    pub pattern: *const c_char,
+    /// Reserved for tag filtering (deliver when `(tag & tag_mask) ==
+    /// tag_value`): must be 0 in this version.
+    pub tag_mask: u64,
+    /// Reserved for tag filtering: must be 0 in this version.
+    pub tag_value: u64,
+    /// Reserved for future options: must be zero.
+    pub reserved: [u64; 4],
+}
+
+impl Default for ringbus_subscribe_options {
+    fn default() -> Self {
+        ringbus_subscribe_options {
+            start: ringbus_start::RINGBUS_START_LATEST as u32,
+            wait: ringbus_wait::RINGBUS_WAIT_ADAPTIVE as u32,
+            start_sequence: 0,
+            spin_ns: 0,
+            pattern: std::ptr::null(),
+            tag_mask: 0,
+            tag_value: 0,
+            reserved: [0; 4],
+        }
+    }
+}
+
+impl ringbus_subscribe_options {
+    /// The Rust options, after checking every field.
+    pub(crate) fn to_rust(self) -> Result<SubscribeOptions, Failed> {
+        if !self.pattern.is_null() {
+            return Err(unsupported("pattern subscriptions (options.pattern)"));
+        }
+        if self.tag_mask != 0 || self.tag_value != 0 {
+            return Err(unsupported(
+                "tag filters (options.tag_mask / options.tag_value)",
+            ));
+        }
+        if self.reserved != [0; 4] {
+            return Err(unsupported("options.reserved (must be zero)"));
+        }
+        let start = match self.start {
+            0 => Start::Latest,
+            1 => Start::Earliest,
+            2 => Start::Sequence(self.start_sequence),
+            s => {
+                return Err(fail(
+                    RINGBUS_ERR_INVALID_ARGUMENT,
+                    format_args!("options.start {s} is not a ringbus_start value (0 to 2)"),
+                ))
+            }
+        };
+        let wait = match self.wait {
+            0 if self.spin_ns == 0 => WaitStrategy::default(),
+            0 => WaitStrategy::Adaptive {
+                spin: Duration::from_nanos(self.spin_ns),
+            },
+            1 => WaitStrategy::Spin,
+            2 => WaitStrategy::SpinYield,
+            3 => WaitStrategy::Block,
+            w => {
+                return Err(fail(
+                    RINGBUS_ERR_INVALID_ARGUMENT,
+                    format_args!("options.wait {w} is not a ringbus_wait value (0 to 3)"),
+                ))
+            }
+        };
+        Ok(SubscribeOptions { start, wait })
+    }
+}
+
+fn unsupported(what: &str) -> Failed {
+    fail(
+        RINGBUS_ERR_UNSUPPORTED,
+        format_args!("{what}: not supported by this version of ringbus"),
+    )
+}
+
+/// What a subscriber learns about a received message. On
+/// `RINGBUS_ERR_BUFFER_TOO_SMALL`, `len` is the size needed; on
+/// `RINGBUS_ERR_LAGGED`, `missed` is the number of messages lost.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ringbus_message_info {
+    /// Sequence number within its ring (0, 1, 2, ... per publisher).
+    pub sequence: u64,
+    /// The publisher's tag.
+    pub tag: u64,
+    /// CLOCK_MONOTONIC nanoseconds at publish (0 if the publisher turned
+    /// timestamps off); compare with `ringbus_now_ns()`.
+    pub timestamp_ns: u64,
+    /// The ring (one per publisher) the message or error came from.
+    pub ring_id: u64,
+    /// Payload length in bytes.
+    pub len: usize,
+    /// With `RINGBUS_ERR_LAGGED`: how many messages were overwritten
+    /// unread; otherwise 0.
+    pub missed: u64,
+}
+
+impl ringbus_message_info {
+    pub(crate) fn of(ring_id: u64, m: MessageInfo) -> Self {
+        ringbus_message_info {
+            sequence: m.seq,
+            tag: m.tag,
+            timestamp_ns: m.timestamp,
+            ring_id,
+            len: m.len,
+            missed: 0,
+        }
+    }
+}
+
+/// A message read in place (zero-copy receive): `data` points into the
+/// ring and stays valid until `ringbus_subscriber_release()` (or closing the
+/// subscriber); the publisher cannot reuse the slot meanwhile.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ringbus_message_view {
+    /// The payload (`info.len` bytes, read-only).
+    pub data: *const c_void,
+    /// Sequence, tag, timestamp, ring, length.
+    pub info: ringbus_message_info,
+}
+
+/// Fills `config` with the default topic config (1 KiB messages, 1024
+/// slots, overwrite mode, 16 back-pressure subscribers).
+///
+/// # Safety
+/// `config` is NULL or points to writable memory for a
+/// `ringbus_topic_config`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_topic_config_init(config: *mut ringbus_topic_config) -> c_int {
+    guard(|| {
+        let out = out_arg(config, "config")?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(TopicConfig::default().into()) };
+        Ok(())
+    })
+}
+
+/// Fills `options` with the default subscribe options (start with the
+/// next message, adaptive wait, no filter).
+///
+/// # Safety
+/// `options` is NULL or points to writable memory for a
+/// `ringbus_subscribe_options`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscribe_options_init(
+    options: *mut ringbus_subscribe_options,
+) -> c_int {
+    guard(|| {
+        let out = out_arg(options, "options")?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(ringbus_subscribe_options::default()) };
+        Ok(())
+    })
+}

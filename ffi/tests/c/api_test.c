@@ -1,0 +1,368 @@
+/* Exercises the C API's contract against a live broker ($RINGBUS_SOCKET):
+ * results, metadata, and every error path (NULL pointers, closed and
+ * foreign handles, buffers too small, bad UTF-8, reserved options, loan and
+ * zero-copy state). Exits 0 when every check passes; prints each failure. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringbus.h"
+
+static int failures = 0;
+
+#define EXPECT(cond)                                                      \
+    do {                                                                  \
+        if (!(cond)) {                                                    \
+            fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                   \
+        }                                                                 \
+    } while (0)
+
+/* Expects `call` to return `status` and, on failure, a message that
+ * contains `needle`. */
+#define EXPECT_STATUS(call, status, needle)                                        \
+    do {                                                                           \
+        int rc_ = (call);                                                          \
+        if (rc_ != (status)) {                                                     \
+            fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", \
+                    __FILE__, __LINE__, #call, ringbus_status_name(rc_), #status,  \
+                    ringbus_last_error());                                         \
+            failures++;                                                            \
+        } else if ((status) != RINGBUS_OK && !strstr(ringbus_last_error(), needle)) { \
+            fprintf(stderr, "%s:%d: %s: message \"%s\" lacks \"%s\"\n", __FILE__,  \
+                    __LINE__, #call, ringbus_last_error(), needle);                \
+            failures++;                                                            \
+        }                                                                          \
+    } while (0)
+
+#define OK(call) EXPECT_STATUS(call, RINGBUS_OK, "")
+
+static const int64_t MS = 1000 * 1000;
+
+static void test_library(void) {
+    char v[32];
+    unsigned n = ringbus_version_number();
+    snprintf(v, sizeof v, "%u.%u.%u", n / 1000000, n / 1000 % 1000, n % 1000);
+    EXPECT(strcmp(ringbus_version(), v) == 0);
+    EXPECT(strcmp(ringbus_status_name(RINGBUS_ERR_TIMEOUT), "RINGBUS_ERR_TIMEOUT") == 0);
+    EXPECT(strcmp(ringbus_status_name(12345), "RINGBUS_UNKNOWN_STATUS") == 0);
+    uint64_t t = ringbus_now_ns();
+    EXPECT(t > 0 && ringbus_now_ns() >= t);
+
+    size_t cores[256], count = 0;
+    OK(ringbus_available_cores(cores, 256, &count));
+    EXPECT(count >= 1);
+    EXPECT_STATUS(ringbus_available_cores(NULL, 0, &count), RINGBUS_ERR_BUFFER_TOO_SMALL,
+                  "CPUs available");
+    EXPECT_STATUS(ringbus_available_cores(cores, 4, NULL), RINGBUS_ERR_NULL_POINTER, "count");
+    OK(ringbus_pin_current_thread(cores[0]));
+    EXPECT_STATUS(ringbus_pin_current_thread(100000), RINGBUS_ERR_INVALID_ARGUMENT, "100000");
+    EXPECT_STATUS(ringbus_topic_config_init(NULL), RINGBUS_ERR_NULL_POINTER, "config");
+    EXPECT_STATUS(ringbus_subscribe_options_init(NULL), RINGBUS_ERR_NULL_POINTER, "options");
+}
+
+static void test_connect(void) {
+    ringbus_client *c = NULL;
+    EXPECT_STATUS(ringbus_client_connect(NULL, NULL), RINGBUS_ERR_NULL_POINTER, "client");
+    EXPECT_STATUS(ringbus_client_connect("/nonexistent/ringbus.sock", &c), RINGBUS_ERR_NO_BROKER,
+                  "ringbus serve");
+    EXPECT(c == NULL);
+    EXPECT_STATUS(ringbus_client_connect("\xff\xfe", &c), RINGBUS_ERR_INVALID_ARGUMENT,
+                  "UTF-8");
+    EXPECT_STATUS(ringbus_client_close(NULL), RINGBUS_ERR_NULL_POINTER, "NULL");
+}
+
+/* Copying publish and receive, metadata, buffer sizes, loans. */
+static void test_overwrite_topic(ringbus_client *client) {
+    ringbus_publisher *pub = NULL;
+    ringbus_subscriber *sub = NULL;
+    ringbus_topic_config config;
+    OK(ringbus_topic_config_init(&config));
+    EXPECT(config.max_message_size == 1024 && config.capacity == 1024 &&
+           config.mode == RINGBUS_MODE_OVERWRITE);
+    config.max_message_size = 256;
+    config.capacity = 8;
+
+    EXPECT_STATUS(ringbus_publisher_open(client, NULL, &config, &pub), RINGBUS_ERR_NULL_POINTER,
+                  "topic");
+    EXPECT_STATUS(ringbus_publisher_open(client, "api.\xc3\x28", &config, &pub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "UTF-8");
+    EXPECT_STATUS(ringbus_publisher_open(client, "bad name!", &config, &pub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "");
+    EXPECT_STATUS(ringbus_publisher_open(client, "api.ow", &config, NULL),
+                  RINGBUS_ERR_NULL_POINTER, "publisher");
+    ringbus_topic_config bad = config;
+    bad.mode = 7;
+    EXPECT_STATUS(ringbus_publisher_open(client, "api.ow", &bad, &pub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "mode 7");
+    bad = config;
+    bad.capacity = 3;
+    EXPECT_STATUS(ringbus_publisher_open(client, "api.ow", &bad, &pub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "capacity");
+    EXPECT(pub == NULL);
+
+    ringbus_subscribe_options options;
+    OK(ringbus_subscribe_options_init(&options));
+    EXPECT(options.start == RINGBUS_START_LATEST && options.wait == RINGBUS_WAIT_ADAPTIVE &&
+           options.pattern == NULL && options.tag_mask == 0);
+    options.start = RINGBUS_START_EARLIEST;
+    ringbus_subscribe_options o = options;
+    o.pattern = "api.*";
+    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub), RINGBUS_ERR_UNSUPPORTED,
+                  "pattern");
+    o = options;
+    o.tag_mask = 1;
+    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub), RINGBUS_ERR_UNSUPPORTED,
+                  "tag");
+    o = options;
+    o.reserved[3] = 1;
+    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub), RINGBUS_ERR_UNSUPPORTED,
+                  "reserved");
+    o = options;
+    o.wait = 9;
+    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "wait 9");
+    o = options;
+    o.start = 5;
+    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "start 5");
+    EXPECT(sub == NULL);
+
+    OK(ringbus_subscriber_open(client, "api.ow", &options, &sub));
+    ringbus_topic_config got;
+    EXPECT_STATUS(ringbus_subscriber_config(sub, &got), RINGBUS_ERR_NOT_FOUND, "no config yet");
+    EXPECT_STATUS(ringbus_publisher_open_existing(client, "api.ow", &pub), RINGBUS_ERR_NOT_FOUND,
+                  "");
+    OK(ringbus_publisher_open(client, "api.ow", &config, &pub));
+    ringbus_topic_config other = config;
+    other.capacity = 16;
+    ringbus_publisher *pub2 = NULL;
+    EXPECT_STATUS(ringbus_publisher_open(client, "api.ow", &other, &pub2),
+                  RINGBUS_ERR_CONFIG_MISMATCH, "");
+    OK(ringbus_publisher_config(pub, &got));
+    EXPECT(memcmp(&got, &config, sizeof got) == 0);
+    /* A second publisher joins with the topic's own config (on another
+     * topic: its ring's end would show in this subscription). */
+    ringbus_publisher *first = NULL;
+    OK(ringbus_publisher_open(client, "api.existing", &config, &first));
+    OK(ringbus_publisher_open_existing(client, "api.existing", &pub2));
+    memset(&got, 0, sizeof got);
+    OK(ringbus_publisher_config(pub2, &got));
+    EXPECT(memcmp(&got, &config, sizeof got) == 0);
+    OK(ringbus_publisher_close(pub2));
+    OK(ringbus_publisher_close(first));
+    pub2 = NULL;
+
+    uint8_t buf[512];
+    ringbus_message_info info;
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_EMPTY,
+                  "no message");
+    EXPECT_STATUS(ringbus_subscriber_recv(sub, buf, sizeof buf, 2 * MS, &info),
+                  RINGBUS_ERR_TIMEOUT, "timed out");
+
+    uint8_t msg[100];
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 3);
+    uint64_t seq = 99;
+    uint64_t before = ringbus_now_ns();
+    OK(ringbus_publisher_publish(pub, msg, sizeof msg, 0xfeedULL, &seq));
+    EXPECT(seq == 0);
+    EXPECT_STATUS(ringbus_publisher_publish(pub, NULL, 5, 0, NULL), RINGBUS_ERR_NULL_POINTER,
+                  "data");
+    EXPECT_STATUS(ringbus_publisher_publish(pub, buf, 257, 0, NULL), RINGBUS_ERR_TOO_LARGE,
+                  "257");
+
+    /* Too small: the needed size is reported and the message stays unread. */
+    memset(&info, 0, sizeof info);
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, 10, &info), RINGBUS_ERR_BUFFER_TOO_SMALL,
+                  "100 bytes");
+    EXPECT(info.len == 100);
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, NULL, 0, &info), RINGBUS_ERR_BUFFER_TOO_SMALL,
+                  "100");
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, NULL, 10, &info), RINGBUS_ERR_NULL_POINTER,
+                  "buf");
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, NULL),
+                  RINGBUS_ERR_NULL_POINTER, "info");
+    OK(ringbus_subscriber_recv(sub, buf, sizeof buf, 1000 * MS, &info));
+    EXPECT(info.len == 100 && memcmp(buf, msg, 100) == 0);
+    memset(&got, 0, sizeof got);
+    OK(ringbus_subscriber_config(sub, &got));
+    EXPECT(memcmp(&got, &config, sizeof got) == 0);
+    EXPECT(info.sequence == 0 && info.tag == 0xfeedULL && info.missed == 0);
+    /* Same clock as ringbus_now_ns() (publishers may read it through the
+     * TSC, within microseconds of clock_gettime: allow 10 ms). */
+    EXPECT(info.timestamp_ns + 10 * MS >= before && info.timestamp_ns <= ringbus_now_ns() + 10 * MS);
+
+    /* Zero-copy needs back-pressure. */
+    ringbus_message_view view;
+    EXPECT_STATUS(ringbus_subscriber_recv_ref(sub, 0, &view), RINGBUS_ERR_ZERO_COPY_UNSUPPORTED,
+                  "back-pressure");
+
+    /* Loans. */
+    void *slot = NULL;
+    EXPECT_STATUS(ringbus_publisher_commit(pub, 0, 0, NULL), RINGBUS_ERR_BAD_STATE, "no loan");
+    EXPECT_STATUS(ringbus_publisher_abandon(pub), RINGBUS_ERR_BAD_STATE, "no loan");
+    EXPECT_STATUS(ringbus_publisher_loan(pub, 300, &slot), RINGBUS_ERR_TOO_LARGE, "300");
+    EXPECT_STATUS(ringbus_publisher_loan(pub, 16, NULL), RINGBUS_ERR_NULL_POINTER, "buf");
+    OK(ringbus_publisher_loan(pub, 16, &slot));
+    EXPECT(slot != NULL);
+    memcpy(slot, "zero-copy bytes!", 16);
+    EXPECT_STATUS(ringbus_publisher_publish(pub, msg, 1, 0, NULL), RINGBUS_ERR_BAD_STATE,
+                  "loan is outstanding");
+    EXPECT_STATUS(ringbus_publisher_loan(pub, 16, &slot), RINGBUS_ERR_BAD_STATE, "outstanding");
+    EXPECT_STATUS(ringbus_publisher_commit(pub, 17, 0, NULL), RINGBUS_ERR_INVALID_ARGUMENT,
+                  "17 bytes");
+    OK(ringbus_publisher_commit(pub, 9, 7, &seq));
+    EXPECT(seq == 1);
+    OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+    EXPECT(info.len == 9 && memcmp(buf, "zero-copy", 9) == 0 && info.tag == 7 &&
+           info.sequence == 1);
+    /* An abandoned loan publishes nothing. */
+    OK(ringbus_publisher_try_loan(pub, 4, &slot));
+    memcpy(slot, "lost", 4);
+    OK(ringbus_publisher_abandon(pub));
+    OK(ringbus_publisher_try_publish(pub, "kept", 4, 8, &seq));
+    EXPECT(seq == 2);
+    OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+    EXPECT(info.len == 4 && memcmp(buf, "kept", 4) == 0 && info.sequence == 2);
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_EMPTY,
+                  "");
+
+    /* Timestamps off. */
+    OK(ringbus_publisher_set_timestamps(pub, 0));
+    OK(ringbus_publisher_publish(pub, NULL, 0, 9, NULL));
+    OK(ringbus_subscriber_try_recv(sub, NULL, 0, &info));
+    EXPECT(info.len == 0 && info.timestamp_ns == 0 && info.tag == 9);
+    OK(ringbus_publisher_set_timestamps(pub, 1));
+
+    /* Lapped in overwrite mode: 8 slots, 20 messages. */
+    for (uint64_t i = 0; i < 20; i++) OK(ringbus_publisher_publish(pub, &i, sizeof i, i, NULL));
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_LAGGED,
+                  "lagged");
+    EXPECT(info.missed > 0);
+    uint64_t lost = 0;
+    OK(ringbus_subscriber_lagged_total(sub, &lost));
+    EXPECT(lost == info.missed);
+    uint64_t received = 0;
+    while (ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info) == RINGBUS_OK) received++;
+    EXPECT(received + lost == 20);
+
+    /* End of stream once the publisher is gone and the ring drained. */
+    OK(ringbus_publisher_publish(pub, "last", 4, 0, NULL));
+    OK(ringbus_publisher_close(pub));
+    OK(ringbus_subscriber_recv(sub, buf, sizeof buf, 1000 * MS, &info));
+    EXPECT(info.len == 4 && memcmp(buf, "last", 4) == 0);
+    EXPECT_STATUS(ringbus_subscriber_recv(sub, buf, sizeof buf, 1000 * MS, &info),
+                  RINGBUS_ERR_END_OF_STREAM, "end of stream");
+
+    /* Closed and foreign handles. */
+    EXPECT_STATUS(ringbus_publisher_close(pub), RINGBUS_ERR_INVALID_HANDLE, "ringbus_publisher");
+    EXPECT_STATUS(ringbus_publisher_publish(pub, "x", 1, 0, NULL), RINGBUS_ERR_INVALID_HANDLE,
+                  "closed already");
+    EXPECT_STATUS(ringbus_publisher_close(NULL), RINGBUS_ERR_NULL_POINTER, "NULL");
+    EXPECT_STATUS(ringbus_publisher_publish((ringbus_publisher *)sub, "x", 1, 0, NULL),
+                  RINGBUS_ERR_INVALID_HANDLE, "another kind");
+    EXPECT_STATUS(ringbus_subscriber_close((ringbus_subscriber *)client),
+                  RINGBUS_ERR_INVALID_HANDLE, "ringbus_subscriber");
+    EXPECT_STATUS(ringbus_publisher_open((ringbus_client *)sub, "api.x", NULL, &pub2),
+                  RINGBUS_ERR_INVALID_HANDLE, "ringbus_client");
+    uint64_t fake[8] = {0x1234, 0, 0, 0, 0, 0, 0, 0};
+    EXPECT_STATUS(ringbus_subscriber_try_recv((ringbus_subscriber *)fake, buf, 1, &info),
+                  RINGBUS_ERR_INVALID_HANDLE, "");
+    EXPECT_STATUS(ringbus_subscriber_try_recv((ringbus_subscriber *)((char *)fake + 1), buf, 1,
+                                              &info),
+                  RINGBUS_ERR_INVALID_HANDLE, "");
+    OK(ringbus_subscriber_close(sub));
+    EXPECT_STATUS(ringbus_subscriber_close(sub), RINGBUS_ERR_INVALID_HANDLE, "closed already");
+}
+
+/* Back-pressure: full rings, zero-copy receive and its state. */
+static void test_backpressure_topic(ringbus_client *client) {
+    ringbus_topic_config config;
+    OK(ringbus_topic_config_init(&config));
+    config.mode = RINGBUS_MODE_BACKPRESSURE;
+    config.capacity = 4;
+    config.max_message_size = 64;
+    ringbus_subscribe_options options;
+    OK(ringbus_subscribe_options_init(&options));
+    options.wait = RINGBUS_WAIT_BLOCK;
+    ringbus_subscriber *sub;
+    ringbus_publisher *pub;
+    OK(ringbus_subscriber_open(client, "api.bp", &options, &sub));
+    OK(ringbus_publisher_open(client, "api.bp", &config, &pub));
+
+    for (uint64_t i = 0; i < 4; i++) OK(ringbus_publisher_try_publish(pub, &i, sizeof i, i, NULL));
+    uint64_t five = 5;
+    EXPECT_STATUS(ringbus_publisher_try_publish(pub, &five, sizeof five, 5, NULL),
+                  RINGBUS_ERR_FULL, "full");
+    void *slot;
+    EXPECT_STATUS(ringbus_publisher_try_loan(pub, 8, &slot), RINGBUS_ERR_FULL, "full");
+    EXPECT_STATUS(ringbus_publisher_publish_timeout(pub, &five, sizeof five, 5, 2 * MS, NULL),
+                  RINGBUS_ERR_TIMEOUT, "timeout");
+
+    ringbus_message_view view;
+    EXPECT_STATUS(ringbus_subscriber_recv_ref(sub, 0, NULL), RINGBUS_ERR_NULL_POINTER, "view");
+    OK(ringbus_subscriber_recv_ref(sub, 1000 * MS, &view));
+    uint64_t v;
+    memcpy(&v, view.data, sizeof v);
+    EXPECT(view.info.len == 8 && v == 0 && view.info.tag == 0 && view.info.sequence == 0);
+    uint8_t buf[64];
+    ringbus_message_info info;
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_BAD_STATE,
+                  "release it first");
+    EXPECT_STATUS(ringbus_subscriber_recv_ref(sub, 0, &view), RINGBUS_ERR_BAD_STATE, "held");
+    /* The held slot keeps the ring full. */
+    EXPECT_STATUS(ringbus_publisher_try_publish(pub, &five, sizeof five, 5, NULL),
+                  RINGBUS_ERR_FULL, "");
+    OK(ringbus_subscriber_release(sub));
+    EXPECT_STATUS(ringbus_subscriber_release(sub), RINGBUS_ERR_BAD_STATE, "no zero-copy");
+    OK(ringbus_publisher_try_publish(pub, &five, sizeof five, 5, NULL));
+
+    /* Mixed copying and zero-copy receives read 1, 2, 3, 5 in order. */
+    uint64_t expect[] = {1, 2, 3, 5};
+    for (int i = 0; i < 4; i++) {
+        if (i % 2) {
+            OK(ringbus_subscriber_recv_ref(sub, 1000 * MS, &view));
+            memcpy(&v, view.data, sizeof v);
+            EXPECT(v == expect[i] && view.info.tag == expect[i]);
+            OK(ringbus_subscriber_release(sub));
+        } else {
+            OK(ringbus_subscriber_recv(sub, buf, sizeof buf, 1000 * MS, &info));
+            memcpy(&v, buf, sizeof v);
+            EXPECT(v == expect[i] && info.tag == expect[i]);
+        }
+    }
+    EXPECT_STATUS(ringbus_subscriber_recv_ref(sub, 0, &view), RINGBUS_ERR_EMPTY, "");
+    EXPECT_STATUS(ringbus_subscriber_recv_ref(sub, 2 * MS, &view), RINGBUS_ERR_TIMEOUT, "");
+
+    /* Closing with a loan or a held message outstanding is fine. */
+    OK(ringbus_publisher_loan(pub, 8, &slot));
+    OK(ringbus_publisher_close(pub));
+    ringbus_publisher *pub2;
+    OK(ringbus_publisher_open(client, "api.bp", &config, &pub2));
+    OK(ringbus_publisher_publish(pub2, "held", 4, 0, NULL));
+    int rc;
+    do {
+        rc = ringbus_subscriber_recv_ref(sub, 1000 * MS, &view);
+    } while (rc == RINGBUS_ERR_END_OF_STREAM);
+    OK(rc);
+    EXPECT(view.info.len == 4 && memcmp(view.data, "held", 4) == 0);
+    OK(ringbus_subscriber_close(sub));
+    OK(ringbus_publisher_close(pub2));
+}
+
+int main(void) {
+    test_library();
+    test_connect();
+    ringbus_client *client;
+    OK(ringbus_client_connect(NULL, &client));
+    test_overwrite_topic(client);
+    test_backpressure_topic(client);
+    OK(ringbus_client_close(client));
+    if (failures) {
+        fprintf(stderr, "api_test: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("api_test: all checks passed\n");
+    return 0;
+}

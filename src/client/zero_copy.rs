@@ -1,0 +1,117 @@
+//! Zero-copy receive on a [`Subscriber`]: a view of the message in its
+//! ring, for back-pressure topics (in overwrite mode the publisher may
+//! rewrite a slot while it is read, so only copying receives are offered).
+
+use std::time::{Duration, Instant};
+
+use super::{Idle, Subscriber, GENERATION_CHECK_EVERY};
+use crate::ring::{MessageRef, Mode, RecvError};
+
+impl Subscriber {
+    /// Zero-copy receive without waiting: the next message of any ring, read
+    /// in place, with the id of its ring. The message's slot is held (the
+    /// publisher cannot reuse it) until the view is dropped.
+    ///
+    /// ```no_run
+    /// # use ringbus::client::{Client, SubscribeOptions};
+    /// # let client = Client::connect_default()?;
+    /// let mut sub = client.subscriber("orders", SubscribeOptions::default())?;
+    /// if let Ok((ring_id, msg)) = sub.try_recv_ref() {
+    ///     println!("{} bytes from ring {ring_id}, tag {}", msg.len(), msg.info().tag);
+    /// } // the slot is released here
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RecvError::ZeroCopyUnsupported`] on an overwrite topic; otherwise
+    /// as [`Subscriber::try_recv`] (never `BufferTooSmall`).
+    #[inline]
+    pub fn try_recv_ref(&mut self) -> Result<(u64, MessageRef<'_>), RecvError> {
+        let i = self.ready_ring()?;
+        self.take_ref(i)
+    }
+
+    /// As [`Subscriber::try_recv_ref`], waiting as the subscription's wait
+    /// strategy says, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`]; as [`Subscriber::try_recv_ref`].
+    pub fn recv_ref_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(u64, MessageRef<'_>), RecvError> {
+        self.recv_ref_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// As [`Subscriber::try_recv_ref`], waiting until `deadline` (`None`:
+    /// never gives up).
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`]; as [`Subscriber::try_recv_ref`].
+    pub fn recv_ref_deadline(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<(u64, MessageRef<'_>), RecvError> {
+        let mut idle = Idle::new();
+        loop {
+            match self.ready_ring() {
+                Ok(i) => return self.take_ref(i),
+                Err(RecvError::Empty) => {}
+                Err(e) => return Err(e),
+            }
+            self.idle(&mut idle, deadline)?;
+        }
+    }
+
+    /// The index of a ring with something to read (a message, a lag or a
+    /// corrupt slot), round robin. A drained ring whose publisher left is
+    /// dropped (`EndOfStream`), as in `try_recv`.
+    fn ready_ring(&mut self) -> Result<usize, RecvError> {
+        self.since_check += 1;
+        if self.since_check >= GENERATION_CHECK_EVERY {
+            self.since_check = 0;
+            self.refresh();
+        }
+        match self.find_ready() {
+            Err(RecvError::Empty) if self.refresh() => self.find_ready(),
+            r => r,
+        }
+    }
+
+    fn find_ready(&mut self) -> Result<usize, RecvError> {
+        if self.config.is_some_and(|c| c.mode == Mode::Overwrite) {
+            return Err(RecvError::ZeroCopyUnsupported);
+        }
+        let n = self.rings.len();
+        let mut i = self.next;
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
+            let ring = &self.rings[i];
+            let c = &ring.consumer;
+            if !c.is_ready() {
+                i += 1;
+                continue;
+            }
+            self.last_ring = ring.ring_id;
+            // Closed and nothing left past our position: `closed` is set
+            // after the publisher's last message, so this is final.
+            if c.region().is_closed() && c.backlog() == 0 {
+                self.lagged_dropped += c.lagged_total();
+                self.rings.remove(i);
+                self.next = i;
+                return Err(RecvError::EndOfStream);
+            }
+            return Ok(i);
+        }
+        Err(RecvError::Empty)
+    }
+
+    fn take_ref(&mut self, i: usize) -> Result<(u64, MessageRef<'_>), RecvError> {
+        self.next = i + 1;
+        let ring = &mut self.rings[i];
+        let id = ring.ring_id;
+        ring.consumer.try_recv_ref().map(|m| (id, m))
+    }
+}
