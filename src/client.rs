@@ -700,13 +700,15 @@ impl Subscriber {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<Delivery, RecvError> {
-        let mut idle = Idle::new();
+        // Created at the first empty poll: a message already waiting costs
+        // no clock read.
+        let mut idle = None;
         loop {
             match self.try_recv(buf) {
                 Err(RecvError::Empty) => {}
                 r => return r,
             }
-            self.idle(&mut idle, deadline)?;
+            self.idle(idle.get_or_insert_with(Idle::new), deadline)?;
         }
     }
 

@@ -52,14 +52,15 @@ impl Subscriber {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<(u64, MessageRef<'_>), RecvError> {
-        let mut idle = Idle::new();
+        // Created at the first empty poll (no clock read otherwise).
+        let mut idle = None;
         loop {
             match self.ready_ring() {
                 Ok(i) => return self.take_ref(i),
                 Err(RecvError::Empty) => {}
                 Err(e) => return Err(e),
             }
-            self.idle(&mut idle, deadline)?;
+            self.idle(idle.get_or_insert_with(Idle::new), deadline)?;
         }
     }
 
