@@ -115,8 +115,9 @@ pub(crate) fn wait_until<T>(
         }
         spins = spins.wrapping_add(1);
         // Reading the clock costs ~20 ns: only every 64 polls while spinning.
-        // (Loom goes straight on: every spin there is a scheduling point.)
-        if !cfg!(loom) && spins % 64 != 0 {
+        // `Block` does not spin at all, and loom goes straight on (every
+        // spin there is a scheduling point).
+        if strategy != WaitStrategy::Block && !cfg!(loom) && spins % 64 != 0 {
             if strategy == WaitStrategy::SpinYield && spins > 64 {
                 std::thread::yield_now();
             } else {
