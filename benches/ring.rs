@@ -83,6 +83,8 @@ fn ping_pong(c: &mut Criterion) {
         let mut tx = Producer::new(pong.clone()).unwrap();
         let stop = stop.clone();
         std::thread::spawn(move || {
+            // Pinned apart when the machine has two CPUs (best effort).
+            let _ = ringbus::wait::pin_current_thread(1);
             tx.set_timestamps(false);
             let mut buf = [0u8; 64];
             while !stop.load(Ordering::Relaxed) {
@@ -96,6 +98,7 @@ fn ping_pong(c: &mut Criterion) {
             }
         })
     };
+    let _ = ringbus::wait::pin_current_thread(0);
     let mut tx = Producer::new(ping).unwrap();
     tx.set_timestamps(false);
     let mut rx = Consumer::new(pong, Start::Latest).unwrap();
