@@ -121,16 +121,23 @@ pub unsafe extern "C" fn ringbus_publisher_open(
             unsafe { config.read() }.to_rust()?
         };
         let p = c.publisher(topic, config).map_err(|e| client_error(&e))?;
-        let h = PublisherHandle {
-            magic: PublisherHandle::MAGIC,
-            loan: None,
-            publisher: p,
-        }
-        .into_raw();
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { out.write(h.cast()) };
+        hand_out(p, out);
         Ok(())
     })
+}
+
+/// Boxes `publisher` into a handle and stores it in `*out` (checked
+/// non-NULL by `out_arg`).
+fn hand_out(publisher: Publisher, out: *mut *mut ringbus_publisher) {
+    let h = PublisherHandle {
+        magic: PublisherHandle::MAGIC,
+        loan: None,
+        publisher,
+    }
+    .into_raw();
+    // SAFETY: `out` is non-NULL (out_arg) and writable per the caller's
+    // contract.
+    unsafe { out.write(h.cast()) };
 }
 
 /// Opens a publisher of an existing topic with the topic's own config
@@ -157,14 +164,7 @@ pub unsafe extern "C" fn ringbus_publisher_open_existing(
         let topic = unsafe { str_arg(topic, "topic")? };
         let out = out_arg(publisher, "publisher")?;
         let p = c.publisher_existing(topic).map_err(|e| client_error(&e))?;
-        let h = PublisherHandle {
-            magic: PublisherHandle::MAGIC,
-            loan: None,
-            publisher: p,
-        }
-        .into_raw();
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { out.write(h.cast()) };
+        hand_out(p, out);
         Ok(())
     })
 }
