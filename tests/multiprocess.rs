@@ -384,23 +384,22 @@ fn acl_applies_to_a_client_running_as_another_uid() {
 fn stale_socket_is_replaced_and_a_live_broker_is_not() {
     let dir = TestDir::new("mp-stale");
     let mut b1 = BrokerProc::start(&dir, None);
-    let out = ringbus(&dir.socket())
-        .args(["serve", "--data-dir"])
-        .arg(dir.data())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // A second `serve` on `socket` over the same data directory must fail;
+    // returns its stderr.
+    let refused = |socket: &std::path::Path| {
+        let out = ringbus(socket)
+            .args(["serve", "--data-dir"])
+            .arg(dir.data())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(&dir.socket());
     assert!(err.contains("already running"), "{err}");
 
     // Nor can another broker share its data directory.
-    let out = ringbus(&dir.path("other.sock"))
-        .args(["serve", "--data-dir"])
-        .arg(dir.data())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&dir.path("other.sock"));
     assert!(err.contains("is in use by another broker"), "{err}");
 
     b1.kill9();
