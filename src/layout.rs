@@ -3,7 +3,8 @@
 //!
 //! A ring is two segments:
 //!
-//! * the **data segment** (`RingHeader` then `capacity` slots) is written by
+//! * the **data segment** (`RingHeader`, the latest-message slot, then
+//!   `capacity` slots; see [`crate::ring`]) is written by
 //!   the publisher alone; subscribers map it read-only, so a subscriber cannot
 //!   corrupt the stream for the others;
 //! * the **control segment** (`CtrlHeader` then `max_subscribers` cursor
@@ -21,7 +22,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `b"RINGBUS\0"` read as a little-endian `u64`: first word of both segments.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RINGBUS\0");
 /// Bumped whenever any structure in this file changes shape or meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Padding unit that keeps independently written fields apart.
 pub const PAD: usize = 128;
 /// Slots are aligned (and their stride rounded) to one cache line.
@@ -47,7 +48,8 @@ pub struct RingHeader {
     pub layout_version: u32,
     /// [`KIND_DATA`].
     pub kind: u32,
-    /// Bytes from the start of the segment to slot 0.
+    /// Bytes from the start of the segment to slot 0 (this header and the
+    /// latest-message slot).
     pub header_size: u32,
     /// Largest payload a slot holds, in bytes.
     pub max_message_size: u32,

@@ -89,6 +89,14 @@ pub struct Consumer {
     mask: u64,
     capacity: u64,
     max: usize,
+    /// The latest-message slot: header, payload area, inline capacity.
+    latest: *const SlotHeader,
+    latest_payload: *const u8,
+    latest_inline: usize,
+    /// Every message below this is known to be in its ring slot (seen
+    /// started in the latest slot): until `next` reaches it, read the ring
+    /// and leave the latest slot's line alone.
+    known_head: u64,
     /// Sequence of the next message to read.
     next: u64,
     /// Our cursor in the control segment: gates the publisher on
@@ -163,8 +171,15 @@ impl Consumer {
     fn unjoined(region: Arc<RingRegion>, next: u64) -> Consumer {
         let c: RingConfig = *region.config();
         let capacity = u64::from(c.capacity);
+        let latest = region.latest();
         Consumer {
             slots: region.slots(),
+            latest: latest as *const SlotHeader,
+            // SAFETY: the latest slot's payload follows its header inside
+            // the data segment (validated sizes).
+            latest_payload: unsafe { latest.add(std::mem::size_of::<SlotHeader>()) },
+            latest_inline: region.sizes().latest_inline as usize,
+            known_head: 0,
             stride: region.sizes().slot_stride as usize,
             mask: capacity - 1,
             capacity,
@@ -281,11 +296,74 @@ impl Consumer {
     /// [`RecvError::BufferTooSmall`] (message left unread), [`RecvError::Corrupt`].
     #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<MessageInfo, RecvError> {
+        if self.next >= self.known_head {
+            if let Some(r) = self.try_latest(buf) {
+                return r;
+            }
+        }
         let (info, payload, s1) = self.peek(buf.len())?;
         // SAFETY: `peek` checked `len <= max`, so the copy stays in the
         // payload area, and `len <= buf.len()`.
         unsafe { copy_out(payload, &mut buf[..info.len]) };
         self.finish_copy(info.seq, s1).map(|()| info)
+    }
+
+    /// Caught up: takes message `next` from the latest-message slot (see the
+    /// module docs). `None`: read its ring slot instead, because the message
+    /// is too long to be inline, the publisher is already past it, or the
+    /// ring has ended (its slots have the final word on end of stream).
+    #[inline(always)]
+    fn try_latest(&mut self, buf: &mut [u8]) -> Option<Result<MessageInfo, RecvError>> {
+        let seq = self.next;
+        let want = stamp_done(seq);
+        // SAFETY: the latest slot lives in the region we hold.
+        let l = unsafe { &*self.latest };
+        // Acquire: pairs with the Release stamp stores in
+        // Producer::write_latest: the payload and header (done stamp), or
+        // every earlier ring slot (any later stamp), are visible.
+        let s1 = l.stamp.load(Ordering::Acquire);
+        if s1 != want {
+            if s1 > want {
+                // Message (s1 - 1) / 2 > seq has started: all below it are
+                // in the ring. (A bogus stamp only sends us to the ring.)
+                self.known_head = (s1 - 1) / 2;
+                return None;
+            }
+            if self.region.is_closed() {
+                return None;
+            }
+            return Some(Err(RecvError::Empty));
+        }
+        let len = l.len.load(Ordering::Relaxed) as usize;
+        if len <= self.latest_inline {
+            let info = MessageInfo {
+                seq,
+                tag: l.tag.load(Ordering::Relaxed),
+                timestamp: l.timestamp.load(Ordering::Relaxed),
+                len,
+            };
+            if len <= buf.len() {
+                // SAFETY: `len <= latest_inline`, the size of the latest
+                // slot's payload area, and `len <= buf.len()`.
+                unsafe { copy_out(self.latest_payload, &mut buf[..len]) };
+            }
+            // Acquire: pairs with the Release fence in
+            // Producer::write_latest; if the copy saw any byte of a newer
+            // message, this load sees its stamp.
+            fence(Ordering::Acquire);
+            if l.stamp.load(Ordering::Relaxed) == s1 {
+                if len > buf.len() {
+                    return Some(Err(RecvError::BufferTooSmall { needed: len }));
+                }
+                self.advance();
+                return Some(Ok(info));
+            }
+        }
+        // Too long to inline (announced only; its ring slot was sealed
+        // first), or overwritten while we copied (the publisher sealed our
+        // ring slot before moving on): message `seq` is in the ring.
+        self.known_head = seq.wrapping_add(1);
+        None
     }
 
     /// Reads the header of the next message if it is complete: its info,
@@ -294,7 +372,7 @@ impl Consumer {
     fn peek(&mut self, room: usize) -> Result<(MessageInfo, *const u8, u64), RecvError> {
         let seq = self.next;
         let (hdr, payload) = self.slot(seq);
-        // Acquire: pairs with the Release stamp store in Producer::finish.
+        // Acquire: pairs with the Release stamp store in Producer::seal.
         let s1 = hdr.stamp.load(Ordering::Acquire);
         if s1 != stamp_done(seq) {
             return Err(self.not_ready(seq, s1));
@@ -422,9 +500,13 @@ impl Consumer {
     #[inline]
     pub fn is_ready(&self) -> bool {
         let seq = self.next;
-        // Acquire: pairs with the Release stamp store in Producer::finish.
-        let s = self.slot(seq).0.stamp.load(Ordering::Acquire);
-        s >= stamp_done(seq) || self.region.is_closed()
+        // SAFETY: the latest slot lives in the region we hold.
+        let latest = unsafe { &*self.latest };
+        // Acquire (both): pair with the Release stamp stores in
+        // Producer::write_latest and Producer::seal.
+        (seq >= self.known_head && latest.stamp.load(Ordering::Acquire) >= stamp_done(seq))
+            || self.slot(seq).0.stamp.load(Ordering::Acquire) >= stamp_done(seq)
+            || self.region.is_closed()
     }
 
     /// After a copy: re-checks the stamp (seqlock) and moves on.
@@ -563,7 +645,7 @@ impl MessageRef<'_> {
     /// trust the publishing process.
     pub fn is_intact(&self) -> bool {
         let seq = self.info.seq;
-        // Acquire: pairs with the Release stamp store in Producer::finish.
+        // Acquire: pairs with the Release stamp store in Producer::seal.
         self.consumer.slot(seq).0.stamp.load(Ordering::Acquire) == stamp_done(seq)
     }
 }

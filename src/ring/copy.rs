@@ -75,6 +75,34 @@ pub(crate) unsafe fn copy_out(src: *const u8, out: &mut [u8]) {
     }
 }
 
+/// Copies `len` bytes from one payload area to another (a loaned slot's
+/// payload into the latest-message slot).
+///
+/// # Safety
+/// `src` must be readable and `dst` writable for `payload_bytes(len)`
+/// bytes, both 8-byte aligned payload areas (initialised for loom builds),
+/// and the two must not overlap. Only the publisher calls this, on areas it
+/// alone writes.
+#[inline(always)]
+pub(crate) unsafe fn copy_area(src: *const u8, dst: *mut u8, len: usize) {
+    #[cfg(not(any(miri, loom)))]
+    {
+        // SAFETY: the caller guarantees both ranges and that they are apart.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) }
+    }
+    #[cfg(any(miri, loom))]
+    {
+        for i in 0..len.div_ceil(8) {
+            // SAFETY: as in `copy_in`, for both areas.
+            let (from, to) = unsafe { (word_at(src as *mut u8, i), word_at(dst, i)) };
+            to.store(
+                from.load(crate::sync::Ordering::Relaxed),
+                crate::sync::Ordering::Relaxed,
+            );
+        }
+    }
+}
+
 /// Word `i` of a payload area, as an atomic.
 ///
 /// # Safety

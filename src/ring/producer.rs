@@ -1,6 +1,6 @@
 //! The publishing side of a ring: one per ring, never shared.
 
-use super::copy::copy_in;
+use super::copy::{copy_area, copy_in};
 use super::region::{AttachError, RingRegion};
 use super::{Mode, RingConfig};
 use crate::clock::Clock;
@@ -10,6 +10,16 @@ use crate::wait::notify;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[inline(always)]
+fn stamp_writing(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(1)
+}
+
+#[inline(always)]
+fn stamp_done(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(2)
+}
 
 /// Why a message was not published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +61,9 @@ pub struct Producer {
     mask: u64,
     capacity: u64,
     max: usize,
+    /// The latest-message slot's payload area and how much it holds inline.
+    latest_payload: *mut u8,
+    latest_inline: usize,
     backpressure: bool,
     /// Publish timestamps; `None` when turned off.
     clock: Option<Clock>,
@@ -63,7 +76,8 @@ pub struct Producer {
     wake_on: bool,
 }
 
-// SAFETY: `slots` points into `region`, which the producer keeps alive and
+// SAFETY: `slots` and `latest_payload` point into `region`, which the
+// producer keeps alive and
 // which is Send; a producer is used by one thread at a time (`&mut self`).
 unsafe impl Send for Producer {}
 
@@ -82,8 +96,13 @@ impl Producer {
         let c = *region.config();
         let seq = region.head();
         let wake_on = region.ctrl().wake_ack.load(Ordering::Relaxed) != 0;
+        // SAFETY: the latest slot's payload follows its header inside the
+        // data segment (validated sizes).
+        let latest_payload = unsafe { region.latest().add(std::mem::size_of::<SlotHeader>()) };
         Ok(Producer {
             slots: region.slots(),
+            latest_payload,
+            latest_inline: region.sizes().latest_inline as usize,
             stride: region.sizes().slot_stride as usize,
             mask: u64::from(c.capacity) - 1,
             capacity: u64::from(c.capacity),
@@ -280,34 +299,90 @@ impl Producer {
         let p = self.slot(self.seq);
         // SAFETY: a slot starts with an initialised SlotHeader, 64-byte aligned.
         let hdr = unsafe { &*(p as *const SlotHeader) };
-        hdr.stamp
-            .store(self.seq.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
+        hdr.stamp.store(stamp_writing(self.seq), Ordering::Relaxed);
         // Release: orders the odd stamp before the payload stores that
-        // follow; pairs with the Acquire fence in Consumer::read (a reader
-        // that saw any new byte then sees the odd stamp).
+        // follow; pairs with the Acquire fence in Consumer::finish_copy (a
+        // reader that saw any new byte then sees the odd stamp).
         fence(Ordering::Release);
         // SAFETY: the payload follows the header inside the slot.
         (hdr, unsafe { p.add(std::mem::size_of::<SlotHeader>()) })
     }
 
-    /// Completes message `self.seq` and wakes sleepers.
+    /// The publish timestamp (0 when turned off).
     #[inline(always)]
-    fn finish(&mut self, hdr: *const SlotHeader, len: usize, tag: u64) -> u64 {
+    fn timestamp(&mut self) -> u64 {
+        match &mut self.clock {
+            Some(c) => c.now(),
+            None => 0,
+        }
+    }
+
+    /// Writes message `self.seq` into the latest-message slot: odd stamp,
+    /// `fill` (which copies the payload in, or nothing for a message too
+    /// long to inline), header, done stamp. See the module docs.
+    #[inline(always)]
+    fn write_latest(&self, len: usize, tag: u64, ts: u64, fill: impl FnOnce(*mut u8)) {
+        // SAFETY: the latest slot starts with an initialised SlotHeader,
+        // 128-byte aligned, inside the region we hold.
+        let l = unsafe { &*(self.region.latest() as *const SlotHeader) };
+        let seq = self.seq;
+        // Release: every ring slot sealed before (all messages below `seq`)
+        // is visible to a reader that sees this stamp; pairs with the
+        // Acquire stamp load in Consumer::try_latest, which sends the reader
+        // to those slots (without it the reader could find one not yet
+        // sealed and report a spurious `Empty`).
+        l.stamp.store(stamp_writing(seq), Ordering::Release);
+        // Release: orders the odd stamp before the payload stores; pairs
+        // with the Acquire fence in Consumer::try_latest.
+        fence(Ordering::Release);
+        fill(self.latest_payload);
+        l.len.store(len as u32, Ordering::Relaxed);
+        l.tag.store(tag, Ordering::Relaxed);
+        l.timestamp.store(ts, Ordering::Relaxed);
+        // Release: publishes the payload and fields above (and, for a long
+        // message, its sealed ring slot); pairs with the Acquire stamp load
+        // in Consumer::try_latest.
+        l.stamp.store(stamp_done(seq), Ordering::Release);
+    }
+
+    /// Fills in the header of the ring slot of `self.seq` and stamps it
+    /// complete.
+    #[inline(always)]
+    fn seal(&self, hdr: *const SlotHeader, len: usize, tag: u64, ts: u64) {
         // SAFETY: `hdr` came from `begin` and points into the region, which
         // outlives this call.
         let hdr = unsafe { &*hdr };
-        let seq = self.seq;
         hdr.len.store(len as u32, Ordering::Relaxed);
         hdr.tag.store(tag, Ordering::Relaxed);
-        let ts = match &mut self.clock {
-            Some(c) => c.now(),
-            None => 0,
-        };
         hdr.timestamp.store(ts, Ordering::Relaxed);
         // Release: publishes the payload and the fields above; pairs with
-        // the Acquire stamp load in Consumer::read.
-        hdr.stamp
-            .store(seq.wrapping_mul(2).wrapping_add(2), Ordering::Release);
+        // the Acquire stamp load in Consumer::peek.
+        hdr.stamp.store(stamp_done(self.seq), Ordering::Release);
+    }
+
+    /// Completes message `self.seq` (its ring slot payload is written):
+    /// latest slot and ring slot in the order the module docs give, then
+    /// `head`, then wakes sleepers.
+    #[inline(always)]
+    fn finish(&mut self, hdr: *const SlotHeader, payload: *const u8, len: usize, tag: u64) -> u64 {
+        let ts = self.timestamp();
+        if len <= self.latest_inline {
+            // SAFETY: `payload` is this message's ring slot payload (`len`
+            // bytes written by the loan), the latest slot's area holds
+            // `latest_inline >= len` bytes; only the publisher writes either.
+            self.write_latest(len, tag, ts, |dst| unsafe { copy_area(payload, dst, len) });
+            self.seal(hdr, len, tag, ts);
+        } else {
+            self.seal(hdr, len, tag, ts);
+            self.write_latest(len, tag, ts, |_| {});
+        }
+        self.complete()
+    }
+
+    /// Moves on after message `self.seq` is in both slots.
+    #[inline(always)]
+    fn complete(&mut self) -> u64 {
+        let seq = self.seq;
         // Release: pairs with the Acquire in RingRegion::head (late joiners
         // and lag recovery start from it).
         self.region
@@ -321,11 +396,25 @@ impl Producer {
 
     #[inline(always)]
     fn write(&mut self, data: &[u8], tag: u64) -> u64 {
+        let ts = self.timestamp();
+        let len = data.len();
+        let inline = len <= self.latest_inline;
+        if inline {
+            // A caught-up subscriber reads the message from the latest slot,
+            // so it goes there first.
+            // SAFETY: the latest slot's area holds `latest_inline >= len`
+            // bytes; only the publisher writes it.
+            self.write_latest(len, tag, ts, |dst| unsafe { copy_in(dst, data) });
+        }
         let (hdr, payload) = self.begin();
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload
         // area holds `max` bytes; the slot is ours while its stamp is odd.
         unsafe { copy_in(payload, data) };
-        self.finish(hdr, data.len(), tag)
+        self.seal(hdr, len, tag, ts);
+        if !inline {
+            self.write_latest(len, tag, ts, |_| {});
+        }
+        self.complete()
     }
 
     fn begin_loan(&mut self, len: usize) -> Loan<'_> {
@@ -379,7 +468,7 @@ impl Loan<'_> {
     #[inline]
     pub fn commit_len(self, len: usize, tag: u64) -> u64 {
         let len = len.min(self.len);
-        self.producer.finish(self.hdr, len, tag)
+        self.producer.finish(self.hdr, self.payload, len, tag)
     }
 }
 

@@ -225,6 +225,14 @@ impl RingRegion {
         }
     }
 
+    /// Pointer to the latest-message slot (a `SlotHeader`, then
+    /// `latest_inline` payload bytes).
+    pub(crate) fn latest(&self) -> *mut u8 {
+        // SAFETY: latest_offset + the slot's length == header_size <=
+        // data_len, checked at attach.
+        unsafe { self.data.as_ptr().add(self.sizes.latest_offset as usize) }
+    }
+
     /// Pointer to slot 0.
     pub(crate) fn slots(&self) -> *mut u8 {
         // SAFETY: header_size <= data_len, checked at attach.
@@ -335,7 +343,8 @@ pub(crate) unsafe fn init(
     let s = config.sizes();
     // SAFETY: every write below is inside the segments per the
     // caller's size guarantee, at offsets aligned for the written type
-    // (headers at 0, slots at multiples of the 64-byte stride, cursors at
+    // (headers at 0, the latest slot right after the 128-byte-aligned
+    // header, slots at multiples of the 64-byte stride, cursors at
     // multiples of 128 bytes).
     unsafe {
         (data as *mut RingHeader).write(RingHeader::new(
@@ -348,6 +357,12 @@ pub(crate) unsafe fn init(
             ring_id,
             pid,
         ));
+        let latest = data.add(s.latest_offset as usize);
+        (latest as *mut SlotHeader).write(SlotHeader::new());
+        init_payload(
+            latest.add(size_of::<SlotHeader>()),
+            s.latest_inline as usize,
+        );
         for i in 0..config.capacity as usize {
             let slot = data.add(s.header_size as usize + i * s.slot_stride as usize);
             (slot as *mut SlotHeader).write(SlotHeader::new());

@@ -4,6 +4,7 @@ use super::*;
 use crate::layout::SlotHeader;
 use crate::sync::Ordering;
 use crate::wait::WaitStrategy;
+use std::mem::size_of;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,6 +183,111 @@ fn publisher_dying_mid_write_is_end_of_stream_not_a_torn_message() {
     p.loan(8).unwrap().copy_from_slice(b"half-wri");
     drop(p);
     assert_eq!(recv_vec(&mut c).unwrap().0, b"whole");
+    assert_eq!(recv_vec(&mut c), Err(RecvError::EndOfStream));
+}
+
+/// A message of `n`: its length cycles through inline sizes and, every
+/// third message, the ring's maximum (too long to inline).
+fn mixed(n: u64, max: u32) -> Vec<u8> {
+    let len = if n % 3 == 0 {
+        max as usize
+    } else {
+        (n as usize * 37) % (LATEST_INLINE_MAX as usize + 1)
+    };
+    (0..len)
+        .map(|i| (n as u8).wrapping_mul(31) ^ i as u8)
+        .collect()
+}
+
+#[test]
+fn latest_slot_mixed_sizes_caught_up_and_behind() {
+    let max = LATEST_INLINE_MAX + 40;
+    let (mut p, r) = ring(8, max, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    // Caught up: one message at a time.
+    for n in 0..12 {
+        assert!(!c.is_ready());
+        p.publish(&mixed(n, max), n).unwrap();
+        assert!(c.is_ready());
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((i.seq, i.tag, m), (n, n, mixed(n, max)));
+        assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    }
+    // Behind by a backlog, then caught up again.
+    for n in 12..18 {
+        p.publish(&mixed(n, max), n).unwrap();
+    }
+    for n in 12..18 {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((i.seq, m), (n, mixed(n, max)));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    p.publish(&mixed(19, max), 19).unwrap();
+    assert_eq!(recv_vec(&mut c).unwrap().0, mixed(19, max));
+}
+
+#[test]
+fn caught_up_reader_takes_inline_messages_from_the_latest_slot() {
+    let (mut p, r) = ring(4, 16, Mode::Overwrite);
+    let mut caught_up = Consumer::new(r.clone(), Start::Latest).unwrap();
+    p.publish(b"first", 0).unwrap();
+    p.publish(b"second", 1).unwrap();
+    let mut behind = Consumer::new(r.clone(), Start::Earliest).unwrap();
+    assert_eq!(recv_vec(&mut caught_up).unwrap().0, b"first");
+    // Scribble over message 1's ring slot payload, stamps untouched: the
+    // caught-up reader still gets it whole (it reads the latest slot) ...
+    // SAFETY: a live heap ring; slot 1's payload area has 16 bytes and no
+    // one else writes it now.
+    unsafe {
+        let payload = r
+            .slots()
+            .add(r.sizes().slot_stride as usize + size_of::<SlotHeader>());
+        std::ptr::write_bytes(payload, b'X', 6);
+    }
+    assert_eq!(recv_vec(&mut caught_up).unwrap().0, b"second");
+    // ... while a reader with a backlog reads the ring slots, until it has
+    // caught up too.
+    p.publish(b"third", 2).unwrap();
+    assert_eq!(recv_vec(&mut behind).unwrap().0, b"first");
+    assert_eq!(recv_vec(&mut behind).unwrap().0, b"XXXXXX");
+    assert_eq!(recv_vec(&mut behind).unwrap().0, b"third");
+    assert_eq!(recv_vec(&mut caught_up).unwrap().0, b"third");
+}
+
+#[test]
+fn garbage_in_the_latest_slot_only_sends_readers_to_the_ring() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    // SAFETY: the latest slot of a live heap ring; written through atomics.
+    let latest = unsafe { &*(r.latest() as *const SlotHeader) };
+    p.publish(b"one", 1).unwrap();
+    // A length beyond the inline area: read the ring slot instead.
+    latest.len.store(u32::MAX, Ordering::Relaxed);
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"one");
+    // A stamp from far in the future: the ring decides what is there.
+    p.publish(b"two", 2).unwrap();
+    latest.stamp.store(u64::MAX - 1, Ordering::Relaxed);
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"two");
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    p.publish(b"three", 3).unwrap();
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"three");
+}
+
+#[test]
+fn publisher_dying_before_announcing_a_long_message_loses_nothing() {
+    let max = LATEST_INLINE_MAX + 8;
+    let (mut p, r) = ring(4, max, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let long = vec![5u8; max as usize];
+    p.publish(&long, 0).unwrap();
+    // As if the publisher died after sealing the ring slot, mid-way through
+    // announcing it in the latest slot (stamped odd for message 0).
+    // SAFETY: the latest slot of a live heap ring; written through atomics.
+    let latest = unsafe { &*(r.latest() as *const SlotHeader) };
+    latest.stamp.store(1, Ordering::Relaxed);
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    drop(p);
+    assert_eq!(recv_vec(&mut c).unwrap().0, long);
     assert_eq!(recv_vec(&mut c), Err(RecvError::EndOfStream));
 }
 
@@ -403,6 +509,13 @@ fn ring_memory_is_header_plus_capacity_times_stride() {
     assert_eq!(s.slot_stride, 128);
     assert_eq!(s.data_len, s.header_size + 8 * 128);
     assert_eq!(cfg(8, 32, Mode::Overwrite).sizes().slot_stride, 64);
+    // The header: 384 bytes, then the latest-message slot in whole 128-byte
+    // lines, holding min(max, LATEST_INLINE_MAX) bytes inline.
+    assert_eq!((s.latest_offset, s.latest_inline), (384, 64));
+    assert_eq!(s.header_size, 384 + 128);
+    let big = cfg(8, 4096, Mode::Overwrite).sizes();
+    assert_eq!(big.latest_inline, u64::from(LATEST_INLINE_MAX));
+    assert_eq!(big.header_size, 384 + 384);
 }
 
 /// One publisher thread, several readers; every payload encodes its
