@@ -519,10 +519,11 @@ impl Subscriber {
             if self.rings.iter().any(|x| x.ring_id == r.ring_id) {
                 continue;
             }
+            let data = File::from(data);
             let region = crate::shm::map_ring(
-                &File::from(data),
+                &data,
                 &File::from(ctrl),
-                Access::Subscriber,
+                crate::shm::subscriber_access(&data),
                 self.config.map(RingConfig::from).as_ref(),
             )
             .map_err(|source| ClientError::Shm {

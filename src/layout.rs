@@ -128,7 +128,14 @@ pub struct CtrlHeader {
     /// Set to 1 by the publisher once it has seen `wake_enabled`; a
     /// subscriber sleeps without a time bound only after it sees this.
     pub wake_ack: AtomicU32,
-    _pad1: [u8; PAD - 16],
+    /// Set to 1 by a subscriber that polls the latest-message slot (it maps
+    /// the data writable); from then on the publisher writes that slot.
+    pub latest_wanted: AtomicU32,
+    /// Set to 1 by the publisher once it writes the latest-message slot
+    /// with every message; a subscriber reads that slot only after it sees
+    /// this.
+    pub latest_ack: AtomicU32,
+    _pad1: [u8; PAD - 24],
     // ---- line 2: back-pressure gating ----
     /// Back-pressure mode: the publisher writes no sequence at or above this
     /// bound without first re-reading the cursors. Joining subscribers read
@@ -219,7 +226,9 @@ impl CtrlHeader {
             sleepers: AtomicU32::new(0),
             wake_enabled: AtomicU32::new(0),
             wake_ack: AtomicU32::new(0),
-            _pad1: [0; PAD - 16],
+            latest_wanted: AtomicU32::new(0),
+            latest_ack: AtomicU32::new(0),
+            _pad1: [0; PAD - 24],
             limit: AtomicU64::new(u64::from(capacity)),
             cursor_generation: AtomicU64::new(0),
             _pad2: [0; PAD - 16],
@@ -275,6 +284,8 @@ mod asserts {
     const _: () = assert!(offset_of!(CtrlHeader, sleepers) == PAD + 4);
     const _: () = assert!(offset_of!(CtrlHeader, wake_enabled) == PAD + 8);
     const _: () = assert!(offset_of!(CtrlHeader, wake_ack) == PAD + 12);
+    const _: () = assert!(offset_of!(CtrlHeader, latest_wanted) == PAD + 16);
+    const _: () = assert!(offset_of!(CtrlHeader, latest_ack) == PAD + 20);
     const _: () = assert!(offset_of!(CtrlHeader, limit) == 2 * PAD);
     const _: () = assert!(offset_of!(CtrlHeader, cursor_generation) == 2 * PAD + 8);
 

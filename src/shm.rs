@@ -42,6 +42,25 @@ pub enum Access {
     /// Data segment read-only: a subscriber cannot corrupt the stream.
     /// The control segment (cursors, sleepers) is always writable.
     Subscriber,
+    /// A subscriber that maps the data segment read-write (the descriptor
+    /// must allow it: the broker hands those out only when configured with
+    /// `trusted_subscribers`). It still never writes the data; the writable
+    /// mapping only lets it poll the latest-message slot, which is much
+    /// slower through read-only pages (see DESIGN.md, "Trusted
+    /// subscribers"). Such a subscriber *could* corrupt the stream.
+    TrustedSubscriber,
+}
+
+/// How a subscriber maps a data segment handed to it: read-write
+/// ([`Access::TrustedSubscriber`]) when the descriptor allows writing,
+/// which a broker does only when configured with `trusted_subscribers`;
+/// read-only otherwise.
+pub fn subscriber_access(data: &File) -> Access {
+    use rustix::fs::OFlags;
+    match rustix::fs::fcntl_getfl(data) {
+        Ok(flags) if flags & OFlags::RWMODE == OFlags::RDWR => Access::TrustedSubscriber,
+        _ => Access::Subscriber,
+    }
 }
 
 /// Paths of a ring's two files inside a data directory.
@@ -203,12 +222,12 @@ pub fn map_ring(
         .map_err(io("mapping the control segment read-write"))?;
     let cptr = NonNull::new(c.as_mut_ptr()).expect("mmap never returns null");
     let (dmap, dptr, writable) = match access {
-        Access::ReadWrite => {
+        Access::ReadWrite | Access::TrustedSubscriber => {
             // SAFETY: as above.
             let mut m = unsafe { MmapOptions::new().populate().map_mut(data) }
                 .map_err(io("mapping the data segment read-write"))?;
             let p = NonNull::new(m.as_mut_ptr()).expect("mmap never returns null");
-            (DataMap::Rw(m), p, true)
+            (DataMap::Rw(m), p, access == Access::ReadWrite)
         }
         Access::Subscriber => {
             // SAFETY: as above; read-only, so this process cannot write it.
@@ -226,6 +245,7 @@ pub fn map_ring(
     // control one writable, the data one writable iff `writable`; `backing`
     // owns them for as long as the region lives.
     let region =
-        unsafe { RingRegion::attach(dptr, dlen, cptr, clen, writable, expected, backing)? };
+        unsafe { RingRegion::attach(dptr, dlen, cptr, clen, writable, expected, backing)? }
+            .poll_latest(access != Access::Subscriber);
     Ok(Arc::new(region))
 }

@@ -212,13 +212,69 @@ fn subscribers_get_read_only_ring_data() {
     };
     assert_eq!(r, Err(rustix::io::Errno::ACCESS));
     // The subscriber API maps exactly this way and still reads the stream.
+    assert_eq!(
+        ringbus::shm::subscriber_access(&data),
+        ringbus::shm::Access::Subscriber
+    );
     let region =
         ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::Subscriber, None).unwrap();
     assert!(!region.data_writable());
+    // Read-only pages: the subscriber polls its ring slots, not the
+    // latest-message slot.
+    assert!(!region.polls_latest());
     let mut c = ringbus::ring::Consumer::new(region, Start::Earliest).unwrap();
     let mut buf = [0u8; 64];
     let info = c.try_recv(&mut buf).unwrap();
     assert_eq!(&buf[..info.len], b"x");
+    // Nor can a subscriber ask for a read-write mapping of its descriptor.
+    assert!(
+        ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::TrustedSubscriber, None)
+            .is_err()
+    );
+}
+
+#[test]
+fn trusted_subscribers_map_data_read_write_and_poll_the_latest_slot() {
+    let dir = TestDir::new("api-trusted");
+    let mut config = Config::default();
+    config.server.trusted_subscribers = true;
+    let _b = BrokerThread::start(&dir, config);
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = client
+        .subscriber("fast", SubscribeOptions::default())
+        .unwrap();
+    let mut p = client.publisher("fast", cfg(Mode::Overwrite)).unwrap();
+    let mut buf = [0u8; 64];
+    // Short messages (inline in the latest slot) and ones of the full 64
+    // bytes, one at a time (caught up) and in a burst (a backlog).
+    for n in 0..20u8 {
+        let msg = vec![n; 1 + usize::from(n) * 3 % 64];
+        p.publish(&msg, u64::from(n)).unwrap();
+        assert_eq!(recv(&mut sub, &mut buf).1, msg);
+    }
+    for n in 0..10u8 {
+        p.publish(&[n; 64], 0).unwrap();
+    }
+    for n in 0..10u8 {
+        assert_eq!(recv(&mut sub, &mut buf).1, [n; 64]);
+    }
+    let (_, consumer) = sub.consumers_mut().next().unwrap();
+    assert!(consumer.region().polls_latest());
+    assert!(!consumer.region().data_writable(), "still not a publisher");
+
+    // The descriptor handed out is read-write.
+    let mut conn = Connection::connect(&dir.socket(), "trusted-test").unwrap();
+    let (reply, fds) = conn
+        .call(&Request::Subscribe {
+            topic: "fast".into(),
+        })
+        .unwrap();
+    assert!(matches!(reply, Reply::Subscribed { .. }), "{reply:?}");
+    let data = std::fs::File::from(fds[1].try_clone().unwrap());
+    assert_eq!(
+        ringbus::shm::subscriber_access(&data),
+        ringbus::shm::Access::TrustedSubscriber
+    );
 }
 
 /// Sends one raw frame on a fresh connection and returns the broker's

@@ -74,9 +74,10 @@ fn overwrite_never_delivers_torn_messages() {
 }
 
 /// The latest-message slot with both kinds of message: 16-byte ones are
-/// inline there, 24-byte ones only announced (read from the ring slot). A
-/// reader racing the publisher gets every message whole, in order, from
-/// whichever slot, or a lag report for what was overwritten.
+/// inline there, 24-byte ones only announced (read from the ring slot),
+/// and the hand-over that turns the slot on racing the reader. The reader
+/// gets every message whole, in order, from whichever slot, or a lag report
+/// for what was overwritten.
 #[test]
 fn latest_slot_never_delivers_torn_or_misplaced_messages() {
     fn long(n: u64) -> [u8; 24] {
@@ -91,9 +92,12 @@ fn latest_slot_never_delivers_torn_or_misplaced_messages() {
             ..config(Mode::Overwrite)
         };
         let region = RingRegion::heap(&config).unwrap();
-        let mut consumer = Consumer::new(region.clone(), Start::Earliest).unwrap();
-        let mut producer = Producer::new(region).unwrap();
+        let mut producer = Producer::new(region.clone()).unwrap();
+        // Message 0 goes out before any subscriber asks for the latest
+        // slot; the publisher starts writing it (and acknowledges) while
+        // the reader below is already reading: the hand-over races too.
         producer.publish(&payload(0), 0).unwrap();
+        let mut consumer = Consumer::new(region, Start::Earliest).unwrap();
         let t = thread::spawn(move || {
             producer.publish(&long(1), 1).unwrap();
             producer.publish(&payload(2), 2).unwrap();

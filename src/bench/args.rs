@@ -139,6 +139,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub direct: bool,
 
+    /// Subscribers map ring data read-write, as with the broker's
+    /// `trusted_subscribers = true`, and poll the latest-message slot
+    /// (default: read-only data, the secure setting).
+    #[arg(long)]
+    pub trusted: bool,
+
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -235,6 +241,8 @@ pub struct Plan {
     pub timestamps: bool,
     /// Rings reached without the broker (`--direct`).
     pub direct: bool,
+    /// Subscribers map data read-write (`--trusted`).
+    pub trusted: bool,
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -376,6 +384,7 @@ impl Plan {
             shared_cpus: (1..cpus.len()).any(|i| cpus[..i].contains(&cpus[i])),
             timestamps: !args.no_timestamps,
             direct: args.direct,
+            trusted: args.trusted,
             cpus,
         };
         for &s in &plan.sizes {

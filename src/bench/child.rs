@@ -44,6 +44,8 @@ pub struct Params {
     pub duration_ns: Option<u64>,
     /// ringbus publishers stamp each message.
     pub timestamps: bool,
+    /// Direct rings: subscribers map the data read-write (`--trusted`).
+    pub trusted: bool,
 }
 
 /// Everything a child needs, passed as its one argument.

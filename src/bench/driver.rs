@@ -211,6 +211,7 @@ mod tests {
             capacity: 64,
             duration_ns: None,
             timestamps: true,
+            trusted: false,
         }
     }
 

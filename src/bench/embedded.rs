@@ -43,7 +43,9 @@ impl EmbeddedBroker {
     /// Binds a broker in a fresh temporary directory and starts serving.
     /// Call before pinning the calling thread, so the broker's thread may
     /// run on any CPU.
-    pub fn start() -> Result<EmbeddedBroker> {
+    /// `trusted`: hand subscribers read-write data descriptors
+    /// (`server.trusted_subscribers`).
+    pub fn start(trusted: bool) -> Result<EmbeddedBroker> {
         let base = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
@@ -60,7 +62,11 @@ impl EmbeddedBroker {
         let opts = BrokerOptions {
             socket: socket.clone(),
             data_dir: dir.join("data"),
-            config: Config::default(),
+            config: {
+                let mut c = Config::default();
+                c.server.trusted_subscribers = trusted;
+                c
+            },
         };
         let mut broker = match Broker::bind(opts) {
             Ok(b) => b,

@@ -107,7 +107,7 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     let broker = if plan.direct {
         None
     } else {
-        Some(embedded::EmbeddedBroker::start()?)
+        Some(embedded::EmbeddedBroker::start(plan.trusted)?)
     };
     let client = match &broker {
         Some(b) => Some(
@@ -132,6 +132,13 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         "--direct: ringbus rows use bare Producer / Consumer on memfd rings, no broker".to_string()
     } else {
         "ringbus rows go through an embedded broker: Client, Publisher, Subscriber".to_string()
+    });
+    notes.push(if plan.trusted {
+        "--trusted: subscribers map ring data read-write and poll the latest-message slot"
+            .to_string()
+    } else {
+        "subscribers map ring data read-only (the default; --trusted maps it read-write)"
+            .to_string()
     });
     if plan.shared_cpus {
         notes.push("CPUs are shared between sides: the figures mean nothing".to_string());
@@ -249,6 +256,7 @@ mod tests {
             capacity: 64,
             duration_ns: None,
             timestamps: true,
+            trusted: false,
         }
     }
 

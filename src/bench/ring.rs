@@ -156,8 +156,13 @@ impl RingFiles {
         Ok(Sender::Direct(producer))
     }
 
-    fn receiver(&self, cfg: &RingConfig, wait: WaitArg) -> Result<Receiver> {
-        let consumer = Consumer::new(self.map(Access::Subscriber, cfg)?, Start::Sequence(0))
+    fn receiver(&self, cfg: &RingConfig, wait: WaitArg, p: &Params) -> Result<Receiver> {
+        let access = if p.trusted {
+            Access::TrustedSubscriber
+        } else {
+            Access::Subscriber
+        };
+        let consumer = Consumer::new(self.map(access, cfg)?, Start::Sequence(0))
             .context("bench subscriber")?;
         Ok(Receiver::Direct(consumer, wait.strategy()))
     }
@@ -290,7 +295,7 @@ pub fn parent_setup(
             let mut files = vec![];
             let ends = if pingpong {
                 let b = RingFiles::create(cfg, 2)?;
-                let ends = ParentEnds::PingPong(a.sender(cfg, p)?, b.receiver(cfg, wait)?);
+                let ends = ParentEnds::PingPong(a.sender(cfg, p)?, b.receiver(cfg, wait, p)?);
                 files.push(a);
                 files.push(b);
                 ends
@@ -326,7 +331,7 @@ fn child_ends(
                 .iter()
                 .map(|&raw| RingFiles::adopt(raw))
                 .collect::<Result<_>>()?;
-            let rx = files[0].receiver(cfg, wait)?;
+            let rx = files[0].receiver(cfg, wait, p)?;
             let tx = match files.get(1) {
                 Some(b) => Some(b.sender(cfg, p)?),
                 None => None,

@@ -46,7 +46,7 @@ impl State {
                 continue;
             };
             max_id = max_id.max(id);
-            match adopt_ring(&dir, stem) {
+            match adopt_ring(&dir, stem, self.config.server.trusted_subscribers) {
                 Ok(Some(ring)) if ring.file.ring_id() != id => {
                     eprintln!(
                         "ringbus: warning: removing ring {stem}: its header says ring {}",
@@ -150,7 +150,7 @@ impl State {
 
 /// Opens one ring left by a previous broker. `Ok(None)`: it was finished
 /// (closed, or its publisher is dead) and has been removed.
-fn adopt_ring(dir: &Path, stem: &str) -> Result<Option<Ring>, String> {
+fn adopt_ring(dir: &Path, stem: &str, trusted: bool) -> Result<Option<Ring>, String> {
     let (dp, cp) = crate::shm::ring_paths(dir, stem);
     let open = |p: &Path| {
         std::fs::OpenOptions::new()
@@ -166,12 +166,11 @@ fn adopt_ring(dir: &Path, stem: &str) -> Result<Option<Ring>, String> {
         remove_ring_files(dir, stem);
         return Ok(None);
     }
-    let data_ro =
-        File::open(&dp).map_err(|e| format!("opening {} read-only: {e}", dp.display()))?;
+    let data_sub = super::state::open_for_subscribers(&dp, trusted)?;
     Ok(Some(Ring {
         name: stem.to_owned(),
         file,
-        data_ro,
+        data_sub,
         lease: None,
         closed: false,
     }))

@@ -96,6 +96,13 @@ pub struct ServerConfig {
     /// Permission bits of the socket's directory when the broker creates
     /// it. Default `0o700`.
     pub socket_dir_mode: u32,
+    /// Hand subscribers read-write data descriptors, so they can map the
+    /// data segment writable and poll the latest-message slot (about 25–40
+    /// ns less per hop on the machines measured). Default `false`: data is
+    /// read-only for subscribers and none can corrupt the stream for the
+    /// others. Turn it on only when every process that may subscribe is
+    /// trusted (one application on its own host).
+    pub trusted_subscribers: bool,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +112,7 @@ impl Default for ServerConfig {
             data_dir: None,
             socket_mode: 0o666,
             socket_dir_mode: 0o700,
+            trusted_subscribers: false,
         }
     }
 }
@@ -388,6 +396,10 @@ subscribe = { anyone = true }
     fn parses_and_decides() {
         let c = Config::parse(SAMPLE).unwrap();
         assert_eq!(c.server.socket_mode, 0o660);
+        assert!(!c.server.trusted_subscribers, "read-only data by default");
+        let trusted = Config::parse("[server]\ntrusted_subscribers = true\n").unwrap();
+        assert!(trusted.server.trusted_subscribers);
+        assert!(Config::parse("[server]\ntrusted_subscribers = \"yes\"\n").is_err());
         assert_eq!(c.limits.max_topics, 10);
         assert_eq!(c.limits.max_clients, 1024);
         let t = c.topics[0].config().unwrap();

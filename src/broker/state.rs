@@ -27,8 +27,9 @@ pub(super) struct Ring {
     pub name: String,
     /// Its files (read-write), accessed with pread/pwrite only.
     pub file: RingFile,
-    /// The data file opened read-only, for subscribers.
-    pub data_ro: File,
+    /// The data file as subscribers get it: opened read-only, or
+    /// read-write with `trusted_subscribers`.
+    pub data_sub: File,
     /// The publisher's lease; `None` for a ring re-adopted after a restart.
     pub lease: Option<u64>,
     pub closed: bool,
@@ -306,12 +307,14 @@ impl State {
         let ring_id = self.next_ring_id;
         self.next_ring_id += 1;
         let name = format!("{topic}@{ring_id:016x}");
-        let ring = create_ring(&self.data_dir, &name, &config, ring_id, cred.pid).map_err(|e| {
-            (
-                ErrorCode::Internal,
-                format!("cannot create a ring for topic {topic:?}: {e}"),
-            )
-        })?;
+        let trusted = self.config.server.trusted_subscribers;
+        let ring = create_ring(&self.data_dir, &name, &config, ring_id, cred.pid, trusted)
+            .map_err(|e| {
+                (
+                    ErrorCode::Internal,
+                    format!("cannot create a ring for topic {topic:?}: {e}"),
+                )
+            })?;
         let fds = [dup(ring.file.data()), dup(ring.file.ctrl())]
             .into_iter()
             .flatten()
@@ -369,7 +372,7 @@ impl State {
                 publisher_pid: r.file.publisher_pid(),
                 cursor: None,
             });
-            fds.extend(dup(&r.data_ro));
+            fds.extend(dup(&r.data_sub));
             fds.extend(dup(r.file.ctrl()));
         }
         let config = t.config;
@@ -434,7 +437,7 @@ impl State {
                 publisher_pid: r.file.publisher_pid(),
                 cursor,
             });
-            fds.extend(dup(&r.data_ro));
+            fds.extend(dup(&r.data_sub));
             fds.extend(dup(r.file.ctrl()));
         }
         *delivered = (*delivered)
@@ -699,6 +702,19 @@ impl State {
     }
 }
 
+/// Opens a ring's data file as it is handed to subscribers: read-only, or
+/// read-write for trusted subscribers (`server.trusted_subscribers`).
+pub(super) fn open_for_subscribers(path: &Path, trusted: bool) -> Result<File, String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(trusted)
+        .open(path)
+        .map_err(|e| {
+            let how = if trusted { "read-write" } else { "read-only" };
+            format!("opening {} {how}: {e}", path.display())
+        })
+}
+
 /// Creates a ring's files (removed again if anything fails).
 fn create_ring(
     dir: &Path,
@@ -706,19 +722,19 @@ fn create_ring(
     config: &TopicConfig,
     ring_id: u64,
     pid: u32,
+    trusted: bool,
 ) -> Result<Ring, String> {
     let rc = RingConfig::from(*config);
     let (data_rw, ctrl) =
         crate::shm::create_ring_files(dir, name, &rc, ring_id, pid).map_err(|e| e.to_string())?;
     let (data_path, ctrl_path) = crate::shm::ring_paths(dir, name);
-    let made = File::open(&data_path)
-        .map_err(|e| format!("opening {} read-only: {e}", data_path.display()))
-        .and_then(|data_ro| Ok((data_ro, RingFile::open(data_rw, ctrl)?)));
+    let made = open_for_subscribers(&data_path, trusted)
+        .and_then(|data_sub| Ok((data_sub, RingFile::open(data_rw, ctrl)?)));
     match made {
-        Ok((data_ro, file)) => Ok(Ring {
+        Ok((data_sub, file)) => Ok(Ring {
             name: name.to_owned(),
             file,
-            data_ro,
+            data_sub,
             lease: None,
             closed: false,
         }),

@@ -93,6 +93,11 @@ pub struct Consumer {
     latest: *const SlotHeader,
     latest_payload: *const u8,
     latest_inline: usize,
+    /// Whether to read caught-up messages from the latest slot
+    /// ([`RingRegion::polls_latest`]) once the publisher writes it.
+    use_latest: bool,
+    /// Cached `latest_ack`: the publisher writes the latest slot.
+    latest_acked: bool,
     /// Every message below this is known to be in its ring slot (seen
     /// started in the latest slot): until `next` reaches it, read the ring
     /// and leave the latest slot's line alone.
@@ -129,6 +134,7 @@ impl Consumer {
             Start::Sequence(s) => s,
         };
         let mut consumer = Consumer::unjoined(region, next);
+        consumer.want_latest();
         if consumer.backpressure {
             consumer.join()?;
         } else {
@@ -163,6 +169,7 @@ impl Consumer {
         }
         let slot: *const CursorSlot = slot;
         let mut consumer = Consumer::unjoined(region, pos);
+        consumer.want_latest();
         consumer.cursor = Some(slot);
         Ok(consumer)
     }
@@ -179,6 +186,8 @@ impl Consumer {
             // the data segment (validated sizes).
             latest_payload: unsafe { latest.add(std::mem::size_of::<SlotHeader>()) },
             latest_inline: region.sizes().latest_inline as usize,
+            use_latest: region.polls_latest(),
+            latest_acked: false,
             known_head: 0,
             stride: region.sizes().slot_stride as usize,
             mask: capacity - 1,
@@ -196,6 +205,28 @@ impl Consumer {
             lagged: 0,
             region,
         }
+    }
+
+    /// Asks the publisher to write the latest-message slot, if this mapping
+    /// polls it.
+    fn want_latest(&self) {
+        if self.use_latest {
+            let ctrl = self.region.ctrl();
+            if ctrl.latest_wanted.load(Ordering::Relaxed) == 0 {
+                ctrl.latest_wanted.store(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the publisher writes the latest slot (checked until it does).
+    #[inline(always)]
+    fn latest_acked(&mut self) -> bool {
+        if !self.latest_acked {
+            // Acquire: pairs with the Release in Producer::enable_latest:
+            // its announcement of every earlier message is visible.
+            self.latest_acked = self.region.ctrl().latest_ack.load(Ordering::Acquire) != 0;
+        }
+        self.latest_acked
     }
 
     /// Overwrite rings: claims a free cursor slot, if any, to report this
@@ -296,7 +327,7 @@ impl Consumer {
     /// [`RecvError::BufferTooSmall`] (message left unread), [`RecvError::Corrupt`].
     #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<MessageInfo, RecvError> {
-        if self.next >= self.known_head {
+        if self.use_latest && self.next >= self.known_head && self.latest_acked() {
             if let Some(r) = self.try_latest(buf) {
                 return r;
             }
@@ -504,7 +535,10 @@ impl Consumer {
         let latest = unsafe { &*self.latest };
         // Acquire (both): pair with the Release stamp stores in
         // Producer::write_latest and Producer::seal.
-        (seq >= self.known_head && latest.stamp.load(Ordering::Acquire) >= stamp_done(seq))
+        (self.use_latest
+            && self.latest_acked
+            && seq >= self.known_head
+            && latest.stamp.load(Ordering::Acquire) >= stamp_done(seq))
             || self.slot(seq).0.stamp.load(Ordering::Acquire) >= stamp_done(seq)
             || self.region.is_closed()
     }

@@ -74,6 +74,9 @@ pub struct Producer {
     cached_limit: u64,
     /// Cached `wake_ack`: whether to run the sleeper check (see `wait`).
     wake_on: bool,
+    /// Whether every message also goes to the latest-message slot (some
+    /// subscriber asked for it; see `enable_latest`).
+    latest_on: bool,
 }
 
 // SAFETY: `slots` and `latest_payload` point into `region`, which the
@@ -96,6 +99,9 @@ impl Producer {
         let c = *region.config();
         let seq = region.head();
         let wake_on = region.ctrl().wake_ack.load(Ordering::Relaxed) != 0;
+        // A producer made again for a ring whose subscribers already poll
+        // the latest slot keeps writing it.
+        let latest_on = region.ctrl().latest_ack.load(Ordering::Relaxed) != 0;
         // SAFETY: the latest slot's payload follows its header inside the
         // data segment (validated sizes).
         let latest_payload = unsafe { region.latest().add(std::mem::size_of::<SlotHeader>()) };
@@ -112,6 +118,7 @@ impl Producer {
             seq,
             cached_limit: 0,
             wake_on,
+            latest_on,
             region,
         })
     }
@@ -366,7 +373,9 @@ impl Producer {
     #[inline(always)]
     fn finish(&mut self, hdr: *const SlotHeader, payload: *const u8, len: usize, tag: u64) -> u64 {
         let ts = self.timestamp();
-        if len <= self.latest_inline {
+        if !self.latest() {
+            self.seal(hdr, len, tag, ts);
+        } else if len <= self.latest_inline {
             // SAFETY: `payload` is this message's ring slot payload (`len`
             // bytes written by the loan), the latest slot's area holds
             // `latest_inline >= len` bytes; only the publisher writes either.
@@ -394,11 +403,40 @@ impl Producer {
         seq
     }
 
+    /// Whether this message goes to the latest-message slot too: once a
+    /// subscriber asked for it (read on the control line `notify` reads
+    /// anyway), always.
+    #[inline(always)]
+    fn latest(&mut self) -> bool {
+        if !self.latest_on && self.region.ctrl().latest_wanted.load(Ordering::Relaxed) != 0 {
+            self.enable_latest();
+        }
+        self.latest_on
+    }
+
+    /// Starts writing the latest-message slot with every message. The last
+    /// message published so far is announced there first (as "read the
+    /// ring slot"), so a subscriber that switches to the latest slot is
+    /// sent to the ring for everything older instead of waiting there.
+    #[cold]
+    fn enable_latest(&mut self) {
+        if let Some(last) = self.seq.checked_sub(1) {
+            self.seq = last;
+            self.write_latest(u32::MAX as usize, 0, 0, |_| {});
+            self.seq = last + 1;
+        }
+        self.latest_on = true;
+        // Release: the announcement is visible to a subscriber that sees
+        // the ack; pairs with the Acquire in Consumer::latest_acked.
+        self.region.ctrl().latest_ack.store(1, Ordering::Release);
+    }
+
     #[inline(always)]
     fn write(&mut self, data: &[u8], tag: u64) -> u64 {
         let ts = self.timestamp();
         let len = data.len();
-        let inline = len <= self.latest_inline;
+        let latest = self.latest();
+        let inline = latest && len <= self.latest_inline;
         if inline {
             // A caught-up subscriber reads the message from the latest slot,
             // so it goes there first.
@@ -411,7 +449,7 @@ impl Producer {
         // area holds `max` bytes; the slot is ours while its stamp is odd.
         unsafe { copy_in(payload, data) };
         self.seal(hdr, len, tag, ts);
-        if !inline {
+        if latest && !inline {
             self.write_latest(len, tag, ts, |_| {});
         }
         self.complete()

@@ -95,6 +95,9 @@ pub struct RingRegion {
     data: NonNull<u8>,
     ctrl: NonNull<u8>,
     data_writable: bool,
+    /// Whether consumers of this mapping poll the latest-message slot:
+    /// only where the data pages are writable (see `poll_latest`).
+    polls_latest: bool,
     config: RingConfig,
     sizes: Sizes,
     ring_id: u64,
@@ -133,6 +136,7 @@ impl RingRegion {
             data: d,
             ctrl: c,
             data_writable: true,
+            polls_latest: true,
             config: *config,
             sizes,
             ring_id: 0,
@@ -166,6 +170,7 @@ impl RingRegion {
             data,
             ctrl,
             data_writable,
+            polls_latest: data_writable,
             config,
             sizes,
             ring_id,
@@ -192,6 +197,22 @@ impl RingRegion {
     /// Subscribers map it read-only: writing through it faults.
     pub fn data_ptr(&self) -> *const u8 {
         self.data.as_ptr()
+    }
+
+    /// Sets whether consumers of this mapping read caught-up messages from
+    /// the latest-message slot. Worth it only where the data pages are
+    /// mapped writable: spinning on a fixed line through a read-only page
+    /// costs more than the slot saves (measured; DESIGN.md, "Where the
+    /// ping-pong nanoseconds go"), so read-only subscribers poll their ring
+    /// slots instead. Either way they read the same messages.
+    pub fn poll_latest(mut self, on: bool) -> RingRegion {
+        self.polls_latest = on;
+        self
+    }
+
+    /// Whether consumers of this mapping poll the latest-message slot.
+    pub fn polls_latest(&self) -> bool {
+        self.polls_latest
     }
 
     /// Whether this process may write the data segment (only a publisher
@@ -309,6 +330,7 @@ impl std::fmt::Debug for RingRegion {
             .field("ring_id", &self.ring_id)
             .field("config", &self.config)
             .field("data_writable", &self.data_writable)
+            .field("polls_latest", &self.polls_latest)
             .field("head", &self.head())
             .field("closed", &self.is_closed())
             .finish()
