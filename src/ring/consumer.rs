@@ -531,16 +531,19 @@ impl Consumer {
     #[inline]
     pub fn is_ready(&self) -> bool {
         let seq = self.next;
-        // SAFETY: the latest slot lives in the region we hold.
-        let latest = unsafe { &*self.latest };
-        // Acquire (both): pair with the Release stamp stores in
-        // Producer::write_latest and Producer::seal.
-        (self.use_latest
-            && self.latest_acked
-            && seq >= self.known_head
-            && latest.stamp.load(Ordering::Acquire) >= stamp_done(seq))
-            || self.slot(seq).0.stamp.load(Ordering::Acquire) >= stamp_done(seq)
-            || self.region.is_closed()
+        // Poll one line only, the one `try_recv` would read: a second,
+        // rotating line in the loop would delay seeing the first.
+        let stamp = if self.use_latest && self.latest_acked && seq >= self.known_head {
+            // SAFETY: the latest slot lives in the region we hold.
+            let latest = unsafe { &*self.latest };
+            // Acquire: pairs with the Release stamp stores in
+            // Producer::write_latest (any stamp from `seq` on: ready).
+            latest.stamp.load(Ordering::Acquire)
+        } else {
+            // Acquire: pairs with the Release stamp store in Producer::seal.
+            self.slot(seq).0.stamp.load(Ordering::Acquire)
+        };
+        stamp >= stamp_done(seq) || self.region.is_closed()
     }
 
     /// After a copy: re-checks the stamp (seqlock) and moves on.
