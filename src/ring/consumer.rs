@@ -4,7 +4,7 @@
 
 use super::copy::copy_out;
 use super::region::{AttachError, RingRegion};
-use super::{Mode, RingConfig};
+use super::{stamp_done, Mode, RingConfig};
 use crate::layout::{CtrlHeader, CursorSlot, SlotHeader, CURSOR_FREE};
 use crate::sync::{fence, Ordering};
 use crate::wait::{wait_until, WaitStrategy, WakeState};
@@ -74,11 +74,6 @@ pub enum RecvError {
         /// The claimed length.
         len: u64,
     },
-}
-
-#[inline(always)]
-fn stamp_done(seq: u64) -> u64 {
-    seq.wrapping_mul(2).wrapping_add(2)
 }
 
 /// One reader of a ring.

@@ -199,6 +199,18 @@ impl RingConfig {
     }
 }
 
+/// Stamp of a slot while message `seq` is being written (see above).
+#[inline(always)]
+pub(crate) fn stamp_writing(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(1)
+}
+
+/// Stamp of a slot holding complete message `seq`.
+#[inline(always)]
+pub(crate) fn stamp_done(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(2)
+}
+
 /// Largest payload the latest-message slot holds inline (real builds).
 /// Longer messages are announced there by header only and read from their
 /// ring slot.

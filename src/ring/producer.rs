@@ -2,7 +2,7 @@
 
 use super::copy::{copy_area, copy_in};
 use super::region::{AttachError, RingRegion};
-use super::{Mode, RingConfig};
+use super::{stamp_done, stamp_writing, Mode, RingConfig};
 use crate::clock::Clock;
 use crate::layout::{SlotHeader, CURSOR_FREE};
 use crate::sync::{fence, Ordering};
@@ -10,16 +10,6 @@ use crate::wait::notify;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[inline(always)]
-fn stamp_writing(seq: u64) -> u64 {
-    seq.wrapping_mul(2).wrapping_add(1)
-}
-
-#[inline(always)]
-fn stamp_done(seq: u64) -> u64 {
-    seq.wrapping_mul(2).wrapping_add(2)
-}
 
 /// Why a message was not published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -80,8 +70,8 @@ pub struct Producer {
 }
 
 // SAFETY: `slots` and `latest_payload` point into `region`, which the
-// producer keeps alive and
-// which is Send; a producer is used by one thread at a time (`&mut self`).
+// producer keeps alive and which is Send; a producer is used by one thread
+// at a time (`&mut self`).
 unsafe impl Send for Producer {}
 
 impl Producer {
@@ -324,15 +314,14 @@ impl Producer {
         }
     }
 
-    /// Writes message `self.seq` into the latest-message slot: odd stamp,
-    /// `fill` (which copies the payload in, or nothing for a message too
-    /// long to inline), header, done stamp. See the module docs.
+    /// Writes message `seq` into the latest-message slot: odd stamp, `fill`
+    /// (which copies the payload in, or nothing for a message too long to
+    /// inline), header, done stamp. See the module docs.
     #[inline(always)]
-    fn write_latest(&self, len: usize, tag: u64, ts: u64, fill: impl FnOnce(*mut u8)) {
+    fn write_latest(&self, seq: u64, len: usize, tag: u64, ts: u64, fill: impl FnOnce(*mut u8)) {
         // SAFETY: the latest slot starts with an initialised SlotHeader,
         // 128-byte aligned, inside the region we hold.
         let l = unsafe { &*(self.region.latest() as *const SlotHeader) };
-        let seq = self.seq;
         // Release: every ring slot sealed before (all messages below `seq`)
         // is visible to a reader that sees this stamp; pairs with the
         // Acquire stamp load in Consumer::try_latest, which sends the reader
@@ -379,11 +368,13 @@ impl Producer {
             // SAFETY: `payload` is this message's ring slot payload (`len`
             // bytes written by the loan), the latest slot's area holds
             // `latest_inline >= len` bytes; only the publisher writes either.
-            self.write_latest(len, tag, ts, |dst| unsafe { copy_area(payload, dst, len) });
+            self.write_latest(self.seq, len, tag, ts, |dst| unsafe {
+                copy_area(payload, dst, len)
+            });
             self.seal(hdr, len, tag, ts);
         } else {
             self.seal(hdr, len, tag, ts);
-            self.write_latest(len, tag, ts, |_| {});
+            self.write_latest(self.seq, len, tag, ts, |_| {});
         }
         self.complete()
     }
@@ -421,9 +412,7 @@ impl Producer {
     #[cold]
     fn enable_latest(&mut self) {
         if let Some(last) = self.seq.checked_sub(1) {
-            self.seq = last;
-            self.write_latest(u32::MAX as usize, 0, 0, |_| {});
-            self.seq = last + 1;
+            self.write_latest(last, u32::MAX as usize, 0, 0, |_| {});
         }
         self.latest_on = true;
         // Release: the announcement is visible to a subscriber that sees
@@ -442,7 +431,7 @@ impl Producer {
             // so it goes there first.
             // SAFETY: the latest slot's area holds `latest_inline >= len`
             // bytes; only the publisher writes it.
-            self.write_latest(len, tag, ts, |dst| unsafe { copy_in(dst, data) });
+            self.write_latest(self.seq, len, tag, ts, |dst| unsafe { copy_in(dst, data) });
         }
         let (hdr, payload) = self.begin();
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload
@@ -450,7 +439,7 @@ impl Producer {
         unsafe { copy_in(payload, data) };
         self.seal(hdr, len, tag, ts);
         if latest && !inline {
-            self.write_latest(len, tag, ts, |_| {});
+            self.write_latest(self.seq, len, tag, ts, |_| {});
         }
         self.complete()
     }
