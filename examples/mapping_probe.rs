@@ -139,7 +139,11 @@ fn main() -> Result<(), Error> {
         ("read-only, timestamps", Access::Subscriber, true),
         ("read-only, no timestamps", Access::Subscriber, false),
         ("read-write, timestamps", Access::TrustedSubscriber, true),
-        ("read-write, no timestamps", Access::TrustedSubscriber, false),
+        (
+            "read-write, no timestamps",
+            Access::TrustedSubscriber,
+            false,
+        ),
     ];
     let mut floors = Vec::new();
     let mut ratios = vec![Vec::new(); variants.len()];
@@ -154,7 +158,11 @@ fn main() -> Result<(), Error> {
         }
     }
     println!("{size}-byte ping-pong, CPUs {cpus:?}, {rounds} rounds of {ITERS} round trips");
-    println!("{:28} {:>8.1} ns one-way (median)", "cache-line floor", median(floors));
+    println!(
+        "{:28} {:>8.1} ns one-way (median)",
+        "cache-line floor",
+        median(floors)
+    );
     for (i, (name, _, _)) in variants.iter().enumerate() {
         println!(
             "{name:28} {:>8.1} ns one-way, {:.2}× the floor (median of per-round ratios)",
