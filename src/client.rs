@@ -644,48 +644,32 @@ impl Subscriber {
             if i >= n {
                 i = 0;
             }
-            let r = self.rings[i].consumer.try_recv(buf);
-            match self.settle(i, r) {
+            let ring = &mut self.rings[i];
+            match ring.consumer.try_recv(buf) {
+                Ok(info) => {
+                    self.next = i + 1;
+                    self.last_ring = ring.ring_id;
+                    return Ok(Delivery {
+                        ring_id: ring.ring_id,
+                        info,
+                    });
+                }
                 Err(RecvError::Empty) => i += 1,
-                r => return r,
+                Err(RecvError::EndOfStream) => {
+                    self.last_ring = ring.ring_id;
+                    self.lagged_dropped += ring.consumer.lagged_total();
+                    self.rings.remove(i);
+                    self.next = i;
+                    return Err(RecvError::EndOfStream);
+                }
+                Err(e) => {
+                    self.last_ring = ring.ring_id;
+                    self.next = i;
+                    return Err(e);
+                }
             }
         }
         Err(RecvError::Empty)
-    }
-
-    /// Books what receiving from ring `i` gave: a delivery, `Empty` (try
-    /// the next ring), or an error naming the ring (a drained ring of a
-    /// departed publisher is dropped).
-    #[inline]
-    fn settle(
-        &mut self,
-        i: usize,
-        r: Result<MessageInfo, RecvError>,
-    ) -> Result<Delivery, RecvError> {
-        let ring = &mut self.rings[i];
-        match r {
-            Ok(info) => {
-                self.next = i + 1;
-                self.last_ring = ring.ring_id;
-                Ok(Delivery {
-                    ring_id: ring.ring_id,
-                    info,
-                })
-            }
-            Err(RecvError::Empty) => Err(RecvError::Empty),
-            Err(RecvError::EndOfStream) => {
-                self.last_ring = ring.ring_id;
-                self.lagged_dropped += ring.consumer.lagged_total();
-                self.rings.remove(i);
-                self.next = i;
-                Err(RecvError::EndOfStream)
-            }
-            Err(e) => {
-                self.last_ring = ring.ring_id;
-                self.next = i;
-                Err(e)
-            }
-        }
     }
 
     /// Waits for the next message as the subscription's wait strategy says.
@@ -725,46 +709,8 @@ impl Subscriber {
                 Err(RecvError::Empty) => {}
                 r => return r,
             }
-            let idle = idle.get_or_insert_with(Idle::new);
-            if self.rings.len() != 1 {
-                self.idle(idle, deadline)?;
-                continue;
-            }
-            // One ring: wait on it and take the message where the wait
-            // sees it (no second look through the subscriber).
-            let (_, slice) = self.idle_slice(idle, deadline)?;
-            let r = self.rings[0]
-                .consumer
-                .recv_deadline(buf, self.options.wait, Some(slice));
-            match r {
-                Err(RecvError::Timeout) => {}
-                r => match self.settle(0, r) {
-                    Err(RecvError::Empty) => {}
-                    r => return r,
-                },
-            }
+            self.idle(idle.get_or_insert_with(Idle::new), deadline)?;
         }
-    }
-
-    /// The start of an idle step: `Timeout` once `deadline` has passed; a
-    /// broker health check now and then. Returns the time and the end of
-    /// the slice to wait (at most [`HEALTH_CHECK`] away, so new rings are
-    /// looked for).
-    fn idle_slice(
-        &mut self,
-        idle: &mut Idle,
-        deadline: Option<Instant>,
-    ) -> Result<(Instant, Instant), RecvError> {
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            return Err(RecvError::Timeout);
-        }
-        if now.duration_since(idle.last_health) >= HEALTH_CHECK {
-            idle.last_health = now;
-            self.check_broker();
-        }
-        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
-        Ok((now, slice))
     }
 
     /// One idle step of a blocking receive that found nothing: waits a
@@ -774,7 +720,16 @@ impl Subscriber {
     /// # Errors
     /// [`RecvError::Timeout`] once `deadline` has passed.
     fn idle(&mut self, idle: &mut Idle, deadline: Option<Instant>) -> Result<(), RecvError> {
-        let (now, slice) = self.idle_slice(idle, deadline)?;
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(RecvError::Timeout);
+        }
+        if now.duration_since(idle.last_health) >= HEALTH_CHECK {
+            idle.last_health = now;
+            self.check_broker();
+        }
+        // Wake at least this often to look for new rings.
+        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
         if self.rings.len() == 1 {
             // One ring: its own wait (futex when the strategy blocks).
             self.rings[0]
