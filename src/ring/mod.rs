@@ -23,8 +23,9 @@
 //! # The latest-message slot
 //!
 //! Besides the ring, the data segment has one more slot, at a fixed address
-//! right after the header, with the same stamp encoding. Every publish
-//! writes it too:
+//! right after the header, with the same stamp encoding. Once a subscriber
+//! that polls it has asked (`latest_wanted` / `latest_ack` in the control
+//! segment, a hand-over like the wake one), every publish writes it too:
 //!
 //! * a message of at most `latest_inline` bytes (`LATEST_INLINE_MAX`, or
 //!   the max message size if smaller) goes there **first**, header and
@@ -37,7 +38,9 @@
 //! a small message from there. The reason is measured, not theoretical: on
 //! the machines we run, a reader spinning on one fixed line sees a new
 //! message ~25–40 ns sooner than a reader whose every message lands on a
-//! fresh slot (see DESIGN.md, "Where the ping-pong nanoseconds go"). A
+//! fresh slot — but only through a writable mapping, so only subscribers
+//! whose data pages are writable poll it ([`RingRegion::polls_latest`];
+//! see DESIGN.md, "Where the ping-pong nanoseconds go"). A
 //! subscriber that is behind never touches the latest slot: the stamp it
 //! last saw there (`known_head`) tells it which ring slots are already
 //! written, so a backlog is drained from the ring alone, as before.
