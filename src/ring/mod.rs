@@ -141,7 +141,7 @@ pub struct RingConfig {
     /// Overwrite or back-pressure.
     pub mode: Mode,
     /// Number of back-pressure cursors (1 ..= 1024); subscribers beyond it
-    /// are refused with [`RecvError::NoCursor`]-style errors at attach.
+    /// are refused with [`AttachError::NoCursor`] at attach.
     pub max_subscribers: u32,
 }
 
