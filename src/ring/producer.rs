@@ -316,9 +316,18 @@ impl Producer {
 
     /// Writes message `seq` into the latest-message slot: odd stamp, `fill`
     /// (which copies the payload in, or nothing for a message too long to
-    /// inline), header, done stamp. See the module docs.
+    /// inline), header, done stamp. See the module docs. `ts` is the
+    /// timestamp to carry, or `None` to read the clock once the payload is
+    /// in; returns the timestamp written.
     #[inline(always)]
-    fn write_latest(&self, seq: u64, len: usize, tag: u64, ts: u64, fill: impl FnOnce(*mut u8)) {
+    fn write_latest(
+        &mut self,
+        seq: u64,
+        len: usize,
+        tag: u64,
+        ts: Option<u64>,
+        fill: impl FnOnce(*mut u8),
+    ) -> u64 {
         // SAFETY: the latest slot starts with an initialised SlotHeader,
         // 128-byte aligned, inside the region we hold.
         let l = unsafe { &*(self.region.latest() as *const SlotHeader) };
@@ -332,6 +341,7 @@ impl Producer {
         // with the Acquire fence in Consumer::try_latest.
         fence(Ordering::Release);
         fill(self.latest_payload);
+        let ts = ts.unwrap_or_else(|| self.timestamp());
         l.len.store(len as u32, Ordering::Relaxed);
         l.tag.store(tag, Ordering::Relaxed);
         l.timestamp.store(ts, Ordering::Relaxed);
@@ -339,6 +349,7 @@ impl Producer {
         // message, its sealed ring slot); pairs with the Acquire stamp load
         // in Consumer::try_latest.
         l.stamp.store(stamp_done(seq), Ordering::Release);
+        ts
     }
 
     /// Fills in the header of the ring slot of `self.seq` and stamps it
@@ -361,22 +372,29 @@ impl Producer {
     /// `head`, then wakes sleepers.
     #[inline(always)]
     fn finish(&mut self, hdr: *const SlotHeader, payload: *const u8, len: usize, tag: u64) -> u64 {
-        let ts = self.timestamp();
-        if !self.latest() {
-            self.seal(hdr, len, tag, ts);
-        } else if len <= self.latest_inline {
+        if self.latest() && len <= self.latest_inline {
             // SAFETY: `payload` is this message's ring slot payload (`len`
             // bytes written by the loan), the latest slot's area holds
             // `latest_inline >= len` bytes; only the publisher writes either.
-            self.write_latest(self.seq, len, tag, ts, |dst| unsafe {
+            let ts = self.write_latest(self.seq, len, tag, None, |dst| unsafe {
                 copy_area(payload, dst, len)
             });
             self.seal(hdr, len, tag, ts);
         } else {
-            self.seal(hdr, len, tag, ts);
-            self.write_latest(self.seq, len, tag, ts, |_| {});
+            self.seal_ring(hdr, len, tag);
         }
         self.complete()
+    }
+
+    /// Stamps the clock into the ring slot of `self.seq` and seals it; a
+    /// latest slot in use gets the message's header ("read the ring").
+    #[inline(always)]
+    fn seal_ring(&mut self, hdr: *const SlotHeader, len: usize, tag: u64) {
+        let ts = self.timestamp();
+        self.seal(hdr, len, tag, ts);
+        if self.latest_on {
+            self.write_latest(self.seq, len, tag, Some(ts), |_| {});
+        }
     }
 
     /// Moves on after message `self.seq` is in both slots.
@@ -412,7 +430,7 @@ impl Producer {
     #[cold]
     fn enable_latest(&mut self) {
         if let Some(last) = self.seq.checked_sub(1) {
-            self.write_latest(last, u32::MAX as usize, 0, 0, |_| {});
+            self.write_latest(last, u32::MAX as usize, 0, Some(0), |_| {});
         }
         self.latest_on = true;
         // Release: the announcement is visible to a subscriber that sees
@@ -420,26 +438,34 @@ impl Producer {
         self.region.ctrl().latest_ack.store(1, Ordering::Release);
     }
 
+    /// The timestamp is read once the payload is in place, right before
+    /// the header stores: read first, `rdtsc`'s latency held every store of
+    /// the message back and the reader saw it up to 2× later (DESIGN.md,
+    /// "Where the ping-pong nanoseconds go").
     #[inline(always)]
     fn write(&mut self, data: &[u8], tag: u64) -> u64 {
-        let ts = self.timestamp();
         let len = data.len();
-        let latest = self.latest();
-        let inline = latest && len <= self.latest_inline;
-        if inline {
+        if self.latest() && len <= self.latest_inline {
             // A caught-up subscriber reads the message from the latest slot,
             // so it goes there first.
             // SAFETY: the latest slot's area holds `latest_inline >= len`
             // bytes; only the publisher writes it.
-            self.write_latest(self.seq, len, tag, ts, |dst| unsafe { copy_in(dst, data) });
-        }
-        let (hdr, payload) = self.begin();
-        // SAFETY: `data.len() <= max` (checked by the caller) and the payload
-        // area holds `max` bytes; the slot is ours while its stamp is odd.
-        unsafe { copy_in(payload, data) };
-        self.seal(hdr, len, tag, ts);
-        if latest && !inline {
-            self.write_latest(self.seq, len, tag, ts, |_| {});
+            let ts = self.write_latest(self.seq, len, tag, None, |dst| unsafe {
+                copy_in(dst, data)
+            });
+            let (hdr, payload) = self.begin();
+            // SAFETY: `data.len() <= max` (checked by the caller) and the
+            // payload area holds `max` bytes; the slot is ours while its
+            // stamp is odd.
+            unsafe { copy_in(payload, data) };
+            self.seal(hdr, len, tag, ts);
+        } else {
+            let (hdr, payload) = self.begin();
+            // SAFETY: `data.len() <= max` (checked by the caller) and the
+            // payload area holds `max` bytes; the slot is ours while its
+            // stamp is odd.
+            unsafe { copy_in(payload, data) };
+            self.seal_ring(hdr, len, tag);
         }
         self.complete()
     }
