@@ -489,23 +489,19 @@ impl Consumer {
         wait: WaitStrategy,
         deadline: Option<Instant>,
     ) -> Result<MessageInfo, RecvError> {
-        match self.try_recv(buf) {
-            Err(RecvError::Empty) => {}
-            r => return r,
-        }
-        let ctrl: *const CtrlHeader = self.region.ctrl();
-        // SAFETY: the control header lives in `self.region`, which outlives
-        // this call; `wait_until` only touches its atomics.
-        let ctrl = unsafe { &*ctrl };
-        let mut wake = std::mem::take(&mut self.wake);
-        let r = wait_until(ctrl, wait, deadline, &mut wake, || {
+        // Wait with `is_ready` (one stamp load per poll) and receive once
+        // it says so: polling with `try_recv` itself measured ~25 ns later
+        // per message in a spin ping-pong (DESIGN.md, "Where the ping-pong
+        // nanoseconds go").
+        loop {
             match self.try_recv(buf) {
-                Err(RecvError::Empty) => None,
-                r => Some(r),
+                Err(RecvError::Empty) => {}
+                r => return r,
             }
-        });
-        self.wake = wake;
-        r.unwrap_or(Err(RecvError::Timeout))
+            if !self.wait_ready(wait, deadline) {
+                return Err(RecvError::Timeout);
+            }
+        }
     }
 
     /// Waits until a message (or end of stream) can be read, without
