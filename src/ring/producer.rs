@@ -438,10 +438,11 @@ impl Producer {
         self.region.ctrl().latest_ack.store(1, Ordering::Release);
     }
 
-    /// The timestamp is read once the payload is in place, right before
-    /// the header stores: read first, `rdtsc`'s latency held every store of
-    /// the message back and the reader saw it up to 2× later (DESIGN.md,
-    /// "Where the ping-pong nanoseconds go").
+    /// Copies `data` in and publishes it. The timestamp is read once the
+    /// payload is in place, right before the header stores: read first,
+    /// `rdtsc`'s latency held back every store of the message, and a
+    /// spinning reader saw it up to ~30 % later (DESIGN.md, "Where the
+    /// ping-pong nanoseconds go").
     #[inline(always)]
     fn write(&mut self, data: &[u8], tag: u64) -> u64 {
         let len = data.len();

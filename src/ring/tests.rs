@@ -255,6 +255,42 @@ fn caught_up_reader_takes_inline_messages_from_the_latest_slot() {
 }
 
 #[test]
+fn latest_slot_and_ring_slot_carry_the_same_timestamp() {
+    // The clock is read after the payload copy, inside the latest-slot
+    // write for inline messages and at the ring seal otherwise: both
+    // copies of a message must carry one value, whichever path wrote it.
+    let max = LATEST_INLINE_MAX + 40;
+    let (mut p, r) = ring(32, max, Mode::Overwrite);
+    let mut caught_up = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let mut behind = Consumer::new(r, Start::Earliest).unwrap();
+    let mut from_latest = Vec::new();
+    for n in 0..12u64 {
+        let msg = mixed(n, max);
+        // Loans (odd n) and copies, inline and too long to inline (n % 3 == 0).
+        if n % 2 == 1 {
+            let mut loan = p.loan(msg.len()).unwrap();
+            loan.copy_from_slice(&msg);
+            loan.commit(n);
+        } else {
+            p.publish(&msg, n).unwrap();
+        }
+        let (m, i) = recv_vec(&mut caught_up).unwrap();
+        assert_eq!((i.seq, m), (n, msg));
+        from_latest.push(i.timestamp);
+    }
+    let mut prev = 0;
+    for (n, ts) in from_latest.into_iter().enumerate() {
+        let (_, i) = recv_vec(&mut behind).unwrap();
+        assert_eq!((i.seq, i.timestamp), (n as u64, ts), "message {n}");
+        assert!(ts >= prev, "timestamps went backwards at {n}");
+        if !cfg!(any(miri, loom)) {
+            assert!(ts > 0, "message {n} carries no timestamp");
+        }
+        prev = ts;
+    }
+}
+
+#[test]
 fn garbage_in_the_latest_slot_only_sends_readers_to_the_ring() {
     let (mut p, r) = ring(4, 8, Mode::Overwrite);
     let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
