@@ -446,27 +446,22 @@ impl Producer {
     #[inline(always)]
     fn write(&mut self, data: &[u8], tag: u64) -> u64 {
         let len = data.len();
-        if self.latest() && len <= self.latest_inline {
-            // A caught-up subscriber reads the message from the latest slot,
-            // so it goes there first.
+        // A caught-up subscriber reads an inline message from the latest
+        // slot, so it goes there first (and takes the timestamp there).
+        let inline_ts = (self.latest() && len <= self.latest_inline).then(|| {
             // SAFETY: the latest slot's area holds `latest_inline >= len`
             // bytes; only the publisher writes it.
-            let ts = self.write_latest(self.seq, len, tag, None, |dst| unsafe {
+            self.write_latest(self.seq, len, tag, None, |dst| unsafe {
                 copy_in(dst, data)
-            });
-            let (hdr, payload) = self.begin();
-            // SAFETY: `data.len() <= max` (checked by the caller) and the
-            // payload area holds `max` bytes; the slot is ours while its
-            // stamp is odd.
-            unsafe { copy_in(payload, data) };
-            self.seal(hdr, len, tag, ts);
-        } else {
-            let (hdr, payload) = self.begin();
-            // SAFETY: `data.len() <= max` (checked by the caller) and the
-            // payload area holds `max` bytes; the slot is ours while its
-            // stamp is odd.
-            unsafe { copy_in(payload, data) };
-            self.seal_ring(hdr, len, tag);
+            })
+        });
+        let (hdr, payload) = self.begin();
+        // SAFETY: `data.len() <= max` (checked by the caller) and the payload
+        // area holds `max` bytes; the slot is ours while its stamp is odd.
+        unsafe { copy_in(payload, data) };
+        match inline_ts {
+            Some(ts) => self.seal(hdr, len, tag, ts),
+            None => self.seal_ring(hdr, len, tag),
         }
         self.complete()
     }
