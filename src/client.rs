@@ -645,14 +645,15 @@ impl Subscriber {
                 i = 0;
             }
             let ring = &mut self.rings[i];
-            match ring.consumer.try_recv(buf) {
-                Ok(info) => {
+            let ring_id = ring.ring_id;
+            match ring
+                .consumer
+                .try_recv_map(buf, |info| Delivery { ring_id, info })
+            {
+                Ok(d) => {
                     self.next = i + 1;
-                    self.last_ring = ring.ring_id;
-                    return Ok(Delivery {
-                        ring_id: ring.ring_id,
-                        info,
-                    });
+                    self.last_ring = ring_id;
+                    return Ok(d);
                 }
                 Err(RecvError::Empty) => i += 1,
                 Err(RecvError::EndOfStream) => {
