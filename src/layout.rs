@@ -35,6 +35,8 @@ pub const CURSOR_FREE: u64 = u64::MAX;
 pub const KIND_DATA: u32 = 1;
 /// See [`KIND_DATA`].
 pub const KIND_CTRL: u32 = 2;
+/// See [`KIND_DATA`]: a subscriber's mailbox ([`MailboxHeader`]).
+pub const KIND_MAILBOX: u32 = 3;
 
 /// Header of the data segment. Line 0 is immutable after creation; line 1
 /// is written by the publisher on every message; line 2 changes once (end of
@@ -165,6 +167,50 @@ pub struct CursorSlot {
     _pad: [u8; PAD - 24],
 }
 
+/// Header of a **mailbox**: one subscriber's private copy of the
+/// latest-message slot, in a segment only that subscriber and the ring's
+/// publisher map (both read-write), so a subscriber that polls a writable
+/// line need not be able to write the shared data segment (see
+/// [`crate::ring::Mailbox`]). The slot (a [`SlotHeader`], then `inline`
+/// payload bytes) follows the header, at offset [`PAD`].
+#[repr(C, align(128))]
+pub struct MailboxHeader {
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: u32,
+    /// [`KIND_MAILBOX`].
+    pub kind: u32,
+    /// The ring whose messages this mailbox receives.
+    pub ring_id: u64,
+    /// Payload bytes the slot holds inline (the ring's `latest_inline`).
+    pub inline: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+    /// Set to 1 by the publisher once it writes the mailbox with every
+    /// message; [`MAILBOX_RETIRED`] once it has stopped for good.
+    pub ack: AtomicU32,
+    _pad: [u8; PAD - 36],
+}
+
+/// [`MailboxHeader::ack`] of a mailbox its publisher no longer writes.
+pub const MAILBOX_RETIRED: u32 = 2;
+
+impl MailboxHeader {
+    pub(crate) fn new(ring_id: u64, inline: u32) -> Self {
+        MailboxHeader {
+            magic: MAGIC,
+            layout_version: LAYOUT_VERSION,
+            kind: KIND_MAILBOX,
+            ring_id,
+            inline,
+            _reserved: 0,
+            ack: AtomicU32::new(0),
+            _pad: [0; PAD - 36],
+        }
+    }
+}
+
 impl RingHeader {
     /// A header as the creator writes it.
     #[allow(clippy::too_many_arguments)]
@@ -288,6 +334,11 @@ mod asserts {
     const _: () = assert!(offset_of!(CtrlHeader, latest_ack) == PAD + 20);
     const _: () = assert!(offset_of!(CtrlHeader, limit) == 2 * PAD);
     const _: () = assert!(offset_of!(CtrlHeader, cursor_generation) == 2 * PAD + 8);
+
+    const _: () = assert!(size_of::<MailboxHeader>() == PAD);
+    const _: () = assert!(offset_of!(MailboxHeader, ring_id) == 16);
+    const _: () = assert!(offset_of!(MailboxHeader, inline) == 24);
+    const _: () = assert!(offset_of!(MailboxHeader, ack) == 32);
 
     const _: () = assert!(offset_of!(CursorSlot, pos) == 0);
     const _: () = assert!(offset_of!(CursorSlot, owner_pid) == 8);

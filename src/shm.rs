@@ -1,7 +1,7 @@
 //! Shared-memory segments: create, size, initialise, pre-fault and map a
 //! ring's two files (in a directory, normally on tmpfs, or as memfds).
 
-use crate::ring::{AttachError, ConfigError, RingConfig, RingRegion};
+use crate::ring::{AttachError, ConfigError, Mailbox, RingConfig, RingRegion};
 use memmap2::{Mmap, MmapMut, MmapOptions};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -248,4 +248,100 @@ pub fn map_ring(
         unsafe { RingRegion::attach(dptr, dlen, cptr, clen, writable, expected, backing)? }
             .poll_latest(access != Access::Subscriber);
     Ok(Arc::new(region))
+}
+
+/// Creates a subscriber's mailbox for ring `ring_id` of `config` (see
+/// [`Mailbox`]) as a memfd, initialised and sealed against resizing: whoever
+/// it is handed to (the subscriber and the ring's publisher) can write its
+/// contents but cannot shrink it under the other's mapping.
+///
+/// # Errors
+/// [`ShmError::Config`]; [`ShmError::Io`] if the memfd cannot be created,
+/// sized, mapped or sealed.
+pub fn create_mailbox_memfd(config: &RingConfig, ring_id: u64) -> Result<File, ShmError> {
+    use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+    let len = config.validate()?.mailbox_len;
+    let fd = memfd_create(
+        format!("ringbus-mailbox-{ring_id:x}"),
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| ShmError::Io {
+        what: "memfd_create (mailbox)".into(),
+        source: e.into(),
+    })?;
+    let file = File::from(fd);
+    file.set_len(len).map_err(io("sizing a mailbox"))?;
+    // SAFETY: a fresh memfd nobody else has; pre-faulted.
+    let mut m = unsafe {
+        MmapOptions::new()
+            .len(len as usize)
+            .populate()
+            .map_mut(&file)
+    }
+    .map_err(io("mapping a new mailbox"))?;
+    // SAFETY: the mapping is `mailbox_len` bytes, page aligned, private to
+    // us until the descriptor is handed out.
+    unsafe { crate::ring::init_mailbox(m.as_mut_ptr(), config, ring_id) };
+    drop(m);
+    fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL).map_err(|e| {
+        ShmError::Io {
+            what: "sealing a mailbox".into(),
+            source: e.into(),
+        }
+    })?;
+    Ok(file)
+}
+
+/// Maps a mailbox handed over by another process and validates it: it must
+/// be a memfd sealed against shrinking (else its creator could truncate it
+/// and kill us with SIGBUS on the next write) and belong to ring `ring_id`
+/// of `config`.
+///
+/// # Errors
+/// [`ShmError::Io`] if it cannot be mapped or is not sealed;
+/// [`ShmError::Attach`] if it is not a mailbox of that ring.
+pub fn map_mailbox(
+    file: &File,
+    config: &RingConfig,
+    ring_id: u64,
+) -> Result<Arc<Mailbox>, ShmError> {
+    use rustix::fs::{fcntl_get_seals, SealFlags};
+    let seals = fcntl_get_seals(file).map_err(|e| ShmError::Io {
+        what: "reading a mailbox's seals (is it a memfd?)".into(),
+        source: e.into(),
+    })?;
+    if !seals.contains(SealFlags::SHRINK) {
+        return Err(ShmError::Io {
+            what: "mapping a mailbox".into(),
+            source: std::io::Error::other("the mailbox is not sealed against shrinking"),
+        });
+    }
+    let len = file
+        .metadata()
+        .map_err(io("reading a mailbox's size"))?
+        .len();
+    let need = config.validate()?.mailbox_len;
+    if len < need {
+        return Err(AttachError::Truncated {
+            segment: "mailbox",
+            len,
+            need,
+        }
+        .into());
+    }
+    // SAFETY: a shared mapping of a sealed memfd (it cannot shrink); the
+    // other side writes it concurrently, and Mailbox reads it only through
+    // atomics and the seqlock protocol after validating the header.
+    let mut m = unsafe {
+        MmapOptions::new()
+            .len(need as usize)
+            .populate()
+            .map_mut(file)
+    }
+    .map_err(io("mapping a mailbox read-write"))?;
+    let p = NonNull::new(m.as_mut_ptr()).expect("mmap never returns null");
+    // SAFETY: `need` bytes, page aligned, read-write, owned by the box for
+    // as long as the mailbox lives; sealed against shrinking (checked).
+    let mailbox = unsafe { Mailbox::attach(p, need, config, ring_id, Box::new(m))? };
+    Ok(Arc::new(mailbox))
 }

@@ -12,7 +12,7 @@
 
 use loom::thread;
 use ringbus::ring::{
-    Consumer, Mode, Producer, PublishError, RecvError, RingConfig, RingRegion, Start,
+    Consumer, Mailbox, Mode, Producer, PublishError, RecvError, RingConfig, RingRegion, Start,
 };
 use ringbus::wait::WaitStrategy;
 
@@ -133,6 +133,93 @@ fn latest_slot_never_delivers_torn_or_misplaced_messages() {
                 Err(e) => panic!("after the publisher finished: {e:?}"),
             }
         }
+    });
+}
+
+/// A subscriber's mailbox, added by the publisher while the reader already
+/// reads (the hand-over races the reader), with an announced long message
+/// and an inline one: every message arrives whole, in order, from whichever
+/// slot, or is reported as lag.
+#[test]
+fn mailbox_never_delivers_torn_or_misplaced_messages() {
+    fn long(n: u64) -> [u8; 24] {
+        let mut p = [0u8; 24];
+        p[..16].copy_from_slice(&payload(n));
+        p[16..].copy_from_slice(&n.to_le_bytes());
+        p
+    }
+    loom::model(|| {
+        let config = RingConfig {
+            max_message_size: 24,
+            ..config(Mode::Overwrite)
+        };
+        let region = RingRegion::heap(&config).unwrap();
+        let mailbox = Mailbox::heap(&config, 0).unwrap();
+        let mut producer = Producer::new(region.clone()).unwrap();
+        producer.publish(&payload(0), 0).unwrap();
+        let mut consumer = Consumer::new(region, Start::Earliest).unwrap();
+        consumer.attach_mailbox(mailbox.clone()).unwrap();
+        let t = thread::spawn(move || {
+            producer.add_mailbox(mailbox).unwrap();
+            producer.publish(&long(1), 1).unwrap();
+            producer.publish(&payload(2), 2).unwrap();
+        });
+        let (mut expect, mut buf) = (0u64, [0u8; 24]);
+        let mut take = |consumer: &mut Consumer, expect: &mut u64, must: bool| match consumer
+            .try_recv(&mut buf)
+        {
+            Ok(info) => {
+                assert_eq!(info.seq, *expect);
+                assert_eq!(info.tag, *expect, "header of another message");
+                assert_eq!(info.len, if *expect % 2 == 0 { 16 } else { 24 });
+                check(buf[..16].try_into().unwrap(), info.seq);
+                if info.len == 24 {
+                    assert_eq!(buf[16..], expect.to_le_bytes(), "torn long message");
+                }
+                *expect += 1;
+            }
+            Err(RecvError::Lagged { missed }) => *expect += missed,
+            Err(RecvError::Empty) if !must => {}
+            Err(e) => panic!("{e:?}"),
+        };
+        for _ in 0..3 {
+            take(&mut consumer, &mut expect, false);
+        }
+        t.join().unwrap();
+        // Whatever was not read yet is still there, in order.
+        while expect < 3 {
+            take(&mut consumer, &mut expect, true);
+        }
+    });
+}
+
+/// A mailbox added after the last message: its reader must still be sent
+/// to the ring for what was published before (the announcement), not wait
+/// in an empty mailbox.
+#[test]
+fn mailbox_added_after_the_last_message_loses_nothing() {
+    loom::model(|| {
+        let region = RingRegion::heap(&config(Mode::Overwrite)).unwrap();
+        let mailbox = Mailbox::heap(&config(Mode::Overwrite), 0).unwrap();
+        let mut producer = Producer::new(region.clone()).unwrap();
+        producer.publish(&payload(0), 0).unwrap();
+        producer.publish(&payload(1), 1).unwrap();
+        let mut consumer = Consumer::new(region, Start::Earliest).unwrap();
+        consumer.attach_mailbox(mailbox.clone()).unwrap();
+        let t = thread::spawn(move || {
+            producer.add_mailbox(mailbox).unwrap();
+            producer
+        });
+        let mut buf = [0u8; 16];
+        let info = consumer.try_recv(&mut buf).unwrap();
+        assert_eq!(info.seq, 0);
+        check(&buf, 0);
+        let _producer = t.join().unwrap();
+        let info = consumer
+            .try_recv(&mut buf)
+            .expect("message 1 after the hand-over");
+        assert_eq!(info.seq, 1);
+        check(&buf, 1);
     });
 }
 

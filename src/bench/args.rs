@@ -145,6 +145,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub trusted: bool,
 
+    /// With `--direct` and read-only subscribers: no mailboxes (each
+    /// subscriber then polls the read-only ring slots), to see what they buy.
+    #[arg(long)]
+    pub no_mailboxes: bool,
+
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -243,6 +248,8 @@ pub struct Plan {
     pub direct: bool,
     /// Subscribers map data read-write (`--trusted`).
     pub trusted: bool,
+    /// Direct read-only subscribers get a mailbox (not `--no-mailboxes`).
+    pub mailboxes: bool,
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -385,6 +392,7 @@ impl Plan {
             timestamps: !args.no_timestamps,
             direct: args.direct,
             trusted: args.trusted,
+            mailboxes: !args.no_mailboxes,
             cpus,
         };
         for &s in &plan.sizes {

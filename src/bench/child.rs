@@ -46,6 +46,8 @@ pub struct Params {
     pub timestamps: bool,
     /// Direct rings: subscribers map the data read-write (`--trusted`).
     pub trusted: bool,
+    /// Direct rings with read-only subscribers: each reader gets a mailbox.
+    pub mailboxes: bool,
 }
 
 /// Everything a child needs, passed as its one argument.

@@ -212,6 +212,7 @@ mod tests {
             duration_ns: None,
             timestamps: true,
             trusted: false,
+            mailboxes: false,
         }
     }
 

@@ -136,6 +136,10 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     notes.push(if plan.trusted {
         "--trusted: subscribers map ring data read-write and poll the latest-message slot"
             .to_string()
+    } else if plan.direct && plan.mailboxes {
+        "subscribers map ring data read-only and poll a private mailbox (the default; \
+         --no-mailboxes polls the ring, --trusted maps the data read-write)"
+            .to_string()
     } else {
         "subscribers map ring data read-only (the default; --trusted maps it read-write)"
             .to_string()
@@ -257,6 +261,7 @@ mod tests {
             duration_ns: None,
             timestamps: true,
             trusted: false,
+            mailboxes: false,
         }
     }
 

@@ -32,9 +32,10 @@ use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::shared::{Patience, Region, STALL};
 use crate::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use crate::ring::{
-    Consumer, MessageInfo, Mode, Producer, PublishError, RecvError, RingConfig, RingRegion, Start,
+    Consumer, Mailbox, MessageInfo, Mode, Producer, PublishError, RecvError, RingConfig,
+    RingRegion, Start,
 };
-use crate::shm::{create_ring_memfd, map_ring, Access};
+use crate::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
 use crate::wait::WaitStrategy;
 
 /// Refresh the receive deadline every this many messages.
@@ -67,8 +68,8 @@ impl ModeArg {
 pub enum Link {
     /// Inherited `[data, ctrl]` memfds, one pair per ring.
     Direct {
-        /// Descriptor numbers.
-        fds: Vec<[i32; 2]>,
+        /// Descriptor numbers: data, control, mailbox (-1: none).
+        fds: Vec<[i32; 3]>,
     },
     /// Through the embedded broker.
     Broker {
@@ -100,34 +101,51 @@ fn topic_config(c: &RingConfig) -> TopicConfig {
     }
 }
 
-/// A ring's two memfds, created by the parent (direct link).
+/// A ring's memfds, created by the parent (direct link): data, control
+/// and, for a read-only reader, its mailbox.
 pub struct RingFiles {
     data: File,
     ctrl: File,
+    mailbox: Option<File>,
 }
 
 impl RingFiles {
-    /// Creates a ring (pre-faulted memfds).
-    pub fn create(cfg: &RingConfig, id: u64) -> Result<RingFiles> {
+    /// Creates a ring (pre-faulted memfds), with a mailbox for its reader
+    /// if `mailbox`.
+    pub fn create(cfg: &RingConfig, id: u64, mailbox: bool) -> Result<RingFiles> {
         let (data, ctrl) = create_ring_memfd("bench", cfg, id, std::process::id())
             .context("creating a ring for the bench")?;
-        Ok(RingFiles { data, ctrl })
+        let mailbox = match mailbox {
+            true => Some(create_mailbox_memfd(cfg, id).context("creating a mailbox")?),
+            false => None,
+        };
+        Ok(RingFiles {
+            data,
+            ctrl,
+            mailbox,
+        })
     }
 
-    /// The two descriptors, to inherit.
-    pub fn fds(&self) -> [BorrowedFd<'_>; 2] {
+    /// The descriptors, to inherit.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        [self.data.as_fd(), self.ctrl.as_fd()]
+        let mut fds = vec![self.data.as_fd(), self.ctrl.as_fd()];
+        fds.extend(self.mailbox.as_ref().map(|m| m.as_fd()));
+        fds
     }
 
     /// The raw descriptor numbers, for the child's spec.
-    pub fn raw(&self) -> [i32; 2] {
+    pub fn raw(&self) -> [i32; 3] {
         use std::os::fd::AsRawFd;
-        [self.data.as_raw_fd(), self.ctrl.as_raw_fd()]
+        [
+            self.data.as_raw_fd(),
+            self.ctrl.as_raw_fd(),
+            self.mailbox.as_ref().map_or(-1, |m| m.as_raw_fd()),
+        ]
     }
 
     /// Adopts descriptors a parent passed (child side).
-    fn adopt(raw: [i32; 2]) -> Result<RingFiles> {
+    fn adopt(raw: [i32; 3]) -> Result<RingFiles> {
         let own = |fd: i32| -> Result<File> {
             ensure!(fd >= 0, "bad ring descriptor {fd}");
             // SAFETY: borrowed for one fcntl, which fails with EBADF
@@ -142,7 +160,18 @@ impl RingFiles {
         Ok(RingFiles {
             data: own(raw[0])?,
             ctrl: own(raw[1])?,
+            mailbox: match raw[2] {
+                -1 => None,
+                fd => Some(own(fd)?),
+            },
         })
+    }
+
+    fn mailbox(&self, cfg: &RingConfig, id: u64) -> Result<Option<Arc<Mailbox>>> {
+        self.mailbox
+            .as_ref()
+            .map(|m| map_mailbox(m, cfg, id).context("mapping a bench mailbox"))
+            .transpose()
     }
 
     fn map(&self, access: Access, cfg: &RingConfig) -> Result<Arc<RingRegion>> {
@@ -150,9 +179,15 @@ impl RingFiles {
     }
 
     fn sender(&self, cfg: &RingConfig, p: &Params) -> Result<Sender> {
-        let mut producer =
-            Producer::new(self.map(Access::ReadWrite, cfg)?).context("bench publisher")?;
+        let region = self.map(Access::ReadWrite, cfg)?;
+        let id = region.ring_id();
+        let mut producer = Producer::new(region).context("bench publisher")?;
         producer.set_timestamps(p.timestamps);
+        if let Some(m) = self.mailbox(cfg, id)? {
+            producer
+                .add_mailbox(m)
+                .context("adding the reader's mailbox")?;
+        }
         Ok(Sender::Direct(producer))
     }
 
@@ -162,8 +197,14 @@ impl RingFiles {
         } else {
             Access::Subscriber
         };
-        let consumer = Consumer::new(self.map(access, cfg)?, Start::Sequence(0))
-            .context("bench subscriber")?;
+        let region = self.map(access, cfg)?;
+        let id = region.ring_id();
+        let mut consumer = Consumer::new(region, Start::Sequence(0)).context("bench subscriber")?;
+        if let Some(m) = self.mailbox(cfg, id)? {
+            consumer
+                .attach_mailbox(m)
+                .context("attaching the mailbox")?;
+        }
         Ok(Receiver::Direct(consumer, wait.strategy()))
     }
 }
@@ -300,10 +341,11 @@ pub fn parent_setup(
             ))
         }
         None => {
-            let a = RingFiles::create(cfg, 1)?;
+            let mailbox = p.mailboxes && !p.trusted;
+            let a = RingFiles::create(cfg, 1, mailbox)?;
             let mut files = vec![];
             let ends = if pingpong {
-                let b = RingFiles::create(cfg, 2)?;
+                let b = RingFiles::create(cfg, 2, mailbox)?;
                 let ends = ParentEnds::PingPong(a.sender(cfg, p)?, b.receiver(cfg, wait, p)?);
                 files.push(a);
                 files.push(b);

@@ -331,6 +331,7 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
             .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
         timestamps: plan.timestamps,
         trusted: plan.trusted,
+        mailboxes: plan.mailboxes && !plan.trusted,
     };
     let thr = |size: usize| Params {
         iters: plan.throughput_msgs(size),

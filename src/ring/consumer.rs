@@ -3,10 +3,11 @@
 //! segment).
 
 use super::copy::copy_out;
+use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
 use super::{stamp_done, Mode, RingConfig};
 use crate::layout::{CtrlHeader, CursorSlot, SlotHeader, CURSOR_FREE};
-use crate::sync::{fence, Ordering};
+use crate::sync::{fence, AtomicU32, Ordering};
 use crate::wait::{wait_until, WaitStrategy, WakeState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,8 +92,14 @@ pub struct Consumer {
     /// Whether to read caught-up messages from the latest slot
     /// ([`RingRegion::polls_latest`]) once the publisher writes it.
     use_latest: bool,
-    /// Cached `latest_ack`: the publisher writes the latest slot.
+    /// Cached ack: the publisher writes the latest slot (or mailbox).
     latest_acked: bool,
+    /// The ack word to check: the control segment's `latest_ack`, or the
+    /// mailbox's.
+    ack: *const AtomicU32,
+    /// This subscriber's mailbox, once attached (its slot replaces the
+    /// shared latest slot above).
+    mailbox: Option<Arc<Mailbox>>,
     /// Every message below this is known to be in its ring slot (seen
     /// started in the latest slot): until `next` reaches it, read the ring
     /// and leave the latest slot's line alone.
@@ -109,8 +116,8 @@ pub struct Consumer {
     lagged: u64,
 }
 
-// SAFETY: the raw pointers point into `region`, kept alive by the consumer
-// and itself Send; a consumer is used by one thread at a time (`&mut self`).
+// SAFETY: the raw pointers point into `region` or `mailbox`, kept alive by
+// the consumer and themselves Send; a consumer is used by one thread at a time (`&mut self`).
 unsafe impl Send for Consumer {}
 
 impl Consumer {
@@ -183,6 +190,8 @@ impl Consumer {
             latest_inline: region.sizes().latest_inline as usize,
             use_latest: region.polls_latest(),
             latest_acked: false,
+            ack: &region.ctrl().latest_ack,
+            mailbox: None,
             known_head: 0,
             stride: region.sizes().slot_stride as usize,
             mask: capacity - 1,
@@ -217,11 +226,42 @@ impl Consumer {
     #[inline(always)]
     fn latest_acked(&mut self) -> bool {
         if !self.latest_acked {
-            // Acquire: pairs with the Release in Producer::enable_latest:
-            // its announcement of every earlier message is visible.
-            self.latest_acked = self.region.ctrl().latest_ack.load(Ordering::Acquire) != 0;
+            // SAFETY: `ack` points into the region or the mailbox we hold.
+            let ack = unsafe { &*self.ack };
+            // Acquire: pairs with the Release in Producer::enable_latest or
+            // Producer::add_mailbox: its announcement of every earlier
+            // message is visible.
+            self.latest_acked = ack.load(Ordering::Acquire) != 0;
         }
         self.latest_acked
+    }
+
+    /// Reads caught-up messages from `mailbox` (this subscriber's private
+    /// latest slot, which its publisher writes once it has added it; see
+    /// [`Mailbox`]) instead of the shared latest slot or the ring. Until the
+    /// publisher acknowledges the mailbox, messages come from the ring.
+    ///
+    /// # Errors
+    /// [`AttachError::Corrupt`] if the mailbox belongs to another ring or
+    /// holds a different number of inline bytes.
+    pub fn attach_mailbox(&mut self, mailbox: Arc<Mailbox>) -> Result<(), AttachError> {
+        if mailbox.ring_id() != self.region.ring_id() || mailbox.inline() != self.latest_inline {
+            return Err(AttachError::Corrupt(format!(
+                "mailbox of ring {} ({} inline bytes) attached to ring {} ({} inline bytes)",
+                mailbox.ring_id(),
+                mailbox.inline(),
+                self.region.ring_id(),
+                self.latest_inline
+            )));
+        }
+        self.latest = mailbox.slot() as *const SlotHeader;
+        // SAFETY: the payload area follows the slot header in the mailbox.
+        self.latest_payload = unsafe { mailbox.slot().add(std::mem::size_of::<SlotHeader>()) };
+        self.ack = &mailbox.header().ack;
+        self.latest_acked = false;
+        self.use_latest = true;
+        self.mailbox = Some(mailbox);
+        Ok(())
     }
 
     /// Overwrite rings: claims a free cursor slot, if any, to report this

@@ -63,10 +63,13 @@
 
 mod consumer;
 mod copy;
+mod mailbox;
 mod producer;
 mod region;
 
 pub use consumer::{Consumer, MessageInfo, MessageRef, RecvError, Start};
+pub(crate) use mailbox::init as init_mailbox;
+pub use mailbox::Mailbox;
 pub use producer::{Loan, Producer, PublishError};
 pub(crate) use region::init as init_segments;
 pub use region::{AttachError, RingRegion};
@@ -245,6 +248,9 @@ pub struct Sizes {
     pub data_len: u64,
     /// Whole control segment.
     pub ctrl_len: u64,
+    /// A subscriber's mailbox ([`Mailbox`]): its header (one 128-byte
+    /// line), then a slot the size of the latest-message slot.
+    pub mailbox_len: u64,
 }
 
 impl Sizes {
@@ -271,6 +277,7 @@ impl Sizes {
             data_len: header_size + u64::from(c.capacity) * slot_stride,
             ctrl_len: size_of::<CtrlHeader>() as u64
                 + u64::from(c.max_subscribers) * size_of::<CursorSlot>() as u64,
+            mailbox_len: size_of::<crate::layout::MailboxHeader>() as u64 + latest_len,
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The publishing side of a ring: one per ring, never shared.
 
 use super::copy::{copy_area, copy_in};
+use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, RingConfig};
 use crate::clock::Clock;
-use crate::layout::{SlotHeader, CURSOR_FREE};
+use crate::layout::{SlotHeader, CURSOR_FREE, MAILBOX_RETIRED};
 use crate::sync::{fence, Ordering};
 use crate::wait::notify;
 use std::marker::PhantomData;
@@ -67,10 +68,21 @@ pub struct Producer {
     /// Whether every message also goes to the latest-message slot (some
     /// subscriber asked for it; see `enable_latest`).
     latest_on: bool,
+    /// Subscribers' mailboxes: every message goes to each, like the latest
+    /// slot (see [`Mailbox`]).
+    mailboxes: Vec<MailboxSlot>,
 }
 
-// SAFETY: `slots` and `latest_payload` point into `region`, which the
-// producer keeps alive and which is Send; a producer is used by one thread
+/// A mailbox the producer writes, with its slot's addresses.
+struct MailboxSlot {
+    hdr: *const SlotHeader,
+    payload: *mut u8,
+    mailbox: Arc<Mailbox>,
+}
+
+// SAFETY: `slots` and `latest_payload` point into `region`, and each
+// mailbox slot's pointers into the mailbox it holds, all kept alive by the
+// producer and Send; a producer is used by one thread
 // at a time (`&mut self`).
 unsafe impl Send for Producer {}
 
@@ -109,6 +121,7 @@ impl Producer {
             cached_limit: 0,
             wake_on,
             latest_on,
+            mailboxes: Vec::new(),
             region,
         })
     }
@@ -134,6 +147,92 @@ impl Producer {
         if on != self.clock.is_some() {
             self.clock = on.then(Clock::new);
         }
+    }
+
+    /// Starts writing every message to `mailbox` too (a subscriber's
+    /// private latest slot, see [`Mailbox`]). The last message published so
+    /// far is announced there first ("read the ring slot"), then the
+    /// mailbox's `ack` is set, so its reader is sent to the ring for
+    /// everything older. Adding a mailbox twice does nothing.
+    ///
+    /// # Errors
+    /// [`AttachError::Corrupt`] if the mailbox belongs to another ring or
+    /// holds a different number of inline bytes.
+    pub fn add_mailbox(&mut self, mailbox: Arc<Mailbox>) -> Result<(), AttachError> {
+        if mailbox.ring_id() != self.region.ring_id() || mailbox.inline() != self.latest_inline {
+            return Err(AttachError::Corrupt(format!(
+                "mailbox of ring {} ({} inline bytes) added to ring {} ({} inline bytes)",
+                mailbox.ring_id(),
+                mailbox.inline(),
+                self.region.ring_id(),
+                self.latest_inline
+            )));
+        }
+        if self
+            .mailboxes
+            .iter()
+            .any(|m| Arc::ptr_eq(&m.mailbox, &mailbox))
+        {
+            return Ok(());
+        }
+        let hdr = mailbox.slot() as *const SlotHeader;
+        // SAFETY: the payload area follows the slot header in the mailbox.
+        let payload = unsafe { mailbox.slot().add(std::mem::size_of::<SlotHeader>()) };
+        if let Some(last) = self.seq.checked_sub(1) {
+            // SAFETY: the mailbox's slot, which only the publisher writes;
+            // nothing is copied.
+            unsafe {
+                write_slot(
+                    hdr,
+                    payload,
+                    last,
+                    u32::MAX as usize,
+                    0,
+                    Some(0),
+                    &mut self.clock,
+                    &|_| {},
+                )
+            };
+        }
+        // Release: the announcement is visible to a reader that sees the
+        // ack; pairs with the Acquire in Consumer::latest_acked.
+        mailbox.header().ack.store(1, Ordering::Release);
+        self.mailboxes.push(MailboxSlot {
+            hdr,
+            payload,
+            mailbox,
+        });
+        Ok(())
+    }
+
+    /// Stops writing `mailbox`; returns whether it was being written. Its
+    /// slot is stamped past every sequence, so its reader goes back to the
+    /// ring for good.
+    pub fn remove_mailbox(&mut self, mailbox: &Arc<Mailbox>) -> bool {
+        let Some(i) = self
+            .mailboxes
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.mailbox, mailbox))
+        else {
+            return false;
+        };
+        let m = self.mailboxes.swap_remove(i);
+        // SAFETY: the slot header lies in the mailbox `m` holds.
+        let hdr = unsafe { &*m.hdr };
+        // Release: pairs with the Acquire stamp load in Consumer::try_latest
+        // (any stamp past `want` sends the reader to the ring; this one is
+        // past them all).
+        hdr.stamp.store(u64::MAX, Ordering::Release);
+        m.mailbox
+            .header()
+            .ack
+            .store(MAILBOX_RETIRED, Ordering::Release);
+        true
+    }
+
+    /// How many mailboxes this producer writes.
+    pub fn mailboxes(&self) -> usize {
+        self.mailboxes.len()
     }
 
     /// Copies `data` into the ring as one message with `tag`; returns its
@@ -314,11 +413,8 @@ impl Producer {
         }
     }
 
-    /// Writes message `seq` into the latest-message slot: odd stamp, `fill`
-    /// (which copies the payload in, or nothing for a message too long to
-    /// inline), header, done stamp. See the module docs. `ts` is the
-    /// timestamp to carry, or `None` to read the clock once the payload is
-    /// in; returns the timestamp written.
+    /// Writes message `seq` into the shared latest-message slot (see
+    /// [`write_slot`]).
     #[inline(always)]
     fn write_latest(
         &mut self,
@@ -326,29 +422,51 @@ impl Producer {
         len: usize,
         tag: u64,
         ts: Option<u64>,
-        fill: impl FnOnce(*mut u8),
+        fill: &impl Fn(*mut u8),
     ) -> u64 {
+        let hdr = self.region.latest() as *const SlotHeader;
         // SAFETY: the latest slot starts with an initialised SlotHeader,
-        // 128-byte aligned, inside the region we hold.
-        let l = unsafe { &*(self.region.latest() as *const SlotHeader) };
-        // Release: every ring slot sealed before (all messages below `seq`)
-        // is visible to a reader that sees this stamp; pairs with the
-        // Acquire stamp load in Consumer::try_latest, which sends the reader
-        // to those slots (without it the reader could find one not yet
-        // sealed and report a spurious `Empty`).
-        l.stamp.store(stamp_writing(seq), Ordering::Release);
-        // Release: orders the odd stamp before the payload stores; pairs
-        // with the Acquire fence in Consumer::try_latest.
-        fence(Ordering::Release);
-        fill(self.latest_payload);
-        let ts = ts.unwrap_or_else(|| self.timestamp());
-        l.len.store(len as u32, Ordering::Relaxed);
-        l.tag.store(tag, Ordering::Relaxed);
-        l.timestamp.store(ts, Ordering::Relaxed);
-        // Release: publishes the payload and fields above (and, for a long
-        // message, its sealed ring slot); pairs with the Acquire stamp load
-        // in Consumer::try_latest.
-        l.stamp.store(stamp_done(seq), Ordering::Release);
+        // 128-byte aligned, followed by `latest_inline` payload bytes, inside
+        // the region we hold; only the publisher writes it.
+        unsafe {
+            write_slot(
+                hdr,
+                self.latest_payload,
+                seq,
+                len,
+                tag,
+                ts,
+                &mut self.clock,
+                fill,
+            )
+        }
+    }
+
+    /// Writes an inline message (`len <= latest_inline`, payload copied in
+    /// by `fill`) into the shared latest slot, if in use, and every
+    /// mailbox; returns the timestamp written, or `None` if there was
+    /// nowhere to write (or the message is too long to inline).
+    #[inline(always)]
+    fn write_inline_copies(&mut self, len: usize, tag: u64, fill: impl Fn(*mut u8)) -> Option<u64> {
+        // `latest` first, on every message: it is what turns the shared
+        // slot on once a subscriber asks for it.
+        let latest = self.latest();
+        if len > self.latest_inline {
+            return None;
+        }
+        let seq = self.seq;
+        let mut ts = None;
+        if latest {
+            ts = Some(self.write_latest(seq, len, tag, None, &fill));
+        }
+        for m in &self.mailboxes {
+            // SAFETY: `m`'s slot lies in the mailbox it holds, with
+            // `latest_inline >= len` payload bytes (checked in
+            // `add_mailbox`); only the publisher writes it.
+            ts = Some(unsafe {
+                write_slot(m.hdr, m.payload, seq, len, tag, ts, &mut self.clock, &fill)
+            });
+        }
         ts
     }
 
@@ -368,32 +486,48 @@ impl Producer {
     }
 
     /// Completes message `self.seq` (its ring slot payload is written):
-    /// latest slot and ring slot in the order the module docs give, then
-    /// `head`, then wakes sleepers.
+    /// latest slot, mailboxes and ring slot in the order the module docs
+    /// give, then `head`, then wakes sleepers.
     #[inline(always)]
     fn finish(&mut self, hdr: *const SlotHeader, payload: *const u8, len: usize, tag: u64) -> u64 {
-        if self.latest() && len <= self.latest_inline {
-            // SAFETY: `payload` is this message's ring slot payload (`len`
-            // bytes written by the loan), the latest slot's area holds
-            // `latest_inline >= len` bytes; only the publisher writes either.
-            let ts = self.write_latest(self.seq, len, tag, None, |dst| unsafe {
-                copy_area(payload, dst, len)
-            });
-            self.seal(hdr, len, tag, ts);
-        } else {
-            self.seal_ring(hdr, len, tag);
+        // SAFETY: `payload` is this message's ring slot payload (`len` bytes
+        // written by the loan); each destination holds `latest_inline >=
+        // len` bytes (the only case `write_inline_copies` fills); only the
+        // publisher writes either.
+        let copy = |dst: *mut u8| unsafe { copy_area(payload, dst, len) };
+        match self.write_inline_copies(len, tag, copy) {
+            Some(ts) => self.seal(hdr, len, tag, ts),
+            None => self.seal_ring(hdr, len, tag),
         }
         self.complete()
     }
 
     /// Stamps the clock into the ring slot of `self.seq` and seals it; a
-    /// latest slot in use gets the message's header ("read the ring").
+    /// latest slot in use and every mailbox get the message's header ("read
+    /// the ring": only messages too long to inline come here while either
+    /// is in use).
     #[inline(always)]
     fn seal_ring(&mut self, hdr: *const SlotHeader, len: usize, tag: u64) {
         let ts = self.timestamp();
         self.seal(hdr, len, tag, ts);
+        let seq = self.seq;
         if self.latest_on {
-            self.write_latest(self.seq, len, tag, Some(ts), |_| {});
+            self.write_latest(seq, len, tag, Some(ts), &|_| {});
+        }
+        for m in &self.mailboxes {
+            // SAFETY: as in `write_inline_copies`; nothing is copied.
+            unsafe {
+                write_slot(
+                    m.hdr,
+                    m.payload,
+                    seq,
+                    len,
+                    tag,
+                    Some(ts),
+                    &mut self.clock,
+                    &|_| {},
+                )
+            };
         }
     }
 
@@ -430,7 +564,7 @@ impl Producer {
     #[cold]
     fn enable_latest(&mut self) {
         if let Some(last) = self.seq.checked_sub(1) {
-            self.write_latest(last, u32::MAX as usize, 0, Some(0), |_| {});
+            self.write_latest(last, u32::MAX as usize, 0, Some(0), &|_| {});
         }
         self.latest_on = true;
         // Release: the announcement is visible to a subscriber that sees
@@ -447,14 +581,11 @@ impl Producer {
     fn write(&mut self, data: &[u8], tag: u64) -> u64 {
         let len = data.len();
         // A caught-up subscriber reads an inline message from the latest
-        // slot, so it goes there first (and takes the timestamp there).
-        let inline_ts = (self.latest() && len <= self.latest_inline).then(|| {
-            // SAFETY: the latest slot's area holds `latest_inline >= len`
-            // bytes; only the publisher writes it.
-            self.write_latest(self.seq, len, tag, None, |dst| unsafe {
-                copy_in(dst, data)
-            })
-        });
+        // slot or its mailbox, so it goes there first (and takes the
+        // timestamp there).
+        // SAFETY: `write_inline_copies` fills only areas of `latest_inline
+        // >= len` bytes, which only the publisher writes.
+        let inline_ts = self.write_inline_copies(len, tag, |dst| unsafe { copy_in(dst, data) });
         let (hdr, payload) = self.begin();
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload
         // area holds `max` bytes; the slot is ours while its stamp is odd.
@@ -476,6 +607,51 @@ impl Producer {
             _not_send: PhantomData,
         }
     }
+}
+
+/// Writes message `seq` into a latest-style slot (the shared latest slot or
+/// a mailbox's): odd stamp, `fill` (which copies the payload in, or nothing
+/// for a message too long to inline), header, done stamp. See the module
+/// docs. `ts` is the timestamp to carry, or `None` to read `clock` once the
+/// payload is in; returns the timestamp written.
+///
+/// # Safety
+/// `hdr` must point to an initialised `SlotHeader` followed by a payload
+/// area at `payload` that `fill` stays within; only this publisher writes
+/// them.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn write_slot(
+    hdr: *const SlotHeader,
+    payload: *mut u8,
+    seq: u64,
+    len: usize,
+    tag: u64,
+    ts: Option<u64>,
+    clock: &mut Option<Clock>,
+    fill: &impl Fn(*mut u8),
+) -> u64 {
+    // SAFETY: the caller's guarantee.
+    let l = unsafe { &*hdr };
+    // Release: every ring slot sealed before (all messages below `seq`) is
+    // visible to a reader that sees this stamp; pairs with the Acquire stamp
+    // load in Consumer::try_latest, which sends the reader to those slots
+    // (without it the reader could find one not yet sealed and report a
+    // spurious `Empty`).
+    l.stamp.store(stamp_writing(seq), Ordering::Release);
+    // Release: orders the odd stamp before the payload stores; pairs with
+    // the Acquire fence in Consumer::try_latest.
+    fence(Ordering::Release);
+    fill(payload);
+    let ts = ts.unwrap_or_else(|| clock.as_mut().map_or(0, Clock::now));
+    l.len.store(len as u32, Ordering::Relaxed);
+    l.tag.store(tag, Ordering::Relaxed);
+    l.timestamp.store(ts, Ordering::Relaxed);
+    // Release: publishes the payload and fields above (and, for a long
+    // message, its sealed ring slot); pairs with the Acquire stamp load in
+    // Consumer::try_latest.
+    l.stamp.store(stamp_done(seq), Ordering::Release);
+    ts
 }
 
 impl std::fmt::Debug for Producer {

@@ -310,6 +310,132 @@ fn garbage_in_the_latest_slot_only_sends_readers_to_the_ring() {
 }
 
 #[test]
+fn mailbox_takes_over_from_the_ring_and_hands_back() {
+    let max = LATEST_INLINE_MAX + 40;
+    let config = cfg(8, max, Mode::Overwrite);
+    let region = RingRegion::heap(&config).unwrap();
+    let mut p = Producer::new(region.clone()).unwrap();
+    let mut c = Consumer::new(region, Start::Earliest).unwrap();
+    let mb = Mailbox::heap(&config, 0).unwrap();
+    c.attach_mailbox(mb.clone()).unwrap();
+    // Not added by the publisher yet: everything comes from the ring.
+    for n in 0..3 {
+        p.publish(&mixed(n, max), n).unwrap();
+    }
+    p.add_mailbox(mb.clone()).unwrap();
+    p.add_mailbox(mb.clone()).unwrap();
+    assert_eq!(p.mailboxes(), 1, "adding twice adds once");
+    for n in 3..5 {
+        p.publish(&mixed(n, max), n).unwrap();
+    }
+    // A backlog across the hand-over, then caught up, inline and long.
+    for n in 0..5 {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((i.seq, i.tag, m), (n, n, mixed(n, max)));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    for n in 5..14 {
+        assert!(!c.is_ready());
+        p.publish(&mixed(n, max), n).unwrap();
+        assert!(c.is_ready());
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((i.seq, m), (n, mixed(n, max)));
+        assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    }
+    // Removed: the reader goes back to the ring and misses nothing.
+    assert!(p.remove_mailbox(&mb));
+    assert!(!p.remove_mailbox(&mb));
+    assert_eq!(p.mailboxes(), 0);
+    for n in 14..18 {
+        p.publish(&mixed(n, max), n).unwrap();
+        assert!(c.is_ready());
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((i.seq, m), (n, mixed(n, max)));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+}
+
+#[test]
+fn loans_reach_the_mailbox_too() {
+    let config = cfg(4, 64, Mode::Overwrite);
+    let region = RingRegion::heap(&config).unwrap();
+    let mut p = Producer::new(region.clone()).unwrap();
+    let mut c = Consumer::new(region.clone(), Start::Latest).unwrap();
+    let mb = Mailbox::heap(&config, 0).unwrap();
+    c.attach_mailbox(mb.clone()).unwrap();
+    p.add_mailbox(mb).unwrap();
+    let mut loan = p.loan(4).unwrap();
+    loan.copy_from_slice(b"loan");
+    loan.commit(3);
+    // Scribble over the ring slot and the shared latest slot: the reader
+    // still gets the message whole, so it read its mailbox.
+    // SAFETY: a live heap ring; slot 0's and the latest slot's payload
+    // areas have 64 bytes each and no one else writes them now.
+    unsafe {
+        let hdr = size_of::<SlotHeader>();
+        std::ptr::write_bytes(region.slots().add(hdr), b'X', 4);
+        std::ptr::write_bytes(region.latest().add(hdr), b'X', 4);
+    }
+    let (m, i) = recv_vec(&mut c).unwrap();
+    assert_eq!((m.as_slice(), i.tag), (&b"loan"[..], 3));
+}
+
+#[test]
+fn a_mailbox_misleads_only_its_own_reader() {
+    let config = cfg(4, 16, Mode::Overwrite);
+    let region = RingRegion::heap(&config).unwrap();
+    let mut p = Producer::new(region.clone()).unwrap();
+    let mut mine = Consumer::new(region.clone(), Start::Latest).unwrap();
+    let mut other = Consumer::new(region, Start::Latest).unwrap();
+    let mb = Mailbox::heap(&config, 0).unwrap();
+    mine.attach_mailbox(mb.clone()).unwrap();
+    p.add_mailbox(mb.clone()).unwrap();
+    p.publish(b"one", 1).unwrap();
+    assert_eq!(recv_vec(&mut mine).unwrap().0, b"one");
+    assert_eq!(recv_vec(&mut other).unwrap().0, b"one");
+    // The mailbox's owner forges message 1 in it ...
+    // SAFETY: the slot of a live heap mailbox; header through atomics,
+    // payload (16 bytes) written by nobody else now.
+    unsafe {
+        let slot = &*(mb.slot() as *const SlotHeader);
+        std::ptr::copy_nonoverlapping(b"fake".as_ptr(), mb.slot().add(size_of::<SlotHeader>()), 4);
+        slot.len.store(4, Ordering::Relaxed);
+        slot.stamp.store(stamp_done(1), Ordering::Release);
+    }
+    // ... and fools itself, but no one else: the other reader and the
+    // publisher go on as if nothing happened.
+    assert_eq!(recv_vec(&mut mine).unwrap().0, b"fake");
+    assert_eq!(recv_vec(&mut other), Err(RecvError::Empty));
+    p.publish(b"two", 2).unwrap();
+    assert_eq!(recv_vec(&mut other).unwrap().0, b"two");
+    p.publish(b"three", 3).unwrap();
+    assert_eq!(recv_vec(&mut mine).unwrap().0, b"three");
+    assert_eq!(recv_vec(&mut other).unwrap().0, b"three");
+}
+
+#[test]
+fn a_mailbox_of_another_ring_is_refused() {
+    let config = cfg(4, 16, Mode::Overwrite);
+    let region = RingRegion::heap(&config).unwrap();
+    let mut p = Producer::new(region.clone()).unwrap();
+    let mut c = Consumer::new(region, Start::Latest).unwrap();
+    for wrong in [
+        Mailbox::heap(&config, 7).unwrap(),
+        Mailbox::heap(&cfg(4, 8, Mode::Overwrite), 0).unwrap(),
+    ] {
+        assert!(matches!(
+            p.add_mailbox(wrong.clone()),
+            Err(AttachError::Corrupt(_))
+        ));
+        assert!(matches!(
+            c.attach_mailbox(wrong),
+            Err(AttachError::Corrupt(_))
+        ));
+    }
+    assert_eq!(p.mailboxes(), 0);
+}
+
+#[test]
 fn publisher_dying_before_announcing_a_long_message_loses_nothing() {
     let max = LATEST_INLINE_MAX + 8;
     let (mut p, r) = ring(4, max, Mode::Overwrite);
