@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 use crate::control::frame::{ErrorCode, Reply, Request, RingRef};
 use crate::control::segment::{SegmentError, TopicSegment};
 use crate::control::{paths, BrokerStats, Connection, ConnectionError, TopicInfo};
-use crate::ring::{AttachError, Consumer, MessageInfo, Producer, RecvError, RingConfig, Start};
+use crate::ring::{
+    AttachError, Consumer, Mailbox, MailboxSource, MessageInfo, Producer, RecvError, RingConfig,
+    Start,
+};
 use crate::shm::{Access, ShmError};
 use crate::wait::WaitStrategy;
 
@@ -249,10 +252,19 @@ impl Client {
                 topic: topic.to_owned(),
                 source,
             })?;
-            Producer::new(region).map_err(|source| ClientError::Attach {
+            let ring = *region.config();
+            let mut producer = Producer::new(region).map_err(|source| ClientError::Attach {
                 topic: topic.to_owned(),
                 source,
-            })
+            })?;
+            producer.set_mailbox_source(Box::new(BrokerMailboxes {
+                client: self.clone(),
+                lease,
+                ring_id,
+                config: ring,
+                mapped: Vec::new(),
+            }));
+            Ok(producer)
         })();
         match made {
             Ok(producer) => Ok(Publisher {
@@ -336,6 +348,47 @@ impl Client {
 
 fn unexpected(reply: &Reply) -> ClientError {
     ClientError::Control(ConnectionError::Unexpected(format!("{reply:?}")))
+}
+
+/// A publisher's [`MailboxSource`]: asks the broker for the mailboxes of its
+/// ring and maps those it does not have yet.
+struct BrokerMailboxes {
+    client: Client,
+    lease: u64,
+    ring_id: u64,
+    config: RingConfig,
+    /// Mailboxes mapped so far, by broker id.
+    mapped: Vec<(u64, Arc<Mailbox>)>,
+}
+
+impl MailboxSource for BrokerMailboxes {
+    fn mailboxes(&mut self) -> Option<Vec<Arc<Mailbox>>> {
+        let (reply, fds) = self
+            .client
+            .call(&Request::FetchMailboxes { lease: self.lease })
+            .ok()?;
+        let Reply::Mailboxes { ids } = reply else {
+            return None;
+        };
+        let mut now = Vec::with_capacity(ids.len());
+        for (id, fd) in ids.into_iter().zip(fds) {
+            let known = self.mapped.iter().find(|(i, _)| *i == id);
+            let mailbox = match known {
+                Some((_, m)) => m.clone(),
+                // One that cannot be mapped is left out: its subscriber
+                // reads the ring instead.
+                None => {
+                    match crate::shm::map_mailbox(&File::from(fd), &self.config, self.ring_id) {
+                        Ok(m) => m,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            now.push((id, mailbox));
+        }
+        self.mapped = now;
+        Some(self.mapped.iter().map(|(_, m)| m.clone()).collect())
+    }
 }
 
 /// A publisher of one topic: its own ring, written through the
@@ -515,6 +568,14 @@ impl Subscriber {
                     "missing ring descriptors".into(),
                 )));
             };
+            let mailbox = match r.mailbox {
+                true => Some(fds.next().ok_or_else(|| {
+                    ClientError::Control(ConnectionError::Unexpected(
+                        "missing mailbox descriptor".into(),
+                    ))
+                })?),
+                false => None,
+            };
             self.max_ring_id = self.max_ring_id.max(r.ring_id);
             if self.rings.iter().any(|x| x.ring_id == r.ring_id) {
                 continue;
@@ -533,7 +594,8 @@ impl Subscriber {
             if self.config.is_none() {
                 self.config = Some(TopicConfig::from(region.config()));
             }
-            let consumer = match r.cursor {
+            let config = *region.config();
+            let mut consumer = match r.cursor {
                 // The broker claimed this cursor for us before the ring's
                 // publisher started: take it over and miss nothing.
                 Some(slot) => Consumer::adopt_cursor(region, slot),
@@ -543,6 +605,21 @@ impl Subscriber {
                 topic: self.topic.clone(),
                 source,
             })?;
+            if let Some(fd) = mailbox {
+                // Our private latest slot: polled through a writable
+                // mapping without write access to the ring itself.
+                let mailbox = crate::shm::map_mailbox(&File::from(fd), &config, r.ring_id)
+                    .map_err(|source| ClientError::Shm {
+                        topic: self.topic.clone(),
+                        source,
+                    })?;
+                consumer
+                    .attach_mailbox(mailbox)
+                    .map_err(|source| ClientError::Attach {
+                        topic: self.topic.clone(),
+                        source,
+                    })?;
+            }
             self.rings.push(SubRing {
                 ring_id: r.ring_id,
                 publisher_pid: r.publisher_pid,

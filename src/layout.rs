@@ -137,7 +137,11 @@ pub struct CtrlHeader {
     /// with every message; a subscriber reads that slot only after it sees
     /// this.
     pub latest_ack: AtomicU32,
-    _pad1: [u8; PAD - 24],
+    /// Bumped by the broker whenever it adds or removes a subscriber's
+    /// mailbox of this ring; a publisher that sees it move fetches the
+    /// current list (added in layout 2's padding: older rings read 0).
+    pub mailbox_generation: AtomicU32,
+    _pad1: [u8; PAD - 28],
     // ---- line 2: back-pressure gating ----
     /// Back-pressure mode: the publisher writes no sequence at or above this
     /// bound without first re-reading the cursors. Joining subscribers read
@@ -274,7 +278,8 @@ impl CtrlHeader {
             wake_ack: AtomicU32::new(0),
             latest_wanted: AtomicU32::new(0),
             latest_ack: AtomicU32::new(0),
-            _pad1: [0; PAD - 24],
+            mailbox_generation: AtomicU32::new(0),
+            _pad1: [0; PAD - 28],
             limit: AtomicU64::new(u64::from(capacity)),
             cursor_generation: AtomicU64::new(0),
             _pad2: [0; PAD - 16],
@@ -332,6 +337,7 @@ mod asserts {
     const _: () = assert!(offset_of!(CtrlHeader, wake_ack) == PAD + 12);
     const _: () = assert!(offset_of!(CtrlHeader, latest_wanted) == PAD + 16);
     const _: () = assert!(offset_of!(CtrlHeader, latest_ack) == PAD + 20);
+    const _: () = assert!(offset_of!(CtrlHeader, mailbox_generation) == PAD + 24);
     const _: () = assert!(offset_of!(CtrlHeader, limit) == 2 * PAD);
     const _: () = assert!(offset_of!(CtrlHeader, cursor_generation) == 2 * PAD + 8);
 

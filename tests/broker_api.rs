@@ -181,13 +181,19 @@ fn subscribers_get_read_only_ring_data() {
         panic!("{reply:?}")
     };
     assert_eq!(rings.len(), 1);
-    assert_eq!(fds.len(), 3);
-    let (segment, data, ctrl) = (&fds[0], &fds[1], &fds[2]);
+    assert!(rings[0].mailbox, "a read-only subscriber gets a mailbox");
+    assert_eq!(fds.len(), 4);
+    let (segment, data, ctrl, mailbox) = (&fds[0], &fds[1], &fds[2], &fds[3]);
     use rustix::fs::OFlags;
     let mode = |fd| rustix::fs::fcntl_getfl(fd).unwrap() & OFlags::RWMODE;
     assert_eq!(mode(segment.as_fd()), OFlags::RDONLY);
     assert_eq!(mode(data.as_fd()), OFlags::RDONLY);
     assert_eq!(mode(ctrl.as_fd()), OFlags::RDWR);
+    // The mailbox is writable, but sealed: its size cannot change under
+    // the publisher's mapping.
+    assert_eq!(mode(mailbox.as_fd()), OFlags::RDWR);
+    let seals = rustix::fs::fcntl_get_seals(mailbox.as_fd()).unwrap();
+    assert!(seals.contains(rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::SEAL));
 
     let data = std::fs::File::from(data.try_clone().unwrap());
     let ctrl = std::fs::File::from(ctrl.try_clone().unwrap());
@@ -678,4 +684,99 @@ fn topics_report_lag_and_drops_of_overwrite_subscribers() {
     assert_eq!(sub.try_recv(&mut buf).unwrap().info.seq, 16);
     let after = ring(&client);
     assert_eq!((after.lag(), after.dropped), (Some(3), 16));
+}
+
+/// Publishes until `cond` holds (the publisher picks up mailbox changes at
+/// its next publish, at most once a millisecond), for at most 5 s.
+fn publish_until(
+    p: &mut ringbus::client::Publisher,
+    mut cond: impl FnMut(&ringbus::client::Publisher) -> bool,
+) -> bool {
+    for i in 0..5000u64 {
+        if cond(p) {
+            return true;
+        }
+        p.publish(&i.to_le_bytes(), 0).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cond(p)
+}
+
+#[test]
+fn read_only_subscribers_get_mailboxes_their_publisher_writes() {
+    let dir = TestDir::new("api-mailbox");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut p = client.publisher("mb", cfg(Mode::Overwrite)).unwrap();
+    assert_eq!(p.mailboxes(), 0);
+    let other = Client::connect(dir.socket()).unwrap();
+    let mut s1 = other.subscriber("mb", SubscribeOptions::default()).unwrap();
+    let mut s2 = other.subscriber("mb", SubscribeOptions::default()).unwrap();
+    assert!(
+        publish_until(&mut p, |p| p.mailboxes() == 2),
+        "publisher never took the mailboxes"
+    );
+    // Both read every message from here on (whatever path each takes).
+    let mut buf = [0u8; 64];
+    for s in [&mut s1, &mut s2] {
+        while s.try_recv(&mut buf).is_ok() {}
+    }
+    for n in 0..100u64 {
+        p.publish(&n.to_le_bytes(), n).unwrap();
+        for s in [&mut s1, &mut s2] {
+            let d = s.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+            assert_eq!((d.info.tag, &buf[..8]), (n, &n.to_le_bytes()[..]));
+        }
+    }
+    // A subscriber that leaves takes its mailbox with it.
+    drop(s1);
+    assert!(
+        publish_until(&mut p, |p| p.mailboxes() == 1),
+        "mailbox of a gone subscriber kept"
+    );
+    while s2.try_recv(&mut buf).is_ok() {}
+    p.publish(b"last", 7).unwrap();
+    let d = s2.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(&buf[..d.info.len], b"last");
+
+    // Only a publisher lease has mailboxes to fetch.
+    let mut conn = Connection::connect(&dir.socket(), "mb-test").unwrap();
+    let (reply, _) = conn
+        .call(&Request::Subscribe { topic: "mb".into() })
+        .unwrap();
+    let Reply::Subscribed { lease, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    match conn.call(&Request::FetchMailboxes { lease }) {
+        Err(ConnectionError::Refused { code, message }) => {
+            assert_eq!(code, ErrorCode::NotFound);
+            assert!(message.contains("not a publisher lease"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match conn.call(&Request::FetchMailboxes { lease: 999_999 }) {
+        Err(ConnectionError::Refused { code, .. }) => assert_eq!(code, ErrorCode::NotFound),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn trusted_subscribers_get_no_mailbox() {
+    let dir = TestDir::new("api-mailbox-trusted");
+    let mut config = Config::default();
+    config.server.trusted_subscribers = true;
+    let _b = BrokerThread::start(&dir, config);
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut p = client.publisher("t", cfg(Mode::Overwrite)).unwrap();
+    let mut conn = Connection::connect(&dir.socket(), "trusted-test").unwrap();
+    let (reply, fds) = conn
+        .call(&Request::Subscribe { topic: "t".into() })
+        .unwrap();
+    let Reply::Subscribed { rings, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(!rings[0].mailbox);
+    assert_eq!(fds.len(), 3);
+    p.publish(b"x", 0).unwrap();
+    assert_eq!(p.mailboxes(), 0);
 }

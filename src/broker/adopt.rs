@@ -173,6 +173,7 @@ fn adopt_ring(dir: &Path, stem: &str, trusted: bool) -> Result<Option<Ring>, Str
         data_sub,
         lease: None,
         closed: false,
+        mailboxes: Vec::new(),
     }))
 }
 

@@ -241,6 +241,14 @@ impl RingFile {
         n
     }
 
+    /// Tells the ring's publisher that its list of mailboxes changed.
+    pub fn bump_mailbox_generation(&self) {
+        let off = offset_of!(CtrlHeader, mailbox_generation);
+        if let Some(g) = rd_u32(&self.ctrl, off) {
+            wr_u32(&self.ctrl, off, g.wrapping_add(1));
+        }
+    }
+
     fn bump_cursor_generation(&self) {
         let off = offset_of!(CtrlHeader, cursor_generation);
         if let Some(g) = rd_u64(&self.ctrl, off) {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::control::frame::{
     BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicConfig, TopicInfo,
-    MAX_TOPICS_PER_PAGE,
+    MAX_MAILBOXES_PER_RING, MAX_TOPICS_PER_PAGE,
 };
 use crate::control::segment::TopicSegment;
 use crate::control::PeerCred;
@@ -33,6 +33,9 @@ pub(super) struct Ring {
     /// The publisher's lease; `None` for a ring re-adopted after a restart.
     pub lease: Option<u64>,
     pub closed: bool,
+    /// Read-only subscribers' mailboxes (sealed memfds): id, the
+    /// subscription's lease, the file.
+    pub mailboxes: Vec<(u64, u64, File)>,
 }
 
 pub(super) struct Topic {
@@ -84,6 +87,7 @@ pub(super) struct State {
     leases: HashMap<u64, Lease>,
     next_lease: u64,
     pub next_ring_id: u64,
+    next_mailbox: u64,
     pub stats: Counters,
 }
 
@@ -102,6 +106,7 @@ impl State {
             leases: HashMap::new(),
             next_lease: 1,
             next_ring_id: 1,
+            next_mailbox: 1,
             stats: Counters::default(),
         }
     }
@@ -249,6 +254,7 @@ impl State {
             }
             Request::Subscribe { topic } => self.subscribe(client, &cred, &topic),
             Request::FetchRings { lease, after } => self.fetch_rings(client, lease, after),
+            Request::FetchMailboxes { lease } => self.fetch_mailboxes(client, lease),
             Request::Detach { lease } => self.detach(client, lease),
             Request::ListTopics { offset } => Ok((self.list_topics(&cred, offset), vec![])),
             Request::Stats => Ok((Reply::Stats(self.broker_stats(clients)), vec![])),
@@ -364,25 +370,34 @@ impl State {
         self.check_acl(topic, Action::Subscribe, cred)?;
         let t = self.topic_entry(topic, false)?;
         let delivered = t.rings.keys().next_back().copied().unwrap_or(0);
-        let mut fds: Vec<OwnedFd> = dup(&t.segment_ro).into_iter().collect();
-        let mut rings = Vec::new();
-        for (id, r) in t.rings.iter().filter(|(_, r)| !r.closed) {
-            rings.push(RingRef {
-                ring_id: *id,
-                publisher_pid: r.file.publisher_pid(),
-                cursor: None,
-            });
-            fds.extend(dup(&r.data_sub));
-            fds.extend(dup(r.file.ctrl()));
-        }
-        let config = t.config;
-        t.subscribers += 1;
         let kind = LeaseKind::Subscriber {
             delivered,
             pid: cred.pid,
             reserved: Vec::new(),
         };
         let lease = self.new_lease(client, topic, kind);
+        let mailboxes = !self.config.server.trusted_subscribers;
+        let Some(t) = self.topics.get_mut(topic) else {
+            return Err((ErrorCode::Internal, format!("topic {topic:?} vanished")));
+        };
+        let mut fds: Vec<OwnedFd> = dup(&t.segment_ro).into_iter().collect();
+        let mut rings = Vec::new();
+        for (id, r) in t.rings.iter_mut().filter(|(_, r)| !r.closed) {
+            let mailbox = mailboxes
+                .then(|| new_mailbox(r, lease, &mut self.next_mailbox))
+                .flatten();
+            rings.push(RingRef {
+                ring_id: *id,
+                publisher_pid: r.file.publisher_pid(),
+                cursor: None,
+                mailbox: mailbox.is_some(),
+            });
+            fds.extend(dup(&r.data_sub));
+            fds.extend(dup(r.file.ctrl()));
+            fds.extend(mailbox);
+        }
+        let config = t.config;
+        t.subscribers += 1;
         Ok((
             Reply::Subscribed {
                 lease,
@@ -420,12 +435,16 @@ impl State {
                 format!("lease {lease} is a publisher lease, not a subscription"),
             ));
         };
-        let Some(t) = self.topics.get(&l.topic) else {
+        let Some(t) = self.topics.get_mut(&l.topic) else {
             return Err((ErrorCode::Internal, format!("topic {:?} vanished", l.topic)));
         };
+        let mailboxes = !self.config.server.trusted_subscribers;
         let mut rings = Vec::new();
         let mut fds = Vec::new();
-        for (id, r) in t.rings.range(after.saturating_add(1)..) {
+        for (id, r) in t.rings.range_mut(after.saturating_add(1)..) {
+            let mailbox = (mailboxes && !r.closed)
+                .then(|| new_mailbox(r, lease, &mut self.next_mailbox))
+                .flatten();
             // Hand over the cursor reserved on this ring, if any: from now
             // on the subscriber owns it (and frees it when it drops).
             let cursor = reserved
@@ -436,9 +455,11 @@ impl State {
                 ring_id: *id,
                 publisher_pid: r.file.publisher_pid(),
                 cursor,
+                mailbox: mailbox.is_some(),
             });
             fds.extend(dup(&r.data_sub));
             fds.extend(dup(r.file.ctrl()));
+            fds.extend(mailbox);
         }
         *delivered = (*delivered)
             .max(after)
@@ -446,6 +467,39 @@ impl State {
         let config = t.config;
         self.collect_garbage();
         Ok((Reply::Rings { config, rings }, fds))
+    }
+
+    fn fetch_mailboxes(
+        &mut self,
+        client: u64,
+        lease: u64,
+    ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
+        let l = self
+            .leases
+            .get(&lease)
+            .filter(|l| l.client == client)
+            .ok_or_else(|| {
+                (
+                    ErrorCode::NotFound,
+                    format!("no lease {lease} on this connection"),
+                )
+            })?;
+        let LeaseKind::Publisher { ring_id } = l.kind else {
+            return Err((
+                ErrorCode::NotFound,
+                format!("lease {lease} is a subscription, not a publisher lease"),
+            ));
+        };
+        let Some(r) = self
+            .topics
+            .get(&l.topic)
+            .and_then(|t| t.rings.get(&ring_id))
+        else {
+            return Err((ErrorCode::Internal, format!("ring {ring_id} vanished")));
+        };
+        let ids = r.mailboxes.iter().map(|m| m.0).collect();
+        let fds = r.mailboxes.iter().filter_map(|m| dup(&m.2)).collect();
+        Ok((Reply::Mailboxes { ids }, fds))
     }
 
     fn detach(&mut self, client: u64, lease: u64) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
@@ -490,6 +544,7 @@ impl State {
                     r.file.close();
                     r.closed = true;
                     r.lease = None;
+                    r.mailboxes.clear();
                 }
             }
             LeaseKind::Subscriber { pid, reserved, .. } => {
@@ -498,6 +553,14 @@ impl State {
                 for (ring_id, slot) in reserved {
                     if let Some(r) = t.rings.get(&ring_id) {
                         r.file.release_reserved_cursor(slot, pid, 0);
+                    }
+                }
+                // Its publishers stop writing its mailboxes.
+                for r in t.rings.values_mut() {
+                    let before = r.mailboxes.len();
+                    r.mailboxes.retain(|m| m.1 != lease);
+                    if r.mailboxes.len() != before {
+                        r.file.bump_mailbox_generation();
                     }
                 }
             }
@@ -702,6 +765,23 @@ impl State {
     }
 }
 
+/// A mailbox of ring `r` for subscription `lease`, recorded on the ring
+/// (its publisher is told through the ring's mailbox generation); `None`
+/// when the ring has its fill of mailboxes or one cannot be made: that
+/// subscriber then polls the ring slots, which is slower but loses nothing.
+fn new_mailbox(r: &mut Ring, lease: u64, next: &mut u64) -> Option<OwnedFd> {
+    if r.mailboxes.len() >= MAX_MAILBOXES_PER_RING {
+        return None;
+    }
+    let file = crate::shm::create_mailbox_memfd(r.file.config(), r.file.ring_id()).ok()?;
+    let fd = dup(&file)?;
+    let id = *next;
+    *next += 1;
+    r.mailboxes.push((id, lease, file));
+    r.file.bump_mailbox_generation();
+    Some(fd)
+}
+
 /// Opens a ring's data file as it is handed to subscribers: read-only, or
 /// read-write for trusted subscribers (`server.trusted_subscribers`).
 pub(super) fn open_for_subscribers(path: &Path, trusted: bool) -> Result<File, String> {
@@ -737,6 +817,7 @@ fn create_ring(
             data_sub,
             lease: None,
             closed: false,
+            mailboxes: Vec::new(),
         }),
         Err(e) => {
             let _ = std::fs::remove_file(data_path);

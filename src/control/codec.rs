@@ -44,6 +44,7 @@ mod kind {
     pub const DETACH: u16 = 0x06;
     pub const LIST_TOPICS: u16 = 0x07;
     pub const STATS: u16 = 0x08;
+    pub const FETCH_MAILBOXES: u16 = 0x09;
 
     pub const WELCOME: u16 = 0x81;
     pub const TOPIC_OPENED: u16 = 0x82;
@@ -53,6 +54,7 @@ mod kind {
     pub const DETACHED: u16 = 0x86;
     pub const TOPICS: u16 = 0x87;
     pub const STATS_REPLY: u16 = 0x88;
+    pub const MAILBOXES: u16 = 0x89;
     pub const ERROR: u16 = 0xFF;
 }
 
@@ -222,6 +224,7 @@ impl Writer {
         self.u64(r.ring_id);
         self.u32(r.publisher_pid);
         self.u32(r.cursor.unwrap_or(NO_CURSOR));
+        self.u8(u8::from(r.mailbox));
     }
     fn finish(mut self) -> Result<Vec<u8>, EncodeError> {
         let len = self.buf.len();
@@ -273,6 +276,10 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, EncodeError> {
             w = Writer::new(kind::FETCH_RINGS);
             w.u64(*lease);
             w.u64(*after);
+        }
+        Request::FetchMailboxes { lease } => {
+            w = Writer::new(kind::FETCH_MAILBOXES);
+            w.u64(*lease);
         }
         Request::Detach { lease } => {
             w = Writer::new(kind::DETACH);
@@ -339,6 +346,11 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
         Reply::Detached { lease } => {
             w = Writer::new(kind::DETACHED);
             w.u64(*lease);
+        }
+        Reply::Mailboxes { ids } => {
+            w = Writer::new(kind::MAILBOXES);
+            w.count("mailboxes", ids.len(), MAX_MAILBOXES_PER_RING)?;
+            ids.iter().for_each(|id| w.u64(*id));
         }
         Reply::Topics {
             total,
@@ -510,10 +522,11 @@ impl<'a> Reader<'a> {
                 NO_CURSOR => None,
                 c => Some(c),
             },
+            mailbox: self.bool("mailbox")?,
         })
     }
     fn ring_refs(&mut self) -> Result<Vec<RingRef>, DecodeError> {
-        let n = self.count("rings", MAX_RINGS_PER_TOPIC, 16)?;
+        let n = self.count("rings", MAX_RINGS_PER_TOPIC, 17)?;
         (0..n).map(|_| self.ring_ref()).collect()
     }
     fn end(&self) -> Result<(), DecodeError> {
@@ -597,6 +610,9 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
         kind::DETACH => Request::Detach {
             lease: r.u64("lease")?,
         },
+        kind::FETCH_MAILBOXES => Request::FetchMailboxes {
+            lease: r.u64("lease")?,
+        },
         kind::LIST_TOPICS => Request::ListTopics {
             offset: r.u32("offset")?,
         },
@@ -640,6 +656,14 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
         kind::DETACHED => Reply::Detached {
             lease: r.u64("lease")?,
         },
+        kind::MAILBOXES => {
+            let n = r.count("mailboxes", MAX_MAILBOXES_PER_RING, 8)?;
+            Reply::Mailboxes {
+                ids: (0..n)
+                    .map(|_| r.u64("mailbox id"))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
         kind::TOPICS => {
             let total = r.u32("total")?;
             let offset = r.u32("offset")?;
@@ -741,6 +765,7 @@ mod tests {
             },
             Request::Subscribe { topic: "t".into() },
             Request::FetchRings { lease: 7, after: 9 },
+            Request::FetchMailboxes { lease: 8 },
             Request::Detach { lease: u64::MAX },
             Request::ListTopics { offset: 3 },
             Request::Stats,
@@ -781,11 +806,13 @@ mod tests {
                         ring_id: 4,
                         publisher_pid: 9,
                         cursor: None,
+                        mailbox: true,
                     },
                     RingRef {
                         ring_id: 5,
                         publisher_pid: 9,
                         cursor: Some(3),
+                        mailbox: false,
                     },
                 ],
             },
@@ -794,6 +821,10 @@ mod tests {
                 rings: vec![],
             },
             Reply::Detached { lease: 3 },
+            Reply::Mailboxes { ids: vec![] },
+            Reply::Mailboxes {
+                ids: vec![3, u64::MAX],
+            },
             Reply::Topics {
                 total: 1,
                 offset: 0,
@@ -913,6 +944,52 @@ mod tests {
         assert!(encode_request(&long).is_err());
         let msg = Reply::error(ErrorCode::Internal, "é".repeat(2000));
         assert!(encode_reply(&msg).is_ok());
+        let too_many = Reply::Mailboxes {
+            ids: (0..=MAX_MAILBOXES_PER_RING as u64).collect(),
+        };
+        assert!(encode_reply(&too_many).is_err());
+    }
+
+    #[test]
+    fn mailbox_frames_are_checked() {
+        // A count above the limit, and a mailbox flag that is neither 0 nor 1.
+        let mut w = Writer::new(kind::MAILBOXES);
+        w.u16(MAX_MAILBOXES_PER_RING as u16 + 1);
+        let v = w.finish().unwrap();
+        assert!(matches!(decode_reply(&v), Err(DecodeError::TooLong { .. })));
+        let mut v = encode_reply(&Reply::Rings {
+            config: None,
+            rings: vec![RingRef {
+                ring_id: 1,
+                publisher_pid: 2,
+                cursor: None,
+                mailbox: true,
+            }],
+        })
+        .unwrap();
+        *v.last_mut().unwrap() = 2;
+        assert!(decode_reply(&v).is_err());
+        // Descriptors a reply announces: the mailboxes count.
+        let r = Reply::Subscribed {
+            lease: 1,
+            config: None,
+            rings: vec![
+                RingRef {
+                    ring_id: 1,
+                    publisher_pid: 2,
+                    cursor: None,
+                    mailbox: true,
+                },
+                RingRef {
+                    ring_id: 2,
+                    publisher_pid: 2,
+                    cursor: None,
+                    mailbox: false,
+                },
+            ],
+        };
+        assert_eq!(r.fd_count(), 1 + 3 + 2);
+        assert_eq!(Reply::Mailboxes { ids: vec![1, 2] }.fd_count(), 2);
     }
 
     proptest! {
@@ -946,7 +1023,7 @@ mod tests {
 
         /// Mutating one byte of a valid frame never panics.
         #[test]
-        fn mutation(i in 0usize..9, pos in any::<usize>(), byte in any::<u8>()) {
+        fn mutation(i in 0usize..10, pos in any::<usize>(), byte in any::<u8>()) {
             let req = &requests()[i];
             let mut v = encode_request(req).unwrap();
             let p = pos % v.len();

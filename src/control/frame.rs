@@ -8,7 +8,7 @@ use crate::ring::{Mode, RingConfig};
 
 /// Version of the frame format spoken by this build. A broker answers a
 /// frame of any other version with [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -21,8 +21,12 @@ pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
 pub const MAX_RINGS_PER_TOPIC: usize = 64;
 /// Most topics one [`Reply::Topics`] page carries.
 pub const MAX_TOPICS_PER_PAGE: usize = 32;
-/// Most descriptors any reply carries: the topic segment plus two per ring.
-pub const MAX_FDS: usize = 1 + 2 * MAX_RINGS_PER_TOPIC;
+/// Most mailboxes one ring has (see [`crate::ring::Mailbox`]): read-only
+/// subscribers beyond it poll the ring slots instead.
+pub const MAX_MAILBOXES_PER_RING: usize = 32;
+/// Most descriptors any reply carries: the topic segment plus three per
+/// ring (data, control, mailbox).
+pub const MAX_FDS: usize = 1 + 3 * MAX_RINGS_PER_TOPIC;
 
 /// Configuration of a topic, shared by all its rings: what a publisher asks
 /// for and what the broker checks against an existing topic.
@@ -139,6 +143,13 @@ pub enum Request {
         /// Highest ring id the client already has.
         after: u64,
     },
+    /// Ask for the mailboxes of the ring a publisher lease writes (sent
+    /// when the ring's mailbox generation moved). Answer:
+    /// [`Reply::Mailboxes`].
+    FetchMailboxes {
+        /// The publisher's lease.
+        lease: u64,
+    },
     /// Give back a publisher or subscriber lease. Answer:
     /// [`Reply::Detached`].
     Detach {
@@ -166,6 +177,9 @@ pub struct RingRef {
     /// started, to take over with
     /// [`Consumer::adopt_cursor`](crate::ring::Consumer::adopt_cursor).
     pub cursor: Option<u32>,
+    /// A mailbox descriptor for this subscriber follows the ring's two
+    /// (read-only subscribers; see [`crate::ring::Mailbox`]).
+    pub mailbox: bool,
 }
 
 /// One ring in a [`TopicInfo`].
@@ -342,7 +356,8 @@ pub enum Reply {
     },
     /// Answer to [`Request::Subscribe`]. Descriptors: the topic segment
     /// (read-only), then for each ring in `rings` its data segment
-    /// (read-only) and its control segment (read-write).
+    /// (read-only) and its control segment (read-write), then its mailbox
+    /// if [`RingRef::mailbox`].
     Subscribed {
         /// Lease to give back with [`Request::Detach`].
         lease: u64,
@@ -352,12 +367,19 @@ pub enum Reply {
         rings: Vec<RingRef>,
     },
     /// Answer to [`Request::FetchRings`]. Descriptors: for each ring its
-    /// data segment (read-only) and control segment (read-write).
+    /// data segment (read-only) and control segment (read-write), then its
+    /// mailbox if [`RingRef::mailbox`].
     Rings {
         /// The topic's config, `None` until a publisher sets it.
         config: Option<TopicConfig>,
         /// The rings with an id above the one asked, in id order.
         rings: Vec<RingRef>,
+    },
+    /// Answer to [`Request::FetchMailboxes`]: the ring's current mailboxes
+    /// by broker-assigned id. Descriptors: one per id, in order.
+    Mailboxes {
+        /// At most [`MAX_MAILBOXES_PER_RING`] ids.
+        ids: Vec<u64>,
     },
     /// Answer to [`Request::Detach`].
     Detached {
@@ -385,6 +407,11 @@ pub enum Reply {
     },
 }
 
+/// Descriptors that accompany `rings`: two each, three with a mailbox.
+fn ring_fds(rings: &[RingRef]) -> usize {
+    rings.iter().map(|r| 2 + usize::from(r.mailbox)).sum()
+}
+
 impl Reply {
     /// An error reply; `message` is cut to [`MAX_ERROR_MESSAGE_LEN`] bytes
     /// (on a character boundary).
@@ -404,8 +431,9 @@ impl Reply {
     pub fn fd_count(&self) -> usize {
         match self {
             Reply::PublisherAttached { .. } => 2,
-            Reply::Subscribed { rings, .. } => 1 + 2 * rings.len(),
-            Reply::Rings { rings, .. } => 2 * rings.len(),
+            Reply::Subscribed { rings, .. } => 1 + ring_fds(rings),
+            Reply::Rings { rings, .. } => ring_fds(rings),
+            Reply::Mailboxes { ids } => ids.len(),
             _ => 0,
         }
     }

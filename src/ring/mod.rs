@@ -70,7 +70,7 @@ mod region;
 pub use consumer::{Consumer, MessageInfo, MessageRef, RecvError, Start};
 pub(crate) use mailbox::init as init_mailbox;
 pub use mailbox::Mailbox;
-pub use producer::{Loan, Producer, PublishError};
+pub use producer::{Loan, MailboxSource, Producer, PublishError};
 pub(crate) use region::init as init_segments;
 pub use region::{AttachError, RingRegion};
 

@@ -32,6 +32,20 @@ pub enum PublishError {
     Timeout,
 }
 
+/// Where a producer gets its subscribers' mailboxes whenever the ring's
+/// mailbox generation moves (the broker client asks the broker; see
+/// [`Producer::set_mailbox_source`]).
+pub trait MailboxSource: Send {
+    /// The mailboxes the producer should write now, or `None` if they
+    /// cannot be had now (the producer asks again later).
+    fn mailboxes(&mut self) -> Option<Vec<Arc<Mailbox>>>;
+}
+
+/// After a mailbox sync, the next one waits at least this long, so a ring
+/// whose generation keeps moving (a subscriber bumping it on purpose) costs
+/// its publisher at most one fetch per interval.
+const MAILBOX_SYNC_INTERVAL: Duration = Duration::from_millis(1);
+
 /// The single writer of a ring.
 ///
 /// ```
@@ -71,6 +85,12 @@ pub struct Producer {
     /// Subscribers' mailboxes: every message goes to each, like the latest
     /// slot (see [`Mailbox`]).
     mailboxes: Vec<MailboxSlot>,
+    /// Where to get the mailboxes from when the generation moves.
+    source: Option<Box<dyn MailboxSource>>,
+    /// The ring's mailbox generation the current list belongs to.
+    mailbox_gen: u32,
+    /// No mailbox sync before this instant (see MAILBOX_SYNC_INTERVAL).
+    next_sync: Option<Instant>,
 }
 
 /// A mailbox the producer writes, with its slot's addresses.
@@ -122,6 +142,9 @@ impl Producer {
             wake_on,
             latest_on,
             mailboxes: Vec::new(),
+            source: None,
+            mailbox_gen: 0,
+            next_sync: None,
             region,
         })
     }
@@ -228,6 +251,54 @@ impl Producer {
             .ack
             .store(MAILBOX_RETIRED, Ordering::Release);
         true
+    }
+
+    /// Keeps the mailboxes in step with `source`: fetched now, and again
+    /// at the next publish whenever the ring's mailbox generation (in the
+    /// control segment, bumped by the broker) has moved. A fetch is a
+    /// round trip to the broker inside that publish, once per subscriber
+    /// that comes or goes, and at most one per millisecond.
+    pub fn set_mailbox_source(&mut self, source: Box<dyn MailboxSource>) {
+        self.source = Some(source);
+        let g = self.mailbox_generation();
+        self.sync_mailboxes(g);
+    }
+
+    fn mailbox_generation(&self) -> u32 {
+        // Relaxed: only a hint that the list moved; the fetch itself goes
+        // through the broker, which orders it after the change.
+        self.region
+            .ctrl()
+            .mailbox_generation
+            .load(Ordering::Relaxed)
+    }
+
+    /// Fetches the mailbox list (unless one was fetched less than
+    /// MAILBOX_SYNC_INTERVAL ago) and adds and removes mailboxes to match.
+    #[cold]
+    fn sync_mailboxes(&mut self, generation: u32) {
+        let now = Instant::now();
+        if self.next_sync.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_sync = Some(now + MAILBOX_SYNC_INTERVAL);
+        let Some(list) = self.source.as_mut().and_then(|s| s.mailboxes()) else {
+            return;
+        };
+        self.mailbox_gen = generation;
+        let gone: Vec<Arc<Mailbox>> = self
+            .mailboxes
+            .iter()
+            .filter(|m| !list.iter().any(|l| Arc::ptr_eq(l, &m.mailbox)))
+            .map(|m| m.mailbox.clone())
+            .collect();
+        for m in &gone {
+            self.remove_mailbox(m);
+        }
+        for m in list {
+            // A mailbox of another ring is the source's mistake: skipped.
+            let _ = self.add_mailbox(m);
+        }
     }
 
     /// How many mailboxes this producer writes.
@@ -449,8 +520,15 @@ impl Producer {
     #[inline(always)]
     fn write_inline_copies(&mut self, len: usize, tag: u64, fill: impl Fn(*mut u8)) -> Option<u64> {
         // `latest` first, on every message: it is what turns the shared
-        // slot on once a subscriber asks for it.
+        // slot on once a subscriber asks for it. The mailbox generation sits
+        // on the same control line.
         let latest = self.latest();
+        if self.source.is_some() {
+            let g = self.mailbox_generation();
+            if g != self.mailbox_gen {
+                self.sync_mailboxes(g);
+            }
+        }
         if len > self.latest_inline {
             return None;
         }

@@ -394,11 +394,12 @@ fn a_mailbox_misleads_only_its_own_reader() {
     assert_eq!(recv_vec(&mut mine).unwrap().0, b"one");
     assert_eq!(recv_vec(&mut other).unwrap().0, b"one");
     // The mailbox's owner forges message 1 in it ...
-    // SAFETY: the slot of a live heap mailbox; header through atomics,
-    // payload (16 bytes) written by nobody else now.
+    // SAFETY: the slot of a live heap mailbox, written through atomics
+    // (its payload's first word is 8-byte aligned, right after the header).
     unsafe {
         let slot = &*(mb.slot() as *const SlotHeader);
-        std::ptr::copy_nonoverlapping(b"fake".as_ptr(), mb.slot().add(size_of::<SlotHeader>()), 4);
+        let word = &*(mb.slot().add(size_of::<SlotHeader>()) as *const crate::sync::AtomicU64);
+        word.store(u64::from_le_bytes(*b"fake\0\0\0\0"), Ordering::Relaxed);
         slot.len.store(4, Ordering::Relaxed);
         slot.stamp.store(stamp_done(1), Ordering::Release);
     }
