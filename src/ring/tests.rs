@@ -1,5 +1,6 @@
 //! Unit tests of the ring over heap memory (these run under Miri too).
 
+use super::consumer::STREAM_HOLD;
 use super::*;
 use crate::layout::SlotHeader;
 use crate::sync::Ordering;
@@ -231,9 +232,9 @@ fn caught_up_reader_takes_inline_messages_from_the_latest_slot() {
     let (mut p, r) = ring(4, 16, Mode::Overwrite);
     let mut caught_up = Consumer::new(r.clone(), Start::Latest).unwrap();
     p.publish(b"first", 0).unwrap();
+    assert_eq!(recv_vec(&mut caught_up).unwrap().0, b"first");
     p.publish(b"second", 1).unwrap();
     let mut behind = Consumer::new(r.clone(), Start::Earliest).unwrap();
-    assert_eq!(recv_vec(&mut caught_up).unwrap().0, b"first");
     // Scribble over message 1's ring slot payload, stamps untouched: the
     // caught-up reader still gets it whole (it reads the latest slot) ...
     // SAFETY: a live heap ring; slot 1's payload area has 16 bytes and no
@@ -412,6 +413,46 @@ fn a_mailbox_misleads_only_its_own_reader() {
     p.publish(b"three", 3).unwrap();
     assert_eq!(recv_vec(&mut mine).unwrap().0, b"three");
     assert_eq!(recv_vec(&mut other).unwrap().0, b"three");
+}
+
+#[test]
+fn a_streaming_reader_reads_the_ring_until_the_stream_pauses() {
+    let config = cfg(8, 8, Mode::Overwrite);
+    let region = RingRegion::heap(&config).unwrap();
+    let mut p = Producer::new(region.clone()).unwrap();
+    let mut c = Consumer::new(region, Start::Latest).unwrap();
+    let mb = Mailbox::heap(&config, 0).unwrap();
+    c.attach_mailbox(mb.clone()).unwrap();
+    p.add_mailbox(mb.clone()).unwrap();
+    // Overwrites the mailbox's copy of the last message, stamp untouched:
+    // a reader that takes it from there gets the forgery.
+    let forge = || {
+        // SAFETY: the payload's first word of a live heap mailbox, 8-byte
+        // aligned, written through an atomic.
+        let word =
+            unsafe { &*(mb.slot().add(size_of::<SlotHeader>()) as *const crate::sync::AtomicU64) };
+        word.store(u64::from_le_bytes(*b"FORGED!!"), Ordering::Relaxed);
+    };
+    // Idle between messages: the reader takes them from its mailbox.
+    p.publish(b"message0", 0).unwrap();
+    forge();
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"FORGED!!");
+    // The publisher gets ahead: a stream. The reader drains the ring ...
+    p.publish(b"message1", 1).unwrap();
+    p.publish(b"message2", 2).unwrap();
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"message1");
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"message2");
+    // ... and, caught up, keeps reading the ring while the spell lasts.
+    for n in 3..3 + u64::from(STREAM_HOLD) - 1 {
+        p.publish(&n.to_le_bytes(), n).unwrap();
+        forge();
+        assert!(c.is_ready());
+        assert_eq!(recv_vec(&mut c).unwrap().0, n.to_le_bytes(), "message {n}");
+    }
+    // STREAM_HOLD messages without the publisher ahead: back to the mailbox.
+    p.publish(b"messageZ", 9).unwrap();
+    forge();
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"FORGED!!");
 }
 
 #[test]
