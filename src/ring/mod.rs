@@ -45,6 +45,13 @@
 //! last saw there (`known_head`) tells it which ring slots are already
 //! written, so a backlog is drained from the ring alone, as before.
 //!
+//! A subscriber whose data pages are read-only gets the same through a
+//! [`Mailbox`]: its private copy of the latest slot, written by the
+//! publisher like the shared one. And a subscriber that finds the publisher
+//! ahead of it (a stream, not a wait) reads the ring for the next
+//! `STREAM_HOLD` messages instead of polling either copy: a second copy
+//! polled while the next message is written costs streaming throughput.
+//!
 //! Two orderings make this sound. The latest slot's odd stamp for message
 //! `m` is a Release store, so a reader that sees the latest slot at `m`
 //! also sees every ring slot below `m` complete. A long message's ring slot
