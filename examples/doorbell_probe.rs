@@ -18,48 +18,16 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::Instant;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
-use ringbus::wait::{available_cores, pin_current_thread};
+use ringbus::wait::pin_current_thread;
 
-type Error = Box<dyn std::error::Error>;
+#[path = "common/floor.rs"]
+mod common;
+use common::{compare, Error, BATCH, ITERS};
 
-const ITERS: u64 = 30_000;
-const BATCH: u64 = 100;
 const CAP: u64 = 4096;
 const STRIDE: usize = 128;
 const HEADER: usize = 32;
 const SIZE: usize = 64;
-
-#[repr(align(128))]
-struct Line(AtomicU64);
-
-fn floor(cpus: [usize; 2]) -> Result<Vec<f64>, Error> {
-    static LINES: [Line; 2] = [Line(AtomicU64::new(0)), Line(AtomicU64::new(0))];
-    let base = LINES[0].0.load(Ordering::Relaxed);
-    let echo = std::thread::spawn(move || {
-        pin_current_thread(cpus[1]).ok();
-        for i in base + 1..=base + ITERS {
-            while LINES[0].0.load(Ordering::Acquire) != i {
-                std::hint::spin_loop();
-            }
-            LINES[1].0.store(i, Ordering::Release);
-        }
-    });
-    pin_current_thread(cpus[0])?;
-    let mut rtt = Vec::new();
-    let mut t = Instant::now();
-    for i in base + 1..=base + ITERS {
-        LINES[0].0.store(i, Ordering::Release);
-        while LINES[1].0.load(Ordering::Acquire) != i {
-            std::hint::spin_loop();
-        }
-        if (i - base) % BATCH == 0 {
-            rtt.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-            t = Instant::now();
-        }
-    }
-    echo.join().map_err(|_| "echo panicked")?;
-    Ok(rtt)
-}
 
 fn memfd(len: usize) -> Result<File, Error> {
     let fd = rustix::fs::memfd_create("doorbell-probe", rustix::fs::MemfdFlags::CLOEXEC)?;
@@ -220,25 +188,11 @@ fn pingpong(cpus: [usize; 2], read_only: bool, bell: bool, cap: u64) -> Result<V
     Ok(rtt)
 }
 
-fn one_way(mut rtt: Vec<f64>) -> f64 {
-    let rtt = rtt.split_off(rtt.len() / 10);
-    median(rtt) / 2.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> Result<(), Error> {
     let rounds: usize = std::env::args().nth(1).map_or(Ok(10), |a| a.parse())?;
     if rounds == 0 {
         return Err("ROUNDS must be at least 1".into());
     }
-    let cpus = match available_cores().as_slice() {
-        [a, b, ..] => [*a, *b],
-        _ => return Err("needs two CPUs".into()),
-    };
     let variants = [
         ("ring slots, read-only", true, false, CAP),
         ("ring slots, read-write", false, false, CAP),
@@ -247,30 +201,9 @@ fn main() -> Result<(), Error> {
         ("doorbell + read-only slots", true, true, CAP),
         ("doorbell + read-write slots", false, true, CAP),
     ];
-    let mut floors = Vec::new();
-    let mut ratios = vec![Vec::new(); variants.len()];
-    let mut figures = vec![Vec::new(); variants.len()];
-    for _ in 0..rounds {
-        let f = one_way(floor(cpus)?);
-        floors.push(f);
-        for (i, (_, ro, bell, cap)) in variants.iter().enumerate() {
-            let r = one_way(pingpong(cpus, *ro, *bell, *cap)?);
-            ratios[i].push(r / f);
-            figures[i].push(r);
-        }
-    }
-    println!("64-byte ping-pong, CPUs {cpus:?}, {rounds} rounds of {ITERS} round trips");
-    println!(
-        "{:30} {:>8.1} ns one-way (median)",
-        "cache-line floor",
-        median(floors)
-    );
-    for (i, (name, _, _, _)) in variants.iter().enumerate() {
-        println!(
-            "{name:30} {:>8.1} ns one-way, {:.2}× the floor (median of per-round ratios)",
-            median(figures[i].clone()),
-            median(ratios[i].clone())
-        );
-    }
-    Ok(())
+    let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
+    compare("64-byte ping-pong", rounds, &names, |cpus, i| {
+        let (_, ro, bell, cap) = variants[i];
+        pingpong(cpus, ro, bell, cap)
+    })
 }

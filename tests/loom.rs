@@ -33,6 +33,15 @@ fn payload(n: u64) -> [u8; 16] {
     p
 }
 
+/// A 24-byte message: too long for the models' 16-byte inline area, so
+/// the latest slot or mailbox only announces it.
+fn long(n: u64) -> [u8; 24] {
+    let mut p = [0u8; 24];
+    p[..16].copy_from_slice(&payload(n));
+    p[16..].copy_from_slice(&n.to_le_bytes());
+    p
+}
+
 fn check(buf: &[u8; 16], seq: u64) {
     let a = u64::from_le_bytes(buf[..8].try_into().unwrap());
     let b = u64::from_le_bytes(buf[8..].try_into().unwrap());
@@ -80,12 +89,6 @@ fn overwrite_never_delivers_torn_messages() {
 /// for what was overwritten.
 #[test]
 fn latest_slot_never_delivers_torn_or_misplaced_messages() {
-    fn long(n: u64) -> [u8; 24] {
-        let mut p = [0u8; 24];
-        p[..16].copy_from_slice(&payload(n));
-        p[16..].copy_from_slice(&n.to_le_bytes());
-        p
-    }
     loom::model(|| {
         let config = RingConfig {
             max_message_size: 24,
@@ -142,12 +145,6 @@ fn latest_slot_never_delivers_torn_or_misplaced_messages() {
 /// slot, or is reported as lag.
 #[test]
 fn mailbox_never_delivers_torn_or_misplaced_messages() {
-    fn long(n: u64) -> [u8; 24] {
-        let mut p = [0u8; 24];
-        p[..16].copy_from_slice(&payload(n));
-        p[16..].copy_from_slice(&n.to_le_bytes());
-        p
-    }
     loom::model(|| {
         let config = RingConfig {
             max_message_size: 24,

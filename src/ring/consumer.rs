@@ -260,15 +260,7 @@ impl Consumer {
     /// [`AttachError::Corrupt`] if the mailbox belongs to another ring or
     /// holds a different number of inline bytes.
     pub fn attach_mailbox(&mut self, mailbox: Arc<Mailbox>) -> Result<(), AttachError> {
-        if mailbox.ring_id() != self.region.ring_id() || mailbox.inline() != self.latest_inline {
-            return Err(AttachError::Corrupt(format!(
-                "mailbox of ring {} ({} inline bytes) attached to ring {} ({} inline bytes)",
-                mailbox.ring_id(),
-                mailbox.inline(),
-                self.region.ring_id(),
-                self.latest_inline
-            )));
-        }
+        mailbox.check_fits(&self.region)?;
         self.latest = mailbox.slot() as *const SlotHeader;
         // SAFETY: the payload area follows the slot header in the mailbox.
         self.latest_payload = unsafe { mailbox.slot().add(std::mem::size_of::<SlotHeader>()) };

@@ -21,7 +21,7 @@
 //! sequence, which sends the reader to the ring for good.
 
 use super::copy::init_payload;
-use super::region::AttachError;
+use super::region::{AttachError, RingRegion};
 use super::{ConfigError, RingConfig};
 use crate::layout::{MailboxHeader, SlotHeader, KIND_MAILBOX, LAYOUT_VERSION, MAGIC, PAD};
 use std::alloc::Layout;
@@ -143,9 +143,19 @@ impl Mailbox {
         self.ring_id
     }
 
-    /// Payload bytes the slot holds inline.
-    pub(crate) fn inline(&self) -> usize {
-        self.inline
+    /// Checks that this mailbox fits `region`'s ring: same ring id, same
+    /// inline size.
+    pub(crate) fn check_fits(&self, region: &RingRegion) -> Result<(), AttachError> {
+        let inline = region.sizes().latest_inline as usize;
+        if self.ring_id != region.ring_id() || self.inline != inline {
+            return Err(AttachError::Corrupt(format!(
+                "mailbox of ring {} ({} inline bytes) used with ring {} ({inline} inline bytes)",
+                self.ring_id,
+                self.inline,
+                region.ring_id()
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn header(&self) -> &MailboxHeader {

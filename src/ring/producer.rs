@@ -182,15 +182,7 @@ impl Producer {
     /// [`AttachError::Corrupt`] if the mailbox belongs to another ring or
     /// holds a different number of inline bytes.
     pub fn add_mailbox(&mut self, mailbox: Arc<Mailbox>) -> Result<(), AttachError> {
-        if mailbox.ring_id() != self.region.ring_id() || mailbox.inline() != self.latest_inline {
-            return Err(AttachError::Corrupt(format!(
-                "mailbox of ring {} ({} inline bytes) added to ring {} ({} inline bytes)",
-                mailbox.ring_id(),
-                mailbox.inline(),
-                self.region.ring_id(),
-                self.latest_inline
-            )));
-        }
+        mailbox.check_fits(&self.region)?;
         if self
             .mailboxes
             .iter()
