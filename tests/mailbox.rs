@@ -104,6 +104,18 @@ fn unsealed_foreign_or_short_mailboxes_are_refused() {
     plain.set_len(4096).unwrap();
     assert!(map_mailbox(&plain, &cfg, 1).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+    // A sealed memfd of the right size that is not a mailbox at all.
+    let fd = rustix::fs::memfd_create(
+        "garbage",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .unwrap();
+    let garbage = File::from(fd);
+    garbage.set_len(4096).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&garbage, &[0xEE; 64], 0).unwrap();
+    rustix::fs::fcntl_add_seals(&garbage, rustix::fs::SealFlags::SHRINK).unwrap();
+    let e = map_mailbox(&garbage, &cfg, 1).unwrap_err().to_string();
+    assert!(e.contains("magic"), "{e}");
     // Another ring's mailbox, or one made for a smaller max message size
     // (too short, fewer inline bytes).
     let other = create_mailbox_memfd(&cfg, 2).unwrap();

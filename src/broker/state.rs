@@ -773,7 +773,16 @@ fn new_mailbox(r: &mut Ring, lease: u64, next: &mut u64) -> Option<OwnedFd> {
     if r.mailboxes.len() >= MAX_MAILBOXES_PER_RING {
         return None;
     }
-    let file = crate::shm::create_mailbox_memfd(r.file.config(), r.file.ring_id()).ok()?;
+    let file = match crate::shm::create_mailbox_memfd(r.file.config(), r.file.ring_id()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "ringbus: warning: no mailbox for a subscriber of ring {} (it polls the ring): {e}",
+                r.name
+            );
+            return None;
+        }
+    };
     let fd = dup(&file)?;
     let id = *next;
     *next += 1;

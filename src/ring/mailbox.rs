@@ -21,9 +21,9 @@
 //! sequence, which sends the reader to the ring for good.
 
 use super::copy::init_payload;
-use super::region::{AttachError, RingRegion};
+use super::region::{check_ident, AttachError, RingRegion};
 use super::{ConfigError, RingConfig};
-use crate::layout::{MailboxHeader, SlotHeader, KIND_MAILBOX, LAYOUT_VERSION, MAGIC, PAD};
+use crate::layout::{MailboxHeader, SlotHeader, KIND_MAILBOX, PAD};
 use std::alloc::Layout;
 use std::any::Any;
 use std::mem::size_of;
@@ -100,34 +100,30 @@ impl Mailbox {
                 need: sizes.mailbox_len,
             });
         }
-        // SAFETY: at least `mailbox_len >= size_of::<MailboxHeader>()` bytes,
-        // aligned; plain integers plus one atomic, any bit pattern valid.
-        let h = unsafe { &*(base.as_ptr() as *const MailboxHeader) };
-        let segment = "mailbox";
-        if h.magic != MAGIC {
-            return Err(AttachError::BadMagic {
-                segment,
-                found: h.magic,
-            });
+        let h = base.as_ptr() as *const MailboxHeader;
+        // Volatile reads, once each: the other process may scribble on
+        // these words (as in the ring's own validation).
+        macro_rules! rd {
+            ($f:ident) => {
+                // SAFETY: in bounds (`len >= mailbox_len`, which holds the
+                // header) and aligned (the struct is, the field at its
+                // natural offset); plain integers, any bit pattern valid.
+                unsafe { std::ptr::addr_of!((*h).$f).read_volatile() }
+            };
         }
-        if h.layout_version != LAYOUT_VERSION {
-            return Err(AttachError::Version {
-                segment,
-                found: h.layout_version,
-                expected: LAYOUT_VERSION,
-            });
-        }
-        if h.kind != KIND_MAILBOX {
-            return Err(AttachError::Kind {
-                segment,
-                found: h.kind,
-                expected: KIND_MAILBOX,
-            });
-        }
-        if h.ring_id != ring_id || u64::from(h.inline) != sizes.latest_inline {
+        check_ident(
+            "mailbox",
+            rd!(magic),
+            rd!(layout_version),
+            rd!(kind),
+            KIND_MAILBOX,
+        )?;
+        let (found_ring, inline) = (rd!(ring_id), rd!(inline));
+        if found_ring != ring_id || u64::from(inline) != sizes.latest_inline {
             return Err(AttachError::Corrupt(format!(
-                "mailbox is for ring {} with {} inline bytes, expected ring {ring_id} with {}",
-                h.ring_id, h.inline, sizes.latest_inline
+                "mailbox is for ring {found_ring} with {inline} inline bytes, expected ring \
+                 {ring_id} with {}",
+                sizes.latest_inline
             )));
         }
         Ok(Mailbox {

@@ -503,7 +503,7 @@ unsafe fn validate(
     Ok((config, sizes, ring_id))
 }
 
-fn check_ident(
+pub(super) fn check_ident(
     segment: &'static str,
     magic: u64,
     version: u32,
