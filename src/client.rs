@@ -178,6 +178,14 @@ impl Client {
         self.conn().call(req).map_err(refine)
     }
 
+    fn call_within(
+        &self,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<(Reply, Vec<OwnedFd>), ClientError> {
+        self.conn().call_within(req, timeout).map_err(refine)
+    }
+
     /// Replaces a dead connection with a fresh one to the same path.
     fn reconnect(&self) -> Result<(), ClientError> {
         let fresh = Connection::connect(&self.inner.path, &client_name()).map_err(refine)?;
@@ -350,6 +358,12 @@ fn unexpected(reply: &Reply) -> ClientError {
     ClientError::Control(ConnectionError::Unexpected(format!("{reply:?}")))
 }
 
+/// How long a publisher waits for its mailbox list. The fetch runs inside
+/// a publish: a hung broker must not hold the publisher for the connection's
+/// usual 30 s. A broker that takes longer breaks the connection; the
+/// publisher goes on publishing, and new subscribers read the ring slots.
+const MAILBOX_FETCH_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// A publisher's [`MailboxSource`]: asks the broker for the mailboxes of its
 /// ring and maps those it does not have yet.
 struct BrokerMailboxes {
@@ -365,7 +379,10 @@ impl MailboxSource for BrokerMailboxes {
     fn mailboxes(&mut self) -> Option<Vec<Arc<Mailbox>>> {
         let (reply, fds) = self
             .client
-            .call(&Request::FetchMailboxes { lease: self.lease })
+            .call_within(
+                &Request::FetchMailboxes { lease: self.lease },
+                MAILBOX_FETCH_TIMEOUT,
+            )
             .ok()?;
         let Reply::Mailboxes { ids } = reply else {
             return None;

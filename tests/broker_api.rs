@@ -780,3 +780,65 @@ fn trusted_subscribers_get_no_mailbox() {
     p.publish(b"x", 0).unwrap();
     assert_eq!(p.mailboxes(), 0);
 }
+
+/// A publisher asks for its mailboxes from inside a publish, with a short
+/// bound: a broker that accepts but never answers must not hold it for the
+/// connection's usual 30 s.
+#[test]
+fn a_bounded_call_gives_up_on_a_broker_that_never_answers() {
+    use std::io::ErrorKind::WouldBlock;
+    let dir = TestDir::new("api-hung");
+    let path = dir.socket();
+    let listener = socket::listen(&path, 4).unwrap();
+    let fake = std::thread::spawn(move || {
+        let nap = || std::thread::sleep(Duration::from_millis(1));
+        let conn = loop {
+            match socket::accept(listener.as_fd()) {
+                Ok(c) => break c,
+                Err(e) if e.kind() == WouldBlock => nap(),
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        // Answer the hello, then read requests and answer none, until the
+        // client goes away.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut welcomed = false;
+        loop {
+            match socket::recv_frame(conn.as_fd(), &mut buf) {
+                Ok(Some(_)) if !welcomed => {
+                    let welcome = ringbus::control::codec::encode_reply(&Reply::Welcome {
+                        version: PROTOCOL_VERSION,
+                        broker_pid: 1,
+                        client_id: 1,
+                    })
+                    .unwrap();
+                    socket::send_frame(conn.as_fd(), &welcome, &[]).unwrap();
+                    welcomed = true;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) if e.kind() == WouldBlock => nap(),
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+    });
+    let mut conn = Connection::connect(&path, "hung-test").unwrap();
+    let started = std::time::Instant::now();
+    let r = conn.call_within(
+        &Request::FetchMailboxes { lease: 1 },
+        Duration::from_millis(50),
+    );
+    assert!(matches!(r, Err(ConnectionError::Io(_))), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the short bound was not applied"
+    );
+    // A request that failed half-way leaves the connection unusable: a late
+    // reply must not be taken for the next request's.
+    assert!(matches!(
+        conn.call(&Request::Stats),
+        Err(ConnectionError::Closed)
+    ));
+    drop(conn);
+    fake.join().unwrap();
+}
