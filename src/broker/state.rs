@@ -418,12 +418,7 @@ impl State {
             .leases
             .get_mut(&lease)
             .filter(|l| l.client == client)
-            .ok_or_else(|| {
-                (
-                    ErrorCode::NotFound,
-                    format!("no lease {lease} on this connection"),
-                )
-            })?;
+            .ok_or_else(|| no_lease(lease))?;
         let LeaseKind::Subscriber {
             delivered,
             reserved,
@@ -469,21 +464,12 @@ impl State {
         Ok((Reply::Rings { config, rings }, fds))
     }
 
-    fn fetch_mailboxes(
-        &mut self,
-        client: u64,
-        lease: u64,
-    ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
+    fn fetch_mailboxes(&self, client: u64, lease: u64) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         let l = self
             .leases
             .get(&lease)
             .filter(|l| l.client == client)
-            .ok_or_else(|| {
-                (
-                    ErrorCode::NotFound,
-                    format!("no lease {lease} on this connection"),
-                )
-            })?;
+            .ok_or_else(|| no_lease(lease))?;
         let LeaseKind::Publisher { ring_id } = l.kind else {
             return Err((
                 ErrorCode::NotFound,
@@ -504,10 +490,7 @@ impl State {
 
     fn detach(&mut self, client: u64, lease: u64) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         if !self.leases.get(&lease).is_some_and(|l| l.client == client) {
-            return Err((
-                ErrorCode::NotFound,
-                format!("no lease {lease} on this connection"),
-            ));
+            return Err(no_lease(lease));
         }
         self.end_lease(lease);
         self.collect_garbage();
@@ -763,6 +746,14 @@ impl State {
                 .sum(),
         }
     }
+}
+
+/// The refusal for a lease this connection does not hold.
+fn no_lease(lease: u64) -> Refusal {
+    (
+        ErrorCode::NotFound,
+        format!("no lease {lease} on this connection"),
+    )
 }
 
 /// A mailbox of ring `r` for subscription `lease`, recorded on the ring
