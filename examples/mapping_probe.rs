@@ -1,8 +1,10 @@
-//! What the subscriber's mapping and the publish timestamp cost, on the
-//! bare ring: two threads pinned to two CPUs ping-pong 64-byte messages
-//! over two memfd rings, with the subscriber mapping the data read-only
-//! (the default, with or without a mailbox) or read-write
-//! (`trusted_subscribers`), timestamps on or off. Round trips are timed in
+//! What the subscriber's mapping, the publish timestamp and the library's
+//! wait cost, on the bare ring: two threads pinned to two CPUs ping-pong
+//! 64-byte messages over two memfd rings, with the subscriber mapping the
+//! data read-only (the default, with or without a mailbox) or read-write
+//! (`trusted_subscribers`), timestamps on or off (off is the default), and
+//! each side waiting in a bare `try_recv` loop or in the library's
+//! `recv_deadline` (`WaitStrategy::Spin`). Round trips are timed in
 //! batches of 100 (no clock read per trip).
 //! Each variant runs in short rounds interleaved with a bare
 //! cache-line ping-pong, and the report gives the median of the per-round
@@ -18,7 +20,7 @@ use std::time::Instant;
 
 use ringbus::ring::{Consumer, Mode, Producer, RecvError, RingConfig, Start};
 use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
-use ringbus::wait::pin_current_thread;
+use ringbus::wait::{pin_current_thread, WaitStrategy};
 
 #[path = "common/floor.rs"]
 mod common;
@@ -31,7 +33,12 @@ fn ring(
     access: Access,
     stamps: bool,
     mailboxes: bool,
+    library_wait: bool,
 ) -> Result<Vec<f64>, Error> {
+    let wait = match library_wait {
+        true => Wait::Library(Instant::now() + std::time::Duration::from_secs(60)),
+        false => Wait::TryRecv,
+    };
     let cfg = RingConfig {
         max_message_size: size as u32,
         capacity: 4096,
@@ -57,7 +64,7 @@ fn ring(
         pin_current_thread(cpus[1]).ok();
         let mut buf = vec![0u8; size];
         for _ in 0..ITERS {
-            let info = spin_recv(&mut a, &mut buf)?;
+            let info = recv(&mut a, &mut buf, wait)?;
             pong.publish(&buf[..info], 0).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -68,7 +75,7 @@ fn ring(
     let mut t = Instant::now();
     for i in 1..=ITERS {
         ping.publish(&msg, 0)?;
-        spin_recv(&mut b, &mut back)?;
+        recv(&mut b, &mut back, wait)?;
         if i % BATCH == 0 {
             rtt.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
             t = Instant::now();
@@ -78,7 +85,23 @@ fn ring(
     Ok(rtt)
 }
 
-fn spin_recv(c: &mut Consumer, buf: &mut [u8]) -> Result<usize, String> {
+/// How a side waits for the next message.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Spins on `try_recv`.
+    TryRecv,
+    /// The library's wait: `recv_deadline` with `WaitStrategy::Spin` and a
+    /// deadline fixed for the run (what the bench and a `Subscriber` do).
+    Library(Instant),
+}
+
+fn recv(c: &mut Consumer, buf: &mut [u8], wait: Wait) -> Result<usize, String> {
+    if let Wait::Library(deadline) = wait {
+        return c
+            .recv_deadline(buf, WaitStrategy::Spin, Some(deadline))
+            .map(|i| i.len)
+            .map_err(|e| e.to_string());
+    }
     loop {
         match c.try_recv(buf) {
             Ok(info) => return Ok(info.len),
@@ -95,32 +118,21 @@ fn main() -> Result<(), Error> {
     if rounds == 0 || size == 0 {
         return Err("ROUNDS and SIZE must be at least 1".into());
     }
+    use Access::{Subscriber as RO, TrustedSubscriber as RW};
+    // (name, subscriber's mapping, timestamps, mailbox, library wait)
     let variants = [
-        ("read-only, timestamps", Access::Subscriber, true, false),
-        ("read-only, no timestamps", Access::Subscriber, false, false),
-        (
-            "read-only + mailbox, timestamps",
-            Access::Subscriber,
-            true,
-            true,
-        ),
-        (
-            "read-write, timestamps",
-            Access::TrustedSubscriber,
-            true,
-            false,
-        ),
-        (
-            "read-write, no timestamps",
-            Access::TrustedSubscriber,
-            false,
-            false,
-        ),
+        ("read-only, timestamps", RO, true, false, false),
+        ("read-only + mailbox, timestamps", RO, true, true, false),
+        ("read-only + mailbox", RO, false, true, false),
+        ("read-write, timestamps", RW, true, false, false),
+        ("read-write", RW, false, false, false),
+        ("read-only + mailbox, library wait", RO, false, true, true),
+        ("read-write, library wait", RW, false, false, true),
     ];
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let title = format!("{size}-byte ping-pong");
     compare(&title, rounds, &names, |cpus, i| {
-        let (_, access, stamps, mailboxes) = variants[i];
-        ring(cpus, size, access, stamps, mailboxes)
+        let (_, access, stamps, mailboxes, library) = variants[i];
+        ring(cpus, size, access, stamps, mailboxes, library)
     })
 }

@@ -245,6 +245,9 @@ fn publish(client: &Client, a: &PubArgs) -> Result<ExitCode> {
         None => client.publisher_existing(&a.topic),
     }
     .with_context(|| format!("cannot publish to {:?}", a.topic))?;
+    // A command-line publisher is not latency-critical: stamp its messages
+    // so `ringbus sub` can show when they were published.
+    publisher.set_timestamps(true);
     let max = publisher.config().max_message_size as usize;
     let mut send = |data: &[u8]| -> Result<()> {
         match publisher.publish(data, a.tag) {

@@ -30,7 +30,7 @@ use crate::ring::{
     Start,
 };
 use crate::shm::{Access, ShmError};
-use crate::wait::WaitStrategy;
+use crate::wait::{Limit, WaitStrategy};
 
 pub use crate::control::frame::TopicConfig;
 pub use crate::ring::Mode;
@@ -796,7 +796,8 @@ impl Subscriber {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<Delivery, RecvError> {
-        // Created at the first empty poll: a message already waiting costs
+        // Created at the first idle step that needs the clock: a message
+        // that is waiting, or arrives within the wait's quiet polls, costs
         // no clock read.
         let mut idle = None;
         loop {
@@ -804,7 +805,7 @@ impl Subscriber {
                 Err(RecvError::Empty) => {}
                 r => return r,
             }
-            self.idle(idle.get_or_insert_with(Idle::new), deadline)?;
+            self.idle(&mut idle, deadline)?;
         }
     }
 
@@ -814,8 +815,33 @@ impl Subscriber {
     ///
     /// # Errors
     /// [`RecvError::Timeout`] once `deadline` has passed.
-    fn idle(&mut self, idle: &mut Idle, deadline: Option<Instant>) -> Result<(), RecvError> {
+    fn idle(
+        &mut self,
+        idle: &mut Option<Idle>,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvError> {
+        if self.rings.len() == 1 {
+            // One ring: its own wait (futex when the strategy blocks),
+            // bounded without a clock read here (see `wait::Limit`).
+            let slice = Limit {
+                by: deadline,
+                within: Some(HEALTH_CHECK),
+            };
+            let consumer = &mut self.rings[0].consumer;
+            if consumer.spin_ready(self.options.wait)
+                || consumer.wait_ready_limit(self.options.wait, slice)
+            {
+                return Ok(());
+            }
+            // The deadline or a whole slice passed without a message.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::Timeout);
+            }
+            self.check_broker();
+            return Ok(());
+        }
         let now = Instant::now();
+        let idle = idle.get_or_insert_with(Idle::new);
         if deadline.is_some_and(|d| now >= d) {
             return Err(RecvError::Timeout);
         }
@@ -823,18 +849,11 @@ impl Subscriber {
             idle.last_health = now;
             self.check_broker();
         }
-        // Wake at least this often to look for new rings.
-        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
-        if self.rings.len() == 1 {
-            // One ring: its own wait (futex when the strategy blocks).
-            self.rings[0]
-                .consumer
-                .wait_ready(self.options.wait, Some(slice));
-            return Ok(());
-        }
         // None or several rings: each has its own futex, so poll them,
         // backing off to naps of at most 1 ms once the spin budget of a
-        // blocking strategy is spent.
+        // blocking strategy is spent; wake at least every HEALTH_CHECK to
+        // look for new rings.
+        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
         match self.options.wait {
             WaitStrategy::Spin => std::hint::spin_loop(),
             WaitStrategy::SpinYield => std::thread::yield_now(),

@@ -98,7 +98,8 @@ pub struct SlotHeader {
     pub _reserved: AtomicU32,
     /// User tag (used by filters).
     pub tag: AtomicU64,
-    /// CLOCK_MONOTONIC nanoseconds at publish, or 0 if timestamps are off.
+    /// CLOCK_MONOTONIC nanoseconds at publish, or 0 if timestamps are off
+    /// (the publisher's default).
     pub timestamp: AtomicU64,
 }
 

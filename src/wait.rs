@@ -71,6 +71,12 @@ impl WaitStrategy {
         }
     }
 
+    /// Whether a wait with this strategy starts with [`QUIET_POLLS`] bare
+    /// polls (`Spin`, `Adaptive`).
+    pub(crate) fn spins_first(self) -> bool {
+        matches!(self, WaitStrategy::Spin | WaitStrategy::Adaptive { .. })
+    }
+
     /// Whether this strategy may sleep on the futex.
     pub fn may_block(self) -> bool {
         self.spin_budget().is_some()
@@ -98,27 +104,74 @@ pub(crate) struct WakeState {
     acked: bool,
 }
 
+/// When a wait gives up: at `by`, or `within` after the wait's first look
+/// at the clock, whichever comes first (neither: never). `within` lets a
+/// caller bound a wait without reading the clock itself: a wait that ends
+/// before its first look costs no clock read at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Limit {
+    /// An absolute deadline.
+    pub by: Option<Instant>,
+    /// A bound counted from the wait's first clock read.
+    pub within: Option<Duration>,
+}
+
+impl Limit {
+    /// Gives up at `deadline` (`None`: never).
+    pub(crate) fn by(deadline: Option<Instant>) -> Limit {
+        Limit {
+            by: deadline,
+            within: None,
+        }
+    }
+
+    /// The deadline this limit means, seen from `now`.
+    fn resolve(self, now: Instant) -> Option<Instant> {
+        let within = self.within.and_then(|d| now.checked_add(d));
+        match (self.by, within) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Bare polls a spinning wait (`Spin`, `Adaptive`) makes first
+/// (`Consumer::spin_ready`), with no clock read and none of
+/// [`wait_until`]'s bookkeeping. A spin ping-pong's wait ends within a few
+/// polls (a `pause` is ~25 ns here), and both cost it: a clock read
+/// (`rdtsc` inside, which holds up what follows) landing as the message
+/// arrived, and the same polls made inside `wait_until`'s loop, measured
+/// 0.1–0.5× the cache-line floor slower than a bare loop
+/// (`examples/mapping_probe`). 256 polls are a few microseconds: the most
+/// a deadline or the adaptive spin budget is late by.
+pub(crate) const QUIET_POLLS: u32 = 256;
+/// Polls between clock reads in [`wait_until`].
+const CLOCK_EVERY: u32 = 64;
+
 /// Polls `poll` until it returns `Some`, waiting between polls as
-/// `strategy` says; `None` once `deadline` has passed.
+/// `strategy` says; `None` once `limit` has passed. The adaptive spin
+/// budget and `limit.within` count from the first clock read, after the
+/// first [`CLOCK_EVERY`] polls (callers spin [`QUIET_POLLS`] before
+/// calling this).
 pub(crate) fn wait_until<T>(
     ctrl: &CtrlHeader,
     strategy: WaitStrategy,
-    deadline: Option<Instant>,
+    limit: Limit,
     state: &mut WakeState,
     mut poll: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    let spin_until = strategy.spin_budget().map(|d| Instant::now() + d);
+    // (deadline, end of the spin budget), fixed at the first clock read.
+    let mut times: Option<(Option<Instant>, Option<Instant>)> = None;
     let mut spins: u32 = 0;
     loop {
         if let Some(r) = poll() {
             return Some(r);
         }
         spins = spins.wrapping_add(1);
-        // Reading the clock costs ~20 ns: only every 64 polls while spinning.
         // `Block` does not spin at all, and loom goes straight on (every
         // spin there is a scheduling point).
-        if strategy != WaitStrategy::Block && !cfg!(loom) && spins % 64 != 0 {
-            if strategy == WaitStrategy::SpinYield && spins > 64 {
+        if strategy != WaitStrategy::Block && !cfg!(loom) && spins % CLOCK_EVERY != 0 {
+            if strategy == WaitStrategy::SpinYield && spins > CLOCK_EVERY {
                 std::thread::yield_now();
             } else {
                 spin_hint();
@@ -126,6 +179,8 @@ pub(crate) fn wait_until<T>(
             continue;
         }
         let now = Instant::now();
+        let (deadline, spin_until) = *times
+            .get_or_insert_with(|| (limit.resolve(now), strategy.spin_budget().map(|d| now + d)));
         if spin_until.is_some_and(|t| now >= t || cfg!(loom)) {
             // Past the spin budget: sleep (a deadline already passed still
             // gets this one round, with a zero timeout, so even a zero-time
@@ -292,4 +347,34 @@ pub enum PinError {
     /// this process's cgroup / cpuset.
     #[error("cannot pin to CPU {0}: it is offline, absent or not allowed for this process (see `nproc`, taskset)")]
     Refused(usize),
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_is_the_sooner_of_its_deadline_and_its_bound() {
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(1);
+        let late = now + Duration::from_secs(1);
+        let within = |d| Limit {
+            by: None,
+            within: Some(d),
+        };
+        assert_eq!(Limit::default().resolve(now), None);
+        assert_eq!(Limit::by(Some(soon)).resolve(now), Some(soon));
+        assert_eq!(within(Duration::from_secs(1)).resolve(now), Some(late));
+        let both = |by, d| Limit {
+            by: Some(by),
+            within: Some(d),
+        };
+        assert_eq!(both(soon, Duration::from_secs(1)).resolve(now), Some(soon));
+        assert_eq!(
+            both(late, Duration::from_millis(1)).resolve(now),
+            Some(soon)
+        );
+        // A bound past the clock's range means no bound.
+        assert_eq!(within(Duration::MAX).resolve(now), None);
+    }
 }

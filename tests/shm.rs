@@ -70,7 +70,12 @@ fn create_map_publish_receive() {
     let mut buf = [0u8; 64];
     let i = s.try_recv(&mut buf).unwrap();
     assert_eq!((&buf[..i.len], i.tag), (&b"over the mapping"[..], 3));
-    assert!(i.timestamp > 0, "publish timestamps are on by default");
+    assert_eq!(i.timestamp, 0, "publish timestamps are off by default");
+    p.set_timestamps(true);
+    p.publish(b"stamped", 4).unwrap();
+    let i = s.try_recv(&mut buf).unwrap();
+    assert_eq!((&buf[..i.len], i.tag), (&b"stamped"[..], 4));
+    assert!(i.timestamp > 0, "set_timestamps(true) stamps messages");
     // A read-only mapping cannot make a publisher, nor close the ring.
     assert!(Producer::new(sub_region.clone()).is_err());
     assert!(sub_region.close().is_err());
@@ -302,6 +307,7 @@ fn two_processes_over_a_mapped_file() {
     }
     assert!(ready.exists(), "child never attached");
     let mut p = Producer::new(region).unwrap();
+    p.set_timestamps(true);
     let mut msg = [0u8; 64];
     for n in 0..MESSAGES {
         let len = 8 + (n % 57) as usize;

@@ -30,6 +30,8 @@ int main(int argc, char **argv) {
     config.capacity = 256;
     ringbus_publisher *pub;
     CHECK(ringbus_publisher_open(client, topic, &config, &pub));
+    // Stamp messages (off by default) so the subscriber can report their age.
+    CHECK(ringbus_publisher_set_timestamps(pub, 1));
 
     uint8_t *scratch = malloc(max ? max : 1);
     if (!scratch) return 1;

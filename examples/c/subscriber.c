@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
     uint8_t *buf = malloc(max ? max : 1);
     if (!buf) return 1;
     uint64_t bytes = 0;
-    uint64_t latency_sum = 0;
+    uint64_t latency_sum = 0, stamped = 0;
     for (uint64_t i = 0; i < count; i++) {
         ringbus_message_info info;
         int rc;
@@ -80,12 +80,17 @@ int main(int argc, char **argv) {
         }
         bytes += info.len;
         uint64_t now = ringbus_now_ns();
-        if (now > info.timestamp_ns) latency_sum += now - info.timestamp_ns;
+        // 0: the publisher did not stamp the message (timestamps are off by
+        // default).
+        if (info.timestamp_ns != 0 && now > info.timestamp_ns) {
+            latency_sum += now - info.timestamp_ns;
+            stamped++;
+        }
     }
     free(buf);
     printf("received %llu messages (%llu bytes), all intact, mean age %llu ns\n",
            (unsigned long long)count, (unsigned long long)bytes,
-           (unsigned long long)(count ? latency_sum / count : 0));
+           (unsigned long long)(stamped ? latency_sum / stamped : 0));
     CHECK(ringbus_subscriber_close(sub));
     return 0;
 }

@@ -209,8 +209,9 @@ pub unsafe extern "C" fn ringbus_publisher_config(
     })
 }
 
-/// Turns the per-message CLOCK_MONOTONIC timestamp on (`on` != 0, the
-/// default) or off (messages then carry 0; saves a clock read).
+/// Turns the per-message CLOCK_MONOTONIC timestamp on (`on` != 0) or off
+/// (`on` == 0, the default: messages carry 0). On, every publish reads the
+/// clock, which costs a spin ping-pong a few to tens of ns per hop.
 ///
 /// # Safety
 /// `publisher` is NULL or a publisher handle.

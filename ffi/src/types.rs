@@ -210,8 +210,8 @@ pub struct ringbus_message_info {
     pub sequence: u64,
     /// The publisher's tag.
     pub tag: u64,
-    /// CLOCK_MONOTONIC nanoseconds at publish (0 if the publisher turned
-    /// timestamps off); compare with `ringbus_now_ns()`.
+    /// CLOCK_MONOTONIC nanoseconds at publish, or 0 unless the publisher
+    /// turned timestamps on; compare with `ringbus_now_ns()`.
     pub timestamp_ns: u64,
     /// The ring (one per publisher) the message or error came from.
     pub ring_id: u64,

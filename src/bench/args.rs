@@ -128,11 +128,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub capacity: Option<u32>,
 
-    /// Turn off the publish timestamp ringbus puts on every message by
-    /// default, to see what it costs (streaming latency needs it and is
-    /// skipped).
+    /// Have ringbus publishers stamp every message in ping-pong and
+    /// throughput runs too (`set_timestamps(true)`; off by default, as in
+    /// the library), to see what the clock read costs. Streaming latency
+    /// runs always stamp: their figure is measured from the stamp.
     #[arg(long)]
-    pub no_timestamps: bool,
+    pub timestamps: bool,
 
     /// Reach the rings directly (memfds, bare producer / consumer) instead
     /// of through the embedded broker and its client: the ring's own cost.
@@ -242,7 +243,8 @@ pub struct Plan {
     pub smoke: bool,
     /// Some CPUs run more than one side (`--allow-shared-cpus`).
     pub shared_cpus: bool,
-    /// ringbus publishers stamp messages (the library's default).
+    /// ringbus publishers stamp ping-pong and throughput messages
+    /// (`--timestamps`; latency runs always do).
     pub timestamps: bool,
     /// Rings reached without the broker (`--direct`).
     pub direct: bool,
@@ -389,7 +391,7 @@ impl Plan {
             capacity: args.capacity,
             smoke: args.smoke,
             shared_cpus: (1..cpus.len()).any(|i| cpus[..i].contains(&cpus[i])),
-            timestamps: !args.no_timestamps,
+            timestamps: args.timestamps,
             direct: args.direct,
             trusted: args.trusted,
             mailboxes: !args.no_mailboxes,

@@ -70,27 +70,65 @@ impl Budget {
     }
 }
 
-/// Runs a timed ping-pong: `round_trip(n)` sends message `n` (1-based) and
-/// waits for its echo. Returns the RTT histogram in ns (warm-up excluded).
-/// The timer brackets only `round_trip`; recording happens outside it.
+/// The ping-pong clock. The loop calls [`Lap::sent`] right after each
+/// send; a sample is the time from one send to the next — one whole round
+/// trip of the loop (wait for the echo, take it, send again), the period a
+/// ping-pong actually runs at. Reading the clock *before* a send measured
+/// worse than this: `rdtsc` holds up the instructions behind it for ~10 ns
+/// on the machines we run, so the ring's multi-line message went out later
+/// while the one-store floor hardly noticed (+0.05–0.1× on the ratio in
+/// `examples/mapping_probe`, DESIGN.md "Where the ping-pong nanoseconds
+/// go"). After the send, the read and the histogram update overlap the
+/// message's flight.
+pub struct Lap<'a> {
+    hist: &'a mut Histogram<u64>,
+    ticks: Ticks,
+    last: Option<u64>,
+    record: bool,
+}
+
+impl Lap<'_> {
+    /// Marks a send: closes the previous period (recorded unless it is
+    /// warm-up) and opens the next.
+    #[inline(always)]
+    pub fn sent(&mut self) {
+        let now = Ticks::now();
+        if let (Some(last), true) = (self.last, self.record) {
+            self.hist
+                .saturating_record(self.ticks.to_ns(now.wrapping_sub(last)));
+        }
+        self.last = Some(now);
+    }
+}
+
+/// Runs a timed ping-pong: `round_trip(n, lap)` sends message `n`
+/// (1-based), calls `lap.sent()` at once, and waits for its echo. Returns
+/// the histogram of round trips in ns (see [`Lap`]), warm-up excluded. The
+/// round trip of message `n` ends at the send of `n + 1`, so one more
+/// message goes out than are measured.
 #[inline(always)]
 pub fn drive_pingpong(
     p: &Params,
     ticks: Ticks,
-    mut round_trip: impl FnMut(u64) -> Result<()>,
+    mut round_trip: impl FnMut(u64, &mut Lap<'_>) -> Result<()>,
 ) -> Result<Histogram<u64>> {
     let mut hist = new_hist();
     let mut budget = Budget::new(p);
-    let mut n = 0u64;
+    let mut lap = Lap {
+        hist: &mut hist,
+        ticks,
+        last: None,
+        record: false,
+    };
+    // Message `n`'s send closes the round trip of `n - 1`.
+    let mut n = 1u64;
+    round_trip(n, &mut lap)?;
     loop {
+        lap.record = budget.measured(n);
+        let more = budget.more_after(n);
         n += 1;
-        let t0 = Ticks::now();
-        round_trip(n)?;
-        let t1 = Ticks::now();
-        if budget.measured(n) {
-            hist.saturating_record(ticks.to_ns(t1.wrapping_sub(t0)));
-        }
-        if !budget.more_after(n) {
+        round_trip(n, &mut lap)?;
+        if !more {
             return Ok(hist);
         }
     }
@@ -238,12 +276,16 @@ mod tests {
     fn pingpong_driver_excludes_warmup() {
         let p = params(10, 100);
         let mut calls = 0;
-        let h = drive_pingpong(&p, Ticks::calibrate(), |_| {
+        let h = drive_pingpong(&p, Ticks::calibrate(), |n, lap| {
             calls += 1;
+            assert_eq!(n, calls, "messages are numbered from 1");
+            lap.sent();
             Ok(())
         })
         .unwrap();
-        assert_eq!(calls, 110);
+        // One more message than samples: the last round trip ends at the
+        // send after it.
+        assert_eq!(calls, 111);
         assert_eq!(h.len(), 100);
     }
 

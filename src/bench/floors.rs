@@ -80,9 +80,10 @@ pub fn line_len() -> usize {
 pub fn line_parent(region: &Region, p: &Params, ticks: Ticks) -> Result<Histogram<u64>> {
     let ctl = region.control();
     let l: &Lines = region.at(CONTROL_SIZE)?;
-    let h = drive_pingpong(p, ticks, |n| {
+    let h = drive_pingpong(p, ticks, |n, lap| {
         // Release: pairs with the Acquire load in the child's `spin_for`.
         l.ping.0.store(n, Ordering::Release);
+        lap.sent();
         if spin_for(ctl, &l.pong.0, n, STOP64, "the cache-line echo")? {
             Ok(())
         } else {
@@ -194,10 +195,11 @@ pub fn seqlock_parent(region: &Region, p: &Params, ticks: Ticks) -> Result<Histo
     let (ping, pong) = seq_slots(region, p.size)?;
     let mut tx = vec![0xA5u8; p.size];
     let mut rx = vec![0u8; p.size];
-    let h = drive_pingpong(p, ticks, |n| {
+    let h = drive_pingpong(p, ticks, |n, lap| {
         tx[..8].copy_from_slice(&n.to_le_bytes());
         // SAFETY: ping-pong alternation (see `seqlock_write`).
         unsafe { seqlock_write(&ping, &tx, n) };
+        lap.sent();
         // SAFETY: as above.
         if !unsafe { seqlock_read(ctl, &pong, &mut rx, n)? } {
             bail!("echo side stopped early");
@@ -289,11 +291,12 @@ fn futex_recv(ctl: &Control, word: &AtomicU32, want: u32) -> Result<bool> {
 pub fn futex_parent(region: &Region, p: &Params, ticks: Ticks) -> Result<Histogram<u64>> {
     let ctl = region.control();
     let w: &Words = region.at(CONTROL_SIZE)?;
-    let h = drive_pingpong(p, ticks, |n| {
+    let h = drive_pingpong(p, ticks, |n, lap| {
         // Wraps after 2^32 - 1 round trips, hours at futex speeds; 0 and
         // STOP32 are skipped so they keep their meaning.
         let v = (n % u64::from(STOP32 - 1)) as u32 + 1;
         futex_send(&w.ping.0, v)?;
+        lap.sent();
         if futex_recv(ctl, &w.pong.0, v)? {
             Ok(())
         } else {
@@ -363,9 +366,10 @@ fn sock_recv(fd: &OwnedFd, buf: &mut [u8]) -> Result<Option<usize>> {
 pub fn unix_parent(sock: OwnedFd, p: &Params, ticks: Ticks) -> Result<Histogram<u64>> {
     let mut tx = vec![0x5Au8; p.size];
     let mut rx = vec![0u8; p.size + 1];
-    let h = drive_pingpong(p, ticks, |n| {
+    let h = drive_pingpong(p, ticks, |n, lap| {
         tx[..8].copy_from_slice(&n.to_le_bytes());
         sock_send(&sock, &tx)?;
+        lap.sent();
         match sock_recv(&sock, &mut rx)? {
             Some(len) if len == p.size && seq_of(&rx) == n => Ok(()),
             Some(len) => bail!("bad echo on the Unix socket ({len} bytes)"),

@@ -122,12 +122,13 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     if plan.smoke {
         notes.push("smoke mode: tiny counts, the figures mean nothing".to_string());
     }
-    if !plan.timestamps {
-        notes.push(
-            "--no-timestamps: ringbus messages carry no publish time; streaming latency skipped"
-                .to_string(),
-        );
-    }
+    notes.push(if plan.timestamps {
+        "--timestamps: ringbus publishers stamp every message".to_string()
+    } else {
+        "ringbus publishers stamp only latency-run messages (the library's default is off; \
+         --timestamps stamps all)"
+            .to_string()
+    });
     notes.push(if plan.direct {
         "--direct: ringbus rows use bare Producer / Consumer on memfd rings, no broker".to_string()
     } else {

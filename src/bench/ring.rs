@@ -12,9 +12,10 @@
 //! Ping-pong uses two rings (A: parent → child, B: child → parent) and the
 //! child echoes with receive + publish; streaming has the parent publish and
 //! every child subscribe. Waits are the library's own; the deadline handed
-//! to them is refreshed outside timed windows, so a dead peer ends a run
-//! with an error instead of a hang, and no clock read is added to a
-//! measured message.
+//! to them is refreshed every few hundred messages, on the timing side
+//! right after a send (while the message is in flight), so a dead peer
+//! ends a run with an error instead of a hang and no clock read lands on a
+//! measured message's path.
 
 use std::fs::File;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
@@ -407,8 +408,8 @@ fn child_ends(
     }
 }
 
-/// A receive deadline refreshed every [`DEADLINE_EVERY`] messages, outside
-/// timed windows.
+/// A receive deadline refreshed every [`DEADLINE_EVERY`] messages (by the
+/// timing side right after a send, while the message is in flight).
 struct Deadline {
     at: Instant,
     n: u64,
@@ -449,9 +450,12 @@ pub fn pingpong_parent(
     let mut out = vec![0xA5u8; p.size];
     let mut back = vec![0u8; p.size];
     let mut deadline = Deadline::new();
-    let h = drive_pingpong(p, ticks, |n| {
+    let h = drive_pingpong(p, ticks, |n, lap| {
         out[..8].copy_from_slice(&n.to_le_bytes());
         tx.publish(&out)?;
+        lap.sent();
+        // While the message is in flight.
+        deadline.tick();
         loop {
             match rx.recv(&mut back, deadline.at, |info| info.len) {
                 Ok(len) => {
@@ -469,7 +473,6 @@ pub fn pingpong_parent(
                 Err(e) => bail!("receiving the echo: {e}"),
             }
         }
-        deadline.tick();
         Ok(())
     })?;
     drop(tx); // closes ring A: the echo side sees end of stream

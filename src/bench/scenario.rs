@@ -338,9 +338,11 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
         warmup: plan.warmup.max(1),
         ..base(size)
     };
+    // Latency is measured from the publish stamp: always stamped.
     let lat = |size: usize| Params {
         rate: plan.latency_rate(size),
         iters: plan.latency_msgs(size),
+        timestamps: true,
         ..base(size)
     };
     let pp = plan.scenarios.contains(&ScenarioArg::PingPong);
@@ -382,17 +384,15 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
                         },
                         thr(size),
                     ));
-                    if plan.timestamps {
-                        out.push((
-                            Scenario::RingLatency {
-                                size,
-                                wait,
-                                mode,
-                                subscribers,
-                            },
-                            lat(size),
-                        ));
-                    }
+                    out.push((
+                        Scenario::RingLatency {
+                            size,
+                            wait,
+                            mode,
+                            subscribers,
+                        },
+                        lat(size),
+                    ));
                 }
             }
         }

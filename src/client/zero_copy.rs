@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Idle, Subscriber, GENERATION_CHECK_EVERY};
+use super::{Subscriber, GENERATION_CHECK_EVERY};
 use crate::ring::{MessageRef, Mode, RecvError};
 
 impl Subscriber {
@@ -52,7 +52,7 @@ impl Subscriber {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<(u64, MessageRef<'_>), RecvError> {
-        // Created at the first empty poll (no clock read otherwise).
+        // As in `recv_deadline`: created only when an idle step needs it.
         let mut idle = None;
         loop {
             match self.ready_ring() {
@@ -60,7 +60,7 @@ impl Subscriber {
                 Err(RecvError::Empty) => {}
                 Err(e) => return Err(e),
             }
-            self.idle(idle.get_or_insert_with(Idle::new), deadline)?;
+            self.idle(&mut idle, deadline)?;
         }
     }
 

@@ -70,7 +70,7 @@ pub struct Producer {
     latest_payload: *mut u8,
     latest_inline: usize,
     backpressure: bool,
-    /// Publish timestamps; `None` when turned off.
+    /// Publish timestamps; `None` (the default) when off.
     clock: Option<Clock>,
     /// Sequence of the next message.
     seq: u64,
@@ -136,7 +136,7 @@ impl Producer {
             capacity: u64::from(c.capacity),
             max: c.max_message_size as usize,
             backpressure: c.mode == Mode::Backpressure,
-            clock: Some(Clock::new()),
+            clock: None,
             seq,
             cached_limit: 0,
             wake_on,
@@ -164,8 +164,12 @@ impl Producer {
         self.seq
     }
 
-    /// Turns the per-message CLOCK_MONOTONIC timestamp on or off (on by
-    /// default; off saves the clock read, and messages carry 0).
+    /// Turns the per-message CLOCK_MONOTONIC timestamp on or off. Off by
+    /// default: messages then carry 0. On, every publish reads the clock
+    /// (`rdtsc`) while it writes the message, and in a spin ping-pong that
+    /// read alone measured 0.1–0.6× the cache-line floor per hop on the
+    /// machines we run (DESIGN.md, "Where the ping-pong nanoseconds go");
+    /// turn it on where the publish time is worth that.
     pub fn set_timestamps(&mut self, on: bool) {
         if on != self.clock.is_some() {
             self.clock = on.then(Clock::new);

@@ -262,6 +262,7 @@ fn latest_slot_and_ring_slot_carry_the_same_timestamp() {
     // copies of a message must carry one value, whichever path wrote it.
     let max = LATEST_INLINE_MAX + 40;
     let (mut p, r) = ring(32, max, Mode::Overwrite);
+    p.set_timestamps(true);
     let mut caught_up = Consumer::new(r.clone(), Start::Latest).unwrap();
     let mut behind = Consumer::new(r, Start::Earliest).unwrap();
     let mut from_latest = Vec::new();
@@ -641,11 +642,22 @@ fn recv_timeout_expires() {
     let (_p, r) = ring(4, 8, Mode::Overwrite);
     let mut c = Consumer::new(r, Start::Latest).unwrap();
     let mut buf = [0u8; 8];
-    for w in [WaitStrategy::Spin, WaitStrategy::SpinYield] {
-        assert_eq!(
-            c.recv_timeout(&mut buf, w, Duration::from_millis(2)),
-            Err(RecvError::Timeout)
-        );
+    // Zero and short timeouts, for each way of waiting (a spinning wait
+    // reads the clock only after its quiet polls).
+    let waits = [
+        WaitStrategy::Spin,
+        WaitStrategy::SpinYield,
+        WaitStrategy::default(),
+        WaitStrategy::Block,
+    ];
+    for w in waits {
+        for t in [Duration::ZERO, Duration::from_millis(2)] {
+            assert_eq!(
+                c.recv_timeout(&mut buf, w, t),
+                Err(RecvError::Timeout),
+                "{w:?}, {t:?}"
+            );
+        }
     }
 }
 

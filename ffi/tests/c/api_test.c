@@ -164,6 +164,8 @@ static void test_overwrite_topic(ringbus_client *client) {
     uint8_t msg[100];
     for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 3);
     uint64_t seq = 99;
+    /* Timestamps are off by default (checked below): stamp these. */
+    OK(ringbus_publisher_set_timestamps(pub, 1));
     uint64_t before = ringbus_now_ns();
     OK(ringbus_publisher_publish(pub, msg, sizeof msg, 0xfeedULL, &seq));
     EXPECT(seq == 0);
