@@ -16,7 +16,13 @@
 //! cargo run --release --example mapping_probe -- [ROUNDS] [SIZE]
 //! ```
 
-use std::time::Instant;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringbus::broker::{Broker, BrokerOptions, Config};
+use ringbus::client::{Client, SubscribeOptions, TopicConfig};
 
 use ringbus::ring::{Consumer, Mode, Producer, RecvError, RingConfig, Start};
 use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
@@ -95,6 +101,57 @@ enum Wait {
     Library(Instant),
 }
 
+/// Round trips through the client layer (the default path): a broker in
+/// this process, a `Publisher` and a `Subscriber` (read-only data plus a
+/// mailbox, `WaitStrategy::Spin`) per side, in ns. `n` names the round's
+/// topics.
+fn client(cpus: [usize; 2], socket: &Path, size: usize, n: usize) -> Result<Vec<f64>, Error> {
+    let cfg = TopicConfig {
+        max_message_size: size as u32,
+        capacity: 4096,
+        ..TopicConfig::default()
+    };
+    let opts = SubscribeOptions {
+        start: Start::Earliest,
+        wait: WaitStrategy::Spin,
+    };
+    let (ta, tb) = (format!("probe{n}.a"), format!("probe{n}.b"));
+    let (c1, c2) = (Client::connect(socket)?, Client::connect(socket)?);
+    c1.open_topic(&ta, cfg)?;
+    c1.open_topic(&tb, cfg)?;
+    let mut ping = c1.publisher(&ta, cfg)?;
+    let mut back_sub = c1.subscriber(&tb, opts)?;
+    let mut ping_sub = c2.subscriber(&ta, opts)?;
+    let mut pong = c2.publisher(&tb, cfg)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let echo = std::thread::spawn(move || -> Result<(), String> {
+        pin_current_thread(cpus[1]).ok();
+        let mut buf = vec![0u8; size];
+        for _ in 0..ITERS {
+            let d = ping_sub
+                .recv_deadline(&mut buf, Some(deadline))
+                .map_err(|e| e.to_string())?;
+            pong.publish(&buf[..d.info.len], 0)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    pin_current_thread(cpus[0])?;
+    let (msg, mut back) = (vec![0xA5u8; size], vec![0u8; size]);
+    let mut rtt = Vec::with_capacity((ITERS / BATCH) as usize);
+    let mut t = Instant::now();
+    for i in 1..=ITERS {
+        ping.publish(&msg, 0)?;
+        back_sub.recv_deadline(&mut back, Some(deadline))?;
+        if i % BATCH == 0 {
+            rtt.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
+            t = Instant::now();
+        }
+    }
+    echo.join().map_err(|_| "echo thread panicked")??;
+    Ok(rtt)
+}
+
 fn recv(c: &mut Consumer, buf: &mut [u8], wait: Wait) -> Result<usize, String> {
     if let Wait::Library(deadline) = wait {
         return c
@@ -129,10 +186,41 @@ fn main() -> Result<(), Error> {
         ("read-only + mailbox, library wait", RO, false, true, true),
         ("read-write, library wait", RW, false, false, true),
     ];
-    let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
+    // The client variant's broker, in this process (its thread sleeps in
+    // `poll` between requests), its ring files on tmpfs like a real one's:
+    // ring pages of a file on disk get written back and write-protected.
+    let base = match Path::new("/dev/shm").is_dir() {
+        true => Path::new("/dev/shm").to_path_buf(),
+        false => std::env::temp_dir(),
+    };
+    let dir = base.join(format!("mapping-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let socket = dir.join("broker.sock");
+    let mut broker = Broker::bind(BrokerOptions {
+        socket: socket.clone(),
+        data_dir: dir.join("data"),
+        config: Config::default(),
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let broker = std::thread::spawn(move || broker.run(&flag));
+    let mut names: Vec<&str> = variants.iter().map(|v| v.0).collect();
+    names.push("client layer (Publisher / Subscriber), library wait");
     let title = format!("{size}-byte ping-pong");
-    compare(&title, rounds, &names, |cpus, i| {
+    let mut round = 0;
+    let result = compare(&title, rounds, &names, |cpus, i| {
+        if i == variants.len() {
+            round += 1;
+            return client(cpus, &socket, size, round);
+        }
         let (_, access, stamps, mailboxes, library) = variants[i];
         ring(cpus, size, access, stamps, mailboxes, library)
-    })
+    });
+    // Relaxed: the broker's stop flag (see `Broker::run`).
+    stop.store(true, Ordering::Relaxed);
+    let stopped = broker.join();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    stopped.map_err(|_| "the broker thread panicked")??;
+    Ok(())
 }

@@ -511,8 +511,7 @@ struct Idle {
 }
 
 impl Idle {
-    fn new() -> Idle {
-        let now = Instant::now();
+    fn new(now: Instant) -> Idle {
         Idle {
             started: now,
             last_health: now,
@@ -771,77 +770,78 @@ impl Subscriber {
     ///
     /// # Errors
     /// As [`Subscriber::try_recv`], never `Empty`.
+    #[inline(always)]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
-        self.recv_deadline(buf, None)
+        self.recv_limit(buf, Limit::default())
     }
 
-    /// As [`Subscriber::recv`], giving up after `timeout`.
+    /// As [`Subscriber::recv`], giving up after `timeout`: counted from the
+    /// wait's first clock read, which a spinning wait on one ring makes a
+    /// few microseconds in (so a message that comes sooner costs no clock
+    /// read).
     ///
     /// # Errors
     /// [`RecvError::Timeout`]; as [`Subscriber::try_recv`].
+    #[inline(always)]
     pub fn recv_timeout(
         &mut self,
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<Delivery, RecvError> {
-        self.recv_deadline(buf, Some(Instant::now() + timeout))
+        let limit = Limit {
+            by: None,
+            within: Some(timeout),
+        };
+        self.recv_limit(buf, limit)
     }
 
     /// As [`Subscriber::recv`], giving up at `deadline` (`None`: never).
     ///
     /// # Errors
     /// [`RecvError::Timeout`]; as [`Subscriber::try_recv`].
+    #[inline(always)]
     pub fn recv_deadline(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<Delivery, RecvError> {
-        // Created at the first idle step that needs the clock: a message
-        // that is waiting, or arrives within the wait's quiet polls, costs
-        // no clock read.
+        self.recv_limit(buf, Limit::by(deadline))
+    }
+
+    /// The receives' wait, until `limit`. Inlined into the caller, with
+    /// the one-ring spin, for the reason given in `Consumer::recv_deadline`:
+    /// a `Delivery` returned from a call goes through memory. `idle` is
+    /// created at the first idle step, after the spin: a message that is
+    /// waiting, or comes within the spin, costs no clock read.
+    #[inline(always)]
+    fn recv_limit(&mut self, buf: &mut [u8], mut limit: Limit) -> Result<Delivery, RecvError> {
         let mut idle = None;
         loop {
             match self.try_recv(buf) {
                 Err(RecvError::Empty) => {}
                 r => return r,
             }
-            self.idle(&mut idle, deadline)?;
+            if let [ring] = self.rings.as_slice() {
+                if ring.consumer.spin_ready(self.options.wait) {
+                    continue;
+                }
+            }
+            self.idle(&mut idle, &mut limit)?;
         }
     }
 
     /// One idle step of a blocking receive that found nothing: waits a
     /// slice as the wait strategy says (at most [`HEALTH_CHECK`]), checking
-    /// the broker now and then.
+    /// the broker now and then. The first step fixes `limit` to the
+    /// deadline it means.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`] once `deadline` has passed.
-    fn idle(
-        &mut self,
-        idle: &mut Option<Idle>,
-        deadline: Option<Instant>,
-    ) -> Result<(), RecvError> {
-        if self.rings.len() == 1 {
-            // One ring: its own wait (futex when the strategy blocks),
-            // bounded without a clock read here (see `wait::Limit`).
-            let slice = Limit {
-                by: deadline,
-                within: Some(HEALTH_CHECK),
-            };
-            let consumer = &mut self.rings[0].consumer;
-            if consumer.spin_ready(self.options.wait)
-                || consumer.wait_ready_limit(self.options.wait, slice)
-            {
-                return Ok(());
-            }
-            // The deadline or a whole slice passed without a message.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(RecvError::Timeout);
-            }
-            self.check_broker();
-            return Ok(());
-        }
+    /// [`RecvError::Timeout`] once the limit has passed.
+    fn idle(&mut self, idle: &mut Option<Idle>, limit: &mut Limit) -> Result<(), RecvError> {
         let now = Instant::now();
-        let idle = idle.get_or_insert_with(Idle::new);
+        let idle = idle.get_or_insert_with(|| Idle::new(now));
+        *limit = Limit::by(limit.resolve(now));
+        let deadline = limit.by;
         if deadline.is_some_and(|d| now >= d) {
             return Err(RecvError::Timeout);
         }
@@ -849,11 +849,18 @@ impl Subscriber {
             idle.last_health = now;
             self.check_broker();
         }
+        // Wake at least this often to look for new rings.
+        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
+        if self.rings.len() == 1 {
+            // One ring: its own wait (futex when the strategy blocks).
+            self.rings[0]
+                .consumer
+                .wait_ready_limit(self.options.wait, &mut Limit::by(Some(slice)));
+            return Ok(());
+        }
         // None or several rings: each has its own futex, so poll them,
         // backing off to naps of at most 1 ms once the spin budget of a
-        // blocking strategy is spent; wake at least every HEALTH_CHECK to
-        // look for new rings.
-        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
+        // blocking strategy is spent.
         match self.options.wait {
             WaitStrategy::Spin => std::hint::spin_loop(),
             WaitStrategy::SpinYield => std::thread::yield_now(),

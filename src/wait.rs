@@ -126,7 +126,7 @@ impl Limit {
     }
 
     /// The deadline this limit means, seen from `now`.
-    fn resolve(self, now: Instant) -> Option<Instant> {
+    pub(crate) fn resolve(self, now: Instant) -> Option<Instant> {
         let within = self.within.and_then(|d| now.checked_add(d));
         match (self.by, within) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -150,13 +150,15 @@ const CLOCK_EVERY: u32 = 64;
 
 /// Polls `poll` until it returns `Some`, waiting between polls as
 /// `strategy` says; `None` once `limit` has passed. The adaptive spin
-/// budget and `limit.within` count from the first clock read, after the
+/// budget and `limit.within` count from the first clock read, which also
+/// fixes `limit` to the deadline it then means (so a caller that waits
+/// again keeps it), after the
 /// first [`CLOCK_EVERY`] polls (callers spin [`QUIET_POLLS`] before
 /// calling this).
 pub(crate) fn wait_until<T>(
     ctrl: &CtrlHeader,
     strategy: WaitStrategy,
-    limit: Limit,
+    limit: &mut Limit,
     state: &mut WakeState,
     mut poll: impl FnMut() -> Option<T>,
 ) -> Option<T> {
@@ -179,8 +181,10 @@ pub(crate) fn wait_until<T>(
             continue;
         }
         let now = Instant::now();
-        let (deadline, spin_until) = *times
-            .get_or_insert_with(|| (limit.resolve(now), strategy.spin_budget().map(|d| now + d)));
+        let (deadline, spin_until) = *times.get_or_insert_with(|| {
+            *limit = Limit::by(limit.resolve(now));
+            (limit.by, strategy.spin_budget().map(|d| now + d))
+        });
         if spin_until.is_some_and(|t| now >= t || cfg!(loom)) {
             // Past the spin budget: sleep (a deadline already passed still
             // gets this one round, with a zero timeout, so even a zero-time

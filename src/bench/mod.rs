@@ -174,32 +174,40 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
                 plan.runs,
                 sc.label(),
             ));
-            // A ringbus figure is paired with its floor measured just
-            // before it: the hypervisor may move the vCPUs between cores
+            // A ringbus figure is paired with its floor measured right
+            // next to it: the hypervisor may move the vCPUs between cores
             // (this changes cross-core latency severalfold), and adjacent
-            // measurements usually share a placement.
-            let pair = match sc.floor().filter(|_| !sc.is_floor()) {
-                Some(floor) => {
-                    let fp = list
-                        .iter()
-                        .find(|(f, _)| *f == floor)
-                        .map(|(_, p)| scenario::pair_params(p))
-                        .context("a floor missing from the list")?;
-                    let s = scenario::measure(&ctx, floor, &fp)
-                        .with_context(|| format!("measuring {} (paired)", floor.slug()))?;
-                    Some((floor, s))
-                }
-                None => None,
+            // measurements usually share a placement. A ping-pong row
+            // alternates with its floor in blocks (the ratio is the median
+            // of the blocks'); the others follow one floor measurement.
+            let floor = sc.floor().filter(|_| !sc.is_floor());
+            let floor_params = |f: Scenario| {
+                list.iter()
+                    .find(|(x, _)| *x == f)
+                    .map(|(_, p)| *p)
+                    .context("a floor missing from the list")
             };
-            let mut sample = scenario::measure(&ctx, *sc, params)
-                .with_context(|| format!("measuring {}", sc.slug()))?;
-            if let Some((floor, f)) = pair {
-                sample.pair_with(
-                    &f,
-                    floor.metric() == Metric::PingPong,
-                    sc.metric() == Metric::PingPong,
-                );
-            }
+            let sample = match floor {
+                Some(f) if sc.metric() == Metric::PingPong && f.metric() == Metric::PingPong => {
+                    scenario::measure_paired_blocks(&ctx, *sc, params, f, &floor_params(f)?)
+                        .with_context(|| format!("measuring {}", sc.slug()))?
+                }
+                Some(f) => {
+                    let fp = scenario::pair_params(&floor_params(f)?);
+                    let fs = scenario::measure(&ctx, f, &fp)
+                        .with_context(|| format!("measuring {} (paired)", f.slug()))?;
+                    let mut s = scenario::measure(&ctx, *sc, params)
+                        .with_context(|| format!("measuring {}", sc.slug()))?;
+                    s.pair_with(
+                        &fs,
+                        f.metric() == Metric::PingPong,
+                        sc.metric() == Metric::PingPong,
+                    );
+                    s
+                }
+                None => scenario::measure(&ctx, *sc, params)
+                    .with_context(|| format!("measuring {}", sc.slug()))?,
+            };
             samples[k].push(sample);
         }
     }

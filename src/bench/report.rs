@@ -91,9 +91,10 @@ pub struct Row {
     /// Name of the row this row is compared with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor: Option<String>,
-    /// This row's p50 (or messages/s) divided by its floor's: the median
-    /// over runs of the ratio to the floor measured just before it
-    /// (ringbus rows), else the ratio of the medians.
+    /// This row's p50 (or messages/s) divided by its floor's: for ringbus
+    /// rows the median over runs of the ratio to the floor measured next to
+    /// it (ping-pong: the median over blocks alternating with the floor),
+    /// else the ratio of the medians.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
     /// This row's p99.9 divided by the floor's (latency rows).
@@ -189,7 +190,7 @@ pub struct RunFigures {
     /// Messages per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub msgs_per_s: Option<f64>,
-    /// Ratio to the floor measured just before it.
+    /// Ratio to the floor measured next to it (see [`Row::ratio`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
 }
@@ -312,8 +313,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "×: ringbus figure / the floor in `vs`, that floor re-measured just before it on the \
-             same cores (median over runs)"
+            "×: ringbus figure / the floor in `vs`, that floor re-measured next to it on the same \
+             cores (ping-pong: in {} blocks alternating with it, median of the blocks' ratios; \
+             median over runs)",
+            super::scenario::PAIR_BLOCKS
         );
 
         let pp: Vec<&Row> = self

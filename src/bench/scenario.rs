@@ -280,6 +280,27 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// This sample and `other` (a later block of the same row) as one:
+    /// histograms added, counts summed; the pairing is left to the caller.
+    fn merge(mut self, other: Sample) -> Sample {
+        match (&mut self.hist, other.hist) {
+            (Some(h), Some(o)) => {
+                // Same bounds (`new_hist`): adding cannot fail.
+                let _ = h.add(&o);
+            }
+            (h @ None, o) => *h = o,
+            (Some(_), None) => {}
+        }
+        self.msgs_per_s = match (self.msgs_per_s, other.msgs_per_s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.received += other.received;
+        self.lost += other.lost;
+        self.paired = None;
+        self
+    }
+
     /// The figures a ratio is taken of: `(p50, p99.9)` of a latency, or
     /// `(msgs/s, None)`.
     fn figures(&self) -> Option<(f64, Option<f64>)> {
@@ -314,6 +335,55 @@ pub fn pair_params(floor: &Params) -> Params {
         iters: (floor.iters / 5).max(2_000).min(floor.iters),
         ..*floor
     }
+}
+
+/// Blocks a ringbus ping-pong row is measured in, each right after a block
+/// of its floor. The host moves the vCPUs (cross-core latency changes
+/// severalfold, sometimes within a second); a ratio taken per block and
+/// then the median over blocks keeps one unlucky moment from deciding it.
+pub const PAIR_BLOCKS: u64 = 5;
+
+/// A ringbus ping-pong row measured in [`PAIR_BLOCKS`] blocks alternating
+/// with its floor (same counts, same cores): the blocks' samples merged,
+/// and the median of the per-block ratios.
+///
+/// # Errors
+/// A failed measurement.
+pub fn measure_paired_blocks(
+    ctx: &Ctx<'_>,
+    scenario: Scenario,
+    p: &Params,
+    floor: Scenario,
+    floor_params: &Params,
+) -> Result<Sample> {
+    let block = |q: &Params| Params {
+        iters: p.iters.div_ceil(PAIR_BLOCKS).max(1),
+        duration_ns: p.duration_ns.map(|d| (d / PAIR_BLOCKS).max(1)),
+        ..*q
+    };
+    let (bp, fp) = (block(p), block(floor_params));
+    let mut merged: Option<Sample> = None;
+    let mut ratios = Vec::new();
+    for _ in 0..PAIR_BLOCKS {
+        let f = measure(ctx, floor, &fp)
+            .with_context(|| format!("measuring {} (paired)", floor.slug()))?;
+        let mut s = measure(ctx, scenario, &bp)?;
+        s.pair_with(&f, true, true);
+        ratios.extend(s.paired);
+        merged = Some(match merged {
+            None => s,
+            Some(m) => m.merge(s),
+        });
+    }
+    let mut m = merged.context("no blocks measured")?;
+    let p999: Vec<f64> = ratios.iter().filter_map(|r| r.1).collect();
+    m.paired = (!ratios.is_empty()).then(|| {
+        (
+            super::stats::median(ratios.iter().map(|r| r.0).collect()),
+            (!p999.is_empty()).then(|| super::stats::median(p999)),
+        )
+    });
+    Ok(m)
 }
 
 /// The scenarios `plan` asks for, each ringbus figure after its floors,

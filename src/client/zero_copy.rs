@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Subscriber, GENERATION_CHECK_EVERY};
 use crate::ring::{MessageRef, Mode, RecvError};
+use crate::wait::Limit;
 
 impl Subscriber {
     /// Zero-copy receive without waiting: the next message of any ring, read
@@ -52,15 +53,16 @@ impl Subscriber {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<(u64, MessageRef<'_>), RecvError> {
-        // As in `recv_deadline`: created only when an idle step needs it.
+        // As in `recv_limit`: created at the first idle step.
         let mut idle = None;
+        let mut limit = Limit::by(deadline);
         loop {
             match self.ready_ring() {
                 Ok(i) => return self.take_ref(i),
                 Err(RecvError::Empty) => {}
                 Err(e) => return Err(e),
             }
-            self.idle(&mut idle, deadline)?;
+            self.idle(&mut idle, &mut limit)?;
         }
     }
 

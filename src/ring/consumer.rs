@@ -547,38 +547,61 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_recv`], never `Empty`.
+    #[inline(always)]
     pub fn recv(&mut self, buf: &mut [u8], wait: WaitStrategy) -> Result<MessageInfo, RecvError> {
-        self.recv_deadline(buf, wait, None)
+        self.recv_limit(buf, wait, Limit::default())
     }
 
-    /// As [`Consumer::recv`], giving up after `timeout`.
+    /// As [`Consumer::recv`], giving up after `timeout`: counted from the
+    /// wait's first clock read, which a spinning wait makes a few
+    /// microseconds in (so a message that comes sooner costs no clock
+    /// read).
     ///
     /// # Errors
     /// [`RecvError::Timeout`]; as [`Consumer::try_recv`].
+    #[inline(always)]
     pub fn recv_timeout(
         &mut self,
         buf: &mut [u8],
         wait: WaitStrategy,
         timeout: Duration,
     ) -> Result<MessageInfo, RecvError> {
-        self.recv_deadline(buf, wait, Some(Instant::now() + timeout))
+        let limit = Limit {
+            by: None,
+            within: Some(timeout),
+        };
+        self.recv_limit(buf, wait, limit)
     }
 
     /// As [`Consumer::recv`], giving up at `deadline` (`None`: never).
     ///
     /// # Errors
     /// [`RecvError::Timeout`]; as [`Consumer::try_recv`].
-    #[inline]
+    #[inline(always)]
     pub fn recv_deadline(
         &mut self,
         buf: &mut [u8],
         wait: WaitStrategy,
         deadline: Option<Instant>,
     ) -> Result<MessageInfo, RecvError> {
+        self.recv_limit(buf, wait, Limit::by(deadline))
+    }
+
+    /// The receives' wait, until `limit`.
+    #[inline(always)]
+    fn recv_limit(
+        &mut self,
+        buf: &mut [u8],
+        wait: WaitStrategy,
+        mut limit: Limit,
+    ) -> Result<MessageInfo, RecvError> {
         // Wait with `is_ready` (one stamp load per poll) and receive once
-        // it says so: polling with `try_recv` itself measured ~25 ns later
-        // per message in a spin ping-pong (DESIGN.md, "Where the ping-pong
-        // nanoseconds go").
+        // it says so. Inlined into the caller: returned from a call, the
+        // `MessageInfo` goes through memory, and the caller's copy of it
+        // held back its next publish (DESIGN.md, "Where the ping-pong
+        // nanoseconds go"); the library's wait then measured 0.1–0.4× the
+        // floor slower than the same loop written in the caller
+        // (`examples/mapping_probe`).
         loop {
             match self.try_recv(buf) {
                 Err(RecvError::Empty) => {}
@@ -587,7 +610,7 @@ impl Consumer {
             if self.spin_ready(wait) {
                 continue;
             }
-            if !self.wait_ready(wait, deadline) {
+            if !self.wait_ready_limit(wait, &mut limit) {
                 return Err(RecvError::Timeout);
             }
         }
@@ -614,11 +637,12 @@ impl Consumer {
     /// Waits until a message (or end of stream) can be read, without
     /// consuming it; `false` on timeout.
     pub fn wait_ready(&mut self, wait: WaitStrategy, deadline: Option<Instant>) -> bool {
-        self.wait_ready_limit(wait, Limit::by(deadline))
+        self.wait_ready_limit(wait, &mut Limit::by(deadline))
     }
 
-    /// As [`Consumer::wait_ready`], until `limit`.
-    pub(crate) fn wait_ready_limit(&mut self, wait: WaitStrategy, limit: Limit) -> bool {
+    /// As [`Consumer::wait_ready`], until `limit` (fixed to a deadline at
+    /// the wait's first clock read, see [`wait_until`]).
+    pub(crate) fn wait_ready_limit(&mut self, wait: WaitStrategy, limit: &mut Limit) -> bool {
         let ctrl: *const CtrlHeader = self.region.ctrl();
         // SAFETY: the control header lives in the region `self.region`
         // keeps mapped for as long as `self` exists, so beyond this call;
