@@ -21,8 +21,10 @@ use crate::sync::{AtomicU32, AtomicU64};
 
 /// `b"RINGBUS\0"` read as a little-endian `u64`: first word of both segments.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RINGBUS\0");
-/// Bumped whenever any structure in this file changes shape or meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Bumped whenever any structure in this file changes shape or meaning
+/// (3: latest-style slots guard their tail with a check word, see
+/// `ring/latest.rs`).
+pub const LAYOUT_VERSION: u32 = 3;
 /// Padding unit that keeps independently written fields apart.
 pub const PAD: usize = 128;
 /// Slots are aligned (and their stride rounded) to one cache line.
@@ -140,7 +142,7 @@ pub struct CtrlHeader {
     pub latest_ack: AtomicU32,
     /// Bumped by the broker whenever it adds or removes a subscriber's
     /// mailbox of this ring; a publisher that sees it move fetches the
-    /// current list (added in layout 2's padding: older rings read 0).
+    /// current list.
     pub mailbox_generation: AtomicU32,
     _pad1: [u8; PAD - 28],
     // ---- line 2: back-pressure gating ----

@@ -3,9 +3,10 @@
 //! segment).
 
 use super::copy::copy_out;
+use super::latest::{LatestSlot, LATEST_HEAD};
 use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
-use super::{stamp_done, Mode, RingConfig};
+use super::{stamp_done, stamp_writing, Mode, RingConfig};
 use crate::layout::{CtrlHeader, CursorSlot, SlotHeader, CURSOR_FREE};
 use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
 use crate::wait::{wait_until, Limit, WaitStrategy, WakeState, QUIET_POLLS};
@@ -91,9 +92,8 @@ pub struct Consumer {
     mask: u64,
     capacity: u64,
     max: usize,
-    /// The latest-message slot: header, payload area, inline capacity.
-    latest: *const SlotHeader,
-    latest_payload: *const u8,
+    /// The latest-message slot (or the mailbox's) and its inline capacity.
+    latest: LatestSlot,
     latest_inline: usize,
     /// Whether to read caught-up messages from the latest slot
     /// ([`RingRegion::polls_latest`]) once the publisher writes it.
@@ -194,13 +194,11 @@ impl Consumer {
     fn unjoined(region: Arc<RingRegion>, next: u64) -> Consumer {
         let c: RingConfig = *region.config();
         let capacity = u64::from(c.capacity);
-        let latest = region.latest();
         Consumer {
             slots: region.slots(),
-            latest: latest as *const SlotHeader,
-            // SAFETY: the latest slot's payload follows its header inside
-            // the data segment (validated sizes).
-            latest_payload: unsafe { latest.add(std::mem::size_of::<SlotHeader>()) },
+            // SAFETY: the latest slot lies in the data segment (validated
+            // sizes), 128-byte aligned, kept mapped by `region`.
+            latest: unsafe { LatestSlot::at(region.latest()) },
             latest_inline: region.sizes().latest_inline as usize,
             use_latest: region.polls_latest(),
             latest_acked: false,
@@ -261,9 +259,7 @@ impl Consumer {
     /// holds a different number of inline bytes.
     pub fn attach_mailbox(&mut self, mailbox: Arc<Mailbox>) -> Result<(), AttachError> {
         mailbox.check_fits(&self.region)?;
-        self.latest = mailbox.slot() as *const SlotHeader;
-        // SAFETY: the payload area follows the slot header in the mailbox.
-        self.latest_payload = unsafe { mailbox.slot().add(std::mem::size_of::<SlotHeader>()) };
+        self.latest = mailbox.slot();
         self.ack = &mailbox.header().ack;
         self.latest_acked = false;
         self.use_latest = true;
@@ -427,11 +423,11 @@ impl Consumer {
     fn try_latest(&mut self, buf: &mut [u8]) -> Option<Result<MessageInfo, RecvError>> {
         let seq = self.next;
         let want = stamp_done(seq);
-        // SAFETY: the latest slot lives in the region we hold.
-        let l = unsafe { &*self.latest };
-        // Acquire: pairs with the Release stamp stores in
-        // Producer::write_latest: the payload and header (done stamp), or
-        // every earlier ring slot (any later stamp), are visible.
+        // SAFETY: the latest slot lives in the region (or mailbox) we hold.
+        let (l, check) = unsafe { (&*self.latest.hdr, &*self.latest.check) };
+        // Acquire: pairs with the Release stamp stores in producer.rs's
+        // `write_slot` and `announce`: the payload and header (done stamp),
+        // or every earlier ring slot (any later stamp), are visible.
         let s1 = l.stamp.load(Ordering::Acquire);
         if s1 != want {
             if s1 > want {
@@ -453,16 +449,26 @@ impl Consumer {
                 timestamp: l.timestamp.load(Ordering::Relaxed),
                 len,
             };
+            let tail = len > LATEST_HEAD;
             if len <= buf.len() {
-                // SAFETY: `len <= latest_inline`, the size of the latest
-                // slot's payload area, and `len <= buf.len()`.
-                unsafe { copy_out(self.latest_payload, &mut buf[..len]) };
+                let head = len.min(LATEST_HEAD);
+                // SAFETY: the head holds `LATEST_HEAD` bytes and the tail
+                // `latest_inline - LATEST_HEAD` (latest.rs), `len <=
+                // latest_inline`, and `len <= buf.len()`.
+                unsafe {
+                    copy_out(self.latest.head, &mut buf[..head]);
+                    if tail {
+                        copy_out(self.latest.tail, &mut buf[head..len]);
+                    }
+                }
             }
-            // Acquire: pairs with the Release fence in
-            // Producer::write_latest; if the copy saw any byte of a newer
-            // message, this load sees its stamp.
+            // Acquire: pairs with the Release fences in `write_slot`: if
+            // the copy saw any byte of a newer message, the loads below see
+            // its odd stamp (line 0) or its check word (the tail).
             fence(Ordering::Acquire);
-            if l.stamp.load(Ordering::Relaxed) == s1 {
+            let whole = l.stamp.load(Ordering::Relaxed) == s1
+                && (!tail || check.load(Ordering::Relaxed) == stamp_writing(seq));
+            if whole {
                 if len > buf.len() {
                     return Some(Err(RecvError::BufferTooSmall { needed: len }));
                 }
@@ -669,7 +675,7 @@ impl Consumer {
             && seq >= self.known_head
         {
             // SAFETY: the latest slot lives in the region we hold.
-            let latest = unsafe { &*self.latest };
+            let latest = unsafe { &*self.latest.hdr };
             // Acquire: pairs with the Release stamp stores in
             // Producer::write_latest (any stamp from `seq` on: ready).
             latest.stamp.load(Ordering::Acquire)

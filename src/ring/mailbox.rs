@@ -20,10 +20,10 @@
 //! [`crate::ring::Producer::remove_mailbox`] stamps the slot past any
 //! sequence, which sends the reader to the ring for good.
 
-use super::copy::init_payload;
+use super::latest::LatestSlot;
 use super::region::{check_ident, AttachError, RingRegion};
 use super::{ConfigError, RingConfig};
-use crate::layout::{MailboxHeader, SlotHeader, KIND_MAILBOX, PAD};
+use crate::layout::{MailboxHeader, KIND_MAILBOX, PAD};
 use std::alloc::Layout;
 use std::any::Any;
 use std::mem::size_of;
@@ -160,10 +160,12 @@ impl Mailbox {
         unsafe { &*(self.base.as_ptr() as *const MailboxHeader) }
     }
 
-    /// The slot: a `SlotHeader`, then `inline` payload bytes.
-    pub(crate) fn slot(&self) -> *mut u8 {
-        // SAFETY: the slot follows the header, inside `mailbox_len` bytes.
-        unsafe { self.base.as_ptr().add(size_of::<MailboxHeader>()) }
+    /// The slot (a latest-style slot of `inline` payload bytes).
+    pub(crate) fn slot(&self) -> LatestSlot {
+        // SAFETY: the slot follows the 128-byte header, inside
+        // `mailbox_len` bytes (which hold a latest slot's padded length),
+        // and lives as long as `self`.
+        unsafe { LatestSlot::at(self.base.as_ptr().add(size_of::<MailboxHeader>())) }
     }
 }
 
@@ -197,8 +199,6 @@ pub(crate) unsafe fn init(base: *mut u8, config: &RingConfig, ring_id: u64) {
     // aligned for their types.
     unsafe {
         (base as *mut MailboxHeader).write(MailboxHeader::new(ring_id, inline as u32));
-        let slot = base.add(size_of::<MailboxHeader>());
-        (slot as *mut SlotHeader).write(SlotHeader::new());
-        init_payload(slot.add(size_of::<SlotHeader>()), inline as usize);
+        super::latest::LatestSlot::init(base.add(size_of::<MailboxHeader>()), inline as usize);
     }
 }

@@ -70,6 +70,7 @@
 
 mod consumer;
 mod copy;
+mod latest;
 mod mailbox;
 mod producer;
 mod region;
@@ -267,11 +268,11 @@ impl Sizes {
         use std::mem::size_of;
         let latest_offset = size_of::<RingHeader>() as u64;
         let latest_inline = c.max_message_size.min(LATEST_INLINE_MAX);
-        let latest_payload = copy::payload_bytes(latest_inline as usize) as u64;
         // The latest-message slot gets whole 128-byte lines of its own: it is
         // the line caught-up subscribers poll.
         let pad = PAD as u64;
-        let latest_len = (size_of::<SlotHeader>() as u64 + latest_payload).div_ceil(pad) * pad;
+        let latest_len =
+            (latest::latest_slot_bytes(latest_inline as usize) as u64).div_ceil(pad) * pad;
         let header_size = latest_offset + latest_len;
         let payload = copy::payload_bytes(c.max_message_size as usize) as u64;
         let line = CACHE_LINE as u64;

@@ -1,6 +1,7 @@
 //! The publishing side of a ring: one per ring, never shared.
 
-use super::copy::{copy_area, copy_in};
+use super::copy::{copy_area, copy_in, payload_bytes};
+use super::latest::{LatestSlot, LATEST_HEAD};
 use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, RingConfig};
@@ -66,8 +67,8 @@ pub struct Producer {
     mask: u64,
     capacity: u64,
     max: usize,
-    /// The latest-message slot's payload area and how much it holds inline.
-    latest_payload: *mut u8,
+    /// The latest-message slot and how much payload it holds inline.
+    latest: LatestSlot,
     latest_inline: usize,
     backpressure: bool,
     /// Publish timestamps; `None` (the default) when off.
@@ -95,12 +96,11 @@ pub struct Producer {
 
 /// A mailbox the producer writes, with its slot's addresses.
 struct MailboxSlot {
-    hdr: *const SlotHeader,
-    payload: *mut u8,
+    slot: LatestSlot,
     mailbox: Arc<Mailbox>,
 }
 
-// SAFETY: `slots` and `latest_payload` point into `region`, and each
+// SAFETY: `slots` and `latest` point into `region`, and each
 // mailbox slot's pointers into the mailbox it holds, all kept alive by the
 // producer and Send; a producer is used by one thread
 // at a time (`&mut self`).
@@ -124,12 +124,12 @@ impl Producer {
         // A producer made again for a ring whose subscribers already poll
         // the latest slot keeps writing it.
         let latest_on = region.ctrl().latest_ack.load(Ordering::Relaxed) != 0;
-        // SAFETY: the latest slot's payload follows its header inside the
-        // data segment (validated sizes).
-        let latest_payload = unsafe { region.latest().add(std::mem::size_of::<SlotHeader>()) };
+        // SAFETY: the latest slot lies in the data segment (validated
+        // sizes), 128-byte aligned, kept mapped by `region`.
+        let latest = unsafe { LatestSlot::at(region.latest()) };
         Ok(Producer {
             slots: region.slots(),
-            latest_payload,
+            latest,
             latest_inline: region.sizes().latest_inline as usize,
             stride: region.sizes().slot_stride as usize,
             mask: u64::from(c.capacity) - 1,
@@ -194,33 +194,16 @@ impl Producer {
         {
             return Ok(());
         }
-        let hdr = mailbox.slot() as *const SlotHeader;
-        // SAFETY: the payload area follows the slot header in the mailbox.
-        let payload = unsafe { mailbox.slot().add(std::mem::size_of::<SlotHeader>()) };
+        let slot = mailbox.slot();
         if let Some(last) = self.seq.checked_sub(1) {
             // SAFETY: the mailbox's slot, which only the publisher writes;
             // nothing is copied.
-            unsafe {
-                write_slot(
-                    hdr,
-                    payload,
-                    last,
-                    u32::MAX as usize,
-                    0,
-                    Some(0),
-                    &mut self.clock,
-                    &|_| {},
-                )
-            };
+            unsafe { announce(&slot, last, u32::MAX as usize, 0, 0) };
         }
         // Release: the announcement is visible to a reader that sees the
         // ack; pairs with the Acquire in Consumer::latest_acked.
         mailbox.header().ack.store(1, Ordering::Release);
-        self.mailboxes.push(MailboxSlot {
-            hdr,
-            payload,
-            mailbox,
-        });
+        self.mailboxes.push(MailboxSlot { slot, mailbox });
         Ok(())
     }
 
@@ -237,7 +220,7 @@ impl Producer {
         };
         let m = self.mailboxes.swap_remove(i);
         // SAFETY: the slot header lies in the mailbox `m` holds.
-        let hdr = unsafe { &*m.hdr };
+        let hdr = unsafe { &*m.slot.hdr };
         // Release: pairs with the Acquire stamp load in Consumer::try_latest
         // (any stamp past `want` sends the reader to the ring; this one is
         // past them all).
@@ -480,41 +463,18 @@ impl Producer {
         }
     }
 
-    /// Writes message `seq` into the shared latest-message slot (see
-    /// [`write_slot`]).
+    /// Writes an inline message (`len <= latest_inline`, payload copied in
+    /// by `fill(dst, from, n)`, which copies message bytes `from..from + n`
+    /// to `dst`) into the shared latest slot, if in use, and every mailbox;
+    /// returns the timestamp written, or `None` if there was nowhere to
+    /// write (or the message is too long to inline).
     #[inline(always)]
-    fn write_latest(
+    fn write_inline_copies(
         &mut self,
-        seq: u64,
         len: usize,
         tag: u64,
-        ts: Option<u64>,
-        fill: &impl Fn(*mut u8),
-    ) -> u64 {
-        let hdr = self.region.latest() as *const SlotHeader;
-        // SAFETY: the latest slot starts with an initialised SlotHeader,
-        // 128-byte aligned, followed by `latest_inline` payload bytes, inside
-        // the region we hold; only the publisher writes it.
-        unsafe {
-            write_slot(
-                hdr,
-                self.latest_payload,
-                seq,
-                len,
-                tag,
-                ts,
-                &mut self.clock,
-                fill,
-            )
-        }
-    }
-
-    /// Writes an inline message (`len <= latest_inline`, payload copied in
-    /// by `fill`) into the shared latest slot, if in use, and every
-    /// mailbox; returns the timestamp written, or `None` if there was
-    /// nowhere to write (or the message is too long to inline).
-    #[inline(always)]
-    fn write_inline_copies(&mut self, len: usize, tag: u64, fill: impl Fn(*mut u8)) -> Option<u64> {
+        fill: impl Fn(*mut u8, usize, usize),
+    ) -> Option<u64> {
         // `latest` first, on every message: it is what turns the shared
         // slot on once a subscriber asks for it. The mailbox generation sits
         // on the same control line.
@@ -531,15 +491,18 @@ impl Producer {
         let seq = self.seq;
         let mut ts = None;
         if latest {
-            ts = Some(self.write_latest(seq, len, tag, None, &fill));
+            // SAFETY: the latest slot, in the region we hold, with
+            // `latest_inline >= len` payload bytes; only the publisher
+            // writes it.
+            ts = Some(unsafe {
+                write_slot(&self.latest, seq, len, tag, ts, &mut self.clock, &fill)
+            });
         }
         for m in &self.mailboxes {
             // SAFETY: `m`'s slot lies in the mailbox it holds, with
             // `latest_inline >= len` payload bytes (checked in
             // `add_mailbox`); only the publisher writes it.
-            ts = Some(unsafe {
-                write_slot(m.hdr, m.payload, seq, len, tag, ts, &mut self.clock, &fill)
-            });
+            ts = Some(unsafe { write_slot(&m.slot, seq, len, tag, ts, &mut self.clock, &fill) });
         }
         ts
     }
@@ -568,7 +531,9 @@ impl Producer {
         // written by the loan); each destination holds `latest_inline >=
         // len` bytes (the only case `write_inline_copies` fills); only the
         // publisher writes either.
-        let copy = |dst: *mut u8| unsafe { copy_area(payload, dst, len) };
+        let copy = |dst: *mut u8, from: usize, n: usize| unsafe {
+            copy_area(payload.add(payload_bytes(from)), dst, n)
+        };
         match self.write_inline_copies(len, tag, copy) {
             Some(ts) => self.seal(hdr, len, tag, ts),
             None => self.seal_ring(hdr, len, tag),
@@ -586,22 +551,12 @@ impl Producer {
         self.seal(hdr, len, tag, ts);
         let seq = self.seq;
         if self.latest_on {
-            self.write_latest(seq, len, tag, Some(ts), &|_| {});
+            // SAFETY: as in `write_inline_copies`; nothing is copied.
+            unsafe { announce(&self.latest, seq, len, tag, ts) };
         }
         for m in &self.mailboxes {
             // SAFETY: as in `write_inline_copies`; nothing is copied.
-            unsafe {
-                write_slot(
-                    m.hdr,
-                    m.payload,
-                    seq,
-                    len,
-                    tag,
-                    Some(ts),
-                    &mut self.clock,
-                    &|_| {},
-                )
-            };
+            unsafe { announce(&m.slot, seq, len, tag, ts) };
         }
     }
 
@@ -638,7 +593,9 @@ impl Producer {
     #[cold]
     fn enable_latest(&mut self) {
         if let Some(last) = self.seq.checked_sub(1) {
-            self.write_latest(last, u32::MAX as usize, 0, Some(0), &|_| {});
+            // SAFETY: the latest slot, which only the publisher writes;
+            // nothing is copied.
+            unsafe { announce(&self.latest, last, u32::MAX as usize, 0, 0) };
         }
         self.latest_on = true;
         // Release: the announcement is visible to a subscriber that sees
@@ -658,8 +615,11 @@ impl Producer {
         // slot or its mailbox, so it goes there first (and takes the
         // timestamp there).
         // SAFETY: `write_inline_copies` fills only areas of `latest_inline
-        // >= len` bytes, which only the publisher writes.
-        let inline_ts = self.write_inline_copies(len, tag, |dst| unsafe { copy_in(dst, data) });
+        // >= len` bytes, which only the publisher writes, with parts of
+        // `data` (`from + n <= len`).
+        let inline_ts = self.write_inline_copies(len, tag, |dst, from, n| unsafe {
+            copy_in(dst, data.get_unchecked(from..from + n))
+        });
         let (hdr, payload) = self.begin();
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload
         // area holds `max` bytes; the slot is ours while its stamp is odd.
@@ -683,49 +643,77 @@ impl Producer {
     }
 }
 
-/// Writes message `seq` into a latest-style slot (the shared latest slot or
-/// a mailbox's): odd stamp, `fill` (which copies the payload in, or nothing
-/// for a message too long to inline), header, done stamp. See the module
-/// docs. `ts` is the timestamp to carry, or `None` to read `clock` once the
-/// payload is in; returns the timestamp written.
+/// Writes inline message `seq` (`len <= latest_inline` bytes) into a
+/// latest-style slot (the shared latest slot or a mailbox's) as
+/// `latest.rs` lays out: a tail behind its check word first, then line 0
+/// in one burst (odd stamp, head, header, done stamp). `fill(dst, from,
+/// n)` copies message bytes `from..from + n` to `dst`. `ts` is the
+/// timestamp to carry, or `None` to read `clock` once the payload is in;
+/// returns the timestamp written.
 ///
 /// # Safety
-/// `hdr` must point to an initialised `SlotHeader` followed by a payload
-/// area at `payload` that `fill` stays within; only this publisher writes
-/// them.
+/// `slot` must be the parts of an initialised latest-style slot with at
+/// least `len` inline bytes, which only this publisher writes.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn write_slot(
-    hdr: *const SlotHeader,
-    payload: *mut u8,
+    slot: &LatestSlot,
     seq: u64,
     len: usize,
     tag: u64,
     ts: Option<u64>,
     clock: &mut Option<Clock>,
-    fill: &impl Fn(*mut u8),
+    fill: &impl Fn(*mut u8, usize, usize),
 ) -> u64 {
     // SAFETY: the caller's guarantee.
-    let l = unsafe { &*hdr };
+    let (l, check) = unsafe { (&*slot.hdr, &*slot.check) };
+    if len > LATEST_HEAD {
+        check.store(stamp_writing(seq), Ordering::Relaxed);
+        // Release: orders the check word before the tail stores; pairs with
+        // the Acquire fence in Consumer::try_latest (a reader that saw any
+        // byte of this tail sees this check word, or a later one).
+        fence(Ordering::Release);
+        fill(slot.tail, LATEST_HEAD, len - LATEST_HEAD);
+    }
     // Release: every ring slot sealed before (all messages below `seq`) is
     // visible to a reader that sees this stamp; pairs with the Acquire stamp
     // load in Consumer::try_latest, which sends the reader to those slots
     // (without it the reader could find one not yet sealed and report a
     // spurious `Empty`).
     l.stamp.store(stamp_writing(seq), Ordering::Release);
-    // Release: orders the odd stamp before the payload stores; pairs with
-    // the Acquire fence in Consumer::try_latest.
+    // Release: orders the odd stamp before the head and header stores;
+    // pairs with the Acquire fence in Consumer::try_latest.
     fence(Ordering::Release);
-    fill(payload);
+    fill(slot.head, 0, len.min(LATEST_HEAD));
     let ts = ts.unwrap_or_else(|| clock.as_mut().map_or(0, Clock::now));
     l.len.store(len as u32, Ordering::Relaxed);
     l.tag.store(tag, Ordering::Relaxed);
     l.timestamp.store(ts, Ordering::Relaxed);
-    // Release: publishes the payload and fields above (and, for a long
-    // message, its sealed ring slot); pairs with the Acquire stamp load in
-    // Consumer::try_latest.
+    // Release: publishes the payload (tail included) and fields above; pairs
+    // with the Acquire stamp load in Consumer::try_latest.
     l.stamp.store(stamp_done(seq), Ordering::Release);
     ts
+}
+
+/// Announces message `seq` in a latest-style slot by header only: a
+/// message too long to inline (its ring slot sealed first), or, with a
+/// `len` above any inline size, "everything up to `seq` is in the ring".
+/// Line 0 only: the tail and its check word stay as they are.
+///
+/// # Safety
+/// As for [`write_slot`].
+#[inline(always)]
+unsafe fn announce(slot: &LatestSlot, seq: u64, len: usize, tag: u64, ts: u64) {
+    // SAFETY: the caller's guarantee.
+    let l = unsafe { &*slot.hdr };
+    // Release: as the odd stamp in `write_slot` (ring slots below `seq`,
+    // and a long message's own slot, are sealed before it).
+    l.stamp.store(stamp_writing(seq), Ordering::Release);
+    fence(Ordering::Release);
+    l.len.store(len as u32, Ordering::Relaxed);
+    l.tag.store(tag, Ordering::Relaxed);
+    l.timestamp.store(ts, Ordering::Relaxed);
+    // Release: pairs with the Acquire stamp load in Consumer::try_latest.
+    l.stamp.store(stamp_done(seq), Ordering::Release);
 }
 
 impl std::fmt::Debug for Producer {

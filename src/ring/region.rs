@@ -379,10 +379,8 @@ pub(crate) unsafe fn init(
             ring_id,
             pid,
         ));
-        let latest = data.add(s.latest_offset as usize);
-        (latest as *mut SlotHeader).write(SlotHeader::new());
-        init_payload(
-            latest.add(size_of::<SlotHeader>()),
+        super::latest::LatestSlot::init(
+            data.add(s.latest_offset as usize),
             s.latest_inline as usize,
         );
         for i in 0..config.capacity as usize {

@@ -399,8 +399,8 @@ fn a_mailbox_misleads_only_its_own_reader() {
     // SAFETY: the slot of a live heap mailbox, written through atomics
     // (its payload's first word is 8-byte aligned, right after the header).
     unsafe {
-        let slot = &*(mb.slot() as *const SlotHeader);
-        let word = &*(mb.slot().add(size_of::<SlotHeader>()) as *const crate::sync::AtomicU64);
+        let slot = &*mb.slot().hdr;
+        let word = &*(mb.slot().head as *const crate::sync::AtomicU64);
         word.store(u64::from_le_bytes(*b"fake\0\0\0\0"), Ordering::Relaxed);
         slot.len.store(4, Ordering::Relaxed);
         slot.stamp.store(stamp_done(1), Ordering::Release);
@@ -430,8 +430,7 @@ fn a_streaming_reader_reads_the_ring_until_the_stream_pauses() {
     let forge = || {
         // SAFETY: the payload's first word of a live heap mailbox, 8-byte
         // aligned, written through an atomic.
-        let word =
-            unsafe { &*(mb.slot().add(size_of::<SlotHeader>()) as *const crate::sync::AtomicU64) };
+        let word = unsafe { &*(mb.slot().head as *const crate::sync::AtomicU64) };
         word.store(u64::from_le_bytes(*b"FORGED!!"), Ordering::Relaxed);
     };
     // Idle between messages: the reader takes them from its mailbox.
