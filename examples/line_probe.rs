@@ -1,5 +1,21 @@
-use ringbus::wait::pin_current_thread;
+//! Why a latest-style slot guards its second line with a check word
+//! (`src/ring/latest.rs`): two threads pinned to two CPUs ping-pong 64-byte
+//! messages through one 128-byte seqlock slot per direction (header and 32
+//! payload bytes in line 0, the other 32 in line 1), guarded either by the
+//! stamp in line 0 alone (odd stamp, payload, header, done stamp) or by a
+//! check word in line 1 written first with the tail, then line 0 in one
+//! burst. Rounds interleaved with the bare cache-line ping-pong; the report
+//! gives the median of per-round ratios to it.
+//!
+//! ```text
+//! cargo run --release --example line_probe -- [ROUNDS]
+//! ```
+
+#![allow(clippy::needless_range_loop)]
+
 use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use ringbus::wait::pin_current_thread;
 use std::time::Instant;
 
 #[path = "common/floor.rs"]
@@ -67,7 +83,7 @@ fn recv(s: &Slot, seq: u64, out: &mut [u64; 8], v: usize) {
             }
             fence(Ordering::Acquire);
             let ok = s.w[0].load(Ordering::Relaxed) == s1
-                && (v != 1 || s.w[CHECK].load(Ordering::Relaxed) == 2 * seq + 1);
+                && (v == 0 || s.w[CHECK].load(Ordering::Relaxed) == 2 * seq + 1);
             if ok {
                 return;
             }
@@ -105,6 +121,9 @@ fn run(cpus: [usize; 2], v: usize) -> Result<Vec<f64>, Error> {
 
 fn main() -> Result<(), Error> {
     let rounds: usize = std::env::args().nth(1).map_or(Ok(10), |a| a.parse())?;
+    if rounds == 0 {
+        return Err("ROUNDS must be at least 1".into());
+    }
     compare(
         "2-line message",
         rounds,
