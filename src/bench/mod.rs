@@ -284,6 +284,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
+            resolution: 1.0,
         }
     }
 
@@ -294,6 +295,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
+            resolution: 1.0,
         }
     }
 

@@ -37,7 +37,11 @@ impl Machine {
         let uname = rustix::system::uname();
         let kernel = uname.release().to_string_lossy().into_owned();
         let rtt_clock = if cfg!(target_arch = "x86_64") {
-            format!("rdtsc, {:.4} ns/tick", ticks.ns_per_tick())
+            format!(
+                "rdtsc, {:.4} ns/tick, reads {:.1} ns apart (percentiles interpolated within that)",
+                ticks.ns_per_tick(),
+                ticks.resolution_ns()
+            )
         } else {
             "CLOCK_MONOTONIC".into()
         };
@@ -121,10 +125,18 @@ impl Row {
         let (rtt, latency, merged) = if hists.is_empty() {
             (None, None, None)
         } else {
-            let per_run: Vec<Percentiles> = hists.iter().map(|h| Percentiles::of(h, 1.0)).collect();
-            let raw = Percentiles::median_of(&per_run);
-            let per_run_div: Vec<Percentiles> =
-                hists.iter().map(|h| Percentiles::of(h, div)).collect();
+            let of = |div: f64| -> Vec<Percentiles> {
+                samples
+                    .iter()
+                    .filter_map(|s| {
+                        s.hist
+                            .as_ref()
+                            .map(|h| Percentiles::of(h, div, s.resolution))
+                    })
+                    .collect()
+            };
+            let raw = Percentiles::median_of(&of(1.0));
+            let per_run_div = of(div);
             let lat = Percentiles::median_of(&per_run_div);
             let mut m = new_hist();
             for h in &hists {
@@ -145,7 +157,10 @@ impl Row {
         let per_run = samples
             .iter()
             .map(|s| {
-                let p = s.hist.as_ref().map(|h| Percentiles::of(h, div));
+                let p = s
+                    .hist
+                    .as_ref()
+                    .map(|h| Percentiles::of(h, div, s.resolution));
                 RunFigures {
                     p50: p.map(|p| p.p50),
                     p99_9: p.map(|p| p.p99_9),

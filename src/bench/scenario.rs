@@ -277,6 +277,10 @@ pub struct Sample {
     /// ringbus rows: this sample divided by its floor, measured just before
     /// it on the same cores — `(p50 or msgs/s ratio, p99.9 ratio)`.
     pub paired: Option<(f64, Option<f64>)>,
+    /// How far apart the values the samples' clock reads are, in ns
+    /// ([`Ticks::resolution_ns`]; `CLOCK_MONOTONIC` reads the same counter):
+    /// percentiles interpolate within it.
+    pub resolution: f64,
 }
 
 impl Sample {
@@ -298,6 +302,7 @@ impl Sample {
         self.received += other.received;
         self.lost += other.lost;
         self.paired = None;
+        self.resolution = self.resolution.max(other.resolution);
         self
     }
 
@@ -305,7 +310,7 @@ impl Sample {
     /// `(msgs/s, None)`.
     fn figures(&self) -> Option<(f64, Option<f64>)> {
         if let Some(h) = &self.hist {
-            let p = Percentiles::of(h, 1.0);
+            let p = Percentiles::of(h, 1.0, self.resolution);
             return Some((p.p50, Some(p.p99_9)));
         }
         self.msgs_per_s.map(|m| (m, None))
@@ -570,8 +575,12 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             msgs_per_s: None,
             lost: 0,
             paired: None,
+            resolution: ctx.ticks.resolution_ns(),
         },
-        Metric::Throughput | Metric::Latency => merge(&results, scenario.metric()),
+        Metric::Throughput | Metric::Latency => Sample {
+            resolution: ctx.ticks.resolution_ns(),
+            ..merge(&results, scenario.metric())
+        },
     })
 }
 
@@ -599,6 +608,7 @@ fn merge(results: &[SideResult], metric: Metric) -> Sample {
         received: results.iter().map(|r| r.received).sum(),
         lost: results.iter().map(|r| r.lost).sum(),
         paired: None,
+        resolution: 1.0,
     }
 }
 
