@@ -854,6 +854,9 @@ impl Subscriber {
     /// waiting, or comes within the spin, costs no clock read.
     #[inline(always)]
     fn recv_limit(&mut self, buf: &mut [u8], mut limit: Limit) -> Result<Delivery, RecvError> {
+        if let Some(r) = self.recv_one_ring(buf) {
+            return r;
+        }
         let mut idle = None;
         loop {
             match self.try_recv(buf) {
@@ -862,20 +865,51 @@ impl Subscriber {
             }
             if let [ring] = self.rings.as_slice() {
                 if ring.consumer.spin_ready(self.options.wait) {
-                    // Take it from the ring at once. Going round the loop
-                    // to `try_recv` instead (its generation count, the
-                    // branch back) measured 0.12–0.18× the cache-line
-                    // floor slower per hop in `ringbus bench` (default
-                    // path 1.28–1.32× → 1.14×, the bare consumer on the
-                    // same rings 1.12–1.14×).
-                    self.since_check += 1;
-                    match self.poll_rings(buf) {
-                        Err(RecvError::Empty) => continue,
-                        r => return r,
-                    }
+                    continue;
                 }
             }
             self.idle(&mut idle, &mut limit)?;
+        }
+    }
+
+    /// The receive of a subscription with one ring, while it is not due a
+    /// look for new rings: the consumer's own loop (take, else spin on its
+    /// one line, take), nothing else. `None` once the spin has run out or
+    /// a look is due: the caller's loop then looks for new rings and idles.
+    ///
+    /// Going through `try_recv` each time (its generation count and the
+    /// look at the topic's generation whenever the ring was empty, then
+    /// round the loop once more after the spin) measured 0.12–0.18× the
+    /// cache-line floor slower per hop in `ringbus bench` than the bare
+    /// consumer on the same rings (default path 1.28–1.32×, bare 1.12–1.14×;
+    /// DESIGN.md, "Where the ping-pong nanoseconds go").
+    #[inline(always)]
+    fn recv_one_ring(&mut self, buf: &mut [u8]) -> Option<Result<Delivery, RecvError>> {
+        if self.since_check + 1 >= GENERATION_CHECK_EVERY {
+            return None;
+        }
+        let wait = self.options.wait;
+        let [ring] = self.rings.as_mut_slice() else {
+            return None;
+        };
+        self.since_check += 1;
+        let ring_id = ring.ring_id;
+        loop {
+            match ring
+                .consumer
+                .try_recv_map(buf, |info| Delivery { ring_id, info })
+            {
+                Ok(d) => {
+                    self.next = 1;
+                    self.last_ring = ring_id;
+                    return Some(Ok(d));
+                }
+                Err(RecvError::Empty) => {}
+                Err(e) => return Some(self.ring_failed(0, e)),
+            }
+            if !ring.consumer.spin_ready(wait) {
+                return None;
+            }
         }
     }
 

@@ -520,6 +520,52 @@ fn subscriber_wait_unblocks_on_new_ring() {
 }
 
 #[test]
+fn a_busy_ring_does_not_hide_a_new_one() {
+    // A subscriber whose one ring always has a message ready never finds
+    // it empty; it still looks for new rings every 64 messages, for each
+    // wait strategy's receive.
+    for wait in [
+        ringbus::wait::WaitStrategy::Spin,
+        ringbus::wait::WaitStrategy::Block,
+    ] {
+        let dir = TestDir::new("api-busy");
+        let _b = BrokerThread::start(&dir, Config::default());
+        let client = Client::connect(dir.socket()).unwrap();
+        let opts = SubscribeOptions {
+            start: Start::Earliest,
+            wait,
+        };
+        let mut sub = client.subscriber("busy", opts).unwrap();
+        let busy = TopicConfig {
+            capacity: 1024,
+            ..cfg(Mode::Backpressure)
+        };
+        let mut p1 = client.publisher("busy", busy).unwrap();
+        for i in 0..1000u32 {
+            p1.publish(&i.to_le_bytes(), 1).unwrap();
+        }
+        let mut buf = [0u8; 64];
+        assert_eq!(recv(&mut sub, &mut buf).0, p1.ring_id());
+        let other = Client::connect(dir.socket()).unwrap();
+        let mut p2 = other.publisher_existing("busy").unwrap();
+        p2.publish(b"new", 2).unwrap();
+        let mut seen = None;
+        for n in 1..1000 {
+            let (ring, _) = recv(&mut sub, &mut buf);
+            if ring == p2.ring_id() {
+                seen = Some(n);
+                break;
+            }
+        }
+        let n = seen.expect("the new ring's message");
+        assert!(
+            n <= 66,
+            "found after {n} messages of the busy ring ({wait:?})"
+        );
+    }
+}
+
+#[test]
 fn backpressure_ring_that_appears_later_misses_nothing() {
     let dir = TestDir::new("api-reserve");
     let _b = BrokerThread::start(&dir, Config::default());
