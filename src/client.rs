@@ -496,8 +496,9 @@ struct SubRing {
     consumer: Consumer,
 }
 
-/// Checks the topic's generation counter every this many messages while
-/// messages keep coming (and whenever the rings run dry).
+/// Checks the topic's generation counter every this many receives while
+/// messages keep coming (and whenever the rings run dry: for a spinning
+/// receive on one ring, once its spin has run out).
 const GENERATION_CHECK_EVERY: u32 = 64;
 /// While idle in `recv`, how often to check that the broker still answers
 /// (a restarted broker is re-joined).
