@@ -150,7 +150,7 @@ impl Connection {
     }
 
     /// As [`Connection::call`], but gives up after `timeout` instead of
-    /// [`REPLY_TIMEOUT`] (a publisher asking from inside a publish). A
+    /// the usual 30 s reply timeout (a publisher asking from inside a publish). A
     /// timeout breaks the connection, like any request that fails half-way.
     ///
     /// # Errors
