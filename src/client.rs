@@ -895,6 +895,10 @@ impl Subscriber {
         };
         self.since_check += 1;
         let ring_id = ring.ring_id;
+        // The take is written out rather than done by `poll_rings` (same
+        // logic): through `poll_rings`, with `rings[0]` looked up again for
+        // the spin, the default ping-pong measured 1.47× against 1.21×
+        // (6 alternating rounds, `--direct` 1.17×).
         loop {
             match ring
                 .consumer
