@@ -93,8 +93,13 @@ pub fn compare(
         median(floors)
     );
     for (i, name) in names.iter().enumerate() {
+        // The middle half of the rounds: how far one ring instance (each
+        // round makes new ones) is from another in the same placement.
+        let mut sorted = ratios[i].clone();
+        sorted.sort_by(f64::total_cmp);
+        let (lo, hi) = (sorted[sorted.len() / 4], sorted[sorted.len() * 3 / 4]);
         println!(
-            "{name:w$} {:>8.1} ns one-way, {:.2}× the floor (median of per-round ratios)",
+            "{name:w$} {:>8.1} ns one-way, {:.2}× the floor (median of per-round ratios; middle half {lo:.2}–{hi:.2})",
             median(figures[i].clone()),
             median(ratios[i].clone())
         );
