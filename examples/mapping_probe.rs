@@ -30,7 +30,7 @@ use ringbus::wait::{pin_current_thread, WaitStrategy};
 
 #[path = "common/floor.rs"]
 mod common;
-use common::{compare, Error, BATCH, ITERS};
+use common::{compare, timed, Error, ITERS};
 
 /// Round trips over two rings, in ns.
 fn ring(
@@ -77,16 +77,11 @@ fn ring(
     });
     pin_current_thread(cpus[0])?;
     let (msg, mut back) = (vec![0xA5u8; size], vec![0u8; size]);
-    let mut rtt = Vec::with_capacity((ITERS / BATCH) as usize);
-    let mut t = Instant::now();
-    for i in 1..=ITERS {
+    let rtt = timed(|_| {
         ping.publish(&msg, 0)?;
         recv(&mut b, &mut back, wait)?;
-        if i % BATCH == 0 {
-            rtt.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-            t = Instant::now();
-        }
-    }
+        Ok(())
+    })?;
     echo.join().map_err(|_| "echo thread panicked")??;
     Ok(rtt)
 }
@@ -138,16 +133,11 @@ fn client(cpus: [usize; 2], socket: &Path, size: usize, n: usize) -> Result<Vec<
     });
     pin_current_thread(cpus[0])?;
     let (msg, mut back) = (vec![0xA5u8; size], vec![0u8; size]);
-    let mut rtt = Vec::with_capacity((ITERS / BATCH) as usize);
-    let mut t = Instant::now();
-    for i in 1..=ITERS {
+    let rtt = timed(|_| {
         ping.publish(&msg, 0)?;
         back_sub.recv_deadline(&mut back, Some(deadline))?;
-        if i % BATCH == 0 {
-            rtt.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-            t = Instant::now();
-        }
-    }
+        Ok(())
+    })?;
     echo.join().map_err(|_| "echo thread panicked")??;
     Ok(rtt)
 }

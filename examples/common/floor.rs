@@ -32,19 +32,31 @@ pub fn floor(cpus: [usize; 2]) -> Result<Vec<f64>, Error> {
         }
     });
     pin_current_thread(cpus[0])?;
-    let mut rtt = Vec::with_capacity((ITERS / BATCH) as usize);
-    let mut t = Instant::now();
-    for i in base + 1..=base + ITERS {
+    let rtt = timed(|n| {
+        let i = base + 1 + n;
         LINES[0].0.store(i, Ordering::Release);
         while LINES[1].0.load(Ordering::Acquire) != i {
             std::hint::spin_loop();
         }
-        if (i - base) % BATCH == 0 {
+        Ok(())
+    })?;
+    echo.join().map_err(|_| "echo thread panicked")?;
+    Ok(rtt)
+}
+
+/// Runs `round_trip(n)` for `n` in `0..ITERS` and times them in batches of
+/// [`BATCH`] (one clock read per batch): the batch means, in ns.
+#[inline(always)]
+pub fn timed(mut round_trip: impl FnMut(u64) -> Result<(), Error>) -> Result<Vec<f64>, Error> {
+    let mut rtt = Vec::with_capacity((ITERS / BATCH) as usize);
+    let mut t = Instant::now();
+    for n in 0..ITERS {
+        round_trip(n)?;
+        if (n + 1) % BATCH == 0 {
             rtt.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
             t = Instant::now();
         }
     }
-    echo.join().map_err(|_| "echo thread panicked")?;
     Ok(rtt)
 }
 
