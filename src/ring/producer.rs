@@ -86,6 +86,12 @@ pub struct Producer {
     /// Subscribers' mailboxes: every message goes to each, like the latest
     /// slot (see [`Mailbox`]).
     mailboxes: Vec<MailboxSlot>,
+    /// The latest-style slots every message goes to, as `publish` reads
+    /// them (see `retarget`): the first in `lead` (valid while `lead_on`),
+    /// any others in `extra`.
+    lead: LatestSlot,
+    lead_on: bool,
+    extra: Vec<LatestSlot>,
     /// Where to get the mailboxes from when the generation moves.
     source: Option<Box<dyn MailboxSource>>,
     /// The ring's mailbox generation the current list belongs to.
@@ -100,8 +106,9 @@ struct MailboxSlot {
     mailbox: Arc<Mailbox>,
 }
 
-// SAFETY: `slots` and `latest` point into `region`, and each
-// mailbox slot's pointers into the mailbox it holds, all kept alive by the
+// SAFETY: `slots` and `latest` point into `region`, each mailbox slot's
+// pointers into the mailbox it holds, and `lead` and `extra` are copies of
+// those (`retarget` runs whenever the set changes), all kept alive by the
 // producer and Send; a producer is used by one thread
 // at a time (`&mut self`).
 unsafe impl Send for Producer {}
@@ -142,6 +149,9 @@ impl Producer {
             wake_on,
             latest_on,
             mailboxes: Vec::new(),
+            lead: latest,
+            lead_on: latest_on,
+            extra: Vec::new(),
             source: None,
             mailbox_gen: 0,
             next_sync: None,
@@ -204,6 +214,7 @@ impl Producer {
         // ack; pairs with the Acquire in Consumer::latest_acked.
         mailbox.header().ack.store(1, Ordering::Release);
         self.mailboxes.push(MailboxSlot { slot, mailbox });
+        self.retarget();
         Ok(())
     }
 
@@ -219,6 +230,8 @@ impl Producer {
             return false;
         };
         let m = self.mailboxes.swap_remove(i);
+        // Before `m` (and perhaps the last hold on its mapping) goes.
+        self.retarget();
         // SAFETY: the slot header lies in the mailbox `m` holds.
         let hdr = unsafe { &*m.slot.hdr };
         // Release: pairs with the Acquire stamp load in Consumer::try_latest
@@ -278,6 +291,28 @@ impl Producer {
             // A mailbox of another ring is the source's mistake: skipped.
             let _ = self.add_mailbox(m);
         }
+    }
+
+    /// Recomputes the slots `publish` writes besides the ring slot: the
+    /// shared latest slot while it is on, then every mailbox. The first
+    /// goes in a field of its own, written as the shared slot alone was:
+    /// one subscriber's mailbox written through the general loop measured
+    /// 0.05–0.09× the floor slower per hop than the same mailbox written
+    /// this way (`examples/mapping_probe`, DESIGN.md "Where the ping-pong
+    /// nanoseconds go").
+    fn retarget(&mut self) {
+        let shared = self.latest_on.then_some(self.latest);
+        let mut all = shared
+            .into_iter()
+            .chain(self.mailboxes.iter().map(|m| m.slot));
+        self.lead_on = match all.next() {
+            Some(first) => {
+                self.lead = first;
+                true
+            }
+            None => false,
+        };
+        self.extra = all.collect();
     }
 
     /// How many mailboxes this producer writes.
@@ -475,10 +510,10 @@ impl Producer {
         tag: u64,
         fill: impl Fn(*mut u8, usize, usize),
     ) -> Option<u64> {
-        // `latest` first, on every message: it is what turns the shared
+        // `check_latest` first, on every message: it is what turns the shared
         // slot on once a subscriber asks for it. The mailbox generation sits
         // on the same control line.
-        let latest = self.latest();
+        self.check_latest();
         if self.source.is_some() {
             let g = self.mailbox_generation();
             if g != self.mailbox_gen {
@@ -490,19 +525,16 @@ impl Producer {
         }
         let seq = self.seq;
         let mut ts = None;
-        if latest {
-            // SAFETY: the latest slot, in the region we hold, with
-            // `latest_inline >= len` payload bytes; only the publisher
-            // writes it.
-            ts = Some(unsafe {
-                write_slot(&self.latest, seq, len, tag, ts, &mut self.clock, &fill)
-            });
+        if self.lead_on {
+            // SAFETY: `lead` is the latest slot, in the region we hold, or
+            // the slot of a mailbox in `self.mailboxes` (see `retarget`),
+            // with `latest_inline >= len` payload bytes (checked in
+            // `add_mailbox`); only the publisher writes either.
+            ts = Some(unsafe { write_slot(&self.lead, seq, len, tag, ts, &mut self.clock, &fill) });
         }
-        for m in &self.mailboxes {
-            // SAFETY: `m`'s slot lies in the mailbox it holds, with
-            // `latest_inline >= len` payload bytes (checked in
-            // `add_mailbox`); only the publisher writes it.
-            ts = Some(unsafe { write_slot(&m.slot, seq, len, tag, ts, &mut self.clock, &fill) });
+        for slot in &self.extra {
+            // SAFETY: as for `lead`.
+            ts = Some(unsafe { write_slot(slot, seq, len, tag, ts, &mut self.clock, &fill) });
         }
         ts
     }
@@ -550,13 +582,13 @@ impl Producer {
         let ts = self.timestamp();
         self.seal(hdr, len, tag, ts);
         let seq = self.seq;
-        if self.latest_on {
+        if self.lead_on {
             // SAFETY: as in `write_inline_copies`; nothing is copied.
-            unsafe { announce(&self.latest, seq, len, tag, ts) };
+            unsafe { announce(&self.lead, seq, len, tag, ts) };
         }
-        for m in &self.mailboxes {
+        for slot in &self.extra {
             // SAFETY: as in `write_inline_copies`; nothing is copied.
-            unsafe { announce(&m.slot, seq, len, tag, ts) };
+            unsafe { announce(slot, seq, len, tag, ts) };
         }
     }
 
@@ -575,15 +607,14 @@ impl Producer {
         seq
     }
 
-    /// Whether this message goes to the latest-message slot too: once a
-    /// subscriber asked for it (read on the control line `notify` reads
-    /// anyway), always.
+    /// Turns the latest-message slot on once a subscriber asked for it
+    /// (read on the control line `notify` reads anyway); from then on every
+    /// message goes there too.
     #[inline(always)]
-    fn latest(&mut self) -> bool {
+    fn check_latest(&mut self) {
         if !self.latest_on && self.region.ctrl().latest_wanted.load(Ordering::Relaxed) != 0 {
             self.enable_latest();
         }
-        self.latest_on
     }
 
     /// Starts writing the latest-message slot with every message. The last
@@ -598,6 +629,7 @@ impl Producer {
             unsafe { announce(&self.latest, last, u32::MAX as usize, 0, 0) };
         }
         self.latest_on = true;
+        self.retarget();
         // Release: the announcement is visible to a subscriber that sees
         // the ack; pairs with the Acquire in Consumer::latest_acked.
         self.region.ctrl().latest_ack.store(1, Ordering::Release);

@@ -358,6 +358,64 @@ fn mailbox_takes_over_from_the_ring_and_hands_back() {
 }
 
 #[test]
+fn every_mailbox_gets_every_message_as_mailboxes_come_and_go() {
+    let config = cfg(8, 64, Mode::Overwrite);
+    // Subscribers that do not poll the shared latest slot: the publisher
+    // writes mailboxes only, the first of them as its lead copy.
+    let region = RingRegion::heap(&config).unwrap();
+    let region = Arc::new(Arc::try_unwrap(region).unwrap().poll_latest(false));
+    let mut p = Producer::new(region.clone()).unwrap();
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let mut c = Consumer::new(region.clone(), Start::Latest).unwrap();
+        let mb = Mailbox::heap(&config, 0).unwrap();
+        c.attach_mailbox(mb.clone()).unwrap();
+        p.add_mailbox(mb.clone()).unwrap();
+        readers.push((c, mb, true));
+    }
+    type Reader = (Consumer, Arc<Mailbox>, bool);
+    // Publishes message `seq`, scribbles over its ring slot's copy, and
+    // checks what each reader gets: the message whole from a live mailbox
+    // (so it read the mailbox), the scribble from the ring otherwise.
+    fn round(p: &mut Producer, region: &RingRegion, seq: u64, readers: &mut [Reader]) {
+        let msg = seq.to_le_bytes();
+        p.publish(&msg, seq).unwrap();
+        let stride = region.sizes().slot_stride as usize;
+        // SAFETY: slot `seq`'s payload area (8 of its 64 bytes) in a live
+        // heap ring, which no one else writes now.
+        unsafe {
+            let at = region.slots().add((seq % 8) as usize * stride);
+            std::ptr::write_bytes(at.add(size_of::<SlotHeader>()), b'X', 8);
+        }
+        for (i, (c, mb, live)) in readers.iter_mut().enumerate() {
+            if !*live {
+                // SAFETY: the slot header of a live heap mailbox.
+                let stamp = unsafe { &*mb.slot().hdr }.stamp.load(Ordering::Relaxed);
+                assert_eq!(stamp, u64::MAX, "removed mailbox {i} was written");
+            }
+            let (m, info) = recv_vec(c).unwrap();
+            let want = if *live { msg } else { *b"XXXXXXXX" };
+            assert_eq!((info.seq, m.as_slice()), (seq, &want[..]), "reader {i}");
+            assert_eq!(recv_vec(c), Err(RecvError::Empty), "reader {i}");
+        }
+    }
+    round(&mut p, &region, 0, &mut readers);
+    // The lead goes: the next mailbox takes its place, the last stays.
+    assert!(p.remove_mailbox(&readers[0].1));
+    readers[0].2 = false;
+    round(&mut p, &region, 1, &mut readers);
+    // The last goes: one mailbox left, written as the lead.
+    assert!(p.remove_mailbox(&readers[2].1));
+    readers[2].2 = false;
+    round(&mut p, &region, 2, &mut readers);
+    assert_eq!(p.mailboxes(), 1);
+    // And the last one: every reader is back on the ring.
+    assert!(p.remove_mailbox(&readers[1].1));
+    readers[1].2 = false;
+    round(&mut p, &region, 3, &mut readers);
+}
+
+#[test]
 fn loans_reach_the_mailbox_too() {
     let config = cfg(4, 64, Mode::Overwrite);
     let region = RingRegion::heap(&config).unwrap();
