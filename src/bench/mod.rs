@@ -189,8 +189,18 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
             };
             let sample = match floor {
                 Some(f) if sc.metric() == Metric::PingPong && f.metric() == Metric::PingPong => {
-                    scenario::measure_paired_blocks(&ctx, *sc, params, f, &floor_params(f)?)
-                        .with_context(|| format!("measuring {}", sc.slug()))?
+                    // Spin and adaptive rows also sit beside the seqlock
+                    // ping-pong of their size (the floor).
+                    let seqlock = sc.seqlock_floor();
+                    let seqlock_params = seqlock.map(floor_params).transpose()?;
+                    scenario::measure_paired_blocks(
+                        &ctx,
+                        *sc,
+                        params,
+                        (f, &floor_params(f)?),
+                        seqlock.zip(seqlock_params.as_ref()),
+                    )
+                    .with_context(|| format!("measuring {}", sc.slug()))?
                 }
                 Some(f) => {
                     let fp = scenario::pair_params(&floor_params(f)?);
@@ -284,6 +294,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
+            vs_seqlock: None,
             resolution: 1.0,
         }
     }
@@ -295,6 +306,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
+            vs_seqlock: None,
             resolution: 1.0,
         }
     }
@@ -326,6 +338,9 @@ mod tests {
         let mut spins = vec![pingpong(360), pingpong(180)];
         spins[0].pair_with(&pingpong(160), true, true);
         spins[1].pair_with(&pingpong(80), true, true);
+        // And beside a seqlock ping-pong (the floor): 1.125, 1.0.
+        spins[0].vs_seqlock = Some((1.125, Some(1.4)));
+        spins[1].vs_seqlock = Some((1.0, Some(1.2)));
         let mut streams = vec![throughput(8e6), throughput(4e6)];
         streams[0].pair_with(&throughput(10e6), false, false);
         streams[1].pair_with(&throughput(5e6), false, false);
@@ -363,9 +378,15 @@ mod tests {
             .map(|t| (t.what.as_str(), t.met))
             .collect();
         assert!(t.contains(&(
-            "spin overwrite 64 B ping-pong one-way p50 / cache-line p50",
+            "spin overwrite 64 B ping-pong p50 / cache-line floor (stricter)",
             false
         )));
+        assert!(
+            (spin_row.ratio_seqlock.unwrap() - 1.0625).abs() < 1e-9,
+            "median of the runs' seqlock ratios"
+        );
+        assert!(t.contains(&("spin overwrite 64 B ping-pong p50 / seqlock floor", true)));
+        assert!(t.contains(&("spin overwrite 64 B ping-pong p99.9 / seqlock floor", true)));
         assert!(t.contains(&(
             "spin overwrite 64 B streaming msgs/s / copy ring (at least)",
             true

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::args::Plan;
 use super::child::Params;
-use super::scenario::{Metric, Sample, Scenario};
+use super::scenario::{median_pair, Metric, Sample, Scenario};
 use super::stats::{median, new_hist, Percentiles};
 
 /// The machine the figures come from.
@@ -104,6 +104,14 @@ pub struct Row {
     /// This row's p99.9 divided by the floor's (latency rows).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_p99_9: Option<f64>,
+    /// Spin and adaptive ping-pong rows: p50 and p99.9 divided by the
+    /// seqlock ping-pong's of the same size, measured beside it (see
+    /// [`Scenario::seqlock_floor`]); medians as for `ratio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_seqlock: Option<f64>,
+    /// The p99.9 of `ratio_seqlock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_seqlock_p99_9: Option<f64>,
     /// Each run's own figures, in run order (to see the spread behind a
     /// median).
     pub per_run: Vec<RunFigures>,
@@ -150,10 +158,13 @@ impl Row {
         };
         let rates: Vec<f64> = samples.iter().filter_map(|s| s.msgs_per_s).collect();
         let msgs_per_s = (!rates.is_empty()).then(|| median(rates));
-        let pairs: Vec<(f64, Option<f64>)> = samples.iter().filter_map(|s| s.paired).collect();
-        let ratio = (!pairs.is_empty()).then(|| median(pairs.iter().map(|p| p.0).collect()));
-        let p999: Vec<f64> = pairs.iter().filter_map(|p| p.1).collect();
-        let ratio_p99_9 = (!p999.is_empty()).then(|| median(p999));
+        let medians = |pairs: Vec<(f64, Option<f64>)>| match median_pair(&pairs) {
+            Some((p50, p999)) => (Some(p50), p999),
+            None => (None, None),
+        };
+        let (ratio, ratio_p99_9) = medians(samples.iter().filter_map(|s| s.paired).collect());
+        let (ratio_seqlock, ratio_seqlock_p99_9) =
+            medians(samples.iter().filter_map(|s| s.vs_seqlock).collect());
         let per_run = samples
             .iter()
             .map(|s| {
@@ -187,6 +198,8 @@ impl Row {
             floor: None,
             ratio,
             ratio_p99_9,
+            ratio_seqlock,
+            ratio_seqlock_p99_9,
             merged,
             div,
         }
@@ -406,7 +419,7 @@ impl Report {
             for t in &self.targets {
                 let _ = writeln!(
                     s,
-                    "  {:<62} {:>6.2} (bound {:.2})  {}",
+                    "  {:<68} {:>6.2} (bound {:.2})  {}",
                     t.what,
                     t.ratio,
                     t.bound,

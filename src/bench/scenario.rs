@@ -215,6 +215,20 @@ impl Scenario {
         format!("{base}{size}")
     }
 
+    /// The seqlock ping-pong a spin or adaptive ping-pong row is also
+    /// compared with: a stamp and the whole payload per message, as a ring
+    /// slot carries, with no ringbus code (the "seqlock floor"; the
+    /// cache-line floor carries a sequence word only, so it is the
+    /// stricter of the two).
+    pub fn seqlock_floor(self) -> Option<Scenario> {
+        match self {
+            Scenario::RingPingPong { size, wait, .. } if wait != WaitArg::Block => {
+                Some(Scenario::SeqlockPingPong { size })
+            }
+            _ => None,
+        }
+    }
+
     /// The floor this figure is shown against (ratio = this / floor).
     ///
     /// Spin and adaptive waits are compared with the cache-line ping-pong
@@ -277,6 +291,10 @@ pub struct Sample {
     /// ringbus rows: this sample divided by its floor, measured just before
     /// it on the same cores — `(p50 or msgs/s ratio, p99.9 ratio)`.
     pub paired: Option<(f64, Option<f64>)>,
+    /// Spin and adaptive ping-pong rows: the same ratios to the seqlock
+    /// ping-pong of the same message size, measured right after each block
+    /// (the "seqlock floor": a stamp and the whole payload).
+    pub vs_seqlock: Option<(f64, Option<f64>)>,
     /// How far apart the values the samples' clock reads are, in ns
     /// ([`Ticks::resolution_ns`]; `CLOCK_MONOTONIC` reads the same counter):
     /// percentiles interpolate within it.
@@ -302,6 +320,7 @@ impl Sample {
         self.received += other.received;
         self.lost += other.lost;
         self.paired = None;
+        self.vs_seqlock = None;
         self.resolution = self.resolution.max(other.resolution);
         self
     }
@@ -320,8 +339,19 @@ impl Sample {
     /// Ping-pong RTTs and one-way times give the same ratio; a ping-pong
     /// floor for a streaming latency row is halved to one-way.
     pub fn pair_with(&mut self, floor: &Sample, floor_is_rtt: bool, self_is_rtt: bool) {
+        self.paired = self.ratio_to(floor, floor_is_rtt, self_is_rtt);
+    }
+
+    /// This sample's `(p50 or msgs/s, p99.9)` divided by `floor`'s (see
+    /// [`Sample::pair_with`]).
+    fn ratio_to(
+        &self,
+        floor: &Sample,
+        floor_is_rtt: bool,
+        self_is_rtt: bool,
+    ) -> Option<(f64, Option<f64>)> {
         let (Some((a, a999)), Some((b, b999))) = (self.figures(), floor.figures()) else {
-            return;
+            return None;
         };
         let scale = match (self_is_rtt, floor_is_rtt) {
             (false, true) => 0.5,
@@ -329,7 +359,7 @@ impl Sample {
             _ => 1.0,
         };
         let ratio = |x: f64, f: f64| x / (f * scale).max(f64::MIN_POSITIVE);
-        self.paired = Some((ratio(a, b), a999.zip(b999).map(|(x, f)| ratio(x, f))));
+        Some((ratio(a, b), a999.zip(b999).map(|(x, f)| ratio(x, f))))
     }
 }
 
@@ -350,7 +380,9 @@ pub const PAIR_BLOCKS: u64 = 5;
 
 /// A ringbus ping-pong row measured in [`PAIR_BLOCKS`] blocks alternating
 /// with its floor (same counts, same cores): the blocks' samples merged,
-/// and the median of the per-block ratios.
+/// and the median of the per-block ratios. With `seqlock`, each block is
+/// followed by one of that seqlock ping-pong too, for
+/// [`Sample::vs_seqlock`], so the row sits between its two floors.
 ///
 /// # Errors
 /// A failed measurement.
@@ -358,9 +390,10 @@ pub fn measure_paired_blocks(
     ctx: &Ctx<'_>,
     scenario: Scenario,
     p: &Params,
-    floor: Scenario,
-    floor_params: &Params,
+    floor: (Scenario, &Params),
+    seqlock: Option<(Scenario, &Params)>,
 ) -> Result<Sample> {
+    let (floor, floor_params) = floor;
     let block = |q: &Params| Params {
         iters: p.iters.div_ceil(PAIR_BLOCKS).max(1),
         duration_ns: p.duration_ns.map(|d| (d / PAIR_BLOCKS).max(1)),
@@ -368,27 +401,38 @@ pub fn measure_paired_blocks(
     };
     let (bp, fp) = (block(p), block(floor_params));
     let mut merged: Option<Sample> = None;
-    let mut ratios = Vec::new();
+    let (mut ratios, mut vs_seqlock) = (Vec::new(), Vec::new());
     for _ in 0..PAIR_BLOCKS {
         let f = measure(ctx, floor, &fp)
             .with_context(|| format!("measuring {} (paired)", floor.slug()))?;
         let mut s = measure(ctx, scenario, &bp)?;
         s.pair_with(&f, true, true);
         ratios.extend(s.paired);
+        if let Some((base, base_params)) = seqlock {
+            let b = measure(ctx, base, &block(base_params))
+                .with_context(|| format!("measuring {} (paired)", base.slug()))?;
+            vs_seqlock.extend(s.ratio_to(&b, true, true));
+        }
         merged = Some(match merged {
             None => s,
             Some(m) => m.merge(s),
         });
     }
     let mut m = merged.context("no blocks measured")?;
-    let p999: Vec<f64> = ratios.iter().filter_map(|r| r.1).collect();
-    m.paired = (!ratios.is_empty()).then(|| {
+    m.paired = median_pair(&ratios);
+    m.vs_seqlock = median_pair(&vs_seqlock);
+    Ok(m)
+}
+
+/// The medians of `(p50, p99.9)` ratio pairs; `None` if there are none.
+pub fn median_pair(pairs: &[(f64, Option<f64>)]) -> Option<(f64, Option<f64>)> {
+    let p999: Vec<f64> = pairs.iter().filter_map(|r| r.1).collect();
+    (!pairs.is_empty()).then(|| {
         (
-            super::stats::median(ratios.iter().map(|r| r.0).collect()),
+            super::stats::median(pairs.iter().map(|r| r.0).collect()),
             (!p999.is_empty()).then(|| super::stats::median(p999)),
         )
-    });
-    Ok(m)
+    })
 }
 
 /// The scenarios `plan` asks for, each ringbus figure after its floors,
@@ -575,6 +619,7 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             msgs_per_s: None,
             lost: 0,
             paired: None,
+            vs_seqlock: None,
             resolution: ctx.ticks.resolution_ns(),
         },
         Metric::Throughput | Metric::Latency => Sample {
@@ -608,6 +653,7 @@ fn merge(results: &[SideResult], metric: Metric) -> Sample {
         received: results.iter().map(|r| r.received).sum(),
         lost: results.iter().map(|r| r.lost).sum(),
         paired: None,
+        vs_seqlock: None,
         resolution: 1.0,
     }
 }
@@ -686,21 +732,29 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         let pp = |wait| Scenario::RingPingPong { size, wait, mode };
         let spin = lat(pp(WaitArg::Spin));
         if let Some(r) = find(pp(WaitArg::Spin)) {
-            if let Some(x) = r.ratio {
-                push(
-                    format!("spin {m} 64 B ping-pong one-way p50 / cache-line p50"),
-                    x,
-                    1.15,
-                    true,
-                );
-            }
-            if let Some(x) = r.ratio_p99_9 {
-                push(
-                    format!("spin {m} 64 B ping-pong one-way p99.9 / cache-line p99.9"),
-                    x,
-                    1.5,
-                    true,
-                );
+            // The floor (a stamp and the 64-byte payload), then the
+            // bare cache line (a sequence word only), the stricter one.
+            let floors = [
+                ("seqlock floor", r.ratio_seqlock, r.ratio_seqlock_p99_9),
+                ("cache-line floor (stricter)", r.ratio, r.ratio_p99_9),
+            ];
+            for (floor, p50, p999) in floors {
+                if let Some(x) = p50 {
+                    push(
+                        format!("spin {m} 64 B ping-pong p50 / {floor}"),
+                        x,
+                        1.15,
+                        true,
+                    );
+                }
+                if let Some(x) = p999 {
+                    push(
+                        format!("spin {m} 64 B ping-pong p99.9 / {floor}"),
+                        x,
+                        1.5,
+                        true,
+                    );
+                }
             }
         }
         if let Some(x) = find(pp(WaitArg::Block)).and_then(|r| r.ratio) {
