@@ -419,7 +419,7 @@ impl Report {
             for t in &self.targets {
                 let _ = writeln!(
                     s,
-                    "  {:<68} {:>6.2} (bound {:.2})  {}",
+                    "  {:<68} {:>6.3} (bound {:.2})  {}",
                     t.what,
                     t.ratio,
                     t.bound,
