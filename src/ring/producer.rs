@@ -296,10 +296,10 @@ impl Producer {
     /// Recomputes the slots `publish` writes besides the ring slot: the
     /// shared latest slot while it is on, then every mailbox. The first
     /// goes in a field of its own, written as the shared slot alone was:
-    /// one subscriber's mailbox written through the general loop measured
-    /// 0.05–0.09× the floor slower per hop than the same mailbox written
-    /// this way (`examples/mapping_probe`, DESIGN.md "Where the ping-pong
-    /// nanoseconds go").
+    /// a lone mailbox written through the loop measured ~0.1× the floor
+    /// slower per hop than the same mailbox written this way (1.21 vs
+    /// 1.09× in `examples/mapping_probe`; DESIGN.md, "Where the ping-pong
+    /// nanoseconds go"). Runs on the cold paths that change the set.
     fn retarget(&mut self) {
         let shared = self.latest_on.then_some(self.latest);
         let mut all = shared
@@ -312,7 +312,8 @@ impl Producer {
             }
             None => false,
         };
-        self.extra = all.collect();
+        self.extra.clear();
+        self.extra.extend(all);
     }
 
     /// How many mailboxes this producer writes.
