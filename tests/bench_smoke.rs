@@ -88,15 +88,30 @@ fn smoke_run_writes_json_hgrm_and_plot() {
             "latency" => expect(r["latency"]["count"].as_u64().unwrap(), 4000),
             m => panic!("unknown metric {m}"),
         }
-        if r["id"].as_str().unwrap().starts_with("ringbus") {
+        let id = r["id"].as_str().unwrap();
+        if id.starts_with("ringbus") {
             assert!(
                 r["ratio"].as_f64().unwrap() > 0.0,
                 "ringbus rows have a floor: {r}"
             );
+            // Spin and adaptive ping-pongs sit beside the seqlock one too.
+            let beside_seqlock = r["metric"] == "ping-pong" && !id.contains("-block-");
+            assert_eq!(r["ratio_seqlock"].is_f64(), beside_seqlock, "{r}");
+            assert_eq!(r["ratio_seqlock_p99_9"].is_f64(), beside_seqlock, "{r}");
         }
     }
     let targets = json["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 10, "5 targets per mode: {targets:?}");
+    assert_eq!(targets.len(), 14, "7 targets per mode: {targets:?}");
+    for floor in ["seqlock floor", "cache-line floor (stricter)"] {
+        let spin = |what: &str| {
+            targets
+                .iter()
+                .filter(|t| t["what"].as_str().unwrap().ends_with(what))
+                .count()
+        };
+        assert_eq!(spin(&format!("p50 / {floor}")), 2, "{floor}");
+        assert_eq!(spin(&format!("p99.9 / {floor}")), 2, "{floor}");
+    }
     let seqlock = rows
         .iter()
         .find(|r| r["id"] == "base-seqlock-pingpong-64B")
