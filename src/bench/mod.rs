@@ -122,6 +122,11 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     if plan.smoke {
         notes.push("smoke mode: tiny counts, the figures mean nothing".to_string());
     }
+    notes.push(
+        "the cache-line and seqlock floors fence (mfence) after each send: faster than without \
+         on the machine this was tuned on (DESIGN.md, \"The floors fence\")"
+            .to_string(),
+    );
     notes.push(if plan.timestamps {
         "--timestamps: ringbus publishers stamp every message".to_string()
     } else {
