@@ -2,7 +2,7 @@
 //! position (and, in back-pressure mode, its own cursor in the control
 //! segment).
 
-use super::copy::copy_out;
+use super::copy::{copy_out, copy_out_short};
 use super::latest::{LatestSlot, LATEST_HEAD};
 use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
@@ -456,9 +456,9 @@ impl Consumer {
                 // `latest_inline - LATEST_HEAD` (latest.rs), `len <=
                 // latest_inline`, and `len <= buf.len()`.
                 unsafe {
-                    copy_out(self.latest.head, &mut buf[..head]);
+                    copy_out_short(self.latest.head, &mut buf[..head]);
                     if tail {
-                        copy_out(self.latest.tail, &mut buf[head..len]);
+                        copy_out_short(self.latest.tail, &mut buf[head..len]);
                     }
                 }
             }
