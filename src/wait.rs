@@ -269,22 +269,46 @@ fn wake(ctrl: &CtrlHeader) {
     futex_wake(&ctrl.futex);
 }
 
+/// The futex system call on a process-shared word (not FUTEX_PRIVATE: the
+/// word lives in a mapping several processes share). Made through
+/// `libc::syscall` with the kernel's argument types (`u32 *uaddr, int op,
+/// u32 val, const struct timespec *timeout, u32 *uaddr2, u32 val3`):
+/// rustix 1.1's wrapper passes `*const AtomicU32` for `uaddr`, which
+/// Miri (nightly of 2026-10) reports as UB in a variadic call, and Miri
+/// runs the ring's tests, whose producers wake sleepers on drop.
+#[cfg(not(loom))]
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<&libc::timespec>) {
+    let timeout = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 for the whole call (the kernel
+    // only compares it and queues on its address); `timeout` is null or
+    // points to a timespec that outlives the call; the unused `uaddr2` is
+    // null. EAGAIN (the word moved), EINTR and ETIMEDOUT all mean "poll
+    // again" to every caller, so the result is not needed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            timeout,
+            std::ptr::null_mut::<u32>(),
+            0u32,
+        );
+    }
+}
+
 #[cfg(not(loom))]
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    use rustix::thread::futex;
-    let ts = timeout.map(|t| rustix::time::Timespec {
-        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: i64::from(t.subsec_nanos()),
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    // Not FUTEX_PRIVATE: the word is shared between processes. EAGAIN (the
-    // word moved), EINTR and ETIMEDOUT all mean "poll again".
-    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+    futex(word, libc::FUTEX_WAIT, expected, ts.as_ref());
 }
 
 #[cfg(not(loom))]
 fn futex_wake(word: &AtomicU32) {
-    use rustix::thread::futex;
-    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+    futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None);
 }
 
 // Loom has no futex: model it as a condition variable whose check-and-sleep

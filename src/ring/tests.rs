@@ -864,7 +864,8 @@ fn stress_backpressure() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "futex syscalls")]
+// Under Miri too: the futex calls go through `libc::syscall`, which Miri
+// emulates, and this is the one ring test that sleeps in them.
 fn blocking_wait_is_woken_by_publish() {
     // Capacity above the message count: a subscriber descheduled on a busy
     // machine must not lap (this test is about wake-ups, not lag).
