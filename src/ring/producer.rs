@@ -1,6 +1,6 @@
 //! The publishing side of a ring: one per ring, never shared.
 
-use super::copy::{copy_area, copy_in, payload_bytes};
+use super::copy::{copy_area, copy_in, copy_in_short, payload_bytes};
 use super::latest::{LatestSlot, LATEST_HEAD};
 use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
@@ -651,7 +651,7 @@ impl Producer {
         // >= len` bytes, which only the publisher writes, with parts of
         // `data` (`from + n <= len`).
         let inline_ts = self.write_inline_copies(len, tag, |dst, from, n| unsafe {
-            copy_in(dst, data.get_unchecked(from..from + n))
+            copy_in_short(dst, data.get_unchecked(from..from + n))
         });
         let (hdr, payload) = self.begin();
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload

@@ -228,6 +228,36 @@ fn latest_slot_mixed_sizes_caught_up_and_behind() {
 }
 
 #[test]
+fn every_inline_length_arrives_whole_through_the_latest_slot() {
+    // Each length goes through the publisher's short copies into the slot's
+    // head and tail and the reader's copies out (one or two moves of each
+    // width, or `memcpy` above 32 bytes): every byte must land, and the
+    // bytes after the message in the caller's buffer must stay untouched.
+    let max = LATEST_INLINE_MAX;
+    let (mut p, r) = ring(8, max, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    let lens: Vec<usize> = if cfg!(miri) {
+        vec![0, 1, 7, 8, 31, 32, 33, 64, 65, max as usize]
+    } else {
+        (0..=max as usize).collect()
+    };
+    for (n, &len) in lens.iter().enumerate() {
+        let msg: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(7) ^ n as u8)
+            .collect();
+        p.publish(&msg, n as u64).unwrap();
+        let mut buf = vec![0xEEu8; max as usize + 8];
+        let info = c.try_recv(&mut buf).unwrap();
+        assert_eq!((info.seq, info.len), (n as u64, len));
+        assert_eq!(&buf[..len], &msg[..], "length {len}");
+        assert!(
+            buf[len..].iter().all(|&b| b == 0xEE),
+            "length {len} wrote past its end"
+        );
+    }
+}
+
+#[test]
 fn caught_up_reader_takes_inline_messages_from_the_latest_slot() {
     let (mut p, r) = ring(4, 16, Mode::Overwrite);
     let mut caught_up = Consumer::new(r.clone(), Start::Latest).unwrap();
