@@ -63,7 +63,8 @@ pub enum ringbus_status {
     /// message stays unread).
     RINGBUS_ERR_BUFFER_TOO_SMALL = -16,
     /// Overwrite mode: the subscriber was lapped and lost messages (their
-    /// number is reported); reading continues with the oldest message held.
+    /// number is reported); reading continues with the oldest message held
+    /// (lapped again soon after: half a ring behind the publisher).
     RINGBUS_ERR_LAGGED = -17,
     /// A publisher of the topic left and its ring is drained; the
     /// subscription goes on with the other publishers.

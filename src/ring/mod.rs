@@ -62,7 +62,9 @@
 //! # Modes
 //!
 //! * [`Mode::Overwrite`]: the publisher never waits; lapped readers get
-//!   [`RecvError::Lagged`] once and resume at the oldest message held.
+//!   [`RecvError::Lagged`] once and resume at the oldest message held, or,
+//!   lapped again within a ring's worth of messages, at half a ring behind
+//!   the publisher (see `Consumer::lapped`).
 //! * [`Mode::Backpressure`]: each subscriber owns a cursor in the control
 //!   segment; the publisher never writes sequence `s` while a live cursor is
 //!   at or below `s - capacity`. It caches the bound (`cached_limit`) so the

@@ -119,6 +119,41 @@ fn lag_reports_missed_count_and_resumes_at_oldest() {
 }
 
 #[test]
+fn lapped_again_soon_resumes_half_a_ring_behind_the_publisher() {
+    let (mut p, r) = ring(8, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    let publish = |p: &mut Producer, range: std::ops::Range<u64>| {
+        for i in range {
+            p.publish(&[i as u8], i).unwrap();
+        }
+    };
+    let expect = |c: &mut Consumer, range: std::ops::Range<u64>| {
+        for i in range {
+            let (m, info) = recv_vec(c).unwrap();
+            assert_eq!((m[0] as u64, info.seq), (i, i));
+        }
+    };
+    // A first lap resumes at the oldest message held (20 - 8).
+    publish(&mut p, 0..20);
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Lagged { missed: 12 }));
+    expect(&mut c, 12..13);
+    // Lapped again one message later (a publisher streaming past a slower
+    // reader): half a ring behind the head (40 - 4), not the oldest (32),
+    // which the publisher would overwrite next.
+    publish(&mut p, 20..40);
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Lagged { missed: 36 - 13 }));
+    expect(&mut c, 36..40);
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    // A ring's worth of messages later a lap is isolated again: the oldest.
+    publish(&mut p, 40..44);
+    expect(&mut c, 40..44);
+    publish(&mut p, 44..70);
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Lagged { missed: 62 - 44 }));
+    expect(&mut c, 62..70);
+    assert_eq!(c.lagged_total(), 12 + 23 + 18);
+}
+
+#[test]
 fn start_positions() {
     let (mut p, r) = ring(4, 8, Mode::Overwrite);
     for i in 0u64..6 {
