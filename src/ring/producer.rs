@@ -246,10 +246,10 @@ impl Producer {
     }
 
     /// Keeps the mailboxes in step with `source`: fetched now, and again
-    /// at the next publish whenever the ring's mailbox generation (in the
-    /// control segment, bumped by the broker) has moved. A fetch is a
-    /// round trip to the broker inside that publish, once per subscriber
-    /// that comes or goes, and at most one per millisecond.
+    /// after the next publish whenever the ring's mailbox generation (in
+    /// the control segment, bumped by the broker) has moved. A fetch is a
+    /// round trip to the broker at the end of that publish, once per
+    /// subscriber that comes or goes, and at most one per millisecond.
     pub fn set_mailbox_source(&mut self, source: Box<dyn MailboxSource>) {
         self.source = Some(source);
         let g = self.mailbox_generation();
@@ -511,16 +511,6 @@ impl Producer {
         tag: u64,
         fill: impl Fn(*mut u8, usize, usize),
     ) -> Option<u64> {
-        // `check_latest` first, on every message: it is what turns the shared
-        // slot on once a subscriber asks for it. The mailbox generation sits
-        // on the same control line.
-        self.check_latest();
-        if self.source.is_some() {
-            let g = self.mailbox_generation();
-            if g != self.mailbox_gen {
-                self.sync_mailboxes(g);
-            }
-        }
         if len > self.latest_inline {
             return None;
         }
@@ -605,6 +595,19 @@ impl Producer {
             .store(seq.wrapping_add(1), Ordering::Release);
         self.seq = seq.wrapping_add(1);
         notify(self.region.ctrl(), &mut self.wake_on);
+        // After the message, not before its copies, so that a reader
+        // waiting for it does not wait for these too: the shared slot turns
+        // on (and a mailbox set changes) from the next message, each
+        // announcing this one as "in the ring". 64 B spin ping-pong, 2 x 20
+        // alternating runs: p50 1.167 -> 1.131 and 1.117 -> 1.046x the
+        // seqlock copy, 1.109 -> 1.055 and 1.117 -> 1.078x the cache line.
+        self.check_latest();
+        if self.source.is_some() {
+            let g = self.mailbox_generation();
+            if g != self.mailbox_gen {
+                self.sync_mailboxes(g);
+            }
+        }
         seq
     }
 
