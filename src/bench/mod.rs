@@ -182,9 +182,12 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
             // A ringbus figure is paired with its floor measured right
             // next to it: the hypervisor may move the vCPUs between cores
             // (this changes cross-core latency severalfold), and adjacent
-            // measurements usually share a placement. A ping-pong row
-            // alternates with its floor in blocks (the ratio is the median
-            // of the blocks'); the others follow one floor measurement.
+            // measurements usually share a placement. A row whose floor
+            // measures the same thing (a ping-pong, a stream's rate, a
+            // stream's latency) alternates with it in blocks, the ratio
+            // being the median of the blocks'; the rest (a blocking
+            // stream's latency against the futex ping-pong) follow one
+            // floor measurement.
             let floor = sc.floor().filter(|_| !sc.is_floor());
             let floor_params = |f: Scenario| {
                 list.iter()
@@ -193,7 +196,7 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
                     .context("a floor missing from the list")
             };
             let sample = match floor {
-                Some(f) if sc.metric() == Metric::PingPong && f.metric() == Metric::PingPong => {
+                Some(f) if sc.metric() == f.metric() => {
                     // Spin and adaptive rows also sit beside the seqlock
                     // ping-pong of their size (the floor).
                     let seqlock = sc.seqlock_floor();

@@ -97,7 +97,8 @@ pub struct Row {
     pub floor: Option<String>,
     /// This row's p50 (or messages/s) divided by its floor's: for ringbus
     /// rows the median over runs of the ratio to the floor measured next to
-    /// it (ping-pong: the median over blocks alternating with the floor),
+    /// it (the median over blocks alternating with the floor, but for a
+    /// blocking stream's latency),
     /// else the ratio of the medians.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
@@ -342,8 +343,8 @@ impl Report {
         let _ = writeln!(
             s,
             "×: ringbus figure / the floor in `vs`, that floor re-measured next to it on the same \
-             cores (ping-pong: in {} blocks alternating with it, median of the blocks' ratios; \
-             median over runs)",
+             cores, in {} blocks alternating with it (median of the blocks' ratios; a blocking \
+             stream's latency follows one futex ping-pong), median over runs",
             super::scenario::PAIR_BLOCKS
         );
 

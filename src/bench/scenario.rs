@@ -372,17 +372,21 @@ pub fn pair_params(floor: &Params) -> Params {
     }
 }
 
-/// Blocks a ringbus ping-pong row is measured in, each right after a block
-/// of its floor. The host moves the vCPUs (cross-core latency changes
-/// severalfold, sometimes within a second); a ratio taken per block and
-/// then the median over blocks keeps one unlucky moment from deciding it.
+/// Blocks a ringbus row is measured in, each right after a block of its
+/// floor. The host moves the vCPUs (cross-core latency changes severalfold,
+/// sometimes within a second) and other tenants come and go (the copy
+/// ring's rate moved 11–58 M msg/s between runs on 2026-12-03); a ratio
+/// taken per block and then the median over blocks keeps one unlucky
+/// moment from deciding it.
 pub const PAIR_BLOCKS: u64 = 5;
 
-/// A ringbus ping-pong row measured in [`PAIR_BLOCKS`] blocks alternating
-/// with its floor (same counts, same cores): the blocks' samples merged,
-/// and the median of the per-block ratios. With `seqlock`, each block is
-/// followed by one of that seqlock ping-pong too, for
-/// [`Sample::vs_seqlock`], so the row sits between its two floors.
+/// A ringbus row measured in [`PAIR_BLOCKS`] blocks alternating with its
+/// floor of the same kind (a ping-pong, a stream's rate or its latency;
+/// same counts, same cores): the blocks' samples merged (a stream's rate is
+/// the median of the blocks' rates), and the median of the per-block
+/// ratios. With `seqlock`, each block is followed by one of that seqlock
+/// ping-pong too, for [`Sample::vs_seqlock`], so the row sits between its
+/// two floors.
 ///
 /// # Errors
 /// A failed measurement.
@@ -401,13 +405,15 @@ pub fn measure_paired_blocks(
     };
     let (bp, fp) = (block(p), block(floor_params));
     let mut merged: Option<Sample> = None;
-    let (mut ratios, mut vs_seqlock) = (Vec::new(), Vec::new());
+    let (mut ratios, mut vs_seqlock, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..PAIR_BLOCKS {
         let f = measure(ctx, floor, &fp)
             .with_context(|| format!("measuring {} (paired)", floor.slug()))?;
         let mut s = measure(ctx, scenario, &bp)?;
+        // Same kind on both sides: no RTT / one-way scaling.
         s.pair_with(&f, true, true);
         ratios.extend(s.paired);
+        rates.extend(s.msgs_per_s);
         if let Some((base, base_params)) = seqlock {
             let b = measure(ctx, base, &block(base_params))
                 .with_context(|| format!("measuring {} (paired)", base.slug()))?;
@@ -419,6 +425,9 @@ pub fn measure_paired_blocks(
         });
     }
     let mut m = merged.context("no blocks measured")?;
+    if !rates.is_empty() {
+        m.msgs_per_s = Some(super::stats::median(rates));
+    }
     m.paired = median_pair(&ratios);
     m.vs_seqlock = median_pair(&vs_seqlock);
     Ok(m)
