@@ -303,7 +303,8 @@ pub struct Sample {
 
 impl Sample {
     /// This sample and `other` (a later block of the same row) as one:
-    /// histograms added, counts summed; the pairing is left to the caller.
+    /// histograms added, counts summed; the rate (the median of the
+    /// blocks') and the pairing are left to the caller.
     fn merge(mut self, other: Sample) -> Sample {
         match (&mut self.hist, other.hist) {
             (Some(h), Some(o)) => {
@@ -313,10 +314,6 @@ impl Sample {
             (h @ None, o) => *h = o,
             (Some(_), None) => {}
         }
-        self.msgs_per_s = match (self.msgs_per_s, other.msgs_per_s) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         self.received += other.received;
         self.lost += other.lost;
         self.paired = None;
@@ -425,9 +422,7 @@ pub fn measure_paired_blocks(
         });
     }
     let mut m = merged.context("no blocks measured")?;
-    if !rates.is_empty() {
-        m.msgs_per_s = Some(super::stats::median(rates));
-    }
+    m.msgs_per_s = (!rates.is_empty()).then(|| super::stats::median(rates));
     m.paired = median_pair(&ratios);
     m.vs_seqlock = median_pair(&vs_seqlock);
     Ok(m)
