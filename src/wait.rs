@@ -342,32 +342,28 @@ fn futex_wake(_word: &AtomicU32) {
 /// Any CPU of the machine may be named, not only those in the calling
 /// thread's current mask (a thread pinned elsewhere can move).
 pub fn pin_current_thread(core: usize) -> Result<(), PinError> {
-    // glibc's CPU_SETSIZE: sched_setaffinity cannot name a higher CPU.
-    if core >= 1024 {
+    use rustix::thread::{sched_setaffinity, CpuSet};
+    if core >= CpuSet::MAX_CPU {
         return Err(PinError::NoSuchCore(core));
     }
-    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-        Ok(())
-    } else {
-        Err(PinError::Refused(core))
-    }
+    let mut set = CpuSet::new();
+    set.set(core);
+    // `None`: the calling thread (sched_setaffinity(0, ...)).
+    sched_setaffinity(None, &set).map_err(|_| PinError::Refused(core))
 }
 
-/// CPUs this process may run on.
+/// CPUs this process may run on (its affinity mask), in ascending order.
 pub fn available_cores() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
+    use rustix::thread::{sched_getaffinity, CpuSet};
+    match sched_getaffinity(None) {
+        Ok(set) => (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Why a thread could not be pinned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PinError {
-    /// The OS did not report the CPU set.
-    #[error("cannot read this process's CPU set")]
-    Unavailable,
     /// A CPU number beyond what the OS can address.
     #[error("CPU {0} does not exist (see `nproc`)")]
     NoSuchCore(usize),

@@ -325,7 +325,7 @@ fn code_of(r: &Option<Reply>) -> ErrorCode {
 #[test]
 fn garbage_frames_then_a_good_client() {
     let dir = TestDir::new("api-garbage");
-    let mut broker = BrokerProc::start(&dir, None);
+    let _b = BrokerThread::start(&dir, Config::default());
     let path = dir.socket();
 
     let stats = encode_request(&Request::Stats).unwrap();
@@ -452,7 +452,6 @@ fn garbage_frames_then_a_good_client() {
     }
 
     // The broker is alive and serves a good client.
-    assert!(broker.child.try_wait().unwrap().is_none(), "broker died");
     let client = Client::connect(&path).unwrap();
     let mut p = client
         .publisher("after.garbage", cfg(Mode::Overwrite))
@@ -472,7 +471,6 @@ fn garbage_frames_then_a_good_client() {
     assert_eq!(&buf[..d.info.len], b"fine");
     let stats = client.stats().unwrap();
     assert!(stats.frames_rejected >= 10, "{stats:?}");
-    broker.kill9();
 }
 
 #[test]
@@ -625,70 +623,6 @@ fn backpressure_ring_that_appears_later_misses_nothing() {
     for i in 0..200u64 {
         p2.publish_timeout(&i.to_le_bytes(), i, PATIENCE).unwrap();
     }
-}
-
-#[test]
-fn a_client_truncating_ring_files_cannot_crash_the_broker() {
-    let dir = TestDir::new("api-truncate");
-    let mut broker = BrokerProc::start(&dir, None);
-    let client = Client::connect(dir.socket()).unwrap();
-    // The publisher runs in its own process: a truncated control segment
-    // is that process's problem, not ours.
-    let mut publisher = std::process::Command::new(BIN)
-        .arg("--socket")
-        .arg(dir.socket())
-        .args(["pub", "trunc", "--count", "1000000000", "--rate", "1000"])
-        .args([
-            "--mode",
-            "backpressure",
-            "--capacity",
-            "64",
-            "--max-size",
-            "64",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually("the publisher's ring", || {
-        let t = client.topics().ok()?;
-        (t.iter().find(|t| t.name == "trunc")?.rings.len() == 1).then_some(())
-    });
-    let mut conn = Connection::connect(&dir.socket(), "hostile").unwrap();
-    let (_, fds) = conn
-        .call(&Request::Subscribe {
-            topic: "trunc".into(),
-        })
-        .unwrap();
-    let data = std::fs::File::from(fds[1].try_clone().unwrap());
-    let ctrl = std::fs::File::from(fds[2].try_clone().unwrap());
-    // The data descriptor is read-only: it cannot even be truncated.
-    assert!(data.set_len(0).is_err());
-    // The control descriptor is writable (cursors): truncate it.
-    ctrl.set_len(0).unwrap();
-    for _ in 0..3 {
-        // (The publisher may already have died of SIGBUS and its ring be
-        // gone: either way the broker answers.)
-        let t = client.topics().unwrap();
-        let t = t.iter().find(|t| t.name == "trunc").unwrap();
-        assert!(t.rings.iter().all(|r| r.cursors == 0), "{t:?}");
-        client.stats().unwrap();
-    }
-    // The publisher dies (by SIGBUS or by us): the broker closes its
-    // truncated ring without touching its memory.
-    let _ = publisher.kill();
-    let _ = publisher.wait();
-    eventually("the ring to be closed", || {
-        let t = client.topics().ok()?;
-        t.iter()
-            .find(|t| t.name == "trunc")
-            .map_or(true, |t| t.rings.iter().all(|r| r.closed))
-            .then_some(())
-    });
-    drop(conn);
-    assert!(broker.child.try_wait().unwrap().is_none(), "broker died");
-    let mut p = client.publisher("after", cfg(Mode::Overwrite)).unwrap();
-    p.publish(b"ok", 0).unwrap();
 }
 
 #[test]

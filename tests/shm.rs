@@ -1,5 +1,9 @@
 //! Rings over real mapped files: creation, validation of hostile files,
 //! read-only subscribers, and a publisher and subscriber in two processes.
+//!
+//! The other process of a two-process test is this test binary run again
+//! with [`CHILD_ROLE`] set (`harness = false`: `main` dispatches on it), so
+//! a child's entry point is not a test that passes by returning.
 
 use ringbus::ring::{AttachError, Consumer, Mode, Producer, RecvError, RingConfig, Start};
 use ringbus::shm::{create_ring_files, create_ring_memfd, map_ring, ring_paths, Access, ShmError};
@@ -9,6 +13,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+
+use libtest_mimic::{Arguments, Trial};
 
 /// A fresh directory under /dev/shm (tmpfs), removed on drop.
 struct TempDir(PathBuf);
@@ -50,7 +56,6 @@ fn open_ro(p: &std::path::Path) -> File {
     File::open(p).unwrap()
 }
 
-#[test]
 fn create_map_publish_receive() {
     let dir = TempDir::new("basic");
     let (d, c) = create_ring_files(&dir.0, "r", &config(Mode::Overwrite), 7, 1).unwrap();
@@ -81,7 +86,6 @@ fn create_map_publish_receive() {
     assert!(sub_region.close().is_err());
 }
 
-#[test]
 fn existing_files_are_not_overwritten() {
     let dir = TempDir::new("exists");
     create_ring_files(&dir.0, "r", &config(Mode::Overwrite), 1, 1).unwrap();
@@ -89,7 +93,6 @@ fn existing_files_are_not_overwritten() {
     assert!(matches!(e, ShmError::Io { .. }), "{e}");
 }
 
-#[test]
 fn read_only_descriptor_cannot_be_mapped_writable() {
     let dir = TempDir::new("ro");
     let (_d, c) = create_ring_files(&dir.0, "r", &config(Mode::Overwrite), 1, 1).unwrap();
@@ -98,7 +101,6 @@ fn read_only_descriptor_cannot_be_mapped_writable() {
     assert!(matches!(e, ShmError::Io { .. }), "{e}");
 }
 
-#[test]
 fn config_mismatch_is_reported() {
     let (d, c) = create_ring_memfd("mismatch", &config(Mode::Overwrite), 1, 1).unwrap();
     let want = RingConfig {
@@ -128,7 +130,6 @@ fn corrupt(offset: u64, bytes: &[u8]) -> Result<(), ShmError> {
     map_ring(&d, &c, Access::ReadWrite, None).map(drop)
 }
 
-#[test]
 fn hostile_headers_are_typed_errors() {
     assert!(matches!(
         corrupt(0, b"NOTARING"),
@@ -177,7 +178,6 @@ fn hostile_headers_are_typed_errors() {
     ));
 }
 
-#[test]
 fn truncated_swapped_and_empty_segments_are_typed_errors() {
     let (d, c) = create_ring_memfd("trunc", &config(Mode::Overwrite), 1, 1).unwrap();
     // Data and control swapped.
@@ -213,7 +213,6 @@ fn truncated_swapped_and_empty_segments_are_typed_errors() {
     ));
 }
 
-#[test]
 fn invalid_config_is_refused_at_creation() {
     let dir = TempDir::new("badcfg");
     let bad = RingConfig {
@@ -227,16 +226,22 @@ fn invalid_config_is_refused_at_creation() {
     assert!(!ring_paths(&dir.0, "r").0.exists(), "no file left behind");
 }
 
-const CHILD_ENV: &str = "RINGBUS_TEST_CHILD_DIR";
+/// Set in a child process to the role it plays; its directory is in
+/// [`CHILD_DIR`].
+const CHILD_ROLE: &str = "RINGBUS_TEST_CHILD_ROLE";
+const CHILD_DIR: &str = "RINGBUS_TEST_CHILD_DIR";
 const MESSAGES: u64 = 200_000;
 
-/// Runs only when spawned by `two_processes_over_a_mapped_file`: the
-/// subscriber side, in its own process, with the data mapped read-only.
-#[test]
-fn child_subscriber() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+/// This test binary as a child playing `role` in `dir`.
+fn child(role: &str, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.env(CHILD_ROLE, role).env(CHILD_DIR, dir);
+    c
+}
+
+/// The subscriber side of `two_processes_over_a_mapped_file`, in its own
+/// process, with the data mapped read-only.
+fn child_subscriber(dir: &str) {
     let (dp, cp) = ring_paths(std::path::Path::new(&dir), "xproc");
     let ctrl = OpenOptions::new().read(true).write(true).open(&cp).unwrap();
     let region = map_ring(
@@ -275,7 +280,6 @@ fn child_subscriber() {
     std::fs::write(format!("{dir}/count"), n.to_string()).unwrap();
 }
 
-#[test]
 fn two_processes_over_a_mapped_file() {
     let dir = TempDir::new("xproc");
     let (d, c) = create_ring_files(
@@ -287,16 +291,7 @@ fn two_processes_over_a_mapped_file() {
     )
     .unwrap();
     let region = map_ring(&d, &c, Access::ReadWrite, None).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_subscriber",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, &dir.0)
-        .spawn()
-        .unwrap();
+    let mut child = child("subscriber", &dir.0).spawn().unwrap();
     // Wait for the child's cursor so back-pressure holds every message for it.
     let ready = dir.0.join("ready");
     for _ in 0..6000 {
@@ -329,13 +324,10 @@ fn two_processes_over_a_mapped_file() {
     );
 }
 
-/// A subscriber's mapping of the message data is read-only: a write to it
-/// kills the writer (SIGSEGV) instead of corrupting the stream.
-#[test]
-fn child_writes_read_only_mapping() {
-    let Ok(dir) = std::env::var("RINGBUS_TEST_RO_DIR") else {
-        return;
-    };
+/// The child of `subscriber_cannot_write_message_data`: writes to its
+/// read-only mapping of the message data, which must kill it (SIGSEGV)
+/// instead of corrupting the stream.
+fn child_writes_read_only_mapping(dir: &str) {
     let (dp, cp) = ring_paths(std::path::Path::new(&dir), "ro");
     let ctrl = OpenOptions::new().read(true).write(true).open(&cp).unwrap();
     let region = map_ring(&open_ro(&dp), &ctrl, Access::Subscriber, None).unwrap();
@@ -346,25 +338,69 @@ fn child_writes_read_only_mapping() {
     unreachable!("the write above must fault");
 }
 
-#[test]
 fn subscriber_cannot_write_message_data() {
     use std::os::unix::process::ExitStatusExt;
     let dir = TempDir::new("ro");
     create_ring_files(&dir.0, "ro", &config(Mode::Overwrite), 1, 1).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_writes_read_only_mapping",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("RINGBUS_TEST_RO_DIR", &dir.0)
-        .output()
-        .unwrap();
+    let out = child("write-read-only", &dir.0).output().unwrap();
     assert_eq!(
         out.status.signal(),
         Some(11),
         "expected SIGSEGV, got {:?}",
         out.status
     );
+}
+
+/// A test of this binary: `f` passes unless it panics.
+fn trial(name: &str, f: fn()) -> Trial {
+    Trial::test(name, move || {
+        f();
+        Ok(())
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    if let Ok(role) = std::env::var(CHILD_ROLE) {
+        let dir = std::env::var(CHILD_DIR).expect("a child's directory");
+        match role.as_str() {
+            "subscriber" => child_subscriber(&dir),
+            "write-read-only" => child_writes_read_only_mapping(&dir),
+            other => panic!("unknown child role {other:?}"),
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    let args = Arguments::from_args();
+    let tests = vec![
+        trial("create_map_publish_receive", create_map_publish_receive),
+        trial(
+            "existing_files_are_not_overwritten",
+            existing_files_are_not_overwritten,
+        ),
+        trial(
+            "read_only_descriptor_cannot_be_mapped_writable",
+            read_only_descriptor_cannot_be_mapped_writable,
+        ),
+        trial("config_mismatch_is_reported", config_mismatch_is_reported),
+        trial(
+            "hostile_headers_are_typed_errors",
+            hostile_headers_are_typed_errors,
+        ),
+        trial(
+            "truncated_swapped_and_empty_segments_are_typed_errors",
+            truncated_swapped_and_empty_segments_are_typed_errors,
+        ),
+        trial(
+            "invalid_config_is_refused_at_creation",
+            invalid_config_is_refused_at_creation,
+        ),
+        trial(
+            "two_processes_over_a_mapped_file",
+            two_processes_over_a_mapped_file,
+        ),
+        trial(
+            "subscriber_cannot_write_message_data",
+            subscriber_cannot_write_message_data,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit_code()
 }

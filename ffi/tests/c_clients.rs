@@ -6,7 +6,7 @@
 //!
 //! `cargo test` does not build this package's cdylib/staticlib for its
 //! integration tests, so the first test to need them runs
-//! `cargo build -p ringbus-ffi -p ringbus` into `<target>/ffi-tests` (its own
+//! `cargo build -p ringbus-ffi -p ringbus-cli` into `<target>/ffi-tests` (its own
 //! target directory: no lock shared with the `cargo test` running us). That
 //! build also provides the `ringbus` broker binary.
 
@@ -48,7 +48,7 @@ fn built() -> &'static Built {
         let own = target.join("ffi-tests");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "ringbus-ffi", "-p", "ringbus"])
+            .args(["build", "--quiet", "-p", "ringbus-ffi", "-p", "ringbus-cli"])
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", &own)
             .status()
@@ -374,12 +374,10 @@ fn c_api_contract_static_library() {
 
 #[test]
 fn c_to_c_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIPPED c_to_c_under_valgrind: valgrind is not installed (apt-get install valgrind)"
-        );
-        return;
-    }
+    assert!(
+        Command::new("valgrind").arg("--version").output().is_ok(),
+        "this test needs valgrind: apt-get install valgrind"
+    );
     let broker = Broker::start("valgrind");
     let valgrind = |prog: &str, args: &[&str]| {
         let mut cmd = c_command("valgrind");
@@ -460,14 +458,10 @@ fn pingpong_reports_percentiles() {
 
 #[test]
 fn installs_with_pkg_config() {
-    if Command::new("pkg-config")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED installs_with_pkg_config: pkg-config is not installed");
-        return;
-    }
+    assert!(
+        Command::new("pkg-config").arg("--version").output().is_ok(),
+        "this test needs pkg-config: apt-get install pkg-config"
+    );
     let b = built();
     let prefix = TestDir::new("prefix");
     let out = Command::new(workspace().join("ffi/install.sh"))

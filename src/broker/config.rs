@@ -281,7 +281,7 @@ impl Config {
         Ok(c)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         if l.max_topics == 0 || l.max_clients == 0 {
             return Err(ConfigError::Invalid(

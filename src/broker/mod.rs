@@ -12,6 +12,7 @@
 
 mod adopt;
 pub mod config;
+mod embedded;
 mod ringfile;
 mod signals;
 mod state;
@@ -32,6 +33,7 @@ use crate::control::frame::{ErrorCode, Reply, Request};
 use crate::control::{paths, socket, PeerCred};
 
 pub use config::{Action, Config, ConfigError};
+pub use embedded::EmbeddedBroker;
 pub use signals::install_stop_handlers;
 use state::State;
 
@@ -154,6 +156,8 @@ impl Broker {
             data_dir,
             config,
         } = opts;
+        // A config built in code has not been through `Config::parse`.
+        config.validate()?;
         if let Some(dir) = socket_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::DirBuilder::new()

@@ -1,17 +1,13 @@
-//! Helpers shared by the integration tests: unique directories, a broker
-//! process (the real binary) or an in-process broker, and bounded waits.
+//! Helpers shared by the integration tests (here and in `cli/tests`, which
+//! includes this file): unique directories, an in-process broker, bounded
+//! waits, and the payloads `ringbus pub --count` generates.
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use ringbus::client::Client;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_ringbus");
 
 /// Generous bound for things that must happen eventually (never a
 /// performance assertion: only a guard against hanging forever).
@@ -22,8 +18,13 @@ pub struct TestDir(pub PathBuf);
 
 impl TestDir {
     pub fn new(name: &str) -> TestDir {
+        TestDir::new_in(&std::env::temp_dir(), name)
+    }
+
+    /// A fresh directory under `base`.
+    pub fn new_in(base: &std::path::Path, name: &str) -> TestDir {
         static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
+        let p = base.join(format!(
             "ringbus-test-{}-{}-{}",
             name,
             std::process::id(),
@@ -59,49 +60,6 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < end, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A `ringbus serve` process, killed on drop.
-pub struct BrokerProc {
-    pub child: Child,
-    pub socket: PathBuf,
-}
-
-impl BrokerProc {
-    pub fn start(dir: &TestDir, config: Option<&Path>) -> BrokerProc {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(dir.socket())
-            .arg("--data-dir")
-            .arg(dir.data())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(c) = config {
-            cmd.arg("--config").arg(c);
-        }
-        let mut child = cmd.spawn().expect("spawn ringbus serve");
-        let socket = dir.socket();
-        eventually("the broker to accept clients", || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("broker exited early: {status}");
-            }
-            Client::connect(&socket).ok()
-        });
-        BrokerProc { child, socket }
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for BrokerProc {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -21,7 +21,6 @@ mod args;
 mod child;
 mod clock;
 mod driver;
-mod embedded;
 mod floors;
 mod hgrm;
 mod plot;
@@ -35,6 +34,7 @@ mod stats;
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use ringbus::broker::{Config, EmbeddedBroker};
 
 pub use args::{BenchArgs, ModeArg, Plan, ScenarioArg, WaitArg};
 pub use child::CHILD_SUBCOMMAND;
@@ -107,11 +107,11 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     let broker = if plan.direct {
         None
     } else {
-        Some(embedded::EmbeddedBroker::start(plan.trusted)?)
+        Some(start_broker(plan.trusted)?)
     };
     let client = match &broker {
         Some(b) => Some(
-            crate::client::Client::connect(b.socket())
+            b.client()
                 .context("connecting to the bench's embedded broker")?,
         ),
         None => None,
@@ -232,7 +232,7 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     progress.finish();
     drop(client);
     if let Some(b) = broker {
-        b.shutdown()?;
+        b.stop().context("the bench's embedded broker failed")?;
     }
     let rows = list
         .iter()
@@ -241,6 +241,20 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         .collect();
     let machine = report::Machine::detect(ticks);
     Ok(Report::new(machine, plan, rows, notes))
+}
+
+/// The broker the bench measures through: embedded in this process, in a
+/// temporary directory. `trusted`: subscribers get read-write data
+/// descriptors (`server.trusted_subscribers`).
+fn start_broker(trusted: bool) -> Result<EmbeddedBroker> {
+    let mut c = Config::default();
+    c.server.trusted_subscribers = trusted;
+    // Every measurement opens topics of its own, and opened topics are
+    // kept for the broker's life, which is this run's: a full `--runs 3`
+    // opens ~1 400 (each paired block is a measurement), past the default
+    // limit of 1 024.
+    c.limits.max_topics = u32::MAX;
+    EmbeddedBroker::with_config(c).context("starting the bench's embedded broker")
 }
 
 /// Entry point of a bench child (`ringbus __bench-child <SPEC>`): plays one

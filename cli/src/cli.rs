@@ -44,7 +44,7 @@ pub enum Command {
     Stats(JsonArg),
     /// Measure latency and throughput against the hardware floor (starts
     /// its own broker and processes; needs two CPUs).
-    Bench(Box<ringbus::bench::BenchArgs>),
+    Bench(Box<ringbus_bench::BenchArgs>),
     /// Internal: one side of a `ringbus bench` measurement.
     #[command(name = "__bench-child", hide = true)]
     BenchChild {
@@ -184,10 +184,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sub(a) => subscribe(&connect(&cli)?, a),
         Command::Topics(a) => topics(&connect(&cli)?, a.json),
         Command::Stats(a) => stats(&connect(&cli)?, a.json),
-        Command::Bench(a) => ringbus::bench::run(a).map(|()| ExitCode::SUCCESS),
-        Command::BenchChild { spec } => {
-            ringbus::bench::child_main(spec).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Bench(a) => ringbus_bench::run(a).map(|()| ExitCode::SUCCESS),
+        Command::BenchChild { spec } => ringbus_bench::child_main(spec).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -598,7 +596,7 @@ mod tests {
         // `ringbus bench` re-executes this binary with this subcommand.
         let cmd = Cli::command();
         let child = cmd
-            .find_subcommand(ringbus::bench::CHILD_SUBCOMMAND)
+            .find_subcommand(ringbus_bench::CHILD_SUBCOMMAND)
             .expect("the bench child subcommand exists");
         assert!(child.is_hide_set());
     }

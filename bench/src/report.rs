@@ -26,7 +26,7 @@ pub struct Machine {
 
 impl Machine {
     /// Reads `/proc/cpuinfo` and `uname`.
-    pub fn detect(ticks: crate::bench::clock::Ticks) -> Machine {
+    pub fn detect(ticks: crate::clock::Ticks) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// `CLOCK_MONOTONIC` in nanoseconds (vDSO, no syscall): the clock ring
 /// timestamps are compared with.
-pub use crate::ring::monotonic_ns;
+pub use ringbus::ring::monotonic_ns;
 
 /// A cheap per-core tick counter and its calibrated conversion to ns.
 #[derive(Clone, Copy, Debug)]

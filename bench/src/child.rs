@@ -251,11 +251,7 @@ impl Drop for Children {
 
 /// Pins the calling thread to `cpu`.
 pub fn pin(cpu: usize) -> Result<()> {
-    if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-        Ok(())
-    } else {
-        bail!("could not pin to CPU {cpu} (sched_setaffinity failed)")
-    }
+    ringbus::wait::pin_current_thread(cpu).context("pinning a bench process")
 }
 
 /// Child side, up to the scenario: decode, tie our life to the parent's,

@@ -81,7 +81,7 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<std::path::PathBuf>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::stats::new_hist;
+    use crate::stats::new_hist;
 
     #[test]
     fn hgrm_has_header_rows_and_footer() {

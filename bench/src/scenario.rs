@@ -271,7 +271,7 @@ pub struct Ctx<'a> {
     /// Calibrated ticks for RTTs.
     pub ticks: Ticks,
     /// A client of the embedded broker (`None` with `--direct`).
-    pub broker: Option<&'a crate::client::Client>,
+    pub broker: Option<&'a ringbus::client::Client>,
     /// Measurements made so far (names each one's topics).
     pub count: std::cell::Cell<u64>,
 }

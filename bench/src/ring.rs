@@ -4,8 +4,8 @@
 //!   the parent and each child connect with [`Client`], the publisher is a
 //!   [`Publisher`] and the subscriber a [`Subscriber`];
 //! * **direct** (`--direct`): the parent creates the rings as memfds with
-//!   [`crate::shm::create_ring_memfd`], the children inherit and map them
-//!   with [`crate::shm::map_ring`], and both sides use the bare
+//!   [`ringbus::shm::create_ring_memfd`], the children inherit and map them
+//!   with [`ringbus::shm::map_ring`], and both sides use the bare
 //!   [`Producer`] / [`Consumer`] — the ring's own cost, without the client
 //!   layer.
 //!
@@ -31,13 +31,13 @@ use super::child::{Params, SideResult};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::shared::{Patience, Region, STALL};
-use crate::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
-use crate::ring::{
+use ringbus::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
+use ringbus::ring::{
     Consumer, Mailbox, MessageInfo, Mode, Producer, PublishError, RecvError, RingConfig,
     RingRegion, Start,
 };
-use crate::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
-use crate::wait::WaitStrategy;
+use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
+use ringbus::wait::WaitStrategy;
 
 /// Refresh the receive deadline every this many messages: rarely, since
 /// each refresh is a clock read near a measured message (every 256 put one

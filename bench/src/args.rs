@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -459,10 +459,11 @@ fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
 
 /// Reads the CPUs this process may run on.
 pub fn allowed_cpus() -> Result<Vec<usize>> {
-    let ids =
-        core_affinity::get_core_ids().context("could not read this process's CPU affinity mask")?;
-    let mut cpus: Vec<usize> = ids.into_iter().map(|c| c.id).collect();
-    cpus.sort_unstable();
+    let cpus = ringbus::wait::available_cores();
+    ensure!(
+        !cpus.is_empty(),
+        "could not read this process's CPU affinity mask"
+    );
     Ok(cpus)
 }
 
