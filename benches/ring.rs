@@ -3,14 +3,14 @@
 //! `cargo bench --bench ring`; `cargo test --benches` runs each once.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringbus::ring::{Consumer, Mode, Producer, RecvError, RingConfig, RingRegion, Start};
+use ringbus::ring::{Consumer, Mode, Producer, RecvError, RingRegion, Start, TopicConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const SIZES: [usize; 4] = [8, 64, 1024, 65536];
 
 fn region(size: usize, capacity: u32) -> Arc<RingRegion> {
-    RingRegion::heap(&RingConfig {
+    RingRegion::heap(&TopicConfig {
         max_message_size: size as u32,
         capacity,
         mode: Mode::Overwrite,

@@ -26,14 +26,12 @@ use crate::control::frame::{ErrorCode, Reply, Request, RingRef};
 use crate::control::segment::{SegmentError, TopicSegment};
 use crate::control::{paths, BrokerStats, Connection, ConnectionError, TopicInfo};
 use crate::ring::{
-    AttachError, Consumer, Mailbox, MailboxSource, MessageInfo, Producer, RecvError, RingConfig,
-    Start,
+    AttachError, Consumer, Mailbox, MailboxSource, MessageInfo, Producer, RecvError, Start,
 };
 use crate::shm::{Access, ShmError};
 use crate::wait::{Limit, WaitStrategy};
 
-pub use crate::control::frame::TopicConfig;
-pub use crate::ring::Mode;
+pub use crate::ring::{Mode, TopicConfig};
 
 mod zero_copy;
 
@@ -254,7 +252,7 @@ impl Client {
                 &File::from(data),
                 &File::from(ctrl),
                 Access::ReadWrite,
-                Some(&RingConfig::from(config)),
+                Some(&config),
             )
             .map_err(|source| ClientError::Shm {
                 topic: topic.to_owned(),
@@ -370,7 +368,7 @@ struct BrokerMailboxes {
     client: Client,
     lease: u64,
     ring_id: u64,
-    config: RingConfig,
+    config: TopicConfig,
     /// Mailboxes mapped so far, by broker id.
     mapped: Vec<(u64, Arc<Mailbox>)>,
 }
@@ -602,14 +600,14 @@ impl Subscriber {
                 &data,
                 &File::from(ctrl),
                 crate::shm::subscriber_access(&data),
-                self.config.map(RingConfig::from).as_ref(),
+                self.config.as_ref(),
             )
             .map_err(|source| ClientError::Shm {
                 topic: self.topic.clone(),
                 source,
             })?;
             if self.config.is_none() {
-                self.config = Some(TopicConfig::from(region.config()));
+                self.config = Some(*region.config());
             }
             let config = *region.config();
             let mut consumer = match r.cursor {

@@ -1,7 +1,7 @@
 //! Shared-memory segments: create, size, initialise, pre-fault and map a
 //! ring's two files (in a directory, normally on tmpfs, or as memfds).
 
-use crate::ring::{AttachError, ConfigError, Mailbox, RingConfig, RingRegion};
+use crate::ring::{AttachError, Mailbox, RingRegion, TopicConfig, TopicConfigError};
 use memmap2::{Mmap, MmapMut, MmapOptions};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,7 +23,7 @@ pub enum ShmError {
     },
     /// The requested ring configuration is invalid.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] TopicConfigError),
     /// The segments are not a valid ring (or not the expected one).
     #[error(transparent)]
     Attach(#[from] AttachError),
@@ -81,7 +81,7 @@ pub fn ring_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 pub fn create_ring_files(
     dir: &Path,
     name: &str,
-    config: &RingConfig,
+    config: &TopicConfig,
     ring_id: u64,
     publisher_pid: u32,
 ) -> Result<(File, File), ShmError> {
@@ -119,7 +119,7 @@ pub fn create_ring_files(
 /// As [`create_ring_files`].
 pub fn create_ring_memfd(
     name: &str,
-    config: &RingConfig,
+    config: &TopicConfig,
     ring_id: u64,
     publisher_pid: u32,
 ) -> Result<(File, File), ShmError> {
@@ -142,7 +142,7 @@ pub fn create_ring_memfd(
 fn init_files(
     data: &File,
     ctrl: &File,
-    config: &RingConfig,
+    config: &TopicConfig,
     ring_id: u64,
     pid: u32,
 ) -> Result<(), ShmError> {
@@ -197,7 +197,7 @@ pub fn map_ring(
     data: &File,
     ctrl: &File,
     access: Access,
-    expected: Option<&RingConfig>,
+    expected: Option<&TopicConfig>,
 ) -> Result<Arc<RingRegion>, ShmError> {
     let dlen = data
         .metadata()
@@ -258,7 +258,7 @@ pub fn map_ring(
 /// # Errors
 /// [`ShmError::Config`]; [`ShmError::Io`] if the memfd cannot be created,
 /// sized, mapped or sealed.
-pub fn create_mailbox_memfd(config: &RingConfig, ring_id: u64) -> Result<File, ShmError> {
+pub fn create_mailbox_memfd(config: &TopicConfig, ring_id: u64) -> Result<File, ShmError> {
     use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
     let len = config.validate()?.mailbox_len;
     let fd = memfd_create(
@@ -302,7 +302,7 @@ pub fn create_mailbox_memfd(config: &RingConfig, ring_id: u64) -> Result<File, S
 /// [`ShmError::Attach`] if it is not a mailbox of that ring.
 pub fn map_mailbox(
     file: &File,
-    config: &RingConfig,
+    config: &TopicConfig,
     ring_id: u64,
 ) -> Result<Arc<Mailbox>, ShmError> {
     use rustix::fs::{fcntl_get_seals, SealFlags};

@@ -2,7 +2,7 @@
 //! try_recv_with, zero-copy receive and blocking receive, counted by a
 //! global allocator.
 
-use ringbus::ring::{Consumer, Mode, Producer, RingConfig, RingRegion, Start};
+use ringbus::ring::{Consumer, Mode, Producer, RingRegion, Start, TopicConfig};
 use ringbus::wait::WaitStrategy;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -48,7 +48,7 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn publish_and_receive_do_not_allocate() {
     for mode in [Mode::Overwrite, Mode::Backpressure] {
-        let cfg = RingConfig {
+        let cfg = TopicConfig {
             max_message_size: 64,
             capacity: 64,
             mode,

@@ -12,13 +12,13 @@
 
 use loom::thread;
 use ringbus::ring::{
-    Consumer, Mailbox, Mode, Producer, PublishError, RecvError, RingConfig, RingRegion, Start,
+    Consumer, Mailbox, Mode, Producer, PublishError, RecvError, RingRegion, Start, TopicConfig,
 };
 use ringbus::wait::WaitStrategy;
 
-fn config(mode: Mode) -> RingConfig {
+fn config(mode: Mode) -> TopicConfig {
     // 16-byte payloads: two words, so a torn copy is observable.
-    RingConfig {
+    TopicConfig {
         max_message_size: 16,
         capacity: 4,
         mode,
@@ -90,7 +90,7 @@ fn overwrite_never_delivers_torn_messages() {
 #[test]
 fn latest_slot_never_delivers_torn_or_misplaced_messages() {
     loom::model(|| {
-        let config = RingConfig {
+        let config = TopicConfig {
             max_message_size: 24,
             ..config(Mode::Overwrite)
         };
@@ -146,7 +146,7 @@ fn latest_slot_never_delivers_torn_or_misplaced_messages() {
 #[test]
 fn mailbox_never_delivers_torn_or_misplaced_messages() {
     loom::model(|| {
-        let config = RingConfig {
+        let config = TopicConfig {
             max_message_size: 24,
             ..config(Mode::Overwrite)
         };
@@ -227,7 +227,7 @@ fn backpressure_never_overwrites() {
     loom::model(|| {
         // Two slots and three messages: the third must wait for the first
         // to be released (more messages only multiply the spin states).
-        let config = RingConfig {
+        let config = TopicConfig {
             capacity: 2,
             ..config(Mode::Backpressure)
         };

@@ -5,11 +5,11 @@
 
 use std::fs::File;
 
-use ringbus::ring::{Consumer, Mode, Producer, RecvError, RingConfig, Start};
+use ringbus::ring::{Consumer, Mode, Producer, RecvError, Start, TopicConfig};
 use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
 
-fn config() -> RingConfig {
-    RingConfig {
+fn config() -> TopicConfig {
+    TopicConfig {
         max_message_size: 512,
         capacity: 16,
         mode: Mode::Overwrite,
@@ -121,7 +121,7 @@ fn unsealed_foreign_or_short_mailboxes_are_refused() {
     let other = create_mailbox_memfd(&cfg, 2).unwrap();
     let e = map_mailbox(&other, &cfg, 1).unwrap_err().to_string();
     assert!(e.contains("ring 2"), "{e}");
-    let small = RingConfig {
+    let small = TopicConfig {
         max_message_size: 8,
         ..cfg
     };

@@ -5,7 +5,7 @@
 //! with [`CHILD_ROLE`] set (`harness = false`: `main` dispatches on it), so
 //! a child's entry point is not a test that passes by returning.
 
-use ringbus::ring::{AttachError, Consumer, Mode, Producer, RecvError, RingConfig, Start};
+use ringbus::ring::{AttachError, Consumer, Mode, Producer, RecvError, Start, TopicConfig};
 use ringbus::shm::{create_ring_files, create_ring_memfd, map_ring, ring_paths, Access, ShmError};
 use ringbus::wait::WaitStrategy;
 use std::fs::{File, OpenOptions};
@@ -43,8 +43,8 @@ impl Drop for TempDir {
     }
 }
 
-fn config(mode: Mode) -> RingConfig {
-    RingConfig {
+fn config(mode: Mode) -> TopicConfig {
+    TopicConfig {
         max_message_size: 64,
         capacity: 16,
         mode,
@@ -103,7 +103,7 @@ fn read_only_descriptor_cannot_be_mapped_writable() {
 
 fn config_mismatch_is_reported() {
     let (d, c) = create_ring_memfd("mismatch", &config(Mode::Overwrite), 1, 1).unwrap();
-    let want = RingConfig {
+    let want = TopicConfig {
         capacity: 32,
         ..config(Mode::Overwrite)
     };
@@ -215,7 +215,7 @@ fn truncated_swapped_and_empty_segments_are_typed_errors() {
 
 fn invalid_config_is_refused_at_creation() {
     let dir = TempDir::new("badcfg");
-    let bad = RingConfig {
+    let bad = TopicConfig {
         capacity: 6,
         ..config(Mode::Overwrite)
     };

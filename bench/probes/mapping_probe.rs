@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use ringbus::broker::{Broker, BrokerOptions, Config};
 use ringbus::client::{Client, SubscribeOptions, TopicConfig};
 
-use ringbus::ring::{Consumer, Mode, Producer, RecvError, RingConfig, Start};
+use ringbus::ring::{Consumer, Mode, Producer, RecvError, Start};
 use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
 use ringbus::wait::{pin_current_thread, WaitStrategy};
 
@@ -45,7 +45,7 @@ fn ring(
         true => Wait::Library(Instant::now() + std::time::Duration::from_secs(60)),
         false => Wait::TryRecv,
     };
-    let cfg = RingConfig {
+    let cfg = TopicConfig {
         max_message_size: size as u32,
         capacity: 4096,
         mode: Mode::Overwrite,

@@ -33,8 +33,7 @@ use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::shared::{Patience, Region, STALL};
 use ringbus::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use ringbus::ring::{
-    Consumer, Mailbox, MessageInfo, Mode, Producer, PublishError, RecvError, RingConfig,
-    RingRegion, Start,
+    Consumer, Mailbox, MessageInfo, Mode, Producer, PublishError, RecvError, RingRegion, Start,
 };
 use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
 use ringbus::wait::WaitStrategy;
@@ -86,8 +85,8 @@ pub enum Link {
 }
 
 /// The ring configuration of the bench's rings for `p` and `mode`.
-pub fn config(p: &Params, mode: ModeArg, subscribers: u32) -> Result<RingConfig> {
-    let c = RingConfig {
+pub fn config(p: &Params, mode: ModeArg, subscribers: u32) -> Result<TopicConfig> {
+    let c = TopicConfig {
         max_message_size: u32::try_from(p.size).context("message size")?,
         capacity: p.capacity,
         mode: mode.ring_mode(),
@@ -97,7 +96,7 @@ pub fn config(p: &Params, mode: ModeArg, subscribers: u32) -> Result<RingConfig>
     Ok(c)
 }
 
-fn topic_config(c: &RingConfig) -> TopicConfig {
+fn topic_config(c: &TopicConfig) -> TopicConfig {
     TopicConfig {
         max_message_size: c.max_message_size,
         capacity: c.capacity,
@@ -117,7 +116,7 @@ pub struct RingFiles {
 impl RingFiles {
     /// Creates a ring (pre-faulted memfds), with a mailbox for its reader
     /// if `mailbox`.
-    pub fn create(cfg: &RingConfig, id: u64, mailbox: bool) -> Result<RingFiles> {
+    pub fn create(cfg: &TopicConfig, id: u64, mailbox: bool) -> Result<RingFiles> {
         let (data, ctrl) = create_ring_memfd("bench", cfg, id, std::process::id())
             .context("creating a ring for the bench")?;
         let mailbox = match mailbox {
@@ -172,18 +171,18 @@ impl RingFiles {
         })
     }
 
-    fn mailbox(&self, cfg: &RingConfig, id: u64) -> Result<Option<Arc<Mailbox>>> {
+    fn mailbox(&self, cfg: &TopicConfig, id: u64) -> Result<Option<Arc<Mailbox>>> {
         self.mailbox
             .as_ref()
             .map(|m| map_mailbox(m, cfg, id).context("mapping a bench mailbox"))
             .transpose()
     }
 
-    fn map(&self, access: Access, cfg: &RingConfig) -> Result<Arc<RingRegion>> {
+    fn map(&self, access: Access, cfg: &TopicConfig) -> Result<Arc<RingRegion>> {
         map_ring(&self.data, &self.ctrl, access, Some(cfg)).context("mapping a bench ring")
     }
 
-    fn sender(&self, cfg: &RingConfig, p: &Params) -> Result<Sender> {
+    fn sender(&self, cfg: &TopicConfig, p: &Params) -> Result<Sender> {
         let region = self.map(Access::ReadWrite, cfg)?;
         let id = region.ring_id();
         let mut producer = Producer::new(region).context("bench publisher")?;
@@ -196,7 +195,7 @@ impl RingFiles {
         Ok(Sender::Direct(producer))
     }
 
-    fn receiver(&self, cfg: &RingConfig, wait: WaitArg, p: &Params) -> Result<Receiver> {
+    fn receiver(&self, cfg: &TopicConfig, wait: WaitArg, p: &Params) -> Result<Receiver> {
         let access = if p.trusted {
             Access::TrustedSubscriber
         } else {
@@ -305,7 +304,7 @@ fn subscribe(client: &Client, topic: &str, wait: WaitArg) -> Result<Receiver> {
     Ok(Receiver::Broker(Box::new(s)))
 }
 
-fn advertise(client: &Client, topic: &str, cfg: &RingConfig, p: &Params) -> Result<Sender> {
+fn advertise(client: &Client, topic: &str, cfg: &TopicConfig, p: &Params) -> Result<Sender> {
     let mut publisher = client
         .publisher(topic, topic_config(cfg))
         .with_context(|| format!("publishing on {topic}"))?;
@@ -319,7 +318,7 @@ fn advertise(client: &Client, topic: &str, cfg: &RingConfig, p: &Params) -> Resu
 pub fn parent_setup(
     broker: Option<&Client>,
     measurement: u64,
-    cfg: &RingConfig,
+    cfg: &TopicConfig,
     wait: WaitArg,
     pingpong: bool,
     p: &Params,
@@ -373,7 +372,7 @@ pub fn parent_setup(
 /// publish on B; streaming: receive).
 fn child_ends(
     link: &Link,
-    cfg: &RingConfig,
+    cfg: &TopicConfig,
     wait: WaitArg,
     pingpong: bool,
     p: &Params,
@@ -514,7 +513,7 @@ pub fn stream_parent(mut tx: Sender, p: &Params) -> Result<()> {
 pub fn child(
     region: &Region,
     link: &Link,
-    cfg: &RingConfig,
+    cfg: &TopicConfig,
     wait: WaitArg,
     pingpong: bool,
     p: &Params,

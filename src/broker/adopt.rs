@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
-use crate::control::frame::TopicConfig;
 use crate::control::segment::TopicSegment;
 use crate::control::validate_topic_name;
 
@@ -73,7 +72,7 @@ impl State {
             }
         }
         for (topic, rings) in found {
-            let config = TopicConfig::from(rings[0].1.file.config());
+            let config = *rings[0].1.file.config();
             let mut t = match self.reopen_topic(&topic) {
                 Ok(t) => t,
                 Err(e) => {
@@ -83,7 +82,7 @@ impl State {
             };
             t.config = Some(config);
             for (id, ring) in rings {
-                if TopicConfig::from(ring.file.config()) != config {
+                if *ring.file.config() != config {
                     eprintln!(
                         "ringbus: warning: ring {} does not share its topic's config; closing it",
                         ring.name

@@ -35,9 +35,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::control::frame::{TopicConfig, MAX_RINGS_PER_TOPIC};
+use crate::control::frame::MAX_RINGS_PER_TOPIC;
 use crate::control::{validate_topic_name, PeerCred};
-use crate::ring::{Mode, RingConfig};
+use crate::ring::{Mode, TopicConfig};
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -188,8 +188,7 @@ impl TopicDecl {
             mode,
             max_subscribers: self.max_subscribers,
         };
-        RingConfig::from(c)
-            .validate()
+        c.validate()
             .map_err(|e| ConfigError::Invalid(format!("topic {:?}: {e}", self.name)))?;
         Ok(c)
     }

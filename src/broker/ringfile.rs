@@ -22,13 +22,13 @@ use std::os::unix::fs::FileExt;
 use crate::layout::{
     CtrlHeader, CursorSlot, RingHeader, CURSOR_FREE, KIND_CTRL, KIND_DATA, LAYOUT_VERSION, MAGIC,
 };
-use crate::ring::{Mode, RingConfig, Sizes};
+use crate::ring::{Mode, Sizes, TopicConfig};
 
 /// A ring as the broker sees it.
 pub(super) struct RingFile {
     data: File,
     ctrl: File,
-    config: RingConfig,
+    config: TopicConfig,
     sizes: Sizes,
     ring_id: u64,
     publisher_pid: u32,
@@ -86,7 +86,7 @@ impl RingFile {
         ident(&ctrl, KIND_CTRL, "control")?;
         let field = |off: usize| rd_u32(&data, off).ok_or_else(|| bad("truncated"));
         let mode_raw = field(offset_of!(RingHeader, mode))?;
-        let config = RingConfig {
+        let config = TopicConfig {
             max_message_size: field(offset_of!(RingHeader, max_message_size))?,
             capacity: field(offset_of!(RingHeader, capacity))?,
             mode: Mode::from_u32(mode_raw).ok_or_else(|| bad("unknown mode"))?,
@@ -146,7 +146,7 @@ impl RingFile {
         &self.ctrl
     }
 
-    pub fn config(&self) -> &RingConfig {
+    pub fn config(&self) -> &TopicConfig {
         &self.config
     }
 
@@ -297,7 +297,7 @@ mod tests {
     use super::*;
 
     fn ring(dir: &std::path::Path, name: &str) -> RingFile {
-        let config = RingConfig {
+        let config = TopicConfig {
             max_message_size: 64,
             capacity: 8,
             mode: Mode::Backpressure,

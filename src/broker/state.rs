@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::control::frame::{
-    BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicConfig, TopicInfo,
-    MAX_MAILBOXES_PER_RING, MAX_TOPICS_PER_PAGE,
+    BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicInfo, MAX_MAILBOXES_PER_RING,
+    MAX_TOPICS_PER_PAGE,
 };
 use crate::control::segment::TopicSegment;
 use crate::control::PeerCred;
-use crate::ring::RingConfig;
+use crate::ring::TopicConfig;
 
 use super::config::{Action, Config};
 use super::ringfile::RingFile;
@@ -209,7 +209,7 @@ impl State {
 
     /// Checks `want` and sets or compares the topic's config.
     fn settle_config(&mut self, topic: &str, want: TopicConfig) -> Result<bool, Refusal> {
-        RingConfig::from(want).validate().map_err(|e| {
+        want.validate().map_err(|e| {
             (
                 ErrorCode::InvalidConfig,
                 format!("invalid config for topic {topic:?}: {e}"),
@@ -804,7 +804,7 @@ fn create_ring(
     pid: u32,
     trusted: bool,
 ) -> Result<Ring, String> {
-    let rc = RingConfig::from(*config);
+    let rc = *config;
     let (data_rw, ctrl) =
         crate::shm::create_ring_files(dir, name, &rc, ring_id, pid).map_err(|e| e.to_string())?;
     let (data_path, ctrl_path) = crate::shm::ring_paths(dir, name);

@@ -4,7 +4,7 @@
 //! Descriptors travel beside a frame as `SCM_RIGHTS` ancillary data; each
 //! reply documents which descriptors come with it and in which order.
 
-use crate::ring::{Mode, RingConfig};
+pub use crate::ring::TopicConfig;
 
 /// Version of the frame format spoken by this build. A broker answers a
 /// frame of any other version with [`ErrorCode::UnsupportedVersion`].
@@ -27,75 +27,6 @@ pub const MAX_MAILBOXES_PER_RING: usize = 32;
 /// Most descriptors any reply carries: the topic segment plus three per
 /// ring (data, control, mailbox).
 pub const MAX_FDS: usize = 1 + 3 * MAX_RINGS_PER_TOPIC;
-
-/// Configuration of a topic, shared by all its rings: what a publisher asks
-/// for and what the broker checks against an existing topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TopicConfig {
-    /// Largest payload, in bytes.
-    pub max_message_size: u32,
-    /// Slots per ring, a power of two.
-    pub capacity: u32,
-    /// Overwrite (publisher never waits) or back-pressure (nothing lost).
-    pub mode: Mode,
-    /// Cursor slots per ring: the most back-pressure subscribers at once.
-    pub max_subscribers: u32,
-}
-
-impl Default for TopicConfig {
-    /// 1 KiB messages, 1024 slots, overwrite, 16 subscribers.
-    fn default() -> Self {
-        TopicConfig {
-            max_message_size: 1024,
-            capacity: 1024,
-            mode: Mode::Overwrite,
-            max_subscribers: 16,
-        }
-    }
-}
-
-impl From<TopicConfig> for RingConfig {
-    fn from(c: TopicConfig) -> Self {
-        RingConfig {
-            max_message_size: c.max_message_size,
-            capacity: c.capacity,
-            mode: c.mode,
-            max_subscribers: c.max_subscribers,
-        }
-    }
-}
-
-impl From<&RingConfig> for TopicConfig {
-    fn from(c: &RingConfig) -> Self {
-        TopicConfig {
-            max_message_size: c.max_message_size,
-            capacity: c.capacity,
-            mode: c.mode,
-            max_subscribers: c.max_subscribers,
-        }
-    }
-}
-
-impl std::fmt::Display for TopicConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "max_message_size={} capacity={} mode={} max_subscribers={}",
-            self.max_message_size,
-            self.capacity,
-            mode_name(self.mode),
-            self.max_subscribers
-        )
-    }
-}
-
-/// The lower-case name of a mode, as used in configs and output.
-pub fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Overwrite => "overwrite",
-        Mode::Backpressure => "backpressure",
-    }
-}
 
 /// What a client asks. Clients never send descriptors; a broker closes any
 /// it receives.

@@ -6,7 +6,7 @@ use super::copy::{copy_out, copy_out_short};
 use super::latest::{LatestSlot, LATEST_HEAD};
 use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
-use super::{stamp_done, stamp_writing, Mode, RingConfig};
+use super::{stamp_done, stamp_writing, Mode, TopicConfig};
 use crate::layout::{CtrlHeader, CursorSlot, SlotHeader, CURSOR_FREE};
 use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
 use crate::wait::{wait_until, Limit, WaitStrategy, WakeState, QUIET_POLLS};
@@ -197,7 +197,7 @@ impl Consumer {
 
     /// A consumer at `next` without a cursor.
     fn unjoined(region: Arc<RingRegion>, next: u64) -> Consumer {
-        let c: RingConfig = *region.config();
+        let c: TopicConfig = *region.config();
         let capacity = u64::from(c.capacity);
         Consumer {
             slots: region.slots(),
@@ -326,7 +326,7 @@ impl Consumer {
     }
 
     /// The ring's configuration.
-    pub fn config(&self) -> &RingConfig {
+    pub fn config(&self) -> &TopicConfig {
         self.region.config()
     }
 

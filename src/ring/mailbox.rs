@@ -22,7 +22,7 @@
 
 use super::latest::LatestSlot;
 use super::region::{check_ident, AttachError, RingRegion};
-use super::{ConfigError, RingConfig};
+use super::{TopicConfig, TopicConfigError};
 use crate::layout::{MailboxHeader, KIND_MAILBOX, PAD};
 use std::alloc::Layout;
 use std::any::Any;
@@ -56,10 +56,10 @@ impl Mailbox {
     ///
     /// # Errors
     /// The config is invalid.
-    pub fn heap(config: &RingConfig, ring_id: u64) -> Result<Arc<Mailbox>, ConfigError> {
+    pub fn heap(config: &TopicConfig, ring_id: u64) -> Result<Arc<Mailbox>, TopicConfigError> {
         let len = config.validate()?.mailbox_len;
-        let layout =
-            Layout::from_size_align(len as usize, PAD).map_err(|_| ConfigError::TooBig(len))?;
+        let layout = Layout::from_size_align(len as usize, PAD)
+            .map_err(|_| TopicConfigError::TooBig(len))?;
         // SAFETY: non-zero size (at least two 128-byte lines).
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
         let Some(base) = NonNull::new(p) else {
@@ -88,7 +88,7 @@ impl Mailbox {
     pub unsafe fn attach(
         base: NonNull<u8>,
         len: u64,
-        config: &RingConfig,
+        config: &TopicConfig,
         ring_id: u64,
         backing: Box<dyn Any + Send + Sync>,
     ) -> Result<Mailbox, AttachError> {
@@ -192,7 +192,7 @@ impl Drop for Mailbox {
 /// # Safety
 /// `base` must be valid for writes of `config.sizes().mailbox_len` bytes,
 /// 128-byte aligned, and not yet visible to another thread or process.
-pub(crate) unsafe fn init(base: *mut u8, config: &RingConfig, ring_id: u64) {
+pub(crate) unsafe fn init(base: *mut u8, config: &TopicConfig, ring_id: u64) {
     let inline = config.sizes().latest_inline;
     // SAFETY: the header at 0 and the slot right after it (a multiple of
     // 128 bytes in) lie inside the segment per the caller's guarantee,

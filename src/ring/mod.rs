@@ -123,55 +123,77 @@ impl Mode {
     }
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Mode {
+    /// The mode's name in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
             Mode::Overwrite => "overwrite",
             Mode::Backpressure => "backpressure",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 impl std::str::FromStr for Mode {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Mode, ConfigError> {
+    type Err = TopicConfigError;
+    fn from_str(s: &str) -> Result<Mode, TopicConfigError> {
         match s {
             "overwrite" => Ok(Mode::Overwrite),
             "backpressure" | "back-pressure" => Ok(Mode::Backpressure),
-            other => Err(ConfigError::UnknownMode(other.to_string())),
+            other => Err(TopicConfigError::UnknownMode(other.to_string())),
         }
     }
 }
 
-/// Shape of one ring. Fixed at creation, stored in the header, checked on
-/// every attach.
+/// Configuration of a topic, shared by all its rings: what a publisher
+/// asks for, what the broker checks against an existing topic, and the
+/// shape of each ring (fixed at creation, stored in its header, checked on
+/// every attach).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RingConfig {
+pub struct TopicConfig {
     /// Largest payload, in bytes (1 ..= 64 MiB).
     pub max_message_size: u32,
-    /// Number of slots: a power of two (1 ..= 2^24).
+    /// Slots per ring: a power of two (1 ..= 2^24).
     pub capacity: u32,
-    /// Overwrite or back-pressure.
+    /// Overwrite (the publisher never waits) or back-pressure (nothing
+    /// lost).
     pub mode: Mode,
-    /// Number of back-pressure cursors (1 ..= 1024); subscribers beyond it
-    /// are refused with [`AttachError::NoCursor`] at attach.
+    /// Cursor slots per ring: the most back-pressure subscribers at once
+    /// (1 ..= 1024); subscribers beyond it are refused with
+    /// [`AttachError::NoCursor`] at attach.
     pub max_subscribers: u32,
 }
 
-impl Default for RingConfig {
+impl Default for TopicConfig {
+    /// 1 KiB messages, 1024 slots, overwrite, 16 subscribers.
     fn default() -> Self {
-        RingConfig {
+        TopicConfig {
             max_message_size: 1024,
             capacity: 1024,
             mode: Mode::Overwrite,
-            max_subscribers: 64,
+            max_subscribers: 16,
         }
     }
 }
 
-/// A [`RingConfig`] that cannot be used.
+impl fmt::Display for TopicConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "max_message_size={} capacity={} mode={} max_subscribers={}",
+            self.max_message_size, self.capacity, self.mode, self.max_subscribers
+        )
+    }
+}
+
+/// A [`TopicConfig`] that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum TopicConfigError {
     /// `capacity` is zero, not a power of two, or too large.
     #[error("capacity {0} must be a power of two between 1 and {CAPACITY_LIMIT}")]
     Capacity(u32),
@@ -189,22 +211,22 @@ pub enum ConfigError {
     UnknownMode(String),
 }
 
-impl RingConfig {
+impl TopicConfig {
     /// Checks every field; returns the derived sizes.
-    pub fn validate(&self) -> Result<Sizes, ConfigError> {
+    pub fn validate(&self) -> Result<Sizes, TopicConfigError> {
         if self.capacity == 0 || !self.capacity.is_power_of_two() || self.capacity > CAPACITY_LIMIT
         {
-            return Err(ConfigError::Capacity(self.capacity));
+            return Err(TopicConfigError::Capacity(self.capacity));
         }
         if self.max_message_size == 0 || self.max_message_size > MAX_MESSAGE_SIZE_LIMIT {
-            return Err(ConfigError::MaxMessageSize(self.max_message_size));
+            return Err(TopicConfigError::MaxMessageSize(self.max_message_size));
         }
         if self.max_subscribers == 0 || self.max_subscribers > MAX_SUBSCRIBERS_LIMIT {
-            return Err(ConfigError::MaxSubscribers(self.max_subscribers));
+            return Err(TopicConfigError::MaxSubscribers(self.max_subscribers));
         }
         let sizes = Sizes::of(self);
         if sizes.data_len > SEGMENT_SIZE_LIMIT {
-            return Err(ConfigError::TooBig(sizes.data_len));
+            return Err(TopicConfigError::TooBig(sizes.data_len));
         }
         Ok(sizes)
     }
@@ -237,7 +259,7 @@ pub const LATEST_INLINE_MAX: u32 = 256;
 #[cfg(loom)]
 pub const LATEST_INLINE_MAX: u32 = 16;
 
-/// Byte sizes derived from a [`RingConfig`]: a ring's memory is exactly its
+/// Byte sizes derived from a [`TopicConfig`]: a ring's memory is exactly its
 /// header (with the latest-message slot) plus `capacity` times the slot
 /// stride.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,7 +286,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    fn of(c: &RingConfig) -> Sizes {
+    fn of(c: &TopicConfig) -> Sizes {
         use crate::layout::PAD;
         use crate::layout::{CtrlHeader, CursorSlot, RingHeader, SlotHeader, CACHE_LINE};
         use std::mem::size_of;

@@ -4,7 +4,7 @@ use super::copy::{copy_area, copy_in, copy_in_short, payload_bytes};
 use super::latest::{LatestSlot, LATEST_HEAD};
 use super::mailbox::Mailbox;
 use super::region::{AttachError, RingRegion};
-use super::{stamp_done, stamp_writing, Mode, RingConfig};
+use super::{stamp_done, stamp_writing, Mode, TopicConfig};
 use crate::clock::Clock;
 use crate::layout::{SlotHeader, CURSOR_FREE, MAILBOX_RETIRED};
 use crate::sync::{fence, Ordering};
@@ -50,8 +50,8 @@ const MAILBOX_SYNC_INTERVAL: Duration = Duration::from_millis(1);
 /// The single writer of a ring.
 ///
 /// ```
-/// use ringbus::ring::{Consumer, Producer, RingConfig, RingRegion, Start};
-/// let region = RingRegion::heap(&RingConfig::default()).unwrap();
+/// use ringbus::ring::{Consumer, Producer, TopicConfig, RingRegion, Start};
+/// let region = RingRegion::heap(&TopicConfig::default()).unwrap();
 /// let mut publisher = Producer::new(region.clone()).unwrap();
 /// let mut subscriber = Consumer::new(region, Start::Earliest).unwrap();
 /// publisher.publish(b"hello", 7).unwrap();
@@ -160,7 +160,7 @@ impl Producer {
     }
 
     /// The ring's configuration.
-    pub fn config(&self) -> &RingConfig {
+    pub fn config(&self) -> &TopicConfig {
         self.region.config()
     }
 
@@ -368,8 +368,8 @@ impl Producer {
     /// place; [`Loan::commit`] publishes it. Waits for room like `publish`.
     ///
     /// ```
-    /// # use ringbus::ring::{Producer, RingConfig, RingRegion};
-    /// # let mut publisher = Producer::new(RingRegion::heap(&RingConfig::default()).unwrap()).unwrap();
+    /// # use ringbus::ring::{Producer, TopicConfig, RingRegion};
+    /// # let mut publisher = Producer::new(RingRegion::heap(&TopicConfig::default()).unwrap()).unwrap();
     /// let mut loan = publisher.loan(4).unwrap();
     /// loan.copy_from_slice(b"ping");
     /// let seq = loan.commit(0);

@@ -2,7 +2,7 @@
 //! by a mapping, validated once on attach.
 
 use super::copy::init_payload;
-use super::{ConfigError, Mode, RingConfig, Sizes};
+use super::{Mode, Sizes, TopicConfig, TopicConfigError};
 use crate::layout::{
     CtrlHeader, CursorSlot, RingHeader, SlotHeader, CURSOR_FREE, KIND_CTRL, KIND_DATA,
     LAYOUT_VERSION, MAGIC, PAD,
@@ -78,8 +78,8 @@ pub enum AttachError {
     },
 }
 
-impl From<ConfigError> for AttachError {
-    fn from(e: ConfigError) -> Self {
+impl From<TopicConfigError> for AttachError {
+    fn from(e: TopicConfigError) -> Self {
         AttachError::Corrupt(e.to_string())
     }
 }
@@ -98,7 +98,7 @@ pub struct RingRegion {
     /// Whether consumers of this mapping poll the latest-message slot:
     /// only where the data pages are writable (see `poll_latest`).
     polls_latest: bool,
-    config: RingConfig,
+    config: TopicConfig,
     sizes: Sizes,
     ring_id: u64,
     backing: Backing,
@@ -113,12 +113,12 @@ unsafe impl Sync for RingRegion {}
 
 impl RingRegion {
     /// A fresh ring on the heap (tests, loom, Miri, in-process use).
-    pub fn heap(config: &RingConfig) -> Result<Arc<RingRegion>, ConfigError> {
+    pub fn heap(config: &TopicConfig) -> Result<Arc<RingRegion>, TopicConfigError> {
         let sizes = config.validate()?;
         let data = Layout::from_size_align(sizes.data_len as usize, PAD)
-            .map_err(|_| ConfigError::TooBig(sizes.data_len))?;
+            .map_err(|_| TopicConfigError::TooBig(sizes.data_len))?;
         let ctrl = Layout::from_size_align(sizes.ctrl_len as usize, PAD)
-            .map_err(|_| ConfigError::TooBig(sizes.ctrl_len))?;
+            .map_err(|_| TopicConfigError::TooBig(sizes.ctrl_len))?;
         // SAFETY: both layouts have non-zero size (headers alone are 384 bytes).
         let (d, c) = unsafe {
             (
@@ -158,7 +158,7 @@ impl RingRegion {
         ctrl: NonNull<u8>,
         ctrl_len: u64,
         data_writable: bool,
-        expected: Option<&RingConfig>,
+        expected: Option<&TopicConfig>,
         backing: Box<dyn Any + Send + Sync>,
     ) -> Result<RingRegion, AttachError> {
         // SAFETY: the caller's guarantees are exactly `validate`'s.
@@ -179,7 +179,7 @@ impl RingRegion {
     }
 
     /// The ring's configuration (as validated at attach).
-    pub fn config(&self) -> &RingConfig {
+    pub fn config(&self) -> &TopicConfig {
         &self.config
     }
 
@@ -358,7 +358,7 @@ impl Drop for RingRegion {
 pub(crate) unsafe fn init(
     data: *mut u8,
     ctrl: *mut u8,
-    config: &RingConfig,
+    config: &TopicConfig,
     ring_id: u64,
     pid: u32,
 ) {
@@ -412,7 +412,7 @@ unsafe fn validate(
     data_len: u64,
     ctrl: NonNull<u8>,
     ctrl_len: u64,
-) -> Result<(RingConfig, Sizes, u64), AttachError> {
+) -> Result<(TopicConfig, Sizes, u64), AttachError> {
     let need = size_of::<RingHeader>() as u64;
     if data_len < need {
         return Err(AttachError::Truncated {
@@ -457,7 +457,7 @@ unsafe fn validate(
     let mode_raw = rd!(h, mode);
     let mode = Mode::from_u32(mode_raw)
         .ok_or_else(|| AttachError::Corrupt(format!("unknown mode {mode_raw}")))?;
-    let config = RingConfig {
+    let config = TopicConfig {
         max_message_size: rd!(h, max_message_size),
         capacity: rd!(h, capacity),
         mode,
@@ -531,7 +531,7 @@ pub(super) fn check_ident(
     Ok(())
 }
 
-fn check_expected(found: &RingConfig, want: &RingConfig) -> Result<(), AttachError> {
+fn check_expected(found: &TopicConfig, want: &TopicConfig) -> Result<(), AttachError> {
     let mismatch = |field, f: String, e: String| AttachError::ConfigMismatch {
         field,
         found: f,

@@ -9,8 +9,8 @@ use std::mem::size_of;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn cfg(capacity: u32, max: u32, mode: Mode) -> RingConfig {
-    RingConfig {
+fn cfg(capacity: u32, max: u32, mode: Mode) -> TopicConfig {
+    TopicConfig {
         max_message_size: max,
         capacity,
         mode,
@@ -699,7 +699,7 @@ fn reaped_subscriber_stops_gating() {
 
 #[test]
 fn backpressure_cursor_limit() {
-    let region = RingRegion::heap(&RingConfig {
+    let region = RingRegion::heap(&TopicConfig {
         max_subscribers: 1,
         ..cfg(4, 8, Mode::Backpressure)
     })
@@ -785,56 +785,56 @@ fn recv_timeout_expires() {
 
 #[test]
 fn config_validation() {
-    let ok = RingConfig::default();
+    let ok = TopicConfig::default();
     assert!(ok.validate().is_ok());
-    let bad = |c: RingConfig| c.validate().unwrap_err();
+    let bad = |c: TopicConfig| c.validate().unwrap_err();
     assert_eq!(
-        bad(RingConfig { capacity: 0, ..ok }),
-        ConfigError::Capacity(0)
+        bad(TopicConfig { capacity: 0, ..ok }),
+        TopicConfigError::Capacity(0)
     );
     assert_eq!(
-        bad(RingConfig { capacity: 3, ..ok }),
-        ConfigError::Capacity(3)
+        bad(TopicConfig { capacity: 3, ..ok }),
+        TopicConfigError::Capacity(3)
     );
     assert_eq!(
-        bad(RingConfig {
+        bad(TopicConfig {
             capacity: 1 << 25,
             ..ok
         }),
-        ConfigError::Capacity(1 << 25)
+        TopicConfigError::Capacity(1 << 25)
     );
     assert_eq!(
-        bad(RingConfig {
+        bad(TopicConfig {
             max_message_size: 0,
             ..ok
         }),
-        ConfigError::MaxMessageSize(0)
+        TopicConfigError::MaxMessageSize(0)
     );
     assert_eq!(
-        bad(RingConfig {
+        bad(TopicConfig {
             max_message_size: (64 << 20) + 1,
             ..ok
         }),
-        ConfigError::MaxMessageSize((64 << 20) + 1)
+        TopicConfigError::MaxMessageSize((64 << 20) + 1)
     );
     assert_eq!(
-        bad(RingConfig {
+        bad(TopicConfig {
             max_subscribers: 0,
             ..ok
         }),
-        ConfigError::MaxSubscribers(0)
+        TopicConfigError::MaxSubscribers(0)
     );
     assert!(matches!(
-        bad(RingConfig {
+        bad(TopicConfig {
             capacity: 1 << 24,
             max_message_size: 64 << 20,
             ..ok
         }),
-        ConfigError::TooBig(_)
+        TopicConfigError::TooBig(_)
     ));
     assert!(matches!(
         "sideways".parse::<Mode>(),
-        Err(ConfigError::UnknownMode(_))
+        Err(TopicConfigError::UnknownMode(_))
     ));
     assert_eq!("backpressure".parse::<Mode>(), Ok(Mode::Backpressure));
 }
