@@ -32,8 +32,10 @@ use crate::layout::CtrlHeader;
 use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// How a blocking receive waits for a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a blocking receive waits for a message. Parsed from and shown as
+/// `spin`, `spin-yield`, `block` and `adaptive` (the CLI's `--wait`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum WaitStrategy {
     /// Busy-poll: lowest latency, burns a core.
     Spin,
@@ -81,6 +83,23 @@ impl WaitStrategy {
     pub fn may_block(self) -> bool {
         self.spin_budget().is_some()
     }
+
+    /// The strategy's name, as [`FromStr`](std::str::FromStr) parses it
+    /// (the spin budget of `adaptive` is not part of it).
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::SpinYield => "spin-yield",
+            WaitStrategy::Block => "block",
+            WaitStrategy::Adaptive { .. } => "adaptive",
+        }
+    }
+}
+
+impl std::fmt::Display for WaitStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::str::FromStr for WaitStrategy {
@@ -92,7 +111,7 @@ impl std::str::FromStr for WaitStrategy {
             "block" | "futex" => Ok(WaitStrategy::Block),
             "adaptive" => Ok(WaitStrategy::default()),
             other => Err(format!(
-                "unknown wait strategy {other:?}: expected spin, spin_yield, block or adaptive"
+                "unknown wait strategy {other:?}: expected spin, spin-yield, block or adaptive"
             )),
         }
     }

@@ -6,30 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
 use clap::{Args, ValueEnum};
+use ringbus::ring::Mode;
+use ringbus::wait::WaitStrategy;
 use serde::{Deserialize, Serialize};
-
-/// How a receiving side waits for the next message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WaitArg {
-    /// Busy-poll: lowest latency, burns the core.
-    Spin,
-    /// Spin for a bounded time, then sleep on the futex.
-    Adaptive,
-    /// Sleep on the futex at once.
-    Block,
-}
-
-/// What a publisher does when its ring is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModeArg {
-    /// The publisher never waits; slow subscribers are lapped.
-    Overwrite,
-    /// The publisher waits for the slowest subscriber; nothing is lost.
-    #[value(alias = "back-pressure")]
-    Backpressure,
-}
 
 /// Which families of measurements to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
@@ -42,27 +21,6 @@ pub enum ScenarioArg {
     Streaming,
     /// One publisher to N subscribers (needs N + 1 CPUs in `--cpus`).
     FanOut,
-}
-
-impl WaitArg {
-    /// Lower-case name, as typed on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            WaitArg::Spin => "spin",
-            WaitArg::Adaptive => "adaptive",
-            WaitArg::Block => "block",
-        }
-    }
-}
-
-impl ModeArg {
-    /// Lower-case name, as typed on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModeArg::Overwrite => "overwrite",
-            ModeArg::Backpressure => "backpressure",
-        }
-    }
 }
 
 /// `ringbus bench`: measure ringbus against the hardware floor, in one run,
@@ -84,11 +42,11 @@ pub struct BenchArgs {
 
     /// Wait strategies of the receiving side [default: all three].
     #[arg(long, value_delimiter = ',', value_name = "spin|adaptive|block,..")]
-    pub wait: Option<Vec<WaitArg>>,
+    pub wait: Option<Vec<WaitStrategy>>,
 
     /// Ring modes [default: both].
     #[arg(long, value_delimiter = ',', value_name = "overwrite|backpressure,..")]
-    pub mode: Option<Vec<ModeArg>>,
+    pub mode: Option<Vec<Mode>>,
 
     /// Which measurements to run [default: all that the CPUs allow].
     #[arg(
@@ -221,9 +179,9 @@ pub struct Plan {
     /// Message sizes.
     pub sizes: Vec<usize>,
     /// Wait strategies.
-    pub waits: Vec<WaitArg>,
+    pub waits: Vec<WaitStrategy>,
     /// Ring modes.
-    pub modes: Vec<ModeArg>,
+    pub modes: Vec<Mode>,
     /// Scenario families to run.
     pub scenarios: Vec<ScenarioArg>,
     /// Repetitions; figures are medians across them.
@@ -311,17 +269,23 @@ impl Plan {
         }
         let sizes = dedup(sizes);
 
-        let waits = dedup(
-            args.wait
-                .clone()
-                .unwrap_or_else(|| vec![WaitArg::Spin, WaitArg::Adaptive, WaitArg::Block]),
-        );
+        let waits = dedup(args.wait.clone().unwrap_or_else(|| {
+            vec![
+                WaitStrategy::Spin,
+                WaitStrategy::default(),
+                WaitStrategy::Block,
+            ]
+        }));
         let modes = dedup(
             args.mode
                 .clone()
-                .unwrap_or_else(|| vec![ModeArg::Overwrite, ModeArg::Backpressure]),
+                .unwrap_or_else(|| vec![Mode::Overwrite, Mode::Backpressure]),
         );
         ensure!(!waits.is_empty(), "--wait: give at least one strategy");
+        ensure!(
+            !waits.contains(&WaitStrategy::SpinYield),
+            "--wait: spin-yield is not measured by the bench (spin, adaptive or block)"
+        );
         ensure!(!modes.is_empty(), "--mode: give at least one mode");
         let scenarios = dedup(args.scenarios.clone().unwrap_or_else(|| {
             vec![

@@ -36,7 +36,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use ringbus::broker::{Config, EmbeddedBroker};
 
-pub use args::{BenchArgs, ModeArg, Plan, ScenarioArg, WaitArg};
+pub use args::{BenchArgs, Plan, ScenarioArg};
 pub use child::CHILD_SUBCOMMAND;
 pub use report::{Report, Row, Target};
 pub use scenario::{Metric, Scenario};
@@ -286,11 +286,13 @@ pub fn child_main(spec_json: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::args::{BenchArgs, ModeArg, Plan, WaitArg};
+    use super::args::{BenchArgs, Plan};
     use super::child::Params;
     use super::report::{Machine, Report, Row};
     use super::scenario::{Sample, Scenario};
     use super::stats::new_hist;
+    use ringbus::ring::Mode;
+    use ringbus::wait::WaitStrategy;
 
     fn params(size: usize) -> Params {
         Params {
@@ -345,13 +347,13 @@ mod tests {
         .unwrap();
         let spin = Scenario::RingPingPong {
             size: 64,
-            wait: WaitArg::Spin,
-            mode: ModeArg::Overwrite,
+            wait: WaitStrategy::Spin,
+            mode: Mode::Overwrite,
         };
         let stream = Scenario::RingThroughput {
             size: 64,
-            wait: WaitArg::Spin,
-            mode: ModeArg::Overwrite,
+            wait: WaitStrategy::Spin,
+            mode: Mode::Overwrite,
             subscribers: 1,
         };
         // Two runs; each ringbus sample paired with the floor just before it.

@@ -289,7 +289,7 @@ impl Report {
                 matches!(
                     r.scenario,
                     Scenario::RingPingPong {
-                        wait: super::args::WaitArg::Block,
+                        wait: ringbus::wait::WaitStrategy::Block,
                         ..
                     }
                 ) && r.latency.is_some_and(|l| l.p50 < 1_000.0)

@@ -26,7 +26,6 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::args::{ModeArg, WaitArg};
 use super::child::{Params, SideResult};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
@@ -44,27 +43,6 @@ use ringbus::wait::WaitStrategy;
 /// (a slow run: 2^16 blocking round trips can outlast `STALL`) only makes
 /// a receive time out once, which re-checks the peer and renews it.
 const DEADLINE_EVERY: u64 = 1 << 16;
-
-impl WaitArg {
-    /// The library's strategy (`adaptive` with its default spin budget).
-    pub fn strategy(self) -> WaitStrategy {
-        match self {
-            WaitArg::Spin => WaitStrategy::Spin,
-            WaitArg::Adaptive => WaitStrategy::default(),
-            WaitArg::Block => WaitStrategy::Block,
-        }
-    }
-}
-
-impl ModeArg {
-    /// The ring's mode.
-    pub fn ring_mode(self) -> Mode {
-        match self {
-            ModeArg::Overwrite => Mode::Overwrite,
-            ModeArg::Backpressure => Mode::Backpressure,
-        }
-    }
-}
 
 /// How the processes of one measurement reach its rings (in the child's
 /// spec).
@@ -85,11 +63,11 @@ pub enum Link {
 }
 
 /// The ring configuration of the bench's rings for `p` and `mode`.
-pub fn config(p: &Params, mode: ModeArg, subscribers: u32) -> Result<TopicConfig> {
+pub fn config(p: &Params, mode: Mode, subscribers: u32) -> Result<TopicConfig> {
     let c = TopicConfig {
         max_message_size: u32::try_from(p.size).context("message size")?,
         capacity: p.capacity,
-        mode: mode.ring_mode(),
+        mode,
         max_subscribers: subscribers.max(1),
     };
     c.validate().context("ring configuration for the bench")?;
@@ -195,7 +173,7 @@ impl RingFiles {
         Ok(Sender::Direct(producer))
     }
 
-    fn receiver(&self, cfg: &TopicConfig, wait: WaitArg, p: &Params) -> Result<Receiver> {
+    fn receiver(&self, cfg: &TopicConfig, wait: WaitStrategy, p: &Params) -> Result<Receiver> {
         let access = if p.trusted {
             Access::TrustedSubscriber
         } else {
@@ -209,7 +187,7 @@ impl RingFiles {
                 .attach_mailbox(m)
                 .context("attaching the mailbox")?;
         }
-        Ok(Receiver::Direct(consumer, wait.strategy()))
+        Ok(Receiver::Direct(consumer, wait))
     }
 }
 
@@ -293,10 +271,10 @@ pub fn topics(n: u64, pingpong: bool) -> Vec<String> {
     t
 }
 
-fn subscribe(client: &Client, topic: &str, wait: WaitArg) -> Result<Receiver> {
+fn subscribe(client: &Client, topic: &str, wait: WaitStrategy) -> Result<Receiver> {
     let options = SubscribeOptions {
         start: Start::Earliest,
-        wait: wait.strategy(),
+        wait,
     };
     let s = client
         .subscriber(topic, options)
@@ -319,7 +297,7 @@ pub fn parent_setup(
     broker: Option<&Client>,
     measurement: u64,
     cfg: &TopicConfig,
-    wait: WaitArg,
+    wait: WaitStrategy,
     pingpong: bool,
     p: &Params,
 ) -> Result<(ParentEnds, Link, Vec<RingFiles>)> {
@@ -373,7 +351,7 @@ pub fn parent_setup(
 fn child_ends(
     link: &Link,
     cfg: &TopicConfig,
-    wait: WaitArg,
+    wait: WaitStrategy,
     pingpong: bool,
     p: &Params,
 ) -> Result<(Receiver, Option<Sender>)> {
@@ -514,7 +492,7 @@ pub fn child(
     region: &Region,
     link: &Link,
     cfg: &TopicConfig,
-    wait: WaitArg,
+    wait: WaitStrategy,
     pingpong: bool,
     p: &Params,
 ) -> Result<SideResult> {

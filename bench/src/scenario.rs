@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use super::args::{ModeArg, Plan, ScenarioArg, WaitArg};
+use super::args::{Plan, ScenarioArg};
 use super::child::{ChildSpec, Children, Params, SideResult};
 use super::clock::Ticks;
 use super::floors;
@@ -20,6 +20,8 @@ use super::ring::{self, RingFiles};
 use super::shared::CONTROL_SIZE;
 use super::shared::{parent_barrier, Region};
 use super::stats::Percentiles;
+use ringbus::ring::Mode;
+use ringbus::wait::WaitStrategy;
 
 /// One measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,18 +56,18 @@ pub enum Scenario {
         /// Payload bytes.
         size: usize,
         /// Receive wait strategy (both sides).
-        wait: WaitArg,
+        wait: WaitStrategy,
         /// Ring mode.
-        mode: ModeArg,
+        mode: Mode,
     },
     /// ringbus streaming, flat out, 1 → `subscribers`.
     RingThroughput {
         /// Payload bytes.
         size: usize,
         /// Subscribers' wait strategy.
-        wait: WaitArg,
+        wait: WaitStrategy,
         /// Ring mode.
-        mode: ModeArg,
+        mode: Mode,
         /// Subscriber processes.
         subscribers: u32,
     },
@@ -74,9 +76,9 @@ pub enum Scenario {
         /// Payload bytes.
         size: usize,
         /// Subscribers' wait strategy.
-        wait: WaitArg,
+        wait: WaitStrategy,
         /// Ring mode.
-        mode: ModeArg,
+        mode: Mode,
         /// Subscriber processes.
         subscribers: u32,
     },
@@ -125,7 +127,7 @@ impl Scenario {
     }
 
     /// Wait strategy and mode of a ringbus scenario.
-    fn ring(self) -> Option<(WaitArg, ModeArg)> {
+    fn ring(self) -> Option<(WaitStrategy, Mode)> {
         match self {
             Scenario::RingPingPong { wait, mode, .. }
             | Scenario::RingThroughput { wait, mode, .. }
@@ -222,7 +224,7 @@ impl Scenario {
     /// stricter of the two).
     pub fn seqlock_floor(self) -> Option<Scenario> {
         match self {
-            Scenario::RingPingPong { size, wait, .. } if wait != WaitArg::Block => {
+            Scenario::RingPingPong { size, wait, .. } if wait != WaitStrategy::Block => {
                 Some(Scenario::SeqlockPingPong { size })
             }
             _ => None,
@@ -240,12 +242,12 @@ impl Scenario {
                 Some(Scenario::LinePingPong)
             }
             Scenario::RingPingPong { wait, .. } => Some(match wait {
-                WaitArg::Block => Scenario::FutexPingPong,
+                WaitStrategy::Block => Scenario::FutexPingPong,
                 _ => Scenario::LinePingPong,
             }),
             Scenario::RingThroughput { size, .. } => Some(Scenario::CopyRingThroughput { size }),
             Scenario::RingLatency { size, wait, .. } => Some(match wait {
-                WaitArg::Block => Scenario::FutexPingPong,
+                WaitStrategy::Block => Scenario::FutexPingPong,
                 _ => Scenario::CopyRingLatency { size },
             }),
             _ => None,
@@ -731,11 +733,11 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         });
     };
     let size = 64;
-    for mode in [ModeArg::Overwrite, ModeArg::Backpressure] {
+    for mode in [Mode::Overwrite, Mode::Backpressure] {
         let m = mode.name();
         let pp = |wait| Scenario::RingPingPong { size, wait, mode };
-        let spin = lat(pp(WaitArg::Spin));
-        if let Some(r) = find(pp(WaitArg::Spin)) {
+        let spin = lat(pp(WaitStrategy::Spin));
+        if let Some(r) = find(pp(WaitStrategy::Spin)) {
             // The floor (a stamp and the 64-byte payload), then the
             // bare cache line (a sequence word only), the stricter one.
             let floors = [
@@ -761,7 +763,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                 }
             }
         }
-        if let Some(x) = find(pp(WaitArg::Block)).and_then(|r| r.ratio) {
+        if let Some(x) = find(pp(WaitStrategy::Block)).and_then(|r| r.ratio) {
             push(
                 format!("block {m} 64 B ping-pong p50 / raw futex p50"),
                 x,
@@ -769,7 +771,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                 true,
             );
         }
-        if let (Some(a), Some(s)) = (lat(pp(WaitArg::Adaptive)), spin) {
+        if let (Some(a), Some(s)) = (lat(pp(WaitStrategy::default())), spin) {
             push(
                 format!("adaptive {m} 64 B ping-pong p50 / spin p50"),
                 a.p50 / s.p50,
@@ -779,7 +781,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         }
         let ring = find(Scenario::RingThroughput {
             size,
-            wait: WaitArg::Spin,
+            wait: WaitStrategy::Spin,
             mode,
             subscribers: 1,
         });

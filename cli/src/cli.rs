@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use ringbus::broker::{install_stop_handlers, Broker, BrokerOptions, Config};
 use ringbus::client::{Client, ClientError, Mode, SubscribeOptions, TopicConfig};
@@ -74,21 +74,15 @@ pub struct TopicFlags {
     /// Slots per ring, a power of two [default: 1024, or the topic's]
     #[arg(long, value_name = "N")]
     pub capacity: Option<u32>,
-    /// What a full ring does [default: overwrite, or the topic's]
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
+    /// What a full ring does: overwrite (the publisher never waits; slow
+    /// subscribers lose messages, and are told) or backpressure (nothing is
+    /// lost; the publisher waits for the slowest subscriber) [default:
+    /// overwrite, or the topic's]
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<Mode>,
     /// Back-pressure cursors per ring [default: 16, or the topic's]
     #[arg(long, value_name = "N")]
     pub max_subscribers: Option<u32>,
-}
-
-/// Ring modes.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ModeArg {
-    /// The publisher never waits; slow subscribers lose messages.
-    Overwrite,
-    /// Nothing is lost; the publisher waits for the slowest subscriber.
-    Backpressure,
 }
 
 /// `ringbus pub`.
@@ -115,28 +109,6 @@ pub struct PubArgs {
     pub topic_flags: TopicFlags,
 }
 
-/// Where a subscription starts.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum FromArg {
-    /// The oldest message still held.
-    Earliest,
-    /// The next message published.
-    Latest,
-}
-
-/// Wait strategies.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum WaitArg {
-    /// Busy-poll.
-    Spin,
-    /// Poll, then yield.
-    SpinYield,
-    /// Sleep on a futex.
-    Block,
-    /// Spin briefly, then sleep.
-    Adaptive,
-}
-
 /// `ringbus sub`.
 #[derive(Debug, Args)]
 pub struct SubArgs {
@@ -145,9 +117,11 @@ pub struct SubArgs {
     /// Exit after N messages.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Where to start.
-    #[arg(long, value_enum, default_value_t = FromArg::Latest)]
-    pub from: FromArg,
+    /// Where to start in the rings that exist now: latest (the next
+    /// message published), earliest (the oldest still held) or a sequence
+    /// number. Rings that appear later are read from their first message.
+    #[arg(long, value_name = "WHERE", default_value = "latest")]
+    pub from: Start,
     /// One JSON object per line (messages and events).
     #[arg(long)]
     pub json: bool,
@@ -155,9 +129,10 @@ pub struct SubArgs {
     /// is left.
     #[arg(long)]
     pub until_end: bool,
-    /// How to wait for messages.
-    #[arg(long, value_enum, default_value_t = WaitArg::Adaptive)]
-    pub wait: WaitArg,
+    /// How to wait for messages: spin, spin-yield, block (futex) or
+    /// adaptive (spin briefly, then block).
+    #[arg(long, value_name = "WAIT", default_value = "adaptive")]
+    pub wait: WaitStrategy,
 }
 
 /// `--json` for listing commands.
@@ -229,10 +204,7 @@ fn topic_config(client: &Client, topic: &str, f: &TopicFlags) -> Result<Option<T
     Ok(Some(TopicConfig {
         max_message_size: f.max_size.unwrap_or(base.max_message_size),
         capacity: f.capacity.unwrap_or(base.capacity),
-        mode: f.mode.map_or(base.mode, |m| match m {
-            ModeArg::Overwrite => Mode::Overwrite,
-            ModeArg::Backpressure => Mode::Backpressure,
-        }),
+        mode: f.mode.unwrap_or(base.mode),
         max_subscribers: f.max_subscribers.unwrap_or(base.max_subscribers),
     }))
 }
@@ -292,16 +264,8 @@ fn publish(client: &Client, a: &PubArgs) -> Result<ExitCode> {
 
 fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
     let options = SubscribeOptions {
-        start: match a.from {
-            FromArg::Earliest => Start::Earliest,
-            FromArg::Latest => Start::Latest,
-        },
-        wait: match a.wait {
-            WaitArg::Spin => WaitStrategy::Spin,
-            WaitArg::SpinYield => WaitStrategy::SpinYield,
-            WaitArg::Block => WaitStrategy::Block,
-            WaitArg::Adaptive => WaitStrategy::default(),
-        },
+        start: a.from,
+        wait: a.wait,
     };
     let mut sub = client
         .subscriber(&a.topic, options)

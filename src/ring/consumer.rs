@@ -25,6 +25,20 @@ pub enum Start {
     Sequence(u64),
 }
 
+impl std::str::FromStr for Start {
+    type Err = String;
+    /// `latest`, `earliest`, or a sequence number.
+    fn from_str(s: &str) -> Result<Start, String> {
+        match s {
+            "latest" => Ok(Start::Latest),
+            "earliest" => Ok(Start::Earliest),
+            n => n.parse().map(Start::Sequence).map_err(|_| {
+                format!("unknown start {n:?}: expected latest, earliest or a sequence number")
+            }),
+        }
+    }
+}
+
 /// What a subscriber learns about a received message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageInfo {

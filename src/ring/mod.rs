@@ -95,8 +95,10 @@ pub const MAX_SUBSCRIBERS_LIMIT: u32 = 1024;
 /// Largest data segment a ring may have (16 GiB).
 pub const SEGMENT_SIZE_LIMIT: u64 = 16 << 30;
 
-/// What the publisher does when the ring is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What the publisher does when the ring is full. Parsed from and shown as
+/// `overwrite` and `backpressure` (configs, the CLI's `--mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Never wait: overwrite the oldest message; slow readers see `Lagged`.
     Overwrite,
