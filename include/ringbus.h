@@ -440,8 +440,10 @@ int ringbus_subscriber_recv(struct ringbus_subscriber *subscriber,
 //
 // Errors: `RINGBUS_ERR_ZERO_COPY_UNSUPPORTED` (overwrite topic),
 // `RINGBUS_ERR_EMPTY` (with `timeout_ns` 0), `RINGBUS_ERR_TIMEOUT`,
-// `RINGBUS_ERR_END_OF_STREAM`, `RINGBUS_ERR_LAGGED`, `RINGBUS_ERR_CORRUPT`,
-// `RINGBUS_ERR_BAD_STATE` (a message is held already).
+// `RINGBUS_ERR_END_OF_STREAM`, `RINGBUS_ERR_LAGGED` (`view->info.missed`
+// messages lost, `view->data` NULL: a start the ring no longer held),
+// `RINGBUS_ERR_CORRUPT`, `RINGBUS_ERR_BAD_STATE` (a message is held
+// already).
 //
 // # Safety
 // `subscriber` is NULL or a subscriber handle; `view` is NULL or writable.

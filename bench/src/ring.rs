@@ -20,7 +20,7 @@
 use std::fs::File;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
@@ -199,27 +199,54 @@ pub enum Sender {
     Broker(Publisher),
 }
 
-impl Sender {
-    #[inline(always)]
-    fn producer(&mut self) -> &mut Producer {
-        match self {
-            Sender::Direct(p) => p,
-            Sender::Broker(p) => p,
-        }
-    }
+/// What a [`Sender`] publishes through: the bare ring's producer or the
+/// client's publisher, whose publishing methods have the same shape.
+trait Publishes {
+    fn try_publish(&mut self, msg: &[u8], tag: u64) -> Result<u64, PublishError>;
+    fn publish_timeout(&mut self, msg: &[u8], tag: u64, t: Duration) -> Result<u64, PublishError>;
+}
 
-    /// Publishes `msg`, waiting for room (back-pressure) with the library's
-    /// own `publish` wait, bounded by [`STALL`]. The fast path reads no
-    /// clock.
+macro_rules! publishes {
+    ($t:ty) => {
+        impl Publishes for $t {
+            #[inline(always)]
+            fn try_publish(&mut self, msg: &[u8], tag: u64) -> Result<u64, PublishError> {
+                <$t>::try_publish(self, msg, tag)
+            }
+            fn publish_timeout(
+                &mut self,
+                msg: &[u8],
+                tag: u64,
+                t: Duration,
+            ) -> Result<u64, PublishError> {
+                <$t>::publish_timeout(self, msg, tag, t)
+            }
+        }
+    };
+}
+publishes!(Producer);
+publishes!(Publisher);
+
+/// Publishes `msg`, waiting for room (back-pressure) with the library's
+/// own `publish` wait, bounded by [`STALL`]. The fast path reads no clock.
+#[inline(always)]
+fn publish_on(p: &mut impl Publishes, msg: &[u8]) -> Result<u64> {
+    match p.try_publish(msg, 0) {
+        Ok(seq) => Ok(seq),
+        Err(PublishError::Full) => p
+            .publish_timeout(msg, 0, STALL)
+            .map_err(|e| anyhow!("publishing: {e} (is the subscriber alive?)")),
+        Err(e) => Err(anyhow!("publishing: {e}")),
+    }
+}
+
+impl Sender {
+    /// Publishes `msg` (see [`publish_on`]).
     #[inline(always)]
     fn publish(&mut self, msg: &[u8]) -> Result<u64> {
-        let producer = self.producer();
-        match producer.try_publish(msg, 0) {
-            Ok(seq) => Ok(seq),
-            Err(PublishError::Full) => producer
-                .publish_timeout(msg, 0, STALL)
-                .map_err(|e| anyhow!("publishing: {e} (is the subscriber alive?)")),
-            Err(e) => Err(anyhow!("publishing: {e}")),
+        match self {
+            Sender::Direct(p) => publish_on(p, msg),
+            Sender::Broker(p) => publish_on(p, msg),
         }
     }
 }

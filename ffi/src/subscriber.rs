@@ -245,8 +245,10 @@ pub unsafe extern "C" fn ringbus_subscriber_recv(
 ///
 /// Errors: `RINGBUS_ERR_ZERO_COPY_UNSUPPORTED` (overwrite topic),
 /// `RINGBUS_ERR_EMPTY` (with `timeout_ns` 0), `RINGBUS_ERR_TIMEOUT`,
-/// `RINGBUS_ERR_END_OF_STREAM`, `RINGBUS_ERR_LAGGED`, `RINGBUS_ERR_CORRUPT`,
-/// `RINGBUS_ERR_BAD_STATE` (a message is held already).
+/// `RINGBUS_ERR_END_OF_STREAM`, `RINGBUS_ERR_LAGGED` (`view->info.missed`
+/// messages lost, `view->data` NULL: a start the ring no longer held),
+/// `RINGBUS_ERR_CORRUPT`, `RINGBUS_ERR_BAD_STATE` (a message is held
+/// already).
 ///
 /// # Safety
 /// `subscriber` is NULL or a subscriber handle; `view` is NULL or writable.
@@ -265,17 +267,38 @@ pub unsafe extern "C" fn ringbus_subscriber_recv_ref(
             0 => s.try_recv_ref(),
             t => s.recv_ref_timeout(Duration::from_nanos(t as u64)),
         };
-        let (ring_id, m) = r.map_err(recv_error)?;
+        let r = r.map(|(id, m)| {
+            // SAFETY: the view borrows the subscriber inside the boxed
+            // handle, which stays put until close; the handle keeps the view
+            // only while nothing else touches the subscriber (see
+            // `SubscriberHandle::view`) and drops it first, so extending the
+            // borrow to 'static never lets it dangle.
+            let m = unsafe { std::mem::transmute::<MessageRef<'_>, MessageRef<'static>>(m) };
+            (id, m)
+        });
+        let (ring_id, m) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                if let RecvError::Lagged { missed } = e {
+                    let info = ringbus_message_info {
+                        ring_id: s.last_ring_id(),
+                        missed,
+                        ..Default::default()
+                    };
+                    let v = ringbus_message_view {
+                        data: std::ptr::null(),
+                        info,
+                    };
+                    // SAFETY: non-NULL and writable per the contract.
+                    unsafe { out.write(v) };
+                }
+                return Err(recv_error(e));
+            }
+        };
         let v = ringbus_message_view {
             data: m.as_ptr().cast(),
             info: ringbus_message_info::of(ring_id, m.info()),
         };
-        // SAFETY: the view borrows the subscriber inside the boxed handle,
-        // which stays put until close; the handle keeps the view only while
-        // nothing else touches the subscriber (see `SubscriberHandle::view`)
-        // and drops it first, so extending the borrow to 'static never lets
-        // it dangle.
-        let m = unsafe { std::mem::transmute::<MessageRef<'_>, MessageRef<'static>>(m) };
         let h = subscriber.cast::<SubscriberHandle>();
         // SAFETY: a live handle (checked above); only the view field is
         // written.

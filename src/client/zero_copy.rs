@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Subscriber, GENERATION_CHECK_EVERY};
+use super::subscriber::GENERATION_CHECK_EVERY;
+use super::Subscriber;
 use crate::ring::{MessageRef, Mode, RecvError};
 use crate::wait::Limit;
 
@@ -66,54 +67,29 @@ impl Subscriber {
         }
     }
 
-    /// The index of a ring with something to read (a message, a lag or a
-    /// corrupt slot), round robin. A drained ring whose publisher left is
-    /// dropped (`EndOfStream`), as in `try_recv`.
+    /// The index of a ring with something to read, looking for new rings
+    /// as `try_recv` does.
     fn ready_ring(&mut self) -> Result<usize, RecvError> {
+        if self.config().is_some_and(|c| c.mode == Mode::Overwrite) {
+            return Err(RecvError::ZeroCopyUnsupported);
+        }
         self.since_check += 1;
         if self.since_check >= GENERATION_CHECK_EVERY {
-            self.since_check = 0;
-            self.refresh();
+            if let Some(e) = self.look_around() {
+                return Err(e);
+            }
         }
-        match self.find_ready() {
-            Err(RecvError::Empty) if self.refresh() => self.find_ready(),
+        match self.fan_in.ready() {
+            Err(RecvError::Empty) if self.refresh() => match self.fan_in.take_pending() {
+                Some(e) => Err(e),
+                None => self.fan_in.ready(),
+            },
             r => r,
         }
     }
 
-    fn find_ready(&mut self) -> Result<usize, RecvError> {
-        if self.config.is_some_and(|c| c.mode == Mode::Overwrite) {
-            return Err(RecvError::ZeroCopyUnsupported);
-        }
-        let n = self.rings.len();
-        let mut i = self.next;
-        for _ in 0..n {
-            if i >= n {
-                i = 0;
-            }
-            let ring = &self.rings[i];
-            let c = &ring.consumer;
-            if !c.is_ready() {
-                i += 1;
-                continue;
-            }
-            self.last_ring = ring.ring_id;
-            // Closed and nothing left past our position: `closed` is set
-            // after the publisher's last message, so this is final.
-            if c.region().is_closed() && c.backlog() == 0 {
-                self.lagged_dropped += c.lagged_total();
-                self.rings.remove(i);
-                self.next = i;
-                return Err(RecvError::EndOfStream);
-            }
-            return Ok(i);
-        }
-        Err(RecvError::Empty)
-    }
-
     fn take_ref(&mut self, i: usize) -> Result<(u64, MessageRef<'_>), RecvError> {
-        self.next = i + 1;
-        let ring = &mut self.rings[i];
+        let ring = &mut self.fan_in.rings[i];
         let id = ring.ring_id;
         ring.consumer.try_recv_ref().map(|m| (id, m))
     }

@@ -156,7 +156,12 @@ unsafe impl Send for Consumer {}
 impl Consumer {
     /// A new reader of `region`, starting at `start`. In back-pressure mode
     /// it claims a cursor, and the publisher will not overwrite what it has
-    /// not read.
+    /// not read. A [`Start::Sequence`] the ring can no longer deliver is
+    /// reported: in overwrite mode as [`RecvError::Lagged`] by the first
+    /// receive; in back-pressure mode (the publisher may already be writing
+    /// past it) by moving forward, the skipped messages counted in
+    /// [`Consumer::lagged_total`] (the client's `Subscriber` returns them
+    /// as `Lagged` before the first message).
     ///
     /// # Errors
     /// [`AttachError::NoCursor`] when every back-pressure cursor is taken.
@@ -172,6 +177,13 @@ impl Consumer {
         consumer.want_latest();
         if consumer.backpressure {
             consumer.join()?;
+            // The publisher may already be past what a cursor can hold back
+            // (`join`): what it skipped of a position asked for is lost,
+            // and counted (`Start::Earliest` asks only for what is held).
+            if let Start::Sequence(s) = start {
+                consumer.lagged = consumer.next.saturating_sub(s);
+                consumer.report_dropped();
+            }
         } else {
             consumer.claim_report_cursor();
         }
@@ -347,6 +359,12 @@ impl Consumer {
     /// The memory this consumer reads.
     pub fn region(&self) -> &Arc<RingRegion> {
         &self.region
+    }
+
+    /// Whether a publisher writes this consumer a private mailbox
+    /// ([`Consumer::attach_mailbox`]).
+    pub fn has_mailbox(&self) -> bool {
+        self.mailbox.is_some()
     }
 
     /// Sequence number of the next message this consumer will read.
@@ -809,11 +827,17 @@ impl Consumer {
         self.next = resume - 1;
         self.advance();
         self.lagged = self.lagged.saturating_add(missed);
+        self.report_dropped();
+        RecvError::Lagged { missed }
+    }
+
+    /// Shows the broker (`ringbus topics`) how many messages this consumer
+    /// lost.
+    fn report_dropped(&self) {
         if let Some(c) = self.cursor {
             // SAFETY: the cursor slot lives in the region we hold.
             unsafe { &*c }.dropped.store(self.lagged, Ordering::Relaxed);
         }
-        RecvError::Lagged { missed }
     }
 }
 

@@ -353,6 +353,56 @@ static void test_backpressure_topic(ringbus_client *client) {
     OK(ringbus_publisher_close(pub2));
 }
 
+/* Every message a subscriber does not get is reported, whichever way its
+ * ring appears: the publisher opened before the subscriber, or after it
+ * (the ring then appears later and is read from its first message). */
+static void test_losses_are_reported(ringbus_client *client) {
+    const char *topics[2] = {"api.loss.before", "api.loss.after"};
+    for (int after = 0; after < 2; after++) {
+        ringbus_topic_config config;
+        OK(ringbus_topic_config_init(&config));
+        config.capacity = 64;
+        config.max_message_size = 64;
+        ringbus_subscribe_options options;
+        OK(ringbus_subscribe_options_init(&options));
+        options.start = RINGBUS_START_EARLIEST;
+        ringbus_publisher *pub = NULL;
+        ringbus_subscriber *sub = NULL;
+        if (!after) OK(ringbus_publisher_open(client, topics[after], &config, &pub));
+        OK(ringbus_subscriber_open(client, topics[after], &options, &sub));
+        if (after) OK(ringbus_publisher_open(client, topics[after], &config, &pub));
+        for (uint64_t i = 0; i < 1000; i++)
+            OK(ringbus_publisher_publish(pub, &i, sizeof i, i, NULL));
+        uint8_t buf[64];
+        ringbus_message_info info;
+        uint64_t got = 0, missed = 0, next = 0;
+        int rc;
+        while ((rc = ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info)) != RINGBUS_ERR_EMPTY) {
+            if (rc == RINGBUS_ERR_LAGGED) {
+                EXPECT(got == 0 && info.missed == 936);
+                missed += info.missed;
+                next += info.missed;
+                continue;
+            }
+            OK(rc);
+            uint64_t v;
+            memcpy(&v, buf, sizeof v);
+            EXPECT(v == next && info.sequence == next);
+            next++;
+            got++;
+        }
+        EXPECT(got == 64 && missed == 936);
+        uint64_t total = 0;
+        OK(ringbus_subscriber_lagged_total(sub, &total));
+        EXPECT(total == 936);
+        if (got != 64 || missed != 936)
+            fprintf(stderr, "%s: got %llu messages, %llu reported missed\n", topics[after],
+                    (unsigned long long)got, (unsigned long long)missed);
+        OK(ringbus_subscriber_close(sub));
+        OK(ringbus_publisher_close(pub));
+    }
+}
+
 int main(void) {
     test_library();
     test_connect();
@@ -360,6 +410,7 @@ int main(void) {
     OK(ringbus_client_connect(NULL, &client));
     test_overwrite_topic(client);
     test_backpressure_topic(client);
+    test_losses_are_reported(client);
     OK(ringbus_client_close(client));
     if (failures) {
         fprintf(stderr, "api_test: %d check(s) failed\n", failures);

@@ -1,0 +1,209 @@
+//! The rings a subscription reads (one per publisher), taken in turn: the
+//! one place that decides which ring delivers next, for copying receives,
+//! the one-ring spin and zero-copy receives alike.
+
+use super::Delivery;
+use crate::ring::{Consumer, RecvError};
+use crate::wait::WaitStrategy;
+
+/// One ring of a subscription.
+pub(super) struct SubRing {
+    pub ring_id: u64,
+    pub publisher_pid: u32,
+    pub consumer: Consumer,
+}
+
+/// A subscription's rings, read round robin from the one after the last
+/// that delivered.
+#[derive(Default)]
+pub(super) struct FanIn {
+    pub rings: Vec<SubRing>,
+    /// The ring to look at first.
+    next: usize,
+    /// The ring of the last message or error returned.
+    last_ring: u64,
+    /// Losses of rings dropped after their end (overwrite mode).
+    lagged_dropped: u64,
+    /// Losses to report before anything else, oldest first: a ring joined
+    /// past the position asked for (see `Subscriber::attach`). Looked at
+    /// only on the receive's cold paths (the subscriber routes the next
+    /// receive there while one is pending).
+    pending: Vec<(u64, u64)>,
+}
+
+impl FanIn {
+    /// Takes ring `ring`'s next message as a [`Delivery`]. The client's
+    /// `Delivery` is built inside the consumer's receive, inlined, rather
+    /// than copied from a returned `MessageInfo` (see
+    /// `Consumer::try_recv_map`).
+    #[inline(always)]
+    fn take_from(ring: &mut SubRing, buf: &mut [u8]) -> Result<Delivery, RecvError> {
+        let ring_id = ring.ring_id;
+        ring.consumer
+            .try_recv_map(buf, |info| Delivery { ring_id, info })
+    }
+
+    /// One look at every ring, from the one after the last that delivered.
+    /// A subscription with one ring (one publisher: the common case, and
+    /// every ping-pong) reads it inline; as a call, the receive returned
+    /// its `Delivery` through memory and spilled the consumer's state
+    /// around the call.
+    #[inline(always)]
+    pub fn take(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
+        if let [ring] = self.rings.as_mut_slice() {
+            return match Self::take_from(ring, buf) {
+                Ok(d) => {
+                    self.next = 1;
+                    self.last_ring = d.ring_id;
+                    Ok(d)
+                }
+                Err(RecvError::Empty) => Err(RecvError::Empty),
+                Err(e) => self.failed(0, e),
+            };
+        }
+        self.take_each(buf)
+    }
+
+    /// [`FanIn::take`] over any number of rings.
+    #[inline(never)]
+    fn take_each(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
+        let n = self.rings.len();
+        let mut i = self.next;
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
+            match Self::take_from(&mut self.rings[i], buf) {
+                Ok(d) => {
+                    self.next = i + 1;
+                    self.last_ring = d.ring_id;
+                    return Ok(d);
+                }
+                Err(RecvError::Empty) => i += 1,
+                Err(e) => return self.failed(i, e),
+            }
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// The receive of a subscription with one ring: the consumer's own
+    /// loop (take, else spin on its one line, take), nothing else. `None`
+    /// once the spin has run out, or when there is not exactly one ring.
+    /// The ring is bound once for the loop: looked up again for each spin
+    /// (through [`FanIn::take`]), the default ping-pong measured 0.2× the
+    /// floor slower per hop.
+    #[inline(always)]
+    pub fn take_spinning(
+        &mut self,
+        buf: &mut [u8],
+        wait: WaitStrategy,
+    ) -> Option<Result<Delivery, RecvError>> {
+        let [ring] = self.rings.as_mut_slice() else {
+            return None;
+        };
+        loop {
+            match Self::take_from(ring, buf) {
+                Ok(d) => {
+                    self.next = 1;
+                    self.last_ring = d.ring_id;
+                    return Some(Ok(d));
+                }
+                Err(RecvError::Empty) => {}
+                Err(e) => return Some(self.failed(0, e)),
+            }
+            if !ring.consumer.spin_ready(wait) {
+                return None;
+            }
+        }
+    }
+
+    /// Ring `i` answered `e` (not `Empty`): notes which ring it was, and
+    /// drops a ring that ended.
+    #[cold]
+    #[inline(never)]
+    fn failed(&mut self, i: usize, e: RecvError) -> Result<Delivery, RecvError> {
+        self.last_ring = self.rings[i].ring_id;
+        self.next = i;
+        if e == RecvError::EndOfStream {
+            self.drop_ring(i);
+        }
+        Err(e)
+    }
+
+    fn drop_ring(&mut self, i: usize) {
+        let ring = self.rings.remove(i);
+        self.lagged_dropped += ring.consumer.lagged_total();
+    }
+
+    /// The index of a ring with something to read (a message, a lag or a
+    /// corrupt slot), round robin, for a zero-copy receive. A drained ring
+    /// whose publisher left is dropped (`EndOfStream`), as in
+    /// [`FanIn::take`].
+    pub fn ready(&mut self) -> Result<usize, RecvError> {
+        let n = self.rings.len();
+        let mut i = self.next;
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
+            let c = &self.rings[i].consumer;
+            if !c.is_ready() {
+                i += 1;
+                continue;
+            }
+            self.last_ring = self.rings[i].ring_id;
+            // Closed and nothing left past our position: `closed` is set
+            // after the publisher's last message, so this is final.
+            if c.region().is_closed() && c.backlog() == 0 {
+                self.next = i;
+                self.drop_ring(i);
+                return Err(RecvError::EndOfStream);
+            }
+            self.next = i + 1;
+            return Ok(i);
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// Notes a loss to report before the next message (see `pending`).
+    pub fn defer_lag(&mut self, ring_id: u64, missed: u64) {
+        self.pending.push((ring_id, missed));
+    }
+
+    /// Whether a loss waits to be reported.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The oldest loss waiting to be reported, as the error to return.
+    #[cold]
+    pub fn take_pending(&mut self) -> Option<RecvError> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let (ring_id, missed) = self.pending.remove(0);
+        self.last_ring = ring_id;
+        Some(RecvError::Lagged { missed })
+    }
+
+    /// Whether ring `ring_id` is held.
+    pub fn holds(&self, ring_id: u64) -> bool {
+        self.rings.iter().any(|r| r.ring_id == ring_id)
+    }
+
+    /// The ring of the last message or error returned.
+    pub fn last_ring(&self) -> u64 {
+        self.last_ring
+    }
+
+    /// Messages lost, over all rings ever held (reported ones and those
+    /// waiting to be).
+    pub fn lagged_total(&self) -> u64 {
+        self.lagged_dropped
+            + self
+                .rings
+                .iter()
+                .map(|r| r.consumer.lagged_total())
+                .sum::<u64>()
+    }
+}

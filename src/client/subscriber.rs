@@ -1,0 +1,539 @@
+//! [`Subscriber`]: a subscription to a topic: its rings, the ones that
+//! appear later, and the receives.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use super::fan_in::{FanIn, SubRing};
+use super::{unexpected, Client, ClientError};
+use crate::control::frame::{Reply, Request, RingRef};
+use crate::control::segment::TopicSegment;
+use crate::control::ConnectionError;
+use crate::ring::{Consumer, MessageInfo, RecvError, Start, TopicConfig};
+use crate::wait::{Limit, WaitStrategy};
+
+/// How a subscriber starts and waits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SubscribeOptions {
+    /// Where to start in the rings that exist when subscribing (rings that
+    /// appear later are read from their first message).
+    pub start: Start,
+    /// How `recv` waits.
+    pub wait: WaitStrategy,
+}
+
+/// A received message: which ring it came from and its metadata (the
+/// payload is in the caller's buffer, `info.len` bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The ring (publisher) it came from.
+    pub ring_id: u64,
+    /// Sequence number (per ring), tag, timestamp, length.
+    pub info: MessageInfo,
+}
+
+/// One ring of a subscription, as [`Subscriber::rings`] shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingState {
+    /// The ring's id.
+    pub ring_id: u64,
+    /// Its publisher's process id.
+    pub publisher_pid: u32,
+    /// The sequence number of the next message to read from it.
+    pub next_seq: u64,
+    /// Messages published on it and not read yet.
+    pub backlog: u64,
+    /// Messages lost on it (see [`Subscriber::lagged_total`]).
+    pub lagged: u64,
+    /// Whether a caught-up receive polls the ring's shared latest-message
+    /// slot (trusted subscribers, whose data mapping is writable).
+    pub polls_latest: bool,
+    /// Whether the publisher writes this subscriber a private mailbox.
+    pub mailbox: bool,
+}
+
+/// Checks the topic's generation counter every this many receives while
+/// messages keep coming (and whenever the rings run dry: for a spinning
+/// receive on one ring, once its spin has run out).
+pub(super) const GENERATION_CHECK_EVERY: u32 = 64;
+/// While idle in `recv`, how often to check that the broker still answers
+/// (a restarted broker is re-joined).
+const HEALTH_CHECK: Duration = Duration::from_millis(250);
+
+/// State of one blocking receive between its idle steps.
+pub(super) struct Idle {
+    started: Instant,
+    last_health: Instant,
+    nap: Duration,
+}
+
+impl Idle {
+    fn new(now: Instant) -> Idle {
+        Idle {
+            started: now,
+            last_health: now,
+            nap: Duration::from_micros(10),
+        }
+    }
+}
+
+/// A subscriber of one topic: reads all of its rings, one message at a
+/// time in turn. Rings of publishers that join later are attached when the
+/// topic's generation counter (in shared memory) moves: no syscall on the
+/// receive path.
+pub struct Subscriber {
+    client: Client,
+    topic: String,
+    lease: u64,
+    segment: Option<TopicSegment>,
+    seen_generation: u64,
+    /// The highest ring id seen: rings at or below it that are not held
+    /// have ended and are not attached again.
+    max_ring_id: u64,
+    pub(super) fan_in: FanIn,
+    /// Receives since the last look at the generation; set past
+    /// [`GENERATION_CHECK_EVERY`] to send the next receive down its cold
+    /// path (a loss to report, see `FanIn::pending`).
+    pub(super) since_check: u32,
+    options: SubscribeOptions,
+    config: Option<TopicConfig>,
+    /// After a failed refresh, no new attempt before this instant (keeps a
+    /// dead broker from costing a syscall on every empty poll).
+    retry_at: Option<Instant>,
+}
+
+impl Subscriber {
+    /// Subscribes to `topic` through `client`.
+    pub(super) fn subscribe(
+        client: &Client,
+        topic: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscriber, ClientError> {
+        let mut s = Subscriber {
+            client: client.clone(),
+            topic: topic.to_owned(),
+            lease: 0,
+            segment: None,
+            seen_generation: u64::MAX,
+            max_ring_id: 0,
+            fan_in: FanIn::default(),
+            since_check: 0,
+            options,
+            config: None,
+            retry_at: None,
+        };
+        s.join(options.start)?;
+        Ok(s)
+    }
+
+    /// (Re-)subscribes on the current connection and attaches the rings
+    /// not held yet, those that exist now at `start`.
+    fn join(&mut self, start: Start) -> Result<(), ClientError> {
+        let (reply, fds) = self.client.call(&Request::Subscribe {
+            topic: self.topic.clone(),
+        })?;
+        let Reply::Subscribed {
+            lease,
+            config,
+            rings,
+        } = reply
+        else {
+            return Err(unexpected(&reply));
+        };
+        self.lease = lease;
+        self.config = config.or(self.config);
+        let mut fds = fds.into_iter();
+        let seg = fds
+            .next()
+            .ok_or_else(|| unexpected(&Reply::Detached { lease }))?;
+        self.segment = Some(TopicSegment::open(&File::from(seg), false)?);
+        // Unknown until the first check: forces one fetch, closing the
+        // window between the broker's reply and our first look.
+        self.seen_generation = u64::MAX;
+        self.attach(&rings, fds, start)
+    }
+
+    /// Maps and joins the rings in `rings` (descriptors in `fds`) that are
+    /// new to this subscription, at `start`.
+    fn attach(
+        &mut self,
+        rings: &[RingRef],
+        fds: impl Iterator<Item = OwnedFd>,
+        start: Start,
+    ) -> Result<(), ClientError> {
+        let mut fds = fds;
+        let topic = &self.topic;
+        let shm_err = |source| ClientError::Shm {
+            topic: topic.clone(),
+            source,
+        };
+        let attach_err = |source| ClientError::Attach {
+            topic: topic.clone(),
+            source,
+        };
+        let missing = |what: &str| {
+            ClientError::Control(ConnectionError::Unexpected(format!(
+                "missing {what} descriptor"
+            )))
+        };
+        for r in rings {
+            let (Some(data), Some(ctrl)) = (fds.next(), fds.next()) else {
+                return Err(missing("ring"));
+            };
+            let mailbox = match r.mailbox {
+                true => Some(fds.next().ok_or_else(|| missing("mailbox"))?),
+                false => None,
+            };
+            // A ring at or below the highest id seen that is not held has
+            // ended (and been drained): a restarted broker may list it.
+            let seen = r.ring_id <= self.max_ring_id;
+            self.max_ring_id = self.max_ring_id.max(r.ring_id);
+            if seen || self.fan_in.holds(r.ring_id) {
+                continue;
+            }
+            let data = File::from(data);
+            let region = crate::shm::map_ring(
+                &data,
+                &File::from(ctrl),
+                crate::shm::subscriber_access(&data),
+                self.config.as_ref(),
+            )
+            .map_err(shm_err)?;
+            if self.config.is_none() {
+                self.config = Some(*region.config());
+            }
+            let config = *region.config();
+            let mut consumer = match r.cursor {
+                // The broker claimed this cursor for us before the ring's
+                // publisher started: take it over and miss nothing.
+                Some(slot) => Consumer::adopt_cursor(region, slot),
+                None => Consumer::new(region, start),
+            }
+            .map_err(attach_err)?;
+            if let Some(fd) = mailbox {
+                // Our private latest slot: polled through a writable
+                // mapping without write access to the ring itself.
+                let mailbox = crate::shm::map_mailbox(&File::from(fd), &config, r.ring_id)
+                    .map_err(shm_err)?;
+                consumer.attach_mailbox(mailbox).map_err(attach_err)?;
+            }
+            // A back-pressure ring joined past `start` (its publisher was
+            // further than a cursor can hold back): the loss is reported
+            // before its first message.
+            let missed = consumer.lagged_total();
+            if missed > 0 {
+                self.fan_in.defer_lag(r.ring_id, missed);
+                self.since_check = GENERATION_CHECK_EVERY;
+            }
+            self.fan_in.rings.push(SubRing {
+                ring_id: r.ring_id,
+                publisher_pid: r.publisher_pid,
+                consumer,
+            });
+        }
+        Ok(())
+    }
+
+    /// Attaches rings that appeared since the last look. Returns whether
+    /// any did. Errors are kept for the next look (the broker may be
+    /// restarting); the rings held meanwhile keep working. The look itself
+    /// (one load of the topic's generation) is inlined; the fetch is not.
+    #[inline(always)]
+    pub(super) fn refresh(&mut self) -> bool {
+        let Some(seg) = &self.segment else {
+            return false;
+        };
+        let g = seg.generation();
+        if g == self.seen_generation {
+            return false;
+        }
+        self.fetch_rings(g)
+    }
+
+    /// [`Subscriber::refresh`] once the generation moved to `g`.
+    #[cold]
+    #[inline(never)]
+    fn fetch_rings(&mut self, g: u64) -> bool {
+        if let Some(t) = self.retry_at {
+            if Instant::now() < t {
+                return false;
+            }
+            self.retry_at = None;
+        }
+        let before = self.fan_in.rings.len();
+        let r = self.client.call(&Request::FetchRings {
+            lease: self.lease,
+            after: self.max_ring_id,
+        });
+        match r {
+            Ok((Reply::Rings { config, rings }, fds)) => {
+                self.config = self.config.or(config);
+                // Rings that appear after subscribing are read from their
+                // first message: a subscriber that was there misses nothing
+                // (back-pressure: the broker reserved a cursor at 0 for it)
+                // or is told what it missed (overwrite: `Lagged`).
+                if self
+                    .attach(&rings, fds.into_iter(), Start::Sequence(0))
+                    .is_ok()
+                {
+                    self.seen_generation = g;
+                }
+            }
+            Ok(_) => {}
+            Err(ClientError::Control(ConnectionError::Io(_) | ConnectionError::Closed)) => {
+                // The broker died (and may have restarted): re-join it.
+                if self.rejoin() {
+                    return self.fan_in.rings.len() > before;
+                }
+            }
+            Err(_) => {}
+        }
+        if self.seen_generation != g {
+            self.retry_at = Some(Instant::now() + HEALTH_CHECK);
+        }
+        self.fan_in.rings.len() > before || self.fan_in.has_pending()
+    }
+
+    /// Re-joins a restarted broker if the connection died; returns whether
+    /// it did. Every ring the new broker lists that is new to us appeared
+    /// after we subscribed: read from its first message.
+    fn rejoin(&mut self) -> bool {
+        self.client.conn().broker_gone()
+            && self.client.reconnect().is_ok()
+            && self.join(Start::Sequence(0)).is_ok()
+    }
+
+    /// The cold part of a receive: every [`GENERATION_CHECK_EVERY`]
+    /// receives, and whenever a loss waits to be reported. Looks for new
+    /// rings; returns the loss to report first, if any.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn look_around(&mut self) -> Option<RecvError> {
+        self.since_check = 0;
+        self.refresh();
+        self.fan_in.take_pending()
+    }
+
+    /// Receives the next message of any ring into `buf`, without waiting.
+    ///
+    /// # Errors
+    /// * [`RecvError::Empty`]: nothing new on any ring;
+    /// * [`RecvError::Lagged`]: a ring (see [`Subscriber::last_ring_id`])
+    ///   was overwritten past this subscriber; reading continues;
+    /// * [`RecvError::EndOfStream`]: a ring's publisher left and the ring
+    ///   is drained; the ring is dropped and the subscription goes on;
+    /// * [`RecvError::BufferTooSmall`], [`RecvError::Corrupt`]: as for
+    ///   [`Consumer::try_recv`].
+    #[inline(always)]
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
+        self.since_check += 1;
+        if self.since_check >= GENERATION_CHECK_EVERY {
+            if let Some(e) = self.look_around() {
+                return Err(e);
+            }
+        }
+        match self.fan_in.take(buf) {
+            Err(RecvError::Empty) if self.refresh() => match self.fan_in.take_pending() {
+                Some(e) => Err(e),
+                None => self.fan_in.take(buf),
+            },
+            r => r,
+        }
+    }
+
+    /// Waits for the next message as the subscription's wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`], never `Empty`.
+    #[inline(always)]
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
+        self.recv_limit(buf, Limit::default())
+    }
+
+    /// As [`Subscriber::recv`], giving up after `timeout`: counted from the
+    /// wait's first clock read, which a spinning wait on one ring makes a
+    /// few microseconds in (so a message that comes sooner costs no clock
+    /// read).
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`]; as [`Subscriber::try_recv`].
+    #[inline(always)]
+    pub fn recv_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Delivery, RecvError> {
+        let limit = Limit {
+            by: None,
+            within: Some(timeout),
+        };
+        self.recv_limit(buf, limit)
+    }
+
+    /// As [`Subscriber::recv`], giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`]; as [`Subscriber::try_recv`].
+    #[inline(always)]
+    pub fn recv_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<Delivery, RecvError> {
+        self.recv_limit(buf, Limit::by(deadline))
+    }
+
+    /// The receives' wait, until `limit`. Inlined into the caller, with
+    /// the one-ring spin, for the reason given in `Consumer::recv_deadline`:
+    /// a `Delivery` returned from a call goes through memory. `idle` is
+    /// created at the first idle step, after the spin: a message that is
+    /// waiting, or comes within the spin, costs no clock read.
+    #[inline(always)]
+    fn recv_limit(&mut self, buf: &mut [u8], mut limit: Limit) -> Result<Delivery, RecvError> {
+        if let Some(r) = self.recv_one_ring(buf) {
+            return r;
+        }
+        let mut idle = None;
+        loop {
+            match self.try_recv(buf) {
+                Err(RecvError::Empty) => {}
+                r => return r,
+            }
+            if let [ring] = self.fan_in.rings.as_slice() {
+                if ring.consumer.spin_ready(self.options.wait) {
+                    continue;
+                }
+            }
+            self.idle(&mut idle, &mut limit)?;
+        }
+    }
+
+    /// The receive of a subscription with one ring, while it is not due a
+    /// look for new rings: [`FanIn::take_spinning`]. `None` once the spin
+    /// has run out or a look is due: the caller's loop then looks for new
+    /// rings and idles. Going through `try_recv` each time (its count and
+    /// the look at the topic's generation whenever the ring was empty)
+    /// costs a spinning ping-pong ~0.15× the floor per hop (DESIGN.md,
+    /// "Where the ping-pong nanoseconds go").
+    #[inline(always)]
+    fn recv_one_ring(&mut self, buf: &mut [u8]) -> Option<Result<Delivery, RecvError>> {
+        if self.since_check + 1 >= GENERATION_CHECK_EVERY || self.fan_in.rings.len() != 1 {
+            return None;
+        }
+        self.since_check += 1;
+        self.fan_in.take_spinning(buf, self.options.wait)
+    }
+
+    /// One idle step of a blocking receive that found nothing: waits a
+    /// slice as the wait strategy says (at most [`HEALTH_CHECK`]), checking
+    /// the broker now and then. The first step fixes `limit` to the
+    /// deadline it means.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`] once the limit has passed.
+    pub(super) fn idle(
+        &mut self,
+        idle: &mut Option<Idle>,
+        limit: &mut Limit,
+    ) -> Result<(), RecvError> {
+        let now = Instant::now();
+        let idle = idle.get_or_insert_with(|| Idle::new(now));
+        *limit = Limit::by(limit.resolve(now));
+        let deadline = limit.by;
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(RecvError::Timeout);
+        }
+        if now.duration_since(idle.last_health) >= HEALTH_CHECK {
+            idle.last_health = now;
+            self.rejoin();
+        }
+        // Wake at least this often to look for new rings.
+        let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
+        if let [ring] = self.fan_in.rings.as_mut_slice() {
+            // One ring: its own wait (futex when the strategy blocks).
+            ring.consumer
+                .wait_ready_limit(self.options.wait, &mut Limit::by(Some(slice)));
+            return Ok(());
+        }
+        // None or several rings: each has its own futex, so poll them,
+        // backing off to naps of at most 1 ms once the spin budget of a
+        // blocking strategy is spent.
+        match self.options.wait {
+            WaitStrategy::Spin => std::hint::spin_loop(),
+            WaitStrategy::SpinYield => std::thread::yield_now(),
+            WaitStrategy::Block | WaitStrategy::Adaptive { .. } => {
+                let budget = match self.options.wait {
+                    WaitStrategy::Adaptive { spin } => spin,
+                    _ => Duration::ZERO,
+                };
+                if now.duration_since(idle.started) < budget {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(idle.nap.min(slice.saturating_duration_since(now)));
+                    idle.nap = (idle.nap * 2).min(Duration::from_millis(1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The topic's config, once a publisher has set it.
+    pub fn config(&self) -> Option<TopicConfig> {
+        self.config
+    }
+
+    /// The ring of the last message or error returned.
+    pub fn last_ring_id(&self) -> u64 {
+        self.fan_in.last_ring()
+    }
+
+    /// The rings being read, one per publisher.
+    pub fn rings(&self) -> Vec<RingState> {
+        self.fan_in
+            .rings
+            .iter()
+            .map(|r| {
+                let c = &r.consumer;
+                RingState {
+                    ring_id: r.ring_id,
+                    publisher_pid: r.publisher_pid,
+                    next_seq: c.next_seq(),
+                    backlog: c.backlog(),
+                    lagged: c.lagged_total(),
+                    polls_latest: c.region().polls_latest(),
+                    mailbox: c.has_mailbox(),
+                }
+            })
+            .collect()
+    }
+
+    /// Messages lost, over all rings: overwritten before they were read
+    /// (overwrite mode), or skipped joining a back-pressure ring past the
+    /// start asked for. Each loss is also returned once as
+    /// [`RecvError::Lagged`].
+    pub fn lagged_total(&self) -> u64 {
+        self.fan_in.lagged_total()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // The consumers free their cursors when dropped after this.
+        let _ = self.client.call(&Request::Detach { lease: self.lease });
+    }
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("topic", &self.topic)
+            .field("rings", &self.rings())
+            .finish()
+    }
+}
