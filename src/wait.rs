@@ -157,12 +157,11 @@ impl Limit {
 /// Bare polls a spinning wait (`Spin`, `Adaptive`) makes first
 /// (`Consumer::spin_ready`), with no clock read and none of
 /// [`wait_until`]'s bookkeeping. A spin ping-pong's wait ends within a few
-/// polls (a `pause` is ~25 ns here), and both cost it: a clock read
-/// (`rdtsc` inside, which holds up what follows) landing as the message
-/// arrived, and the same polls made inside `wait_until`'s loop, measured
-/// 0.1–0.5× the cache-line floor slower than a bare loop
-/// (`examples/mapping_probe`). 256 polls are a few microseconds: the most
-/// a deadline or the adaptive spin budget is late by.
+/// polls, and both would slow it: a clock read (`rdtsc`, which holds up
+/// what follows) landing as the message arrives, and the bookkeeping of
+/// `wait_until`'s loop between polls (DESIGN.md, "Where the ping-pong
+/// nanoseconds go"). 256 polls are a few microseconds: the most a deadline
+/// or the adaptive spin budget is late by.
 pub(crate) const QUIET_POLLS: u32 = 256;
 /// Polls between clock reads in [`wait_until`].
 const CLOCK_EVERY: u32 = 64;
@@ -229,7 +228,7 @@ fn sleep_once<T>(
         if ctrl.wake_enabled.load(Ordering::Relaxed) == 0 {
             ctrl.wake_enabled.store(1, Ordering::Relaxed);
         }
-        // Acquire: pairs with the publisher's Release store of `wake_ack`;
+        // Acquire: pairs with the Release store of `wake_ack` in `notify`;
         // every publish after it runs the sleeper check.
         state.acked = ctrl.wake_ack.load(Ordering::Acquire) != 0;
     }

@@ -13,6 +13,8 @@
 //! cargo run --release --example doorbell_probe -- [ROUNDS]
 //! ```
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::fs::File;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::Instant;
@@ -53,17 +55,23 @@ impl Ring {
         let len = CAP as usize * STRIDE;
         let data = memfd(len)?;
         let bellf = memfd(4096)?;
+        // SAFETY: a private memfd of `len` bytes that nothing truncates;
+        // the map lives in the `Ring` with the pointers taken from it (so do
+        // the maps below).
         let mut w = unsafe { MmapOptions::new().len(len).populate().map_mut(&data)? };
         w.fill(0);
         let (r, rw, rbase) = if read_only {
+            // SAFETY: as above.
             let r = unsafe { MmapOptions::new().len(len).populate().map(&data)? };
             let b = r.as_ptr() as usize;
             (Some(r), None, b)
         } else {
+            // SAFETY: as above.
             let mut r = unsafe { MmapOptions::new().len(len).populate().map_mut(&data)? };
             let b = r.as_mut_ptr() as usize;
             (None, Some(r), b)
         };
+        // SAFETY: as above.
         let mut bell = unsafe { MmapOptions::new().len(4096).populate().map_mut(&bellf)? };
         let wbase = w.as_mut_ptr() as usize;
         let bellp = bell.as_mut_ptr() as usize;

@@ -10,6 +10,8 @@
 //! cargo run --release --example fence_probe -- [ROUNDS]
 //! ```
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use ringbus::wait::pin_current_thread;

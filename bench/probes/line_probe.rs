@@ -13,6 +13,8 @@
 
 #![allow(clippy::needless_range_loop)]
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use ringbus::wait::pin_current_thread;
@@ -38,6 +40,8 @@ const CHECK: usize = 15;
 fn publish(s: &Slot, seq: u64, msg: &[u64; 8], v: usize) {
     if v == 0 || v == 2 {
         if v == 2 {
+            // SAFETY: a prefetch hint of an address inside `s`; it never
+            // faults and changes no memory.
             unsafe {
                 core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(
                     s.w[8].as_ptr() as *const i8,

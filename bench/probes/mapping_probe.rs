@@ -16,6 +16,8 @@
 //! cargo run --release --example mapping_probe -- [ROUNDS] [SIZE]
 //! ```
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -77,7 +77,7 @@ impl Budget {
 /// worse than this: `rdtsc` holds up the instructions behind it for ~10 ns
 /// on the machines we run, so the ring's multi-line message went out later
 /// while the one-store floor hardly noticed (+0.05–0.1× on the ratio in
-/// `examples/mapping_probe`, DESIGN.md "Where the ping-pong nanoseconds
+/// `bench/probes/mapping_probe.rs`, DESIGN.md "Where the ping-pong nanoseconds
 /// go"). After the send, the read and the histogram update overlap the
 /// message's flight.
 pub struct Lap<'a> {

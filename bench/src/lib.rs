@@ -16,6 +16,8 @@
 //!
 //! The CLI wires two entry points: [`run`] for `ringbus bench` and
 //! [`child_main`] for the hidden [`CHILD_SUBCOMMAND`].
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 mod child;

@@ -1,4 +1,5 @@
 //! `ringbus`: the broker daemon and its command-line clients.
+#![deny(unsafe_code)]
 
 use clap::Parser;
 use std::process::ExitCode;

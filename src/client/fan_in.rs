@@ -90,8 +90,8 @@ impl FanIn {
     /// loop (take, else spin on its one line, take), nothing else. `None`
     /// once the spin has run out, or when there is not exactly one ring.
     /// The ring is bound once for the loop: looked up again for each spin
-    /// (through [`FanIn::take`]), the default ping-pong measured 0.2× the
-    /// floor slower per hop.
+    /// (through [`FanIn::take`]) it cost the ping-pong a visible share of a
+    /// hop.
     #[inline(always)]
     pub fn take_spinning(
         &mut self,

@@ -414,8 +414,8 @@ impl Subscriber {
     /// has run out or a look is due: the caller's loop then looks for new
     /// rings and idles. Going through `try_recv` each time (its count and
     /// the look at the topic's generation whenever the ring was empty)
-    /// costs a spinning ping-pong ~0.15× the floor per hop (DESIGN.md,
-    /// "Where the ping-pong nanoseconds go").
+    /// slows a spinning ping-pong (DESIGN.md, "Where the ping-pong
+    /// nanoseconds go").
     #[inline(always)]
     fn recv_one_ring(&mut self, buf: &mut [u8]) -> Option<Result<Delivery, RecvError>> {
         if self.since_check + 1 >= GENERATION_CHECK_EVERY || self.fan_in.rings.len() != 1 {

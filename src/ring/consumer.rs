@@ -133,8 +133,8 @@ pub struct Consumer {
     /// messages. Meanwhile a caught-up consumer polls the ring slot, not
     /// the latest slot: polling a second copy of every message while the
     /// publisher writes the next one costs each message another contended
-    /// cache line, which measured 30-40 % of 1 -> 1 throughput; the latest
-    /// slot pays off only when a message comes after a wait.
+    /// cache line, a large share of streaming throughput; the latest slot
+    /// pays off only when a message comes after a wait.
     streaming: u32,
     /// Our cursor in the control segment: gates the publisher on
     /// back-pressure rings; position and loss report on overwrite rings.
@@ -408,9 +408,10 @@ impl Consumer {
 
     /// [`Consumer::try_recv`], returning `wrap(info)`: the client layer
     /// builds its `Delivery` here, inlined, instead of copying a returned
-    /// `MessageInfo` into it. A whole-struct copy of a just-received info
-    /// (vector loads of fields stored one by one) measured ~30 ns later per
-    /// hop (DESIGN.md, "Where the ping-pong nanoseconds go").
+    /// `MessageInfo` into it: a whole-struct copy of a just-received info
+    /// (vector loads of fields just stored one by one) stalls on the stores
+    /// and delays the reply (DESIGN.md, "Where the ping-pong nanoseconds
+    /// go").
     #[inline(always)]
     pub(crate) fn try_recv_map<T>(
         &mut self,
@@ -642,10 +643,8 @@ impl Consumer {
         // Wait with `is_ready` (one stamp load per poll) and receive once
         // it says so. Inlined into the caller: returned from a call, the
         // `MessageInfo` goes through memory, and the caller's copy of it
-        // held back its next publish (DESIGN.md, "Where the ping-pong
-        // nanoseconds go"); the library's wait then measured 0.1–0.4× the
-        // floor slower than the same loop written in the caller
-        // (`examples/mapping_probe`).
+        // holds back its next publish (DESIGN.md, "Where the ping-pong
+        // nanoseconds go").
         loop {
             match self.try_recv(buf) {
                 Err(RecvError::Empty) => {}
@@ -662,8 +661,7 @@ impl Consumer {
 
     /// A spinning strategy's first polls, before any clock read or wait
     /// bookkeeping: whether something became ready within them. A spin
-    /// ping-pong's wait ends here; the same polls inside `wait_until`'s
-    /// loop measured 0.1–0.3× the floor slower (`examples/mapping_probe`).
+    /// ping-pong's wait ends here (see [`QUIET_POLLS`]).
     #[inline(always)]
     pub(crate) fn spin_ready(&self, wait: WaitStrategy) -> bool {
         if cfg!(loom) || !wait.spins_first() {
@@ -714,8 +712,8 @@ impl Consumer {
         {
             // SAFETY: the latest slot lives in the region we hold.
             let latest = unsafe { &*self.latest.hdr };
-            // Acquire: pairs with the Release stamp stores in
-            // Producer::write_latest (any stamp from `seq` on: ready).
+            // Acquire: pairs with the Release stamp stores in producer.rs's
+            // `write_slot` and `announce` (any stamp from `seq` on: ready).
             latest.stamp.load(Ordering::Acquire)
         } else {
             // Acquire: pairs with the Release stamp store in Producer::seal.
@@ -801,11 +799,10 @@ impl Consumer {
     /// The oldest message held is the one the publisher overwrites next: a
     /// reader that resumes there while the publisher streams reads every
     /// slot as it is rewritten, is lapped again at once, and stays in that
-    /// lockstep, each read a contended line. `ringbus bench --scenarios
-    /// streaming --mode overwrite`, 64 B, flat out: runs that fell into it
-    /// delivered 15–26 M msg/s and lost 17–77 % of the messages, against
-    /// 45–75 M msg/s and nothing lost in the others. Half a ring of slack
-    /// gets the reader out; an isolated lap (a reader back from a pause, a
+    /// lockstep, each read a contended line, losing most messages and
+    /// running at a fraction of the stream's rate (DESIGN.md, "A reader
+    /// lapped twice resumes half a ring behind"). Half a ring of slack gets
+    /// the reader out; an isolated lap (a reader back from a pause, a
     /// publisher that has stopped) still loses only what was overwritten.
     #[cold]
     fn lapped(&mut self, seq: u64, s: u64) -> RecvError {

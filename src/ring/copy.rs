@@ -108,9 +108,7 @@ pub(crate) unsafe fn copy_out_short(src: *const u8, out: &mut [u8]) {
 /// As [`copy_in`], for the short copies into a latest-style slot's head
 /// and tail (the publisher's copy a caught-up reader waits for): up to 32
 /// bytes as [`short_moves`], longer ones through `copy_in`. Two `memcpy`
-/// calls there cost the reply's hop as the reader's did: 64 B spin
-/// ping-pong through the broker, 40 alternating runs in two sittings,
-/// p50 1.196 → 1.071× and 1.176 → 1.122× the seqlock copy (DESIGN.md,
+/// calls there sit on the reply's hop, as the reader's did (DESIGN.md,
 /// "Where the ping-pong nanoseconds go"). The ring slot's copy, which
 /// follows the visible one, stays `memcpy`.
 ///

@@ -10,10 +10,8 @@
 //! polls line 0. With the stamp alone guarding both lines, the writer's odd
 //! stamp went out with line 0 as soon as it owned that line, then waited
 //! for line 1; a reader polling line 0 took the line back meanwhile, and
-//! the rest of the message cost another transfer each way: a 64-byte
-//! ping-pong measured 1.3–1.5× the cache-line floor, against 1.1–1.2× with
-//! the protocol below (`examples/line_probe`, DESIGN.md "Where the
-//! ping-pong nanoseconds go").
+//! the rest of the message cost another transfer each way (the bench's
+//! `line_probe`; DESIGN.md, "The latest-message slot").
 //!
 //! So the tail has its own guard, the **check** word, in the line it
 //! guards. The writer of message `seq` with a tail:

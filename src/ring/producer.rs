@@ -176,10 +176,9 @@ impl Producer {
 
     /// Turns the per-message CLOCK_MONOTONIC timestamp on or off. Off by
     /// default: messages then carry 0. On, every publish reads the clock
-    /// (`rdtsc`) while it writes the message, and in a spin ping-pong that
-    /// read alone measured 0.1–0.6× the cache-line floor per hop on the
-    /// machines we run (DESIGN.md, "Where the ping-pong nanoseconds go");
-    /// turn it on where the publish time is worth that.
+    /// (`rdtsc`) while it writes the message, on the message's critical
+    /// path (DESIGN.md, "Timestamps"); turn it on where the publish time is
+    /// worth that.
     pub fn set_timestamps(&mut self, on: bool) {
         if on != self.clock.is_some() {
             self.clock = on.then(Clock::new);
@@ -296,10 +295,9 @@ impl Producer {
     /// Recomputes the slots `publish` writes besides the ring slot: the
     /// shared latest slot while it is on, then every mailbox. The first
     /// goes in a field of its own, written as the shared slot alone was:
-    /// a lone mailbox written through the loop measured ~0.1× the floor
-    /// slower per hop than the same mailbox written this way (1.21 vs
-    /// 1.09× in `examples/mapping_probe`; DESIGN.md, "Where the ping-pong
-    /// nanoseconds go"). Runs on the cold paths that change the set.
+    /// written through the loop, a lone mailbox costs the ping-pong a
+    /// visible share of a hop (DESIGN.md, "Mailboxes"). Runs on the cold
+    /// paths that change the set.
     fn retarget(&mut self) {
         let shared = self.latest_on.then_some(self.latest);
         let mut all = shared

@@ -262,7 +262,7 @@ impl RingRegion {
 
     /// Sequence number of the next message the publisher will write.
     pub fn head(&self) -> u64 {
-        // Acquire: pairs with the Release store of `head` in Producer::commit.
+        // Acquire: pairs with the Release store of `head` in Producer::complete.
         self.header().head.load(Ordering::Acquire)
     }
 

@@ -1,6 +1,8 @@
 //! What the probes share: the bare cache-line ping-pong they are measured
 //! against, and how a run's batch timings become one figure.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
