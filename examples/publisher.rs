@@ -23,8 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mode: Mode::Backpressure, // nothing is lost: waits for slow readers
         max_subscribers: 16,
     };
-    // The publisher owns one ring of the topic; it derefs to the ring's
-    // Producer, so `publish`, `try_publish` and zero-copy `loan` are there.
+    // The publisher owns one ring of the topic: `publish`, `try_publish`,
+    // `publish_timeout`, and zero-copy `loan` + `commit`.
     let mut publisher = client.publisher(&topic, config)?;
     for i in 0..count {
         // Zero-copy: write the payload in place, then commit it.
