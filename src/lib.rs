@@ -91,3 +91,8 @@ pub mod ring;
 pub mod shm;
 pub(crate) mod sync;
 pub mod wait;
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -821,3 +821,35 @@ fn a_bounded_call_gives_up_on_a_broker_that_never_answers() {
     drop(conn);
     fake.join().unwrap();
 }
+
+#[test]
+fn the_longest_topic_name_works_and_a_longer_one_is_refused() {
+    let dir = TestDir::new("api-longname");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let longest = "n".repeat(ringbus::control::MAX_TOPIC_NAME_LEN);
+    let mut sub = client
+        .subscriber(
+            &longest,
+            SubscribeOptions {
+                start: Start::Earliest,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut p = client.publisher(&longest, cfg(Mode::Overwrite)).unwrap();
+    p.publish(b"long", 1).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(recv(&mut sub, &mut buf).1, b"long");
+    let longer = format!("{longest}n");
+    let e = client
+        .publisher(&longer, cfg(Mode::Overwrite))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("limit is 233"), "{e}");
+    let e = client
+        .subscriber(&longer, SubscribeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("limit is 233"), "{e}");
+}

@@ -20,5 +20,5 @@ pub use frame::{
     BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicConfig, TopicInfo,
     PROTOCOL_VERSION,
 };
-pub use name::{pattern_matches, validate_topic_name, TopicNameError};
+pub use name::{pattern_matches, validate_topic_name, TopicNameError, MAX_TOPIC_NAME_LEN};
 pub use socket::PeerCred;

@@ -1,10 +1,13 @@
 //! Topic names and patterns.
 //!
 //! A name is one or more segments of `[A-Za-z0-9_-]` joined by `.`, 1 to
-//! 255 bytes. Names double as file names in the broker's data directory,
-//! so they can never contain `/`, start with `.` or be `..`.
+//! [`MAX_TOPIC_NAME_LEN`] bytes. Names double as file names in the broker's
+//! data directory, so they can never contain `/`, start with `.` or be
+//! `..`.
 
-use super::frame::MAX_TOPIC_LEN;
+/// The longest topic name: a ring's file is `NAME@RINGID.data` (16 hex
+/// digits of ring id), and a file name has at most 255 bytes.
+pub const MAX_TOPIC_NAME_LEN: usize = 255 - "@0123456789abcdef.data".len();
 
 /// Why a topic name was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -12,8 +15,8 @@ pub enum TopicNameError {
     /// Empty name.
     #[error("topic name is empty")]
     Empty,
-    /// Longer than 255 bytes.
-    #[error("topic name is {0} bytes long, the limit is 255")]
+    /// Longer than [`MAX_TOPIC_NAME_LEN`] bytes.
+    #[error("topic name is {0} bytes long, the limit is {MAX_TOPIC_NAME_LEN} (names are file names in the broker's data directory)")]
     TooLong(usize),
     /// A byte outside `[A-Za-z0-9_.-]`.
     #[error("topic name contains {0:?} at byte {1}: only [A-Za-z0-9_-] segments joined by '.' are allowed")]
@@ -31,7 +34,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name.is_empty() {
         return Err(TopicNameError::Empty);
     }
-    if name.len() > MAX_TOPIC_LEN {
+    if name.len() > MAX_TOPIC_NAME_LEN {
         return Err(TopicNameError::TooLong(name.len()));
     }
     for (i, c) in name.char_indices() {
@@ -78,11 +81,12 @@ mod tests {
         assert_eq!(validate_topic_name(".."), Err(TopicNameError::EmptySegment));
         assert_eq!(validate_topic_name(".a"), Err(TopicNameError::EmptySegment));
         assert_eq!(validate_topic_name("a."), Err(TopicNameError::EmptySegment));
+        assert_eq!(MAX_TOPIC_NAME_LEN, 233);
         assert_eq!(
-            validate_topic_name(&"a".repeat(256)),
-            Err(TopicNameError::TooLong(256))
+            validate_topic_name(&"a".repeat(234)),
+            Err(TopicNameError::TooLong(234))
         );
-        assert!(validate_topic_name(&"a".repeat(255)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(233)).is_ok());
         assert!(validate_topic_name("é").is_err());
     }
 
