@@ -1,15 +1,24 @@
 //! `#[repr(C)]` structures that live in shared memory, with compile-time
 //! size, alignment and offset checks.
 //!
-//! A ring is two segments:
+//! A ring is made of segments that differ in who may write them:
 //!
 //! * the **data segment** (`RingHeader`, the latest-message slot, then
-//!   `capacity` slots; see [`crate::ring`]) is written by
-//!   the publisher alone; subscribers map it read-only, so a subscriber cannot
-//!   corrupt the stream for the others;
-//! * the **control segment** (`CtrlHeader` then `max_subscribers` cursor
-//!   slots) is writable by every attached process: back-pressure cursors,
-//!   the futex word and the sleeper count live here.
+//!   `capacity` slots; see [`crate::ring`]) is written by the publisher
+//!   (and, for a few words, by the broker); subscribers map it read-only,
+//!   so a subscriber cannot corrupt the stream for the others;
+//! * a **port** per subscriber (`PortHeader`, then the subscriber's
+//!   mailbox slot) is shared by that subscriber and the ring's publisher
+//!   only: its back-pressure cursor, its futex word and sleeping flag, its
+//!   requests to the publisher, and the publisher's answers. No subscriber
+//!   can write another's port;
+//! * the **lobby** (`LobbyHeader`) is one line every process of the ring
+//!   may write: a subscriber rings its bell to ask the publisher to look at
+//!   its port. Nothing in it is trusted; the publisher looks at most once
+//!   per [`BELL_EVERY`] messages, so ringing it on purpose costs little.
+//!
+//! Every segment a client maps is a sealed memfd (`F_SEAL_SHRINK |
+//! F_SEAL_GROW`): nobody can truncate one under another's mapping.
 //!
 //! Every field is a fixed-width integer or an atomic of one: no pointers,
 //! `usize` or `bool`, so 64-bit processes built by different compilers agree
@@ -19,30 +28,44 @@
 
 use crate::sync::{AtomicU32, AtomicU64};
 
-/// `b"RINGBUS\0"` read as a little-endian `u64`: first word of both segments.
+/// `b"RINGBUS\0"` read as a little-endian `u64`: first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RINGBUS\0");
 /// Bumped whenever any structure in this file changes shape or meaning
-/// (3: latest-style slots guard their tail with a check word, see
-/// `ring/latest.rs`).
-pub const LAYOUT_VERSION: u32 = 3;
+/// (4: per-subscriber ports and the lobby replace the shared control
+/// segment).
+pub const LAYOUT_VERSION: u32 = 4;
 /// Padding unit that keeps independently written fields apart.
 pub const PAD: usize = 128;
 /// Slots are aligned (and their stride rounded) to one cache line.
 pub const CACHE_LINE: usize = 64;
-/// Value of an unused [`CursorSlot::pos`].
+/// Value of a [`PortHeader::pos`] that gates nothing (the subscriber left).
 pub const CURSOR_FREE: u64 = u64::MAX;
+/// A publisher looks at its ports' requests at most once per this many
+/// messages when the lobby bell keeps ringing (see [`LobbyHeader`]).
+pub const BELL_EVERY: u32 = 256;
 
-/// Kind tag stored in the header so a data segment is never attached as a
-/// control segment or the reverse.
+/// Kind tag stored in the header so one kind of segment is never attached
+/// as another.
 pub const KIND_DATA: u32 = 1;
-/// See [`KIND_DATA`].
-pub const KIND_CTRL: u32 = 2;
-/// See [`KIND_DATA`]: a subscriber's mailbox ([`MailboxHeader`]).
-pub const KIND_MAILBOX: u32 = 3;
+/// See [`KIND_DATA`]: a ring's lobby ([`LobbyHeader`]).
+pub const KIND_LOBBY: u32 = 4;
+/// See [`KIND_DATA`]: a subscriber's port ([`PortHeader`]).
+pub const KIND_PORT: u32 = 5;
+
+/// [`PortHeader::requests`] bit: the subscriber may sleep on the port's
+/// futex; the publisher answers with [`PortHeader::wake_ack`] and from then
+/// on wakes it.
+pub const REQUEST_WAKE: u32 = 1;
+/// [`PortHeader::requests`] bit: the subscriber polls the shared
+/// latest-message slot (it maps the data writable); the publisher honours it
+/// only for ports its broker marked trusted.
+pub const REQUEST_LATEST: u32 = 2;
 
 /// Header of the data segment. Line 0 is immutable after creation; line 1
 /// is written by the publisher on every message; line 2 changes once (end of
-/// stream) and is polled by idle subscribers, so it is kept off line 1.
+/// stream) and is polled by idle subscribers, so it is kept off line 1;
+/// line 3 holds words that change rarely: the publisher's back-pressure
+/// bound and latest-slot answer, and the broker's port generation.
 #[repr(C, align(128))]
 pub struct RingHeader {
     // ---- line 0: identity and configuration, written once at creation ----
@@ -63,7 +86,7 @@ pub struct RingHeader {
     pub mode: u32,
     /// Bytes from one slot to the next (multiple of [`CACHE_LINE`]).
     pub slot_stride: u32,
-    /// Number of cursor slots in the control segment.
+    /// Most ports (subscribers with a cursor) the ring serves.
     pub max_subscribers: u32,
     /// Identifier chosen by the creator (the broker's ring id); 0 if none.
     pub ring_id: u64,
@@ -82,6 +105,21 @@ pub struct RingHeader {
     /// broker when it reaps a dead publisher.
     pub closed: AtomicU32,
     _pad2: [u8; PAD - 4],
+    // ---- line 3: rarely written ----
+    /// Back-pressure mode: the publisher writes no sequence at or above this
+    /// bound without first re-reading its ports' cursors. Whoever adds a
+    /// port reads it to place the new cursor where the publisher will
+    /// respect it. Written by the publisher only.
+    pub limit: AtomicU64,
+    /// Bumped by whoever adds or removes a port of this ring (the broker)
+    /// after queueing the change for the publisher; a publisher that sees
+    /// it move takes the queued changes. Subscribers cannot write it.
+    pub generation: AtomicU32,
+    /// Set to 1 by the publisher once it writes the latest-message slot
+    /// with every message; a subscriber reads that slot only after it sees
+    /// this.
+    pub latest_ack: AtomicU32,
+    _pad3: [u8; PAD - 16],
 }
 
 /// Per-slot header; the payload follows it directly. Written by the
@@ -105,115 +143,127 @@ pub struct SlotHeader {
     pub timestamp: AtomicU64,
 }
 
-/// Header of the control segment, writable by all attached processes.
+/// Header of a ring's **lobby**, a one-page segment every process of the
+/// ring may write. It carries hints only: a subscriber that set a request
+/// in its port bumps `bell`, and the publisher, which reads the bell on
+/// every message, then looks at its ports (at most once per
+/// [`BELL_EVERY`] messages).
 #[repr(C, align(128))]
-pub struct CtrlHeader {
-    // ---- line 0: identity ----
+pub struct LobbyHeader {
+    // ---- line 0: identity, written once at creation ----
     /// [`MAGIC`].
     pub magic: u64,
     /// [`LAYOUT_VERSION`].
     pub layout_version: u32,
-    /// [`KIND_CTRL`].
+    /// [`KIND_LOBBY`].
     pub kind: u32,
-    /// Number of [`CursorSlot`]s that follow this header.
-    pub max_subscribers: u32,
-    /// Reserved, zero.
-    pub _reserved: u32,
-    /// Same value as [`RingHeader::ring_id`].
+    /// The ring's id.
     pub ring_id: u64,
-    _pad0: [u8; PAD - 32],
-    // ---- line 1: sleeping subscribers ----
-    /// Futex word: bumped by the publisher before each `FUTEX_WAKE`.
-    pub futex: AtomicU32,
-    /// Number of subscribers inside (or about to enter) `FUTEX_WAIT`.
-    pub sleepers: AtomicU32,
-    /// Set to 1 by the first subscriber that may block; from then on the
-    /// publisher runs the sleeper check after each publish.
-    pub wake_enabled: AtomicU32,
-    /// Set to 1 by the publisher once it has seen `wake_enabled`; a
-    /// subscriber sleeps without a time bound only after it sees this.
-    pub wake_ack: AtomicU32,
-    /// Set to 1 by a subscriber that polls the latest-message slot (it maps
-    /// the data writable); from then on the publisher writes that slot.
-    pub latest_wanted: AtomicU32,
-    /// Set to 1 by the publisher once it writes the latest-message slot
-    /// with every message; a subscriber reads that slot only after it sees
-    /// this.
-    pub latest_ack: AtomicU32,
-    /// Bumped by the broker whenever it adds or removes a subscriber's
-    /// mailbox of this ring; a publisher that sees it move fetches the
-    /// current list.
-    pub mailbox_generation: AtomicU32,
-    _pad1: [u8; PAD - 28],
-    // ---- line 2: back-pressure gating ----
-    /// Back-pressure mode: the publisher writes no sequence at or above this
-    /// bound without first re-reading the cursors. Joining subscribers read
-    /// it to place their cursor where the publisher will respect it.
-    pub limit: AtomicU64,
-    /// Bumped each time a subscriber claims or releases a cursor.
-    pub cursor_generation: AtomicU64,
-    _pad2: [u8; PAD - 16],
+    _pad0: [u8; PAD - 24],
+    // ---- line 1: the bell ----
+    /// Bumped by a subscriber that wants its port looked at.
+    pub bell: AtomicU32,
+    _pad1: [u8; PAD - 4],
 }
 
-/// One subscriber's cursor, on its own padded line (subscribers write
-/// theirs on every message; the publisher reads them only when its cached
-/// limit runs out). On back-pressure rings the cursor gates the publisher;
-/// on overwrite rings it only reports the subscriber's position and losses
-/// (for `ringbus topics`), and a subscriber that finds no free slot simply
-/// goes without.
+/// Header of a **port**: one subscriber's state on one ring, in a segment
+/// that only that subscriber and the ring's publisher map (both
+/// read-write). The subscriber's mailbox slot (a [`SlotHeader`], then
+/// `inline` payload bytes) follows at [`PORT_SLOT_OFFSET`]. What a
+/// subscriber writes here can mislead only the publisher's view of that
+/// same subscriber: its own cursor, its own wake-ups, its own mailbox.
 #[repr(C, align(128))]
-pub struct CursorSlot {
-    /// Next sequence this subscriber will read, or [`CURSOR_FREE`].
-    pub pos: AtomicU64,
-    /// Process id of the owner (for the broker's reaper); 0 if unknown.
-    pub owner_pid: AtomicU32,
-    /// Reserved, zero.
-    pub _reserved: AtomicU32,
-    /// Messages this subscriber lost to overwrites so far.
-    pub dropped: AtomicU64,
-    _pad: [u8; PAD - 24],
-}
-
-/// Header of a **mailbox**: one subscriber's private copy of the
-/// latest-message slot, in a segment only that subscriber and the ring's
-/// publisher map (both read-write), so a subscriber that polls a writable
-/// line need not be able to write the shared data segment (see
-/// [`crate::ring::Mailbox`]). The slot (a [`SlotHeader`], then `inline`
-/// payload bytes) follows the header, at offset [`PAD`].
-#[repr(C, align(128))]
-pub struct MailboxHeader {
+pub struct PortHeader {
+    // ---- line 0: identity, written once by the port's creator ----
     /// [`MAGIC`].
     pub magic: u64,
     /// [`LAYOUT_VERSION`].
     pub layout_version: u32,
-    /// [`KIND_MAILBOX`].
+    /// [`KIND_PORT`].
     pub kind: u32,
-    /// The ring whose messages this mailbox receives.
+    /// The ring this port belongs to.
     pub ring_id: u64,
-    /// Payload bytes the slot holds inline (the ring's `latest_inline`).
+    /// The port's id, unique within its ring.
+    pub port_id: u64,
+    /// Payload bytes the mailbox slot holds inline (the ring's
+    /// `latest_inline`).
     pub inline: u32,
     /// Reserved, zero.
     pub _reserved: u32,
-    /// Set to 1 by the publisher once it writes the mailbox with every
+    _pad0: [u8; PAD - 40],
+    // ---- line 1: the subscriber's, written as it reads ----
+    /// Next sequence this subscriber will read, or [`CURSOR_FREE`]. On a
+    /// back-pressure ring it gates the publisher; on an overwrite ring it
+    /// only shows the subscriber's position.
+    pub pos: AtomicU64,
+    /// Messages this subscriber lost so far (for the broker's listing).
+    pub dropped: AtomicU64,
+    /// [`REQUEST_WAKE`] | [`REQUEST_LATEST`]: what the subscriber asks of
+    /// the publisher (see [`LobbyHeader`]).
+    pub requests: AtomicU32,
+    /// Set to 1 by the subscriber once it has taken the port over (the
+    /// broker frees a port nobody took over).
+    pub adopted: AtomicU32,
+    _pad1: [u8; PAD - 24],
+    // ---- line 2: sleeping ----
+    /// Futex word: bumped by the publisher before each `FUTEX_WAKE`.
+    pub futex: AtomicU32,
+    /// Non-zero while the subscriber is inside (or about to enter)
+    /// `FUTEX_WAIT` on `futex`.
+    pub sleeping: AtomicU32,
+    _pad2: [u8; PAD - 8],
+    // ---- line 3: the publisher's answers ----
+    /// Set to 1 by the publisher once it writes the mailbox slot with every
     /// message; [`MAILBOX_RETIRED`] once it has stopped for good.
-    pub ack: AtomicU32,
-    _pad: [u8; PAD - 36],
+    pub mailbox_ack: AtomicU32,
+    /// Set to 1 by the publisher once it wakes this subscriber; the
+    /// subscriber sleeps without a time bound only after it sees this.
+    pub wake_ack: AtomicU32,
+    _pad3: [u8; PAD - 8],
 }
 
-/// [`MailboxHeader::ack`] of a mailbox its publisher no longer writes.
+/// Where a port's mailbox slot starts.
+pub const PORT_SLOT_OFFSET: usize = 4 * PAD;
+
+/// [`PortHeader::mailbox_ack`] of a mailbox its publisher no longer writes.
 pub const MAILBOX_RETIRED: u32 = 2;
 
-impl MailboxHeader {
-    pub(crate) fn new(ring_id: u64, inline: u32) -> Self {
-        MailboxHeader {
+impl LobbyHeader {
+    pub(crate) fn new(ring_id: u64) -> Self {
+        LobbyHeader {
             magic: MAGIC,
             layout_version: LAYOUT_VERSION,
-            kind: KIND_MAILBOX,
+            kind: KIND_LOBBY,
             ring_id,
+            _pad0: [0; PAD - 24],
+            bell: AtomicU32::new(0),
+            _pad1: [0; PAD - 4],
+        }
+    }
+}
+
+impl PortHeader {
+    pub(crate) fn new(ring_id: u64, port_id: u64, inline: u32, pos: u64) -> Self {
+        PortHeader {
+            magic: MAGIC,
+            layout_version: LAYOUT_VERSION,
+            kind: KIND_PORT,
+            ring_id,
+            port_id,
             inline,
             _reserved: 0,
-            ack: AtomicU32::new(0),
-            _pad: [0; PAD - 36],
+            _pad0: [0; PAD - 40],
+            pos: AtomicU64::new(pos),
+            dropped: AtomicU64::new(0),
+            requests: AtomicU32::new(0),
+            adopted: AtomicU32::new(0),
+            _pad1: [0; PAD - 24],
+            futex: AtomicU32::new(0),
+            sleeping: AtomicU32::new(0),
+            _pad2: [0; PAD - 8],
+            mailbox_ack: AtomicU32::new(0),
+            wake_ack: AtomicU32::new(0),
+            _pad3: [0; PAD - 8],
         }
     }
 }
@@ -249,6 +299,10 @@ impl RingHeader {
             _pad1: [0; PAD - 8],
             closed: AtomicU32::new(0),
             _pad2: [0; PAD - 4],
+            limit: AtomicU64::new(u64::from(capacity)),
+            generation: AtomicU32::new(0),
+            latest_ack: AtomicU32::new(0),
+            _pad3: [0; PAD - 16],
         }
     }
 }
@@ -265,43 +319,6 @@ impl SlotHeader {
     }
 }
 
-impl CtrlHeader {
-    pub(crate) fn new(max_subscribers: u32, ring_id: u64, capacity: u32) -> Self {
-        CtrlHeader {
-            magic: MAGIC,
-            layout_version: LAYOUT_VERSION,
-            kind: KIND_CTRL,
-            max_subscribers,
-            _reserved: 0,
-            ring_id,
-            _pad0: [0; PAD - 32],
-            futex: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
-            wake_enabled: AtomicU32::new(0),
-            wake_ack: AtomicU32::new(0),
-            latest_wanted: AtomicU32::new(0),
-            latest_ack: AtomicU32::new(0),
-            mailbox_generation: AtomicU32::new(0),
-            _pad1: [0; PAD - 28],
-            limit: AtomicU64::new(u64::from(capacity)),
-            cursor_generation: AtomicU64::new(0),
-            _pad2: [0; PAD - 16],
-        }
-    }
-}
-
-impl CursorSlot {
-    pub(crate) fn new() -> Self {
-        CursorSlot {
-            pos: AtomicU64::new(CURSOR_FREE),
-            owner_pid: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
-            dropped: AtomicU64::new(0),
-            _pad: [0; PAD - 24],
-        }
-    }
-}
-
 /// Static layout checks: the byte offsets are part of the on-disk format
 /// shared with other processes (and with C readers), so any drift is a
 /// compile error. Loom's atomics are larger than std's, so the checks hold
@@ -311,7 +328,7 @@ mod asserts {
     use super::*;
     use core::mem::{align_of, offset_of, size_of};
 
-    const _: () = assert!(size_of::<RingHeader>() == 3 * PAD);
+    const _: () = assert!(size_of::<RingHeader>() == 4 * PAD);
     const _: () = assert!(align_of::<RingHeader>() == PAD);
     const _: () = assert!(offset_of!(RingHeader, magic) == 0);
     const _: () = assert!(offset_of!(RingHeader, layout_version) == 8);
@@ -333,25 +350,25 @@ mod asserts {
     const _: () = assert!(offset_of!(SlotHeader, tag) == 16);
     const _: () = assert!(offset_of!(SlotHeader, timestamp) == 24);
 
-    const _: () = assert!(size_of::<CtrlHeader>() == 3 * PAD);
-    const _: () = assert!(offset_of!(CtrlHeader, futex) == PAD);
-    const _: () = assert!(offset_of!(CtrlHeader, sleepers) == PAD + 4);
-    const _: () = assert!(offset_of!(CtrlHeader, wake_enabled) == PAD + 8);
-    const _: () = assert!(offset_of!(CtrlHeader, wake_ack) == PAD + 12);
-    const _: () = assert!(offset_of!(CtrlHeader, latest_wanted) == PAD + 16);
-    const _: () = assert!(offset_of!(CtrlHeader, latest_ack) == PAD + 20);
-    const _: () = assert!(offset_of!(CtrlHeader, mailbox_generation) == PAD + 24);
-    const _: () = assert!(offset_of!(CtrlHeader, limit) == 2 * PAD);
-    const _: () = assert!(offset_of!(CtrlHeader, cursor_generation) == 2 * PAD + 8);
+    const _: () = assert!(offset_of!(RingHeader, limit) == 3 * PAD);
+    const _: () = assert!(offset_of!(RingHeader, generation) == 3 * PAD + 8);
+    const _: () = assert!(offset_of!(RingHeader, latest_ack) == 3 * PAD + 12);
 
-    const _: () = assert!(size_of::<MailboxHeader>() == PAD);
-    const _: () = assert!(offset_of!(MailboxHeader, ring_id) == 16);
-    const _: () = assert!(offset_of!(MailboxHeader, inline) == 24);
-    const _: () = assert!(offset_of!(MailboxHeader, ack) == 32);
+    const _: () = assert!(size_of::<LobbyHeader>() == 2 * PAD);
+    const _: () = assert!(offset_of!(LobbyHeader, ring_id) == 16);
+    const _: () = assert!(offset_of!(LobbyHeader, bell) == PAD);
 
-    const _: () = assert!(offset_of!(CursorSlot, pos) == 0);
-    const _: () = assert!(offset_of!(CursorSlot, owner_pid) == 8);
-    const _: () = assert!(offset_of!(CursorSlot, dropped) == 16);
-    const _: () = assert!(size_of::<CursorSlot>() == PAD);
-    const _: () = assert!(align_of::<CursorSlot>() == PAD);
+    const _: () = assert!(size_of::<PortHeader>() == PORT_SLOT_OFFSET);
+    const _: () = assert!(align_of::<PortHeader>() == PAD);
+    const _: () = assert!(offset_of!(PortHeader, ring_id) == 16);
+    const _: () = assert!(offset_of!(PortHeader, port_id) == 24);
+    const _: () = assert!(offset_of!(PortHeader, inline) == 32);
+    const _: () = assert!(offset_of!(PortHeader, pos) == PAD);
+    const _: () = assert!(offset_of!(PortHeader, dropped) == PAD + 8);
+    const _: () = assert!(offset_of!(PortHeader, requests) == PAD + 16);
+    const _: () = assert!(offset_of!(PortHeader, adopted) == PAD + 20);
+    const _: () = assert!(offset_of!(PortHeader, futex) == 2 * PAD);
+    const _: () = assert!(offset_of!(PortHeader, sleeping) == 2 * PAD + 4);
+    const _: () = assert!(offset_of!(PortHeader, mailbox_ack) == 3 * PAD);
+    const _: () = assert!(offset_of!(PortHeader, wake_ack) == 3 * PAD + 4);
 }

@@ -1,11 +1,19 @@
-//! Shared-memory segments: create, size, initialise, pre-fault and map a
-//! ring's two files (in a directory, normally on tmpfs, or as memfds).
+//! Shared-memory segments: create, size, initialise, pre-fault, seal and
+//! map a ring's data segment and lobby, and subscribers' ports.
+//!
+//! Every segment is a memfd sealed against resizing (`F_SEAL_SHRINK |
+//! F_SEAL_GROW`) before anyone else gets it: a process that maps one can
+//! never be killed with `SIGBUS` by another truncating it. Mapping refuses
+//! a segment that is not sealed so. The data segment is sealed against new
+//! writable mappings too (`F_SEAL_FUTURE_WRITE`) once its publisher has
+//! mapped it ([`seal_data`]): after that, only the publisher (and the
+//! broker, which mapped it first) can write it, whatever descriptor a
+//! subscriber holds.
 
-use crate::ring::{AttachError, Mailbox, RingRegion, TopicConfig, TopicConfigError};
+use crate::ring::{AttachError, Port, RingRegion, TopicConfig, TopicConfigError};
 use memmap2::{Mmap, MmapMut, MmapOptions};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use rustix::fs::SealFlags;
+use std::fs::File;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -34,13 +42,20 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ShmError {
     move |source| ShmError::Io { what, source }
 }
 
+fn errno(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> ShmError {
+    let what = what.into();
+    move |e| ShmError::Io {
+        what,
+        source: e.into(),
+    }
+}
+
 /// How a process maps a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Data segment writable (the publisher, or the broker).
     ReadWrite,
     /// Data segment read-only: a subscriber cannot corrupt the stream.
-    /// The control segment (cursors, sleepers) is always writable.
     Subscriber,
     /// A subscriber that maps the data segment read-write (the descriptor
     /// must allow it: the broker hands those out only when configured with
@@ -63,123 +78,125 @@ pub fn subscriber_access(data: &File) -> Access {
     }
 }
 
-/// Paths of a ring's two files inside a data directory.
-pub fn ring_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{name}.data")),
-        dir.join(format!("{name}.ctrl")),
-    )
-}
-
-/// Creates `NAME.data` and `NAME.ctrl` in `dir` (mode 0600, refusing to
-/// overwrite), sizes, initialises and pre-faults them. Returns the two
-/// files, open read-write.
-///
-/// # Errors
-/// [`ShmError::Config`] for a bad config; [`ShmError::Io`] if a file exists
-/// or cannot be created, sized or mapped.
-pub fn create_ring_files(
-    dir: &Path,
-    name: &str,
-    config: &TopicConfig,
-    ring_id: u64,
-    publisher_pid: u32,
-) -> Result<(File, File), ShmError> {
-    config.validate()?;
-    let (dp, cp) = ring_paths(dir, name);
-    let open = |p: &Path| {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(p)
-            .map_err(io(format!("creating {}", p.display())))
-    };
-    let data = open(&dp)?;
-    let ctrl = match open(&cp) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = std::fs::remove_file(&dp);
-            return Err(e);
-        }
-    };
-    if let Err(e) = init_files(&data, &ctrl, config, ring_id, publisher_pid) {
-        let _ = std::fs::remove_file(&dp);
-        let _ = std::fs::remove_file(&cp);
-        return Err(e);
-    }
-    Ok((data, ctrl))
-}
-
-/// As [`create_ring_files`], but anonymous memfds (nothing in the file
-/// system; the descriptors are the only way in).
-///
-/// # Errors
-/// As [`create_ring_files`].
-pub fn create_ring_memfd(
-    name: &str,
-    config: &TopicConfig,
-    ring_id: u64,
-    publisher_pid: u32,
-) -> Result<(File, File), ShmError> {
+/// A new memfd of `len` bytes that may be sealed, its memory reserved (a
+/// full tmpfs is `ENOSPC` now, not `SIGBUS` later).
+fn new_memfd(name: &str, len: u64) -> Result<File, ShmError> {
     use rustix::fs::{memfd_create, MemfdFlags};
-    config.validate()?;
-    let mk =
-        |suffix: &str| -> Result<File, ShmError> {
-            let fd = memfd_create(format!("ringbus-{name}.{suffix}"), MemfdFlags::CLOEXEC)
-                .map_err(|e| ShmError::Io {
-                    what: "memfd_create".into(),
-                    source: e.into(),
-                })?;
-            Ok(File::from(fd))
-        };
-    let (data, ctrl) = (mk("data")?, mk("ctrl")?);
-    init_files(&data, &ctrl, config, ring_id, publisher_pid)?;
-    Ok((data, ctrl))
+    let fd = memfd_create(
+        format!("ringbus-{name}"),
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(errno(format!("memfd_create ({name})")))?;
+    let file = File::from(fd);
+    file.set_len(len).map_err(io(format!("sizing {name}")))?;
+    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
+        .map_err(errno(format!("allocating {name} ({len} bytes)")))?;
+    Ok(file)
 }
 
-fn init_files(
-    data: &File,
-    ctrl: &File,
-    config: &TopicConfig,
-    ring_id: u64,
-    pid: u32,
-) -> Result<(), ShmError> {
-    let s = config.validate()?;
-    data.set_len(s.data_len)
-        .map_err(io("sizing the data segment"))?;
-    ctrl.set_len(s.ctrl_len)
-        .map_err(io("sizing the control segment"))?;
-    // Reserve the memory now: on a full tmpfs this fails with ENOSPC,
-    // where touching a sparse page below would kill us with SIGBUS.
-    for (f, len, what) in [
-        (data, s.data_len, "allocating the data segment"),
-        (ctrl, s.ctrl_len, "allocating the control segment"),
-    ] {
-        rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, len).map_err(|e| {
-            ShmError::Io {
-                what: format!("{what} ({len} bytes)"),
-                source: e.into(),
-            }
-        })?;
+/// Seals `file` against resizing (and, with `more`, whatever else).
+fn seal(file: &File, what: &str, more: SealFlags) -> Result<(), ShmError> {
+    rustix::fs::fcntl_add_seals(file, SealFlags::SHRINK | SealFlags::GROW | more)
+        .map_err(errno(format!("sealing {what}")))
+}
+
+/// Fails unless `file` is sealed against shrinking and growing: a segment
+/// someone could truncate under our mapping would kill us with `SIGBUS`.
+fn check_sealed(file: &File, what: &str) -> Result<(), ShmError> {
+    let seals = rustix::fs::fcntl_get_seals(file)
+        .map_err(errno(format!("reading the seals of {what} (is it a memfd?)")))?;
+    if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+        return Err(ShmError::Io {
+            what: format!("mapping {what}"),
+            source: std::io::Error::other(
+                "it is not sealed against resizing (F_SEAL_SHRINK | F_SEAL_GROW)",
+            ),
+        });
     }
-    // SAFETY: freshly created files that no other process has opened yet;
-    // MAP_POPULATE pre-faults every page so the hot path takes no fault.
-    let mut d = unsafe { MmapOptions::new().populate().map_mut(data) }
-        .map_err(io("mapping the data segment"))?;
-    // SAFETY: as above.
-    let mut c = unsafe { MmapOptions::new().populate().map_mut(ctrl) }
-        .map_err(io("mapping the control segment"))?;
-    // SAFETY: both mappings are exactly the sizes `init` writes, page
-    // (hence 128-byte) aligned, and private to us until we hand the files out.
-    unsafe { crate::ring::init_segments(d.as_mut_ptr(), c.as_mut_ptr(), config, ring_id, pid) };
     Ok(())
 }
 
-struct Mapping {
-    _data: DataMap,
-    _ctrl: MmapMut,
+fn len_of(file: &File, what: &str) -> Result<u64, ShmError> {
+    Ok(file
+        .metadata()
+        .map_err(io(format!("reading the size of {what}")))?
+        .len())
+}
+
+/// A new ring as its creator holds it: the descriptors to hand out, and
+/// the creator's own read-write mapping (which stays writable after
+/// [`seal_data`]).
+pub struct RingSegments {
+    /// The data segment (read-write descriptor).
+    pub data: File,
+    /// The lobby.
+    pub lobby: File,
+    /// The creator's mapping of both.
+    pub region: Arc<RingRegion>,
+}
+
+/// Creates a ring's data segment and lobby as memfds: sized, initialised,
+/// pre-faulted, sealed against resizing, and mapped read-write by the
+/// caller.
+///
+/// # Errors
+/// [`ShmError::Config`] for a bad config; [`ShmError::Io`] if a memfd
+/// cannot be created, sized, mapped or sealed.
+pub fn create_ring(
+    config: &TopicConfig,
+    ring_id: u64,
+    publisher_pid: u32,
+) -> Result<RingSegments, ShmError> {
+    let s = config.validate()?;
+    let data = new_memfd(&format!("{ring_id:x}.data"), s.data_len)?;
+    let lobby = new_memfd(&format!("{ring_id:x}.lobby"), s.lobby_len)?;
+    // SAFETY: fresh memfds that no other process has; MAP_POPULATE
+    // pre-faults every page so the hot path takes no fault.
+    let mut d = unsafe { MmapOptions::new().populate().map_mut(&data) }
+        .map_err(io("mapping the data segment"))?;
+    // SAFETY: as above.
+    let mut l = unsafe { MmapOptions::new().populate().map_mut(&lobby) }
+        .map_err(io("mapping the lobby"))?;
+    // SAFETY: both mappings are exactly the sizes `init` writes, page
+    // (hence 128-byte) aligned, and private to us until we hand them out.
+    unsafe {
+        crate::ring::init_segments(d.as_mut_ptr(), l.as_mut_ptr(), config, ring_id, publisher_pid)
+    };
+    seal(&data, "the data segment", SealFlags::empty())?;
+    seal(&lobby, "the lobby", SealFlags::SEAL)?;
+    let region = attach(d.into(), l, true, Some(config))?;
+    Ok(RingSegments {
+        data,
+        lobby,
+        region: Arc::new(region),
+    })
+}
+
+/// Seals a ring's data segment against any new writable mapping and any
+/// `write()` (`F_SEAL_FUTURE_WRITE`), and against further seals. Call once
+/// its publisher has mapped it: from then on a subscriber cannot write the
+/// data through any descriptor, not even one it reopens. Mappings made
+/// before (the creator's, the publisher's) stay writable.
+///
+/// # Errors
+/// [`ShmError::Io`] if the seals cannot be added.
+pub fn seal_data(data: &File) -> Result<(), ShmError> {
+    seal(
+        data,
+        "the data segment",
+        SealFlags::FUTURE_WRITE | SealFlags::SEAL,
+    )
+}
+
+/// A read-only descriptor of the same memfd as `file` (a new open file
+/// description through `/proc/self/fd`), to hand to a subscriber.
+///
+/// # Errors
+/// [`ShmError::Io`] if it cannot be opened.
+pub fn reopen_read_only(file: &File) -> Result<File, ShmError> {
+    use std::os::fd::AsRawFd;
+    File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(io("reopening a segment read-only"))
 }
 
 enum DataMap {
@@ -187,90 +204,112 @@ enum DataMap {
     Ro(#[allow(dead_code)] Mmap),
 }
 
-/// Maps a ring's two files and validates them. `expected`, if given, must
-/// match the ring's config.
+struct Mapping {
+    _data: DataMap,
+    _lobby: MmapMut,
+}
+
+/// Maps a ring's data segment and lobby, handed over by another process,
+/// and validates them: both sealed against resizing, a ring's headers,
+/// `expected`'s config if given.
 ///
 /// # Errors
-/// [`ShmError::Io`] (e.g. a read-only descriptor mapped `ReadWrite`),
-/// [`ShmError::Attach`] for a truncated, foreign or mismatched ring.
+/// [`ShmError::Io`] (e.g. a read-only descriptor mapped `ReadWrite`, a
+/// segment that is not sealed), [`ShmError::Attach`] for a truncated,
+/// foreign or mismatched ring.
 pub fn map_ring(
     data: &File,
-    ctrl: &File,
+    lobby: &File,
     access: Access,
     expected: Option<&TopicConfig>,
 ) -> Result<Arc<RingRegion>, ShmError> {
-    let dlen = data
-        .metadata()
-        .map_err(io("reading the data segment's size"))?
-        .len();
-    let clen = ctrl
-        .metadata()
-        .map_err(io("reading the control segment's size"))?
-        .len();
-    if dlen == 0 || clen == 0 {
-        return Err(AttachError::Truncated {
-            segment: if dlen == 0 { "data" } else { "control" },
-            len: 0,
-            need: 1,
+    check_sealed(data, "the data segment")?;
+    check_sealed(lobby, "the lobby")?;
+    for (f, what) in [(data, "data segment"), (lobby, "lobby")] {
+        if len_of(f, what)? == 0 {
+            return Err(AttachError::Truncated {
+                segment: if what == "lobby" { "lobby" } else { "data" },
+                len: 0,
+                need: 1,
+            }
+            .into());
         }
-        .into());
     }
-    // SAFETY: a shared mapping of a ring file. Other processes write it
-    // concurrently; RingRegion reads it only through atomics and the seqlock
-    // protocol and validates the header before trusting any of it.
-    let mut c = unsafe { MmapOptions::new().populate().map_mut(ctrl) }
-        .map_err(io("mapping the control segment read-write"))?;
-    let cptr = NonNull::new(c.as_mut_ptr()).expect("mmap never returns null");
-    let (dmap, dptr, writable) = match access {
+    // SAFETY: a shared mapping of a sealed memfd (it cannot shrink). Other
+    // processes write it concurrently; RingRegion reads it only through
+    // atomics and the seqlock protocol and validates the header before
+    // trusting any of it.
+    let l = unsafe { MmapOptions::new().populate().map_mut(lobby) }
+        .map_err(io("mapping the lobby read-write"))?;
+    let (dmap, writable) = match access {
         Access::ReadWrite | Access::TrustedSubscriber => {
             // SAFETY: as above.
-            let mut m = unsafe { MmapOptions::new().populate().map_mut(data) }
+            let m = unsafe { MmapOptions::new().populate().map_mut(data) }
                 .map_err(io("mapping the data segment read-write"))?;
-            let p = NonNull::new(m.as_mut_ptr()).expect("mmap never returns null");
-            (DataMap::Rw(m), p, access == Access::ReadWrite)
+            (DataMap::Rw(m), access == Access::ReadWrite)
         }
         Access::Subscriber => {
             // SAFETY: as above; read-only, so this process cannot write it.
             let m = unsafe { MmapOptions::new().populate().map(data) }
                 .map_err(io("mapping the data segment read-only"))?;
-            let p = NonNull::new(m.as_ptr().cast_mut()).expect("mmap never returns null");
-            (DataMap::Ro(m), p, false)
+            (DataMap::Ro(m), false)
         }
     };
-    let backing = Box::new(Mapping {
-        _data: dmap,
-        _ctrl: c,
-    });
-    // SAFETY: the mappings are `dlen` / `clen` bytes long, page-aligned, the
-    // control one writable, the data one writable iff `writable`; `backing`
-    // owns them for as long as the region lives.
-    let region =
-        unsafe { RingRegion::attach(dptr, dlen, cptr, clen, writable, expected, backing)? }
-            .poll_latest(access != Access::Subscriber);
+    let region = attach(dmap, l, writable, expected)?.poll_latest(access != Access::Subscriber);
     Ok(Arc::new(region))
 }
 
-/// Creates a subscriber's mailbox for ring `ring_id` of `config` (see
-/// [`Mailbox`]) as a memfd, initialised and sealed against resizing: whoever
-/// it is handed to (the subscriber and the ring's publisher) can write its
-/// contents but cannot shrink it under the other's mapping.
+impl From<MmapMut> for DataMap {
+    fn from(m: MmapMut) -> DataMap {
+        DataMap::Rw(m)
+    }
+}
+
+/// Validates mapped segments as a ring owned by the mappings.
+fn attach(
+    data: DataMap,
+    mut lobby: MmapMut,
+    writable: bool,
+    expected: Option<&TopicConfig>,
+) -> Result<RingRegion, ShmError> {
+    let (dptr, dlen) = match &data {
+        DataMap::Rw(m) => (m.as_ptr(), m.len()),
+        DataMap::Ro(m) => (m.as_ptr(), m.len()),
+    };
+    let dptr = NonNull::new(dptr.cast_mut()).expect("mmap never returns null");
+    let lptr = NonNull::new(lobby.as_mut_ptr()).expect("mmap never returns null");
+    let llen = lobby.len() as u64;
+    let backing = Box::new(Mapping {
+        _data: data,
+        _lobby: lobby,
+    });
+    // SAFETY: the mappings are `dlen` / `llen` bytes long, page-aligned,
+    // the lobby writable, the data writable iff `writable`, of sealed
+    // memfds (they cannot shrink); `backing` owns them for as long as the
+    // region lives.
+    let region = unsafe {
+        RingRegion::attach(dptr, dlen as u64, lptr, llen, writable, expected, backing)?
+    };
+    Ok(region)
+}
+
+/// Creates port `port_id` of ring `ring_id` of `config`, its cursor at
+/// `pos` (see [`Port`]), as a memfd, initialised and sealed against
+/// resizing: whoever it is handed to (the subscriber and the ring's
+/// publisher) can write its contents but cannot shrink it under the
+/// other's mapping.
 ///
 /// # Errors
 /// [`ShmError::Config`]; [`ShmError::Io`] if the memfd cannot be created,
 /// sized, mapped or sealed.
-pub fn create_mailbox_memfd(config: &TopicConfig, ring_id: u64) -> Result<File, ShmError> {
-    use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
-    let len = config.validate()?.mailbox_len;
-    let fd = memfd_create(
-        format!("ringbus-mailbox-{ring_id:x}"),
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .map_err(|e| ShmError::Io {
-        what: "memfd_create (mailbox)".into(),
-        source: e.into(),
-    })?;
-    let file = File::from(fd);
-    file.set_len(len).map_err(io("sizing a mailbox"))?;
+pub fn create_port(
+    config: &TopicConfig,
+    ring_id: u64,
+    port_id: u64,
+    pos: u64,
+) -> Result<(File, Arc<Port>), ShmError> {
+    let len = config.validate()?.port_len;
+    let file = new_memfd(&format!("{ring_id:x}.port{port_id}"), len)?;
     // SAFETY: a fresh memfd nobody else has; pre-faulted.
     let mut m = unsafe {
         MmapOptions::new()
@@ -278,70 +317,57 @@ pub fn create_mailbox_memfd(config: &TopicConfig, ring_id: u64) -> Result<File, 
             .populate()
             .map_mut(&file)
     }
-    .map_err(io("mapping a new mailbox"))?;
-    // SAFETY: the mapping is `mailbox_len` bytes, page aligned, private to
-    // us until the descriptor is handed out.
-    unsafe { crate::ring::init_mailbox(m.as_mut_ptr(), config, ring_id) };
-    drop(m);
-    fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL).map_err(|e| {
-        ShmError::Io {
-            what: "sealing a mailbox".into(),
-            source: e.into(),
-        }
-    })?;
-    Ok(file)
+    .map_err(io("mapping a new port"))?;
+    // SAFETY: the mapping is `port_len` bytes, page aligned, private to us
+    // until the descriptor is handed out.
+    unsafe { crate::ring::init_port(m.as_mut_ptr(), config, ring_id, port_id, pos) };
+    seal(&file, "a port", SealFlags::SEAL)?;
+    let port = attach_port(m, len, config, ring_id)?;
+    Ok((file, port))
 }
 
-/// Maps a mailbox handed over by another process and validates it: it must
-/// be a memfd sealed against shrinking (else its creator could truncate it
+/// Maps a port handed over by another process and validates it: it must
+/// be a memfd sealed against resizing (else its creator could truncate it
 /// and kill us with SIGBUS on the next write) and belong to ring `ring_id`
 /// of `config`.
 ///
 /// # Errors
 /// [`ShmError::Io`] if it cannot be mapped or is not sealed;
-/// [`ShmError::Attach`] if it is not a mailbox of that ring.
-pub fn map_mailbox(
-    file: &File,
-    config: &TopicConfig,
-    ring_id: u64,
-) -> Result<Arc<Mailbox>, ShmError> {
-    use rustix::fs::{fcntl_get_seals, SealFlags};
-    let seals = fcntl_get_seals(file).map_err(|e| ShmError::Io {
-        what: "reading a mailbox's seals (is it a memfd?)".into(),
-        source: e.into(),
-    })?;
-    if !seals.contains(SealFlags::SHRINK) {
-        return Err(ShmError::Io {
-            what: "mapping a mailbox".into(),
-            source: std::io::Error::other("the mailbox is not sealed against shrinking"),
-        });
-    }
-    let len = file
-        .metadata()
-        .map_err(io("reading a mailbox's size"))?
-        .len();
-    let need = config.validate()?.mailbox_len;
+/// [`ShmError::Attach`] if it is not a port of that ring.
+pub fn map_port(file: &File, config: &TopicConfig, ring_id: u64) -> Result<Arc<Port>, ShmError> {
+    check_sealed(file, "a port")?;
+    let len = len_of(file, "a port")?;
+    let need = config.validate()?.port_len;
     if len < need {
         return Err(AttachError::Truncated {
-            segment: "mailbox",
+            segment: "port",
             len,
             need,
         }
         .into());
     }
     // SAFETY: a shared mapping of a sealed memfd (it cannot shrink); the
-    // other side writes it concurrently, and Mailbox reads it only through
+    // other side writes it concurrently, and Port reads it only through
     // atomics and the seqlock protocol after validating the header.
-    let mut m = unsafe {
+    let m = unsafe {
         MmapOptions::new()
             .len(need as usize)
             .populate()
             .map_mut(file)
     }
-    .map_err(io("mapping a mailbox read-write"))?;
+    .map_err(io("mapping a port read-write"))?;
+    attach_port(m, need, config, ring_id)
+}
+
+fn attach_port(
+    mut m: MmapMut,
+    len: u64,
+    config: &TopicConfig,
+    ring_id: u64,
+) -> Result<Arc<Port>, ShmError> {
     let p = NonNull::new(m.as_mut_ptr()).expect("mmap never returns null");
-    // SAFETY: `need` bytes, page aligned, read-write, owned by the box for
-    // as long as the mailbox lives; sealed against shrinking (checked).
-    let mailbox = unsafe { Mailbox::attach(p, need, config, ring_id, Box::new(m))? };
-    Ok(Arc::new(mailbox))
+    // SAFETY: `len` bytes, page aligned, read-write, owned by the box for
+    // as long as the port lives; of a sealed memfd (it cannot shrink).
+    let port = unsafe { Port::attach(p, len, config, ring_id, Box::new(m))? };
+    Ok(Arc::new(port))
 }

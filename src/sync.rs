@@ -3,11 +3,17 @@
 
 #[cfg(loom)]
 #[allow(unused_imports)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::{
+    atomic::{fence, AtomicU32, AtomicU64, Ordering},
+    Mutex,
+};
 
 #[cfg(not(loom))]
 #[allow(unused_imports)]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::{
+    atomic::{fence, AtomicU32, AtomicU64, Ordering},
+    Mutex,
+};
 
 /// Spin-loop hint; under loom a yield so the model explores other threads.
 #[inline(always)]

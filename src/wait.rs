@@ -5,30 +5,37 @@
 //!
 //! # The sleeper protocol (no lost wake-ups)
 //!
-//! Waiter (`wait_until`):
-//! 1. `w = futex.load(Acquire)`;
-//! 2. `sleepers += 1`; `fence(SeqCst)`;
-//! 3. poll once more; if something arrived, `sleepers -= 1` and return;
-//! 4. `FUTEX_WAIT(futex, w)`; `sleepers -= 1`; loop.
+//! A subscriber sleeps on the futex word of its own port (the state it
+//! shares with the publisher only, see [`crate::ring::Port`]).
 //!
-//! Publisher (after each message, once `wake_ack` is set):
-//! `stamp.store(Release)`; `fence(SeqCst)`; if `sleepers != 0`:
-//! `futex += 1` (Release); `FUTEX_WAKE(all)`.
+//! Waiter (`sleep_once`):
+//! 1. `w = port.futex.load(Acquire)`;
+//! 2. `port.sleeping = 1`; `fence(SeqCst)`;
+//! 3. poll once more; if something arrived, `sleeping = 0` and return;
+//! 4. `FUTEX_WAIT(port.futex, w)`; `sleeping = 0`; loop.
 //!
-//! The two SeqCst fences order the waiter's `sleepers += 1` and the
+//! Publisher (after each message, for every port that asked to be woken):
+//! `stamp.store(Release)`; `fence(SeqCst)`; for each such port, if
+//! `sleeping != 0`: `futex += 1` (Release); `FUTEX_WAKE`.
+//!
+//! The two SeqCst fences order the waiter's `sleeping = 1` and the
 //! publisher's stamp store: either the publisher sees the sleeper and wakes
 //! it (the kernel compares the futex word with `w` under its lock, so a wake
 //! between steps 1 and 4 makes the wait return at once), or the waiter's
 //! poll in step 3 sees the message. `tests/loom.rs` checks this.
 //!
-//! The fence costs ~10 ns, so a publisher runs it only once some subscriber
-//! has said it may block: the subscriber sets `wake_enabled`, and the
-//! publisher answers with `wake_ack` the first time it notices. Until a
+//! The fence costs about as much as the rest of a publish, so a publisher
+//! runs it only for ports that asked: a subscriber about to sleep for the
+//! first time sets [`REQUEST_WAKE`] in its port and rings the ring's lobby
+//! bell, and the publisher, which reads the bell after every message,
+//! answers `wake_ack` in the port and from then on wakes it. Until a
 //! subscriber sees `wake_ack` its futex waits are bounded to 1 ms, so a
-//! message published in the hand-over window is late by at most that, never
-//! lost. A ring whose subscribers all spin never pays for the fence.
+//! message published in the hand-over window is late by at most that,
+//! never lost. A ring whose subscribers all spin never pays for the fence;
+//! a subscriber can make its publisher pay for it, and for a wake-up per
+//! message, only as a subscriber that really sleeps does.
 
-use crate::layout::CtrlHeader;
+use crate::layout::{LobbyHeader, PortHeader, REQUEST_WAKE};
 use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -120,7 +127,19 @@ impl std::str::FromStr for WaitStrategy {
 /// A subscriber's memory of the wake hand-over (see the module docs).
 #[derive(Default, Debug)]
 pub(crate) struct WakeState {
+    /// It asked ([`REQUEST_WAKE`] and the bell).
+    asked: bool,
+    /// The publisher answered: wake-ups are on.
     acked: bool,
+}
+
+/// Where a subscriber sleeps: its port's wake word, and the lobby whose
+/// bell it rings to ask for wake-ups. A subscriber without a port (an
+/// overwrite ring whose ports ran out) naps instead.
+#[derive(Clone, Copy)]
+pub(crate) struct Bed<'a> {
+    pub port: &'a PortHeader,
+    pub lobby: &'a LobbyHeader,
 }
 
 /// When a wait gives up: at `by`, or `within` after the wait's first look
@@ -174,7 +193,7 @@ const CLOCK_EVERY: u32 = 64;
 /// first [`CLOCK_EVERY`] polls (callers spin [`QUIET_POLLS`] before
 /// calling this).
 pub(crate) fn wait_until<T>(
-    ctrl: &CtrlHeader,
+    bed: Option<Bed<'_>>,
     strategy: WaitStrategy,
     limit: &mut Limit,
     state: &mut WakeState,
@@ -207,7 +226,11 @@ pub(crate) fn wait_until<T>(
             // Past the spin budget: sleep (a deadline already passed still
             // gets this one round, with a zero timeout, so even a zero-time
             // wait announces the subscriber to the publisher).
-            if let Some(r) = sleep_once(ctrl, deadline, state, &mut poll) {
+            let r = match bed {
+                Some(bed) => sleep_once(bed, deadline, state, &mut poll),
+                None => nap(deadline, &mut poll),
+            };
+            if let Some(r) = r {
                 return Some(r);
             }
         }
@@ -219,24 +242,27 @@ pub(crate) fn wait_until<T>(
 
 /// One round of the sleeper protocol.
 fn sleep_once<T>(
-    ctrl: &CtrlHeader,
+    bed: Bed<'_>,
     deadline: Option<Instant>,
     state: &mut WakeState,
     poll: &mut impl FnMut() -> Option<T>,
 ) -> Option<T> {
+    let port = bed.port;
     if !state.acked {
-        if ctrl.wake_enabled.load(Ordering::Relaxed) == 0 {
-            ctrl.wake_enabled.store(1, Ordering::Relaxed);
+        if !state.asked {
+            ask_for_wakeups(bed);
+            state.asked = true;
         }
-        // Acquire: pairs with the Release store of `wake_ack` in `notify`;
-        // every publish after it runs the sleeper check.
-        state.acked = ctrl.wake_ack.load(Ordering::Acquire) != 0;
+        // Acquire: pairs with the Release store of `wake_ack` in
+        // Producer::answer_requests; every message after it runs the
+        // sleeper check for this port.
+        state.acked = port.wake_ack.load(Ordering::Acquire) != 0;
     }
-    // Acquire: pairs with the publisher's Release increment in `notify`.
-    let w = ctrl.futex.load(Ordering::Acquire);
-    ctrl.sleepers.fetch_add(1, Ordering::Relaxed);
-    // SeqCst: the waiter's half of the Dekker pair; partner is the fence in
-    // Producer::notify (see the module docs).
+    // Acquire: pairs with the publisher's Release increment in `wake_port`.
+    let w = port.futex.load(Ordering::Acquire);
+    port.sleeping.store(1, Ordering::Relaxed);
+    // SeqCst: the waiter's half of the Dekker pair; partner is the fence
+    // in `notify_ports` (see the module docs).
     fence(Ordering::SeqCst);
     let r = poll();
     if r.is_none() {
@@ -246,45 +272,56 @@ fn sleep_once<T>(
                 t.min(Duration::from_millis(1))
             }));
         }
-        futex_wait(&ctrl.futex, w, timeout);
+        futex_wait(&port.futex, w, timeout);
     }
-    ctrl.sleepers.fetch_sub(1, Ordering::Relaxed);
+    port.sleeping.store(0, Ordering::Relaxed);
     r
 }
 
-/// Publisher side: wakes sleepers after a message became visible. `wake_on`
-/// is the publisher's cached view of `wake_ack`.
-#[inline(always)]
-pub(crate) fn notify(ctrl: &CtrlHeader, wake_on: &mut bool) {
-    if !*wake_on {
-        if ctrl.wake_enabled.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        *wake_on = true;
-        // Release: the messages published so far are visible to a waiter
-        // that sees the ack; pairs with the Acquire in `sleep_once`.
-        ctrl.wake_ack.store(1, Ordering::Release);
+/// Asks the publisher for wake-ups: the request in the port, then the bell
+/// that makes the publisher look.
+fn ask_for_wakeups(bed: Bed<'_>) {
+    // Release: pairs with the Acquire load of `requests` in
+    // Producer::answer_requests.
+    bed.port.requests.fetch_or(REQUEST_WAKE, Ordering::Release);
+    bed.lobby.bell.fetch_add(1, Ordering::Release);
+}
+
+/// A wait with nowhere to sleep: a short nap, then one more poll.
+fn nap<T>(deadline: Option<Instant>, poll: &mut impl FnMut() -> Option<T>) -> Option<T> {
+    let step = Duration::from_millis(1);
+    let step = deadline.map_or(step, |d| {
+        d.saturating_duration_since(Instant::now()).min(step)
+    });
+    if !cfg!(loom) {
+        std::thread::sleep(step);
     }
+    poll()
+}
+
+/// Publisher side: wakes the ports in `wakers` whose subscriber sleeps,
+/// after a message became visible.
+#[inline(always)]
+pub(crate) fn notify_ports(wakers: &[*const PortHeader]) {
     // SeqCst: the publisher's half of the Dekker pair; partner is the fence
     // in `sleep_once` (see the module docs).
     fence(Ordering::SeqCst);
-    if ctrl.sleepers.load(Ordering::Relaxed) != 0 {
-        wake(ctrl);
+    for &p in wakers {
+        // SAFETY: the producer keeps every port in `wakers` alive (its
+        // list is rebuilt whenever its ports change).
+        let p = unsafe { &*p };
+        if p.sleeping.load(Ordering::Relaxed) != 0 {
+            wake_port(p);
+        }
     }
 }
 
-/// Wakes every sleeper unconditionally (end of stream, shutdown).
-pub(crate) fn wake_all(ctrl: &CtrlHeader) {
-    // SeqCst: as in `notify`, orders the caller's stores before the check.
-    fence(Ordering::SeqCst);
-    wake(ctrl);
-}
-
-#[cold]
-fn wake(ctrl: &CtrlHeader) {
+/// Wakes the subscriber of `port` if it sleeps (end of stream, a port
+/// going away, a dead publisher's ring closed by the broker).
+pub(crate) fn wake_port(port: &PortHeader) {
     // Release: pairs with the waiter's Acquire load of the futex word.
-    ctrl.futex.fetch_add(1, Ordering::Release);
-    futex_wake(&ctrl.futex);
+    port.futex.fetch_add(1, Ordering::Release);
+    futex_wake(&port.futex);
 }
 
 /// The futex system call on a process-shared word (not FUTEX_PRIVATE: the

@@ -10,10 +10,8 @@
 //! it panic or block: sockets are non-blocking, every frame is decoded with
 //! checked lengths, and a client that does not read its replies is dropped.
 
-mod adopt;
 pub mod config;
 mod embedded;
-mod ringfile;
 mod signals;
 mod state;
 
@@ -231,10 +229,6 @@ impl Broker {
             state: State::new(data_dir, config),
             buf: vec![0u8; MAX_REQUEST].into_boxed_slice(),
         };
-        let watch = broker.state.adopt()?;
-        for pid in watch {
-            broker.watch_pid(pid);
-        }
         broker.state.declare_topics()?;
         Ok(broker)
     }
@@ -338,9 +332,7 @@ impl Broker {
                 self.state.reap_pid(pid);
             }
         }
-        for pid in self.state.sweep() {
-            self.watch_pid(pid);
-        }
+        self.state.sweep();
     }
 
     /// Watches `pid` so its death is noticed; a pid already dead is reaped

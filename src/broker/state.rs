@@ -1,41 +1,74 @@
-//! The broker's bookkeeping: topics, their rings, leases; and the handling
-//! of each (already decoded and authenticated) request.
+//! The broker's bookkeeping: topics, their rings and the subscribers'
+//! ports on them, leases; and the handling of each (already decoded and
+//! authenticated) request.
+//!
+//! Every segment the broker hands out is a sealed memfd it created and
+//! mapped itself; it maps nothing a client could resize. Each ring has a
+//! channel (a socket pair) to its publisher: the broker queues a port
+//! there (`PortAdded`, with its descriptor) before it bumps the ring's
+//! generation, so the publisher finds every port it must respect without
+//! asking, and without the broker if it dies meanwhile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::control::codec::encode_reply;
 use crate::control::frame::{
-    BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicInfo, MAX_MAILBOXES_PER_RING,
-    MAX_TOPICS_PER_PAGE,
+    BrokerStats, ErrorCode, PortRef, Reply, Request, RingInfo, RingRef, TopicInfo,
+    MAX_RINGS_PER_TOPIC, MAX_TOPICS_PER_PAGE,
 };
 use crate::control::segment::TopicSegment;
-use crate::control::PeerCred;
-use crate::ring::TopicConfig;
+use crate::control::{socket, PeerCred};
+use crate::ring::{Mode, Port, PortFlags, RingRegion, Start, TopicConfig, MAX_MAILBOXES};
+use crate::shm::ShmError;
 
 use super::config::{Action, Config};
-use super::ringfile::RingFile;
 use super::BrokerError;
 
 /// An error reply in the making.
 type Refusal = (ErrorCode, String);
 
+/// A subscriber's port on a ring, as the broker keeps it.
+pub(super) struct PortRec {
+    pub id: u64,
+    /// The subscription it belongs to.
+    pub lease: u64,
+    /// Its subscriber's process, as the socket said (`SO_PEERCRED`).
+    pub pid: u32,
+    pub file: File,
+    /// The broker's mapping (the memfd is sealed: it cannot shrink).
+    pub port: Arc<Port>,
+    pub flags: PortFlags,
+    /// Handed to the subscriber (a port made for a ring that appeared after
+    /// the subscription waits until the subscriber fetches the ring).
+    pub delivered: bool,
+}
+
 pub(super) struct Ring {
-    /// File stem in the data directory: `TOPIC@RINGID`.
-    pub name: String,
-    /// Its files (read-write), accessed with pread/pwrite only.
-    pub file: RingFile,
-    /// The data file as subscribers get it: opened read-only, or
-    /// read-write with `trusted_subscribers`.
-    pub data_sub: File,
-    /// The publisher's lease; `None` for a ring re-adopted after a restart.
+    /// The broker's own mapping of the data segment and lobby, made before
+    /// anyone else had them (it stays writable after `seal_data`).
+    pub region: Arc<RingRegion>,
+    /// The data segment, read-write (the publisher's).
+    pub data: File,
+    pub lobby: File,
+    /// The data segment as subscribers get it (read-only, or read-write
+    /// with `trusted_subscribers`); `None` until the publisher said it has
+    /// mapped the ring (`RingReady`): only then is the ring listed.
+    pub data_sub: Option<File>,
+    /// The broker's end of the publisher's channel (non-blocking).
+    pub channel: OwnedFd,
+    pub publisher_pid: u32,
+    /// The publisher's lease; `None` once it ended.
     pub lease: Option<u64>,
     pub closed: bool,
-    /// Read-only subscribers' mailboxes (sealed memfds): id, the
-    /// subscription's lease, the file.
-    pub mailboxes: Vec<(u64, u64, File)>,
+    pub ports: Vec<PortRec>,
+    pub next_port: u64,
+    /// Port removals the channel had no room for: sent again each tick.
+    pub pending_removals: Vec<u64>,
 }
 
 pub(super) struct Topic {
@@ -44,7 +77,8 @@ pub(super) struct Topic {
     /// unused.
     pub declared: bool,
     pub segment: TopicSegment,
-    pub segment_ro: File,
+    /// The topic segment's descriptor (sealed: nobody else can write it).
+    pub segment_fd: File,
     pub rings: BTreeMap<u64, Ring>,
     pub subscribers: u32,
     pub publisher_leases: u32,
@@ -55,13 +89,8 @@ enum LeaseKind {
         ring_id: u64,
     },
     /// `delivered`: highest ring id the subscriber has been told about;
-    /// `pid`: its process; `reserved`: cursors claimed for it on
-    /// back-pressure rings it has not fetched yet, as (ring id, slot).
-    Subscriber {
-        delivered: u64,
-        pid: u32,
-        reserved: Vec<(u64, u32)>,
-    },
+    /// `pid`: its process.
+    Subscriber { delivered: u64, pid: u32 },
 }
 
 struct Lease {
@@ -87,12 +116,218 @@ pub(super) struct State {
     leases: HashMap<u64, Lease>,
     next_lease: u64,
     pub next_ring_id: u64,
-    next_mailbox: u64,
     pub stats: Counters,
 }
 
 fn dup(f: &File) -> Option<OwnedFd> {
     f.try_clone().ok().map(OwnedFd::from)
+}
+
+fn internal(what: impl std::fmt::Display) -> Refusal {
+    (ErrorCode::Internal, what.to_string())
+}
+
+impl Ring {
+    /// A new ring for a publisher of `pid`, its segments and channel made;
+    /// returns it with the publisher's end of the channel.
+    fn create(
+        config: &TopicConfig,
+        ring_id: u64,
+        pid: u32,
+    ) -> Result<(Ring, OwnedFd), ShmError> {
+        let seg = crate::shm::create_ring(config, ring_id, pid)?;
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source: std::io::Error| ShmError::Io { what, source }
+        };
+        let (mine, theirs) = socket::pair().map_err(io("creating the publisher's channel"))?;
+        rustix::io::ioctl_fionbio(&mine, true)
+            .map_err(|e| io("making the channel non-blocking")(e.into()))?;
+        Ok((
+            Ring {
+                region: seg.region,
+                data: seg.data,
+                lobby: seg.lobby,
+                data_sub: None,
+                channel: mine,
+                publisher_pid: pid,
+                lease: None,
+                closed: false,
+                ports: Vec::new(),
+                next_port: 1,
+                pending_removals: Vec::new(),
+            },
+            theirs,
+        ))
+    }
+
+    fn ring_id(&self) -> u64 {
+        self.region.ring_id()
+    }
+
+    /// Sends `notice` (with `fd`) to the publisher without waiting.
+    fn notify(&self, notice: &Reply, fd: Option<&File>) -> std::io::Result<()> {
+        let frame = encode_reply(notice).map_err(std::io::Error::other)?;
+        let fds: Vec<_> = fd.iter().map(|f| f.as_fd()).collect();
+        socket::send_frame(self.channel.as_fd(), &frame, &fds)
+    }
+
+    /// A port for subscription `lease` (process `pid`) with its cursor at
+    /// `pos`: made, queued for the publisher, admitted (which may move the
+    /// cursor forward, see [`RingRegion::admit_port`]).
+    fn add_port(
+        &mut self,
+        lease: u64,
+        pid: u32,
+        pos: u64,
+        trusted: bool,
+    ) -> Result<&PortRec, Refusal> {
+        let c = *self.region.config();
+        if self.ports.len() >= c.max_subscribers as usize {
+            return Err((
+                ErrorCode::LimitExceeded,
+                format!(
+                    "all {} subscriber ports of ring {} are taken (the topic's max_subscribers)",
+                    c.max_subscribers,
+                    self.ring_id()
+                ),
+            ));
+        }
+        let id = self.next_port;
+        self.next_port += 1;
+        let (file, port) = crate::shm::create_port(&c, self.ring_id(), id, pos)
+            .map_err(|e| internal(format!("cannot create a port: {e}")))?;
+        let mailboxes = self.ports.iter().filter(|p| p.flags.mailbox).count();
+        let flags = PortFlags {
+            mailbox: !trusted && mailboxes < MAX_MAILBOXES,
+            trusted,
+        };
+        let notice = Reply::PortAdded {
+            port_id: id,
+            mailbox: flags.mailbox,
+            trusted,
+        };
+        self.notify(&notice, Some(&file)).map_err(|e| {
+            internal(format!(
+                "the publisher of ring {} does not take its subscribers' ports ({e}); try again",
+                self.ring_id()
+            ))
+        })?;
+        self.region
+            .admit_port(&port)
+            .map_err(|e| internal(format!("cannot admit a port: {e}")))?;
+        self.ports.push(PortRec {
+            id,
+            lease,
+            pid,
+            file,
+            port,
+            flags,
+            delivered: false,
+        });
+        Ok(self.ports.last().expect("pushed above"))
+    }
+
+    /// Removes the ports `gone` selects: the publisher is told (or will be,
+    /// once its channel has room), and the subscribers asleep on them woken.
+    fn remove_ports(&mut self, gone: impl Fn(&PortRec) -> bool) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.ports.len() {
+            if !gone(&self.ports[i]) {
+                i += 1;
+                continue;
+            }
+            let p = self.ports.swap_remove(i);
+            crate::wait::wake_port(p.port.header());
+            self.pending_removals.push(p.id);
+            n += 1;
+        }
+        if n > 0 {
+            self.flush_removals();
+        }
+        n
+    }
+
+    /// Sends the port removals not sent yet.
+    fn flush_removals(&mut self) {
+        if self.pending_removals.is_empty() || self.closed {
+            self.pending_removals.clear();
+            return;
+        }
+        let mut sent = 0;
+        for &id in &self.pending_removals {
+            match self.notify(&Reply::PortRemoved { port_id: id }, None) {
+                Ok(()) => sent += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // The publisher is gone: nobody to tell.
+                Err(_) => {
+                    sent = self.pending_removals.len();
+                    break;
+                }
+            }
+        }
+        self.pending_removals.drain(..sent);
+        if sent > 0 {
+            // The publisher takes queued changes when the generation moves.
+            let _ = self.region.bump_generation();
+        }
+    }
+
+    /// The publisher is gone: subscribers drain the ring, then see end of
+    /// stream; those asleep are woken to see it.
+    fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        let _ = self.region.close();
+        for p in &self.ports {
+            crate::wait::wake_port(p.port.header());
+        }
+        self.closed = true;
+        self.pending_removals.clear();
+    }
+
+    fn info(&self) -> RingInfo {
+        let cursors: Vec<u64> = self
+            .ports
+            .iter()
+            .map(|p| p.port.pos())
+            .filter(|&p| p != crate::layout::CURSOR_FREE)
+            .collect();
+        let s = self.region.sizes();
+        RingInfo {
+            ring_id: self.ring_id(),
+            publisher_pid: self.publisher_pid,
+            closed: self.closed || self.region.is_closed(),
+            next_seq: self.region.head(),
+            cursors: cursors.len() as u32,
+            min_cursor: cursors.iter().copied().min(),
+            dropped: self.ports.iter().map(|p| p.port.dropped()).sum(),
+            bytes: s.data_len + s.lobby_len + self.ports.len() as u64 * s.port_len,
+        }
+    }
+
+    /// Where a subscriber starting at `start` begins in this ring now.
+    fn start_at(&self, start: Start) -> u64 {
+        let head = self.region.head();
+        match start {
+            Start::Latest => head,
+            Start::Earliest => {
+                head.saturating_sub(u64::from(self.region.config().capacity))
+            }
+            Start::Sequence(s) => s,
+        }
+    }
+
+    /// The descriptors of this ring and `port` as a subscriber gets them.
+    fn sub_fds(&self, port: Option<&PortRec>) -> Vec<OwnedFd> {
+        let mut fds = Vec::with_capacity(3);
+        fds.extend(self.data_sub.as_ref().and_then(dup));
+        fds.extend(dup(&self.lobby));
+        fds.extend(port.and_then(|p| dup(&p.file)));
+        fds
+    }
 }
 
 impl State {
@@ -106,7 +341,6 @@ impl State {
             leases: HashMap::new(),
             next_lease: 1,
             next_ring_id: 1,
-            next_mailbox: 1,
             stats: Counters::default(),
         }
     }
@@ -119,11 +353,7 @@ impl State {
         &self.config
     }
 
-    pub fn segment_path(&self, topic: &str) -> PathBuf {
-        self.data_dir.join(format!("{topic}.topic"))
-    }
-
-    /// Creates the topics of the config file (or checks adopted ones).
+    /// Creates the topics of the config file.
     pub fn declare_topics(&mut self) -> Result<(), BrokerError> {
         for decl in self.config.topics.clone() {
             let want = decl.config()?;
@@ -158,39 +388,22 @@ impl State {
                     ),
                 ));
             }
-            let topic = self.create_topic_segment(name).map_err(|e| {
-                (
-                    ErrorCode::Internal,
-                    format!("cannot create topic {name:?}: {e}"),
-                )
-            })?;
-            self.topics.insert(name.to_owned(), topic);
+            let (segment_fd, segment) = TopicSegment::create()
+                .map_err(|e| internal(format!("cannot create topic {name:?}: {e}")))?;
+            self.topics.insert(
+                name.to_owned(),
+                Topic {
+                    config: None,
+                    declared: false,
+                    segment,
+                    segment_fd,
+                    rings: BTreeMap::new(),
+                    subscribers: 0,
+                    publisher_leases: 0,
+                },
+            );
         }
         Ok(self.topics.get_mut(name).expect("inserted above"))
-    }
-
-    pub(super) fn create_topic_segment(&self, name: &str) -> std::io::Result<Topic> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.segment_path(name);
-        // Never truncate a file someone may still map: unlink, then create.
-        let _ = std::fs::remove_file(&path);
-        let rw = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        let segment = TopicSegment::create(&rw).map_err(std::io::Error::other)?;
-        let segment_ro = File::open(&path)?;
-        Ok(Topic {
-            config: None,
-            declared: false,
-            segment,
-            segment_ro,
-            rings: BTreeMap::new(),
-            subscribers: 0,
-            publisher_leases: 0,
-        })
     }
 
     fn check_acl(&mut self, topic: &str, action: Action, cred: &PeerCred) -> Result<(), Refusal> {
@@ -238,7 +451,7 @@ impl State {
         clients: u32,
     ) -> (Reply, Vec<OwnedFd>) {
         let r = match req {
-            Request::Hello { .. } => Err((ErrorCode::Internal, "hello handled elsewhere".into())),
+            Request::Hello { .. } => Err(internal("hello handled elsewhere")),
             Request::OpenTopic { topic, config } => self
                 .check_acl(&topic, Action::Publish, &cred)
                 .and_then(|_| self.settle_config(&topic, config))
@@ -252,9 +465,9 @@ impl State {
             Request::AttachPublisher { topic, config } => {
                 self.attach_publisher(client, &cred, &topic, config)
             }
-            Request::Subscribe { topic } => self.subscribe(client, &cred, &topic),
+            Request::RingReady { lease } => self.ring_ready(client, lease),
+            Request::Subscribe { topic, start } => self.subscribe(client, &cred, &topic, start),
             Request::FetchRings { lease, after } => self.fetch_rings(client, lease, after),
-            Request::FetchMailboxes { lease } => self.fetch_mailboxes(client, lease),
             Request::Detach { lease } => self.detach(client, lease),
             Request::ListTopics { offset } => Ok((self.list_topics(&cred, offset), vec![])),
             Request::Stats => Ok((Reply::Stats(self.broker_stats(clients)), vec![])),
@@ -297,12 +510,9 @@ impl State {
                 })?,
         };
         let max = self.config.limits.max_publishers_per_topic as usize;
-        let live = self.topics[topic]
-            .rings
-            .values()
-            .filter(|r| !r.closed)
-            .count();
-        if live >= max {
+        let t = &self.topics[topic];
+        let live = t.rings.values().filter(|r| !r.closed).count();
+        if live >= max || t.rings.len() >= MAX_RINGS_PER_TOPIC {
             return Err((
                 ErrorCode::LimitExceeded,
                 format!(
@@ -312,45 +522,41 @@ impl State {
         }
         let ring_id = self.next_ring_id;
         self.next_ring_id += 1;
-        let name = format!("{topic}@{ring_id:016x}");
+        let (mut ring, channel) = Ring::create(&config, ring_id, cred.pid).map_err(|e| {
+            internal(format!("cannot create a ring for topic {topic:?}: {e}"))
+        })?;
+        // Every current subscriber gets a port at 0 before the publisher
+        // can write: it misses nothing of the new ring, however fast the
+        // publisher and however late the subscriber looks.
         let trusted = self.config.server.trusted_subscribers;
-        let ring = create_ring(&self.data_dir, &name, &config, ring_id, cred.pid, trusted)
-            .map_err(|e| {
-                (
-                    ErrorCode::Internal,
-                    format!("cannot create a ring for topic {topic:?}: {e}"),
-                )
-            })?;
-        let fds = [dup(ring.file.data()), dup(ring.file.ctrl())]
-            .into_iter()
-            .flatten()
+        let subscribers: Vec<(u64, u32)> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.topic == topic)
+            .filter_map(|(id, l)| match l.kind {
+                LeaseKind::Subscriber { pid, .. } => Some((*id, pid)),
+                LeaseKind::Publisher { .. } => None,
+            })
             .collect();
-        if config.mode == crate::ring::Mode::Backpressure {
-            // Every current subscriber gets a cursor at 0 before the
-            // publisher can write: it misses nothing of the new ring, however
-            // fast the publisher and however late the subscriber looks.
-            for l in self.leases.values_mut().filter(|l| l.topic == topic) {
-                if let LeaseKind::Subscriber { pid, reserved, .. } = &mut l.kind {
-                    if let Some(slot) = ring.file.reserve_cursor(*pid, 0) {
-                        reserved.push((ring_id, slot));
-                    }
-                }
+        for (lease, pid) in subscribers {
+            if let Err((_, e)) = ring.add_port(lease, pid, 0, trusted) {
+                // Overwrite rings are read without a port if need be; a
+                // back-pressure subscriber finds out when it fetches.
+                eprintln!("ringbus: warning: no port on new ring {ring_id} for a subscriber: {e}");
             }
         }
+        let fds: Vec<OwnedFd> = [dup(&ring.data), dup(&ring.lobby)]
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(channel))
+            .collect();
         let lease = self.new_lease(client, topic, LeaseKind::Publisher { ring_id });
+        ring.lease = Some(lease);
         let Some(t) = self.topics.get_mut(topic) else {
-            return Err((ErrorCode::Internal, format!("topic {topic:?} vanished")));
+            return Err(internal(format!("topic {topic:?} vanished")));
         };
-        t.rings.insert(
-            ring_id,
-            Ring {
-                lease: Some(lease),
-                ..ring
-            },
-        );
+        t.rings.insert(ring_id, ring);
         t.publisher_leases += 1;
-        // Subscribers see the new generation and fetch the ring.
-        t.segment.bump();
         Ok((
             Reply::PublisherAttached {
                 lease,
@@ -361,11 +567,48 @@ impl State {
         ))
     }
 
+    /// The publisher has mapped its ring: seal the data against every
+    /// other writer, and list the ring to subscribers.
+    fn ring_ready(&mut self, client: u64, lease: u64) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
+        let l = self
+            .leases
+            .get(&lease)
+            .filter(|l| l.client == client)
+            .ok_or_else(|| no_lease(lease))?;
+        let LeaseKind::Publisher { ring_id } = l.kind else {
+            return Err((
+                ErrorCode::NotFound,
+                format!("lease {lease} is a subscription, not a publisher lease"),
+            ));
+        };
+        let trusted = self.config.server.trusted_subscribers;
+        let Some(t) = self.topics.get_mut(&l.topic) else {
+            return Err(internal(format!("topic {:?} vanished", l.topic)));
+        };
+        let Some(r) = t.rings.get_mut(&ring_id) else {
+            return Err(internal(format!("ring {ring_id} vanished")));
+        };
+        if r.data_sub.is_none() {
+            let sub = if trusted {
+                r.data.try_clone().map_err(|e| internal(e.to_string()))
+            } else {
+                crate::shm::seal_data(&r.data)
+                    .and_then(|_| crate::shm::reopen_read_only(&r.data))
+                    .map_err(|e| internal(format!("cannot seal ring {ring_id}: {e}")))
+            }?;
+            r.data_sub = Some(sub);
+            // Subscribers see the new generation and fetch the ring.
+            t.segment.bump();
+        }
+        Ok((Reply::Ready { lease }, vec![]))
+    }
+
     fn subscribe(
         &mut self,
         client: u64,
         cred: &PeerCred,
         topic: &str,
+        start: Start,
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         self.check_acl(topic, Action::Subscribe, cred)?;
         let t = self.topic_entry(topic, false)?;
@@ -373,31 +616,52 @@ impl State {
         let kind = LeaseKind::Subscriber {
             delivered,
             pid: cred.pid,
-            reserved: Vec::new(),
         };
         let lease = self.new_lease(client, topic, kind);
-        let mailboxes = !self.config.server.trusted_subscribers;
+        let trusted = self.config.server.trusted_subscribers;
         let Some(t) = self.topics.get_mut(topic) else {
-            return Err((ErrorCode::Internal, format!("topic {topic:?} vanished")));
+            return Err(internal(format!("topic {topic:?} vanished")));
         };
-        let mut fds: Vec<OwnedFd> = dup(&t.segment_ro).into_iter().collect();
+        let mut fds: Vec<OwnedFd> = dup(&t.segment_fd).into_iter().collect();
         let mut rings = Vec::new();
-        for (id, r) in t.rings.iter_mut().filter(|(_, r)| !r.closed) {
-            let mailbox = mailboxes
-                .then(|| new_mailbox(r, lease, &mut self.next_mailbox))
-                .flatten();
+        let mut failed = None;
+        for (id, r) in t.rings.iter_mut() {
+            if r.closed || r.data_sub.is_none() {
+                continue;
+            }
+            let pos = r.start_at(start);
+            let backpressure = r.region.config().mode == Mode::Backpressure;
+            let port = match r.add_port(lease, cred.pid, pos, trusted) {
+                Ok(p) => Some(p.id),
+                Err(e) if backpressure => {
+                    failed = Some(e);
+                    break;
+                }
+                // An overwrite ring is read without a port.
+                Err(_) => None,
+            };
+            let rec = port.and_then(|id| r.ports.iter_mut().find(|p| p.id == id));
+            let port = rec.map(|p| {
+                p.delivered = true;
+                PortRef {
+                    port_id: p.id,
+                    mailbox: p.flags.mailbox,
+                }
+            });
             rings.push(RingRef {
                 ring_id: *id,
-                publisher_pid: r.file.publisher_pid(),
-                cursor: None,
-                mailbox: mailbox.is_some(),
+                publisher_pid: r.publisher_pid,
+                port,
             });
-            fds.extend(dup(&r.data_sub));
-            fds.extend(dup(r.file.ctrl()));
-            fds.extend(mailbox);
+            let rec = port.and_then(|p| r.ports.iter().find(|x| x.id == p.port_id));
+            fds.extend(r.sub_fds(rec));
         }
         let config = t.config;
         t.subscribers += 1;
+        if let Some(e) = failed {
+            self.end_lease(lease);
+            return Err(e);
+        }
         Ok((
             Reply::Subscribed {
                 lease,
@@ -414,47 +678,58 @@ impl State {
         lease: u64,
         after: u64,
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
+        let trusted = self.config.server.trusted_subscribers;
         let l = self
             .leases
             .get_mut(&lease)
             .filter(|l| l.client == client)
             .ok_or_else(|| no_lease(lease))?;
-        let LeaseKind::Subscriber {
-            delivered,
-            reserved,
-            ..
-        } = &mut l.kind
-        else {
+        let LeaseKind::Subscriber { delivered, pid } = &mut l.kind else {
             return Err((
                 ErrorCode::NotFound,
                 format!("lease {lease} is a publisher lease, not a subscription"),
             ));
         };
+        let pid = *pid;
         let Some(t) = self.topics.get_mut(&l.topic) else {
-            return Err((ErrorCode::Internal, format!("topic {:?} vanished", l.topic)));
+            return Err(internal(format!("topic {:?} vanished", l.topic)));
         };
-        let mailboxes = !self.config.server.trusted_subscribers;
         let mut rings = Vec::new();
         let mut fds = Vec::new();
         for (id, r) in t.rings.range_mut(after.saturating_add(1)..) {
-            let mailbox = (mailboxes && !r.closed)
-                .then(|| new_mailbox(r, lease, &mut self.next_mailbox))
-                .flatten();
-            // Hand over the cursor reserved on this ring, if any: from now
-            // on the subscriber owns it (and frees it when it drops).
-            let cursor = reserved
-                .iter()
-                .position(|(rid, _)| rid == id)
-                .map(|i| reserved.swap_remove(i).1);
+            if r.data_sub.is_none() {
+                // Not mapped by its publisher yet: listed once it is.
+                break;
+            }
+            // The port made for us when the ring appeared, or, for a ring
+            // that appeared before we subscribed but was listed after, a
+            // new one from its first message (a publisher that wrote past
+            // what it may overwrite costs a reported loss, never a silent
+            // one).
+            let mine = r.ports.iter().position(|p| p.lease == lease);
+            let port_id = match mine {
+                Some(i) => Some(r.ports[i].id),
+                None if !r.closed => r.add_port(lease, pid, 0, trusted).ok().map(|p| p.id),
+                None => None,
+            };
+            let rec = port_id.and_then(|id| r.ports.iter_mut().find(|p| p.id == id));
+            let port = rec.map(|p| {
+                p.delivered = true;
+                PortRef {
+                    port_id: p.id,
+                    mailbox: p.flags.mailbox,
+                }
+            });
             rings.push(RingRef {
                 ring_id: *id,
-                publisher_pid: r.file.publisher_pid(),
-                cursor,
-                mailbox: mailbox.is_some(),
+                publisher_pid: r.publisher_pid,
+                port,
             });
-            fds.extend(dup(&r.data_sub));
-            fds.extend(dup(r.file.ctrl()));
-            fds.extend(mailbox);
+            let rec = port.and_then(|p| r.ports.iter().find(|x| x.id == p.port_id));
+            fds.extend(r.sub_fds(rec));
+            if rings.len() == MAX_RINGS_PER_TOPIC {
+                break;
+            }
         }
         *delivered = (*delivered)
             .max(after)
@@ -462,30 +737,6 @@ impl State {
         let config = t.config;
         self.collect_garbage();
         Ok((Reply::Rings { config, rings }, fds))
-    }
-
-    fn fetch_mailboxes(&self, client: u64, lease: u64) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
-        let l = self
-            .leases
-            .get(&lease)
-            .filter(|l| l.client == client)
-            .ok_or_else(|| no_lease(lease))?;
-        let LeaseKind::Publisher { ring_id } = l.kind else {
-            return Err((
-                ErrorCode::NotFound,
-                format!("lease {lease} is a subscription, not a publisher lease"),
-            ));
-        };
-        let Some(r) = self
-            .topics
-            .get(&l.topic)
-            .and_then(|t| t.rings.get(&ring_id))
-        else {
-            return Err((ErrorCode::Internal, format!("ring {ring_id} vanished")));
-        };
-        let ids = r.mailboxes.iter().map(|m| m.0).collect();
-        let fds = r.mailboxes.iter().filter_map(|m| dup(&m.2)).collect();
-        Ok((Reply::Mailboxes { ids }, fds))
     }
 
     fn detach(&mut self, client: u64, lease: u64) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
@@ -522,29 +773,16 @@ impl State {
             LeaseKind::Publisher { ring_id } => {
                 t.publisher_leases = t.publisher_leases.saturating_sub(1);
                 if let Some(r) = t.rings.get_mut(&ring_id) {
-                    // The publisher left (or its connection died with it):
-                    // subscribers drain the ring, then see end of stream.
-                    r.file.close();
-                    r.closed = true;
+                    // The publisher left (or its connection died with it).
+                    r.close();
                     r.lease = None;
-                    r.mailboxes.clear();
                 }
             }
-            LeaseKind::Subscriber { pid, reserved, .. } => {
+            LeaseKind::Subscriber { .. } => {
                 t.subscribers = t.subscribers.saturating_sub(1);
-                // Reservations never handed over would gate forever.
-                for (ring_id, slot) in reserved {
-                    if let Some(r) = t.rings.get(&ring_id) {
-                        r.file.release_reserved_cursor(slot, pid, 0);
-                    }
-                }
-                // Its publishers stop writing its mailboxes.
+                // Its ports stop gating, whether it took them over or not.
                 for r in t.rings.values_mut() {
-                    let before = r.mailboxes.len();
-                    r.mailboxes.retain(|m| m.1 != lease);
-                    if r.mailboxes.len() != before {
-                        r.file.bump_mailbox_generation();
-                    }
+                    r.remove_ports(|p| p.lease == lease);
                 }
             }
         }
@@ -564,38 +802,25 @@ impl State {
         self.collect_garbage();
     }
 
-    /// Process `pid` has exited: close the rings it published and free its
-    /// back-pressure cursors everywhere.
+    /// Process `pid` has exited: close the rings it published and remove
+    /// its ports everywhere.
     pub fn reap_pid(&mut self, pid: u32) {
         let mut reclaimed = 0;
         for (name, t) in &mut self.topics {
-            for r in t.rings.values_mut() {
-                if r.file.publisher_pid() == pid && !r.closed {
-                    r.file.close();
-                    r.closed = true;
+            for (id, r) in t.rings.iter_mut() {
+                if r.publisher_pid == pid && !r.closed {
+                    r.close();
                     reclaimed += 1;
                     eprintln!(
-                        "ringbus: publisher pid {pid} is gone: ring {} of topic {name:?} closed",
-                        r.name
+                        "ringbus: publisher pid {pid} is gone: ring {id} of topic {name:?} closed"
                     );
                 }
-                let n = r.file.release_cursors_of(pid);
+                let n = r.remove_ports(|p| p.pid == pid);
                 if n > 0 {
                     reclaimed += n;
                     eprintln!(
-                        "ringbus: subscriber pid {pid} is gone: freed {n} cursor(s) on ring {}",
-                        r.name
+                        "ringbus: subscriber pid {pid} is gone: removed {n} port(s) of ring {id} of topic {name:?}"
                     );
-                }
-            }
-        }
-        for l in self.leases.values_mut() {
-            if let LeaseKind::Subscriber {
-                pid: p, reserved, ..
-            } = &mut l.kind
-            {
-                if *p == pid {
-                    reserved.clear(); // freed above by release_cursors_of
                 }
             }
         }
@@ -605,17 +830,18 @@ impl State {
         self.collect_garbage();
     }
 
-    /// Periodic pass: notice rings their publisher closed by itself.
-    pub fn sweep(&mut self) -> Vec<u32> {
+    /// Periodic pass: notice rings their publisher closed by itself, and
+    /// send port removals that found the channel full.
+    pub fn sweep(&mut self) {
         for t in self.topics.values_mut() {
             for r in t.rings.values_mut() {
-                if !r.closed && r.file.is_closed() {
-                    r.closed = true;
+                if !r.closed && r.region.is_closed() {
+                    r.close();
                 }
+                r.flush_removals();
             }
         }
         self.collect_garbage();
-        Vec::new()
     }
 
     /// Removes closed rings every subscriber has been told about, and
@@ -634,48 +860,20 @@ impl State {
                 .get(name.as_str())
                 .copied()
                 .unwrap_or(u64::MAX);
-            let gone: Vec<u64> = t
-                .rings
-                .iter()
-                .filter(|(id, r)| r.closed && r.lease.is_none() && **id <= horizon)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in gone {
-                if let Some(r) = t.rings.remove(&id) {
-                    // Mapped rings live on in the processes that map them.
-                    let (d, c) = crate::shm::ring_paths(&self.data_dir, &r.name);
-                    let _ = std::fs::remove_file(d);
-                    let _ = std::fs::remove_file(c);
-                }
-            }
+            // Mapped rings live on in the processes that map them.
+            t.rings
+                .retain(|id, r| !(r.closed && r.lease.is_none() && *id <= horizon));
             if !t.declared && t.rings.is_empty() && t.subscribers == 0 && t.publisher_leases == 0 {
                 dead_topics.push(name.clone());
             }
         }
         for name in dead_topics {
             self.topics.remove(&name);
-            let _ = std::fs::remove_file(self.segment_path(&name));
         }
     }
 
     fn topic_info(name: &str, t: &Topic) -> TopicInfo {
-        let rings = t
-            .rings
-            .iter()
-            .map(|(id, r)| {
-                let cursors = r.file.cursors();
-                RingInfo {
-                    ring_id: *id,
-                    publisher_pid: r.file.publisher_pid(),
-                    closed: r.closed || r.file.is_closed(),
-                    next_seq: r.file.head(),
-                    cursors: cursors.len() as u32,
-                    min_cursor: cursors.iter().map(|c| c.0).min(),
-                    dropped: r.file.dropped(),
-                    bytes: r.file.bytes(),
-                }
-            })
-            .collect::<Vec<_>>();
+        let rings = t.rings.values().map(Ring::info).collect::<Vec<_>>();
         TopicInfo {
             name: name.to_owned(),
             config: t.config,
@@ -742,7 +940,7 @@ impl State {
                 .topics
                 .values()
                 .flat_map(|t| t.rings.values())
-                .map(|r| r.file.bytes())
+                .map(|r| r.info().bytes)
                 .sum(),
         }
     }
@@ -754,75 +952,4 @@ fn no_lease(lease: u64) -> Refusal {
         ErrorCode::NotFound,
         format!("no lease {lease} on this connection"),
     )
-}
-
-/// A mailbox of ring `r` for subscription `lease`, recorded on the ring
-/// (its publisher is told through the ring's mailbox generation); `None`
-/// when the ring has its fill of mailboxes or one cannot be made: that
-/// subscriber then polls the ring slots, which is slower but loses nothing.
-fn new_mailbox(r: &mut Ring, lease: u64, next: &mut u64) -> Option<OwnedFd> {
-    if r.mailboxes.len() >= MAX_MAILBOXES_PER_RING {
-        return None;
-    }
-    let file = match crate::shm::create_mailbox_memfd(r.file.config(), r.file.ring_id()) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "ringbus: warning: no mailbox for a subscriber of ring {} (it polls the ring): {e}",
-                r.name
-            );
-            return None;
-        }
-    };
-    let fd = dup(&file)?;
-    let id = *next;
-    *next += 1;
-    r.mailboxes.push((id, lease, file));
-    r.file.bump_mailbox_generation();
-    Some(fd)
-}
-
-/// Opens a ring's data file as it is handed to subscribers: read-only, or
-/// read-write for trusted subscribers (`server.trusted_subscribers`).
-pub(super) fn open_for_subscribers(path: &Path, trusted: bool) -> Result<File, String> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(trusted)
-        .open(path)
-        .map_err(|e| {
-            let how = if trusted { "read-write" } else { "read-only" };
-            format!("opening {} {how}: {e}", path.display())
-        })
-}
-
-/// Creates a ring's files (removed again if anything fails).
-fn create_ring(
-    dir: &Path,
-    name: &str,
-    config: &TopicConfig,
-    ring_id: u64,
-    pid: u32,
-    trusted: bool,
-) -> Result<Ring, String> {
-    let rc = *config;
-    let (data_rw, ctrl) =
-        crate::shm::create_ring_files(dir, name, &rc, ring_id, pid).map_err(|e| e.to_string())?;
-    let (data_path, ctrl_path) = crate::shm::ring_paths(dir, name);
-    let made = open_for_subscribers(&data_path, trusted)
-        .and_then(|data_sub| Ok((data_sub, RingFile::open(data_rw, ctrl)?)));
-    match made {
-        Ok((data_sub, file)) => Ok(Ring {
-            name: name.to_owned(),
-            file,
-            data_sub,
-            lease: None,
-            closed: false,
-            mailboxes: Vec::new(),
-        }),
-        Err(e) => {
-            let _ = std::fs::remove_file(data_path);
-            let _ = std::fs::remove_file(ctrl_path);
-            Err(e)
-        }
-    }
 }

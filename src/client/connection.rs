@@ -4,7 +4,6 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::{refine, unexpected, ClientError, Publisher, SubscribeOptions, Subscriber};
 use crate::control::frame::{Reply, Request};
@@ -89,14 +88,6 @@ impl Client {
 
     pub(super) fn call(&self, req: &Request) -> Result<(Reply, Vec<OwnedFd>), ClientError> {
         self.conn().call(req).map_err(refine)
-    }
-
-    pub(super) fn call_within(
-        &self,
-        req: &Request,
-        timeout: Duration,
-    ) -> Result<(Reply, Vec<OwnedFd>), ClientError> {
-        self.conn().call_within(req, timeout).map_err(refine)
     }
 
     /// Replaces a dead connection with a fresh one to the same path.

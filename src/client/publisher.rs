@@ -1,12 +1,14 @@
 //! [`Publisher`]: one publisher of a topic, writing its own ring.
 
 use std::fs::File;
-use std::sync::Arc;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::{unexpected, Client, ClientError, Pod};
+use crate::control::codec::decode_reply;
 use crate::control::frame::{Reply, Request};
-use crate::ring::{Loan, Mailbox, MailboxSource, Producer, PublishError, TopicConfig};
+use crate::control::socket;
+use crate::ring::{Loan, PortChange, PortFlags, PortSource, Producer, PublishError, TopicConfig};
 use crate::shm::Access;
 
 /// A publisher of one topic: its own ring, written with
@@ -45,13 +47,14 @@ impl Publisher {
             return Err(unexpected(&reply));
         };
         let mut fds = fds.into_iter();
-        let (Some(data), Some(ctrl)) = (fds.next(), fds.next()) else {
+        let (Some(data), Some(lobby), Some(channel)) = (fds.next(), fds.next(), fds.next())
+        else {
             return Err(unexpected(&reply));
         };
         let made = (|| {
             let region = crate::shm::map_ring(
                 &File::from(data),
-                &File::from(ctrl),
+                &File::from(lobby),
                 Access::ReadWrite,
                 Some(&config),
             )
@@ -63,14 +66,13 @@ impl Publisher {
                 topic: topic.to_owned(),
                 source,
             })?;
-            producer.set_mailbox_source(Box::new(BrokerMailboxes {
-                client: client.clone(),
-                lease,
-                ring_id,
-                config,
-                mapped: Vec::new(),
-            }));
-            Ok(producer)
+            producer.set_port_source(Box::new(Channel::new(channel, config, ring_id)?));
+            // Mapped: the broker may now seal the data against every other
+            // writer and hand the ring to subscribers.
+            match client.call(&Request::RingReady { lease })? {
+                (Reply::Ready { .. }, _) => Ok(producer),
+                (other, _) => Err(unexpected(&other)),
+            }
         })();
         match made {
             Ok(producer) => Ok(Publisher {
@@ -216,52 +218,89 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
-/// How long a publisher waits for its mailbox list. The fetch runs inside
-/// a publish: a hung broker must not hold the publisher for the connection's
-/// usual 30 s. A broker that takes longer breaks the connection; the
-/// publisher goes on publishing, and new subscribers read the ring slots.
-const MAILBOX_FETCH_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// A publisher's [`MailboxSource`]: asks the broker for the mailboxes of its
-/// ring and maps those it does not have yet.
-struct BrokerMailboxes {
-    client: Client,
-    lease: u64,
-    ring_id: u64,
+/// The publisher's end of its ring's channel: the broker queues each new
+/// port there (with its descriptor) and each port that went away, then
+/// bumps the ring's generation; the producer drains it without waiting
+/// whenever the generation moved (see [`PortSource`]).
+struct Channel {
+    sock: OwnedFd,
     config: TopicConfig,
-    /// Mailboxes mapped so far, by broker id.
-    mapped: Vec<(u64, Arc<Mailbox>)>,
+    ring_id: u64,
+    /// The broker closed its end: no port will come any more.
+    closed: bool,
 }
 
-impl MailboxSource for BrokerMailboxes {
-    fn mailboxes(&mut self) -> Option<Vec<Arc<Mailbox>>> {
-        let (reply, fds) = self
-            .client
-            .call_within(
-                &Request::FetchMailboxes { lease: self.lease },
-                MAILBOX_FETCH_TIMEOUT,
-            )
-            .ok()?;
-        let Reply::Mailboxes { ids } = reply else {
+impl Channel {
+    fn new(sock: OwnedFd, config: TopicConfig, ring_id: u64) -> Result<Channel, ClientError> {
+        rustix::io::ioctl_fionbio(&sock, true).map_err(|e| {
+            ClientError::Control(crate::control::ConnectionError::Io(e.into()))
+        })?;
+        Ok(Channel {
+            sock,
+            config,
+            ring_id,
+            closed: false,
+        })
+    }
+}
+
+impl PortSource for Channel {
+    fn take(&mut self) -> Option<Vec<PortChange>> {
+        if self.closed {
             return None;
-        };
-        let mut now = Vec::with_capacity(ids.len());
-        for (id, fd) in ids.into_iter().zip(fds) {
-            let known = self.mapped.iter().find(|(i, _)| *i == id);
-            let mailbox = match known {
-                Some((_, m)) => m.clone(),
-                // One that cannot be mapped is left out: its subscriber
-                // reads the ring instead.
-                None => {
-                    match crate::shm::map_mailbox(&File::from(fd), &self.config, self.ring_id) {
-                        Ok(m) => m,
-                        Err(_) => continue,
-                    }
+        }
+        let mut changes = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            let got = match socket::recv_frame(self.sock.as_fd(), &mut buf) {
+                Ok(Some(got)) => got,
+                Ok(None) => {
+                    self.closed = true;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.closed = true;
+                    break;
                 }
             };
-            now.push((id, mailbox));
+            // Anything else than a port notice (or a port that cannot be
+            // mapped) is skipped: its subscriber then reads without the
+            // publisher knowing it, as if the ring had no room for it.
+            let notice = if got.truncated {
+                continue;
+            } else {
+                decode_reply(&buf[..got.len])
+            };
+            match (notice, got.fds.into_iter().next()) {
+                (
+                    Ok(Reply::PortAdded {
+                        port_id,
+                        mailbox,
+                        trusted,
+                    }),
+                    Some(fd),
+                ) => {
+                    let file = File::from(fd);
+                    if let Ok(port) = crate::shm::map_port(&file, &self.config, self.ring_id) {
+                        if port.port_id() == port_id {
+                            changes.push(PortChange::Add {
+                                port,
+                                flags: PortFlags { mailbox, trusted },
+                            });
+                        }
+                    }
+                }
+                (Ok(Reply::PortRemoved { port_id }), _) => {
+                    changes.push(PortChange::Remove { port_id });
+                }
+                _ => {}
+            }
         }
-        self.mapped = now;
-        Some(self.mapped.iter().map(|(_, m)| m.clone()).collect())
+        if self.closed && changes.is_empty() {
+            return None;
+        }
+        Some(changes)
     }
 }

@@ -132,6 +132,7 @@ impl Subscriber {
     fn join(&mut self, start: Start) -> Result<(), ClientError> {
         let (reply, fds) = self.client.call(&Request::Subscribe {
             topic: self.topic.clone(),
+            start,
         })?;
         let Reply::Subscribed {
             lease,
@@ -147,7 +148,7 @@ impl Subscriber {
         let seg = fds
             .next()
             .ok_or_else(|| unexpected(&Reply::Detached { lease }))?;
-        self.segment = Some(TopicSegment::open(&File::from(seg), false)?);
+        self.segment = Some(TopicSegment::open(&File::from(seg))?);
         // Unknown until the first check: forces one fetch, closing the
         // window between the broker's reply and our first look.
         self.seen_generation = u64::MAX;
@@ -178,12 +179,12 @@ impl Subscriber {
             )))
         };
         for r in rings {
-            let (Some(data), Some(ctrl)) = (fds.next(), fds.next()) else {
+            let (Some(data), Some(lobby)) = (fds.next(), fds.next()) else {
                 return Err(missing("ring"));
             };
-            let mailbox = match r.mailbox {
-                true => Some(fds.next().ok_or_else(|| missing("mailbox"))?),
-                false => None,
+            let port = match r.port {
+                Some(p) => Some((p, fds.next().ok_or_else(|| missing("port"))?)),
+                None => None,
             };
             // A ring at or below the highest id seen that is not held has
             // ended (and been drained): a restarted broker may list it.
@@ -195,7 +196,7 @@ impl Subscriber {
             let data = File::from(data);
             let region = crate::shm::map_ring(
                 &data,
-                &File::from(ctrl),
+                &File::from(lobby),
                 crate::shm::subscriber_access(&data),
                 self.config.as_ref(),
             )
@@ -204,20 +205,19 @@ impl Subscriber {
                 self.config = Some(*region.config());
             }
             let config = *region.config();
-            let mut consumer = match r.cursor {
-                // The broker claimed this cursor for us before the ring's
-                // publisher started: take it over and miss nothing.
-                Some(slot) => Consumer::adopt_cursor(region, slot),
+            let consumer = match port {
+                // Our port, made by the broker: our cursor on a back-pressure
+                // ring (placed where `start` says, or at 0 for a ring that
+                // appeared after we subscribed), our wake word, and our
+                // mailbox if the publisher writes one for us.
+                Some((p, fd)) => {
+                    let port = crate::shm::map_port(&File::from(fd), &config, r.ring_id)
+                        .map_err(shm_err)?;
+                    Consumer::with_port(region, port, start, p.mailbox)
+                }
                 None => Consumer::new(region, start),
             }
             .map_err(attach_err)?;
-            if let Some(fd) = mailbox {
-                // Our private latest slot: polled through a writable
-                // mapping without write access to the ring itself.
-                let mailbox = crate::shm::map_mailbox(&File::from(fd), &config, r.ring_id)
-                    .map_err(shm_err)?;
-                consumer.attach_mailbox(mailbox).map_err(attach_err)?;
-            }
             // A back-pressure ring joined past `start` (its publisher was
             // further than a cursor can hold back): the loss is reported
             // before its first message.

@@ -21,7 +21,7 @@
 
 use super::frame::*;
 use super::name::validate_topic_name;
-use crate::ring::Mode;
+use crate::ring::{Mode, Start};
 
 /// Frame magic.
 pub const MAGIC: [u8; 2] = *b"RB";
@@ -32,8 +32,6 @@ pub const HEADER_LEN: usize = 12;
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest request frame the broker accepts (requests are small).
 pub const MAX_REQUEST: usize = 4 * 1024;
-/// Wire value of [`RingRef::cursor`] when there is none.
-const NO_CURSOR: u32 = u32::MAX;
 
 mod kind {
     pub const HELLO: u16 = 0x01;
@@ -44,7 +42,7 @@ mod kind {
     pub const DETACH: u16 = 0x06;
     pub const LIST_TOPICS: u16 = 0x07;
     pub const STATS: u16 = 0x08;
-    pub const FETCH_MAILBOXES: u16 = 0x09;
+    pub const RING_READY: u16 = 0x09;
 
     pub const WELCOME: u16 = 0x81;
     pub const TOPIC_OPENED: u16 = 0x82;
@@ -54,7 +52,9 @@ mod kind {
     pub const DETACHED: u16 = 0x86;
     pub const TOPICS: u16 = 0x87;
     pub const STATS_REPLY: u16 = 0x88;
-    pub const MAILBOXES: u16 = 0x89;
+    pub const READY: u16 = 0x89;
+    pub const PORT_ADDED: u16 = 0x8a;
+    pub const PORT_REMOVED: u16 = 0x8b;
     pub const ERROR: u16 = 0xFF;
 }
 
@@ -223,8 +223,27 @@ impl Writer {
     fn ring_ref(&mut self, r: &RingRef) {
         self.u64(r.ring_id);
         self.u32(r.publisher_pid);
-        self.u32(r.cursor.unwrap_or(NO_CURSOR));
-        self.u8(u8::from(r.mailbox));
+        match r.port {
+            None => {
+                self.u8(0);
+                self.u64(0);
+                self.u8(0);
+            }
+            Some(p) => {
+                self.u8(1);
+                self.u64(p.port_id);
+                self.u8(u8::from(p.mailbox));
+            }
+        }
+    }
+    fn start(&mut self, s: &Start) {
+        let (k, v) = match *s {
+            Start::Latest => (0, 0),
+            Start::Earliest => (1, 0),
+            Start::Sequence(n) => (2, n),
+        };
+        self.u8(k);
+        self.u64(v);
     }
     fn finish(mut self) -> Result<Vec<u8>, EncodeError> {
         let len = self.buf.len();
@@ -268,17 +287,18 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, EncodeError> {
             w.str("topic", topic, MAX_TOPIC_LEN)?;
             w.opt_config(config);
         }
-        Request::Subscribe { topic } => {
+        Request::Subscribe { topic, start } => {
             w = Writer::new(kind::SUBSCRIBE);
             w.str("topic", topic, MAX_TOPIC_LEN)?;
+            w.start(start);
         }
         Request::FetchRings { lease, after } => {
             w = Writer::new(kind::FETCH_RINGS);
             w.u64(*lease);
             w.u64(*after);
         }
-        Request::FetchMailboxes { lease } => {
-            w = Writer::new(kind::FETCH_MAILBOXES);
+        Request::RingReady { lease } => {
+            w = Writer::new(kind::RING_READY);
             w.u64(*lease);
         }
         Request::Detach { lease } => {
@@ -347,10 +367,23 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
             w = Writer::new(kind::DETACHED);
             w.u64(*lease);
         }
-        Reply::Mailboxes { ids } => {
-            w = Writer::new(kind::MAILBOXES);
-            w.count("mailboxes", ids.len(), MAX_MAILBOXES_PER_RING)?;
-            ids.iter().for_each(|id| w.u64(*id));
+        Reply::Ready { lease } => {
+            w = Writer::new(kind::READY);
+            w.u64(*lease);
+        }
+        Reply::PortAdded {
+            port_id,
+            mailbox,
+            trusted,
+        } => {
+            w = Writer::new(kind::PORT_ADDED);
+            w.u64(*port_id);
+            w.u8(u8::from(*mailbox));
+            w.u8(u8::from(*trusted));
+        }
+        Reply::PortRemoved { port_id } => {
+            w = Writer::new(kind::PORT_REMOVED);
+            w.u64(*port_id);
         }
         Reply::Topics {
             total,
@@ -515,19 +548,33 @@ impl<'a> Reader<'a> {
         })
     }
     fn ring_ref(&mut self) -> Result<RingRef, DecodeError> {
+        let ring_id = self.u64("ring_id")?;
+        let publisher_pid = self.u32("publisher_pid")?;
+        let has_port = self.bool("port present")?;
+        let port_id = self.u64("port_id")?;
+        let mailbox = self.bool("mailbox")?;
         Ok(RingRef {
-            ring_id: self.u64("ring_id")?,
-            publisher_pid: self.u32("publisher_pid")?,
-            cursor: match self.u32("cursor")? {
-                NO_CURSOR => None,
-                c => Some(c),
-            },
-            mailbox: self.bool("mailbox")?,
+            ring_id,
+            publisher_pid,
+            port: has_port.then_some(PortRef { port_id, mailbox }),
         })
     }
     fn ring_refs(&mut self) -> Result<Vec<RingRef>, DecodeError> {
-        let n = self.count("rings", MAX_RINGS_PER_TOPIC, 17)?;
+        let n = self.count("rings", MAX_RINGS_PER_TOPIC, 22)?;
         (0..n).map(|_| self.ring_ref()).collect()
+    }
+    fn start(&mut self) -> Result<Start, DecodeError> {
+        let k = self.u8("start kind")?;
+        let v = self.u64("start sequence")?;
+        match k {
+            0 => Ok(Start::Latest),
+            1 => Ok(Start::Earliest),
+            2 => Ok(Start::Sequence(v)),
+            k => Err(DecodeError::BadValue {
+                field: "start kind",
+                value: u64::from(k),
+            }),
+        }
     }
     fn end(&self) -> Result<(), DecodeError> {
         match self.buf.len() - self.pos {
@@ -602,7 +649,10 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             topic: r.topic()?,
             config: r.opt_config()?,
         },
-        kind::SUBSCRIBE => Request::Subscribe { topic: r.topic()? },
+        kind::SUBSCRIBE => Request::Subscribe {
+            topic: r.topic()?,
+            start: r.start()?,
+        },
         kind::FETCH_RINGS => Request::FetchRings {
             lease: r.u64("lease")?,
             after: r.u64("after")?,
@@ -610,7 +660,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
         kind::DETACH => Request::Detach {
             lease: r.u64("lease")?,
         },
-        kind::FETCH_MAILBOXES => Request::FetchMailboxes {
+        kind::RING_READY => Request::RingReady {
             lease: r.u64("lease")?,
         },
         kind::LIST_TOPICS => Request::ListTopics {
@@ -656,14 +706,17 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
         kind::DETACHED => Reply::Detached {
             lease: r.u64("lease")?,
         },
-        kind::MAILBOXES => {
-            let n = r.count("mailboxes", MAX_MAILBOXES_PER_RING, 8)?;
-            Reply::Mailboxes {
-                ids: (0..n)
-                    .map(|_| r.u64("mailbox id"))
-                    .collect::<Result<_, _>>()?,
-            }
-        }
+        kind::READY => Reply::Ready {
+            lease: r.u64("lease")?,
+        },
+        kind::PORT_ADDED => Reply::PortAdded {
+            port_id: r.u64("port_id")?,
+            mailbox: r.bool("mailbox")?,
+            trusted: r.bool("trusted")?,
+        },
+        kind::PORT_REMOVED => Reply::PortRemoved {
+            port_id: r.u64("port_id")?,
+        },
         kind::TOPICS => {
             let total = r.u32("total")?;
             let offset = r.u32("offset")?;
@@ -763,9 +816,20 @@ mod tests {
                 topic: "a".into(),
                 config: Some(cfg()),
             },
-            Request::Subscribe { topic: "t".into() },
+            Request::Subscribe {
+                topic: "t".into(),
+                start: Start::Latest,
+            },
+            Request::Subscribe {
+                topic: "t".into(),
+                start: Start::Earliest,
+            },
+            Request::Subscribe {
+                topic: "t".into(),
+                start: Start::Sequence(u64::MAX),
+            },
             Request::FetchRings { lease: 7, after: 9 },
-            Request::FetchMailboxes { lease: 8 },
+            Request::RingReady { lease: 8 },
             Request::Detach { lease: u64::MAX },
             Request::ListTopics { offset: 3 },
             Request::Stats,
@@ -805,14 +869,15 @@ mod tests {
                     RingRef {
                         ring_id: 4,
                         publisher_pid: 9,
-                        cursor: None,
-                        mailbox: true,
+                        port: None,
                     },
                     RingRef {
                         ring_id: 5,
                         publisher_pid: 9,
-                        cursor: Some(3),
-                        mailbox: false,
+                        port: Some(PortRef {
+                            port_id: 3,
+                            mailbox: true,
+                        }),
                     },
                 ],
             },
@@ -821,10 +886,13 @@ mod tests {
                 rings: vec![],
             },
             Reply::Detached { lease: 3 },
-            Reply::Mailboxes { ids: vec![] },
-            Reply::Mailboxes {
-                ids: vec![3, u64::MAX],
+            Reply::Ready { lease: 3 },
+            Reply::PortAdded {
+                port_id: 7,
+                mailbox: true,
+                trusted: false,
             },
+            Reply::PortRemoved { port_id: u64::MAX },
             Reply::Topics {
                 total: 1,
                 offset: 0,
@@ -940,36 +1008,55 @@ mod tests {
     fn encode_bounds() {
         let long = Request::Subscribe {
             topic: "a".repeat(300),
+            start: Start::Latest,
         };
         assert!(encode_request(&long).is_err());
         let msg = Reply::error(ErrorCode::Internal, "é".repeat(2000));
         assert!(encode_reply(&msg).is_ok());
-        let too_many = Reply::Mailboxes {
-            ids: (0..=MAX_MAILBOXES_PER_RING as u64).collect(),
+        let ring = RingRef {
+            ring_id: 1,
+            publisher_pid: 1,
+            port: None,
+        };
+        let too_many = Reply::Rings {
+            config: None,
+            rings: vec![ring; MAX_RINGS_PER_TOPIC + 1],
         };
         assert!(encode_reply(&too_many).is_err());
     }
 
     #[test]
-    fn mailbox_frames_are_checked() {
-        // A count above the limit, and a mailbox flag that is neither 0 nor 1.
-        let mut w = Writer::new(kind::MAILBOXES);
-        w.u16(MAX_MAILBOXES_PER_RING as u16 + 1);
-        let v = w.finish().unwrap();
-        assert!(matches!(decode_reply(&v), Err(DecodeError::TooLong { .. })));
+    fn port_frames_are_checked() {
+        // A start kind that does not exist.
+        let mut v = encode_request(&Request::Subscribe {
+            topic: "t".into(),
+            start: Start::Latest,
+        })
+        .unwrap();
+        v[HEADER_LEN + 3] = 3;
+        assert!(matches!(
+            decode_request(&v),
+            Err(DecodeError::BadValue {
+                field: "start kind",
+                ..
+            })
+        ));
+        // A mailbox flag that is neither 0 nor 1.
         let mut v = encode_reply(&Reply::Rings {
             config: None,
             rings: vec![RingRef {
                 ring_id: 1,
                 publisher_pid: 2,
-                cursor: None,
-                mailbox: true,
+                port: Some(PortRef {
+                    port_id: 1,
+                    mailbox: true,
+                }),
             }],
         })
         .unwrap();
         *v.last_mut().unwrap() = 2;
         assert!(decode_reply(&v).is_err());
-        // Descriptors a reply announces: the mailboxes count.
+        // Descriptors a reply announces: two per ring, three with a port.
         let r = Reply::Subscribed {
             lease: 1,
             config: None,
@@ -977,19 +1064,29 @@ mod tests {
                 RingRef {
                     ring_id: 1,
                     publisher_pid: 2,
-                    cursor: None,
-                    mailbox: true,
+                    port: Some(PortRef {
+                        port_id: 1,
+                        mailbox: false,
+                    }),
                 },
                 RingRef {
                     ring_id: 2,
                     publisher_pid: 2,
-                    cursor: None,
-                    mailbox: false,
+                    port: None,
                 },
             ],
         };
         assert_eq!(r.fd_count(), 1 + 3 + 2);
-        assert_eq!(Reply::Mailboxes { ids: vec![1, 2] }.fd_count(), 2);
+        assert_eq!(
+            Reply::PortAdded {
+                port_id: 1,
+                mailbox: false,
+                trusted: false
+            }
+            .fd_count(),
+            1
+        );
+        assert_eq!(Reply::PortRemoved { port_id: 1 }.fd_count(), 0);
     }
 
     proptest! {

@@ -5,10 +5,13 @@
 //! reply documents which descriptors come with it and in which order.
 
 pub use crate::ring::TopicConfig;
+use crate::ring::Start;
 
 /// Version of the frame format spoken by this build. A broker answers a
 /// frame of any other version with [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// (3: ports and the publisher's channel replace the control segment and
+/// mailbox fetches.)
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -16,16 +19,13 @@ pub const MAX_TOPIC_LEN: usize = 255;
 pub const MAX_CLIENT_NAME_LEN: usize = 64;
 /// Largest human-readable message in [`Reply::Error`], in bytes.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
-/// Most rings one topic can have (and one reply can carry: two descriptors
-/// each, well under the kernel's 253 descriptors per message).
+/// Most rings one topic can have (and one reply can carry: three
+/// descriptors each, under the kernel's 253 descriptors per message).
 pub const MAX_RINGS_PER_TOPIC: usize = 64;
 /// Most topics one [`Reply::Topics`] page carries.
 pub const MAX_TOPICS_PER_PAGE: usize = 32;
-/// Most mailboxes one ring has (see [`crate::ring::Mailbox`]): read-only
-/// subscribers beyond it poll the ring slots instead.
-pub const MAX_MAILBOXES_PER_RING: usize = 32;
 /// Most descriptors any reply carries: the topic segment plus three per
-/// ring (data, control, mailbox).
+/// ring (data, lobby, port).
 pub const MAX_FDS: usize = 1 + 3 * MAX_RINGS_PER_TOPIC;
 
 /// What a client asks. Clients never send descriptors; a broker closes any
@@ -60,10 +60,13 @@ pub enum Request {
         config: Option<TopicConfig>,
     },
     /// Subscribe to `topic` (created without a config if it does not exist
-    /// yet). Answer: [`Reply::Subscribed`].
+    /// yet), starting at `start` in the rings that exist now (the broker
+    /// places back-pressure cursors there). Answer: [`Reply::Subscribed`].
     Subscribe {
         /// Topic name.
         topic: String,
+        /// Where to start.
+        start: Start,
     },
     /// Ask for the rings of a subscription whose id is above `after`
     /// (sent when the topic's generation counter moved). Answer:
@@ -74,10 +77,10 @@ pub enum Request {
         /// Highest ring id the client already has.
         after: u64,
     },
-    /// Ask for the mailboxes of the ring a publisher lease writes (sent
-    /// when the ring's mailbox generation moved). Answer:
-    /// [`Reply::Mailboxes`].
-    FetchMailboxes {
+    /// The publisher of a new ring has mapped it: the broker seals its data
+    /// against any other writer and hands it to subscribers from now on.
+    /// Answer: [`Reply::Detached`]-like [`Reply::Ready`].
+    RingReady {
         /// The publisher's lease.
         lease: u64,
     },
@@ -103,13 +106,18 @@ pub struct RingRef {
     pub ring_id: u64,
     /// Process id of the ring's publisher.
     pub publisher_pid: u32,
-    /// Back-pressure rings that appeared after the subscription: the cursor
-    /// slot the broker claimed for this subscriber before the publisher
-    /// started, to take over with
-    /// [`Consumer::adopt_cursor`](crate::ring::Consumer::adopt_cursor).
-    pub cursor: Option<u32>,
-    /// A mailbox descriptor for this subscriber follows the ring's two
-    /// (read-only subscribers; see [`crate::ring::Mailbox`]).
+    /// The subscriber's port on this ring, whose descriptor follows the
+    /// ring's two; `None` when the ring's ports ran out (an overwrite ring
+    /// is then read without one).
+    pub port: Option<PortRef>,
+}
+
+/// A subscriber's port on a ring, as the broker announces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRef {
+    /// The port's id within its ring.
+    pub port_id: u64,
+    /// The publisher writes the port's mailbox with every message.
     pub mailbox: bool,
 }
 
@@ -276,7 +284,9 @@ pub enum Reply {
         created: bool,
     },
     /// Answer to [`Request::AttachPublisher`]. Descriptors: the ring's data
-    /// segment and control segment, both read-write.
+    /// segment and lobby, both read-write, and the publisher's end of the
+    /// ring's channel, on which the broker sends [`Reply::PortAdded`] and
+    /// [`Reply::PortRemoved`] (and bumps the ring's generation after each).
     PublisherAttached {
         /// Lease to give back with [`Request::Detach`].
         lease: u64,
@@ -287,8 +297,7 @@ pub enum Reply {
     },
     /// Answer to [`Request::Subscribe`]. Descriptors: the topic segment
     /// (read-only), then for each ring in `rings` its data segment
-    /// (read-only) and its control segment (read-write), then its mailbox
-    /// if [`RingRef::mailbox`].
+    /// (read-only) and its lobby, then its port if [`RingRef::port`].
     Subscribed {
         /// Lease to give back with [`Request::Detach`].
         lease: u64,
@@ -298,19 +307,33 @@ pub enum Reply {
         rings: Vec<RingRef>,
     },
     /// Answer to [`Request::FetchRings`]. Descriptors: for each ring its
-    /// data segment (read-only) and control segment (read-write), then its
-    /// mailbox if [`RingRef::mailbox`].
+    /// data segment (read-only) and lobby, then its port if
+    /// [`RingRef::port`].
     Rings {
         /// The topic's config, `None` until a publisher sets it.
         config: Option<TopicConfig>,
         /// The rings with an id above the one asked, in id order.
         rings: Vec<RingRef>,
     },
-    /// Answer to [`Request::FetchMailboxes`]: the ring's current mailboxes
-    /// by broker-assigned id. Descriptors: one per id, in order.
-    Mailboxes {
-        /// At most [`MAX_MAILBOXES_PER_RING`] ids.
-        ids: Vec<u64>,
+    /// Answer to [`Request::RingReady`].
+    Ready {
+        /// The publisher's lease.
+        lease: u64,
+    },
+    /// On a publisher's channel: a subscriber's new port. Descriptor: the
+    /// port (read-write).
+    PortAdded {
+        /// The port's id within the ring.
+        port_id: u64,
+        /// Write its mailbox with every message.
+        mailbox: bool,
+        /// It may ask for the shared latest-message slot.
+        trusted: bool,
+    },
+    /// On a publisher's channel: port `port_id`'s subscriber left or died.
+    PortRemoved {
+        /// The port's id within the ring.
+        port_id: u64,
     },
     /// Answer to [`Request::Detach`].
     Detached {
@@ -338,9 +361,9 @@ pub enum Reply {
     },
 }
 
-/// Descriptors that accompany `rings`: two each, three with a mailbox.
+/// Descriptors that accompany `rings`: two each, three with a port.
 fn ring_fds(rings: &[RingRef]) -> usize {
-    rings.iter().map(|r| 2 + usize::from(r.mailbox)).sum()
+    rings.iter().map(|r| 2 + usize::from(r.port.is_some())).sum()
 }
 
 impl Reply {
@@ -361,10 +384,10 @@ impl Reply {
     /// Number of descriptors that must accompany this reply.
     pub fn fd_count(&self) -> usize {
         match self {
-            Reply::PublisherAttached { .. } => 2,
+            Reply::PublisherAttached { .. } => 3,
             Reply::Subscribed { rings, .. } => 1 + ring_fds(rings),
             Reply::Rings { rings, .. } => ring_fds(rings),
-            Reply::Mailboxes { ids } => ids.len(),
+            Reply::PortAdded { .. } => 1,
             _ => 0,
         }
     }

@@ -1,13 +1,15 @@
-//! The topic segment: one small shared file per topic, written by the
-//! broker and mapped read-only by subscribers. Its generation counter moves
-//! whenever a ring joins or leaves the topic, so a subscriber notices new
-//! publishers with one load on its receive path, no syscall.
+//! The topic segment: one small memfd per topic, written by the broker and
+//! mapped read-only by subscribers. Its generation counter moves whenever a
+//! ring joins or leaves the topic, so a subscriber notices new publishers
+//! with one load on its receive path, no syscall. It is sealed against
+//! resizing and against any new writable mapping once the broker has
+//! mapped it: no client can write or truncate it.
 
 use crate::layout::{LAYOUT_VERSION, MAGIC, PAD};
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Kind tag of a topic segment (data is 1, control 2).
+/// Kind tag of a topic segment (see `layout`'s `KIND_*`).
 pub const KIND_TOPIC: u32 = 3;
 
 /// Layout of the topic segment.
@@ -54,40 +56,51 @@ enum Map {
 }
 
 impl TopicSegment {
-    /// Initialises `file` (empty, writable) as a topic segment and maps it
-    /// writable (the broker's side).
+    /// A new topic segment (the broker's side): a memfd, initialised,
+    /// mapped writable by the caller, then sealed so that nobody else can
+    /// ever write or resize it. Returns the descriptor to hand out.
     ///
     /// # Errors
-    /// Sizing or mapping fails.
-    pub fn create(file: &File) -> Result<TopicSegment, SegmentError> {
+    /// Creating, sizing, mapping or sealing fails.
+    pub fn create() -> Result<(File, TopicSegment), SegmentError> {
+        use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+        let fd = memfd_create(
+            "ringbus-topic",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(std::io::Error::from)?;
+        let file = File::from(fd);
         file.set_len(TOPIC_SEGMENT_LEN)?;
-        // SAFETY: a file we just sized; shared mapping of plain integers
-        // and atomics, written here before anyone else sees the file.
-        let mut m = unsafe { memmap2::MmapOptions::new().map_mut(file)? };
+        // SAFETY: a memfd we just made and sized; shared mapping of plain
+        // integers and atomics, written here before anyone else has it.
+        let mut m = unsafe { memmap2::MmapOptions::new().map_mut(&file)? };
         m[..8].copy_from_slice(&MAGIC.to_ne_bytes());
         m[8..12].copy_from_slice(&LAYOUT_VERSION.to_ne_bytes());
         m[12..16].copy_from_slice(&KIND_TOPIC.to_ne_bytes());
-        Self::validate(Map::Rw(m))
+        fcntl_add_seals(
+            &file,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL,
+        )
+        .map_err(std::io::Error::from)?;
+        Ok((file, Self::validate(Map::Rw(m))?))
     }
 
-    /// Maps an existing topic segment and checks its header: read-only for
-    /// a subscriber, writable for a broker re-adopting it.
+    /// Maps a topic segment handed over by a broker, read-only, and checks
+    /// it: sealed against resizing, one header long, a topic's header.
     ///
     /// # Errors
-    /// [`SegmentError::Invalid`] for a foreign or truncated file.
-    pub fn open(file: &File, writable: bool) -> Result<TopicSegment, SegmentError> {
-        if file.metadata()?.len() != TOPIC_SEGMENT_LEN {
+    /// [`SegmentError::Invalid`] for a foreign, unsealed or truncated one.
+    pub fn open(file: &File) -> Result<TopicSegment, SegmentError> {
+        use rustix::fs::{fcntl_get_seals, SealFlags};
+        let sealed = fcntl_get_seals(file)
+            .is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::GROW));
+        if !sealed || file.metadata()?.len() != TOPIC_SEGMENT_LEN {
             return Err(SegmentError::Invalid);
         }
-        let map = if writable {
-            // SAFETY: shared mapping read and written only through the
-            // atomics of TopicHeader, after the size check above.
-            Map::Rw(unsafe { memmap2::MmapOptions::new().map_mut(file)? })
-        } else {
-            // SAFETY: read-only shared mapping; only atomics and integers
-            // are read from it, after the size check above.
-            Map::Ro(unsafe { memmap2::MmapOptions::new().map(file)? })
-        };
+        // SAFETY: read-only shared mapping of a sealed memfd (it cannot
+        // shrink); only atomics and integers are read from it, after the
+        // size check above.
+        let map = Map::Ro(unsafe { memmap2::MmapOptions::new().map(file)? });
         Self::validate(map)
     }
 

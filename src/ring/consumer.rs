@@ -1,15 +1,15 @@
 //! The reading side of a ring: any number per ring, each with its own
-//! position (and, in back-pressure mode, its own cursor in the control
-//! segment).
+//! position (and, through its port, its own cursor, wake word and
+//! mailbox).
 
 use super::copy::{copy_out, copy_out_short};
 use super::latest::{LatestSlot, LATEST_HEAD};
-use super::mailbox::Mailbox;
+use super::port::Port;
 use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
-use crate::layout::{CtrlHeader, CursorSlot, SlotHeader, CURSOR_FREE};
-use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
-use crate::wait::{wait_until, Limit, WaitStrategy, WakeState, QUIET_POLLS};
+use crate::layout::{SlotHeader, CURSOR_FREE, REQUEST_LATEST};
+use crate::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
+use crate::wait::{wait_until, Bed, Limit, WaitStrategy, WakeState, QUIET_POLLS};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,12 +116,14 @@ pub struct Consumer {
     use_latest: bool,
     /// Cached ack: the publisher writes the latest slot (or mailbox).
     latest_acked: bool,
-    /// The ack word to check: the control segment's `latest_ack`, or the
-    /// mailbox's.
+    /// The ack word to check: the data segment's `latest_ack`, or the
+    /// port's `mailbox_ack`.
     ack: *const AtomicU32,
-    /// This subscriber's mailbox, once attached (its slot replaces the
-    /// shared latest slot above).
-    mailbox: Option<Arc<Mailbox>>,
+    /// This subscriber's port (cursor, wake word, requests, mailbox), if
+    /// it has one.
+    port: Option<Arc<Port>>,
+    /// Whether `latest` is the port's mailbox slot.
+    mailbox: bool,
     /// Every message below this is known to be in its ring slot (seen
     /// started in the latest slot): until `next` reaches it, read the ring
     /// and leave the latest slot's line alone.
@@ -136,9 +138,9 @@ pub struct Consumer {
     /// cache line, a large share of streaming throughput; the latest slot
     /// pays off only when a message comes after a wait.
     streaming: u32,
-    /// Our cursor in the control segment: gates the publisher on
-    /// back-pressure rings; position and loss report on overwrite rings.
-    cursor: Option<*const CursorSlot>,
+    /// Our port's cursor: gates the publisher on back-pressure rings;
+    /// position and loss report on overwrite rings.
+    cursor: Option<*const AtomicU64>,
     backpressure: bool,
     wake: WakeState,
     /// Overwrite mode: where `try_recv_with` copies before validating.
@@ -149,79 +151,99 @@ pub struct Consumer {
     resumed_at: Option<u64>,
 }
 
-// SAFETY: the raw pointers point into `region` or `mailbox`, kept alive by
+// SAFETY: the raw pointers point into `region` or `port`, kept alive by
 // the consumer and themselves Send; a consumer is used by one thread at a time (`&mut self`).
 unsafe impl Send for Consumer {}
 
 impl Consumer {
-    /// A new reader of `region`, starting at `start`. In back-pressure mode
-    /// it claims a cursor, and the publisher will not overwrite what it has
-    /// not read. A [`Start::Sequence`] the ring can no longer deliver is
-    /// reported: in overwrite mode as [`RecvError::Lagged`] by the first
-    /// receive; in back-pressure mode (the publisher may already be writing
-    /// past it) by moving forward, the skipped messages counted in
+    /// A new reader of `region`, starting at `start`. On a ring on the
+    /// heap it gets a port from the ring itself (so in back-pressure mode
+    /// the publisher will not overwrite what it has not read); a mapped
+    /// ring's ports come from its broker ([`Consumer::with_port`]), and
+    /// without one only an overwrite ring can be read. A
+    /// [`Start::Sequence`] the ring can no longer deliver is reported: in
+    /// overwrite mode as [`RecvError::Lagged`] by the first receive; in
+    /// back-pressure mode (the publisher may already be writing past it) by
+    /// moving forward, the skipped messages counted in
     /// [`Consumer::lagged_total`] (the client's `Subscriber` returns them
     /// as `Lagged` before the first message).
     ///
     /// # Errors
-    /// [`AttachError::NoCursor`] when every back-pressure cursor is taken.
+    /// [`AttachError::NoPort`] for a back-pressure ring that is not on the
+    /// heap.
     pub fn new(region: Arc<RingRegion>, start: Start) -> Result<Consumer, AttachError> {
-        let capacity = u64::from(region.config().capacity);
-        let head = region.head();
-        let next = match start {
-            Start::Latest => head,
-            Start::Earliest => head.saturating_sub(capacity),
-            Start::Sequence(s) => s,
-        };
-        let mut consumer = Consumer::unjoined(region, next);
-        consumer.want_latest();
-        if consumer.backpressure {
-            consumer.join()?;
-            // The publisher may already be past what a cursor can hold back
-            // (`join`): what it skipped of a position asked for is lost,
-            // and counted (`Start::Earliest` asks only for what is held).
-            if let Start::Sequence(s) = start {
-                consumer.lagged = consumer.next.saturating_sub(s);
-                consumer.report_dropped();
+        let next = start_at(&region, start);
+        let backpressure = region.config().mode == Mode::Backpressure;
+        match region.local_port(next) {
+            Some(Ok(port)) => Consumer::with_port(region, port, start, false),
+            // An overwrite ring is read without a port when they ran out.
+            Some(Err(e)) if backpressure => Err(e),
+            None if backpressure => Err(AttachError::NoPort),
+            Some(Err(_)) | None => {
+                let mut c = Consumer::unjoined(region, next);
+                // Without a port there is nobody to ask for the shared slot.
+                c.use_latest = false;
+                Ok(c)
             }
-        } else {
-            consumer.claim_report_cursor();
         }
-        Ok(consumer)
     }
 
-    /// Takes over cursor slot `index`, which the broker claimed for this
-    /// process (owner pid = ours) before the ring's publisher started, and
-    /// reads from where it points. This is how a subscriber that was there
-    /// first gets every message of a back-pressure ring that appears later.
+    /// A new reader of `region` through `port`, which the ring's broker
+    /// made for it (and gave the ring's producer). On a back-pressure ring
+    /// the port's cursor says where to start (its creator placed it from
+    /// the start asked for, and [`RingRegion::admit_port`] may have moved it
+    /// forward; what that skipped of a [`Start::Sequence`] is counted as
+    /// lost); on an overwrite ring `start` does, and the cursor only shows
+    /// where the reader is. With `mailbox`, caught-up messages are read
+    /// from the port's mailbox once the publisher writes it.
     ///
     /// # Errors
-    /// [`AttachError::Corrupt`] if the ring is not in back-pressure mode, or
-    /// the slot is out of range, free, or owned by another process.
-    pub fn adopt_cursor(region: Arc<RingRegion>, index: u32) -> Result<Consumer, AttachError> {
-        let c = *region.config();
-        if c.mode != Mode::Backpressure || index >= c.max_subscribers {
-            return Err(AttachError::Corrupt(format!(
-                "cursor slot {index} cannot be adopted (ring mode {}, {} slots)",
-                c.mode, c.max_subscribers
-            )));
+    /// [`AttachError::Corrupt`] for a port of another ring, or a
+    /// back-pressure port whose cursor is free.
+    pub fn with_port(
+        region: Arc<RingRegion>,
+        port: Arc<Port>,
+        start: Start,
+        mailbox: bool,
+    ) -> Result<Consumer, AttachError> {
+        port.check_fits(&region)?;
+        let h = port.header();
+        let backpressure = region.config().mode == Mode::Backpressure;
+        let next = if backpressure {
+            let pos = port.pos();
+            if pos == CURSOR_FREE {
+                return Err(AttachError::Corrupt(
+                    "the port's cursor is free: it was given up".into(),
+                ));
+            }
+            pos
+        } else {
+            let next = start_at(&region, start);
+            // Release: pairs with the Acquire of whoever reads positions.
+            h.pos.store(next, Ordering::Release);
+            next
+        };
+        h.adopted.store(1, Ordering::Relaxed);
+        let mut c = Consumer::unjoined(region, next);
+        c.cursor = Some(&h.pos as *const AtomicU64);
+        if backpressure {
+            if let Start::Sequence(s) = start {
+                c.lagged = next.saturating_sub(s);
+            }
         }
-        let slot = region.cursor(index);
-        // Acquire: pairs with the Release that stored the reserved position.
-        let pos = slot.pos.load(Ordering::Acquire);
-        if pos == CURSOR_FREE || slot.owner_pid.load(Ordering::Relaxed) != std::process::id() {
-            return Err(AttachError::Corrupt(format!(
-                "cursor slot {index} is not reserved for this process"
-            )));
+        if mailbox {
+            c.latest = port.slot();
+            c.ack = &h.mailbox_ack;
+            c.use_latest = true;
+            c.mailbox = true;
         }
-        let slot: *const CursorSlot = slot;
-        let mut consumer = Consumer::unjoined(region, pos);
-        consumer.want_latest();
-        consumer.cursor = Some(slot);
-        Ok(consumer)
+        c.port = Some(port);
+        c.report_dropped();
+        c.want_latest();
+        Ok(c)
     }
 
-    /// A consumer at `next` without a cursor.
+    /// A consumer at `next` without a port.
     fn unjoined(region: Arc<RingRegion>, next: u64) -> Consumer {
         let c: TopicConfig = *region.config();
         let capacity = u64::from(c.capacity);
@@ -233,8 +255,9 @@ impl Consumer {
             latest_inline: region.sizes().latest_inline as usize,
             use_latest: region.polls_latest(),
             latest_acked: false,
-            ack: &region.ctrl().latest_ack,
-            mailbox: None,
+            ack: &region.header().latest_ack,
+            port: None,
+            mailbox: false,
             known_head: 0,
             stride: region.sizes().slot_stride as usize,
             mask: capacity - 1,
@@ -256,13 +279,19 @@ impl Consumer {
         }
     }
 
-    /// Asks the publisher to write the latest-message slot, if this mapping
-    /// polls it.
+    /// Asks the publisher to write the shared latest-message slot, if this
+    /// consumer polls it (a trusted subscriber: its mapping is writable).
     fn want_latest(&self) {
-        if self.use_latest {
-            let ctrl = self.region.ctrl();
-            if ctrl.latest_wanted.load(Ordering::Relaxed) == 0 {
-                ctrl.latest_wanted.store(1, Ordering::Relaxed);
+        if !self.use_latest || self.mailbox {
+            return;
+        }
+        if let Some(port) = &self.port {
+            let h = port.header();
+            if h.requests.load(Ordering::Relaxed) & REQUEST_LATEST == 0 {
+                // Release: pairs with the Acquire load of `requests` in
+                // Producer::answer_requests.
+                h.requests.fetch_or(REQUEST_LATEST, Ordering::Release);
+                self.region.lobby().bell.fetch_add(1, Ordering::Release);
             }
         }
     }
@@ -271,84 +300,24 @@ impl Consumer {
     #[inline(always)]
     fn latest_acked(&mut self) -> bool {
         if !self.latest_acked {
-            // SAFETY: `ack` points into the region or the mailbox we hold.
+            // SAFETY: `ack` points into the region or the port we hold.
             let ack = unsafe { &*self.ack };
             // Acquire: pairs with the Release in Producer::enable_latest or
-            // Producer::add_mailbox: its announcement of every earlier
+            // Producer::insert_port: its announcement of every earlier
             // message is visible.
             self.latest_acked = ack.load(Ordering::Acquire) != 0;
         }
         self.latest_acked
     }
 
-    /// Reads caught-up messages from `mailbox` (this subscriber's private
-    /// latest slot, which its publisher writes once it has added it; see
-    /// [`Mailbox`]) instead of the shared latest slot or the ring. Until the
-    /// publisher acknowledges the mailbox, messages come from the ring.
-    ///
-    /// # Errors
-    /// [`AttachError::Corrupt`] if the mailbox belongs to another ring or
-    /// holds a different number of inline bytes.
-    pub fn attach_mailbox(&mut self, mailbox: Arc<Mailbox>) -> Result<(), AttachError> {
-        mailbox.check_fits(&self.region)?;
-        self.latest = mailbox.slot();
-        self.ack = &mailbox.header().ack;
-        self.latest_acked = false;
-        self.use_latest = true;
-        self.mailbox = Some(mailbox);
-        Ok(())
+    /// The id of this consumer's port, if it has one.
+    pub fn port_id(&self) -> Option<u64> {
+        self.port.as_ref().map(|p| p.port_id())
     }
 
-    /// Overwrite rings: claims a free cursor slot, if any, to report this
-    /// subscriber's position and losses. The publisher never reads it.
-    fn claim_report_cursor(&mut self) {
-        self.cursor = self.claim_slot().map(|slot| slot as *const CursorSlot);
-    }
-
-    /// Claims a free cursor slot at `self.next` for this process.
-    fn claim_slot(&self) -> Option<&CursorSlot> {
-        let region = &self.region;
-        let slot = (0..region.config().max_subscribers)
-            .map(|i| region.cursor(i))
-            .find(|c| {
-                c.pos
-                    .compare_exchange(CURSOR_FREE, self.next, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            })?;
-        slot.owner_pid.store(std::process::id(), Ordering::Relaxed);
-        slot.dropped.store(0, Ordering::Relaxed);
-        region
-            .ctrl()
-            .cursor_generation
-            .fetch_add(1, Ordering::Relaxed);
-        Some(slot)
-    }
-
-    /// Claims a cursor at `self.next` (back-pressure mode). The subscriber's
-    /// half of the join protocol; see `Producer::refresh_limit`.
-    fn join(&mut self) -> Result<(), AttachError> {
-        let n = self.region.config().max_subscribers;
-        let slot: *const CursorSlot = self.claim_slot().ok_or(AttachError::NoCursor { max: n })?;
-        // SAFETY: the slot lives in the region we hold.
-        let slot = unsafe { &*slot };
-        let region = &self.region;
-        // SeqCst: Dekker pair with the fence in Producer::refresh_limit:
-        // either it sees our cursor or we see the limit it is working to.
-        fence(Ordering::SeqCst);
-        let floor = region
-            .ctrl()
-            .limit
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.capacity);
-        if self.next < floor {
-            // The publisher may already write up to `floor + capacity`: the
-            // messages below `floor` are not ours to hold back.
-            self.next = floor;
-            // Release: pairs with the Acquire in Producer::slowest_cursor.
-            slot.pos.store(floor, Ordering::Release);
-        }
-        self.cursor = Some(slot as *const CursorSlot);
-        Ok(())
+    /// Whether the publisher writes this consumer a private mailbox.
+    pub fn has_mailbox(&self) -> bool {
+        self.mailbox
     }
 
     /// The ring's configuration.
@@ -359,12 +328,6 @@ impl Consumer {
     /// The memory this consumer reads.
     pub fn region(&self) -> &Arc<RingRegion> {
         &self.region
-    }
-
-    /// Whether a publisher writes this consumer a private mailbox
-    /// ([`Consumer::attach_mailbox`]).
-    pub fn has_mailbox(&self) -> bool {
-        self.mailbox.is_some()
     }
 
     /// Sequence number of the next message this consumer will read.
@@ -685,16 +648,23 @@ impl Consumer {
     /// As [`Consumer::wait_ready`], until `limit` (fixed to a deadline at
     /// the wait's first clock read, see [`wait_until`]).
     pub(crate) fn wait_ready_limit(&mut self, wait: WaitStrategy, limit: &mut Limit) -> bool {
-        let ctrl: *const CtrlHeader = self.region.ctrl();
-        // SAFETY: the control header lives in the region `self.region`
-        // keeps mapped for as long as `self` exists, so beyond this call;
-        // the raw pointer only detaches its borrow from `self`, which the
+        // The raw pointers only detach the borrows from `self`, which the
         // poll closure borrows.
-        let ctrl = unsafe { &*ctrl };
-        let mut wake = std::mem::take(&mut self.wake);
-        let r = wait_until(ctrl, wait, limit, &mut wake, || {
-            self.is_ready().then_some(())
+        let lobby: *const crate::layout::LobbyHeader = self.region.lobby();
+        let port = self
+            .port
+            .as_ref()
+            .map(|p| p.header() as *const crate::layout::PortHeader);
+        // SAFETY: the lobby lives in the region and the port header in the
+        // port, which `self` keeps alive (and in place) beyond this call.
+        let bed = port.map(|port| unsafe {
+            Bed {
+                port: &*port,
+                lobby: &*lobby,
+            }
         });
+        let mut wake = std::mem::take(&mut self.wake);
+        let r = wait_until(bed, wait, limit, &mut wake, || self.is_ready().then_some(()));
         self.wake = wake;
         r.is_some()
     }
@@ -740,11 +710,11 @@ impl Consumer {
     fn advance(&mut self) {
         self.next = self.next.wrapping_add(1);
         if let Some(c) = self.cursor {
-            // SAFETY: the cursor slot lives in the region we hold.
+            // SAFETY: the cursor lives in the port we hold.
             let c = unsafe { &*c };
             // Release: our reads of the slot happen before the publisher's
             // overwrite; pairs with the Acquire in Producer::slowest_cursor.
-            c.pos.store(self.next, Ordering::Release);
+            c.store(self.next, Ordering::Release);
         }
     }
 
@@ -831,9 +801,8 @@ impl Consumer {
     /// Shows the broker (`ringbus topics`) how many messages this consumer
     /// lost.
     fn report_dropped(&self) {
-        if let Some(c) = self.cursor {
-            // SAFETY: the cursor slot lives in the region we hold.
-            unsafe { &*c }.dropped.store(self.lagged, Ordering::Relaxed);
+        if let Some(p) = &self.port {
+            p.header().dropped.store(self.lagged, Ordering::Relaxed);
         }
     }
 }
@@ -851,16 +820,22 @@ impl std::fmt::Debug for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        if let Some(c) = self.cursor {
-            // SAFETY: the cursor slot lives in the region we hold.
-            let c = unsafe { &*c };
-            // Release: pairs with the Acquire in Producer::slowest_cursor.
-            c.pos.store(CURSOR_FREE, Ordering::Release);
-            self.region
-                .ctrl()
-                .cursor_generation
-                .fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.port {
+            // Release: pairs with the Acquire in Producer::slowest_cursor:
+            // our reads happen before the publisher overwrites the slots.
+            p.header().pos.store(CURSOR_FREE, Ordering::Release);
+            self.region.local_port_gone(p.port_id());
         }
+    }
+}
+
+/// Where a reader starting at `start` begins in `region` now.
+fn start_at(region: &RingRegion, start: Start) -> u64 {
+    let head = region.head();
+    match start {
+        Start::Latest => head,
+        Start::Earliest => head.saturating_sub(u64::from(region.config().capacity)),
+        Start::Sequence(s) => s,
     }
 }
 

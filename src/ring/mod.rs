@@ -24,8 +24,9 @@
 //!
 //! Besides the ring, the data segment has one more slot, at a fixed address
 //! right after the header, with the same stamp encoding. Once a subscriber
-//! that polls it has asked (`latest_wanted` / `latest_ack` in the control
-//! segment, a hand-over like the wake one), every publish writes it too:
+//! that polls it has asked (`REQUEST_LATEST` in its port, answered by
+//! `latest_ack` in the data segment, a hand-over like the wake one), every
+//! publish writes it too:
 //!
 //! * a message of at most `latest_inline` bytes (`LATEST_INLINE_MAX`, or
 //!   the max message size if smaller) goes there **first**, header and
@@ -45,9 +46,9 @@
 //! last saw there (`known_head`) tells it which ring slots are already
 //! written, so a backlog is drained from the ring alone, as before.
 //!
-//! A subscriber whose data pages are read-only gets the same through a
-//! [`Mailbox`]: its private copy of the latest slot, written by the
-//! publisher like the shared one. And a subscriber that finds the publisher
+//! A subscriber whose data pages are read-only gets the same through the
+//! mailbox of its [`Port`]: its private copy of the latest slot, written by
+//! the publisher like the shared one. And a subscriber that finds the publisher
 //! ahead of it (a stream, not a wait) reads the ring for the next
 //! `STREAM_HOLD` messages instead of polling either copy: a second copy
 //! polled while the next message is written costs streaming throughput.
@@ -65,22 +66,34 @@
 //!   [`RecvError::Lagged`] once and resume at the oldest message held, or,
 //!   lapped again within a ring's worth of messages, at half a ring behind
 //!   the publisher (see `Consumer::lapped`).
-//! * [`Mode::Backpressure`]: each subscriber owns a cursor in the control
-//!   segment; the publisher never writes sequence `s` while a live cursor is
-//!   at or below `s - capacity`. It caches the bound (`cached_limit`) so the
+//! * [`Mode::Backpressure`]: each subscriber owns a cursor in its [`Port`];
+//!   the publisher never writes sequence `s` while a live cursor is at or
+//!   below `s - capacity`. It caches the bound (`cached_limit`) so the
 //!   common case reads no shared line (the Disruptor's gating sequence).
+//!
+//! # Ports
+//!
+//! A subscriber's state that the publisher must see (cursor, wake word,
+//! requests, mailbox) lives in its own [`Port`], shared with the publisher
+//! only. Ports reach the publisher through a [`PortSource`] (the broker's
+//! channel, or, for a ring on the heap, an in-process queue): whoever adds
+//! one queues it, bumps the data segment's `generation`, and places the
+//! cursor where the publisher will respect it
+//! ([`RingRegion::admit_port`]); the publisher takes queued ports whenever
+//! the generation moved, and always before it extends its back-pressure
+//! bound.
 
 mod consumer;
 mod copy;
 mod latest;
-mod mailbox;
+mod port;
 mod producer;
 mod region;
 
 pub use consumer::{Consumer, MessageInfo, MessageRef, RecvError, Start};
-pub(crate) use mailbox::init as init_mailbox;
-pub use mailbox::Mailbox;
-pub use producer::{Loan, MailboxSource, Producer, PublishError};
+pub(crate) use port::init as init_port;
+pub use port::{Port, PortFlags};
+pub use producer::{Loan, PortChange, PortSource, Producer, PublishError, MAX_MAILBOXES};
 pub(crate) use region::init as init_segments;
 pub use region::{AttachError, RingRegion};
 
@@ -280,17 +293,17 @@ pub struct Sizes {
     pub slot_stride: u64,
     /// Whole data segment.
     pub data_len: u64,
-    /// Whole control segment.
-    pub ctrl_len: u64,
-    /// A subscriber's mailbox ([`Mailbox`]): its header (one 128-byte
-    /// line), then a slot the size of the latest-message slot.
-    pub mailbox_len: u64,
+    /// The lobby (see [`crate::layout::LobbyHeader`]).
+    pub lobby_len: u64,
+    /// A subscriber's port ([`Port`]): its header (four 128-byte lines),
+    /// then a mailbox slot the size of the latest-message slot.
+    pub port_len: u64,
 }
 
 impl Sizes {
     fn of(c: &TopicConfig) -> Sizes {
         use crate::layout::PAD;
-        use crate::layout::{CtrlHeader, CursorSlot, RingHeader, SlotHeader, CACHE_LINE};
+        use crate::layout::{LobbyHeader, RingHeader, SlotHeader, CACHE_LINE, PORT_SLOT_OFFSET};
         use std::mem::size_of;
         let latest_offset = size_of::<RingHeader>() as u64;
         let latest_inline = c.max_message_size.min(LATEST_INLINE_MAX);
@@ -309,9 +322,8 @@ impl Sizes {
             latest_inline: u64::from(latest_inline),
             slot_stride,
             data_len: header_size + u64::from(c.capacity) * slot_stride,
-            ctrl_len: size_of::<CtrlHeader>() as u64
-                + u64::from(c.max_subscribers) * size_of::<CursorSlot>() as u64,
-            mailbox_len: size_of::<crate::layout::MailboxHeader>() as u64 + latest_len,
+            lobby_len: size_of::<LobbyHeader>() as u64,
+            port_len: PORT_SLOT_OFFSET as u64 + latest_len,
         }
     }
 }

@@ -2,13 +2,16 @@
 
 use super::copy::{copy_area, copy_in, copy_in_short, payload_bytes};
 use super::latest::{LatestSlot, LATEST_HEAD};
-use super::mailbox::Mailbox;
+use super::port::{Port, PortFlags};
 use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
 use crate::clock::Clock;
-use crate::layout::{SlotHeader, CURSOR_FREE, MAILBOX_RETIRED};
-use crate::sync::{fence, Ordering};
-use crate::wait::notify;
+use crate::layout::{
+    PortHeader, SlotHeader, BELL_EVERY, CURSOR_FREE, MAILBOX_RETIRED, REQUEST_LATEST,
+    REQUEST_WAKE,
+};
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::wait::{notify_ports, wake_port};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,19 +36,58 @@ pub enum PublishError {
     Timeout,
 }
 
-/// Where a producer gets its subscribers' mailboxes whenever the ring's
-/// mailbox generation moves (the broker client asks the broker; see
-/// [`Producer::set_mailbox_source`]).
-pub trait MailboxSource: Send {
-    /// The mailboxes the producer should write now, or `None` if they
-    /// cannot be had now (the producer asks again later).
-    fn mailboxes(&mut self) -> Option<Vec<Arc<Mailbox>>>;
+/// Most mailboxes a producer writes: each costs every message one more
+/// copy, and a waiting reader one more contended line. Further read-only
+/// subscribers read the ring slots.
+pub const MAX_MAILBOXES: usize = 32;
+
+/// A change to a ring's set of ports, queued for its producer by whoever
+/// adds or removes ports (the broker, through the publisher's channel; an
+/// in-process queue for a ring on the heap) before it bumps the ring's
+/// `generation`.
+#[derive(Debug)]
+pub enum PortChange {
+    /// A subscriber's new port, with what its creator decided for it.
+    Add {
+        /// The port.
+        port: Arc<Port>,
+        /// Whether to write its mailbox; whether it may ask for the shared
+        /// latest slot.
+        flags: PortFlags,
+    },
+    /// Port `port_id`'s subscriber left or died: it gates nothing now.
+    Remove {
+        /// The port's id.
+        port_id: u64,
+    },
 }
 
-/// After a mailbox sync, the next one waits at least this long, so a ring
-/// whose generation keeps moving (a subscriber bumping it on purpose) costs
-/// its publisher at most one fetch per interval.
-const MAILBOX_SYNC_INTERVAL: Duration = Duration::from_millis(1);
+/// Where a producer takes its port changes from whenever the ring's
+/// generation moves (see [`Producer::set_port_source`]).
+pub trait PortSource: Send {
+    /// The changes queued since the last call, without waiting; `None` if
+    /// the source is gone for good (the producer keeps the ports it has).
+    fn take(&mut self) -> Option<Vec<PortChange>>;
+}
+
+/// The in-process queue of a ring on the heap.
+struct LocalSource(Arc<RingRegion>);
+
+impl PortSource for LocalSource {
+    fn take(&mut self) -> Option<Vec<PortChange>> {
+        Some(self.0.local().map(|l| l.take()).unwrap_or_default())
+    }
+}
+
+/// One subscriber's port, as the producer uses it.
+struct PortEntry {
+    port: Arc<Port>,
+    flags: PortFlags,
+    /// The producer writes its mailbox.
+    mailbox_on: bool,
+    /// The producer wakes it (it asked, and was answered).
+    waking: bool,
+}
 
 /// The single writer of a ring.
 ///
@@ -78,44 +120,48 @@ pub struct Producer {
     /// Back-pressure: sequences below this may be written without reading
     /// the cursors (the cached gating sequence plus capacity).
     cached_limit: u64,
-    /// Cached `wake_ack`: whether to run the sleeper check (see `wait`).
+    /// Whether some port is woken (`wakers` is not empty): whether to run
+    /// the sleeper check after each message.
     wake_on: bool,
     /// Whether every message also goes to the latest-message slot (some
-    /// subscriber asked for it; see `enable_latest`).
+    /// trusted subscriber asked for it; see `enable_latest`).
     latest_on: bool,
-    /// Subscribers' mailboxes: every message goes to each, like the latest
-    /// slot (see [`Mailbox`]).
-    mailboxes: Vec<MailboxSlot>,
+    /// The subscribers' ports.
+    ports: Vec<PortEntry>,
+    /// The cursors that gate a back-pressure ring (every port's `pos`).
+    gating: Vec<*const AtomicU64>,
+    /// The ports woken after each message (those that asked).
+    wakers: Vec<*const PortHeader>,
     /// The latest-style slots every message goes to, as `publish` reads
     /// them (see `retarget`): the first in `lead` (valid while `lead_on`),
     /// any others in `extra`.
     lead: LatestSlot,
     lead_on: bool,
     extra: Vec<LatestSlot>,
-    /// Where to get the mailboxes from when the generation moves.
-    source: Option<Box<dyn MailboxSource>>,
-    /// The ring's mailbox generation the current list belongs to.
-    mailbox_gen: u32,
-    /// No mailbox sync before this instant (see MAILBOX_SYNC_INTERVAL).
-    next_sync: Option<Instant>,
+    /// Where port changes come from when the generation moves.
+    source: Option<Box<dyn PortSource>>,
+    /// The ring's generation the ports belong to.
+    gen_seen: u32,
+    /// The lobby's bell as last answered.
+    bell_seen: u32,
+    /// No look at the ports' requests before this sequence (see
+    /// `hear_bell`).
+    scan_after: u64,
 }
 
-/// A mailbox the producer writes, with its slot's addresses.
-struct MailboxSlot {
-    slot: LatestSlot,
-    mailbox: Arc<Mailbox>,
-}
-
-// SAFETY: `slots` and `latest` point into `region`, each mailbox slot's
-// pointers into the mailbox it holds, and `lead` and `extra` are copies of
-// those (`retarget` runs whenever the set changes), all kept alive by the
-// producer and Send; a producer is used by one thread
-// at a time (`&mut self`).
+// SAFETY: `slots` and `latest` point into `region`, the port pointers
+// (`gating`, `wakers`, `lead`, `extra`) into ports held in `ports` (the
+// lists are rebuilt whenever `ports` changes, see `retarget`), all kept
+// alive by the producer and Send; a producer is used by one thread at a
+// time (`&mut self`).
 unsafe impl Send for Producer {}
 
 impl Producer {
     /// The writer of `region`. There must be one producer per ring (the
-    /// broker gives each publisher its own ring).
+    /// broker gives each publisher its own ring). A ring on the heap brings
+    /// its consumers' ports along; a mapped ring gets them from a
+    /// [`PortSource`] ([`Producer::set_port_source`]) or
+    /// [`Producer::add_port`].
     ///
     /// # Errors
     /// [`AttachError::Corrupt`] if the data segment is mapped read-only.
@@ -127,14 +173,17 @@ impl Producer {
         }
         let c = *region.config();
         let seq = region.head();
-        let wake_on = region.ctrl().wake_ack.load(Ordering::Relaxed) != 0;
         // A producer made again for a ring whose subscribers already poll
         // the latest slot keeps writing it.
-        let latest_on = region.ctrl().latest_ack.load(Ordering::Relaxed) != 0;
+        let latest_on = region.header().latest_ack.load(Ordering::Relaxed) != 0;
         // SAFETY: the latest slot lies in the data segment (validated
         // sizes), 128-byte aligned, kept mapped by `region`.
         let latest = unsafe { LatestSlot::at(region.latest()) };
-        Ok(Producer {
+        let local = region
+            .local()
+            .is_some()
+            .then(|| Box::new(LocalSource(region.clone())) as Box<dyn PortSource>);
+        let mut p = Producer {
             slots: region.slots(),
             latest,
             latest_inline: region.sizes().latest_inline as usize,
@@ -146,17 +195,24 @@ impl Producer {
             clock: None,
             seq,
             cached_limit: 0,
-            wake_on,
+            wake_on: false,
             latest_on,
-            mailboxes: Vec::new(),
+            ports: Vec::new(),
+            gating: Vec::new(),
+            wakers: Vec::new(),
             lead: latest,
             lead_on: latest_on,
             extra: Vec::new(),
             source: None,
-            mailbox_gen: 0,
-            next_sync: None,
+            gen_seen: 0,
+            bell_seen: 0,
+            scan_after: 0,
             region,
-        })
+        };
+        if let Some(source) = local {
+            p.set_port_source(source);
+        }
+        Ok(p)
     }
 
     /// The ring's configuration.
@@ -185,124 +241,194 @@ impl Producer {
         }
     }
 
-    /// Starts writing every message to `mailbox` too (a subscriber's
-    /// private latest slot, see [`Mailbox`]). The last message published so
-    /// far is announced there first ("read the ring slot"), then the
-    /// mailbox's `ack` is set, so its reader is sent to the ring for
-    /// everything older. Adding a mailbox twice does nothing.
+    /// Starts serving `port`: its cursor gates a back-pressure ring, its
+    /// mailbox gets every message if `flags.mailbox` (and fewer than
+    /// [`MAX_MAILBOXES`] are written), its requests are answered. For a
+    /// port added while this producer runs, its creator must have placed
+    /// the cursor with [`RingRegion::admit_port`]. Adding a port twice does
+    /// nothing.
     ///
     /// # Errors
-    /// [`AttachError::Corrupt`] if the mailbox belongs to another ring or
+    /// [`AttachError::Corrupt`] if the port belongs to another ring or
     /// holds a different number of inline bytes.
-    pub fn add_mailbox(&mut self, mailbox: Arc<Mailbox>) -> Result<(), AttachError> {
-        mailbox.check_fits(&self.region)?;
-        if self
-            .mailboxes
-            .iter()
-            .any(|m| Arc::ptr_eq(&m.mailbox, &mailbox))
-        {
-            return Ok(());
-        }
-        let slot = mailbox.slot();
-        if let Some(last) = self.seq.checked_sub(1) {
-            // SAFETY: the mailbox's slot, which only the publisher writes;
-            // nothing is copied.
-            unsafe { announce(&slot, last, u32::MAX as usize, 0, 0) };
-        }
-        // Release: the announcement is visible to a reader that sees the
-        // ack; pairs with the Acquire in Consumer::latest_acked.
-        mailbox.header().ack.store(1, Ordering::Release);
-        self.mailboxes.push(MailboxSlot { slot, mailbox });
+    pub fn add_port(&mut self, port: Arc<Port>, flags: PortFlags) -> Result<(), AttachError> {
+        port.check_fits(&self.region)?;
+        self.insert_port(port, flags);
+        self.answer_requests();
         self.retarget();
         Ok(())
     }
 
-    /// Stops writing `mailbox`; returns whether it was being written. Its
-    /// slot is stamped past every sequence, so its reader goes back to the
-    /// ring for good.
-    pub fn remove_mailbox(&mut self, mailbox: &Arc<Mailbox>) -> bool {
-        let Some(i) = self
-            .mailboxes
-            .iter()
-            .position(|m| Arc::ptr_eq(&m.mailbox, mailbox))
-        else {
+    fn insert_port(&mut self, port: Arc<Port>, flags: PortFlags) {
+        let id = port.port_id();
+        if self.ports.iter().any(|e| e.port.port_id() == id) {
+            return;
+        }
+        let mailboxes = self.ports.iter().filter(|e| e.mailbox_on).count();
+        let mailbox_on = flags.mailbox && mailboxes < MAX_MAILBOXES;
+        if mailbox_on {
+            if let Some(last) = self.seq.checked_sub(1) {
+                // SAFETY: the port's mailbox slot, which only the publisher
+                // writes; nothing is copied.
+                unsafe { announce(&port.slot(), last, u32::MAX as usize, 0, 0) };
+            }
+            // Release: the announcement is visible to a reader that sees
+            // the ack; pairs with the Acquire in Consumer::latest_acked.
+            port.header().mailbox_ack.store(1, Ordering::Release);
+        }
+        self.ports.push(PortEntry {
+            port,
+            flags,
+            mailbox_on,
+            waking: false,
+        });
+    }
+
+    /// Stops serving port `port_id`; returns whether it was served. Its
+    /// cursor gates nothing from now on, and its mailbox slot is stamped
+    /// past every sequence, so its reader goes back to the ring for good.
+    pub fn remove_port(&mut self, port_id: u64) -> bool {
+        let removed = self.take_port(port_id);
+        self.retarget();
+        removed
+    }
+
+    fn take_port(&mut self, port_id: u64) -> bool {
+        let Some(i) = self.ports.iter().position(|e| e.port.port_id() == port_id) else {
             return false;
         };
-        let m = self.mailboxes.swap_remove(i);
-        // Before `m` (and perhaps the last hold on its mapping) goes.
-        self.retarget();
-        // SAFETY: the slot header lies in the mailbox `m` holds.
-        let hdr = unsafe { &*m.slot.hdr };
-        // Release: pairs with the Acquire stamp load in Consumer::try_latest
-        // (any stamp past `want` sends the reader to the ring; this one is
-        // past them all).
-        hdr.stamp.store(u64::MAX, Ordering::Release);
-        m.mailbox
-            .header()
-            .ack
-            .store(MAILBOX_RETIRED, Ordering::Release);
+        let e = self.ports.swap_remove(i);
+        if e.mailbox_on {
+            // SAFETY: the slot header lies in the port `e` holds.
+            let hdr = unsafe { &*e.port.slot().hdr };
+            // Release: pairs with the Acquire stamp load in
+            // Consumer::try_latest (any stamp past `want` sends the reader
+            // to the ring; this one is past them all).
+            hdr.stamp.store(u64::MAX, Ordering::Release);
+            e.port
+                .header()
+                .mailbox_ack
+                .store(MAILBOX_RETIRED, Ordering::Release);
+        }
+        // A subscriber asleep on it learns it is on its own.
+        wake_port(e.port.header());
         true
     }
 
-    /// Keeps the mailboxes in step with `source`: fetched now, and again
-    /// after the next publish whenever the ring's mailbox generation (in
-    /// the control segment, bumped by the broker) has moved. A fetch is a
-    /// round trip to the broker at the end of that publish, once per
-    /// subscriber that comes or goes, and at most one per millisecond.
-    pub fn set_mailbox_source(&mut self, source: Box<dyn MailboxSource>) {
+    /// Takes port changes from `source` now, and again after any message
+    /// once the ring's generation (bumped by whoever queues a change) has
+    /// moved, and always before extending a back-pressure bound. A take is
+    /// expected not to wait (a non-blocking read of a channel).
+    pub fn set_port_source(&mut self, source: Box<dyn PortSource>) {
         self.source = Some(source);
-        let g = self.mailbox_generation();
-        self.sync_mailboxes(g);
+        let g = self.generation();
+        self.sync_ports(g);
     }
 
-    fn mailbox_generation(&self) -> u32 {
-        // Relaxed: only a hint that the list moved; the fetch itself goes
-        // through the broker, which orders it after the change.
-        self.region
-            .ctrl()
-            .mailbox_generation
-            .load(Ordering::Relaxed)
+    fn generation(&self) -> u32 {
+        // Relaxed: a hint that changes are queued; the queue itself
+        // (a socket, a mutex) orders them after whoever queued them.
+        self.region.header().generation.load(Ordering::Relaxed)
     }
 
-    /// Fetches the mailbox list (unless one was fetched less than
-    /// MAILBOX_SYNC_INTERVAL ago) and adds and removes mailboxes to match.
+    /// Applies the changes queued since the last take. Returns false if the
+    /// source is gone, in which case the ports stay as they were.
     #[cold]
-    fn sync_mailboxes(&mut self, generation: u32) {
-        let now = Instant::now();
-        if self.next_sync.is_some_and(|t| now < t) {
-            return;
-        }
-        self.next_sync = Some(now + MAILBOX_SYNC_INTERVAL);
-        let Some(list) = self.source.as_mut().and_then(|s| s.mailboxes()) else {
-            return;
+    fn sync_ports(&mut self, generation: u32) -> bool {
+        let Some(source) = self.source.as_mut() else {
+            self.gen_seen = generation;
+            return true;
         };
-        self.mailbox_gen = generation;
-        let gone: Vec<Arc<Mailbox>> = self
-            .mailboxes
-            .iter()
-            .filter(|m| !list.iter().any(|l| Arc::ptr_eq(l, &m.mailbox)))
-            .map(|m| m.mailbox.clone())
-            .collect();
-        for m in &gone {
-            self.remove_mailbox(m);
+        let Some(changes) = source.take() else {
+            // Gone for good (no broker, no keeper): no new port can come.
+            self.source = None;
+            self.gen_seen = generation;
+            return false;
+        };
+        self.gen_seen = generation;
+        for c in changes {
+            match c {
+                PortChange::Add { port, flags } => {
+                    // A port of another ring is its sender's mistake: skipped.
+                    if port.check_fits(&self.region).is_ok() {
+                        self.insert_port(port, flags);
+                    }
+                }
+                PortChange::Remove { port_id } => {
+                    self.take_port(port_id);
+                }
+            }
         }
-        for m in list {
-            // A mailbox of another ring is the source's mistake: skipped.
-            let _ = self.add_mailbox(m);
+        self.answer_requests();
+        self.retarget();
+        true
+    }
+
+    /// The lobby's bell rang: looks at the ports' requests, at most once
+    /// per [`BELL_EVERY`] messages while looking finds nothing new (a bell
+    /// rung on purpose costs the producer little).
+    #[cold]
+    #[inline(never)]
+    fn hear_bell(&mut self, bell: u32) {
+        if self.seq < self.scan_after {
+            return;
+        }
+        self.bell_seen = bell;
+        let found = self.answer_requests();
+        self.scan_after = if found {
+            self.seq
+        } else {
+            self.seq.saturating_add(u64::from(BELL_EVERY))
+        };
+        if found {
+            self.retarget();
         }
     }
 
-    /// Recomputes the slots `publish` writes besides the ring slot: the
-    /// shared latest slot while it is on, then every mailbox. The first
-    /// goes in a field of its own, written as the shared slot alone was:
+    /// Answers the ports' requests not answered yet: wake-ups, and the
+    /// shared latest slot for trusted ports. Returns whether any was new.
+    fn answer_requests(&mut self) -> bool {
+        let mut found = false;
+        let mut want_latest = false;
+        for e in &mut self.ports {
+            let h = e.port.header();
+            // Acquire: pairs with the subscriber's Release when it set the
+            // request (`wait::ask_for_wakeups`, Consumer::want_latest).
+            let r = h.requests.load(Ordering::Acquire);
+            if r & REQUEST_WAKE != 0 && !e.waking {
+                e.waking = true;
+                found = true;
+                // Release: the messages published so far are visible to a
+                // waiter that sees the ack; pairs with the Acquire in
+                // `wait::sleep_once`. Every message from now on runs the
+                // sleeper check for this port (`wakers`).
+                h.wake_ack.store(1, Ordering::Release);
+            }
+            if r & REQUEST_LATEST != 0 && e.flags.trusted && !self.latest_on {
+                want_latest = true;
+            }
+        }
+        if want_latest {
+            self.enable_latest();
+            found = true;
+        }
+        found
+    }
+
+    /// Recomputes what `publish` reads besides the ring slot: the shared
+    /// latest slot while it is on, then every mailbox written, the first
+    /// of them in a field of its own, written as the shared slot alone was:
     /// written through the loop, a lone mailbox costs the ping-pong a
-    /// visible share of a hop (DESIGN.md, "Mailboxes"). Runs on the cold
-    /// paths that change the set.
+    /// visible share of a hop (DESIGN.md, "Mailboxes"); and the cursors and
+    /// wake words. Runs on the cold paths that change the set.
     fn retarget(&mut self) {
         let shared = self.latest_on.then_some(self.latest);
-        let mut all = shared
-            .into_iter()
-            .chain(self.mailboxes.iter().map(|m| m.slot));
+        let mut all = shared.into_iter().chain(
+            self.ports
+                .iter()
+                .filter(|e| e.mailbox_on)
+                .map(|e| e.port.slot()),
+        );
         self.lead_on = match all.next() {
             Some(first) => {
                 self.lead = first;
@@ -312,11 +438,27 @@ impl Producer {
         };
         self.extra.clear();
         self.extra.extend(all);
+        self.gating.clear();
+        self.gating
+            .extend(self.ports.iter().map(|e| &e.port.header().pos as *const AtomicU64));
+        self.wakers.clear();
+        self.wakers.extend(
+            self.ports
+                .iter()
+                .filter(|e| e.waking)
+                .map(|e| e.port.header() as *const PortHeader),
+        );
+        self.wake_on = !self.wakers.is_empty();
+    }
+
+    /// How many ports this producer serves.
+    pub fn ports(&self) -> usize {
+        self.ports.len()
     }
 
     /// How many mailboxes this producer writes.
     pub fn mailboxes(&self) -> usize {
-        self.mailboxes.len()
+        self.ports.iter().filter(|e| e.mailbox_on).count()
     }
 
     /// Copies `data` into the ring as one message with `tag`; returns its
@@ -428,21 +570,32 @@ impl Producer {
     }
 
     /// Re-reads the cursors (back-pressure slow path). Also the publisher's
-    /// half of the join protocol: a subscriber that claims a cursor while we
-    /// scan either sees the `limit` we store or is seen by the second scan
-    /// (see `Consumer::join`).
+    /// half of the join protocol: a port added while we scan is either
+    /// taken from the source (we see the generation its adder bumped) or
+    /// placed inside the bound we store (its adder sees it); see
+    /// [`RingRegion::admit_port`].
     #[cold]
     fn refresh_limit(&mut self) -> bool {
-        let ctrl = self.region.ctrl();
+        let h = self.region.header();
         let first = self.slowest_cursor();
-        ctrl.limit.store(first + self.capacity, Ordering::Relaxed);
-        // SeqCst: Dekker pair with the fence in Consumer::join: either the
-        // joiner reads the limit stored above or the scan below sees it.
+        h.limit.store(first + self.capacity, Ordering::Relaxed);
+        // SeqCst: Dekker pair with the fence in RingRegion::admit_port:
+        // either its adder reads the limit stored above or we read the
+        // generation it bumped.
         fence(Ordering::SeqCst);
+        let g = self.generation();
+        if g != self.gen_seen && !self.sync_ports(g) {
+            // Changes are queued that cannot be taken: a port we cannot see
+            // may sit anywhere above the bound we had, so keep that bound.
+            let kept = self.cached_limit.min(first + self.capacity);
+            self.region.header().limit.store(kept, Ordering::Relaxed);
+            self.cached_limit = kept;
+            return self.seq < kept;
+        }
         let second = self.slowest_cursor();
         let limit = first.min(second) + self.capacity;
         if second < first {
-            ctrl.limit.store(limit, Ordering::Relaxed);
+            self.region.header().limit.store(limit, Ordering::Relaxed);
         }
         self.cached_limit = limit;
         self.seq < limit
@@ -453,11 +606,14 @@ impl Producer {
     /// so a bogus cursor can stall only its own subscriber's messages.
     fn slowest_cursor(&self) -> u64 {
         let mut min = self.seq;
-        for i in 0..self.region.config().max_subscribers {
+        for &pos in &self.gating {
+            // SAFETY: `gating` points into ports held in `self.ports`
+            // (rebuilt by `retarget` whenever that changes).
+            let pos = unsafe { &*pos };
             // Acquire: pairs with the Release cursor store in
             // Consumer::advance, so the subscriber's reads of the slot
             // happen before we overwrite it.
-            let pos = self.region.cursor(i).pos.load(Ordering::Acquire);
+            let pos = pos.load(Ordering::Acquire);
             if pos != CURSOR_FREE {
                 min = min.min(pos);
             }
@@ -592,31 +748,23 @@ impl Producer {
             .head
             .store(seq.wrapping_add(1), Ordering::Release);
         self.seq = seq.wrapping_add(1);
-        notify(self.region.ctrl(), &mut self.wake_on);
+        if self.wake_on {
+            notify_ports(&self.wakers);
+        }
         // After the message, not before its copies, so that a reader
-        // waiting for it does not wait for these too: the shared slot turns
-        // on (and a mailbox set changes) from the next message, each
-        // announcing this one as "in the ring". 64 B spin ping-pong, 2 x 20
-        // alternating runs: p50 1.167 -> 1.131 and 1.117 -> 1.046x the
-        // seqlock copy, 1.109 -> 1.055 and 1.117 -> 1.078x the cache line.
-        self.check_latest();
-        if self.source.is_some() {
-            let g = self.mailbox_generation();
-            if g != self.mailbox_gen {
-                self.sync_mailboxes(g);
-            }
+        // waiting for it does not wait for these too: a change to the
+        // ports, or the shared slot turning on, takes effect from the next
+        // message, each announcing this one as "in the ring".
+        let g = self.generation();
+        if g != self.gen_seen {
+            self.sync_ports(g);
+        }
+        // Relaxed: a hint; the requests themselves are read with Acquire.
+        let bell = self.region.lobby().bell.load(Ordering::Relaxed);
+        if bell != self.bell_seen {
+            self.hear_bell(bell);
         }
         seq
-    }
-
-    /// Turns the latest-message slot on once a subscriber asked for it
-    /// (read on the control line `notify` reads anyway); from then on every
-    /// message goes there too.
-    #[inline(always)]
-    fn check_latest(&mut self) {
-        if !self.latest_on && self.region.ctrl().latest_wanted.load(Ordering::Relaxed) != 0 {
-            self.enable_latest();
-        }
     }
 
     /// Starts writing the latest-message slot with every message. The last
@@ -634,7 +782,10 @@ impl Producer {
         self.retarget();
         // Release: the announcement is visible to a subscriber that sees
         // the ack; pairs with the Acquire in Consumer::latest_acked.
-        self.region.ctrl().latest_ack.store(1, Ordering::Release);
+        self.region
+            .header()
+            .latest_ack
+            .store(1, Ordering::Release);
     }
 
     /// Copies `data` in and publishes it. The timestamp is read once the
@@ -761,8 +912,12 @@ impl std::fmt::Debug for Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        // Subscribers drain what is left, then see end of stream.
+        // Subscribers drain what is left, then see end of stream; any of
+        // them asleep is woken to see it.
         let _ = self.region.close();
+        for e in &self.ports {
+            wake_port(e.port.header());
+        }
     }
 }
 

@@ -1,13 +1,15 @@
-//! The memory a ring lives in: two segments, owned by a heap allocation or
-//! by a mapping, validated once on attach.
+//! The memory a ring lives in: its data segment and its lobby, owned by a
+//! heap allocation or by mappings, validated once on attach.
 
 use super::copy::init_payload;
+use super::port::{Port, PortFlags};
+use super::producer::PortChange;
 use super::{Mode, Sizes, TopicConfig, TopicConfigError};
 use crate::layout::{
-    CtrlHeader, CursorSlot, RingHeader, SlotHeader, CURSOR_FREE, KIND_CTRL, KIND_DATA,
-    LAYOUT_VERSION, MAGIC, PAD,
+    LobbyHeader, RingHeader, SlotHeader, CURSOR_FREE, KIND_DATA, KIND_LOBBY, LAYOUT_VERSION,
+    MAGIC, PAD,
 };
-use crate::sync::Ordering;
+use crate::sync::{fence, AtomicU64, Mutex, Ordering};
 use std::alloc::Layout;
 use std::any::Any;
 use std::mem::size_of;
@@ -66,6 +68,10 @@ pub enum AttachError {
         /// The ring's `max_subscribers`.
         max: u32,
     },
+    /// A back-pressure subscriber of a mapped ring needs a port from the
+    /// ring's broker (its cursor lives there).
+    #[error("a back-pressure subscriber needs a port: subscribe through the broker, or use Consumer::with_port")]
+    NoPort,
     /// The header's configuration is valid but not the one asked for.
     #[error("ring config mismatch: {field} is {found}, expected {expected}")]
     ConfigMismatch {
@@ -85,15 +91,27 @@ impl From<TopicConfigError> for AttachError {
 }
 
 enum Backing {
-    Heap { data: Layout, ctrl: Layout },
+    Heap { data: Layout, lobby: Layout },
     External(#[allow(dead_code)] Box<dyn Any + Send + Sync>),
 }
 
-/// A ring's two segments, validated. Shared (via `Arc`) by the producer and
-/// consumers that use it; the memory lives as long as the region.
+/// The ports of a ring on the heap, passed from its consumers to its
+/// producer in this process (a broker does this for mapped rings).
+pub(crate) struct LocalPorts {
+    /// Changes the producer has not taken yet.
+    pub queue: Mutex<Vec<PortChange>>,
+    /// The next port id.
+    pub next_id: AtomicU64,
+    /// Ports given out and not gone (at most `max_subscribers`).
+    pub active: AtomicU64,
+}
+
+/// A ring's data segment and lobby, validated. Shared (via `Arc`) by the
+/// producer and consumers that use it; the memory lives as long as the
+/// region.
 pub struct RingRegion {
     data: NonNull<u8>,
-    ctrl: NonNull<u8>,
+    lobby: NonNull<u8>,
     data_writable: bool,
     /// Whether consumers of this mapping poll the latest-message slot:
     /// only where the data pages are writable (see `poll_latest`).
@@ -102,6 +120,8 @@ pub struct RingRegion {
     sizes: Sizes,
     ring_id: u64,
     backing: Backing,
+    /// Heap rings: the in-process port queue (see [`LocalPorts`]).
+    local: Option<LocalPorts>,
 }
 
 // SAFETY: the region only hands out access through atomics and through the
@@ -112,69 +132,78 @@ unsafe impl Send for RingRegion {}
 unsafe impl Sync for RingRegion {}
 
 impl RingRegion {
-    /// A fresh ring on the heap (tests, loom, Miri, in-process use).
+    /// A fresh ring on the heap (tests, loom, Miri, in-process use). Its
+    /// consumers get ports from it directly ([`crate::ring::Consumer::new`])
+    /// and its producer takes them from the same in-process queue.
     pub fn heap(config: &TopicConfig) -> Result<Arc<RingRegion>, TopicConfigError> {
         let sizes = config.validate()?;
         let data = Layout::from_size_align(sizes.data_len as usize, PAD)
             .map_err(|_| TopicConfigError::TooBig(sizes.data_len))?;
-        let ctrl = Layout::from_size_align(sizes.ctrl_len as usize, PAD)
-            .map_err(|_| TopicConfigError::TooBig(sizes.ctrl_len))?;
-        // SAFETY: both layouts have non-zero size (headers alone are 384 bytes).
-        let (d, c) = unsafe {
+        let lobby = Layout::from_size_align(sizes.lobby_len as usize, PAD)
+            .map_err(|_| TopicConfigError::TooBig(sizes.lobby_len))?;
+        // SAFETY: both layouts have non-zero size (headers alone are 256 bytes).
+        let (d, l) = unsafe {
             (
                 std::alloc::alloc_zeroed(data),
-                std::alloc::alloc_zeroed(ctrl),
+                std::alloc::alloc_zeroed(lobby),
             )
         };
-        let (Some(d), Some(c)) = (NonNull::new(d), NonNull::new(c)) else {
+        let (Some(d), Some(l)) = (NonNull::new(d), NonNull::new(l)) else {
             std::alloc::handle_alloc_error(data);
         };
         // SAFETY: fresh allocations of exactly the sizes `init` writes,
         // aligned to PAD, owned by nobody else yet.
-        unsafe { init(d.as_ptr(), c.as_ptr(), config, 0, 0) };
+        unsafe { init(d.as_ptr(), l.as_ptr(), config, 0, 0) };
         Ok(Arc::new(RingRegion {
             data: d,
-            ctrl: c,
+            lobby: l,
             data_writable: true,
             polls_latest: true,
             config: *config,
             sizes,
             ring_id: 0,
-            backing: Backing::Heap { data, ctrl },
+            backing: Backing::Heap { data, lobby },
+            local: Some(LocalPorts {
+                queue: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(1),
+                active: AtomicU64::new(0),
+            }),
         }))
     }
 
-    /// Attaches to two initialised segments owned by `backing` (e.g. a pair
-    /// of mappings), after validating every header field.
+    /// Attaches to an initialised data segment and lobby owned by
+    /// `backing` (e.g. mappings), after validating every header field.
     ///
     /// # Safety
-    /// `data` and `ctrl` must be valid for reads of `data_len` and `ctrl_len`
-    /// bytes (and `ctrl` for writes; `data` for writes if `data_writable`),
-    /// aligned to 128 bytes, for as long as `backing` lives. The contents may
-    /// be anything: they are validated here.
+    /// `data` and `lobby` must be valid for reads of `data_len` and
+    /// `lobby_len` bytes (and `lobby` for writes; `data` for writes if
+    /// `data_writable`), aligned to 128 bytes, for as long as `backing`
+    /// lives, and must not shrink meanwhile (sealed memfds). The contents
+    /// may be anything: they are validated here.
     pub unsafe fn attach(
         data: NonNull<u8>,
         data_len: u64,
-        ctrl: NonNull<u8>,
-        ctrl_len: u64,
+        lobby: NonNull<u8>,
+        lobby_len: u64,
         data_writable: bool,
         expected: Option<&TopicConfig>,
         backing: Box<dyn Any + Send + Sync>,
     ) -> Result<RingRegion, AttachError> {
         // SAFETY: the caller's guarantees are exactly `validate`'s.
-        let (config, sizes, ring_id) = unsafe { validate(data, data_len, ctrl, ctrl_len)? };
+        let (config, sizes, ring_id) = unsafe { validate(data, data_len, lobby, lobby_len)? };
         if let Some(e) = expected {
             check_expected(&config, e)?;
         }
         Ok(RingRegion {
             data,
-            ctrl,
+            lobby,
             data_writable,
             polls_latest: data_writable,
             config,
             sizes,
             ring_id,
             backing: Backing::External(backing),
+            local: None,
         })
     }
 
@@ -227,23 +256,13 @@ impl RingRegion {
         unsafe { &*(self.data.as_ptr() as *const RingHeader) }
     }
 
-    pub(crate) fn ctrl(&self) -> &CtrlHeader {
-        // SAFETY: as for `header`, for the control segment.
-        unsafe { &*(self.ctrl.as_ptr() as *const CtrlHeader) }
+    pub(crate) fn lobby(&self) -> &LobbyHeader {
+        // SAFETY: as for `header`, for the lobby.
+        unsafe { &*(self.lobby.as_ptr() as *const LobbyHeader) }
     }
 
-    pub(crate) fn cursor(&self, i: u32) -> &CursorSlot {
-        debug_assert!(i < self.config.max_subscribers);
-        let i = i.min(self.config.max_subscribers - 1) as usize;
-        // SAFETY: the control segment holds `max_subscribers` cursor slots
-        // after its header (checked at attach); `i` is clamped in range.
-        unsafe {
-            &*(self
-                .ctrl
-                .as_ptr()
-                .add(size_of::<CtrlHeader>() + i * size_of::<CursorSlot>())
-                as *const CursorSlot)
-        }
+    pub(crate) fn local(&self) -> Option<&LocalPorts> {
+        self.local.as_ref()
     }
 
     /// Pointer to the latest-message slot (a `SlotHeader`, then
@@ -272,9 +291,9 @@ impl RingRegion {
         self.header().closed.load(Ordering::Acquire) != 0
     }
 
-    /// Marks the ring ended and wakes every sleeper. Called by the
-    /// publisher's drop, or by the broker for a dead publisher. Fails for a
-    /// read-only mapping.
+    /// Marks the ring ended. Called by the publisher's drop, or by the
+    /// broker for a dead publisher; whoever closes wakes the ports it knows
+    /// ([`crate::wait::wake_port`]). Fails for a read-only mapping.
     pub fn close(&self) -> Result<(), AttachError> {
         if !self.data_writable {
             return Err(AttachError::Corrupt(
@@ -284,43 +303,119 @@ impl RingRegion {
         // Release: everything published before is visible to a subscriber
         // that sees `closed`; pairs with the Acquire in `is_closed`.
         self.header().closed.store(1, Ordering::Release);
-        crate::wait::wake_all(self.ctrl());
         Ok(())
     }
 
-    /// Frees every back-pressure cursor owned by `pid` (the broker calls
-    /// this for a dead subscriber so it stops gating the publisher).
-    /// Returns how many were freed.
-    pub fn release_cursors_of(&self, pid: u32) -> usize {
-        let mut n = 0;
-        for i in 0..self.config.max_subscribers {
-            let c = self.cursor(i);
-            if c.pos.load(Ordering::Relaxed) != CURSOR_FREE
-                && c.owner_pid.load(Ordering::Relaxed) == pid
-            {
-                // Release: pairs with the Acquire load in Producer's scan.
-                c.pos.store(CURSOR_FREE, Ordering::Release);
-                n += 1;
+    /// The joiner's half of the join protocol, run by whoever adds `port`
+    /// to this ring (the broker; [`crate::ring::Consumer::new`] on the
+    /// heap), after queueing the port for the producer: bumps the
+    /// generation, then, on a back-pressure ring, moves the port's cursor
+    /// up to where the producer may already be writing. Returns the
+    /// cursor's final position.
+    ///
+    /// Why this loses nothing: the producer stores its bound (`limit`),
+    /// fences, and reads the generation before it trusts its ports
+    /// (`Producer::refresh_limit`); we bump the generation, fence, and read
+    /// the bound. Either the producer sees the new generation, and then the
+    /// queued port with it, or we see the bound it is working to and place
+    /// the cursor inside it (Dekker).
+    ///
+    /// # Errors
+    /// [`AttachError::Corrupt`] for a read-only mapping or a port of
+    /// another ring.
+    pub fn admit_port(&self, port: &Port) -> Result<u64, AttachError> {
+        if !self.data_writable {
+            return Err(AttachError::Corrupt(
+                "only the ring's creator may add ports".into(),
+            ));
+        }
+        port.check_fits(self)?;
+        let h = self.header();
+        h.generation.fetch_add(1, Ordering::Relaxed);
+        // SeqCst: Dekker pair with the fence in Producer::refresh_limit:
+        // either it reads the generation bumped above or we read the bound
+        // it is working to.
+        fence(Ordering::SeqCst);
+        let pos = port.pos();
+        if self.config.mode == Mode::Backpressure && pos != CURSOR_FREE {
+            let floor = h
+                .limit
+                .load(Ordering::Relaxed)
+                .saturating_sub(u64::from(self.config.capacity));
+            if pos < floor {
+                // Release: pairs with the Acquire in Producer::slowest_cursor.
+                port.header().pos.store(floor, Ordering::Release);
+                return Ok(floor);
             }
         }
-        if n > 0 {
-            self.ctrl()
-                .cursor_generation
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        n
+        Ok(pos)
     }
 
-    /// Positions of the live back-pressure cursors, with their owners.
-    pub fn cursors(&self) -> Vec<(u64, u32)> {
-        (0..self.config.max_subscribers)
-            .map(|i| self.cursor(i))
-            .filter_map(|c| {
-                // Acquire: pairs with the subscriber's Release in Consumer::advance.
-                let pos = c.pos.load(Ordering::Acquire);
-                (pos != CURSOR_FREE).then(|| (pos, c.owner_pid.load(Ordering::Relaxed)))
-            })
-            .collect()
+    /// Bumps the generation: the producer takes the port changes queued
+    /// for it (call after queueing them).
+    ///
+    /// # Errors
+    /// [`AttachError::Corrupt`] for a read-only mapping.
+    pub fn bump_generation(&self) -> Result<(), AttachError> {
+        if !self.data_writable {
+            return Err(AttachError::Corrupt(
+                "only the ring's creator may change its ports".into(),
+            ));
+        }
+        self.header().generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Heap rings: a new port for a consumer of this process, queued for
+    /// the producer and admitted, its cursor at `pos` or wherever
+    /// [`RingRegion::admit_port`] moves it. `None` for a mapped ring.
+    ///
+    /// # Errors
+    /// [`AttachError::NoCursor`] once `max_subscribers` ports are out.
+    pub(crate) fn local_port(&self, pos: u64) -> Option<Result<Arc<Port>, AttachError>> {
+        let local = self.local.as_ref()?;
+        let max = self.config.max_subscribers;
+        if local.active.fetch_add(1, Ordering::Relaxed) >= u64::from(max) {
+            local.active.fetch_sub(1, Ordering::Relaxed);
+            return Some(Err(AttachError::NoCursor { max }));
+        }
+        let id = local.next_id.fetch_add(1, Ordering::Relaxed);
+        let port = match Port::heap(&self.config, self.ring_id, id, pos) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let flags = PortFlags {
+            mailbox: false,
+            trusted: self.polls_latest,
+        };
+        local.push(PortChange::Add {
+            port: port.clone(),
+            flags,
+        });
+        Some(self.admit_port(&port).map(|_| port))
+    }
+
+    /// Heap rings: tells the producer that port `port_id` is gone.
+    pub(crate) fn local_port_gone(&self, port_id: u64) {
+        if let Some(local) = &self.local {
+            local.active.fetch_sub(1, Ordering::Relaxed);
+            local.push(PortChange::Remove { port_id });
+            self.header().generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl LocalPorts {
+    fn push(&self, change: PortChange) {
+        // A panic while holding the lock leaves a Vec, still usable.
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.push(change);
+    }
+
+    /// Takes the queued changes.
+    pub(crate) fn take(&self) -> Vec<PortChange> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *q)
     }
 }
 
@@ -339,25 +434,27 @@ impl std::fmt::Debug for RingRegion {
 
 impl Drop for RingRegion {
     fn drop(&mut self) {
-        if let Backing::Heap { data, ctrl } = self.backing {
+        if let Backing::Heap { data, lobby } = self.backing {
             // SAFETY: allocated in `heap` with exactly these layouts; the
             // region is the last owner (Arc drop).
             unsafe {
                 std::alloc::dealloc(self.data.as_ptr(), data);
-                std::alloc::dealloc(self.ctrl.as_ptr(), ctrl);
+                std::alloc::dealloc(self.lobby.as_ptr(), lobby);
             }
         }
     }
 }
 
-/// Writes the headers, slot headers and cursor slots of a new ring.
+/// Writes the headers and slot headers of a new ring's data segment and
+/// its lobby.
 ///
 /// # Safety
-/// `data` and `ctrl` must be valid for writes of `config.sizes()` bytes,
-/// 128-byte aligned, and not yet visible to any other process or thread.
+/// `data` and `lobby` must be valid for writes of `config.sizes()`'s
+/// `data_len` and `lobby_len` bytes, 128-byte aligned, and not yet visible
+/// to any other process or thread.
 pub(crate) unsafe fn init(
     data: *mut u8,
-    ctrl: *mut u8,
+    lobby: *mut u8,
     config: &TopicConfig,
     ring_id: u64,
     pid: u32,
@@ -366,8 +463,7 @@ pub(crate) unsafe fn init(
     // SAFETY: every write below is inside the segments per the
     // caller's size guarantee, at offsets aligned for the written type
     // (headers at 0, the latest slot right after the 128-byte-aligned
-    // header, slots at multiples of the 64-byte stride, cursors at
-    // multiples of 128 bytes).
+    // header, slots at multiples of the 64-byte stride).
     unsafe {
         (data as *mut RingHeader).write(RingHeader::new(
             s.header_size as u32,
@@ -391,15 +487,7 @@ pub(crate) unsafe fn init(
                 config.max_message_size as usize,
             );
         }
-        (ctrl as *mut CtrlHeader).write(CtrlHeader::new(
-            config.max_subscribers,
-            ring_id,
-            config.capacity,
-        ));
-        for i in 0..config.max_subscribers as usize {
-            let c = ctrl.add(size_of::<CtrlHeader>() + i * size_of::<CursorSlot>());
-            (c as *mut CursorSlot).write(CursorSlot::new());
-        }
+        (lobby as *mut LobbyHeader).write(LobbyHeader::new(ring_id));
     }
 }
 
@@ -410,8 +498,8 @@ pub(crate) unsafe fn init(
 unsafe fn validate(
     data: NonNull<u8>,
     data_len: u64,
-    ctrl: NonNull<u8>,
-    ctrl_len: u64,
+    lobby: NonNull<u8>,
+    lobby_len: u64,
 ) -> Result<(TopicConfig, Sizes, u64), AttachError> {
     let need = size_of::<RingHeader>() as u64;
     if data_len < need {
@@ -421,16 +509,16 @@ unsafe fn validate(
             need,
         });
     }
-    let need = size_of::<CtrlHeader>() as u64;
-    if ctrl_len < need {
+    let need = size_of::<LobbyHeader>() as u64;
+    if lobby_len < need {
         return Err(AttachError::Truncated {
-            segment: "control",
-            len: ctrl_len,
+            segment: "lobby",
+            len: lobby_len,
             need,
         });
     }
     let h = data.as_ptr() as *const RingHeader;
-    let c = ctrl.as_ptr() as *const CtrlHeader;
+    let l = lobby.as_ptr() as *const LobbyHeader;
     // Volatile reads: another process may scribble on these words; each is
     // read exactly once and only the copies are used afterwards.
     macro_rules! rd {
@@ -448,11 +536,11 @@ unsafe fn validate(
         KIND_DATA,
     )?;
     check_ident(
-        "control",
-        rd!(c, magic),
-        rd!(c, layout_version),
-        rd!(c, kind),
-        KIND_CTRL,
+        "lobby",
+        rd!(l, magic),
+        rd!(l, layout_version),
+        rd!(l, kind),
+        KIND_LOBBY,
     )?;
     let mode_raw = rd!(h, mode);
     let mode = Mode::from_u32(mode_raw)
@@ -478,24 +566,10 @@ unsafe fn validate(
             need: sizes.data_len,
         });
     }
-    if ctrl_len < sizes.ctrl_len {
-        return Err(AttachError::Truncated {
-            segment: "control",
-            len: ctrl_len,
-            need: sizes.ctrl_len,
-        });
-    }
-    let ctrl_subs = rd!(c, max_subscribers);
-    if ctrl_subs != config.max_subscribers {
+    let (ring_id, lobby_id) = (rd!(h, ring_id), rd!(l, ring_id));
+    if ring_id != lobby_id {
         return Err(AttachError::Corrupt(format!(
-            "control segment has {ctrl_subs} cursors, data segment says {}",
-            config.max_subscribers
-        )));
-    }
-    let (ring_id, ctrl_id) = (rd!(h, ring_id), rd!(c, ring_id));
-    if ring_id != ctrl_id {
-        return Err(AttachError::Corrupt(format!(
-            "control segment belongs to ring {ctrl_id}, data segment is ring {ring_id}"
+            "lobby belongs to ring {lobby_id}, data segment is ring {ring_id}"
         )));
     }
     Ok((config, sizes, ring_id))

@@ -23,6 +23,19 @@ fn ring(capacity: u32, max: u32, mode: Mode) -> (Producer, Arc<RingRegion>) {
     (Producer::new(region.clone()).unwrap(), region)
 }
 
+/// A reader of `region` with a port whose mailbox the producer writes
+/// once it adds the port (`p.add_port(port, MAILBOX)`).
+fn mailbox_reader(region: &Arc<RingRegion>, id: u64, start: Start) -> (Consumer, Arc<Port>) {
+    let port = Port::heap(region.config(), region.ring_id(), id, 0).unwrap();
+    let c = Consumer::with_port(region.clone(), port.clone(), start, true).unwrap();
+    (c, port)
+}
+
+const MAILBOX: PortFlags = PortFlags {
+    mailbox: true,
+    trusted: false,
+};
+
 fn recv_vec(c: &mut Consumer) -> Result<(Vec<u8>, MessageInfo), RecvError> {
     let mut buf = vec![0u8; c.config().max_message_size as usize];
     let info = c.try_recv(&mut buf)?;
@@ -382,15 +395,13 @@ fn mailbox_takes_over_from_the_ring_and_hands_back() {
     let config = cfg(8, max, Mode::Overwrite);
     let region = RingRegion::heap(&config).unwrap();
     let mut p = Producer::new(region.clone()).unwrap();
-    let mut c = Consumer::new(region, Start::Earliest).unwrap();
-    let mb = Mailbox::heap(&config, 0).unwrap();
-    c.attach_mailbox(mb.clone()).unwrap();
+    let (mut c, port) = mailbox_reader(&region, 100, Start::Earliest);
     // Not added by the publisher yet: everything comes from the ring.
     for n in 0..3 {
         p.publish(&mixed(n, max), n).unwrap();
     }
-    p.add_mailbox(mb.clone()).unwrap();
-    p.add_mailbox(mb.clone()).unwrap();
+    p.add_port(port.clone(), MAILBOX).unwrap();
+    p.add_port(port.clone(), MAILBOX).unwrap();
     assert_eq!(p.mailboxes(), 1, "adding twice adds once");
     for n in 3..5 {
         p.publish(&mixed(n, max), n).unwrap();
@@ -410,8 +421,8 @@ fn mailbox_takes_over_from_the_ring_and_hands_back() {
         assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
     }
     // Removed: the reader goes back to the ring and misses nothing.
-    assert!(p.remove_mailbox(&mb));
-    assert!(!p.remove_mailbox(&mb));
+    assert!(p.remove_port(100));
+    assert!(!p.remove_port(100));
     assert_eq!(p.mailboxes(), 0);
     for n in 14..18 {
         p.publish(&mixed(n, max), n).unwrap();
@@ -431,14 +442,12 @@ fn every_mailbox_gets_every_message_as_mailboxes_come_and_go() {
     let region = Arc::new(Arc::try_unwrap(region).unwrap().poll_latest(false));
     let mut p = Producer::new(region.clone()).unwrap();
     let mut readers = Vec::new();
-    for _ in 0..3 {
-        let mut c = Consumer::new(region.clone(), Start::Latest).unwrap();
-        let mb = Mailbox::heap(&config, 0).unwrap();
-        c.attach_mailbox(mb.clone()).unwrap();
-        p.add_mailbox(mb.clone()).unwrap();
-        readers.push((c, mb, true));
+    for id in 0..3 {
+        let (c, port) = mailbox_reader(&region, id, Start::Latest);
+        p.add_port(port.clone(), MAILBOX).unwrap();
+        readers.push((c, port, true));
     }
-    type Reader = (Consumer, Arc<Mailbox>, bool);
+    type Reader = (Consumer, Arc<Port>, bool);
     // Publishes message `seq`, scribbles over its ring slot's copy, and
     // checks what each reader gets: the message whole from a live mailbox
     // (so it read the mailbox), the scribble from the ring otherwise.
@@ -466,16 +475,16 @@ fn every_mailbox_gets_every_message_as_mailboxes_come_and_go() {
     }
     round(&mut p, &region, 0, &mut readers);
     // The lead goes: the next mailbox takes its place, the last stays.
-    assert!(p.remove_mailbox(&readers[0].1));
+    assert!(p.remove_port(0));
     readers[0].2 = false;
     round(&mut p, &region, 1, &mut readers);
     // The last goes: one mailbox left, written as the lead.
-    assert!(p.remove_mailbox(&readers[2].1));
+    assert!(p.remove_port(2));
     readers[2].2 = false;
     round(&mut p, &region, 2, &mut readers);
     assert_eq!(p.mailboxes(), 1);
     // And the last one: every reader is back on the ring.
-    assert!(p.remove_mailbox(&readers[1].1));
+    assert!(p.remove_port(1));
     readers[1].2 = false;
     round(&mut p, &region, 3, &mut readers);
 }
@@ -485,10 +494,8 @@ fn loans_reach_the_mailbox_too() {
     let config = cfg(4, 64, Mode::Overwrite);
     let region = RingRegion::heap(&config).unwrap();
     let mut p = Producer::new(region.clone()).unwrap();
-    let mut c = Consumer::new(region.clone(), Start::Latest).unwrap();
-    let mb = Mailbox::heap(&config, 0).unwrap();
-    c.attach_mailbox(mb.clone()).unwrap();
-    p.add_mailbox(mb).unwrap();
+    let (mut c, port) = mailbox_reader(&region, 1, Start::Latest);
+    p.add_port(port, MAILBOX).unwrap();
     let mut loan = p.loan(4).unwrap();
     loan.copy_from_slice(b"loan");
     loan.commit(3);
@@ -510,11 +517,9 @@ fn a_mailbox_misleads_only_its_own_reader() {
     let config = cfg(4, 16, Mode::Overwrite);
     let region = RingRegion::heap(&config).unwrap();
     let mut p = Producer::new(region.clone()).unwrap();
-    let mut mine = Consumer::new(region.clone(), Start::Latest).unwrap();
+    let (mut mine, mb) = mailbox_reader(&region, 1, Start::Latest);
     let mut other = Consumer::new(region, Start::Latest).unwrap();
-    let mb = Mailbox::heap(&config, 0).unwrap();
-    mine.attach_mailbox(mb.clone()).unwrap();
-    p.add_mailbox(mb.clone()).unwrap();
+    p.add_port(mb.clone(), MAILBOX).unwrap();
     p.publish(b"one", 1).unwrap();
     assert_eq!(recv_vec(&mut mine).unwrap().0, b"one");
     assert_eq!(recv_vec(&mut other).unwrap().0, b"one");
@@ -544,10 +549,8 @@ fn a_streaming_reader_reads_the_ring_until_the_stream_pauses() {
     let config = cfg(8, 8, Mode::Overwrite);
     let region = RingRegion::heap(&config).unwrap();
     let mut p = Producer::new(region.clone()).unwrap();
-    let mut c = Consumer::new(region, Start::Latest).unwrap();
-    let mb = Mailbox::heap(&config, 0).unwrap();
-    c.attach_mailbox(mb.clone()).unwrap();
-    p.add_mailbox(mb.clone()).unwrap();
+    let (mut c, mb) = mailbox_reader(&region, 1, Start::Latest);
+    p.add_port(mb.clone(), MAILBOX).unwrap();
     // Overwrites the mailbox's copy of the last message, stamp untouched:
     // a reader that takes it from there gets the forgery.
     let forge = || {
@@ -579,21 +582,20 @@ fn a_streaming_reader_reads_the_ring_until_the_stream_pauses() {
 }
 
 #[test]
-fn a_mailbox_of_another_ring_is_refused() {
+fn a_port_of_another_ring_is_refused() {
     let config = cfg(4, 16, Mode::Overwrite);
     let region = RingRegion::heap(&config).unwrap();
     let mut p = Producer::new(region.clone()).unwrap();
-    let mut c = Consumer::new(region, Start::Latest).unwrap();
     for wrong in [
-        Mailbox::heap(&config, 7).unwrap(),
-        Mailbox::heap(&cfg(4, 8, Mode::Overwrite), 0).unwrap(),
+        Port::heap(&config, 7, 1, 0).unwrap(),
+        Port::heap(&cfg(4, 8, Mode::Overwrite), 0, 1, 0).unwrap(),
     ] {
         assert!(matches!(
-            p.add_mailbox(wrong.clone()),
+            p.add_port(wrong.clone(), MAILBOX),
             Err(AttachError::Corrupt(_))
         ));
         assert!(matches!(
-            c.attach_mailbox(wrong),
+            Consumer::with_port(region.clone(), wrong, Start::Latest, true),
             Err(AttachError::Corrupt(_))
         ));
     }
@@ -684,17 +686,49 @@ fn dropped_subscriber_stops_gating() {
 }
 
 #[test]
-fn reaped_subscriber_stops_gating() {
+fn a_removed_port_stops_gating() {
     let (mut p, r) = ring(2, 8, Mode::Backpressure);
-    let slow = Consumer::new(r.clone(), Start::Latest).unwrap();
+    // A subscriber that died without a word: its consumer is never
+    // dropped, so only its port's removal (what the broker sends the
+    // publisher for a dead process) frees the publisher.
+    let slow = Box::leak(Box::new(Consumer::new(r.clone(), Start::Latest).unwrap()));
     p.try_publish(b"a", 0).unwrap();
     p.try_publish(b"b", 0).unwrap();
     assert_eq!(p.try_publish(b"c", 0), Err(PublishError::Full));
-    assert_eq!(r.cursors(), vec![(0, std::process::id())]);
-    // What the broker does for a dead subscriber process.
-    assert_eq!(r.release_cursors_of(std::process::id()), 1);
+    assert_eq!(p.ports(), 1);
+    let id = slow.port_id().unwrap();
+    assert!(p.remove_port(id));
     assert_eq!(p.try_publish(b"c", 0), Ok(2));
-    drop(slow);
+}
+
+#[test]
+fn a_port_added_while_the_publisher_runs_loses_nothing() {
+    // The broker's way in: the port is made, queued, admitted (which moves
+    // its cursor up to what the publisher may already write), then the
+    // publisher takes it before it extends its bound.
+    let (mut p, r) = ring(4, 8, Mode::Backpressure);
+    for i in 0..10u64 {
+        p.try_publish(&i.to_le_bytes(), i).unwrap();
+    }
+    let port = r.local_port(0).unwrap().unwrap();
+    let pos = port.pos();
+    assert!(pos >= 10 - 4, "cursor {pos} moved up to what may be overwritten");
+    let mut c = Consumer::with_port(r.clone(), port, Start::Sequence(0), false).unwrap();
+    assert_eq!(c.lagged_total(), pos, "what it skipped is counted");
+    for i in 10..20u64 {
+        // The publisher never overwrites what the new port has not read.
+        while p.try_publish(&i.to_le_bytes(), i) == Err(PublishError::Full) {
+            let (m, info) = recv_vec(&mut c).unwrap();
+            assert_eq!(m, info.seq.to_le_bytes());
+        }
+    }
+    let mut last = None;
+    while let Ok((m, info)) = recv_vec(&mut c) {
+        assert_eq!(m, info.seq.to_le_bytes());
+        assert!(last.is_none_or(|l| info.seq == l + 1), "no gap");
+        last = Some(info.seq);
+    }
+    assert_eq!(last, Some(19));
 }
 
 #[test]
@@ -847,13 +881,18 @@ fn ring_memory_is_header_plus_capacity_times_stride() {
     assert_eq!(s.slot_stride, 128);
     assert_eq!(s.data_len, s.header_size + 8 * 128);
     assert_eq!(cfg(8, 32, Mode::Overwrite).sizes().slot_stride, 64);
-    // The header: 384 bytes, then the latest-message slot in whole 128-byte
+    // The header: 512 bytes, then the latest-message slot in whole 128-byte
     // lines, holding min(max, LATEST_INLINE_MAX) bytes inline.
-    assert_eq!((s.latest_offset, s.latest_inline), (384, 64));
-    assert_eq!(s.header_size, 384 + 128);
+    assert_eq!((s.latest_offset, s.latest_inline), (512, 64));
+    assert_eq!(s.header_size, 512 + 128);
     let big = cfg(8, 4096, Mode::Overwrite).sizes();
     assert_eq!(big.latest_inline, u64::from(LATEST_INLINE_MAX));
-    assert_eq!(big.header_size, 384 + 384);
+    assert_eq!(big.header_size, 512 + 384);
+    // A port: four lines of header, then a mailbox slot like the latest
+    // slot; the lobby: two lines.
+    assert_eq!(s.port_len, 512 + 128);
+    assert_eq!(big.port_len, 512 + 384);
+    assert_eq!(s.lobby_len, 256);
 }
 
 /// One publisher thread, several readers; every payload encodes its
