@@ -103,8 +103,9 @@ fn seal(file: &File, what: &str, more: SealFlags) -> Result<(), ShmError> {
 /// Fails unless `file` is sealed against shrinking and growing: a segment
 /// someone could truncate under our mapping would kill us with `SIGBUS`.
 fn check_sealed(file: &File, what: &str) -> Result<(), ShmError> {
-    let seals = rustix::fs::fcntl_get_seals(file)
-        .map_err(errno(format!("reading the seals of {what} (is it a memfd?)")))?;
+    let seals = rustix::fs::fcntl_get_seals(file).map_err(errno(format!(
+        "reading the seals of {what} (is it a memfd?)"
+    )))?;
     if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
         return Err(ShmError::Io {
             what: format!("mapping {what}"),
@@ -160,7 +161,13 @@ pub fn create_ring(
     // SAFETY: both mappings are exactly the sizes `init` writes, page
     // (hence 128-byte) aligned, and private to us until we hand them out.
     unsafe {
-        crate::ring::init_segments(d.as_mut_ptr(), l.as_mut_ptr(), config, ring_id, publisher_pid)
+        crate::ring::init_segments(
+            d.as_mut_ptr(),
+            l.as_mut_ptr(),
+            config,
+            ring_id,
+            publisher_pid,
+        )
     };
     seal(&data, "the data segment", SealFlags::empty())?;
     seal(&lobby, "the lobby", SealFlags::SEAL)?;
@@ -287,9 +294,8 @@ fn attach(
     // the lobby writable, the data writable iff `writable`, of sealed
     // memfds (they cannot shrink); `backing` owns them for as long as the
     // region lives.
-    let region = unsafe {
-        RingRegion::attach(dptr, dlen as u64, lptr, llen, writable, expected, backing)?
-    };
+    let region =
+        unsafe { RingRegion::attach(dptr, dlen as u64, lptr, llen, writable, expected, backing)? };
     Ok(region)
 }
 

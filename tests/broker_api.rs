@@ -175,28 +175,36 @@ fn subscribers_get_read_only_ring_data() {
     // Speak the protocol directly to look at the descriptors themselves.
     let mut conn = Connection::connect(&dir.socket(), "ro-test").unwrap();
     let (reply, fds) = conn
-        .call(&Request::Subscribe { topic: "ro".into() })
+        .call(&Request::Subscribe {
+            topic: "ro".into(),
+            start: Start::Earliest,
+        })
         .unwrap();
     let Reply::Subscribed { rings, .. } = reply else {
         panic!("{reply:?}")
     };
     assert_eq!(rings.len(), 1);
-    assert!(rings[0].mailbox, "a read-only subscriber gets a mailbox");
+    let port_ref = rings[0].port.expect("a port");
+    assert!(port_ref.mailbox, "a read-only subscriber gets a mailbox");
     assert_eq!(fds.len(), 4);
-    let (segment, data, ctrl, mailbox) = (&fds[0], &fds[1], &fds[2], &fds[3]);
-    use rustix::fs::OFlags;
+    let (segment, data, lobby, port) = (&fds[0], &fds[1], &fds[2], &fds[3]);
+    use rustix::fs::{OFlags, SealFlags};
     let mode = |fd| rustix::fs::fcntl_getfl(fd).unwrap() & OFlags::RWMODE;
-    assert_eq!(mode(segment.as_fd()), OFlags::RDONLY);
+    let seals = |fd| rustix::fs::fcntl_get_seals(fd).unwrap();
+    // The topic segment: nobody but the broker can ever write it.
+    assert!(seals(segment.as_fd()).contains(SealFlags::FUTURE_WRITE | SealFlags::SHRINK));
     assert_eq!(mode(data.as_fd()), OFlags::RDONLY);
-    assert_eq!(mode(ctrl.as_fd()), OFlags::RDWR);
-    // The mailbox is writable, but sealed: its size cannot change under
-    // the publisher's mapping.
-    assert_eq!(mode(mailbox.as_fd()), OFlags::RDWR);
-    let seals = rustix::fs::fcntl_get_seals(mailbox.as_fd()).unwrap();
-    assert!(seals.contains(rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::SEAL));
+    // The lobby (hints only) and the port (this subscriber's own state)
+    // are writable, but sealed: their size cannot change under the
+    // publisher's mapping.
+    for fd in [lobby, port] {
+        assert_eq!(mode(fd.as_fd()), OFlags::RDWR);
+        assert!(seals(fd.as_fd()).contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL));
+    }
 
     let data = std::fs::File::from(data.try_clone().unwrap());
-    let ctrl = std::fs::File::from(ctrl.try_clone().unwrap());
+    let ctrl = std::fs::File::from(lobby.try_clone().unwrap());
+    let port = std::fs::File::from(port.try_clone().unwrap());
     // Writing through the descriptor fails...
     use std::os::unix::fs::FileExt;
     assert!(data.write_at(b"evil", 0).is_err());
@@ -228,7 +236,9 @@ fn subscribers_get_read_only_ring_data() {
     // Read-only pages: the subscriber polls its ring slots, not the
     // latest-message slot.
     assert!(!region.polls_latest());
-    let mut c = ringbus::ring::Consumer::new(region, Start::Earliest).unwrap();
+    let config = *region.config();
+    let port = ringbus::shm::map_port(&port, &config, rings[0].ring_id).unwrap();
+    let mut c = ringbus::ring::Consumer::with_port(region, port, Start::Earliest, true).unwrap();
     let mut buf = [0u8; 64];
     let info = c.try_recv(&mut buf).unwrap();
     assert_eq!(&buf[..info.len], b"x");
@@ -272,6 +282,7 @@ fn trusted_subscribers_map_data_read_write_and_poll_the_latest_slot() {
     let (reply, fds) = conn
         .call(&Request::Subscribe {
             topic: "fast".into(),
+            start: Start::Latest,
         })
         .unwrap();
     assert!(matches!(reply, Reply::Subscribed { .. }), "{reply:?}");
@@ -336,6 +347,7 @@ fn garbage_frames_then_a_good_client() {
     bad_len[8] = 9;
     let mut truncated = encode_request(&Request::Subscribe {
         topic: "abc".into(),
+        start: Start::Latest,
     })
     .unwrap();
     truncated.truncate(truncated.len() - 1);
@@ -343,6 +355,7 @@ fn garbage_frames_then_a_good_client() {
     truncated[8..12].copy_from_slice(&n.to_le_bytes());
     let mut bad_name = encode_request(&Request::Subscribe {
         topic: "abc".into(),
+        start: Start::Latest,
     })
     .unwrap();
     bad_name[HEADER_LEN + 2] = b'/';
@@ -718,22 +731,25 @@ fn read_only_subscribers_get_mailboxes_their_publisher_writes() {
     let d = s2.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
     assert_eq!(&buf[..d.info.len], b"last");
 
-    // Only a publisher lease has mailboxes to fetch.
+    // Only a publisher lease has a ring to declare ready.
     let mut conn = Connection::connect(&dir.socket(), "mb-test").unwrap();
     let (reply, _) = conn
-        .call(&Request::Subscribe { topic: "mb".into() })
+        .call(&Request::Subscribe {
+            topic: "mb".into(),
+            start: Start::Latest,
+        })
         .unwrap();
     let Reply::Subscribed { lease, .. } = reply else {
         panic!("{reply:?}")
     };
-    match conn.call(&Request::FetchMailboxes { lease }) {
+    match conn.call(&Request::RingReady { lease }) {
         Err(ConnectionError::Refused { code, message }) => {
             assert_eq!(code, ErrorCode::NotFound);
             assert!(message.contains("not a publisher lease"), "{message}");
         }
         other => panic!("{other:?}"),
     }
-    match conn.call(&Request::FetchMailboxes { lease: 999_999 }) {
+    match conn.call(&Request::RingReady { lease: 999_999 }) {
         Err(ConnectionError::Refused { code, .. }) => assert_eq!(code, ErrorCode::NotFound),
         other => panic!("{other:?}"),
     }
@@ -749,77 +765,18 @@ fn trusted_subscribers_get_no_mailbox() {
     let mut p = client.publisher("t", cfg(Mode::Overwrite)).unwrap();
     let mut conn = Connection::connect(&dir.socket(), "trusted-test").unwrap();
     let (reply, fds) = conn
-        .call(&Request::Subscribe { topic: "t".into() })
+        .call(&Request::Subscribe {
+            topic: "t".into(),
+            start: Start::Latest,
+        })
         .unwrap();
     let Reply::Subscribed { rings, .. } = reply else {
         panic!("{reply:?}")
     };
-    assert!(!rings[0].mailbox);
-    assert_eq!(fds.len(), 3);
+    assert!(!rings[0].port.unwrap().mailbox);
+    assert_eq!(fds.len(), 4, "segment, data, lobby, port");
     p.publish(b"x", 0).unwrap();
     assert_eq!(p.mailboxes(), 0);
-}
-
-/// A publisher asks for its mailboxes from inside a publish, with a short
-/// bound: a broker that accepts but never answers must not hold it for the
-/// connection's usual 30 s.
-#[test]
-fn a_bounded_call_gives_up_on_a_broker_that_never_answers() {
-    use std::io::ErrorKind::WouldBlock;
-    let dir = TestDir::new("api-hung");
-    let path = dir.socket();
-    let listener = socket::listen(&path, 4).unwrap();
-    let fake = std::thread::spawn(move || {
-        let nap = || std::thread::sleep(Duration::from_millis(1));
-        let conn = loop {
-            match socket::accept(listener.as_fd()) {
-                Ok(c) => break c,
-                Err(e) if e.kind() == WouldBlock => nap(),
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        // Answer the hello, then read requests and answer none, until the
-        // client goes away.
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut welcomed = false;
-        loop {
-            match socket::recv_frame(conn.as_fd(), &mut buf) {
-                Ok(Some(_)) if !welcomed => {
-                    let welcome = ringbus::control::codec::encode_reply(&Reply::Welcome {
-                        version: PROTOCOL_VERSION,
-                        broker_pid: 1,
-                        client_id: 1,
-                    })
-                    .unwrap();
-                    socket::send_frame(conn.as_fd(), &welcome, &[]).unwrap();
-                    welcomed = true;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(e) if e.kind() == WouldBlock => nap(),
-                Err(e) => panic!("recv: {e}"),
-            }
-        }
-    });
-    let mut conn = Connection::connect(&path, "hung-test").unwrap();
-    let started = std::time::Instant::now();
-    let r = conn.call_within(
-        &Request::FetchMailboxes { lease: 1 },
-        Duration::from_millis(50),
-    );
-    assert!(matches!(r, Err(ConnectionError::Io(_))), "{r:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "the short bound was not applied"
-    );
-    // A request that failed half-way leaves the connection unusable: a late
-    // reply must not be taken for the next request's.
-    assert!(matches!(
-        conn.call(&Request::Stats),
-        Err(ConnectionError::Closed)
-    ));
-    drop(conn);
-    fake.join().unwrap();
 }
 
 #[test]

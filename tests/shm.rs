@@ -1,47 +1,27 @@
-//! Rings over real mapped files: creation, validation of hostile files,
-//! read-only subscribers, and a publisher and subscriber in two processes.
+//! Rings over real shared memory: creation, sealing, validation of hostile
+//! segments, read-only subscribers, and a publisher and subscriber in two
+//! processes.
 //!
 //! The other process of a two-process test is this test binary run again
 //! with [`CHILD_ROLE`] set (`harness = false`: `main` dispatches on it), so
-//! a child's entry point is not a test that passes by returning.
+//! a child's entry point is not a test that passes by returning. Children
+//! inherit the segments' descriptors; their numbers come in
+//! [`CHILD_FDS`].
 
-use ringbus::ring::{AttachError, Consumer, Mode, Producer, RecvError, Start, TopicConfig};
-use ringbus::shm::{create_ring_files, create_ring_memfd, map_ring, ring_paths, Access, ShmError};
+use ringbus::ring::{
+    AttachError, Consumer, Mode, PortFlags, Producer, RecvError, Start, TopicConfig,
+};
+use ringbus::shm::{
+    create_port, create_ring, map_port, map_ring, reopen_read_only, seal_data, Access, ShmError,
+};
 use ringbus::wait::WaitStrategy;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Trial};
-
-/// A fresh directory under /dev/shm (tmpfs), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            "/dev/shm"
-        } else {
-            "/tmp"
-        };
-        let p = PathBuf::from(format!(
-            "{base}/ringbus-test-{}-{tag}-{n}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(mode: Mode) -> TopicConfig {
     TopicConfig {
@@ -52,24 +32,33 @@ fn config(mode: Mode) -> TopicConfig {
     }
 }
 
-fn open_ro(p: &std::path::Path) -> File {
-    File::open(p).unwrap()
+const NO_FLAGS: PortFlags = PortFlags {
+    mailbox: false,
+    trusted: false,
+};
+
+/// A memfd holding `bytes`, sealed against resizing or not.
+fn memfd(bytes: &[u8], sealed: bool) -> File {
+    use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+    let mut f = File::from(memfd_create("test", MemfdFlags::ALLOW_SEALING).unwrap());
+    f.write_all(bytes).unwrap();
+    if sealed {
+        fcntl_add_seals(&f, SealFlags::SHRINK | SealFlags::GROW).unwrap();
+    }
+    f
 }
 
 fn create_map_publish_receive() {
-    let dir = TempDir::new("basic");
-    let (d, c) = create_ring_files(&dir.0, "r", &config(Mode::Overwrite), 7, 1).unwrap();
-    let pub_region = map_ring(&d, &c, Access::ReadWrite, Some(&config(Mode::Overwrite))).unwrap();
-    assert_eq!(pub_region.ring_id(), 7);
-    let (dp, cp) = ring_paths(&dir.0, "r");
+    let seg = create_ring(&config(Mode::Overwrite), 7, 1).unwrap();
+    assert_eq!(seg.region.ring_id(), 7);
     let sub_region = map_ring(
-        &open_ro(&dp),
-        &File::options().read(true).write(true).open(&cp).unwrap(),
+        &reopen_read_only(&seg.data).unwrap(),
+        &seg.lobby,
         Access::Subscriber,
         None,
     )
     .unwrap();
-    let mut p = Producer::new(pub_region).unwrap();
+    let mut p = Producer::new(seg.region.clone()).unwrap();
     let mut s = Consumer::new(sub_region.clone(), Start::Latest).unwrap();
     p.publish(b"over the mapping", 3).unwrap();
     let mut buf = [0u8; 64];
@@ -81,33 +70,84 @@ fn create_map_publish_receive() {
     let i = s.try_recv(&mut buf).unwrap();
     assert_eq!((&buf[..i.len], i.tag), (&b"stamped"[..], 4));
     assert!(i.timestamp > 0, "set_timestamps(true) stamps messages");
-    // A read-only mapping cannot make a publisher, nor close the ring.
+    // A read-only mapping cannot make a publisher, nor close the ring, nor
+    // add ports to it.
     assert!(Producer::new(sub_region.clone()).is_err());
     assert!(sub_region.close().is_err());
+    let (_, port) = create_port(&config(Mode::Overwrite), 7, 1, 0).unwrap();
+    assert!(sub_region.admit_port(&port).is_err());
 }
 
-fn existing_files_are_not_overwritten() {
-    let dir = TempDir::new("exists");
-    create_ring_files(&dir.0, "r", &config(Mode::Overwrite), 1, 1).unwrap();
-    let e = create_ring_files(&dir.0, "r", &config(Mode::Overwrite), 1, 1).unwrap_err();
-    assert!(matches!(e, ShmError::Io { .. }), "{e}");
+fn a_mapped_backpressure_ring_needs_a_port() {
+    let seg = create_ring(&config(Mode::Backpressure), 1, 1).unwrap();
+    let sub = map_ring(&seg.data, &seg.lobby, Access::Subscriber, None).unwrap();
+    assert!(matches!(
+        Consumer::new(sub.clone(), Start::Latest),
+        Err(AttachError::NoPort)
+    ));
+    // With one, made by the ring's creator, queued for the producer and
+    // admitted, nothing is overwritten before it is read.
+    let mut p = Producer::new(seg.region.clone()).unwrap();
+    let (file, port) = create_port(&config(Mode::Backpressure), 1, 9, 0).unwrap();
+    p.add_port(port, NO_FLAGS).unwrap();
+    let mine = map_port(&file, &config(Mode::Backpressure), 1).unwrap();
+    let mut c = Consumer::with_port(sub, mine, Start::Earliest, false).unwrap();
+    for i in 0..16u64 {
+        p.try_publish(&i.to_le_bytes(), i).unwrap();
+    }
+    assert!(
+        p.try_publish(b"x", 0).is_err(),
+        "full: the port holds it back"
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(c.try_recv(&mut buf).unwrap().seq, 0);
+    assert!(p.try_publish(b"x", 0).is_ok());
+}
+
+fn segments_are_sealed_and_only_sealed_ones_are_mapped() {
+    use rustix::fs::{fcntl_get_seals, SealFlags};
+    let cfg = config(Mode::Overwrite);
+    let seg = create_ring(&cfg, 1, 1).unwrap();
+    let (port, _) = create_port(&cfg, 1, 1, 0).unwrap();
+    for f in [&seg.data, &seg.lobby, &port] {
+        let seals = fcntl_get_seals(f).unwrap();
+        assert!(seals.contains(SealFlags::SHRINK | SealFlags::GROW));
+        assert!(f.set_len(0).is_err() && f.set_len(1 << 30).is_err());
+    }
+    // Once its publisher has mapped it, nobody can write the data through
+    // any new mapping or write(), whatever descriptor they hold.
+    let publisher = map_ring(&seg.data, &seg.lobby, Access::ReadWrite, None).unwrap();
+    seal_data(&seg.data).unwrap();
+    assert!(map_ring(&seg.data, &seg.lobby, Access::ReadWrite, None).is_err());
+    let mut d = seg.data.try_clone().unwrap();
+    assert!(d.write_all(b"scribble").is_err());
+    // The mappings made before still write.
+    let mut p = Producer::new(publisher).unwrap();
+    p.publish(b"still", 1).unwrap();
+    // An unsealed segment is refused, whatever it holds.
+    let mut copy = vec![0u8; seg.region.sizes().data_len as usize];
+    rustix::io::pread(&seg.data, &mut copy, 0).unwrap();
+    let unsealed = memfd(&copy, false);
+    let e = map_ring(&unsealed, &seg.lobby, Access::Subscriber, None).unwrap_err();
+    assert!(e.to_string().contains("not sealed"), "{e}");
+    let e = map_port(&memfd(&[0u8; 4096], false), &cfg, 1).unwrap_err();
+    assert!(e.to_string().contains("not sealed"), "{e}");
 }
 
 fn read_only_descriptor_cannot_be_mapped_writable() {
-    let dir = TempDir::new("ro");
-    let (_d, c) = create_ring_files(&dir.0, "r", &config(Mode::Overwrite), 1, 1).unwrap();
-    let (dp, _) = ring_paths(&dir.0, "r");
-    let e = map_ring(&open_ro(&dp), &c, Access::ReadWrite, None).unwrap_err();
+    let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
+    let ro = reopen_read_only(&seg.data).unwrap();
+    let e = map_ring(&ro, &seg.lobby, Access::ReadWrite, None).unwrap_err();
     assert!(matches!(e, ShmError::Io { .. }), "{e}");
 }
 
 fn config_mismatch_is_reported() {
-    let (d, c) = create_ring_memfd("mismatch", &config(Mode::Overwrite), 1, 1).unwrap();
+    let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
     let want = TopicConfig {
         capacity: 32,
         ..config(Mode::Overwrite)
     };
-    match map_ring(&d, &c, Access::ReadWrite, Some(&want)) {
+    match map_ring(&seg.data, &seg.lobby, Access::ReadWrite, Some(&want)) {
         Err(ShmError::Attach(AttachError::ConfigMismatch {
             field: "capacity", ..
         })) => {}
@@ -115,7 +155,7 @@ fn config_mismatch_is_reported() {
     }
     let want = config(Mode::Backpressure);
     assert!(matches!(
-        map_ring(&d, &c, Access::ReadWrite, Some(&want)),
+        map_ring(&seg.data, &seg.lobby, Access::ReadWrite, Some(&want)),
         Err(ShmError::Attach(AttachError::ConfigMismatch {
             field: "mode",
             ..
@@ -124,10 +164,11 @@ fn config_mismatch_is_reported() {
 }
 
 fn corrupt(offset: u64, bytes: &[u8]) -> Result<(), ShmError> {
-    let (mut d, c) = create_ring_memfd("corrupt", &config(Mode::Overwrite), 1, 1).unwrap();
+    let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
+    let mut d = seg.data.try_clone().unwrap();
     d.seek(SeekFrom::Start(offset)).unwrap();
     d.write_all(bytes).unwrap();
-    map_ring(&d, &c, Access::ReadWrite, None).map(drop)
+    map_ring(&seg.data, &seg.lobby, Access::ReadWrite, None).map(drop)
 }
 
 fn hostile_headers_are_typed_errors() {
@@ -151,7 +192,7 @@ fn hostile_headers_are_typed_errors() {
         corrupt(24, &3u32.to_le_bytes()),
         Err(ShmError::Attach(AttachError::Corrupt(_)))
     ));
-    // capacity 2^20: valid alone, but the file is far too short for it
+    // capacity 2^20: valid alone, but the segment is far too short for it
     assert!(matches!(
         corrupt(24, &(1u32 << 20).to_le_bytes()),
         Err(ShmError::Attach(AttachError::Truncated { .. }))
@@ -166,12 +207,7 @@ fn hostile_headers_are_typed_errors() {
         corrupt(32, &4096u32.to_le_bytes()),
         Err(ShmError::Attach(AttachError::Corrupt(_)))
     ));
-    // max subscribers that disagrees with the control segment
-    assert!(matches!(
-        corrupt(36, &2u32.to_le_bytes()),
-        Err(ShmError::Attach(AttachError::Corrupt(_)))
-    ));
-    // ring id that disagrees with the control segment
+    // ring id that disagrees with the lobby
     assert!(matches!(
         corrupt(40, &99u64.to_le_bytes()),
         Err(ShmError::Attach(AttachError::Corrupt(_)))
@@ -179,80 +215,98 @@ fn hostile_headers_are_typed_errors() {
 }
 
 fn truncated_swapped_and_empty_segments_are_typed_errors() {
-    let (d, c) = create_ring_memfd("trunc", &config(Mode::Overwrite), 1, 1).unwrap();
-    // Data and control swapped.
+    let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
+    // Data and lobby swapped.
     assert!(matches!(
-        map_ring(&c, &d, Access::ReadWrite, None),
-        Err(ShmError::Attach(AttachError::Kind { .. }))
+        map_ring(&seg.lobby, &seg.data, Access::ReadWrite, None),
+        Err(ShmError::Attach(_))
     ));
-    d.set_len(1000).unwrap();
+    // A copy of the data segment cut short (sealed, so it is looked at).
+    let mut copy = vec![0u8; seg.region.sizes().data_len as usize];
+    rustix::io::pread(&seg.data, &mut copy, 0).unwrap();
+    for len in [1000, 100, 0] {
+        let cut = memfd(&copy[..len], true);
+        assert!(
+            matches!(
+                map_ring(&cut, &seg.lobby, Access::ReadWrite, None),
+                Err(ShmError::Attach(AttachError::Truncated { .. }))
+            ),
+            "{len} bytes"
+        );
+    }
+    let junk = memfd(&[0xA5u8; 8192], true);
     assert!(matches!(
-        map_ring(&d, &c, Access::ReadWrite, None),
-        Err(ShmError::Attach(AttachError::Truncated {
-            segment: "data",
-            ..
-        }))
-    ));
-    d.set_len(100).unwrap();
-    assert!(matches!(
-        map_ring(&d, &c, Access::ReadWrite, None),
-        Err(ShmError::Attach(AttachError::Truncated { .. }))
-    ));
-    d.set_len(0).unwrap();
-    assert!(matches!(
-        map_ring(&d, &c, Access::ReadWrite, None),
-        Err(ShmError::Attach(AttachError::Truncated { .. }))
-    ));
-    let dir = TempDir::new("garbage");
-    let p = dir.0.join("junk");
-    std::fs::write(&p, vec![0xA5u8; 8192]).unwrap();
-    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
-    assert!(matches!(
-        map_ring(&f, &f, Access::ReadWrite, None),
+        map_ring(&junk, &junk, Access::ReadWrite, None),
         Err(ShmError::Attach(AttachError::BadMagic { .. }))
+    ));
+    assert!(matches!(
+        map_port(&junk, &config(Mode::Overwrite), 1),
+        Err(ShmError::Attach(AttachError::BadMagic { .. }))
+    ));
+    assert!(matches!(
+        map_port(&memfd(&[0u8; 100], true), &config(Mode::Overwrite), 1),
+        Err(ShmError::Attach(AttachError::Truncated { .. }))
+    ));
+    // A port of another ring.
+    let (other, _) = create_port(&config(Mode::Overwrite), 2, 1, 0).unwrap();
+    assert!(matches!(
+        map_port(&other, &config(Mode::Overwrite), 1),
+        Err(ShmError::Attach(AttachError::Corrupt(_)))
     ));
 }
 
 fn invalid_config_is_refused_at_creation() {
-    let dir = TempDir::new("badcfg");
     let bad = TopicConfig {
         capacity: 6,
         ..config(Mode::Overwrite)
     };
+    assert!(matches!(create_ring(&bad, 1, 1), Err(ShmError::Config(_))));
     assert!(matches!(
-        create_ring_files(&dir.0, "r", &bad, 1, 1),
+        create_port(&bad, 1, 1, 0),
         Err(ShmError::Config(_))
     ));
-    assert!(!ring_paths(&dir.0, "r").0.exists(), "no file left behind");
 }
 
-/// Set in a child process to the role it plays; its directory is in
-/// [`CHILD_DIR`].
+/// Set in a child process to the role it plays.
 const CHILD_ROLE: &str = "RINGBUS_TEST_CHILD_ROLE";
-const CHILD_DIR: &str = "RINGBUS_TEST_CHILD_DIR";
+/// The descriptors a child inherits, as numbers: data, lobby, port.
+const CHILD_FDS: &str = "RINGBUS_TEST_CHILD_FDS";
 const MESSAGES: u64 = 200_000;
 
-/// This test binary as a child playing `role` in `dir`.
-fn child(role: &str, dir: &std::path::Path) -> Command {
+/// This test binary as a child playing `role`, inheriting `fds`.
+fn child(role: &str, fds: &[&File]) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.env(CHILD_ROLE, role).env(CHILD_DIR, dir);
+    for f in fds {
+        // Inherited across exec: the child closes them when it is done.
+        rustix::io::fcntl_setfd(f.as_fd(), rustix::io::FdFlags::empty()).unwrap();
+    }
+    let nums: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
+    c.env(CHILD_ROLE, role).env(CHILD_FDS, nums.join(","));
     c
 }
 
-/// The subscriber side of `two_processes_over_a_mapped_file`, in its own
-/// process, with the data mapped read-only.
-fn child_subscriber(dir: &str) {
-    let (dp, cp) = ring_paths(std::path::Path::new(&dir), "xproc");
-    let ctrl = OpenOptions::new().read(true).write(true).open(&cp).unwrap();
-    let region = map_ring(
-        &open_ro(&dp),
-        &ctrl,
-        Access::Subscriber,
-        Some(&config(Mode::Backpressure)),
-    )
-    .unwrap();
-    let mut c = Consumer::new(region, Start::Earliest).unwrap();
-    std::fs::write(format!("{dir}/ready"), b"1").unwrap();
+/// The descriptors the parent passed.
+fn inherited() -> Vec<File> {
+    std::env::var(CHILD_FDS)
+        .expect("a child's descriptors")
+        .split(',')
+        .map(|n| {
+            let fd: i32 = n.parse().unwrap();
+            // SAFETY: the parent cleared close-on-exec on these descriptors
+            // for this child; nothing else in this process owns them.
+            File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .collect()
+}
+
+/// The subscriber side of `two_processes_over_a_mapped_ring`, in its own
+/// process, with the data mapped read-only and its own port.
+fn child_subscriber() {
+    let fds = inherited();
+    let cfg = config(Mode::Backpressure);
+    let region = map_ring(&fds[0], &fds[1], Access::Subscriber, Some(&cfg)).unwrap();
+    let port = map_port(&fds[2], &cfg, 1).unwrap();
+    let mut c = Consumer::with_port(region, port, Start::Earliest, true).unwrap();
     let mut buf = [0u8; 64];
     let mut n = 0u64;
     loop {
@@ -277,31 +331,31 @@ fn child_subscriber(dir: &str) {
             Err(e) => panic!("child: {e}"),
         }
     }
-    std::fs::write(format!("{dir}/count"), n.to_string()).unwrap();
+    assert_eq!(
+        n, MESSAGES,
+        "back-pressure: every message crosses, none lost"
+    );
 }
 
-fn two_processes_over_a_mapped_file() {
-    let dir = TempDir::new("xproc");
-    let (d, c) = create_ring_files(
-        &dir.0,
-        "xproc",
-        &config(Mode::Backpressure),
-        1,
-        std::process::id(),
+fn two_processes_over_a_mapped_ring() {
+    let cfg = config(Mode::Backpressure);
+    let seg = create_ring(&cfg, 1, std::process::id()).unwrap();
+    let (port_file, port) = create_port(&cfg, 1, 1, 0).unwrap();
+    let mut p = Producer::new(seg.region.clone()).unwrap();
+    // The child's port, at 0: back-pressure holds every message for it.
+    p.add_port(
+        port,
+        PortFlags {
+            mailbox: true,
+            trusted: false,
+        },
     )
     .unwrap();
-    let region = map_ring(&d, &c, Access::ReadWrite, None).unwrap();
-    let mut child = child("subscriber", &dir.0).spawn().unwrap();
-    // Wait for the child's cursor so back-pressure holds every message for it.
-    let ready = dir.0.join("ready");
-    for _ in 0..6000 {
-        if ready.exists() || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(ready.exists(), "child never attached");
-    let mut p = Producer::new(region).unwrap();
+    seal_data(&seg.data).unwrap();
+    let ro = reopen_read_only(&seg.data).unwrap();
+    let mut child = child("subscriber", &[&ro, &seg.lobby, &port_file])
+        .spawn()
+        .unwrap();
     p.set_timestamps(true);
     let mut msg = [0u8; 64];
     for n in 0..MESSAGES {
@@ -314,23 +368,14 @@ fn two_processes_over_a_mapped_file() {
     drop(p);
     let status = child.wait().unwrap();
     assert!(status.success(), "child failed: {status}");
-    let count: u64 = std::fs::read_to_string(dir.0.join("count"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        count, MESSAGES,
-        "back-pressure: every message crosses, none lost"
-    );
 }
 
 /// The child of `subscriber_cannot_write_message_data`: writes to its
 /// read-only mapping of the message data, which must kill it (SIGSEGV)
 /// instead of corrupting the stream.
-fn child_writes_read_only_mapping(dir: &str) {
-    let (dp, cp) = ring_paths(std::path::Path::new(&dir), "ro");
-    let ctrl = OpenOptions::new().read(true).write(true).open(&cp).unwrap();
-    let region = map_ring(&open_ro(&dp), &ctrl, Access::Subscriber, None).unwrap();
+fn child_writes_read_only_mapping() {
+    let fds = inherited();
+    let region = map_ring(&fds[0], &fds[1], Access::Subscriber, None).unwrap();
     let p = region.data_ptr() as *mut u8;
     // SAFETY: not sound by design: this process maps the data read-only,
     // and the point of the test is that the kernel refuses the write.
@@ -340,9 +385,10 @@ fn child_writes_read_only_mapping(dir: &str) {
 
 fn subscriber_cannot_write_message_data() {
     use std::os::unix::process::ExitStatusExt;
-    let dir = TempDir::new("ro");
-    create_ring_files(&dir.0, "ro", &config(Mode::Overwrite), 1, 1).unwrap();
-    let out = child("write-read-only", &dir.0).output().unwrap();
+    let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
+    let out = child("write-read-only", &[&seg.data, &seg.lobby])
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.signal(),
         Some(11),
@@ -361,10 +407,9 @@ fn trial(name: &str, f: fn()) -> Trial {
 
 fn main() -> std::process::ExitCode {
     if let Ok(role) = std::env::var(CHILD_ROLE) {
-        let dir = std::env::var(CHILD_DIR).expect("a child's directory");
         match role.as_str() {
-            "subscriber" => child_subscriber(&dir),
-            "write-read-only" => child_writes_read_only_mapping(&dir),
+            "subscriber" => child_subscriber(),
+            "write-read-only" => child_writes_read_only_mapping(),
             other => panic!("unknown child role {other:?}"),
         }
         return std::process::ExitCode::SUCCESS;
@@ -373,8 +418,12 @@ fn main() -> std::process::ExitCode {
     let tests = vec![
         trial("create_map_publish_receive", create_map_publish_receive),
         trial(
-            "existing_files_are_not_overwritten",
-            existing_files_are_not_overwritten,
+            "a_mapped_backpressure_ring_needs_a_port",
+            a_mapped_backpressure_ring_needs_a_port,
+        ),
+        trial(
+            "segments_are_sealed_and_only_sealed_ones_are_mapped",
+            segments_are_sealed_and_only_sealed_ones_are_mapped,
         ),
         trial(
             "read_only_descriptor_cannot_be_mapped_writable",
@@ -394,8 +443,8 @@ fn main() -> std::process::ExitCode {
             invalid_config_is_refused_at_creation,
         ),
         trial(
-            "two_processes_over_a_mapped_file",
-            two_processes_over_a_mapped_file,
+            "two_processes_over_a_mapped_ring",
+            two_processes_over_a_mapped_ring,
         ),
         trial(
             "subscriber_cannot_write_message_data",

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use ringbus::broker::{Broker, BrokerOptions, Config};
 use ringbus::client::{Client, SubscribeOptions, TopicConfig};
 
-use ringbus::ring::{Consumer, Mode, Producer, RecvError, Start};
-use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
+use ringbus::ring::{Consumer, Mode, PortFlags, Producer, RecvError, Start};
+use ringbus::shm::{create_port, create_ring, map_ring, Access};
 use ringbus::wait::{pin_current_thread, WaitStrategy};
 
 #[path = "common/floor.rs"]
@@ -53,21 +53,30 @@ fn ring(
         mode: Mode::Overwrite,
         max_subscribers: 1,
     };
-    let (ad, ac) = create_ring_memfd("probe-a", &cfg, 1, 0)?;
-    let (bd, bc) = create_ring_memfd("probe-b", &cfg, 2, 0)?;
-    let mut ping = Producer::new(map_ring(&ad, &ac, Access::ReadWrite, None)?)?;
-    let mut pong = Producer::new(map_ring(&bd, &bc, Access::ReadWrite, None)?)?;
+    let ra = create_ring(&cfg, 1, 0)?;
+    let rb = create_ring(&cfg, 2, 0)?;
+    let mut ping = Producer::new(ra.region.clone())?;
+    let mut pong = Producer::new(rb.region.clone())?;
     ping.set_timestamps(stamps);
     pong.set_timestamps(stamps);
-    let mut a = Consumer::new(map_ring(&ad, &ac, access, None)?, Start::Earliest)?;
-    let mut b = Consumer::new(map_ring(&bd, &bc, access, None)?, Start::Earliest)?;
-    if mailboxes {
-        for (id, producer, consumer) in [(1, &mut ping, &mut a), (2, &mut pong, &mut b)] {
-            let m = create_mailbox_memfd(&cfg, id)?;
-            producer.add_mailbox(map_mailbox(&m, &cfg, id)?)?;
-            consumer.attach_mailbox(map_mailbox(&m, &cfg, id)?)?;
-        }
-    }
+    // Each reader's port: its cursor, and its mailbox if asked for.
+    let flags = PortFlags {
+        mailbox: mailboxes,
+        trusted: access != Access::Subscriber,
+    };
+    let reader = |seg: &ringbus::shm::RingSegments, producer: &mut Producer, id| {
+        let (_, port) = create_port(&cfg, id, 1, 0)?;
+        producer.add_port(port.clone(), flags)?;
+        let region = map_ring(&seg.data, &seg.lobby, access, None)?;
+        Ok::<_, Error>(Consumer::with_port(
+            region,
+            port,
+            Start::Earliest,
+            mailboxes,
+        )?)
+    };
+    let mut a = reader(&ra, &mut ping, 1)?;
+    let mut b = reader(&rb, &mut pong, 2)?;
     let echo = std::thread::spawn(move || -> Result<(), String> {
         pin_current_thread(cpus[1]).ok();
         let mut buf = vec![0u8; size];

@@ -32,9 +32,9 @@ use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::shared::{Patience, Region, STALL};
 use ringbus::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use ringbus::ring::{
-    Consumer, Mailbox, MessageInfo, Mode, Producer, PublishError, RecvError, RingRegion, Start,
+    Consumer, MessageInfo, Mode, PortFlags, Producer, PublishError, RecvError, RingRegion, Start,
 };
-use ringbus::shm::{create_mailbox_memfd, create_ring_memfd, map_mailbox, map_ring, Access};
+use ringbus::shm::{create_port, create_ring, map_port, map_ring, Access};
 use ringbus::wait::WaitStrategy;
 
 /// Refresh the receive deadline every this many messages: rarely, since
@@ -48,10 +48,10 @@ const DEADLINE_EVERY: u64 = 1 << 16;
 /// spec).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Link {
-    /// Inherited `[data, ctrl]` memfds, one pair per ring.
+    /// Inherited memfds, per ring: data, lobby, one port per reader.
     Direct {
-        /// Descriptor numbers: data, control, mailbox (-1: none).
-        fds: Vec<[i32; 3]>,
+        /// Descriptor numbers, per ring.
+        fds: Vec<Vec<i32>>,
     },
     /// Through the embedded broker.
     Broker {
@@ -83,51 +83,56 @@ fn topic_config(c: &TopicConfig) -> TopicConfig {
     }
 }
 
-/// A ring's memfds, created by the parent (direct link): data, control
-/// and, for a read-only reader, its mailbox.
+/// A ring's memfds, created by the parent (direct link): data, lobby,
+/// and one port per reader.
 pub struct RingFiles {
     data: File,
-    ctrl: File,
-    mailbox: Option<File>,
+    lobby: File,
+    ports: Vec<File>,
+    /// The creator's own mapping (the parent's side).
+    region: Option<Arc<RingRegion>>,
 }
 
 impl RingFiles {
-    /// Creates a ring (pre-faulted memfds), with a mailbox for its reader
-    /// if `mailbox`.
-    pub fn create(cfg: &TopicConfig, id: u64, mailbox: bool) -> Result<RingFiles> {
-        let (data, ctrl) = create_ring_memfd("bench", cfg, id, std::process::id())
-            .context("creating a ring for the bench")?;
-        let mailbox = match mailbox {
-            true => Some(create_mailbox_memfd(cfg, id).context("creating a mailbox")?),
-            false => None,
-        };
+    /// Creates a ring (pre-faulted, sealed memfds) with a port for each of
+    /// `readers`, their cursors at 0.
+    pub fn create(cfg: &TopicConfig, id: u64, readers: u32) -> Result<RingFiles> {
+        let seg =
+            create_ring(cfg, id, std::process::id()).context("creating a ring for the bench")?;
+        let ports = (0..readers)
+            .map(|i| {
+                create_port(cfg, id, u64::from(i) + 1, 0)
+                    .map(|(f, _)| f)
+                    .context("creating a port")
+            })
+            .collect::<Result<_>>()?;
         Ok(RingFiles {
-            data,
-            ctrl,
-            mailbox,
+            data: seg.data,
+            lobby: seg.lobby,
+            ports,
+            region: Some(seg.region),
         })
     }
 
     /// The descriptors, to inherit.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        let mut fds = vec![self.data.as_fd(), self.ctrl.as_fd()];
-        fds.extend(self.mailbox.as_ref().map(|m| m.as_fd()));
+        let mut fds = vec![self.data.as_fd(), self.lobby.as_fd()];
+        fds.extend(self.ports.iter().map(|f| f.as_fd()));
         fds
     }
 
-    /// The raw descriptor numbers, for the child's spec.
-    pub fn raw(&self) -> [i32; 3] {
+    /// The raw descriptor numbers, for the child's spec: data, lobby, then
+    /// the ports.
+    pub fn raw(&self) -> Vec<i32> {
         use std::os::fd::AsRawFd;
-        [
-            self.data.as_raw_fd(),
-            self.ctrl.as_raw_fd(),
-            self.mailbox.as_ref().map_or(-1, |m| m.as_raw_fd()),
-        ]
+        let mut raw = vec![self.data.as_raw_fd(), self.lobby.as_raw_fd()];
+        raw.extend(self.ports.iter().map(AsRawFd::as_raw_fd));
+        raw
     }
 
     /// Adopts descriptors a parent passed (child side).
-    fn adopt(raw: [i32; 3]) -> Result<RingFiles> {
+    fn adopt(raw: &[i32]) -> Result<RingFiles> {
         let own = |fd: i32| -> Result<File> {
             ensure!(fd >= 0, "bad ring descriptor {fd}");
             // SAFETY: borrowed for one fcntl, which fails with EBADF
@@ -139,41 +144,48 @@ impl RingFiles {
             // this ring only; nothing else here owns it.
             Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
         };
+        ensure!(raw.len() >= 2, "a ring needs at least two descriptors");
         Ok(RingFiles {
             data: own(raw[0])?,
-            ctrl: own(raw[1])?,
-            mailbox: match raw[2] {
-                -1 => None,
-                fd => Some(own(fd)?),
-            },
+            lobby: own(raw[1])?,
+            ports: raw[2..].iter().map(|&fd| own(fd)).collect::<Result<_>>()?,
+            region: None,
         })
     }
 
-    fn mailbox(&self, cfg: &TopicConfig, id: u64) -> Result<Option<Arc<Mailbox>>> {
-        self.mailbox
-            .as_ref()
-            .map(|m| map_mailbox(m, cfg, id).context("mapping a bench mailbox"))
-            .transpose()
-    }
-
     fn map(&self, access: Access, cfg: &TopicConfig) -> Result<Arc<RingRegion>> {
-        map_ring(&self.data, &self.ctrl, access, Some(cfg)).context("mapping a bench ring")
+        map_ring(&self.data, &self.lobby, access, Some(cfg)).context("mapping a bench ring")
     }
 
     fn sender(&self, cfg: &TopicConfig, p: &Params) -> Result<Sender> {
-        let region = self.map(Access::ReadWrite, cfg)?;
+        let region = match &self.region {
+            Some(r) => r.clone(),
+            None => self.map(Access::ReadWrite, cfg)?,
+        };
         let id = region.ring_id();
         let mut producer = Producer::new(region).context("bench publisher")?;
         producer.set_timestamps(p.timestamps);
-        if let Some(m) = self.mailbox(cfg, id)? {
+        let flags = PortFlags {
+            mailbox: p.mailboxes && !p.trusted,
+            trusted: p.trusted,
+        };
+        for f in &self.ports {
+            let port = map_port(f, cfg, id).context("mapping a reader's port")?;
             producer
-                .add_mailbox(m)
-                .context("adding the reader's mailbox")?;
+                .add_port(port, flags)
+                .context("adding a reader's port")?;
         }
         Ok(Sender::Direct(producer))
     }
 
-    fn receiver(&self, cfg: &TopicConfig, wait: WaitStrategy, p: &Params) -> Result<Receiver> {
+    /// The receiving end of reader `reader` (its own port).
+    fn receiver(
+        &self,
+        cfg: &TopicConfig,
+        wait: WaitStrategy,
+        p: &Params,
+        reader: usize,
+    ) -> Result<Receiver> {
         let access = if p.trusted {
             Access::TrustedSubscriber
         } else {
@@ -181,12 +193,14 @@ impl RingFiles {
         };
         let region = self.map(access, cfg)?;
         let id = region.ring_id();
-        let mut consumer = Consumer::new(region, Start::Sequence(0)).context("bench subscriber")?;
-        if let Some(m) = self.mailbox(cfg, id)? {
-            consumer
-                .attach_mailbox(m)
-                .context("attaching the mailbox")?;
-        }
+        let file = self
+            .ports
+            .get(reader)
+            .with_context(|| format!("no port for reader {reader}"))?;
+        let port = map_port(file, cfg, id).context("mapping the reader's port")?;
+        let mailbox = p.mailboxes && !p.trusted;
+        let consumer = Consumer::with_port(region, port, Start::Sequence(0), mailbox)
+            .context("bench subscriber")?;
         Ok(Receiver::Direct(consumer, wait))
     }
 }
@@ -353,12 +367,12 @@ pub fn parent_setup(
             ))
         }
         None => {
-            let mailbox = p.mailboxes && !p.trusted;
-            let a = RingFiles::create(cfg, 1, mailbox)?;
+            // Ring A: a port per child reader; ring B: the parent's.
+            let a = RingFiles::create(cfg, 1, cfg.max_subscribers)?;
             let mut files = vec![];
             let ends = if pingpong {
-                let b = RingFiles::create(cfg, 2, mailbox)?;
-                let ends = ParentEnds::PingPong(a.sender(cfg, p)?, b.receiver(cfg, wait, p)?);
+                let b = RingFiles::create(cfg, 2, 1)?;
+                let ends = ParentEnds::PingPong(a.sender(cfg, p)?, b.receiver(cfg, wait, p, 0)?);
                 files.push(a);
                 files.push(b);
                 ends
@@ -381,6 +395,7 @@ fn child_ends(
     wait: WaitStrategy,
     pingpong: bool,
     p: &Params,
+    reader: usize,
 ) -> Result<(Receiver, Option<Sender>)> {
     let want = if pingpong { 2 } else { 1 };
     match link {
@@ -392,9 +407,9 @@ fn child_ends(
             );
             let files: Vec<RingFiles> = fds
                 .iter()
-                .map(|&raw| RingFiles::adopt(raw))
+                .map(|raw| RingFiles::adopt(raw))
                 .collect::<Result<_>>()?;
-            let rx = files[0].receiver(cfg, wait, p)?;
+            let rx = files[0].receiver(cfg, wait, p, reader)?;
             let tx = match files.get(1) {
                 Some(b) => Some(b.sender(cfg, p)?),
                 None => None,
@@ -522,8 +537,9 @@ pub fn child(
     wait: WaitStrategy,
     pingpong: bool,
     p: &Params,
+    reader: usize,
 ) -> Result<SideResult> {
-    let (mut rx, tx) = child_ends(link, cfg, wait, pingpong, p)?;
+    let (mut rx, tx) = child_ends(link, cfg, wait, pingpong, p, reader)?;
     super::shared::child_barrier(region.control())?;
     match tx {
         Some(tx) => echo(region, rx, tx, p),

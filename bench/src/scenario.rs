@@ -709,7 +709,8 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
             let link = spec.link.as_ref().context("ringbus child without a link")?;
             let cfg = ring::config(p, mode, spec.scenario.children())?;
             let pingpong = spec.scenario.metric() == Metric::PingPong;
-            ring::child(region, link, &cfg, wait, pingpong, p)
+            let reader = spec.role.saturating_sub(1) as usize;
+            ring::child(region, link, &cfg, wait, pingpong, p, reader)
         }
     }
 }

@@ -18,12 +18,14 @@ fn cfg(mode: Mode) -> TopicConfig {
 }
 
 #[test]
-fn a_client_truncating_ring_files_cannot_crash_the_broker() {
+fn no_segment_a_subscriber_holds_can_be_truncated_or_written() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
     let dir = TestDir::new("api-truncate");
     let mut broker = BrokerProc::start(&dir, None);
     let client = Client::connect(dir.socket()).unwrap();
-    // The publisher runs in its own process: a truncated control segment
-    // is that process's problem, not ours.
+    // The publisher runs in its own process: if a segment could be
+    // truncated under it, it would die of SIGBUS.
     let mut publisher = std::process::Command::new(BIN)
         .arg("--socket")
         .arg(dir.socket())
@@ -48,33 +50,39 @@ fn a_client_truncating_ring_files_cannot_crash_the_broker() {
     let (_, fds) = conn
         .call(&Request::Subscribe {
             topic: "trunc".into(),
+            start: ringbus::ring::Start::Latest,
         })
         .unwrap();
-    let data = std::fs::File::from(fds[1].try_clone().unwrap());
-    let ctrl = std::fs::File::from(fds[2].try_clone().unwrap());
-    // The data descriptor is read-only: it cannot even be truncated.
-    assert!(data.set_len(0).is_err());
-    // The control descriptor is writable (cursors): truncate it.
-    ctrl.set_len(0).unwrap();
-    for _ in 0..3 {
-        // (The publisher may already have died of SIGBUS and its ring be
-        // gone: either way the broker answers.)
-        let t = client.topics().unwrap();
-        let t = t.iter().find(|t| t.name == "trunc").unwrap();
-        assert!(t.rings.iter().all(|r| r.cursors == 0), "{t:?}");
-        client.stats().unwrap();
+    assert_eq!(fds.len(), 4, "topic segment, data, lobby, port");
+    for (i, fd) in fds.iter().enumerate() {
+        let f = std::fs::File::from(fd.try_clone().unwrap());
+        // No segment can be resized: every one is a sealed memfd.
+        assert!(f.set_len(0).is_err(), "descriptor {i} could be truncated");
+        assert!(f.set_len(1 << 30).is_err(), "descriptor {i} could be grown");
+        // Reopened writable (what /proc/self/fd allows a same-uid process),
+        // the topic segment and the ring's data still refuse writes.
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+        if i < 2 {
+            let w = std::fs::OpenOptions::new().write(true).open(&path);
+            if let Ok(mut w) = w {
+                assert!(w.write_all(b"scribble").is_err(), "descriptor {i} writable");
+                assert!(
+                    w.write_at(b"scribble", 4096).is_err(),
+                    "descriptor {i} writable"
+                );
+            }
+        }
     }
-    // The publisher dies (by SIGBUS or by us): the broker closes its
-    // truncated ring without touching its memory.
+    let mut t0 = client.topics().unwrap();
+    let before = t0.remove(0).rings[0].next_seq;
+    eventually("the publisher to go on publishing", || {
+        let t = client.topics().ok()?;
+        let r = &t.iter().find(|t| t.name == "trunc")?.rings[0];
+        (r.next_seq > before + 5 && !r.closed).then_some(())
+    });
+    assert!(publisher.try_wait().unwrap().is_none(), "publisher died");
     let _ = publisher.kill();
     let _ = publisher.wait();
-    eventually("the ring to be closed", || {
-        let t = client.topics().ok()?;
-        t.iter()
-            .find(|t| t.name == "trunc")
-            .map_or(true, |t| t.rings.iter().all(|r| r.closed))
-            .then_some(())
-    });
     drop(conn);
     assert!(broker.child.try_wait().unwrap().is_none(), "broker died");
     let mut p = client.publisher("after", cfg(Mode::Overwrite)).unwrap();

@@ -35,8 +35,9 @@ type Refusal = (ErrorCode, String);
 /// A subscriber's port on a ring, as the broker keeps it.
 pub(super) struct PortRec {
     pub id: u64,
-    /// The subscription it belongs to.
-    pub lease: u64,
+    /// The subscription it belongs to; `None` once that ended with its
+    /// connection while the process lives (it may still be reading).
+    pub lease: Option<u64>,
     /// Its subscriber's process, as the socket said (`SO_PEERCRED`).
     pub pid: u32,
     pub file: File,
@@ -90,7 +91,10 @@ enum LeaseKind {
     },
     /// `delivered`: highest ring id the subscriber has been told about;
     /// `pid`: its process.
-    Subscriber { delivered: u64, pid: u32 },
+    Subscriber {
+        delivered: u64,
+        pid: u32,
+    },
 }
 
 struct Lease {
@@ -130,11 +134,7 @@ fn internal(what: impl std::fmt::Display) -> Refusal {
 impl Ring {
     /// A new ring for a publisher of `pid`, its segments and channel made;
     /// returns it with the publisher's end of the channel.
-    fn create(
-        config: &TopicConfig,
-        ring_id: u64,
-        pid: u32,
-    ) -> Result<(Ring, OwnedFd), ShmError> {
+    fn create(config: &TopicConfig, ring_id: u64, pid: u32) -> Result<(Ring, OwnedFd), ShmError> {
         let seg = crate::shm::create_ring(config, ring_id, pid)?;
         let io = |what: &str| {
             let what = what.to_owned();
@@ -218,7 +218,7 @@ impl Ring {
             .map_err(|e| internal(format!("cannot admit a port: {e}")))?;
         self.ports.push(PortRec {
             id,
-            lease,
+            lease: Some(lease),
             pid,
             file,
             port,
@@ -313,9 +313,7 @@ impl Ring {
         let head = self.region.head();
         match start {
             Start::Latest => head,
-            Start::Earliest => {
-                head.saturating_sub(u64::from(self.region.config().capacity))
-            }
+            Start::Earliest => head.saturating_sub(u64::from(self.region.config().capacity)),
             Start::Sequence(s) => s,
         }
     }
@@ -522,9 +520,8 @@ impl State {
         }
         let ring_id = self.next_ring_id;
         self.next_ring_id += 1;
-        let (mut ring, channel) = Ring::create(&config, ring_id, cred.pid).map_err(|e| {
-            internal(format!("cannot create a ring for topic {topic:?}: {e}"))
-        })?;
+        let (mut ring, channel) = Ring::create(&config, ring_id, cred.pid)
+            .map_err(|e| internal(format!("cannot create a ring for topic {topic:?}: {e}")))?;
         // Every current subscriber gets a port at 0 before the publisher
         // can write: it misses nothing of the new ring, however fast the
         // publisher and however late the subscriber looks.
@@ -659,7 +656,7 @@ impl State {
         let config = t.config;
         t.subscribers += 1;
         if let Some(e) = failed {
-            self.end_lease(lease);
+            self.end_lease(lease, true);
             return Err(e);
         }
         Ok((
@@ -706,7 +703,7 @@ impl State {
             // new one from its first message (a publisher that wrote past
             // what it may overwrite costs a reported loss, never a silent
             // one).
-            let mine = r.ports.iter().position(|p| p.lease == lease);
+            let mine = r.ports.iter().position(|p| p.lease == Some(lease));
             let port_id = match mine {
                 Some(i) => Some(r.ports[i].id),
                 None if !r.closed => r.add_port(lease, pid, 0, trusted).ok().map(|p| p.id),
@@ -743,7 +740,7 @@ impl State {
         if !self.leases.get(&lease).is_some_and(|l| l.client == client) {
             return Err(no_lease(lease));
         }
-        self.end_lease(lease);
+        self.end_lease(lease, true);
         self.collect_garbage();
         Ok((Reply::Detached { lease }, vec![]))
     }
@@ -762,7 +759,11 @@ impl State {
         id
     }
 
-    fn end_lease(&mut self, lease: u64) {
+    /// Ends `lease`. A subscription given back (`detached`) takes all its
+    /// ports with it; one whose connection merely ended keeps the ports its
+    /// process took over, which may still read through them, until that
+    /// process dies (`reap_pid`).
+    fn end_lease(&mut self, lease: u64, detached: bool) {
         let Some(l) = self.leases.remove(&lease) else {
             return;
         };
@@ -780,9 +781,12 @@ impl State {
             }
             LeaseKind::Subscriber { .. } => {
                 t.subscribers = t.subscribers.saturating_sub(1);
-                // Its ports stop gating, whether it took them over or not.
                 for r in t.rings.values_mut() {
-                    r.remove_ports(|p| p.lease == lease);
+                    // Ports it never took over would gate for nothing.
+                    r.remove_ports(|p| p.lease == Some(lease) && (detached || !p.delivered));
+                    for p in r.ports.iter_mut().filter(|p| p.lease == Some(lease)) {
+                        p.lease = None;
+                    }
                 }
             }
         }
@@ -797,7 +801,7 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         for lease in mine {
-            self.end_lease(lease);
+            self.end_lease(lease, false);
         }
         self.collect_garbage();
     }

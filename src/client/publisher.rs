@@ -47,8 +47,7 @@ impl Publisher {
             return Err(unexpected(&reply));
         };
         let mut fds = fds.into_iter();
-        let (Some(data), Some(lobby), Some(channel)) = (fds.next(), fds.next(), fds.next())
-        else {
+        let (Some(data), Some(lobby), Some(channel)) = (fds.next(), fds.next(), fds.next()) else {
             return Err(unexpected(&reply));
         };
         let made = (|| {
@@ -232,9 +231,8 @@ struct Channel {
 
 impl Channel {
     fn new(sock: OwnedFd, config: TopicConfig, ring_id: u64) -> Result<Channel, ClientError> {
-        rustix::io::ioctl_fionbio(&sock, true).map_err(|e| {
-            ClientError::Control(crate::control::ConnectionError::Io(e.into()))
-        })?;
+        rustix::io::ioctl_fionbio(&sock, true)
+            .map_err(|e| ClientError::Control(crate::control::ConnectionError::Io(e.into())))?;
         Ok(Channel {
             sock,
             config,

@@ -149,25 +149,6 @@ impl Connection {
         }
     }
 
-    /// As [`Connection::call`], but gives up after `timeout` instead of
-    /// the usual 30 s reply timeout (a publisher asking from inside a publish). A
-    /// timeout breaks the connection, like any request that fails half-way.
-    ///
-    /// # Errors
-    /// See [`ConnectionError`].
-    pub fn call_within(
-        &mut self,
-        req: &Request,
-        timeout: Duration,
-    ) -> Result<(Reply, Vec<OwnedFd>), ConnectionError> {
-        socket::set_timeouts(self.sock.as_fd(), Some(timeout))?;
-        let r = self.call(req);
-        if socket::set_timeouts(self.sock.as_fd(), Some(REPLY_TIMEOUT)).is_err() {
-            self.broken = true;
-        }
-        r
-    }
-
     /// Sends `req` and waits for its reply, returning it with its
     /// descriptors (checked to be as many as the reply announces). An
     /// error reply becomes [`ConnectionError::Refused`].

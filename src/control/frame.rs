@@ -4,8 +4,8 @@
 //! Descriptors travel beside a frame as `SCM_RIGHTS` ancillary data; each
 //! reply documents which descriptors come with it and in which order.
 
-pub use crate::ring::TopicConfig;
 use crate::ring::Start;
+pub use crate::ring::TopicConfig;
 
 /// Version of the frame format spoken by this build. A broker answers a
 /// frame of any other version with [`ErrorCode::UnsupportedVersion`].
@@ -363,7 +363,10 @@ pub enum Reply {
 
 /// Descriptors that accompany `rings`: two each, three with a port.
 fn ring_fds(rings: &[RingRef]) -> usize {
-    rings.iter().map(|r| 2 + usize::from(r.port.is_some())).sum()
+    rings
+        .iter()
+        .map(|r| 2 + usize::from(r.port.is_some()))
+        .sum()
 }
 
 impl Reply {

@@ -92,8 +92,8 @@ impl TopicSegment {
     /// [`SegmentError::Invalid`] for a foreign, unsealed or truncated one.
     pub fn open(file: &File) -> Result<TopicSegment, SegmentError> {
         use rustix::fs::{fcntl_get_seals, SealFlags};
-        let sealed = fcntl_get_seals(file)
-            .is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::GROW));
+        let sealed =
+            fcntl_get_seals(file).is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::GROW));
         if !sealed || file.metadata()?.len() != TOPIC_SEGMENT_LEN {
             return Err(SegmentError::Invalid);
         }

@@ -664,7 +664,9 @@ impl Consumer {
             }
         });
         let mut wake = std::mem::take(&mut self.wake);
-        let r = wait_until(bed, wait, limit, &mut wake, || self.is_ready().then_some(()));
+        let r = wait_until(bed, wait, limit, &mut wake, || {
+            self.is_ready().then_some(())
+        });
         self.wake = wake;
         r.is_some()
     }

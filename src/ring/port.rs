@@ -137,7 +137,13 @@ impl Port {
                 unsafe { std::ptr::addr_of!((*h).$f).read_volatile() }
             };
         }
-        check_ident("port", rd!(magic), rd!(layout_version), rd!(kind), KIND_PORT)?;
+        check_ident(
+            "port",
+            rd!(magic),
+            rd!(layout_version),
+            rd!(kind),
+            KIND_PORT,
+        )?;
         let (found_ring, inline) = (rd!(ring_id), rd!(inline));
         if found_ring != ring_id || u64::from(inline) != sizes.latest_inline {
             return Err(AttachError::Corrupt(format!(
@@ -237,7 +243,13 @@ impl Drop for Port {
 /// # Safety
 /// `base` must be valid for writes of `config.sizes().port_len` bytes,
 /// 128-byte aligned, and not yet visible to another thread or process.
-pub(crate) unsafe fn init(base: *mut u8, config: &TopicConfig, ring_id: u64, port_id: u64, pos: u64) {
+pub(crate) unsafe fn init(
+    base: *mut u8,
+    config: &TopicConfig,
+    ring_id: u64,
+    port_id: u64,
+    pos: u64,
+) {
     let inline = config.sizes().latest_inline;
     // SAFETY: the header at 0 and the slot at PORT_SLOT_OFFSET (a multiple
     // of 128 bytes in) lie inside the segment per the caller's guarantee,

@@ -7,8 +7,7 @@ use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
 use crate::clock::Clock;
 use crate::layout::{
-    PortHeader, SlotHeader, BELL_EVERY, CURSOR_FREE, MAILBOX_RETIRED, REQUEST_LATEST,
-    REQUEST_WAKE,
+    PortHeader, SlotHeader, BELL_EVERY, CURSOR_FREE, MAILBOX_RETIRED, REQUEST_LATEST, REQUEST_WAKE,
 };
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::{notify_ports, wake_port};
@@ -439,8 +438,11 @@ impl Producer {
         self.extra.clear();
         self.extra.extend(all);
         self.gating.clear();
-        self.gating
-            .extend(self.ports.iter().map(|e| &e.port.header().pos as *const AtomicU64));
+        self.gating.extend(
+            self.ports
+                .iter()
+                .map(|e| &e.port.header().pos as *const AtomicU64),
+        );
         self.wakers.clear();
         self.wakers.extend(
             self.ports
@@ -782,10 +784,7 @@ impl Producer {
         self.retarget();
         // Release: the announcement is visible to a subscriber that sees
         // the ack; pairs with the Acquire in Consumer::latest_acked.
-        self.region
-            .header()
-            .latest_ack
-            .store(1, Ordering::Release);
+        self.region.header().latest_ack.store(1, Ordering::Release);
     }
 
     /// Copies `data` in and publishes it. The timestamp is read once the

@@ -6,8 +6,8 @@ use super::port::{Port, PortFlags};
 use super::producer::PortChange;
 use super::{Mode, Sizes, TopicConfig, TopicConfigError};
 use crate::layout::{
-    LobbyHeader, RingHeader, SlotHeader, CURSOR_FREE, KIND_DATA, KIND_LOBBY, LAYOUT_VERSION,
-    MAGIC, PAD,
+    LobbyHeader, RingHeader, SlotHeader, CURSOR_FREE, KIND_DATA, KIND_LOBBY, LAYOUT_VERSION, MAGIC,
+    PAD,
 };
 use crate::sync::{fence, AtomicU64, Mutex, Ordering};
 use std::alloc::Layout;

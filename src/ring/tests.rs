@@ -712,7 +712,10 @@ fn a_port_added_while_the_publisher_runs_loses_nothing() {
     }
     let port = r.local_port(0).unwrap().unwrap();
     let pos = port.pos();
-    assert!(pos >= 10 - 4, "cursor {pos} moved up to what may be overwritten");
+    assert!(
+        pos >= 10 - 4,
+        "cursor {pos} moved up to what may be overwritten"
+    );
     let mut c = Consumer::with_port(r.clone(), port, Start::Sequence(0), false).unwrap();
     assert_eq!(c.lagged_total(), pos, "what it skipped is counted");
     for i in 10..20u64 {
