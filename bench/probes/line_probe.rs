@@ -12,7 +12,6 @@
 //! ```
 
 #![allow(clippy::needless_range_loop)]
-
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};

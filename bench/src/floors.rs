@@ -35,9 +35,9 @@ use hdrhistogram::Histogram;
 use rustix::io::Errno;
 use rustix::thread::futex;
 
-use super::child::{Params, SideResult};
 use super::clock::{monotonic_ns, Ticks};
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
+use super::params::{Params, SideResult};
 use super::shared::{
     pad128, spin_until, Control, Padded, Patience, Region, SharedPlain, CONTROL_SIZE,
 };

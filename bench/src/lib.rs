@@ -16,6 +16,34 @@
 //!
 //! The CLI wires two entry points: [`run`] for `ringbus bench` and
 //! [`child_main`] for the hidden [`CHILD_SUBCOMMAND`].
+//!
+//! # Layers
+//!
+//! The modules, bottom up. Each imports only modules listed before it,
+//! never a later one, so there are no import cycles:
+//!
+//! 1. leaves: `stats` (histograms, percentiles, medians), `clock` (the
+//!    tick counter; uses `stats`), `shared` (the memory the processes
+//!    share, the start barrier), `args` (the command line and its
+//!    [`Plan`]), `progress` (the progress on stderr);
+//! 2. `params`: the data every measuring module passes around (`Params`,
+//!    the counts of one measurement; `SideResult`, what a child reports);
+//! 3. `scenario`: what is measured, as plain data ([`Scenario`],
+//!    [`Metric`], names, which floor each figure is compared with, the
+//!    list a plan expands to); `driver`: the timing loops the floors and
+//!    ringbus share;
+//! 4. `floors` and `ring`: each side's code of the baselines and of
+//!    ringbus;
+//! 5. `child`: spawning and collecting the other side's processes (their
+//!    spec names a `Scenario` and a `ring::Link`); `sample`: one
+//!    measurement's figures, blocks merged, ratios to a floor;
+//! 6. `measure`: running a scenario (parent side, children, the child's
+//!    side) and pairing a ringbus row with its floor in blocks;
+//! 7. `report`: rows aggregated over runs, the targets, the table
+//!    and the JSON;
+//! 8. `hgrm` and `plot`: files written from a report;
+//!
+//! and this file on top: [`run`], [`measure`], [`child_main`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -25,10 +53,13 @@ mod clock;
 mod driver;
 mod floors;
 mod hgrm;
+mod measure;
+mod params;
 mod plot;
 mod progress;
 mod report;
 mod ring;
+mod sample;
 mod scenario;
 mod shared;
 mod stats;
@@ -163,14 +194,14 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     }
 
     let list = scenario::list(&plan);
-    let ctx = scenario::Ctx {
+    let ctx = measure::Ctx {
         plan: &plan,
         exe: &exe,
         ticks,
         broker: client.as_ref(),
         count: std::cell::Cell::new(0),
     };
-    let mut samples: Vec<Vec<scenario::Sample>> = vec![Vec::new(); list.len()];
+    let mut samples: Vec<Vec<sample::Sample>> = vec![Vec::new(); list.len()];
     let mut progress = progress::Progress::new(list.len() * plan.runs as usize);
     for run in 0..plan.runs {
         for (k, (sc, params)) in list.iter().enumerate() {
@@ -181,54 +212,7 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
                 plan.runs,
                 sc.label(),
             ));
-            // A ringbus figure is paired with its floor measured right
-            // next to it: the hypervisor may move the vCPUs between cores
-            // (this changes cross-core latency severalfold), and adjacent
-            // measurements usually share a placement. A row whose floor
-            // measures the same thing (a ping-pong, a stream's rate, a
-            // stream's latency) alternates with it in blocks, the ratio
-            // being the median of the blocks'; the rest (a blocking
-            // stream's latency against the futex ping-pong) follow one
-            // floor measurement.
-            let floor = sc.floor().filter(|_| !sc.is_floor());
-            let floor_params = |f: Scenario| {
-                list.iter()
-                    .find(|(x, _)| *x == f)
-                    .map(|(_, p)| *p)
-                    .context("a floor missing from the list")
-            };
-            let sample = match floor {
-                Some(f) if sc.metric() == f.metric() => {
-                    // Spin and adaptive rows also sit beside the seqlock
-                    // ping-pong of their size (the floor).
-                    let seqlock = sc.seqlock_floor();
-                    let seqlock_params = seqlock.map(floor_params).transpose()?;
-                    scenario::measure_paired_blocks(
-                        &ctx,
-                        *sc,
-                        params,
-                        (f, &floor_params(f)?),
-                        seqlock.zip(seqlock_params.as_ref()),
-                    )
-                    .with_context(|| format!("measuring {}", sc.slug()))?
-                }
-                Some(f) => {
-                    let fp = scenario::pair_params(&floor_params(f)?);
-                    let fs = scenario::measure(&ctx, f, &fp)
-                        .with_context(|| format!("measuring {} (paired)", f.slug()))?;
-                    let mut s = scenario::measure(&ctx, *sc, params)
-                        .with_context(|| format!("measuring {}", sc.slug()))?;
-                    s.pair_with(
-                        &fs,
-                        f.metric() == Metric::PingPong,
-                        sc.metric() == Metric::PingPong,
-                    );
-                    s
-                }
-                None => scenario::measure(&ctx, *sc, params)
-                    .with_context(|| format!("measuring {}", sc.slug()))?,
-            };
-            samples[k].push(sample);
+            samples[k].push(measure::measure_row(&ctx, &list, *sc, params)?);
         }
     }
     progress.finish();
@@ -268,7 +252,7 @@ fn start_broker(trusted: bool) -> Result<EmbeddedBroker> {
 /// a failure in the measurement; the parent reports it.
 pub fn child_main(spec_json: &str) -> Result<()> {
     let (spec, region) = child::child_setup(spec_json)?;
-    let result = scenario::child_side(&spec, &region);
+    let result = measure::child_side(&spec, &region);
     let result = match result {
         Ok(r) => r,
         Err(e) => {
@@ -289,9 +273,10 @@ pub fn child_main(spec_json: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::args::{BenchArgs, Plan};
-    use super::child::Params;
+    use super::params::Params;
     use super::report::{Machine, Report, Row};
-    use super::scenario::{Sample, Scenario};
+    use super::sample::Sample;
+    use super::scenario::Scenario;
     use super::stats::new_hist;
     use ringbus::ring::Mode;
     use ringbus::wait::WaitStrategy;

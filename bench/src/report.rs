@@ -7,9 +7,13 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::args::Plan;
-use super::child::Params;
-use super::scenario::{median_pair, Metric, Sample, Scenario};
+use super::measure::PAIR_BLOCKS;
+use super::params::Params;
+use super::sample::{median_pair, Sample};
+use super::scenario::{Metric, Scenario};
 use super::stats::{median, new_hist, Percentiles};
+use ringbus::ring::Mode;
+use ringbus::wait::WaitStrategy;
 
 /// The machine the figures come from.
 #[derive(Clone, Debug, Serialize)]
@@ -280,7 +284,7 @@ impl Report {
                 _ => {}
             }
         }
-        let targets = super::scenario::targets(&rows);
+        let targets = targets(&rows);
         // A blocking receive answered faster than any futex wake-up never
         // slept: the comparison with the futex floor then says nothing.
         let quick: Vec<&str> = rows
@@ -289,7 +293,7 @@ impl Report {
                 matches!(
                     r.scenario,
                     Scenario::RingPingPong {
-                        wait: ringbus::wait::WaitStrategy::Block,
+                        wait: WaitStrategy::Block,
                         ..
                     }
                 ) && r.latency.is_some_and(|l| l.p50 < 1_000.0)
@@ -345,7 +349,7 @@ impl Report {
             "×: ringbus figure / the floor in `vs`, that floor re-measured next to it on the same \
              cores, in {} blocks alternating with it (median of the blocks' ratios; a blocking \
              stream's latency follows one futex ping-pong), median over runs",
-            super::scenario::PAIR_BLOCKS
+            PAIR_BLOCKS
         );
 
         let pp: Vec<&Row> = self
@@ -433,6 +437,89 @@ impl Report {
         }
         s
     }
+}
+
+/// The issue's targets that `rows` allow evaluating (64-byte messages,
+/// each mode that ran). Informational: nothing gates on them.
+pub fn targets(rows: &[Row]) -> Vec<Target> {
+    let find = |sc: Scenario| rows.iter().find(|r| r.scenario == sc);
+    let lat = |sc: Scenario| find(sc).and_then(|r| r.latency);
+    let mut out = Vec::new();
+    let mut push = |what: String, ratio: f64, bound: f64, at_most: bool| {
+        out.push(Target {
+            met: if at_most {
+                ratio <= bound
+            } else {
+                ratio >= bound
+            },
+            what,
+            ratio,
+            bound,
+        });
+    };
+    let size = 64;
+    for mode in [Mode::Overwrite, Mode::Backpressure] {
+        let m = mode.name();
+        let pp = |wait| Scenario::RingPingPong { size, wait, mode };
+        let spin = lat(pp(WaitStrategy::Spin));
+        if let Some(r) = find(pp(WaitStrategy::Spin)) {
+            // The issue's floor (a stamp and the 64-byte payload), then the
+            // bare cache line (a sequence word only), the stricter one.
+            let floors = [
+                ("seqlock floor", r.ratio_seqlock, r.ratio_seqlock_p99_9),
+                ("cache-line floor (stricter)", r.ratio, r.ratio_p99_9),
+            ];
+            for (floor, p50, p999) in floors {
+                if let Some(x) = p50 {
+                    push(
+                        format!("spin {m} 64 B ping-pong p50 / {floor}"),
+                        x,
+                        1.15,
+                        true,
+                    );
+                }
+                if let Some(x) = p999 {
+                    push(
+                        format!("spin {m} 64 B ping-pong p99.9 / {floor}"),
+                        x,
+                        1.5,
+                        true,
+                    );
+                }
+            }
+        }
+        if let Some(x) = find(pp(WaitStrategy::Block)).and_then(|r| r.ratio) {
+            push(
+                format!("block {m} 64 B ping-pong p50 / raw futex p50"),
+                x,
+                1.15,
+                true,
+            );
+        }
+        if let (Some(a), Some(s)) = (lat(pp(WaitStrategy::default())), spin) {
+            push(
+                format!("adaptive {m} 64 B ping-pong p50 / spin p50"),
+                a.p50 / s.p50,
+                1.2,
+                true,
+            );
+        }
+        let ring = find(Scenario::RingThroughput {
+            size,
+            wait: WaitStrategy::Spin,
+            mode,
+            subscribers: 1,
+        });
+        if let Some(x) = ring.and_then(|r| r.ratio) {
+            push(
+                format!("spin {m} 64 B streaming msgs/s / copy ring (at least)"),
+                x,
+                0.8,
+                false,
+            );
+        }
+    }
+    out
 }
 
 fn latency_table(s: &mut String, rows: &[&Row], rtt: bool) {

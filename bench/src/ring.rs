@@ -26,9 +26,9 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::child::{Params, SideResult};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
+use super::params::{Params, SideResult};
 use super::shared::{Patience, Region, STALL};
 use ringbus::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use ringbus::ring::{
