@@ -17,6 +17,25 @@
 //! The CLI wires two entry points: [`run`] for `ringbus bench` and
 //! [`child_main`] for the hidden [`CHILD_SUBCOMMAND`].
 //!
+//! # What it prints
+//!
+//! First a [`Summary`]: one table at 64 B (the size the targets
+//! are set at), one line per wait strategy, with the ping-pong's one-way
+//! p50 and the stream's msgs/s in both modes, each beside the floor it was
+//! paired with, the ratio, the target's bound and whether it was met, and
+//! the Unix socket's ping-pong for scale. Then the full matrix: every
+//! scenario at every size, percentiles, counts, losses, the targets and the
+//! notes. `--json` carries both (`summary`, `rows`, `targets`).
+//!
+//! The matrix is printed by default, below the summary, and there is no
+//! `--full` flag to ask for it: a default run takes minutes, and hiding
+//! what it measured would leave a reader who wants one more figure (a
+//! p99.9, a floor's own value, the losses, another size) to run it all
+//! again. The summary being first is what keeps the screen readable: it is
+//! the first thing on stdout (the first page of `ringbus bench | less`,
+//! the top of the scrollback), and the matrix under it is there to check
+//! it against.
+//!
 //! # Layers
 //!
 //! The modules, bottom up. Each imports only modules listed before it,
@@ -25,7 +44,8 @@
 //! 1. leaves: `stats` (histograms, percentiles, medians), `clock` (the
 //!    tick counter; uses `stats`), `shared` (the memory the processes
 //!    share, the start barrier), `args` (the command line and its
-//!    [`Plan`]), `progress` (the progress on stderr);
+//!    [`Plan`]), `progress` (the progress on stderr), `units` (how
+//!    figures are written: ns, rates, sizes);
 //! 2. `params`: the data every measuring module passes around (`Params`,
 //!    the counts of one measurement; `SideResult`, what a child reports);
 //! 3. `scenario`: what is measured, as plain data ([`Scenario`],
@@ -39,9 +59,12 @@
 //!    measurement's figures, blocks merged, ratios to a floor;
 //! 6. `measure`: running a scenario (parent side, children, the child's
 //!    side) and pairing a ringbus row with its floor in blocks;
-//! 7. `report`: rows aggregated over runs, the targets, the table
-//!    and the JSON;
-//! 8. `hgrm` and `plot`: files written from a report;
+//! 7. `row`: one scenario's samples aggregated over runs;
+//! 8. `targets`: the targets evaluated on the rows;
+//! 9. `summary`: the first table, from the rows and the targets;
+//! 10. `report`: everything together, with floors filled in, as the table
+//!     (summary, then matrix) and the JSON;
+//! 11. `hgrm` and `plot`: files written from a report;
 //!
 //! and this file on top: [`run`], [`measure`], [`child_main`].
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -59,10 +82,14 @@ mod plot;
 mod progress;
 mod report;
 mod ring;
+mod row;
 mod sample;
 mod scenario;
 mod shared;
 mod stats;
+mod summary;
+mod targets;
+mod units;
 
 use std::io::Write;
 
@@ -71,8 +98,11 @@ use ringbus::broker::{Config, EmbeddedBroker};
 
 pub use args::{BenchArgs, Plan, ScenarioArg};
 pub use child::CHILD_SUBCOMMAND;
-pub use report::{Report, Row, Target};
+pub use report::Report;
+pub use row::Row;
 pub use scenario::{Metric, Scenario};
+pub use summary::Summary;
+pub use targets::Target;
 
 /// Runs `ringbus bench` with `args`: prints the table (or JSON) on stdout,
 /// writes `--hgrm` / `--plot` files, shows progress on stderr.
@@ -274,7 +304,8 @@ pub fn child_main(spec_json: &str) -> Result<()> {
 mod tests {
     use super::args::{BenchArgs, Plan};
     use super::params::Params;
-    use super::report::{Machine, Report, Row};
+    use super::report::{Machine, Report};
+    use super::row::Row;
     use super::sample::Sample;
     use super::scenario::Scenario;
     use super::stats::new_hist;
@@ -403,7 +434,38 @@ mod tests {
             true
         )));
 
+        // The summary: the spin line only (no other wait ran), both
+        // references of its ping-pong with the targets' verdicts, the
+        // stream beside its floor.
+        let summary = &report.summary;
+        assert_eq!(summary.size, 64);
+        assert_eq!(summary.lines.len(), 1);
+        assert_eq!(summary.lines[0].wait, WaitStrategy::Spin);
+        let pp = summary.lines[0].ping_pong_p50.as_ref().unwrap();
+        assert!((pp.ringbus.overwrite.unwrap() - 135.0).abs() < 1.0);
+        assert_eq!(pp.ringbus.backpressure, None, "not measured");
+        let names: Vec<&str> = pp.against.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["base: seqlock copy", "floor: cache line"]);
+        assert!((pp.against[0].ratio.overwrite.unwrap() - 1.0625).abs() < 1e-9);
+        assert_eq!(pp.against[0].met.overwrite, Some(true));
+        assert_eq!(
+            pp.against[1].value,
+            Some(40.0),
+            "the floor row's one-way p50"
+        );
+        assert_eq!(pp.against[1].met.overwrite, Some(false));
+        assert_eq!(pp.against[1].bound.unwrap().value, 1.15);
+        let st = summary.lines[0].streaming_msgs_per_s.as_ref().unwrap();
+        assert_eq!(st.ringbus.overwrite, Some(6e6), "median of 8e6 and 4e6");
+        assert_eq!(st.against[0].value, Some(10e6));
+        assert_eq!(st.against[0].met.overwrite, Some(true));
+        assert!(st.against[0].bound.is_some_and(|b| !b.at_most));
+
         let table = report.to_table();
+        assert!(table.starts_with("Summary at 64 B"), "{table}");
+        let spin_line = table.find("\n  spin ").expect("a spin line");
+        assert!(spin_line < table.find("Ping-pong: one-way").unwrap());
+        assert!(table.contains("≤1.15 MISSED") && table.contains("≥0.80 met"));
         assert!(table.contains("ringbus spin/overwrite") && table.contains("2.25"));
         assert!(table.contains("note: a note"));
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
@@ -414,6 +476,11 @@ mod tests {
             "one-way of run 1"
         );
         assert_eq!(json["rows"][1]["per_run"][1]["ratio"], 2.25);
+        assert_eq!(json["summary"]["lines"][0]["wait"], "spin");
+        assert_eq!(
+            json["summary"]["lines"][0]["ping_pong_p50"]["against"][1]["met"]["overwrite"],
+            false
+        );
 
         let svg = super::plot::render(&report);
         assert_eq!(
