@@ -237,10 +237,11 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         for (k, (sc, params)) in list.iter().enumerate() {
             let size = sc.size().map(|s| format!(" ({s} B)")).unwrap_or_default();
             progress.step(&format!(
-                "run {}/{}: {}{size}",
+                "run {}/{}: {} {}{size}",
                 run + 1,
                 plan.runs,
                 sc.label(),
+                sc.metric().name(),
             ));
             samples[k].push(measure::measure_row(&ctx, &list, *sc, params)?);
         }

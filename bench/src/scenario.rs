@@ -83,6 +83,18 @@ pub enum Metric {
     Latency,
 }
 
+impl Metric {
+    /// What is measured, in words: `ping-pong`, `streaming throughput`,
+    /// `streaming latency`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::PingPong => "ping-pong",
+            Metric::Throughput => "streaming throughput",
+            Metric::Latency => "streaming latency",
+        }
+    }
+}
+
 impl Scenario {
     /// The kind of figure.
     pub fn metric(self) -> Metric {

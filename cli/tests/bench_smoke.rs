@@ -266,6 +266,30 @@ fn the_table_starts_with_the_summary() {
     {
         assert!(l.contains(" met") || l.contains(" MISSED"), "{l}");
     }
+
+    // stderr is a pipe here, not a terminal: one plain progress line per
+    // measured row, numbered 1..=N.
+    let steps: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(!steps.is_empty(), "no progress on stderr: {stderr:?}");
+    assert!(
+        !stderr.contains('\r'),
+        "no terminal codes in a log: {stderr:?}"
+    );
+    let total = steps.len();
+    for (k, l) in steps.iter().enumerate() {
+        let want = format!("[{}/{total}] run 1/1: ", k + 1);
+        assert!(l.starts_with(&want), "{l:?} should start with {want:?}");
+    }
+    assert!(
+        steps
+            .iter()
+            .any(|l| l.ends_with(": ringbus spin/overwrite ping-pong (64 B)")),
+        "{steps:?}"
+    );
+    assert!(
+        steps[0].ends_with(": floor: cache line ping-pong"),
+        "{steps:?}"
+    );
 }
 
 #[test]
