@@ -9,10 +9,14 @@
 //! goes into an HdrHistogram; warm-up is excluded; with `--runs N` each
 //! figure is the median across runs.
 //!
-//! Baselines, measured in the same harness (see `floors.rs`): a cache-line
-//! ping-pong (the spin-latency floor), a seqlock slot ping-pong, a futex
-//! ping-pong (the blocking floor), a Unix-socket ping-pong, and a Lamport
-//! SPSC copy ring (the throughput floor).
+//! Baselines, measured in the same harness (`floors.rs`, `copy_ring.rs`):
+//! a cache-line ping-pong (the spin-latency floor), a seqlock slot
+//! ping-pong, a futex ping-pong (the blocking floor), a Unix-socket
+//! ping-pong, and two SPSC copy rings: one with slots of exactly the
+//! message size and copies of a compile-time length (the streaming floor)
+//! and one with copies of a run-time length (a second baseline, which
+//! every flat-out stream is also measured beside). Streaming rows show the
+//! bytes each message moves between cores, which bounds their ratio.
 //!
 //! The CLI wires two entry points: [`run`] for `ringbus bench` and
 //! [`child_main`] for the hidden [`CHILD_SUBCOMMAND`].
@@ -52,8 +56,8 @@
 //!    [`Metric`], names, which floor each figure is compared with, the
 //!    list a plan expands to); `driver`: the timing loops the floors and
 //!    ringbus share;
-//! 4. `floors` and `ring`: each side's code of the baselines and of
-//!    ringbus;
+//! 4. `floors`, `copy_ring` and `ring`: each side's code of the ping-pong
+//!    baselines, of the streaming ones, and of ringbus;
 //! 5. `child`: spawning and collecting the other side's processes (their
 //!    spec names a `Scenario` and a `ring::Link`); `sample`: one
 //!    measurement's figures, blocks merged, ratios to a floor;
@@ -66,13 +70,14 @@
 //!     (summary, then matrix) and the JSON;
 //! 11. `hgrm` and `plot`: files written from a report;
 //!
-//! and this file on top: [`run`], [`measure`], [`child_main`].
+//! and this file on top: [`run`], [`measure()`], [`child_main`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 mod child;
 mod clock;
+mod copy_ring;
 mod driver;
 mod floors;
 mod hgrm;
@@ -213,6 +218,21 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         "subscribers map ring data read-only (the default; --trusted maps it read-write)"
             .to_string()
     });
+    let streams = plan.scenarios.contains(&ScenarioArg::Streaming) || plan.fan_out();
+    let exact: Vec<String> = (plan.sizes.iter())
+        .filter(|&&s| streams && !scenario::fixed_copy_is_compiled(s))
+        .map(|s| format!("{s} B"))
+        .collect();
+    if !exact.is_empty() {
+        notes.push(format!(
+            "streaming floor at {}: \"copy ring (exact slots)\", slots of exactly the message \
+             size copied with a run-time length; copies of a length known at compile time are \
+             built for powers of two ({} B to {} KiB)",
+            exact.join(", "),
+            args::MIN_SIZE,
+            args::MAX_SIZE >> 10
+        ));
+    }
     if plan.shared_cpus {
         notes.push("CPUs are shared between sides: the figures mean nothing".to_string());
     }
@@ -337,7 +357,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
-            vs_seqlock: None,
+            vs_base: None,
             resolution: 1.0,
         }
     }
@@ -349,7 +369,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
-            vs_seqlock: None,
+            vs_base: None,
             resolution: 1.0,
         }
     }
@@ -382,18 +402,26 @@ mod tests {
         spins[0].pair_with(&pingpong(160), true, true);
         spins[1].pair_with(&pingpong(80), true, true);
         // And beside a seqlock ping-pong (the issue's floor): 1.125, 1.0.
-        spins[0].vs_seqlock = Some((1.125, Some(1.4)));
-        spins[1].vs_seqlock = Some((1.0, Some(1.2)));
+        spins[0].vs_base = Some((1.125, Some(1.4)));
+        spins[1].vs_base = Some((1.0, Some(1.2)));
         let mut streams = vec![throughput(8e6), throughput(4e6)];
         streams[0].pair_with(&throughput(10e6), false, false);
         streams[1].pair_with(&throughput(5e6), false, false);
+        // And beside the run-time-length copy ring.
+        streams[0].vs_base = Some((1.5, None));
+        streams[1].vs_base = Some((1.3, None));
         let rows = vec![
             Row::new(Scenario::LinePingPong, params(64), &[pingpong(80)]),
             Row::new(spin, params(64), &spins),
             Row::new(
-                Scenario::CopyRingThroughput { size: 64 },
+                Scenario::FixedRingThroughput { size: 64 },
                 params(64),
                 &[throughput(10e6)],
+            ),
+            Row::new(
+                Scenario::CopyRingThroughput { size: 64 },
+                params(64),
+                &[throughput(6e6)],
             ),
             Row::new(stream, params(64), &streams),
         ];
@@ -413,7 +441,24 @@ mod tests {
             (spin_row.latency.unwrap().p50 - 135.0).abs() < 1.0,
             "median of 180, 90"
         );
-        assert!((report.rows[3].ratio.unwrap() - 0.8).abs() < 1e-9);
+        let stream_row = &report.rows[4];
+        assert_eq!(
+            stream_row.floor.as_deref(),
+            Some("floor: copy ring (fixed size)")
+        );
+        assert!((stream_row.ratio.unwrap() - 0.8).abs() < 1e-9);
+        assert!((stream_row.ratio_runtime_ring.unwrap() - 1.4).abs() < 1e-9);
+        assert_eq!(stream_row.ratio_seqlock, None);
+        // A ring slot: the 32-byte header and 64 bytes of payload, in whole
+        // cache lines; the floor moves the payload only.
+        assert_eq!(stream_row.bytes_per_msg, Some(128));
+        assert_eq!(report.rows[2].bytes_per_msg, Some(64));
+        let base = &report.rows[3];
+        assert_eq!(base.name, "base: copy ring (run-time length)");
+        assert!(
+            (base.ratio.unwrap() - 0.6).abs() < 1e-9,
+            "ratio of the medians"
+        );
 
         let t: Vec<_> = report
             .targets
@@ -431,7 +476,7 @@ mod tests {
         assert!(t.contains(&("spin overwrite 64 B ping-pong p50 / seqlock floor", true)));
         assert!(t.contains(&("spin overwrite 64 B ping-pong p99.9 / seqlock floor", true)));
         assert!(t.contains(&(
-            "spin overwrite 64 B streaming msgs/s / copy ring (at least)",
+            "spin overwrite 64 B streaming msgs/s / copy ring (fixed size) (at least)",
             true
         )));
 
@@ -460,17 +505,24 @@ mod tests {
         assert_eq!(st.ringbus.overwrite, Some(6e6), "median of 8e6 and 4e6");
         assert_eq!(st.against[0].value, Some(10e6));
         assert_eq!(st.against[0].met.overwrite, Some(true));
-        assert!(st.against[0].bound.is_some_and(|b| !b.at_most));
+        assert!(st.against[0]
+            .bound
+            .is_some_and(|b| !b.at_most && b.value == 0.65));
+        assert_eq!(st.against[1].name, "base: copy ring (run-time length)");
+        assert_eq!(st.against[1].ratio.overwrite, Some(1.4));
+        assert_eq!(st.against[1].bound, None);
 
         let table = report.to_table();
         assert!(table.starts_with("Summary at 64 B"), "{table}");
         let spin_line = table.find("\n  spin ").expect("a spin line");
         assert!(spin_line < table.find("Ping-pong: one-way").unwrap());
-        assert!(table.contains("≤1.15 MISSED") && table.contains("≥0.80 met"));
+        assert!(table.contains("≤1.15 MISSED") && table.contains("≥0.65 met"));
         assert!(table.contains("ringbus spin/overwrite") && table.contains("2.25"));
         assert!(table.contains("note: a note"));
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
-        assert_eq!(json["rows"].as_array().unwrap().len(), 4);
+        assert_eq!(json["rows"].as_array().unwrap().len(), 5);
+        assert_eq!(json["rows"][4]["bytes_per_msg"], 128);
+        assert_eq!(json["rows"][4]["ratio_runtime_ring"], 1.4);
         assert_eq!(json["rows"][1]["rtt"]["count"], 2000);
         assert_eq!(
             json["rows"][1]["per_run"][0]["p50"], 180.0,

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use super::args::Plan;
 use super::child::{ChildSpec, Children};
 use super::clock::Ticks;
+use super::copy_ring;
 use super::floors;
 use super::params::{Params, SideResult};
 use super::ring::{self, RingFiles};
@@ -46,9 +47,9 @@ pub const PAIR_BLOCKS: u64 = 5;
 /// floor of the same kind (a ping-pong, a stream's rate or its latency;
 /// same counts, same cores): the blocks' samples merged (a stream's rate is
 /// the median of the blocks' rates), and the median of the per-block
-/// ratios. With `seqlock`, each block is followed by one of that seqlock
-/// ping-pong too, for [`Sample::vs_seqlock`], so the row sits between its
-/// two floors.
+/// ratios. With `base` ([`Scenario::base`]), each block is followed by a
+/// block of that baseline too, for [`Sample::vs_base`], so the row sits
+/// between the two.
 ///
 /// # Errors
 /// A failed measurement.
@@ -57,7 +58,7 @@ pub fn measure_paired_blocks(
     scenario: Scenario,
     p: &Params,
     floor: (Scenario, &Params),
-    seqlock: Option<(Scenario, &Params)>,
+    base: Option<(Scenario, &Params)>,
 ) -> Result<Sample> {
     let (floor, floor_params) = floor;
     let block = |q: &Params| Params {
@@ -67,7 +68,7 @@ pub fn measure_paired_blocks(
     };
     let (bp, fp) = (block(p), block(floor_params));
     let mut merged: Option<Sample> = None;
-    let (mut ratios, mut vs_seqlock, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ratios, mut vs_base, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..PAIR_BLOCKS {
         let f = measure(ctx, floor, &fp)
             .with_context(|| format!("measuring {} (paired)", floor.slug()))?;
@@ -76,10 +77,10 @@ pub fn measure_paired_blocks(
         s.pair_with(&f, true, true);
         ratios.extend(s.paired);
         rates.extend(s.msgs_per_s);
-        if let Some((base, base_params)) = seqlock {
+        if let Some((base, base_params)) = base {
             let b = measure(ctx, base, &block(base_params))
                 .with_context(|| format!("measuring {} (paired)", base.slug()))?;
-            vs_seqlock.extend(s.ratio_to(&b, true, true));
+            vs_base.extend(s.ratio_to(&b, true, true));
         }
         merged = Some(match merged {
             None => s,
@@ -89,7 +90,7 @@ pub fn measure_paired_blocks(
     let mut m = merged.context("no blocks measured")?;
     m.msgs_per_s = (!rates.is_empty()).then(|| median(rates));
     m.paired = median_pair(&ratios);
-    m.vs_seqlock = median_pair(&vs_seqlock);
+    m.vs_base = median_pair(&vs_base);
     Ok(m)
 }
 
@@ -101,8 +102,12 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         Scenario::LinePingPong => floors::line_len(),
         Scenario::SeqlockPingPong { size } => floors::seqlock_len(size),
         Scenario::FutexPingPong => floors::futex_len(),
-        Scenario::CopyRingThroughput { size } | Scenario::CopyRingLatency { size } => {
-            floors::copy_ring_len(size, p.capacity)
+        Scenario::FixedRingThroughput { size }
+        | Scenario::FixedRingLatency { size }
+        | Scenario::CopyRingThroughput { size }
+        | Scenario::CopyRingLatency { size } => {
+            let kind = copy_ring_kind(scenario).context("not a copy ring")?;
+            copy_ring::region_len(kind, size, p.capacity)
         }
         Scenario::UnixPingPong { .. }
         | Scenario::RingPingPong { .. }
@@ -167,8 +172,12 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             let sock = sock_parent.context("unix socket missing")?;
             Some(floors::unix_parent(sock, p, ctx.ticks)?)
         }
-        Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
-            floors::copy_ring_parent(&region, p)?;
+        Scenario::FixedRingThroughput { .. }
+        | Scenario::FixedRingLatency { .. }
+        | Scenario::CopyRingThroughput { .. }
+        | Scenario::CopyRingLatency { .. } => {
+            let kind = copy_ring_kind(scenario).context("not a copy ring")?;
+            copy_ring::parent(&region, p, kind)?;
             None
         }
         Scenario::RingPingPong { .. } => match ends {
@@ -193,7 +202,7 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             msgs_per_s: None,
             lost: 0,
             paired: None,
-            vs_seqlock: None,
+            vs_base: None,
             resolution: ctx.ticks.resolution_ns(),
         },
         Metric::Throughput | Metric::Latency => Sample {
@@ -201,6 +210,36 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             ..Sample::from_sides(&results, scenario.metric())
         },
     })
+}
+
+/// Which copy ring a copy-ring scenario runs.
+fn copy_ring_kind(scenario: Scenario) -> Option<copy_ring::Kind> {
+    match scenario {
+        Scenario::FixedRingThroughput { .. } | Scenario::FixedRingLatency { .. } => {
+            Some(copy_ring::Kind::Fixed)
+        }
+        Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
+            Some(copy_ring::Kind::RunTime)
+        }
+        _ => None,
+    }
+}
+
+/// Bytes each message of a streaming scenario moves from the publisher's
+/// core to a subscriber's: a ringbus ring's slot stride (its slot header
+/// and the payload, in whole cache lines), a copy ring's slot. What a
+/// stream's ratio to its floor is bounded by when both are limited by
+/// moving lines between cores. `None` for ping-pongs.
+pub fn bytes_per_msg(scenario: Scenario, p: &Params) -> Option<u64> {
+    if scenario.metric() == Metric::PingPong {
+        return None;
+    }
+    if let Some(kind) = copy_ring_kind(scenario) {
+        return Some(copy_ring::slot_bytes(kind, p.size) as u64);
+    }
+    let (_, mode) = scenario.ring()?;
+    let cfg = ring::config(p, mode, scenario.children()).ok()?;
+    Some(cfg.sizes().slot_stride)
 }
 
 /// The child's side of `spec.scenario`, after the start barrier.
@@ -237,9 +276,13 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
             child_barrier(region.control())?;
             floors::unix_child(sock, p)
         }
-        Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
+        Scenario::FixedRingThroughput { .. }
+        | Scenario::FixedRingLatency { .. }
+        | Scenario::CopyRingThroughput { .. }
+        | Scenario::CopyRingLatency { .. } => {
+            let kind = copy_ring_kind(spec.scenario).context("not a copy ring")?;
             child_barrier(region.control())?;
-            floors::copy_ring_child(region, p)
+            copy_ring::child(region, p, kind)
         }
         Scenario::RingPingPong { .. }
         | Scenario::RingThroughput { .. }
@@ -281,16 +324,15 @@ pub fn measure_row(
     };
     Ok(match floor {
         Some(f) if sc.metric() == f.metric() => {
-            // Spin and adaptive rows also sit beside the seqlock ping-pong
-            // of their size (the floor).
-            let seqlock = sc.seqlock_floor();
-            let seqlock_params = seqlock.map(floor_params).transpose()?;
+            // Some rows also sit beside a baseline (`Scenario::base`).
+            let base = sc.base();
+            let base_params = base.map(floor_params).transpose()?;
             measure_paired_blocks(
                 ctx,
                 sc,
                 params,
                 (f, &floor_params(f)?),
-                seqlock.zip(seqlock_params.as_ref()),
+                base.zip(base_params.as_ref()),
             )
             .with_context(|| format!("measuring {}", sc.slug()))?
         }

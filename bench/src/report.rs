@@ -194,18 +194,23 @@ impl Report {
             .filter(|r| r.metric == Metric::Throughput)
             .collect();
         if !thr.is_empty() {
-            let _ = writeln!(s, "\nStreaming throughput, flat out");
             let _ = writeln!(
                 s,
-                "  {:<34} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<28} {:>6}",
-                "", "size", "msgs/s", "bytes/s", "lost", "count", "vs", "×"
+                "\nStreaming throughput, flat out (B/msg: bytes a message moves between cores; \
+                 ×run-time: ringbus / the run-time-length copy ring, measured beside it)"
+            );
+            let _ = writeln!(
+                s,
+                "  {:<34} {:>6} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
+                "", "size", "B/msg", "msgs/s", "bytes/s", "lost", "count", "vs", "×", "×run-time"
             );
             for r in thr {
                 let _ = writeln!(
                     s,
-                    "  {:<34} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<28} {:>6}",
+                    "  {:<34} {:>6} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
                     r.name,
                     size(r.size),
+                    r.bytes_per_msg.map(|b| b.to_string()).unwrap_or_default(),
                     r.msgs_per_s.map(si).unwrap_or_default(),
                     r.bytes_per_s
                         .map(|b| format!("{}B", si(b)))
@@ -214,6 +219,9 @@ impl Report {
                     r.received,
                     r.floor.clone().unwrap_or_default(),
                     r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
+                    r.ratio_runtime_ring
+                        .map(|x| format!("{x:.2}"))
+                        .unwrap_or_default(),
                 );
             }
         }
@@ -248,10 +256,12 @@ impl Report {
         }
         if !self.targets.is_empty() {
             let _ = writeln!(s, "\nTargets (informational, never gating):");
+            let w = self.targets.iter().map(|t| t.what.chars().count()).max();
+            let w = w.unwrap_or(0);
             for t in &self.targets {
                 let _ = writeln!(
                     s,
-                    "  {:<68} {:>6.3} (bound {:.2})  {}",
+                    "  {:<w$} {:>6.3} (bound {:.2})  {}",
                     t.what,
                     t.ratio,
                     t.bound,
@@ -276,7 +286,7 @@ fn latency_table(s: &mut String, rows: &[&Row], rtt: bool) {
     }
     let _ = writeln!(
         s,
-        " {:>9}  {:<28} {:>5} {:>6}",
+        " {:>9}  {:<30} {:>5} {:>6}",
         "count", "vs", "×p50", "×p99.9"
     );
     for r in rows {
@@ -290,7 +300,7 @@ fn latency_table(s: &mut String, rows: &[&Row], rtt: bool) {
         }
         let _ = writeln!(
             s,
-            " {:>9}  {:<28} {:>5} {:>6}",
+            " {:>9}  {:<30} {:>5} {:>6}",
             l.count,
             r.floor.clone().unwrap_or_default(),
             r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),

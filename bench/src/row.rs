@@ -4,6 +4,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::measure::bytes_per_msg;
 use super::params::Params;
 use super::sample::{median_pair, Sample};
 use super::scenario::{Metric, Scenario};
@@ -39,6 +40,12 @@ pub struct Row {
     /// Throughput runs: payload bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_s: Option<f64>,
+    /// Streaming rows: bytes each message moves from the publisher's core
+    /// to a subscriber's (a ringbus slot: its 32-byte header and the
+    /// payload in whole cache lines; a copy ring's slot), so the physical
+    /// bound of a ratio between two streams is visible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_msg: Option<u64>,
     /// Measured messages received, all runs.
     pub received: u64,
     /// Messages lost (overwrite mode), all runs.
@@ -58,12 +65,17 @@ pub struct Row {
     pub ratio_p99_9: Option<f64>,
     /// Spin and adaptive ping-pong rows: p50 and p99.9 divided by the
     /// seqlock ping-pong's of the same size, measured beside it (see
-    /// [`Scenario::seqlock_floor`]); medians as for `ratio`.
+    /// [`Scenario::base`]); medians as for `ratio`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_seqlock: Option<f64>,
     /// The p99.9 of `ratio_seqlock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_seqlock_p99_9: Option<f64>,
+    /// Flat-out ringbus streams: msgs/s divided by the run-time-length
+    /// copy ring's, measured beside it (see [`Scenario::base`]); medians as
+    /// for `ratio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_runtime_ring: Option<f64>,
     /// Each run's own figures, in run order (to see the spread behind a
     /// median).
     pub per_run: Vec<RunFigures>,
@@ -115,8 +127,15 @@ impl Row {
             None => (None, None),
         };
         let (ratio, ratio_p99_9) = medians(samples.iter().filter_map(|s| s.paired).collect());
-        let (ratio_seqlock, ratio_seqlock_p99_9) =
-            medians(samples.iter().filter_map(|s| s.vs_seqlock).collect());
+        let vs_base = medians(samples.iter().filter_map(|s| s.vs_base).collect());
+        let (ratio_seqlock, ratio_seqlock_p99_9) = match scenario.base() {
+            Some(Scenario::SeqlockPingPong { .. }) => vs_base,
+            _ => (None, None),
+        };
+        let ratio_runtime_ring = match scenario.base() {
+            Some(Scenario::CopyRingThroughput { .. }) => vs_base.0,
+            _ => None,
+        };
         let per_run = samples
             .iter()
             .map(|s| {
@@ -145,6 +164,7 @@ impl Row {
             latency,
             msgs_per_s,
             bytes_per_s: msgs_per_s.map(|m| m * params.size as f64),
+            bytes_per_msg: bytes_per_msg(scenario, &params),
             received: samples.iter().map(|s| s.received).sum(),
             lost: samples.iter().map(|s| s.lost).sum(),
             floor: None,
@@ -152,6 +172,7 @@ impl Row {
             ratio_p99_9,
             ratio_seqlock,
             ratio_seqlock_p99_9,
+            ratio_runtime_ring,
             merged,
             div,
         }

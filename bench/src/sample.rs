@@ -22,13 +22,15 @@ pub struct Sample {
     /// ringbus rows: this sample divided by its floor, measured just before
     /// it on the same cores — `(p50 or msgs/s ratio, p99.9 ratio)`.
     pub paired: Option<(f64, Option<f64>)>,
-    /// Spin and adaptive ping-pong rows: the same ratios to the seqlock
-    /// ping-pong of the same message size, measured right after each block
-    /// (the "seqlock floor": a stamp and the whole payload).
-    pub vs_seqlock: Option<(f64, Option<f64>)>,
+    /// Rows with a [`Scenario::base`]: the same ratios to that baseline,
+    /// measured right after each block (spin and adaptive ping-pongs: the
+    /// seqlock copy; flat-out streams: the run-time-length copy ring).
+    ///
+    /// [`Scenario::base`]: super::scenario::Scenario::base
+    pub vs_base: Option<(f64, Option<f64>)>,
     /// How far apart the values the samples' clock reads are, in ns
-    /// ([`super::clock::Ticks::resolution_ns`]; `CLOCK_MONOTONIC` reads the same counter):
-    /// percentiles interpolate within it.
+    /// ([`super::clock::Ticks::resolution_ns`]; `CLOCK_MONOTONIC` reads the
+    /// same counter): percentiles interpolate within it.
     pub resolution: f64,
 }
 
@@ -48,7 +50,7 @@ impl Sample {
         self.received += other.received;
         self.lost += other.lost;
         self.paired = None;
-        self.vs_seqlock = None;
+        self.vs_base = None;
         self.resolution = self.resolution.max(other.resolution);
         self
     }
@@ -127,7 +129,7 @@ impl Sample {
             received: results.iter().map(|r| r.received).sum(),
             lost: results.iter().map(|r| r.lost).sum(),
             paired: None,
-            vs_seqlock: None,
+            vs_base: None,
             resolution: 1.0,
         }
     }

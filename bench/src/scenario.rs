@@ -1,11 +1,11 @@
 //! What the bench measures, as plain data: the [`Scenario`]s a plan expands
 //! to ([`list`]), what each one's figure means ([`Metric`]), its names, and
 //! which floor each ringbus figure is compared with. Nothing here runs a
-//! measurement ([`super::measure`] does).
+//! measurement (`measure.rs` does).
 
 use serde::{Deserialize, Serialize};
 
-use super::args::{Plan, ScenarioArg};
+use super::args::{Plan, ScenarioArg, MAX_SIZE, MIN_SIZE};
 use super::params::Params;
 use ringbus::ring::Mode;
 use ringbus::wait::WaitStrategy;
@@ -28,12 +28,26 @@ pub enum Scenario {
         /// Payload bytes.
         size: usize,
     },
-    /// Floor for throughput: SPSC copy ring, flat out.
+    /// Floor for streaming: SPSC copy ring with slots of exactly the
+    /// message size and copies of a compile-time length, flat out.
+    FixedRingThroughput {
+        /// Payload bytes.
+        size: usize,
+    },
+    /// The fixed-size copy ring at a fixed rate: publish-to-receive
+    /// latency.
+    FixedRingLatency {
+        /// Payload bytes.
+        size: usize,
+    },
+    /// Baseline: SPSC copy ring with copies of a run-time length (the
+    /// streaming floor before the fixed-size one), flat out.
     CopyRingThroughput {
         /// Payload bytes.
         size: usize,
     },
-    /// Copy ring at a fixed rate: publish-to-receive latency.
+    /// The run-time-length copy ring at a fixed rate: publish-to-receive
+    /// latency.
     CopyRingLatency {
         /// Payload bytes.
         size: usize,
@@ -104,10 +118,12 @@ impl Scenario {
             | Scenario::FutexPingPong
             | Scenario::UnixPingPong { .. }
             | Scenario::RingPingPong { .. } => Metric::PingPong,
-            Scenario::CopyRingThroughput { .. } | Scenario::RingThroughput { .. } => {
-                Metric::Throughput
-            }
-            Scenario::CopyRingLatency { .. } | Scenario::RingLatency { .. } => Metric::Latency,
+            Scenario::FixedRingThroughput { .. }
+            | Scenario::CopyRingThroughput { .. }
+            | Scenario::RingThroughput { .. } => Metric::Throughput,
+            Scenario::FixedRingLatency { .. }
+            | Scenario::CopyRingLatency { .. }
+            | Scenario::RingLatency { .. } => Metric::Latency,
         }
     }
 
@@ -117,6 +133,8 @@ impl Scenario {
             Scenario::LinePingPong | Scenario::FutexPingPong => None,
             Scenario::SeqlockPingPong { size }
             | Scenario::UnixPingPong { size }
+            | Scenario::FixedRingThroughput { size }
+            | Scenario::FixedRingLatency { size }
             | Scenario::CopyRingThroughput { size }
             | Scenario::CopyRingLatency { size }
             | Scenario::RingPingPong { size, .. }
@@ -147,8 +165,15 @@ impl Scenario {
             Scenario::SeqlockPingPong { .. } => "base: seqlock copy".into(),
             Scenario::FutexPingPong => "floor: futex".into(),
             Scenario::UnixPingPong { .. } => "base: unix seqpacket".into(),
+            Scenario::FixedRingThroughput { size } | Scenario::FixedRingLatency { size } => {
+                if fixed_copy_is_compiled(size) {
+                    "floor: copy ring (fixed size)".into()
+                } else {
+                    "floor: copy ring (exact slots)".into()
+                }
+            }
             Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
-                "floor: copy ring".into()
+                "base: copy ring (run-time length)".into()
             }
             Scenario::RingPingPong { wait, mode, .. } => {
                 format!("ringbus {}/{}", wait.name(), mode.name())
@@ -183,6 +208,10 @@ impl Scenario {
             Scenario::SeqlockPingPong { .. } => "base-seqlock-pingpong",
             Scenario::FutexPingPong => "floor-futex-pingpong",
             Scenario::UnixPingPong { .. } => "base-unix-pingpong",
+            Scenario::FixedRingThroughput { .. } => "floor-fixedring-throughput",
+            Scenario::FixedRingLatency { .. } => "floor-fixedring-latency",
+            // Named when this ring was the streaming floor; kept so that
+            // files and scripts that name it still find it.
             Scenario::CopyRingThroughput { .. } => "floor-copyring-throughput",
             Scenario::CopyRingLatency { .. } => "floor-copyring-latency",
             Scenario::RingPingPong { wait, mode, .. } => {
@@ -216,16 +245,23 @@ impl Scenario {
         format!("{base}{size}")
     }
 
-    /// The seqlock ping-pong a spin or adaptive ping-pong row is also
-    /// compared with: a stamp and the whole payload per message, as a ring
-    /// slot carries, with no ringbus code (the "seqlock floor"; the
-    /// cache-line floor carries a sequence word only, so it is the
-    /// stricter of the two).
-    pub fn seqlock_floor(self) -> Option<Scenario> {
+    /// The baseline each block of this ringbus row is also followed by, for
+    /// a second ratio beside the one to its [`Scenario::floor`]:
+    ///
+    /// * spin and adaptive ping-pongs: the seqlock ping-pong of their size,
+    ///   a stamp and the whole payload per message as a ring slot carries,
+    ///   with no ringbus code (the "seqlock floor"; the cache-line
+    ///   floor carries a sequence word only, so it is the stricter of the
+    ///   two);
+    /// * flat-out streams: the copy ring with run-time-length copies (the
+    ///   streaming floor before the fixed-size one), so the two floors'
+    ///   ratios come from the same blocks.
+    pub fn base(self) -> Option<Scenario> {
         match self {
             Scenario::RingPingPong { size, wait, .. } if wait != WaitStrategy::Block => {
                 Some(Scenario::SeqlockPingPong { size })
             }
+            Scenario::RingThroughput { size, .. } => Some(Scenario::CopyRingThroughput { size }),
             _ => None,
         }
     }
@@ -233,8 +269,10 @@ impl Scenario {
     /// The floor this figure is shown against (ratio = this / floor).
     ///
     /// Spin and adaptive waits are compared with the cache-line ping-pong
-    /// (ping-pong) or the copy ring (streaming); blocking waits with the
-    /// futex ping-pong's one-way figure, the cost of one wake-up.
+    /// (ping-pong) or the fixed-size copy ring (streaming); blocking waits
+    /// with the futex ping-pong's one-way figure, the cost of one wake-up,
+    /// but for their flat-out rate (the fixed-size copy ring too). The
+    /// baselines are shown against the floor of their kind.
     pub fn floor(self) -> Option<Scenario> {
         match self {
             Scenario::SeqlockPingPong { .. } | Scenario::UnixPingPong { .. } => {
@@ -244,10 +282,13 @@ impl Scenario {
                 WaitStrategy::Block => Scenario::FutexPingPong,
                 _ => Scenario::LinePingPong,
             }),
-            Scenario::RingThroughput { size, .. } => Some(Scenario::CopyRingThroughput { size }),
+            Scenario::RingThroughput { size, .. } | Scenario::CopyRingThroughput { size } => {
+                Some(Scenario::FixedRingThroughput { size })
+            }
+            Scenario::CopyRingLatency { size } => Some(Scenario::FixedRingLatency { size }),
             Scenario::RingLatency { size, wait, .. } => Some(match wait {
                 WaitStrategy::Block => Scenario::FutexPingPong,
-                _ => Scenario::CopyRingLatency { size },
+                _ => Scenario::FixedRingLatency { size },
             }),
             _ => None,
         }
@@ -261,6 +302,15 @@ impl Scenario {
             _ => 1,
         }
     }
+}
+
+/// Whether the fixed-size copy ring for `size`-byte messages copies with
+/// a length known at compile time: it is instantiated for every power of
+/// two the bench accepts (`copy_ring` holds the list; a test checks it
+/// against this). Other sizes get slots of exactly their size copied with
+/// a run-time length, and say so in their label (`exact slots`).
+pub fn fixed_copy_is_compiled(size: usize) -> bool {
+    size.is_power_of_two() && (MIN_SIZE..=MAX_SIZE).contains(&size)
 }
 
 /// The scenarios `plan` asks for, each ringbus figure after its floors,
@@ -309,7 +359,9 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
             }
         }
         if st || fan {
+            out.push((Scenario::FixedRingThroughput { size }, thr(size)));
             out.push((Scenario::CopyRingThroughput { size }, thr(size)));
+            out.push((Scenario::FixedRingLatency { size }, lat(size)));
             out.push((Scenario::CopyRingLatency { size }, lat(size)));
         }
         let mut fans = Vec::new();

@@ -66,6 +66,8 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         "floor-futex-pingpong",
         "base-seqlock-pingpong-64B",
         "base-unix-pingpong-8B",
+        "floor-fixedring-throughput-64B",
+        "floor-fixedring-latency-8B",
         "floor-copyring-throughput-64B",
         "floor-copyring-latency-8B",
         "ringbus-pingpong-spin-overwrite-64B",
@@ -116,7 +118,21 @@ fn smoke_run_writes_json_hgrm_and_plot() {
             let beside_seqlock = r["metric"] == "ping-pong" && !id.contains("-block-");
             assert_eq!(r["ratio_seqlock"].is_f64(), beside_seqlock, "{r}");
             assert_eq!(r["ratio_seqlock_p99_9"].is_f64(), beside_seqlock, "{r}");
+            // Flat-out streams sit beside the run-time-length copy ring.
+            let beside_runtime = r["metric"] == "throughput";
+            assert_eq!(r["ratio_runtime_ring"].is_f64(), beside_runtime, "{r}");
         }
+        // Streams say how many bytes a message moves between cores: a
+        // ring slot (32-byte header + payload, whole lines), a copy ring's
+        // slot (the payload; rounded up to 8 in the run-time-length one).
+        let size = r["size"].as_u64();
+        let want = match (r["metric"].as_str().unwrap(), size) {
+            ("ping-pong", _) | (_, None) => None,
+            (_, Some(size)) if id.starts_with("ringbus") => Some((32 + size).next_multiple_of(64)),
+            (_, Some(size)) if id.starts_with("floor-fixedring") => Some(size),
+            (_, Some(size)) => Some(size.next_multiple_of(8)),
+        };
+        assert_eq!(r["bytes_per_msg"].as_u64(), want, "{r}");
     }
     let targets = json["targets"].as_array().unwrap();
     for floor in ["seqlock floor", "cache-line floor (stricter)"] {
@@ -169,7 +185,10 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         assert_eq!(names("ping_pong_p50"), pp, "{line}");
         assert_eq!(
             names("streaming_msgs_per_s"),
-            ["floor: copy ring"],
+            [
+                "floor: copy ring (fixed size)",
+                "base: copy ring (run-time length)"
+            ],
             "{line}"
         );
     }
