@@ -312,8 +312,8 @@ impl Summary {
                 let (wait, pp_values, st_values) = if k == 0 {
                     (
                         line.wait.name(),
-                        pp.map(|c| values(&c.ringbus, ns)).unwrap_or_default(),
-                        st.map(|c| values(&c.ringbus, si)).unwrap_or_default(),
+                        pp.map_or_else(blank_values, |c| values(&c.ringbus, ns)),
+                        st.map_or_else(blank_values, |c| values(&c.ringbus, si)),
                     )
                 } else {
                     ("", blank_values(), blank_values())
@@ -405,4 +405,87 @@ fn target(r: &Reference) -> String {
         (None, None) => "-",
     };
     format!("{sign}{:.2} {verdict}", b.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::BenchArgs;
+    use crate::params::Params;
+    use crate::sample::Sample;
+    use crate::targets::targets;
+
+    fn rate(msgs_per_s: f64, paired: Option<f64>) -> Sample {
+        Sample {
+            hist: None,
+            msgs_per_s: Some(msgs_per_s),
+            received: 1000,
+            lost: 0,
+            paired: paired.map(|r| (r, None)),
+            vs_base: None,
+            resolution: 1.0,
+        }
+    }
+
+    /// Only streams ran: the ping-pong half of each line stays blank, and
+    /// the columns still line up.
+    #[test]
+    fn a_missing_half_keeps_the_columns() {
+        let plan = Plan::from_args(
+            &BenchArgs {
+                sizes: Some(vec![64]),
+                ..Default::default()
+            },
+            &[0, 1],
+        )
+        .unwrap();
+        let p = Params {
+            size: 64,
+            iters: 1000,
+            warmup: 10,
+            rate: 0,
+            capacity: 64,
+            duration_ns: None,
+            timestamps: false,
+            trusted: false,
+            mailboxes: false,
+        };
+        let stream = |wait, mode| Scenario::RingThroughput {
+            size: 64,
+            wait,
+            mode,
+            subscribers: 1,
+        };
+        let rows = vec![
+            Row::new(
+                Scenario::FixedRingThroughput { size: 64 },
+                p,
+                &[rate(10e6, None)],
+            ),
+            Row::new(
+                stream(WaitStrategy::Spin, Mode::Overwrite),
+                p,
+                &[rate(7e6, Some(0.7))],
+            ),
+            Row::new(
+                stream(WaitStrategy::Block, Mode::Backpressure),
+                p,
+                &[rate(5e6, Some(0.5))],
+            ),
+        ];
+        let summary = Summary::of(&plan, &rows, &targets(&rows));
+        let waits: Vec<_> = summary.lines.iter().map(|l| l.wait).collect();
+        assert_eq!(waits, [WaitStrategy::Spin, WaitStrategy::Block]);
+        assert!(summary.lines[0].ping_pong_p50.is_none());
+        let mut s = String::new();
+        summary.render(&mut s, false);
+        let bars: Vec<usize> = s
+            .lines()
+            .filter_map(|l| l.chars().position(|c| c == '│'))
+            .collect();
+        assert_eq!(bars.len(), 6, "{s}");
+        assert!(bars.iter().all(|&b| b == bars[0]), "{s}");
+        assert!(s.contains("≥0.65 met"), "{s}");
+        assert!(!s.contains("Unix socket"), "no ping-pong ran: {s}");
+    }
 }
