@@ -28,7 +28,9 @@ pub enum ScenarioArg {
 ///
 /// Starts everything it needs (shared memory, child processes), pins the
 /// publisher and the subscriber to different CPUs, records every sample in
-/// an HdrHistogram and prints each ringbus figure beside its floor.
+/// an HdrHistogram and prints each ringbus figure beside its floor: first a
+/// summary at 64 B (one line per wait strategy, with the targets),
+/// then the full matrix.
 #[derive(Args, Clone, Debug, Default)]
 pub struct BenchArgs {
     /// CPUs to pin to: publisher first, then subscriber(s) [default: the

@@ -17,38 +17,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context, Result};
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::params::{Params, SideResult};
+use super::ring::Link;
 use super::scenario::Scenario;
 use super::shared::Region;
 
 /// The hidden subcommand that runs a bench child: `ringbus __bench-child
 /// <SPEC>`. The CLI must route it to [`super::child_main`].
 pub const CHILD_SUBCOMMAND: &str = "__bench-child";
-
-/// Counts and knobs of one measurement, shared by all its processes.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Params {
-    /// Message size in bytes.
-    pub size: usize,
-    /// Measured round trips or messages (ignored when `duration_ns` is set).
-    pub iters: u64,
-    /// Unrecorded round trips or messages first.
-    pub warmup: u64,
-    /// Messages per second for paced (latency) runs; 0 = flat out.
-    pub rate: u64,
-    /// Ring capacity in messages.
-    pub capacity: u32,
-    /// Measure for this long instead of `iters`.
-    pub duration_ns: Option<u64>,
-    /// ringbus publishers stamp each message.
-    pub timestamps: bool,
-    /// Direct rings: subscribers map the data read-write (`--trusted`).
-    pub trusted: bool,
-    /// Direct rings with read-only subscribers: each reader gets a mailbox.
-    pub mailboxes: bool,
-}
 
 /// Everything a child needs, passed as its one argument.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,42 +47,9 @@ pub struct ChildSpec {
     /// Inherited socket, for the Unix-socket baseline.
     pub sock_fd: Option<i32>,
     /// How to reach the rings under test (ringbus scenarios).
-    pub link: Option<super::ring::Link>,
+    pub link: Option<Link>,
     /// Counts and knobs.
     pub params: Params,
-}
-
-/// What one child reports back.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct SideResult {
-    /// Recorded samples in ns as `[value, count]` pairs (lossless: the
-    /// histogram's own bucket values).
-    pub hist: Vec<[u64; 2]>,
-    /// Measured messages received (after warm-up).
-    pub received: u64,
-    /// Measured messages the subscriber was told it missed (overwrite mode).
-    pub lost: u64,
-    /// ns from the end of warm-up to the last message received.
-    pub elapsed_ns: u64,
-}
-
-impl SideResult {
-    /// Stores `h` in the result.
-    pub fn set_hist(&mut self, h: &Histogram<u64>) {
-        self.hist = h
-            .iter_recorded()
-            .map(|v| [v.value_iterated_to(), v.count_at_value()])
-            .collect();
-    }
-
-    /// Rebuilds the histogram a child sent.
-    pub fn hist(&self) -> Histogram<u64> {
-        let mut h = super::stats::new_hist();
-        for &[value, count] in &self.hist {
-            h.saturating_record_n(value, count);
-        }
-        h
-    }
 }
 
 struct Running {

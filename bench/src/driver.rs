@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use hdrhistogram::Histogram;
 
-use super::child::{Params, SideResult};
 use super::clock::{monotonic_ns, Ticks};
+use super::params::{Params, SideResult};
 use super::stats::new_hist;
 
 /// How many loop iterations pass between two looks at the clock in

@@ -1,5 +1,6 @@
-//! The baselines ringbus is measured against, each without any ringbus
-//! code, in the same two-process harness and on the same cores:
+//! The ping-pong baselines ringbus is measured against, each without any
+//! ringbus code, in the same two-process harness and on the same cores
+//! (the streaming ones are in `copy_ring.rs`):
 //!
 //! * **cache line**: one 64-byte line per direction holding a sequence word,
 //!   stored and spun on with atomics. Nothing crosses cores faster: this is
@@ -10,20 +11,17 @@
 //!
 //! Both spin-wait floors end each send with a full fence ([`drain`]) before
 //! the sender starts spinning on the reply. No ordering needs it; it is
-//! there because it is faster: on the 2-vCPU AMD EPYC guest this was
-//! developed on, the one-way p50 went from ~49 to ~34 ns (cache line) and
-//! from ~53 to ~41 ns (64-byte seqlock), run after run (DESIGN.md, "The
+//! there because it is faster: on the AMD EPYC guest this was developed on,
+//! it took a step off each one-way trip, run after run (DESIGN.md, "The
 //! floors fence"). A floor is the fastest bare ping-pong we know, so it
 //! takes the faster form.
 //! * **futex**: a 32-bit word per direction; the sender stores and
 //!   `FUTEX_WAKE`s, the receiver `FUTEX_WAIT`s (process-shared): the floor
 //!   for blocking waits.
 //! * **unix socket**: a `SOCK_SEQPACKET` socketpair, one message each way.
-//! * **copy ring**: a textbook Lamport SPSC ring with cached indices; each
-//!   message is copied in and copied out: the floor for throughput.
 //!
-//! The parent is always the sender / publisher (and times ping-pongs); the
-//! child echoes or subscribes.
+//! The parent is always the sender (and times the round trips); the child
+//! echoes.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr;
@@ -35,12 +33,10 @@ use hdrhistogram::Histogram;
 use rustix::io::Errno;
 use rustix::thread::futex;
 
-use super::child::{Params, SideResult};
-use super::clock::{monotonic_ns, Ticks};
-use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
-use super::shared::{
-    pad128, spin_until, Control, Padded, Patience, Region, SharedPlain, CONTROL_SIZE,
-};
+use super::clock::Ticks;
+use super::driver::drive_pingpong;
+use super::params::{Params, SideResult};
+use super::shared::{pad128, Control, Padded, Patience, Region, SharedPlain, CONTROL_SIZE};
 
 /// Written into a ping word to tell the echo side to stop.
 const STOP64: u64 = u64::MAX;
@@ -412,147 +408,4 @@ pub fn unix_child(sock: OwnedFd, p: &Params) -> Result<SideResult> {
         sock_send(&sock, &buf[..len])?;
     }
     Ok(SideResult::default())
-}
-
-// ----------------------------------------------------------------- copy ring
-
-#[repr(C)]
-struct RingIdx {
-    /// Messages published; written by the producer only.
-    head: Padded<AtomicU64>,
-    /// Messages consumed; written by the consumer only.
-    tail: Padded<AtomicU64>,
-}
-// SAFETY: two padded atomics; repr(C); zero is valid.
-unsafe impl SharedPlain for RingIdx {}
-
-const RING_SLOTS: usize = CONTROL_SIZE + std::mem::size_of::<RingIdx>();
-
-fn ring_stride(size: usize) -> usize {
-    size.next_multiple_of(8)
-}
-
-/// Region size for the copy ring.
-pub fn copy_ring_len(size: usize, capacity: u32) -> usize {
-    RING_SLOTS + capacity as usize * ring_stride(size)
-}
-
-struct CopyRing<'a> {
-    idx: &'a RingIdx,
-    slots: *mut u8,
-    mask: u64,
-    stride: usize,
-    cap: u64,
-}
-
-impl<'a> CopyRing<'a> {
-    fn new(region: &'a Region, p: &Params) -> Result<CopyRing<'a>> {
-        ensure!(
-            p.capacity.is_power_of_two(),
-            "capacity must be a power of two"
-        );
-        let stride = ring_stride(p.size);
-        Ok(CopyRing {
-            idx: region.at(CONTROL_SIZE)?,
-            slots: region.bytes(RING_SLOTS, p.capacity as usize * stride)?,
-            mask: u64::from(p.capacity) - 1,
-            stride,
-            cap: u64::from(p.capacity),
-        })
-    }
-
-    #[inline(always)]
-    fn slot(&self, seq: u64) -> *mut u8 {
-        // SAFETY: `(seq & mask) * stride + stride <= capacity * stride`, the
-        // size of the slot area checked in `new`.
-        unsafe { self.slots.add((seq & self.mask) as usize * self.stride) }
-    }
-}
-
-/// Parent: publishes `warmup + iters` messages (flat out, or paced at
-/// `p.rate` with the publish time in the first 8 bytes), then sets `stop`.
-pub fn copy_ring_parent(region: &Region, p: &Params) -> Result<()> {
-    let ctl = region.control();
-    let ring = CopyRing::new(region, p)?;
-    let paced = p.rate > 0;
-    let mut pacer = Pacer::new(p.rate);
-    let mut budget = Budget::new(p);
-    let mut msg = vec![0x3Cu8; p.size];
-    let mut head = 0u64;
-    let mut limit = ring.cap; // cached tail + capacity
-    loop {
-        if head == limit {
-            spin_until(ctl, "space in the copy ring", || {
-                // Acquire: pairs with the consumer's Release store of `tail`,
-                // so its copy out of the slot is done before we overwrite.
-                limit = ring.idx.tail.0.load(Ordering::Acquire) + ring.cap;
-                head < limit
-            })?;
-        }
-        if paced {
-            pacer.wait();
-        }
-        msg[..8].copy_from_slice(&head.to_le_bytes());
-        // SAFETY: slot `head` is free (head < tail + capacity) and only this
-        // process writes slots.
-        unsafe { ptr::copy_nonoverlapping(msg.as_ptr(), ring.slot(head), p.size) };
-        if paced {
-            // Stamped after the copy, as the ring stamps its messages.
-            let stamp = monotonic_ns().to_le_bytes();
-            // SAFETY: as above; the first 8 bytes of the same slot.
-            unsafe { ptr::copy_nonoverlapping(stamp.as_ptr(), ring.slot(head), 8) };
-        }
-        head += 1;
-        // Release: publishes the slot; pairs with the consumer's Acquire
-        // load of `head`.
-        ring.idx.head.0.store(head, Ordering::Release);
-        if !budget.more_after(head) {
-            break;
-        }
-    }
-    // Release: pairs with the consumer's Acquire load of `stop`; `head` is
-    // already published.
-    ctl.stop.store(head + 1, Ordering::Release);
-    Ok(())
-}
-
-/// Child: consumes until the publisher's `stop`, checking sequence numbers
-/// (flat out) or recording latencies (paced).
-pub fn copy_ring_child(region: &Region, p: &Params) -> Result<SideResult> {
-    let ctl = region.control();
-    let ring = CopyRing::new(region, p)?;
-    let paced = p.rate > 0;
-    let mut receipts = Receipts::new(p, paced);
-    let mut msg = vec![0u8; p.size];
-    let mut tail = 0u64;
-    let mut avail = 0u64; // cached head
-    loop {
-        if tail == avail {
-            let mut done = false;
-            spin_until(ctl, "a copy-ring message", || {
-                // Acquire: pairs with the producer's Release store of `head`.
-                avail = ring.idx.head.0.load(Ordering::Acquire);
-                // Acquire: pairs with the producer's Release store of `stop`.
-                done = tail == avail && ctl.stop.load(Ordering::Acquire) == tail + 1;
-                tail != avail || done
-            })?;
-            if done {
-                return Ok(receipts.finish());
-            }
-        }
-        // SAFETY: slot `tail` is published (tail < head) and the producer
-        // does not reuse it until our Release of `tail` below.
-        unsafe { ptr::copy_nonoverlapping(ring.slot(tail), msg.as_mut_ptr(), p.size) };
-        let word = seq_of(&msg);
-        // Release: hands the slot back; pairs with the producer's Acquire
-        // load of `tail`.
-        ring.idx.tail.0.store(tail + 1, Ordering::Release);
-        if paced {
-            receipts.got(tail, word);
-        } else {
-            ensure!(word == tail, "copy ring delivered {word} for {tail}");
-            receipts.got(tail, 0);
-        }
-        tail += 1;
-    }
 }

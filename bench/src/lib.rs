@@ -9,29 +9,92 @@
 //! goes into an HdrHistogram; warm-up is excluded; with `--runs N` each
 //! figure is the median across runs.
 //!
-//! Baselines, measured in the same harness (see `floors.rs`): a cache-line
-//! ping-pong (the spin-latency floor), a seqlock slot ping-pong, a futex
-//! ping-pong (the blocking floor), a Unix-socket ping-pong, and a Lamport
-//! SPSC copy ring (the throughput floor).
+//! Baselines, measured in the same harness (`floors.rs`, `copy_ring.rs`):
+//! a cache-line ping-pong (the spin-latency floor), a seqlock slot
+//! ping-pong, a futex ping-pong (the blocking floor), a Unix-socket
+//! ping-pong, and two SPSC copy rings: one with slots of exactly the
+//! message size and copies of a compile-time length (the streaming floor)
+//! and one with copies of a run-time length (a second baseline, which
+//! every flat-out stream is also measured beside). Streaming rows show the
+//! bytes each message moves between cores, which bounds their ratio.
 //!
 //! The CLI wires two entry points: [`run`] for `ringbus bench` and
 //! [`child_main`] for the hidden [`CHILD_SUBCOMMAND`].
+//!
+//! # What it prints
+//!
+//! First a [`Summary`]: one table at 64 B (the size the issue's targets
+//! are set at), one line per wait strategy, with the ping-pong's one-way
+//! p50 and the stream's msgs/s in both modes, each beside the floor it was
+//! paired with, the ratio, the target's bound and whether it was met, and
+//! the Unix socket's ping-pong for scale. Then the full matrix: every
+//! scenario at every size, percentiles, counts, losses, the targets and the
+//! notes. `--json` carries both (`summary`, `rows`, `targets`).
+//!
+//! The matrix is printed by default, below the summary, and there is no
+//! `--full` flag to ask for it: a default run takes minutes, and hiding
+//! what it measured would leave a reader who wants one more figure (a
+//! p99.9, a floor's own value, the losses, another size) to run it all
+//! again. The summary being first is what keeps the screen readable: it is
+//! the first thing on stdout (the first page of `ringbus bench | less`,
+//! the top of the scrollback), and the matrix under it is there to check
+//! it against.
+//!
+//! # Layers
+//!
+//! The modules, bottom up. Each imports only modules listed before it,
+//! never a later one, so there are no import cycles:
+//!
+//! 1. leaves: `stats` (histograms, percentiles, medians), `clock` (the
+//!    tick counter; uses `stats`), `shared` (the memory the processes
+//!    share, the start barrier), `args` (the command line and its
+//!    [`Plan`]), `progress` (the progress on stderr), `units` (how
+//!    figures are written: ns, rates, sizes);
+//! 2. `params`: the data every measuring module passes around (`Params`,
+//!    the counts of one measurement; `SideResult`, what a child reports);
+//! 3. `scenario`: what is measured, as plain data ([`Scenario`],
+//!    [`Metric`], names, which floor each figure is compared with, the
+//!    list a plan expands to); `driver`: the timing loops the floors and
+//!    ringbus share;
+//! 4. `floors`, `copy_ring` and `ring`: each side's code of the ping-pong
+//!    baselines, of the streaming ones, and of ringbus;
+//! 5. `child`: spawning and collecting the other side's processes (their
+//!    spec names a `Scenario` and a `ring::Link`); `sample`: one
+//!    measurement's figures, blocks merged, ratios to a floor;
+//! 6. `measure`: running a scenario (parent side, children, the child's
+//!    side) and pairing a ringbus row with its floor in blocks;
+//! 7. `row`: one scenario's samples aggregated over runs;
+//! 8. `targets`: the issue's targets evaluated on the rows;
+//! 9. `summary`: the first table, from the rows and the targets;
+//! 10. `report`: everything together, with floors filled in, as the table
+//!     (summary, then matrix) and the JSON;
+//! 11. `hgrm` and `plot`: files written from a report;
+//!
+//! and this file on top: [`run`], [`measure()`], [`child_main`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 mod child;
 mod clock;
+mod copy_ring;
 mod driver;
 mod floors;
 mod hgrm;
+mod measure;
+mod params;
 mod plot;
 mod progress;
 mod report;
 mod ring;
+mod row;
+mod sample;
 mod scenario;
 mod shared;
 mod stats;
+mod summary;
+mod targets;
+mod units;
 
 use std::io::Write;
 
@@ -40,8 +103,11 @@ use ringbus::broker::{Config, EmbeddedBroker};
 
 pub use args::{BenchArgs, Plan, ScenarioArg};
 pub use child::CHILD_SUBCOMMAND;
-pub use report::{Report, Row, Target};
+pub use report::Report;
+pub use row::Row;
 pub use scenario::{Metric, Scenario};
+pub use summary::Summary;
+pub use targets::Target;
 
 /// Runs `ringbus bench` with `args`: prints the table (or JSON) on stdout,
 /// writes `--hgrm` / `--plot` files, shows progress on stderr.
@@ -152,6 +218,21 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         "subscribers map ring data read-only (the default; --trusted maps it read-write)"
             .to_string()
     });
+    let streams = plan.scenarios.contains(&ScenarioArg::Streaming) || plan.fan_out();
+    let exact: Vec<String> = (plan.sizes.iter())
+        .filter(|&&s| streams && !scenario::fixed_copy_is_compiled(s))
+        .map(|s| format!("{s} B"))
+        .collect();
+    if !exact.is_empty() {
+        notes.push(format!(
+            "streaming floor at {}: \"copy ring (exact slots)\", slots of exactly the message \
+             size copied with a run-time length; copies of a length known at compile time are \
+             built for powers of two ({} B to {} KiB)",
+            exact.join(", "),
+            args::MIN_SIZE,
+            args::MAX_SIZE >> 10
+        ));
+    }
     if plan.shared_cpus {
         notes.push("CPUs are shared between sides: the figures mean nothing".to_string());
     }
@@ -163,72 +244,26 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     }
 
     let list = scenario::list(&plan);
-    let ctx = scenario::Ctx {
+    let ctx = measure::Ctx {
         plan: &plan,
         exe: &exe,
         ticks,
         broker: client.as_ref(),
         count: std::cell::Cell::new(0),
     };
-    let mut samples: Vec<Vec<scenario::Sample>> = vec![Vec::new(); list.len()];
+    let mut samples: Vec<Vec<sample::Sample>> = vec![Vec::new(); list.len()];
     let mut progress = progress::Progress::new(list.len() * plan.runs as usize);
     for run in 0..plan.runs {
         for (k, (sc, params)) in list.iter().enumerate() {
             let size = sc.size().map(|s| format!(" ({s} B)")).unwrap_or_default();
             progress.step(&format!(
-                "run {}/{}: {}{size}",
+                "run {}/{}: {} {}{size}",
                 run + 1,
                 plan.runs,
                 sc.label(),
+                sc.metric().name(),
             ));
-            // A ringbus figure is paired with its floor measured right
-            // next to it: the hypervisor may move the vCPUs between cores
-            // (this changes cross-core latency severalfold), and adjacent
-            // measurements usually share a placement. A row whose floor
-            // measures the same thing (a ping-pong, a stream's rate, a
-            // stream's latency) alternates with it in blocks, the ratio
-            // being the median of the blocks'; the rest (a blocking
-            // stream's latency against the futex ping-pong) follow one
-            // floor measurement.
-            let floor = sc.floor().filter(|_| !sc.is_floor());
-            let floor_params = |f: Scenario| {
-                list.iter()
-                    .find(|(x, _)| *x == f)
-                    .map(|(_, p)| *p)
-                    .context("a floor missing from the list")
-            };
-            let sample = match floor {
-                Some(f) if sc.metric() == f.metric() => {
-                    // Spin and adaptive rows also sit beside the seqlock
-                    // ping-pong of their size (the issue's floor).
-                    let seqlock = sc.seqlock_floor();
-                    let seqlock_params = seqlock.map(floor_params).transpose()?;
-                    scenario::measure_paired_blocks(
-                        &ctx,
-                        *sc,
-                        params,
-                        (f, &floor_params(f)?),
-                        seqlock.zip(seqlock_params.as_ref()),
-                    )
-                    .with_context(|| format!("measuring {}", sc.slug()))?
-                }
-                Some(f) => {
-                    let fp = scenario::pair_params(&floor_params(f)?);
-                    let fs = scenario::measure(&ctx, f, &fp)
-                        .with_context(|| format!("measuring {} (paired)", f.slug()))?;
-                    let mut s = scenario::measure(&ctx, *sc, params)
-                        .with_context(|| format!("measuring {}", sc.slug()))?;
-                    s.pair_with(
-                        &fs,
-                        f.metric() == Metric::PingPong,
-                        sc.metric() == Metric::PingPong,
-                    );
-                    s
-                }
-                None => scenario::measure(&ctx, *sc, params)
-                    .with_context(|| format!("measuring {}", sc.slug()))?,
-            };
-            samples[k].push(sample);
+            samples[k].push(measure::measure_row(&ctx, &list, *sc, params)?);
         }
     }
     progress.finish();
@@ -268,7 +303,7 @@ fn start_broker(trusted: bool) -> Result<EmbeddedBroker> {
 /// a failure in the measurement; the parent reports it.
 pub fn child_main(spec_json: &str) -> Result<()> {
     let (spec, region) = child::child_setup(spec_json)?;
-    let result = scenario::child_side(&spec, &region);
+    let result = measure::child_side(&spec, &region);
     let result = match result {
         Ok(r) => r,
         Err(e) => {
@@ -289,9 +324,11 @@ pub fn child_main(spec_json: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::args::{BenchArgs, Plan};
-    use super::child::Params;
-    use super::report::{Machine, Report, Row};
-    use super::scenario::{Sample, Scenario};
+    use super::params::Params;
+    use super::report::{Machine, Report};
+    use super::row::Row;
+    use super::sample::Sample;
+    use super::scenario::Scenario;
     use super::stats::new_hist;
     use ringbus::ring::Mode;
     use ringbus::wait::WaitStrategy;
@@ -320,7 +357,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
-            vs_seqlock: None,
+            vs_base: None,
             resolution: 1.0,
         }
     }
@@ -332,7 +369,7 @@ mod tests {
             received: 1000,
             lost: 0,
             paired: None,
-            vs_seqlock: None,
+            vs_base: None,
             resolution: 1.0,
         }
     }
@@ -365,18 +402,26 @@ mod tests {
         spins[0].pair_with(&pingpong(160), true, true);
         spins[1].pair_with(&pingpong(80), true, true);
         // And beside a seqlock ping-pong (the issue's floor): 1.125, 1.0.
-        spins[0].vs_seqlock = Some((1.125, Some(1.4)));
-        spins[1].vs_seqlock = Some((1.0, Some(1.2)));
+        spins[0].vs_base = Some((1.125, Some(1.4)));
+        spins[1].vs_base = Some((1.0, Some(1.2)));
         let mut streams = vec![throughput(8e6), throughput(4e6)];
         streams[0].pair_with(&throughput(10e6), false, false);
         streams[1].pair_with(&throughput(5e6), false, false);
+        // And beside the run-time-length copy ring.
+        streams[0].vs_base = Some((1.5, None));
+        streams[1].vs_base = Some((1.3, None));
         let rows = vec![
             Row::new(Scenario::LinePingPong, params(64), &[pingpong(80)]),
             Row::new(spin, params(64), &spins),
             Row::new(
-                Scenario::CopyRingThroughput { size: 64 },
+                Scenario::FixedRingThroughput { size: 64 },
                 params(64),
                 &[throughput(10e6)],
+            ),
+            Row::new(
+                Scenario::CopyRingThroughput { size: 64 },
+                params(64),
+                &[throughput(6e6)],
             ),
             Row::new(stream, params(64), &streams),
         ];
@@ -396,7 +441,24 @@ mod tests {
             (spin_row.latency.unwrap().p50 - 135.0).abs() < 1.0,
             "median of 180, 90"
         );
-        assert!((report.rows[3].ratio.unwrap() - 0.8).abs() < 1e-9);
+        let stream_row = &report.rows[4];
+        assert_eq!(
+            stream_row.floor.as_deref(),
+            Some("floor: copy ring (fixed size)")
+        );
+        assert!((stream_row.ratio.unwrap() - 0.8).abs() < 1e-9);
+        assert!((stream_row.ratio_runtime_ring.unwrap() - 1.4).abs() < 1e-9);
+        assert_eq!(stream_row.ratio_seqlock, None);
+        // A ring slot: the 32-byte header and 64 bytes of payload, in whole
+        // cache lines; the floor moves the payload only.
+        assert_eq!(stream_row.bytes_per_msg, Some(128));
+        assert_eq!(report.rows[2].bytes_per_msg, Some(64));
+        let base = &report.rows[3];
+        assert_eq!(base.name, "base: copy ring (run-time length)");
+        assert!(
+            (base.ratio.unwrap() - 0.6).abs() < 1e-9,
+            "ratio of the medians"
+        );
 
         let t: Vec<_> = report
             .targets
@@ -414,21 +476,64 @@ mod tests {
         assert!(t.contains(&("spin overwrite 64 B ping-pong p50 / seqlock floor", true)));
         assert!(t.contains(&("spin overwrite 64 B ping-pong p99.9 / seqlock floor", true)));
         assert!(t.contains(&(
-            "spin overwrite 64 B streaming msgs/s / copy ring (at least)",
+            "spin overwrite 64 B streaming msgs/s / copy ring (fixed size) (at least)",
             true
         )));
 
+        // The summary: the spin line only (no other wait ran), both
+        // references of its ping-pong with the targets' verdicts, the
+        // stream beside its floor.
+        let summary = &report.summary;
+        assert_eq!(summary.size, 64);
+        assert_eq!(summary.lines.len(), 1);
+        assert_eq!(summary.lines[0].wait, WaitStrategy::Spin);
+        let pp = summary.lines[0].ping_pong_p50.as_ref().unwrap();
+        assert!((pp.ringbus.overwrite.unwrap() - 135.0).abs() < 1.0);
+        assert_eq!(pp.ringbus.backpressure, None, "not measured");
+        let names: Vec<&str> = pp.against.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["base: seqlock copy", "floor: cache line"]);
+        assert!((pp.against[0].ratio.overwrite.unwrap() - 1.0625).abs() < 1e-9);
+        assert_eq!(pp.against[0].met.overwrite, Some(true));
+        assert_eq!(
+            pp.against[1].value,
+            Some(40.0),
+            "the floor row's one-way p50"
+        );
+        assert_eq!(pp.against[1].met.overwrite, Some(false));
+        assert_eq!(pp.against[1].bound.unwrap().value, 1.15);
+        let st = summary.lines[0].streaming_msgs_per_s.as_ref().unwrap();
+        assert_eq!(st.ringbus.overwrite, Some(6e6), "median of 8e6 and 4e6");
+        assert_eq!(st.against[0].value, Some(10e6));
+        assert_eq!(st.against[0].met.overwrite, Some(true));
+        assert!(st.against[0]
+            .bound
+            .is_some_and(|b| !b.at_most && b.value == 0.65));
+        assert_eq!(st.against[1].name, "base: copy ring (run-time length)");
+        assert_eq!(st.against[1].ratio.overwrite, Some(1.4));
+        assert_eq!(st.against[1].bound, None);
+
         let table = report.to_table();
+        assert!(table.starts_with("Summary at 64 B"), "{table}");
+        let spin_line = table.find("\n  spin ").expect("a spin line");
+        assert!(spin_line < table.find("Ping-pong: one-way").unwrap());
+        assert!(table.contains("≤1.15 MISSED") && table.contains("≥0.65 met"));
         assert!(table.contains("ringbus spin/overwrite") && table.contains("2.25"));
         assert!(table.contains("note: a note"));
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
-        assert_eq!(json["rows"].as_array().unwrap().len(), 4);
+        assert_eq!(json["rows"].as_array().unwrap().len(), 5);
+        assert_eq!(json["rows"][4]["bytes_per_msg"], 128);
+        assert_eq!(json["rows"][4]["ratio_runtime_ring"], 1.4);
         assert_eq!(json["rows"][1]["rtt"]["count"], 2000);
         assert_eq!(
             json["rows"][1]["per_run"][0]["p50"], 180.0,
             "one-way of run 1"
         );
         assert_eq!(json["rows"][1]["per_run"][1]["ratio"], 2.25);
+        assert_eq!(json["summary"]["lines"][0]["wait"], "spin");
+        assert_eq!(
+            json["summary"]["lines"][0]["ping_pong_p50"]["against"][1]["met"]["overwrite"],
+            false
+        );
 
         let svg = super::plot::render(&report);
         assert_eq!(

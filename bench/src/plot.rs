@@ -4,8 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::report::{ns, Report, Row};
+use super::report::Report;
+use super::row::Row;
 use super::scenario::Metric;
+use super::units::ns;
 
 const W: f64 = 1180.0;
 const PANEL_H: f64 = 340.0;

@@ -1,15 +1,20 @@
-//! The bench's results: per-scenario rows (medians across runs, each beside
-//! its floor), the issue's targets, the table and the JSON form.
+//! The bench's results: the rows with their floors filled in, the issue's
+//! targets, the summary, and the two forms they are printed in: the table
+//! (summary first, then the full matrix) and the JSON.
 
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::args::Plan;
-use super::child::Params;
-use super::scenario::{median_pair, Metric, Sample, Scenario};
-use super::stats::{median, new_hist, Percentiles};
+use super::measure::PAIR_BLOCKS;
+use super::row::Row;
+use super::scenario::{Metric, Scenario};
+use super::stats::Percentiles;
+use super::summary::Summary;
+use super::targets::{targets, Target};
+use super::units::{ns, si, size};
+use ringbus::wait::WaitStrategy;
 
 /// The machine the figures come from.
 #[derive(Clone, Debug, Serialize)]
@@ -58,186 +63,6 @@ impl Machine {
     }
 }
 
-/// One scenario's figures over all runs.
-#[derive(Clone, Debug, Serialize)]
-pub struct Row {
-    /// Human name.
-    pub name: String,
-    /// Identifier (also the `.hgrm` file name).
-    pub id: String,
-    /// What ran.
-    pub scenario: Scenario,
-    /// Kind of figure.
-    pub metric: Metric,
-    /// Message size, if any.
-    pub size: Option<usize>,
-    /// Counts used.
-    pub params: Params,
-    /// Runs aggregated.
-    pub runs: usize,
-    /// Ping-pong: round-trip percentiles (medians across runs), ns.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtt: Option<Percentiles>,
-    /// Ping-pong: one-way = RTT / 2; streaming latency runs: publish to
-    /// receipt. Medians across runs, ns.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency: Option<Percentiles>,
-    /// Throughput runs: messages per second (median across runs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub msgs_per_s: Option<f64>,
-    /// Throughput runs: payload bytes per second.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_per_s: Option<f64>,
-    /// Measured messages received, all runs.
-    pub received: u64,
-    /// Messages lost (overwrite mode), all runs.
-    pub lost: u64,
-    /// Name of the row this row is compared with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub floor: Option<String>,
-    /// This row's p50 (or messages/s) divided by its floor's: for ringbus
-    /// rows the median over runs of the ratio to the floor measured next to
-    /// it (the median over blocks alternating with the floor, but for a
-    /// blocking stream's latency),
-    /// else the ratio of the medians.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio: Option<f64>,
-    /// This row's p99.9 divided by the floor's (latency rows).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio_p99_9: Option<f64>,
-    /// Spin and adaptive ping-pong rows: p50 and p99.9 divided by the
-    /// seqlock ping-pong's of the same size, measured beside it (see
-    /// [`Scenario::seqlock_floor`]); medians as for `ratio`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio_seqlock: Option<f64>,
-    /// The p99.9 of `ratio_seqlock`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio_seqlock_p99_9: Option<f64>,
-    /// Each run's own figures, in run order (to see the spread behind a
-    /// median).
-    pub per_run: Vec<RunFigures>,
-    /// All runs' samples merged (one-way or latency ns), for `.hgrm` and
-    /// the plot.
-    #[serde(skip)]
-    pub merged: Option<Histogram<u64>>,
-    /// Divisor from the recorded values to `latency` (2 for ping-pong).
-    #[serde(skip)]
-    pub div: f64,
-}
-
-impl Row {
-    /// Aggregates `samples` (one per run).
-    pub fn new(scenario: Scenario, params: Params, samples: &[Sample]) -> Row {
-        let metric = scenario.metric();
-        let div = if metric == Metric::PingPong { 2.0 } else { 1.0 };
-        let hists: Vec<&Histogram<u64>> = samples.iter().filter_map(|s| s.hist.as_ref()).collect();
-        let (rtt, latency, merged) = if hists.is_empty() {
-            (None, None, None)
-        } else {
-            let of = |div: f64| -> Vec<Percentiles> {
-                samples
-                    .iter()
-                    .filter_map(|s| {
-                        s.hist
-                            .as_ref()
-                            .map(|h| Percentiles::of(h, div, s.resolution))
-                    })
-                    .collect()
-            };
-            let raw = Percentiles::median_of(&of(1.0));
-            let per_run_div = of(div);
-            let lat = Percentiles::median_of(&per_run_div);
-            let mut m = new_hist();
-            for h in &hists {
-                let _ = m.add(*h);
-            }
-            (
-                (metric == Metric::PingPong).then_some(raw),
-                Some(lat),
-                Some(m),
-            )
-        };
-        let rates: Vec<f64> = samples.iter().filter_map(|s| s.msgs_per_s).collect();
-        let msgs_per_s = (!rates.is_empty()).then(|| median(rates));
-        let medians = |pairs: Vec<(f64, Option<f64>)>| match median_pair(&pairs) {
-            Some((p50, p999)) => (Some(p50), p999),
-            None => (None, None),
-        };
-        let (ratio, ratio_p99_9) = medians(samples.iter().filter_map(|s| s.paired).collect());
-        let (ratio_seqlock, ratio_seqlock_p99_9) =
-            medians(samples.iter().filter_map(|s| s.vs_seqlock).collect());
-        let per_run = samples
-            .iter()
-            .map(|s| {
-                let p = s
-                    .hist
-                    .as_ref()
-                    .map(|h| Percentiles::of(h, div, s.resolution));
-                RunFigures {
-                    p50: p.map(|p| p.p50),
-                    p99_9: p.map(|p| p.p99_9),
-                    msgs_per_s: s.msgs_per_s,
-                    ratio: s.paired.map(|r| r.0),
-                }
-            })
-            .collect();
-        Row {
-            per_run,
-            name: scenario.label(),
-            id: scenario.slug(),
-            scenario,
-            metric,
-            size: scenario.size(),
-            params,
-            runs: samples.len(),
-            rtt,
-            latency,
-            msgs_per_s,
-            bytes_per_s: msgs_per_s.map(|m| m * params.size as f64),
-            received: samples.iter().map(|s| s.received).sum(),
-            lost: samples.iter().map(|s| s.lost).sum(),
-            floor: None,
-            ratio,
-            ratio_p99_9,
-            ratio_seqlock,
-            ratio_seqlock_p99_9,
-            merged,
-            div,
-        }
-    }
-}
-
-/// One run's figures of one row.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct RunFigures {
-    /// p50 (one-way for ping-pong), ns.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p50: Option<f64>,
-    /// p99.9 (one-way for ping-pong), ns.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p99_9: Option<f64>,
-    /// Messages per second.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub msgs_per_s: Option<f64>,
-    /// Ratio to the floor measured next to it (see [`Row::ratio`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio: Option<f64>,
-}
-
-/// One of the issue's targets, evaluated (informational: nothing gates on
-/// it).
-#[derive(Clone, Debug, Serialize)]
-pub struct Target {
-    /// What is compared.
-    pub what: String,
-    /// Measured ratio.
-    pub ratio: f64,
-    /// Bound.
-    pub bound: f64,
-    /// `ratio <= bound` (or `>=` for throughput).
-    pub met: bool,
-}
-
 /// Everything the bench prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -249,6 +74,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The issue's targets.
     pub targets: Vec<Target>,
+    /// The first table: one line per wait strategy at one size.
+    pub summary: Summary,
     /// Remarks (skipped scenarios, smoke mode).
     pub notes: Vec<String>,
 }
@@ -280,7 +107,7 @@ impl Report {
                 _ => {}
             }
         }
-        let targets = super::scenario::targets(&rows);
+        let targets = targets(&rows);
         // A blocking receive answered faster than any futex wake-up never
         // slept: the comparison with the futex floor then says nothing.
         let quick: Vec<&str> = rows
@@ -289,7 +116,7 @@ impl Report {
                 matches!(
                     r.scenario,
                     Scenario::RingPingPong {
-                        wait: ringbus::wait::WaitStrategy::Block,
+                        wait: WaitStrategy::Block,
                         ..
                     }
                 ) && r.latency.is_some_and(|l| l.p50 < 1_000.0)
@@ -303,11 +130,13 @@ impl Report {
                 quick.join(", ")
             ));
         }
+        let summary = Summary::of(&plan, &rows, &targets);
         Report {
             machine,
             plan,
             rows,
             targets,
+            summary,
             notes,
         }
     }
@@ -317,10 +146,12 @@ impl Report {
         serde_json::to_string_pretty(self).expect("the report is plain data")
     }
 
-    /// The report as a table.
+    /// The report as text: the summary, then the full matrix.
     pub fn to_table(&self) -> String {
         let mut s = String::new();
         let p = &self.plan;
+        self.summary.render(&mut s, p.smoke);
+        let _ = writeln!(s);
         let _ = writeln!(
             s,
             "ringbus bench — {} ({} CPUs online), Linux {}, pinned to CPUs {:?}",
@@ -345,7 +176,7 @@ impl Report {
             "×: ringbus figure / the floor in `vs`, that floor re-measured next to it on the same \
              cores, in {} blocks alternating with it (median of the blocks' ratios; a blocking \
              stream's latency follows one futex ping-pong), median over runs",
-            super::scenario::PAIR_BLOCKS
+            PAIR_BLOCKS
         );
 
         let pp: Vec<&Row> = self
@@ -363,18 +194,23 @@ impl Report {
             .filter(|r| r.metric == Metric::Throughput)
             .collect();
         if !thr.is_empty() {
-            let _ = writeln!(s, "\nStreaming throughput, flat out");
             let _ = writeln!(
                 s,
-                "  {:<34} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<28} {:>6}",
-                "", "size", "msgs/s", "bytes/s", "lost", "count", "vs", "×"
+                "\nStreaming throughput, flat out (B/msg: bytes a message moves between cores; \
+                 ×run-time: ringbus / the run-time-length copy ring, measured beside it)"
+            );
+            let _ = writeln!(
+                s,
+                "  {:<34} {:>6} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
+                "", "size", "B/msg", "msgs/s", "bytes/s", "lost", "count", "vs", "×", "×run-time"
             );
             for r in thr {
                 let _ = writeln!(
                     s,
-                    "  {:<34} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<28} {:>6}",
+                    "  {:<34} {:>6} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
                     r.name,
                     size(r.size),
+                    r.bytes_per_msg.map(|b| b.to_string()).unwrap_or_default(),
                     r.msgs_per_s.map(si).unwrap_or_default(),
                     r.bytes_per_s
                         .map(|b| format!("{}B", si(b)))
@@ -383,6 +219,9 @@ impl Report {
                     r.received,
                     r.floor.clone().unwrap_or_default(),
                     r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
+                    r.ratio_runtime_ring
+                        .map(|x| format!("{x:.2}"))
+                        .unwrap_or_default(),
                 );
             }
         }
@@ -417,10 +256,12 @@ impl Report {
         }
         if !self.targets.is_empty() {
             let _ = writeln!(s, "\nTargets (informational, never gating):");
+            let w = self.targets.iter().map(|t| t.what.chars().count()).max();
+            let w = w.unwrap_or(0);
             for t in &self.targets {
                 let _ = writeln!(
                     s,
-                    "  {:<68} {:>6.3} (bound {:.2})  {}",
+                    "  {:<w$} {:>6.3} (bound {:.2})  {}",
                     t.what,
                     t.ratio,
                     t.bound,
@@ -445,7 +286,7 @@ fn latency_table(s: &mut String, rows: &[&Row], rtt: bool) {
     }
     let _ = writeln!(
         s,
-        " {:>9}  {:<28} {:>5} {:>6}",
+        " {:>9}  {:<30} {:>5} {:>6}",
         "count", "vs", "×p50", "×p99.9"
     );
     for r in rows {
@@ -459,61 +300,11 @@ fn latency_table(s: &mut String, rows: &[&Row], rtt: bool) {
         }
         let _ = writeln!(
             s,
-            " {:>9}  {:<28} {:>5} {:>6}",
+            " {:>9}  {:<30} {:>5} {:>6}",
             l.count,
             r.floor.clone().unwrap_or_default(),
             r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
             r.ratio_p99_9.map(|x| format!("{x:.2}")).unwrap_or_default(),
         );
-    }
-}
-
-fn size(s: Option<usize>) -> String {
-    match s {
-        None => "-".into(),
-        Some(s) if s >= 1024 && s % 1024 == 0 => format!("{}Ki", s / 1024),
-        Some(s) => s.to_string(),
-    }
-}
-
-/// Formats ns with a unit: `65.5ns`, `12.3µs`, `4.56ms`.
-pub fn ns(v: f64) -> String {
-    if v < 100.0 {
-        format!("{v:.1}ns")
-    } else if v < 10_000.0 {
-        format!("{v:.0}ns")
-    } else if v < 1_000_000.0 {
-        format!("{:.1}µs", v / 1e3)
-    } else {
-        format!("{:.1}ms", v / 1e6)
-    }
-}
-
-/// Formats a rate with an SI prefix: `12.3M`, `456k`.
-pub fn si(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{:.2}G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn units() {
-        assert_eq!(ns(65.3), "65.3ns");
-        assert_eq!(ns(1234.0), "1234ns");
-        assert_eq!(ns(23_456.0), "23.5µs");
-        assert_eq!(ns(1_234_567.0), "1.2ms");
-        assert_eq!(si(12_345_678.0), "12.35M");
-        assert_eq!(size(Some(65536)), "64Ki");
-        assert_eq!(size(Some(64)), "64");
     }
 }

@@ -66,6 +66,8 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         "floor-futex-pingpong",
         "base-seqlock-pingpong-64B",
         "base-unix-pingpong-8B",
+        "floor-fixedring-throughput-64B",
+        "floor-fixedring-latency-8B",
         "floor-copyring-throughput-64B",
         "floor-copyring-latency-8B",
         "ringbus-pingpong-spin-overwrite-64B",
@@ -116,7 +118,21 @@ fn smoke_run_writes_json_hgrm_and_plot() {
             let beside_seqlock = r["metric"] == "ping-pong" && !id.contains("-block-");
             assert_eq!(r["ratio_seqlock"].is_f64(), beside_seqlock, "{r}");
             assert_eq!(r["ratio_seqlock_p99_9"].is_f64(), beside_seqlock, "{r}");
+            // Flat-out streams sit beside the run-time-length copy ring.
+            let beside_runtime = r["metric"] == "throughput";
+            assert_eq!(r["ratio_runtime_ring"].is_f64(), beside_runtime, "{r}");
         }
+        // Streams say how many bytes a message moves between cores: a
+        // ring slot (32-byte header + payload, whole lines), a copy ring's
+        // slot (the payload; rounded up to 8 in the run-time-length one).
+        let size = r["size"].as_u64();
+        let want = match (r["metric"].as_str().unwrap(), size) {
+            ("ping-pong", _) | (_, None) => None,
+            (_, Some(size)) if id.starts_with("ringbus") => Some((32 + size).next_multiple_of(64)),
+            (_, Some(size)) if id.starts_with("floor-fixedring") => Some(size),
+            (_, Some(size)) => Some(size.next_multiple_of(8)),
+        };
+        assert_eq!(r["bytes_per_msg"].as_u64(), want, "{r}");
     }
     let targets = json["targets"].as_array().unwrap();
     for floor in ["seqlock floor", "cache-line floor (stricter)"] {
@@ -135,6 +151,51 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         .unwrap();
     assert_eq!(seqlock["floor"], "floor: cache line");
     assert!(seqlock["ratio"].as_f64().unwrap() > 0.0);
+
+    // The summary: 64 B, one line per wait, each figure in both modes
+    // beside its floors, the targets' bounds where the issue sets them.
+    let summary = &json["summary"];
+    assert_eq!(summary["size"], 64);
+    let lines = summary["lines"].as_array().unwrap();
+    let waits: Vec<&str> = lines.iter().map(|l| l["wait"].as_str().unwrap()).collect();
+    assert_eq!(waits, ["spin", "adaptive", "block"]);
+    for line in lines {
+        for figure in ["ping_pong_p50", "streaming_msgs_per_s"] {
+            let f = &line[figure];
+            for mode in ["overwrite", "backpressure"] {
+                assert!(f["ringbus"][mode].as_f64().unwrap() > 0.0, "{line}");
+                for r in f["against"].as_array().unwrap() {
+                    assert!(r["ratio"][mode].as_f64().unwrap() > 0.0, "{line}");
+                }
+            }
+        }
+        let names = |figure: &str| -> Vec<&str> {
+            line[figure]["against"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap())
+                .collect()
+        };
+        let pp = match line["wait"].as_str().unwrap() {
+            "spin" => vec!["base: seqlock copy", "floor: cache line"],
+            "adaptive" => vec!["base: seqlock copy", "floor: cache line", "ringbus spin"],
+            _ => vec!["floor: futex"],
+        };
+        assert_eq!(names("ping_pong_p50"), pp, "{line}");
+        assert_eq!(
+            names("streaming_msgs_per_s"),
+            [
+                "floor: copy ring (fixed size)",
+                "base: copy ring (run-time length)"
+            ],
+            "{line}"
+        );
+    }
+    let spin_pp = &lines[0]["ping_pong_p50"]["against"][0];
+    assert_eq!(spin_pp["bound"]["value"], 1.15);
+    assert!(spin_pp["met"]["overwrite"].is_boolean());
+    assert!(summary["unix_socket_p50"].as_f64().unwrap() > 0.0);
 
     let notes = json["notes"].as_array().unwrap();
     assert!(notes
@@ -159,6 +220,95 @@ fn smoke_run_writes_json_hgrm_and_plot() {
     let line = std::fs::read_to_string(hgrm.join("floor-line-pingpong-oneway.hgrm")).unwrap();
     assert!(line.contains("Total count    =         4000"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first screen of the table: the summary at 64 B, one line per
+/// wait (spin and adaptive with a continuation line per further floor),
+/// the Unix socket for scale; the full matrix after it.
+#[test]
+fn the_table_starts_with_the_summary() {
+    let (a, b, shared) = two_cpus();
+    let cpus = format!("{a},{b}");
+    let mut args = vec!["bench", "--smoke", "--sizes", "64", "--cpus", &cpus];
+    if shared {
+        args.push("--allow-shared-cpus");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbus"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("Summary at 64 B"), "{table}");
+    // The summary ends at the first empty line; the matrix follows.
+    let end = lines
+        .iter()
+        .position(|l| l.is_empty())
+        .expect("a blank line");
+    let summary = &lines[..end];
+    let matrix = &lines[end..];
+    assert!(matrix.iter().any(|l| l.starts_with("Ping-pong: one-way")));
+    assert!(matrix.iter().any(|l| l.starts_with("Streaming throughput")));
+    assert!(!summary.iter().any(|l| l.starts_with("Ping-pong")));
+    let header = summary
+        .iter()
+        .position(|l| l.trim_start().starts_with("wait "))
+        .expect("a column header");
+    assert!(summary[header].contains("ow") && summary[header].contains("target"));
+    // The wait lines, in order, each with a ping-pong and a streaming part;
+    // continuation lines (more references) start blank.
+    let body = &summary[header + 1..];
+    let first_word = |l: &str| l.split_whitespace().next().unwrap_or("").to_string();
+    let starts: Vec<(usize, String)> = body
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with("   "))
+        .map(|(i, l)| (i, first_word(l)))
+        .collect();
+    let words: Vec<&str> = starts.iter().map(|(_, w)| w.as_str()).collect();
+    assert_eq!(words, ["spin", "adaptive", "block", "for"], "{table}");
+    let line = |k: usize| body[starts[k].0];
+    for k in 0..3 {
+        assert!(line(k).contains('│'), "{}", line(k));
+        assert!(line(k).contains("copy ring"), "{}", line(k));
+    }
+    assert!(line(0).contains("seqlock copy") && line(0).contains("≤1.15 "));
+    assert!(body[starts[0].0 + 1].contains("cache line"));
+    assert!(line(1).contains("seqlock copy"));
+    assert!(line(2).contains("futex") && line(2).contains("≤1.15 "));
+    assert!(line(3).contains("Unix socket"), "{}", line(3));
+    for l in summary
+        .iter()
+        .filter(|l| l.contains('≤') || l.contains('≥'))
+    {
+        assert!(l.contains(" met") || l.contains(" MISSED"), "{l}");
+    }
+
+    // stderr is a pipe here, not a terminal: one plain progress line per
+    // measured row, numbered 1..=N.
+    let steps: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(!steps.is_empty(), "no progress on stderr: {stderr:?}");
+    assert!(
+        !stderr.contains('\r'),
+        "no terminal codes in a log: {stderr:?}"
+    );
+    let total = steps.len();
+    for (k, l) in steps.iter().enumerate() {
+        let want = format!("[{}/{total}] run 1/1: ", k + 1);
+        assert!(l.starts_with(&want), "{l:?} should start with {want:?}");
+    }
+    assert!(
+        steps
+            .iter()
+            .any(|l| l.ends_with(": ringbus spin/overwrite ping-pong (64 B)")),
+        "{steps:?}"
+    );
+    assert!(
+        steps[0].ends_with(": floor: cache line ping-pong"),
+        "{steps:?}"
+    );
 }
 
 #[test]
