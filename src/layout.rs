@@ -15,7 +15,10 @@
 //! * the **lobby** (`LobbyHeader`) is one line every process of the ring
 //!   may write: a subscriber rings its bell to ask the publisher to look at
 //!   its port. Nothing in it is trusted; the publisher looks at most once
-//!   per [`BELL_EVERY`] messages, so ringing it on purpose costs little.
+//!   per [`BELL_EVERY`] messages, so ringing it on purpose costs little;
+//! * the **desk** (`DeskHeader`) is shared by the publisher and the broker
+//!   only: the broker's port generation and the publisher's back-pressure
+//!   bound, the two halves of the join protocol.
 //!
 //! Every segment a client maps is a sealed memfd (`F_SEAL_SHRINK |
 //! F_SEAL_GROW`): nobody can truncate one under another's mapping.
@@ -51,6 +54,8 @@ pub const KIND_DATA: u32 = 1;
 pub const KIND_LOBBY: u32 = 4;
 /// See [`KIND_DATA`]: a subscriber's port ([`PortHeader`]).
 pub const KIND_PORT: u32 = 5;
+/// See [`KIND_DATA`]: a ring's desk ([`DeskHeader`]).
+pub const KIND_DESK: u32 = 6;
 
 /// [`PortHeader::requests`] bit: the subscriber may sleep on the port's
 /// futex; the publisher answers with [`PortHeader::wake_ack`] and from then
@@ -64,8 +69,9 @@ pub const REQUEST_LATEST: u32 = 2;
 /// Header of the data segment. Line 0 is immutable after creation; line 1
 /// is written by the publisher on every message; line 2 changes once (end of
 /// stream) and is polled by idle subscribers, so it is kept off line 1;
-/// line 3 holds words that change rarely: the publisher's back-pressure
-/// bound and latest-slot answer, and the broker's port generation.
+/// line 3 holds the publisher's latest-slot answer. Nothing here is written
+/// by the broker after creation: once its publisher has mapped it, the
+/// segment is sealed against every other writer.
 #[repr(C, align(128))]
 pub struct RingHeader {
     // ---- line 0: identity and configuration, written once at creation ----
@@ -105,21 +111,43 @@ pub struct RingHeader {
     /// broker when it reaps a dead publisher.
     pub closed: AtomicU32,
     _pad2: [u8; PAD - 4],
-    // ---- line 3: rarely written ----
-    /// Back-pressure mode: the publisher writes no sequence at or above this
-    /// bound without first re-reading its ports' cursors. Whoever adds a
-    /// port reads it to place the new cursor where the publisher will
-    /// respect it. Written by the publisher only.
-    pub limit: AtomicU64,
-    /// Bumped by whoever adds or removes a port of this ring (the broker)
-    /// after queueing the change for the publisher; a publisher that sees
-    /// it move takes the queued changes. Subscribers cannot write it.
-    pub generation: AtomicU32,
+    // ---- line 3: the publisher's answer ----
     /// Set to 1 by the publisher once it writes the latest-message slot
     /// with every message; a subscriber reads that slot only after it sees
     /// this.
     pub latest_ack: AtomicU32,
-    _pad3: [u8; PAD - 16],
+    _pad3: [u8; PAD - 4],
+}
+
+/// Header of a ring's **desk**, a one-page segment only the publisher and
+/// the broker map: the two halves of the join protocol, which no subscriber
+/// may touch (a subscriber that could raise `limit` would place new
+/// cursors past messages they should read).
+#[repr(C, align(128))]
+pub struct DeskHeader {
+    // ---- line 0: identity, written once at creation ----
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: u32,
+    /// [`KIND_DESK`].
+    pub kind: u32,
+    /// The ring's id.
+    pub ring_id: u64,
+    _pad0: [u8; PAD - 24],
+    // ---- line 1: the broker's ----
+    /// Bumped by whoever adds or removes a port of this ring (the broker)
+    /// after queueing the change for the publisher; a publisher that sees
+    /// it move takes the queued changes.
+    pub generation: AtomicU32,
+    _pad1: [u8; PAD - 4],
+    // ---- line 2: the publisher's ----
+    /// Back-pressure mode: the publisher writes no sequence at or above this
+    /// bound without first re-reading its ports' cursors. Whoever adds a
+    /// port reads it to place the new cursor where the publisher will
+    /// respect it.
+    pub limit: AtomicU64,
+    _pad2: [u8; PAD - 8],
 }
 
 /// Per-slot header; the payload follows it directly. Written by the
@@ -212,14 +240,19 @@ pub struct PortHeader {
     /// `FUTEX_WAIT` on `futex`.
     pub sleeping: AtomicU32,
     _pad2: [u8; PAD - 8],
-    // ---- line 3: the publisher's answers ----
+    // ---- line 3: the publisher's (and the broker's) answers ----
     /// Set to 1 by the publisher once it writes the mailbox slot with every
     /// message; [`MAILBOX_RETIRED`] once it has stopped for good.
     pub mailbox_ack: AtomicU32,
     /// Set to 1 by the publisher once it wakes this subscriber; the
     /// subscriber sleeps without a time bound only after it sees this.
     pub wake_ack: AtomicU32,
-    _pad3: [u8; PAD - 8],
+    /// Set to 1 by the broker when the ring's publisher died: the ring has
+    /// ended for this subscriber (as the data segment's `closed` says for a
+    /// publisher that left). A subscriber that forges it ends its own
+    /// stream only.
+    pub closed: AtomicU32,
+    _pad3: [u8; PAD - 12],
 }
 
 /// Where a port's mailbox slot starts.
@@ -263,7 +296,24 @@ impl PortHeader {
             _pad2: [0; PAD - 8],
             mailbox_ack: AtomicU32::new(0),
             wake_ack: AtomicU32::new(0),
-            _pad3: [0; PAD - 8],
+            closed: AtomicU32::new(0),
+            _pad3: [0; PAD - 12],
+        }
+    }
+}
+
+impl DeskHeader {
+    pub(crate) fn new(ring_id: u64, capacity: u32) -> Self {
+        DeskHeader {
+            magic: MAGIC,
+            layout_version: LAYOUT_VERSION,
+            kind: KIND_DESK,
+            ring_id,
+            _pad0: [0; PAD - 24],
+            generation: AtomicU32::new(0),
+            _pad1: [0; PAD - 4],
+            limit: AtomicU64::new(u64::from(capacity)),
+            _pad2: [0; PAD - 8],
         }
     }
 }
@@ -299,10 +349,8 @@ impl RingHeader {
             _pad1: [0; PAD - 8],
             closed: AtomicU32::new(0),
             _pad2: [0; PAD - 4],
-            limit: AtomicU64::new(u64::from(capacity)),
-            generation: AtomicU32::new(0),
             latest_ack: AtomicU32::new(0),
-            _pad3: [0; PAD - 16],
+            _pad3: [0; PAD - 4],
         }
     }
 }
@@ -350,9 +398,12 @@ mod asserts {
     const _: () = assert!(offset_of!(SlotHeader, tag) == 16);
     const _: () = assert!(offset_of!(SlotHeader, timestamp) == 24);
 
-    const _: () = assert!(offset_of!(RingHeader, limit) == 3 * PAD);
-    const _: () = assert!(offset_of!(RingHeader, generation) == 3 * PAD + 8);
-    const _: () = assert!(offset_of!(RingHeader, latest_ack) == 3 * PAD + 12);
+    const _: () = assert!(offset_of!(RingHeader, latest_ack) == 3 * PAD);
+
+    const _: () = assert!(size_of::<DeskHeader>() == 3 * PAD);
+    const _: () = assert!(offset_of!(DeskHeader, ring_id) == 16);
+    const _: () = assert!(offset_of!(DeskHeader, generation) == PAD);
+    const _: () = assert!(offset_of!(DeskHeader, limit) == 2 * PAD);
 
     const _: () = assert!(size_of::<LobbyHeader>() == 2 * PAD);
     const _: () = assert!(offset_of!(LobbyHeader, ring_id) == 16);
@@ -371,4 +422,5 @@ mod asserts {
     const _: () = assert!(offset_of!(PortHeader, sleeping) == 2 * PAD + 4);
     const _: () = assert!(offset_of!(PortHeader, mailbox_ack) == 3 * PAD);
     const _: () = assert!(offset_of!(PortHeader, wake_ack) == 3 * PAD + 4);
+    const _: () = assert!(offset_of!(PortHeader, closed) == 3 * PAD + 8);
 }

@@ -132,13 +132,15 @@ pub struct RingSegments {
     pub data: File,
     /// The lobby.
     pub lobby: File,
-    /// The creator's mapping of both.
+    /// The desk (for the publisher only, besides the creator).
+    pub desk: File,
+    /// The creator's mapping of all three.
     pub region: Arc<RingRegion>,
 }
 
-/// Creates a ring's data segment and lobby as memfds: sized, initialised,
-/// pre-faulted, sealed against resizing, and mapped read-write by the
-/// caller.
+/// Creates a ring's data segment, lobby and desk as memfds: sized,
+/// initialised, pre-faulted, sealed against resizing, and mapped
+/// read-write by the caller.
 ///
 /// # Errors
 /// [`ShmError::Config`] for a bad config; [`ShmError::Io`] if a memfd
@@ -151,6 +153,7 @@ pub fn create_ring(
     let s = config.validate()?;
     let data = new_memfd(&format!("{ring_id:x}.data"), s.data_len)?;
     let lobby = new_memfd(&format!("{ring_id:x}.lobby"), s.lobby_len)?;
+    let desk = new_memfd(&format!("{ring_id:x}.desk"), s.desk_len)?;
     // SAFETY: fresh memfds that no other process has; MAP_POPULATE
     // pre-faults every page so the hot path takes no fault.
     let mut d = unsafe { MmapOptions::new().populate().map_mut(&data) }
@@ -158,12 +161,16 @@ pub fn create_ring(
     // SAFETY: as above.
     let mut l = unsafe { MmapOptions::new().populate().map_mut(&lobby) }
         .map_err(io("mapping the lobby"))?;
-    // SAFETY: both mappings are exactly the sizes `init` writes, page
-    // (hence 128-byte) aligned, and private to us until we hand them out.
+    // SAFETY: as above.
+    let mut k =
+        unsafe { MmapOptions::new().populate().map_mut(&desk) }.map_err(io("mapping the desk"))?;
+    // SAFETY: the mappings are exactly the sizes `init` writes, page (hence
+    // 128-byte) aligned, and private to us until we hand them out.
     unsafe {
         crate::ring::init_segments(
             d.as_mut_ptr(),
             l.as_mut_ptr(),
+            k.as_mut_ptr(),
             config,
             ring_id,
             publisher_pid,
@@ -171,10 +178,12 @@ pub fn create_ring(
     };
     seal(&data, "the data segment", SealFlags::empty())?;
     seal(&lobby, "the lobby", SealFlags::SEAL)?;
-    let region = attach(d.into(), l, true, Some(config))?;
+    seal(&desk, "the desk", SealFlags::SEAL)?;
+    let region = attach(d.into(), l, Some(k), true, Some(config))?;
     Ok(RingSegments {
         data,
         lobby,
+        desk,
         region: Arc::new(region),
     })
 }
@@ -214,10 +223,12 @@ enum DataMap {
 struct Mapping {
     _data: DataMap,
     _lobby: MmapMut,
+    _desk: Option<MmapMut>,
 }
 
-/// Maps a ring's data segment and lobby, handed over by another process,
-/// and validates them: both sealed against resizing, a ring's headers,
+/// Maps a ring's data segment and lobby, and its desk if given (the
+/// publisher's and the broker's), handed over by another process, and
+/// validates them: all sealed against resizing, a ring's headers,
 /// `expected`'s config if given.
 ///
 /// # Errors
@@ -227,11 +238,23 @@ struct Mapping {
 pub fn map_ring(
     data: &File,
     lobby: &File,
+    desk: Option<&File>,
     access: Access,
     expected: Option<&TopicConfig>,
 ) -> Result<Arc<RingRegion>, ShmError> {
     check_sealed(data, "the data segment")?;
     check_sealed(lobby, "the lobby")?;
+    let desk = match desk {
+        Some(f) => {
+            check_sealed(f, "the desk")?;
+            // SAFETY: as for the lobby below.
+            Some(
+                unsafe { MmapOptions::new().populate().map_mut(f) }
+                    .map_err(io("mapping the desk read-write"))?,
+            )
+        }
+        None => None,
+    };
     for (f, what) in [(data, "data segment"), (lobby, "lobby")] {
         if len_of(f, what)? == 0 {
             return Err(AttachError::Truncated {
@@ -262,7 +285,8 @@ pub fn map_ring(
             (DataMap::Ro(m), false)
         }
     };
-    let region = attach(dmap, l, writable, expected)?.poll_latest(access != Access::Subscriber);
+    let region =
+        attach(dmap, l, desk, writable, expected)?.poll_latest(access != Access::Subscriber);
     Ok(Arc::new(region))
 }
 
@@ -276,6 +300,7 @@ impl From<MmapMut> for DataMap {
 fn attach(
     data: DataMap,
     mut lobby: MmapMut,
+    mut desk: Option<MmapMut>,
     writable: bool,
     expected: Option<&TopicConfig>,
 ) -> Result<RingRegion, ShmError> {
@@ -286,16 +311,31 @@ fn attach(
     let dptr = NonNull::new(dptr.cast_mut()).expect("mmap never returns null");
     let lptr = NonNull::new(lobby.as_mut_ptr()).expect("mmap never returns null");
     let llen = lobby.len() as u64;
+    let kptr = desk.as_mut().map(|k| {
+        (
+            NonNull::new(k.as_mut_ptr()).expect("mmap never returns null"),
+            k.len() as u64,
+        )
+    });
     let backing = Box::new(Mapping {
         _data: data,
         _lobby: lobby,
+        _desk: desk,
     });
-    // SAFETY: the mappings are `dlen` / `llen` bytes long, page-aligned,
-    // the lobby writable, the data writable iff `writable`, of sealed
-    // memfds (they cannot shrink); `backing` owns them for as long as the
-    // region lives.
-    let region =
-        unsafe { RingRegion::attach(dptr, dlen as u64, lptr, llen, writable, expected, backing)? };
+    // SAFETY: the mappings are as long as said, page-aligned, the lobby and
+    // desk writable, the data writable iff `writable`, of sealed memfds
+    // (they cannot shrink); `backing` owns them for as long as the region
+    // lives.
+    let region = unsafe {
+        RingRegion::attach(
+            (dptr, dlen as u64),
+            (lptr, llen),
+            kptr,
+            writable,
+            expected,
+            backing,
+        )?
+    };
     Ok(region)
 }
 

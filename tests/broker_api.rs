@@ -212,7 +212,9 @@ fn subscribers_get_read_only_ring_data() {
     // SAFETY: the mapping is never created (the call must fail).
     let rw = unsafe { memmap2::MmapOptions::new().map_mut(&data) };
     assert_eq!(rw.unwrap_err().kind(), std::io::ErrorKind::PermissionDenied);
-    assert!(ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::ReadWrite, None).is_err());
+    assert!(
+        ringbus::shm::map_ring(&data, &ctrl, None, ringbus::shm::Access::ReadWrite, None).is_err()
+    );
     // ... and the subscriber's read-only mapping cannot be made writable.
     // SAFETY: read-only shared mapping, only inspected.
     let ro = unsafe { memmap2::MmapOptions::new().map(&data) }.unwrap();
@@ -231,7 +233,7 @@ fn subscribers_get_read_only_ring_data() {
         ringbus::shm::Access::Subscriber
     );
     let region =
-        ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::Subscriber, None).unwrap();
+        ringbus::shm::map_ring(&data, &ctrl, None, ringbus::shm::Access::Subscriber, None).unwrap();
     assert!(!region.data_writable());
     // Read-only pages: the subscriber polls its ring slots, not the
     // latest-message slot.
@@ -243,10 +245,14 @@ fn subscribers_get_read_only_ring_data() {
     let info = c.try_recv(&mut buf).unwrap();
     assert_eq!(&buf[..info.len], b"x");
     // Nor can a subscriber ask for a read-write mapping of its descriptor.
-    assert!(
-        ringbus::shm::map_ring(&data, &ctrl, ringbus::shm::Access::TrustedSubscriber, None)
-            .is_err()
-    );
+    assert!(ringbus::shm::map_ring(
+        &data,
+        &ctrl,
+        None,
+        ringbus::shm::Access::TrustedSubscriber,
+        None
+    )
+    .is_err());
 }
 
 #[test]

@@ -173,7 +173,9 @@ fn backpressure_loses_nothing_whichever_way_the_ring_appears() {
         });
         let mut buf = [0u8; 64];
         for i in 0..MESSAGES {
-            let d = sub.recv_timeout(&mut buf, PATIENCE).unwrap();
+            let d = sub
+                .recv_timeout(&mut buf, PATIENCE)
+                .unwrap_or_else(|e| panic!("{order:?}: message {i}: {e}"));
             assert_eq!(
                 (d.info.seq, &buf[..8]),
                 (i, &i.to_le_bytes()[..]),

@@ -34,7 +34,7 @@ fn read_only_subscriber_receives_everything_through_its_mailbox() {
     let cfg = config();
     let seg = create_ring(&cfg, 9, std::process::id()).unwrap();
     let mut producer = Producer::new(seg.region.clone()).unwrap();
-    let ro = map_ring(&seg.data, &seg.lobby, Access::Subscriber, Some(&cfg)).unwrap();
+    let ro = map_ring(&seg.data, &seg.lobby, None, Access::Subscriber, Some(&cfg)).unwrap();
     assert!(
         !ro.polls_latest(),
         "a read-only mapping never polls the shared slot"

@@ -54,6 +54,7 @@ fn create_map_publish_receive() {
     let sub_region = map_ring(
         &reopen_read_only(&seg.data).unwrap(),
         &seg.lobby,
+        None,
         Access::Subscriber,
         None,
     )
@@ -71,16 +72,18 @@ fn create_map_publish_receive() {
     assert_eq!((&buf[..i.len], i.tag), (&b"stamped"[..], 4));
     assert!(i.timestamp > 0, "set_timestamps(true) stamps messages");
     // A read-only mapping cannot make a publisher, nor close the ring, nor
-    // add ports to it.
+    // add ports to it; nor can a writable one without the ring's desk.
     assert!(Producer::new(sub_region.clone()).is_err());
     assert!(sub_region.close().is_err());
+    let no_desk = map_ring(&seg.data, &seg.lobby, None, Access::ReadWrite, None).unwrap();
+    assert!(Producer::new(no_desk).is_err());
     let (_, port) = create_port(&config(Mode::Overwrite), 7, 1, 0).unwrap();
     assert!(sub_region.admit_port(&port).is_err());
 }
 
 fn a_mapped_backpressure_ring_needs_a_port() {
     let seg = create_ring(&config(Mode::Backpressure), 1, 1).unwrap();
-    let sub = map_ring(&seg.data, &seg.lobby, Access::Subscriber, None).unwrap();
+    let sub = map_ring(&seg.data, &seg.lobby, None, Access::Subscriber, None).unwrap();
     assert!(matches!(
         Consumer::new(sub.clone(), Start::Latest),
         Err(AttachError::NoPort)
@@ -109,16 +112,23 @@ fn segments_are_sealed_and_only_sealed_ones_are_mapped() {
     let cfg = config(Mode::Overwrite);
     let seg = create_ring(&cfg, 1, 1).unwrap();
     let (port, _) = create_port(&cfg, 1, 1, 0).unwrap();
-    for f in [&seg.data, &seg.lobby, &port] {
+    for f in [&seg.data, &seg.lobby, &seg.desk, &port] {
         let seals = fcntl_get_seals(f).unwrap();
         assert!(seals.contains(SealFlags::SHRINK | SealFlags::GROW));
         assert!(f.set_len(0).is_err() && f.set_len(1 << 30).is_err());
     }
     // Once its publisher has mapped it, nobody can write the data through
     // any new mapping or write(), whatever descriptor they hold.
-    let publisher = map_ring(&seg.data, &seg.lobby, Access::ReadWrite, None).unwrap();
+    let publisher = map_ring(
+        &seg.data,
+        &seg.lobby,
+        Some(&seg.desk),
+        Access::ReadWrite,
+        None,
+    )
+    .unwrap();
     seal_data(&seg.data).unwrap();
-    assert!(map_ring(&seg.data, &seg.lobby, Access::ReadWrite, None).is_err());
+    assert!(map_ring(&seg.data, &seg.lobby, None, Access::ReadWrite, None).is_err());
     let mut d = seg.data.try_clone().unwrap();
     assert!(d.write_all(b"scribble").is_err());
     // The mappings made before still write.
@@ -128,7 +138,7 @@ fn segments_are_sealed_and_only_sealed_ones_are_mapped() {
     let mut copy = vec![0u8; seg.region.sizes().data_len as usize];
     rustix::io::pread(&seg.data, &mut copy, 0).unwrap();
     let unsealed = memfd(&copy, false);
-    let e = map_ring(&unsealed, &seg.lobby, Access::Subscriber, None).unwrap_err();
+    let e = map_ring(&unsealed, &seg.lobby, None, Access::Subscriber, None).unwrap_err();
     assert!(e.to_string().contains("not sealed"), "{e}");
     let e = map_port(&memfd(&[0u8; 4096], false), &cfg, 1).unwrap_err();
     assert!(e.to_string().contains("not sealed"), "{e}");
@@ -137,7 +147,7 @@ fn segments_are_sealed_and_only_sealed_ones_are_mapped() {
 fn read_only_descriptor_cannot_be_mapped_writable() {
     let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
     let ro = reopen_read_only(&seg.data).unwrap();
-    let e = map_ring(&ro, &seg.lobby, Access::ReadWrite, None).unwrap_err();
+    let e = map_ring(&ro, &seg.lobby, None, Access::ReadWrite, None).unwrap_err();
     assert!(matches!(e, ShmError::Io { .. }), "{e}");
 }
 
@@ -147,7 +157,7 @@ fn config_mismatch_is_reported() {
         capacity: 32,
         ..config(Mode::Overwrite)
     };
-    match map_ring(&seg.data, &seg.lobby, Access::ReadWrite, Some(&want)) {
+    match map_ring(&seg.data, &seg.lobby, None, Access::ReadWrite, Some(&want)) {
         Err(ShmError::Attach(AttachError::ConfigMismatch {
             field: "capacity", ..
         })) => {}
@@ -155,7 +165,7 @@ fn config_mismatch_is_reported() {
     }
     let want = config(Mode::Backpressure);
     assert!(matches!(
-        map_ring(&seg.data, &seg.lobby, Access::ReadWrite, Some(&want)),
+        map_ring(&seg.data, &seg.lobby, None, Access::ReadWrite, Some(&want)),
         Err(ShmError::Attach(AttachError::ConfigMismatch {
             field: "mode",
             ..
@@ -168,7 +178,7 @@ fn corrupt(offset: u64, bytes: &[u8]) -> Result<(), ShmError> {
     let mut d = seg.data.try_clone().unwrap();
     d.seek(SeekFrom::Start(offset)).unwrap();
     d.write_all(bytes).unwrap();
-    map_ring(&seg.data, &seg.lobby, Access::ReadWrite, None).map(drop)
+    map_ring(&seg.data, &seg.lobby, None, Access::ReadWrite, None).map(drop)
 }
 
 fn hostile_headers_are_typed_errors() {
@@ -218,7 +228,7 @@ fn truncated_swapped_and_empty_segments_are_typed_errors() {
     let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
     // Data and lobby swapped.
     assert!(matches!(
-        map_ring(&seg.lobby, &seg.data, Access::ReadWrite, None),
+        map_ring(&seg.lobby, &seg.data, None, Access::ReadWrite, None),
         Err(ShmError::Attach(_))
     ));
     // A copy of the data segment cut short (sealed, so it is looked at).
@@ -228,7 +238,7 @@ fn truncated_swapped_and_empty_segments_are_typed_errors() {
         let cut = memfd(&copy[..len], true);
         assert!(
             matches!(
-                map_ring(&cut, &seg.lobby, Access::ReadWrite, None),
+                map_ring(&cut, &seg.lobby, None, Access::ReadWrite, None),
                 Err(ShmError::Attach(AttachError::Truncated { .. }))
             ),
             "{len} bytes"
@@ -236,7 +246,7 @@ fn truncated_swapped_and_empty_segments_are_typed_errors() {
     }
     let junk = memfd(&[0xA5u8; 8192], true);
     assert!(matches!(
-        map_ring(&junk, &junk, Access::ReadWrite, None),
+        map_ring(&junk, &junk, None, Access::ReadWrite, None),
         Err(ShmError::Attach(AttachError::BadMagic { .. }))
     ));
     assert!(matches!(
@@ -304,7 +314,7 @@ fn inherited() -> Vec<File> {
 fn child_subscriber() {
     let fds = inherited();
     let cfg = config(Mode::Backpressure);
-    let region = map_ring(&fds[0], &fds[1], Access::Subscriber, Some(&cfg)).unwrap();
+    let region = map_ring(&fds[0], &fds[1], None, Access::Subscriber, Some(&cfg)).unwrap();
     let port = map_port(&fds[2], &cfg, 1).unwrap();
     let mut c = Consumer::with_port(region, port, Start::Earliest, true).unwrap();
     let mut buf = [0u8; 64];
@@ -375,7 +385,7 @@ fn two_processes_over_a_mapped_ring() {
 /// instead of corrupting the stream.
 fn child_writes_read_only_mapping() {
     let fds = inherited();
-    let region = map_ring(&fds[0], &fds[1], Access::Subscriber, None).unwrap();
+    let region = map_ring(&fds[0], &fds[1], None, Access::Subscriber, None).unwrap();
     let p = region.data_ptr() as *mut u8;
     // SAFETY: not sound by design: this process maps the data read-only,
     // and the point of the test is that the kernel refuses the write.

@@ -67,7 +67,7 @@ fn ring(
     let reader = |seg: &ringbus::shm::RingSegments, producer: &mut Producer, id| {
         let (_, port) = create_port(&cfg, id, 1, 0)?;
         producer.add_port(port.clone(), flags)?;
-        let region = map_ring(&seg.data, &seg.lobby, access, None)?;
+        let region = map_ring(&seg.data, &seg.lobby, None, access, None)?;
         Ok::<_, Error>(Consumer::with_port(
             region,
             port,

@@ -48,7 +48,7 @@ const DEADLINE_EVERY: u64 = 1 << 16;
 /// spec).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Link {
-    /// Inherited memfds, per ring: data, lobby, one port per reader.
+    /// Inherited memfds, per ring: data, lobby, desk, one port per reader.
     Direct {
         /// Descriptor numbers, per ring.
         fds: Vec<Vec<i32>>,
@@ -84,10 +84,11 @@ fn topic_config(c: &TopicConfig) -> TopicConfig {
 }
 
 /// A ring's memfds, created by the parent (direct link): data, lobby,
-/// and one port per reader.
+/// desk, and one port per reader.
 pub struct RingFiles {
     data: File,
     lobby: File,
+    desk: File,
     ports: Vec<File>,
     /// The creator's own mapping (the parent's side).
     region: Option<Arc<RingRegion>>,
@@ -109,6 +110,7 @@ impl RingFiles {
         Ok(RingFiles {
             data: seg.data,
             lobby: seg.lobby,
+            desk: seg.desk,
             ports,
             region: Some(seg.region),
         })
@@ -117,16 +119,20 @@ impl RingFiles {
     /// The descriptors, to inherit.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        let mut fds = vec![self.data.as_fd(), self.lobby.as_fd()];
+        let mut fds = vec![self.data.as_fd(), self.lobby.as_fd(), self.desk.as_fd()];
         fds.extend(self.ports.iter().map(|f| f.as_fd()));
         fds
     }
 
-    /// The raw descriptor numbers, for the child's spec: data, lobby, then
-    /// the ports.
+    /// The raw descriptor numbers, for the child's spec: data, lobby, desk,
+    /// then the ports.
     pub fn raw(&self) -> Vec<i32> {
         use std::os::fd::AsRawFd;
-        let mut raw = vec![self.data.as_raw_fd(), self.lobby.as_raw_fd()];
+        let mut raw = vec![
+            self.data.as_raw_fd(),
+            self.lobby.as_raw_fd(),
+            self.desk.as_raw_fd(),
+        ];
         raw.extend(self.ports.iter().map(AsRawFd::as_raw_fd));
         raw
     }
@@ -144,17 +150,19 @@ impl RingFiles {
             // this ring only; nothing else here owns it.
             Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
         };
-        ensure!(raw.len() >= 2, "a ring needs at least two descriptors");
+        ensure!(raw.len() >= 3, "a ring needs at least three descriptors");
         Ok(RingFiles {
             data: own(raw[0])?,
             lobby: own(raw[1])?,
-            ports: raw[2..].iter().map(|&fd| own(fd)).collect::<Result<_>>()?,
+            desk: own(raw[2])?,
+            ports: raw[3..].iter().map(|&fd| own(fd)).collect::<Result<_>>()?,
             region: None,
         })
     }
 
     fn map(&self, access: Access, cfg: &TopicConfig) -> Result<Arc<RingRegion>> {
-        map_ring(&self.data, &self.lobby, access, Some(cfg)).context("mapping a bench ring")
+        let desk = (access == Access::ReadWrite).then_some(&self.desk);
+        map_ring(&self.data, &self.lobby, desk, access, Some(cfg)).context("mapping a bench ring")
     }
 
     fn sender(&self, cfg: &TopicConfig, p: &Params) -> Result<Sender> {

@@ -56,6 +56,8 @@ pub(super) struct Ring {
     /// The data segment, read-write (the publisher's).
     pub data: File,
     pub lobby: File,
+    /// The desk (the publisher's and the broker's only).
+    pub desk: File,
     /// The data segment as subscribers get it (read-only, or read-write
     /// with `trusted_subscribers`); `None` until the publisher said it has
     /// mapped the ring (`RingReady`): only then is the ring listed.
@@ -148,6 +150,7 @@ impl Ring {
                 region: seg.region,
                 data: seg.data,
                 lobby: seg.lobby,
+                desk: seg.desk,
                 data_sub: None,
                 channel: mine,
                 publisher_pid: pid,
@@ -280,8 +283,17 @@ impl Ring {
         if self.closed {
             return;
         }
+        // The data segment's `closed` while our own mapping of it is
+        // writable (a broker restarted after the seal has none), and each
+        // subscriber's port's in any case.
         let _ = self.region.close();
         for p in &self.ports {
+            // Release: pairs with the Acquire in Consumer::ended; every
+            // message the publisher completed before it died is complete.
+            p.port
+                .header()
+                .closed
+                .store(1, std::sync::atomic::Ordering::Release);
             crate::wait::wake_port(p.port.header());
         }
         self.closed = true;
@@ -542,7 +554,7 @@ impl State {
                 eprintln!("ringbus: warning: no port on new ring {ring_id} for a subscriber: {e}");
             }
         }
-        let fds: Vec<OwnedFd> = [dup(&ring.data), dup(&ring.lobby)]
+        let fds: Vec<OwnedFd> = [dup(&ring.data), dup(&ring.lobby), dup(&ring.desk)]
             .into_iter()
             .flatten()
             .chain(std::iter::once(channel))
@@ -623,7 +635,16 @@ impl State {
         let mut rings = Vec::new();
         let mut failed = None;
         for (id, r) in t.rings.iter_mut() {
-            if r.closed || r.data_sub.is_none() {
+            if r.closed {
+                continue;
+            }
+            if r.data_sub.is_none() {
+                // Its publisher has not mapped it yet, let alone written:
+                // a port at 0 now, handed over when the ring is listed,
+                // misses nothing of it.
+                if let Err((_, e)) = r.add_port(lease, cred.pid, 0, trusted) {
+                    eprintln!("ringbus: warning: no port on new ring {id} for a subscriber: {e}");
+                }
                 continue;
             }
             let pos = r.start_at(start);

@@ -154,7 +154,7 @@ impl FanIn {
             self.last_ring = self.rings[i].ring_id;
             // Closed and nothing left past our position: `closed` is set
             // after the publisher's last message, so this is final.
-            if c.region().is_closed() && c.backlog() == 0 {
+            if c.ended() && c.backlog() == 0 {
                 self.next = i;
                 self.drop_ring(i);
                 return Err(RecvError::EndOfStream);

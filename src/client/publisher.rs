@@ -47,13 +47,16 @@ impl Publisher {
             return Err(unexpected(&reply));
         };
         let mut fds = fds.into_iter();
-        let (Some(data), Some(lobby), Some(channel)) = (fds.next(), fds.next(), fds.next()) else {
+        let (Some(data), Some(lobby), Some(desk), Some(channel)) =
+            (fds.next(), fds.next(), fds.next(), fds.next())
+        else {
             return Err(unexpected(&reply));
         };
         let made = (|| {
             let region = crate::shm::map_ring(
                 &File::from(data),
                 &File::from(lobby),
+                Some(&File::from(desk)),
                 Access::ReadWrite,
                 Some(&config),
             )

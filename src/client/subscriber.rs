@@ -197,6 +197,7 @@ impl Subscriber {
             let region = crate::shm::map_ring(
                 &data,
                 &File::from(lobby),
+                None,
                 crate::shm::subscriber_access(&data),
                 self.config.as_ref(),
             )

@@ -284,8 +284,8 @@ pub enum Reply {
         created: bool,
     },
     /// Answer to [`Request::AttachPublisher`]. Descriptors: the ring's data
-    /// segment and lobby, both read-write, and the publisher's end of the
-    /// ring's channel, on which the broker sends [`Reply::PortAdded`] and
+    /// segment, lobby and desk, all read-write, and the publisher's end of
+    /// the ring's channel, on which the broker sends [`Reply::PortAdded`] and
     /// [`Reply::PortRemoved`] (and bumps the ring's generation after each).
     PublisherAttached {
         /// Lease to give back with [`Request::Detach`].
@@ -387,7 +387,7 @@ impl Reply {
     /// Number of descriptors that must accompany this reply.
     pub fn fd_count(&self) -> usize {
         match self {
-            Reply::PublisherAttached { .. } => 3,
+            Reply::PublisherAttached { .. } => 4,
             Reply::Subscribed { rings, .. } => 1 + ring_fds(rings),
             Reply::Rings { rings, .. } => ring_fds(rings),
             Reply::PortAdded { .. } => 1,

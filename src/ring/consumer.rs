@@ -310,6 +310,21 @@ impl Consumer {
         self.latest_acked
     }
 
+    /// Whether the ring has ended for this reader: its publisher closed it
+    /// (left), or the broker found it dead and told this reader's port.
+    /// Every message published before is complete by then.
+    #[inline]
+    pub fn ended(&self) -> bool {
+        // Acquire (both): pairs with the Release in RingRegion::close, or
+        // the broker's in its close of a dead publisher's ring, which
+        // comes after the publisher's last complete message.
+        self.region.is_closed()
+            || self
+                .port
+                .as_ref()
+                .is_some_and(|p| p.header().closed.load(Ordering::Acquire) != 0)
+    }
+
     /// The id of this consumer's port, if it has one.
     pub fn port_id(&self) -> Option<u64> {
         self.port.as_ref().map(|p| p.port_id())
@@ -438,7 +453,7 @@ impl Consumer {
                 self.known_head = (s1 - 1) / 2;
                 return None;
             }
-            if self.region.is_closed() {
+            if self.ended() {
                 return None;
             }
             return Some(Err(RecvError::Empty));
@@ -691,7 +706,7 @@ impl Consumer {
             // Acquire: pairs with the Release stamp store in Producer::seal.
             self.slot(seq).0.stamp.load(Ordering::Acquire)
         };
-        stamp >= stamp_done(seq) || self.region.is_closed()
+        stamp >= stamp_done(seq) || self.ended()
     }
 
     /// After a copy: re-checks the stamp (seqlock) and moves on.
@@ -727,7 +742,7 @@ impl Consumer {
         if s > stamp_done(seq) {
             return self.lapped(seq, s);
         }
-        if self.region.is_closed() {
+        if self.ended() {
             // Acquire: pairs with the Release stamp store; `closed` was set
             // after the last message, so one re-check is final.
             let s = self.slot(seq).0.stamp.load(Ordering::Acquire);

@@ -77,8 +77,9 @@
 //! requests, mailbox) lives in its own [`Port`], shared with the publisher
 //! only. Ports reach the publisher through a [`PortSource`] (the broker's
 //! channel, or, for a ring on the heap, an in-process queue): whoever adds
-//! one queues it, bumps the data segment's `generation`, and places the
-//! cursor where the publisher will respect it
+//! one queues it, bumps the `generation` in the ring's desk (which only the
+//! publisher and the broker map), and places the cursor where the
+//! publisher will respect it
 //! ([`RingRegion::admit_port`]); the publisher takes queued ports whenever
 //! the generation moved, and always before it extends its back-pressure
 //! bound.
@@ -295,6 +296,8 @@ pub struct Sizes {
     pub data_len: u64,
     /// The lobby (see [`crate::layout::LobbyHeader`]).
     pub lobby_len: u64,
+    /// The desk (see [`crate::layout::DeskHeader`]).
+    pub desk_len: u64,
     /// A subscriber's port ([`Port`]): its header (four 128-byte lines),
     /// then a mailbox slot the size of the latest-message slot.
     pub port_len: u64,
@@ -303,7 +306,9 @@ pub struct Sizes {
 impl Sizes {
     fn of(c: &TopicConfig) -> Sizes {
         use crate::layout::PAD;
-        use crate::layout::{LobbyHeader, RingHeader, SlotHeader, CACHE_LINE, PORT_SLOT_OFFSET};
+        use crate::layout::{
+            DeskHeader, LobbyHeader, RingHeader, SlotHeader, CACHE_LINE, PORT_SLOT_OFFSET,
+        };
         use std::mem::size_of;
         let latest_offset = size_of::<RingHeader>() as u64;
         let latest_inline = c.max_message_size.min(LATEST_INLINE_MAX);
@@ -323,6 +328,7 @@ impl Sizes {
             slot_stride,
             data_len: header_size + u64::from(c.capacity) * slot_stride,
             lobby_len: size_of::<LobbyHeader>() as u64,
+            desk_len: size_of::<DeskHeader>() as u64,
             port_len: PORT_SLOT_OFFSET as u64 + latest_len,
         }
     }

@@ -7,7 +7,8 @@ use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
 use crate::clock::Clock;
 use crate::layout::{
-    PortHeader, SlotHeader, BELL_EVERY, CURSOR_FREE, MAILBOX_RETIRED, REQUEST_LATEST, REQUEST_WAKE,
+    DeskHeader, PortHeader, SlotHeader, BELL_EVERY, CURSOR_FREE, MAILBOX_RETIRED, REQUEST_LATEST,
+    REQUEST_WAKE,
 };
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::{notify_ports, wake_port};
@@ -163,11 +164,12 @@ impl Producer {
     /// [`Producer::add_port`].
     ///
     /// # Errors
-    /// [`AttachError::Corrupt`] if the data segment is mapped read-only.
+    /// [`AttachError::Corrupt`] if the data segment is mapped read-only, or
+    /// the ring's desk is not mapped.
     pub fn new(region: Arc<RingRegion>) -> Result<Producer, AttachError> {
-        if !region.data_writable() {
+        if !region.data_writable() || region.desk().is_none() {
             return Err(AttachError::Corrupt(
-                "a publisher needs a writable data segment".into(),
+                "a publisher needs a writable data segment and the ring's desk".into(),
             ));
         }
         let c = *region.config();
@@ -324,10 +326,15 @@ impl Producer {
         self.sync_ports(g);
     }
 
+    fn desk(&self) -> &DeskHeader {
+        // Checked in `new`.
+        self.region.desk().expect("a producer's region has a desk")
+    }
+
     fn generation(&self) -> u32 {
         // Relaxed: a hint that changes are queued; the queue itself
         // (a socket, a mutex) orders them after whoever queued them.
-        self.region.header().generation.load(Ordering::Relaxed)
+        self.desk().generation.load(Ordering::Relaxed)
     }
 
     /// Applies the changes queued since the last take. Returns false if the
@@ -578,9 +585,10 @@ impl Producer {
     /// [`RingRegion::admit_port`].
     #[cold]
     fn refresh_limit(&mut self) -> bool {
-        let h = self.region.header();
         let first = self.slowest_cursor();
-        h.limit.store(first + self.capacity, Ordering::Relaxed);
+        self.desk()
+            .limit
+            .store(first + self.capacity, Ordering::Relaxed);
         // SeqCst: Dekker pair with the fence in RingRegion::admit_port:
         // either its adder reads the limit stored above or we read the
         // generation it bumped.
@@ -590,14 +598,14 @@ impl Producer {
             // Changes are queued that cannot be taken: a port we cannot see
             // may sit anywhere above the bound we had, so keep that bound.
             let kept = self.cached_limit.min(first + self.capacity);
-            self.region.header().limit.store(kept, Ordering::Relaxed);
+            self.desk().limit.store(kept, Ordering::Relaxed);
             self.cached_limit = kept;
             return self.seq < kept;
         }
         let second = self.slowest_cursor();
         let limit = first.min(second) + self.capacity;
         if second < first {
-            self.region.header().limit.store(limit, Ordering::Relaxed);
+            self.desk().limit.store(limit, Ordering::Relaxed);
         }
         self.cached_limit = limit;
         self.seq < limit

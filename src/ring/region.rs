@@ -6,8 +6,8 @@ use super::port::{Port, PortFlags};
 use super::producer::PortChange;
 use super::{Mode, Sizes, TopicConfig, TopicConfigError};
 use crate::layout::{
-    LobbyHeader, RingHeader, SlotHeader, CURSOR_FREE, KIND_DATA, KIND_LOBBY, LAYOUT_VERSION, MAGIC,
-    PAD,
+    DeskHeader, LobbyHeader, RingHeader, SlotHeader, CURSOR_FREE, KIND_DATA, KIND_DESK, KIND_LOBBY,
+    LAYOUT_VERSION, MAGIC, PAD,
 };
 use crate::sync::{fence, AtomicU64, Mutex, Ordering};
 use std::alloc::Layout;
@@ -91,7 +91,11 @@ impl From<TopicConfigError> for AttachError {
 }
 
 enum Backing {
-    Heap { data: Layout, lobby: Layout },
+    Heap {
+        data: Layout,
+        lobby: Layout,
+        desk: Layout,
+    },
     External(#[allow(dead_code)] Box<dyn Any + Send + Sync>),
 }
 
@@ -106,12 +110,13 @@ pub(crate) struct LocalPorts {
     pub active: AtomicU64,
 }
 
-/// A ring's data segment and lobby, validated. Shared (via `Arc`) by the
-/// producer and consumers that use it; the memory lives as long as the
-/// region.
+/// A ring's data segment and lobby (and, for its publisher and its
+/// broker, its desk), validated. Shared (via `Arc`) by the producer and
+/// consumers that use it; the memory lives as long as the region.
 pub struct RingRegion {
     data: NonNull<u8>,
     lobby: NonNull<u8>,
+    desk: Option<NonNull<u8>>,
     data_writable: bool,
     /// Whether consumers of this mapping poll the latest-message slot:
     /// only where the data pages are writable (see `poll_latest`).
@@ -141,28 +146,34 @@ impl RingRegion {
             .map_err(|_| TopicConfigError::TooBig(sizes.data_len))?;
         let lobby = Layout::from_size_align(sizes.lobby_len as usize, PAD)
             .map_err(|_| TopicConfigError::TooBig(sizes.lobby_len))?;
-        // SAFETY: both layouts have non-zero size (headers alone are 256 bytes).
-        let (d, l) = unsafe {
+        let desk = Layout::from_size_align(sizes.desk_len as usize, PAD)
+            .map_err(|_| TopicConfigError::TooBig(sizes.desk_len))?;
+        // SAFETY: the layouts have non-zero sizes (headers alone are 256
+        // bytes).
+        let (d, l, k) = unsafe {
             (
                 std::alloc::alloc_zeroed(data),
                 std::alloc::alloc_zeroed(lobby),
+                std::alloc::alloc_zeroed(desk),
             )
         };
-        let (Some(d), Some(l)) = (NonNull::new(d), NonNull::new(l)) else {
+        let (Some(d), Some(l), Some(k)) = (NonNull::new(d), NonNull::new(l), NonNull::new(k))
+        else {
             std::alloc::handle_alloc_error(data);
         };
         // SAFETY: fresh allocations of exactly the sizes `init` writes,
         // aligned to PAD, owned by nobody else yet.
-        unsafe { init(d.as_ptr(), l.as_ptr(), config, 0, 0) };
+        unsafe { init(d.as_ptr(), l.as_ptr(), k.as_ptr(), config, 0, 0) };
         Ok(Arc::new(RingRegion {
             data: d,
             lobby: l,
+            desk: Some(k),
             data_writable: true,
             polls_latest: true,
             config: *config,
             sizes,
             ring_id: 0,
-            backing: Backing::Heap { data, lobby },
+            backing: Backing::Heap { data, lobby, desk },
             local: Some(LocalPorts {
                 queue: Mutex::new(Vec::new()),
                 next_id: AtomicU64::new(1),
@@ -171,20 +182,20 @@ impl RingRegion {
         }))
     }
 
-    /// Attaches to an initialised data segment and lobby owned by
-    /// `backing` (e.g. mappings), after validating every header field.
+    /// Attaches to an initialised data segment, lobby and (for the ring's
+    /// publisher and broker) desk owned by `backing` (e.g. mappings), after
+    /// validating every header field.
     ///
     /// # Safety
-    /// `data` and `lobby` must be valid for reads of `data_len` and
-    /// `lobby_len` bytes (and `lobby` for writes; `data` for writes if
+    /// `data`, `lobby` and `desk` must be valid for reads of their lengths
+    /// (`lobby` and `desk` for writes too; `data` for writes if
     /// `data_writable`), aligned to 128 bytes, for as long as `backing`
     /// lives, and must not shrink meanwhile (sealed memfds). The contents
     /// may be anything: they are validated here.
     pub unsafe fn attach(
-        data: NonNull<u8>,
-        data_len: u64,
-        lobby: NonNull<u8>,
-        lobby_len: u64,
+        (data, data_len): (NonNull<u8>, u64),
+        (lobby, lobby_len): (NonNull<u8>, u64),
+        desk: Option<(NonNull<u8>, u64)>,
         data_writable: bool,
         expected: Option<&TopicConfig>,
         backing: Box<dyn Any + Send + Sync>,
@@ -194,9 +205,14 @@ impl RingRegion {
         if let Some(e) = expected {
             check_expected(&config, e)?;
         }
+        if let Some((desk, len)) = desk {
+            // SAFETY: as above, for the desk.
+            unsafe { validate_desk(desk, len, ring_id)? };
+        }
         Ok(RingRegion {
             data,
             lobby,
+            desk: desk.map(|(p, _)| p),
             data_writable,
             polls_latest: data_writable,
             config,
@@ -259,6 +275,20 @@ impl RingRegion {
     pub(crate) fn lobby(&self) -> &LobbyHeader {
         // SAFETY: as for `header`, for the lobby.
         unsafe { &*(self.lobby.as_ptr() as *const LobbyHeader) }
+    }
+
+    /// The desk, for the ring's publisher and broker (`None` for a
+    /// subscriber's mapping).
+    pub(crate) fn desk(&self) -> Option<&DeskHeader> {
+        // SAFETY: as for `header`, for the desk (validated at attach).
+        self.desk
+            .map(|d| unsafe { &*(d.as_ptr() as *const DeskHeader) })
+    }
+
+    fn desk_or_refuse(&self) -> Result<&DeskHeader, AttachError> {
+        self.desk().ok_or_else(|| {
+            AttachError::Corrupt("only the ring's publisher and broker map its desk".into())
+        })
     }
 
     pub(crate) fn local(&self) -> Option<&LocalPorts> {
@@ -324,13 +354,8 @@ impl RingRegion {
     /// [`AttachError::Corrupt`] for a read-only mapping or a port of
     /// another ring.
     pub fn admit_port(&self, port: &Port) -> Result<u64, AttachError> {
-        if !self.data_writable {
-            return Err(AttachError::Corrupt(
-                "only the ring's creator may add ports".into(),
-            ));
-        }
+        let h = self.desk_or_refuse()?;
         port.check_fits(self)?;
-        let h = self.header();
         h.generation.fetch_add(1, Ordering::Relaxed);
         // SeqCst: Dekker pair with the fence in Producer::refresh_limit:
         // either it reads the generation bumped above or we read the bound
@@ -357,12 +382,9 @@ impl RingRegion {
     /// # Errors
     /// [`AttachError::Corrupt`] for a read-only mapping.
     pub fn bump_generation(&self) -> Result<(), AttachError> {
-        if !self.data_writable {
-            return Err(AttachError::Corrupt(
-                "only the ring's creator may change its ports".into(),
-            ));
-        }
-        self.header().generation.fetch_add(1, Ordering::Relaxed);
+        self.desk_or_refuse()?
+            .generation
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -400,7 +422,7 @@ impl RingRegion {
         if let Some(local) = &self.local {
             local.active.fetch_sub(1, Ordering::Relaxed);
             local.push(PortChange::Remove { port_id });
-            self.header().generation.fetch_add(1, Ordering::Relaxed);
+            let _ = self.bump_generation();
         }
     }
 }
@@ -434,27 +456,31 @@ impl std::fmt::Debug for RingRegion {
 
 impl Drop for RingRegion {
     fn drop(&mut self) {
-        if let Backing::Heap { data, lobby } = self.backing {
+        if let Backing::Heap { data, lobby, desk } = self.backing {
             // SAFETY: allocated in `heap` with exactly these layouts; the
             // region is the last owner (Arc drop).
             unsafe {
                 std::alloc::dealloc(self.data.as_ptr(), data);
                 std::alloc::dealloc(self.lobby.as_ptr(), lobby);
+                if let Some(d) = self.desk {
+                    std::alloc::dealloc(d.as_ptr(), desk);
+                }
             }
         }
     }
 }
 
-/// Writes the headers and slot headers of a new ring's data segment and
-/// its lobby.
+/// Writes the headers and slot headers of a new ring's data segment, its
+/// lobby and its desk.
 ///
 /// # Safety
-/// `data` and `lobby` must be valid for writes of `config.sizes()`'s
-/// `data_len` and `lobby_len` bytes, 128-byte aligned, and not yet visible
-/// to any other process or thread.
+/// `data`, `lobby` and `desk` must be valid for writes of
+/// `config.sizes()`'s `data_len`, `lobby_len` and `desk_len` bytes,
+/// 128-byte aligned, and not yet visible to any other process or thread.
 pub(crate) unsafe fn init(
     data: *mut u8,
     lobby: *mut u8,
+    desk: *mut u8,
     config: &TopicConfig,
     ring_id: u64,
     pid: u32,
@@ -488,6 +514,7 @@ pub(crate) unsafe fn init(
             );
         }
         (lobby as *mut LobbyHeader).write(LobbyHeader::new(ring_id));
+        (desk as *mut DeskHeader).write(DeskHeader::new(ring_id, config.capacity));
     }
 }
 
@@ -573,6 +600,43 @@ unsafe fn validate(
         )));
     }
     Ok((config, sizes, ring_id))
+}
+
+/// Reads and checks a desk's header.
+///
+/// # Safety
+/// As for [`RingRegion::attach`], for the desk.
+unsafe fn validate_desk(desk: NonNull<u8>, len: u64, ring_id: u64) -> Result<(), AttachError> {
+    let need = size_of::<DeskHeader>() as u64;
+    if len < need {
+        return Err(AttachError::Truncated {
+            segment: "desk",
+            len,
+            need,
+        });
+    }
+    let h = desk.as_ptr() as *const DeskHeader;
+    macro_rules! rd {
+        ($f:ident) => {
+            // SAFETY: in bounds (length checked above) and aligned (the
+            // struct is, and the field is at its natural offset).
+            unsafe { std::ptr::addr_of!((*h).$f).read_volatile() }
+        };
+    }
+    check_ident(
+        "desk",
+        rd!(magic),
+        rd!(layout_version),
+        rd!(kind),
+        KIND_DESK,
+    )?;
+    let found = rd!(ring_id);
+    if found != ring_id {
+        return Err(AttachError::Corrupt(format!(
+            "desk belongs to ring {found}, data segment is ring {ring_id}"
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn check_ident(
