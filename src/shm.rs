@@ -204,6 +204,12 @@ pub fn seal_data(data: &File) -> Result<(), ShmError> {
     )
 }
 
+/// Whether `data` is sealed against new writable mappings (see
+/// [`seal_data`]).
+pub fn write_sealed(data: &File) -> bool {
+    rustix::fs::fcntl_get_seals(data).is_ok_and(|s| s.contains(SealFlags::FUTURE_WRITE))
+}
+
 /// A read-only descriptor of the same memfd as `file` (a new open file
 /// description through `/proc/self/fd`), to hand to a subscriber.
 ///

@@ -178,6 +178,7 @@ fn subscribers_get_read_only_ring_data() {
         .call(&Request::Subscribe {
             topic: "ro".into(),
             start: Start::Earliest,
+            held: vec![],
         })
         .unwrap();
     let Reply::Subscribed { rings, .. } = reply else {
@@ -289,6 +290,7 @@ fn trusted_subscribers_map_data_read_write_and_poll_the_latest_slot() {
         .call(&Request::Subscribe {
             topic: "fast".into(),
             start: Start::Latest,
+            held: vec![],
         })
         .unwrap();
     assert!(matches!(reply, Reply::Subscribed { .. }), "{reply:?}");
@@ -354,6 +356,7 @@ fn garbage_frames_then_a_good_client() {
     let mut truncated = encode_request(&Request::Subscribe {
         topic: "abc".into(),
         start: Start::Latest,
+        held: vec![],
     })
     .unwrap();
     truncated.truncate(truncated.len() - 1);
@@ -362,6 +365,7 @@ fn garbage_frames_then_a_good_client() {
     let mut bad_name = encode_request(&Request::Subscribe {
         topic: "abc".into(),
         start: Start::Latest,
+        held: vec![],
     })
     .unwrap();
     bad_name[HEADER_LEN + 2] = b'/';
@@ -743,6 +747,7 @@ fn read_only_subscribers_get_mailboxes_their_publisher_writes() {
         .call(&Request::Subscribe {
             topic: "mb".into(),
             start: Start::Latest,
+            held: vec![],
         })
         .unwrap();
     let Reply::Subscribed { lease, .. } = reply else {
@@ -774,6 +779,7 @@ fn trusted_subscribers_get_no_mailbox() {
         .call(&Request::Subscribe {
             topic: "t".into(),
             start: Start::Latest,
+            held: vec![],
         })
         .unwrap();
     let Reply::Subscribed { rings, .. } = reply else {

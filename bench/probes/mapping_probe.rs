@@ -201,6 +201,7 @@ fn main() -> Result<(), Error> {
         socket: socket.clone(),
         data_dir: dir.join("data"),
         config: Config::default(),
+        keeper: None,
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);

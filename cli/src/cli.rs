@@ -51,6 +51,12 @@ pub enum Command {
         /// The measurement's spec (JSON, written by `ringbus bench`).
         spec: String,
     },
+    /// Internal: the keeper of a broker's rings (started by `serve`).
+    #[command(name = "__keeper", hide = true)]
+    Keeper {
+        /// The broker's data directory.
+        dir: PathBuf,
+    },
 }
 
 /// `ringbus serve`.
@@ -161,6 +167,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(a) => stats(&connect(&cli)?, a.json),
         Command::Bench(a) => ringbus_bench::run(a).map(|()| ExitCode::SUCCESS),
         Command::BenchChild { spec } => ringbus_bench::child_main(spec).map(|()| ExitCode::SUCCESS),
+        Command::Keeper { dir } => ringbus::broker::keeper::run(dir)
+            .with_context(|| format!("keeper of {}", dir.display()))
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -173,7 +182,10 @@ fn serve(cli: &Cli, a: &ServeArgs) -> Result<ExitCode> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let opts = BrokerOptions::resolve(cli.socket.clone(), a.data_dir.clone(), config);
+    let mut opts = BrokerOptions::resolve(cli.socket.clone(), a.data_dir.clone(), config);
+    // Rings outlive a broker that crashes or restarts: a keeper process
+    // (this binary, `__keeper`) holds their descriptors meanwhile.
+    opts.keeper = std::env::current_exe().ok();
     let stop = install_stop_handlers().context("installing signal handlers")?;
     let mut broker = Broker::bind(opts)?;
     eprintln!(

@@ -51,6 +51,7 @@ fn no_segment_a_subscriber_holds_can_be_truncated_or_written() {
         .call(&Request::Subscribe {
             topic: "trunc".into(),
             start: ringbus::ring::Start::Latest,
+            held: vec![],
         })
         .unwrap();
     assert_eq!(fds.len(), 4, "topic segment, data, lobby, port");

@@ -98,6 +98,7 @@ impl EmbeddedBroker {
             socket: socket.clone(),
             data_dir: data_dir.clone(),
             config,
+            keeper: None,
         };
         let mut broker = match Broker::bind(opts) {
             Ok(b) => b,

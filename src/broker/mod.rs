@@ -2,16 +2,19 @@
 //! socket, the clients' sockets and a pidfd per client process.
 //!
 //! The broker admits clients (`SO_PEERCRED` against the ACL), creates each
-//! publisher's ring as a pair of files in its data directory and passes
-//! their descriptors (`SCM_RIGHTS`), tracks leases, and reclaims what a dead
-//! process held: its rings are closed (subscribers drain them, then see end
-//! of stream) and its back-pressure cursors are freed (so they stop gating
-//! publishers). It never touches a message. Nothing a client sends can make
+//! publisher's ring (sealed memfds) and each subscriber's port on it and
+//! passes their descriptors (`SCM_RIGHTS`), tracks leases, and reclaims
+//! what a dead process held: its rings are closed (subscribers drain them,
+//! then see end of stream) and its ports removed (so they stop gating
+//! publishers). Its [`keeper`] holds every ring's descriptors, so that a
+//! broker that crashes or restarts takes them back. It never touches a
+//! message. Nothing a client sends can make
 //! it panic or block: sockets are non-blocking, every frame is decoded with
 //! checked lengths, and a client that does not read its replies is dropped.
 
 pub mod config;
 mod embedded;
+pub mod keeper;
 mod signals;
 mod state;
 
@@ -89,7 +92,16 @@ pub struct BrokerOptions {
     pub data_dir: PathBuf,
     /// Limits, topics, ACL.
     pub config: Config,
+    /// The executable to start the keeper with (`EXE __keeper DATA_DIR`):
+    /// a process that holds the rings' descriptors so that they outlive
+    /// this broker and a restarted one takes them back (see
+    /// [`keeper`]). `None`: no keeper is started (one already running for
+    /// the data directory is still used); rings end with the broker.
+    pub keeper: Option<PathBuf>,
 }
+
+/// The hidden subcommand of the `ringbus` binary that runs a keeper.
+pub const KEEPER_SUBCOMMAND: &str = "__keeper";
 
 impl BrokerOptions {
     /// Resolves paths: a flag wins, then `RINGBUS_SOCKET` (socket only),
@@ -110,6 +122,7 @@ impl BrokerOptions {
             socket,
             data_dir,
             config,
+            keeper: None,
         }
     }
 }
@@ -153,6 +166,7 @@ impl Broker {
             socket: socket_path,
             data_dir,
             config,
+            keeper,
         } = opts;
         // A config built in code has not been through `Config::parse`.
         config.validate()?;
@@ -218,6 +232,18 @@ impl Broker {
             socket_path.display()
         )))?;
 
+        // The keeper holds what the last broker of this data directory
+        // served: take it back before serving anyone.
+        let kept = state::Kept::new(keeper::Keeper::attach(&data_dir, keeper.as_deref()));
+        let mut state = State::new(data_dir, config, kept.clone());
+        let owners = match kept.live().map(keeper::Keeper::list) {
+            Some(Ok(entries)) => state.restore(entries),
+            Some(Err(e)) => {
+                eprintln!("ringbus: warning: the keeper did not list what it holds: {e}");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         let mut broker = Broker {
             listener,
             socket_path,
@@ -226,9 +252,17 @@ impl Broker {
             clients: HashMap::new(),
             next_client: 1,
             pids: HashMap::new(),
-            state: State::new(data_dir, config),
+            state,
             buf: vec![0u8; MAX_REQUEST].into_boxed_slice(),
         };
+        for (pid, fd) in owners {
+            match fd {
+                Some(fd) => {
+                    broker.pids.insert(pid, PidWatch::Fd(fd));
+                }
+                None => broker.watch_pid(pid),
+            }
+        }
         broker.state.declare_topics()?;
         Ok(broker)
     }

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::control::codec::encode_reply;
 use crate::control::frame::{
@@ -27,7 +27,20 @@ use crate::ring::{Mode, Port, PortFlags, RingRegion, Start, TopicConfig, MAX_MAI
 use crate::shm::ShmError;
 
 use super::config::{Action, Config};
+use super::keeper;
 use super::BrokerError;
+
+mod kept;
+mod restore;
+
+pub(super) use kept::Kept;
+use kept::Rec;
+
+/// How long a restarted broker keeps a port made for a subscriber that
+/// has not taken it over (the ring appeared while that subscriber was
+/// not looking) before it gives up on it: the subscriber re-joins within
+/// moments if it lives.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
 /// An error reply in the making.
 type Refusal = (ErrorCode, String);
@@ -47,12 +60,19 @@ pub(super) struct PortRec {
     /// Handed to the subscriber (a port made for a ring that appeared after
     /// the subscription waits until the subscriber fetches the ring).
     pub delivered: bool,
+    /// A pidfd of its subscriber, for the keeper.
+    pub pidfd: Option<OwnedFd>,
+    /// Since when nobody holds it: a broker restarted before its
+    /// subscriber took it over (see [`ORPHAN_GRACE`]).
+    pub orphaned_at: Option<Instant>,
 }
 
 pub(super) struct Ring {
-    /// The broker's own mapping of the data segment and lobby, made before
-    /// anyone else had them (it stays writable after `seal_data`).
+    /// The broker's own mapping of the data segment, lobby and desk; the
+    /// data writable only in the broker that created the ring (it stays
+    /// writable after `seal_data`; a restarted broker maps it read-only).
     pub region: Arc<RingRegion>,
+    pub topic: String,
     /// The data segment, read-write (the publisher's).
     pub data: File,
     pub lobby: File,
@@ -72,6 +92,11 @@ pub(super) struct Ring {
     pub next_port: u64,
     /// Port removals the channel had no room for: sent again each tick.
     pub pending_removals: Vec<u64>,
+    /// Whether the publisher has said it mapped the ring (`RingReady`).
+    pub ready: bool,
+    /// A pidfd of its publisher, for the keeper.
+    pub pidfd: Option<OwnedFd>,
+    pub kept: Arc<Kept>,
 }
 
 pub(super) struct Topic {
@@ -123,6 +148,7 @@ pub(super) struct State {
     next_lease: u64,
     pub next_ring_id: u64,
     pub stats: Counters,
+    kept: Arc<Kept>,
 }
 
 fn dup(f: &File) -> Option<OwnedFd> {
@@ -136,7 +162,13 @@ fn internal(what: impl std::fmt::Display) -> Refusal {
 impl Ring {
     /// A new ring for a publisher of `pid`, its segments and channel made;
     /// returns it with the publisher's end of the channel.
-    fn create(config: &TopicConfig, ring_id: u64, pid: u32) -> Result<(Ring, OwnedFd), ShmError> {
+    fn create(
+        topic: &str,
+        config: &TopicConfig,
+        ring_id: u64,
+        pid: u32,
+        kept: Arc<Kept>,
+    ) -> Result<(Ring, OwnedFd), ShmError> {
         let seg = crate::shm::create_ring(config, ring_id, pid)?;
         let io = |what: &str| {
             let what = what.to_owned();
@@ -148,6 +180,7 @@ impl Ring {
         Ok((
             Ring {
                 region: seg.region,
+                topic: topic.to_owned(),
                 data: seg.data,
                 lobby: seg.lobby,
                 desk: seg.desk,
@@ -159,9 +192,122 @@ impl Ring {
                 ports: Vec::new(),
                 next_port: 1,
                 pending_removals: Vec::new(),
+                ready: false,
+                pidfd: keeper::pidfd(pid),
+                kept,
             },
             theirs,
         ))
+    }
+
+    fn key(&self) -> String {
+        format!("r/{}", self.ring_id())
+    }
+
+    fn port_key(&self, id: u64) -> String {
+        format!("p/{}/{id}", self.ring_id())
+    }
+
+    /// Tells the keeper what this ring is now, with its descriptors.
+    fn keep(&self) {
+        let meta = Rec::default()
+            .str(&self.topic)
+            .u64(self.ring_id())
+            .u32(self.publisher_pid)
+            .u8(u8::from(self.ready))
+            .u8(u8::from(self.closed))
+            .u64(self.next_port)
+            .config(self.region.config());
+        let mut fds = vec![
+            self.data.as_fd(),
+            self.lobby.as_fd(),
+            self.desk.as_fd(),
+            self.channel.as_fd(),
+        ];
+        let owner = self.pidfd.as_ref().map(|p| {
+            fds.push(p.as_fd());
+            fds.len() - 1
+        });
+        self.kept.put(&self.key(), &meta.0, &fds, owner);
+    }
+
+    /// Tells the keeper what port `p` is now.
+    fn keep_port(&self, p: &PortRec) {
+        let meta = Rec::default()
+            .u64(self.ring_id())
+            .u64(p.id)
+            .u32(p.pid)
+            .u8(u8::from(p.flags.mailbox))
+            .u8(u8::from(p.flags.trusted))
+            .u8(u8::from(p.delivered));
+        let mut fds = vec![p.file.as_fd()];
+        let owner = p.pidfd.as_ref().map(|f| {
+            fds.push(f.as_fd());
+            1
+        });
+        self.kept.put(&self.port_key(p.id), &meta.0, &fds, owner);
+    }
+
+    /// Hands port `id` to subscription `lease`: it is delivered now.
+    fn deliver(&mut self, id: u64, lease: u64) -> Option<PortRef> {
+        let i = self.ports.iter().position(|p| p.id == id)?;
+        let p = &mut self.ports[i];
+        p.lease = Some(lease);
+        p.orphaned_at = None;
+        let changed = !p.delivered;
+        p.delivered = true;
+        let r = PortRef {
+            port_id: p.id,
+            mailbox: p.flags.mailbox,
+        };
+        if changed {
+            self.keep_port(&self.ports[i]);
+        }
+        Some(r)
+    }
+
+    /// A port of process `pid` nobody holds and nobody took over (made
+    /// for it before a broker restart), to hand to a subscription of
+    /// that process.
+    fn orphan_of(&self, pid: u32) -> Option<u64> {
+        self.ports
+            .iter()
+            .find(|p| p.pid == pid && p.lease.is_none() && !p.delivered)
+            .map(|p| p.id)
+    }
+
+    /// Gives port `id` to subscription `lease` without handing it over
+    /// yet (its ring is not listed yet).
+    fn claim(&mut self, id: u64, lease: u64) {
+        if let Some(p) = self.ports.iter_mut().find(|p| p.id == id) {
+            p.lease = Some(lease);
+            p.orphaned_at = None;
+        }
+    }
+
+    /// Lets the keeper go of this ring and its ports: the broker has
+    /// forgotten it.
+    fn forget(&self) {
+        for p in &self.ports {
+            self.kept.forget(&self.port_key(p.id));
+        }
+        self.kept.forget(&self.key());
+    }
+
+    /// A listing of this ring for subscription `lease` with port `port`
+    /// (handed over now), and its descriptors.
+    fn listing(&mut self, port: Option<u64>, lease: u64) -> (RingRef, Vec<OwnedFd>) {
+        let port = port.and_then(|id| self.deliver(id, lease));
+        let rec = port.and_then(|p| self.ports.iter().find(|x| x.id == p.port_id));
+        let fds = self.sub_fds(rec);
+        (
+            RingRef {
+                ring_id: self.ring_id(),
+                publisher_pid: self.publisher_pid,
+                port,
+            },
+            fds,
+        )
     }
 
     fn ring_id(&self) -> u64 {
@@ -227,8 +373,16 @@ impl Ring {
             port,
             flags,
             delivered: false,
+            pidfd: keeper::pidfd(pid),
+            orphaned_at: None,
         });
-        Ok(self.ports.last().expect("pushed above"))
+        let p = self.ports.last().expect("pushed above");
+        self.keep_port(p);
+        if id == 1 || self.next_port % 64 == 0 {
+            // The next id, so that a restarted broker never reuses one.
+            self.keep();
+        }
+        Ok(p)
     }
 
     /// Removes the ports `gone` selects: the publisher is told (or will be,
@@ -243,6 +397,7 @@ impl Ring {
             }
             let p = self.ports.swap_remove(i);
             crate::wait::wake_port(p.port.header());
+            self.kept.forget(&self.port_key(p.id));
             self.pending_removals.push(p.id);
             n += 1;
         }
@@ -298,6 +453,7 @@ impl Ring {
         }
         self.closed = true;
         self.pending_removals.clear();
+        self.keep();
     }
 
     fn info(&self) -> RingInfo {
@@ -341,8 +497,9 @@ impl Ring {
 }
 
 impl State {
-    pub fn new(data_dir: PathBuf, config: Config) -> State {
+    pub fn new(data_dir: PathBuf, config: Config, kept: Arc<Kept>) -> State {
         State {
+            kept,
             data_dir,
             config,
             broker_uid: rustix::process::geteuid().as_raw(),
@@ -382,6 +539,7 @@ impl State {
                 ),
                 Some(_) => {}
             }
+            self.keep_topic(&decl.name);
         }
         Ok(())
     }
@@ -416,6 +574,20 @@ impl State {
         Ok(self.topics.get_mut(name).expect("inserted above"))
     }
 
+    /// Tells the keeper what topic `name` is now (its config, whether it
+    /// is kept when unused).
+    fn keep_topic(&self, name: &str) {
+        let Some(t) = self.topics.get(name) else {
+            return;
+        };
+        let mut rec = Rec::default().u8(u8::from(t.declared));
+        rec = match &t.config {
+            Some(c) => rec.u8(1).config(c),
+            None => rec.u8(0),
+        };
+        self.kept.put(&format!("t/{name}"), &rec.0, &[], None);
+    }
+
     fn check_acl(&mut self, topic: &str, action: Action, cred: &PeerCred) -> Result<(), Refusal> {
         if self.config.allows(topic, action, cred, self.broker_uid) {
             return Ok(());
@@ -443,6 +615,7 @@ impl State {
         match t.config {
             None => {
                 t.config = Some(want);
+                self.keep_topic(topic);
                 Ok(!existed)
             }
             Some(have) if have == want => Ok(false),
@@ -470,13 +643,16 @@ impl State {
                     if let Some(t) = self.topics.get_mut(&topic) {
                         t.declared = true;
                     }
+                    self.keep_topic(&topic);
                     (Reply::TopicOpened { config, created }, vec![])
                 }),
             Request::AttachPublisher { topic, config } => {
                 self.attach_publisher(client, &cred, &topic, config)
             }
             Request::RingReady { lease } => self.ring_ready(client, lease),
-            Request::Subscribe { topic, start } => self.subscribe(client, &cred, &topic, start),
+            Request::Subscribe { topic, start, held } => {
+                self.subscribe(client, &cred, &topic, start, &held)
+            }
             Request::FetchRings { lease, after } => self.fetch_rings(client, lease, after),
             Request::Detach { lease } => self.detach(client, lease),
             Request::ListTopics { offset } => Ok((self.list_topics(&cred, offset), vec![])),
@@ -532,8 +708,11 @@ impl State {
         }
         let ring_id = self.next_ring_id;
         self.next_ring_id += 1;
-        let (mut ring, channel) = Ring::create(&config, ring_id, cred.pid)
-            .map_err(|e| internal(format!("cannot create a ring for topic {topic:?}: {e}")))?;
+        self.kept
+            .put("n", &Rec::default().u64(self.next_ring_id).0, &[], None);
+        let (mut ring, channel) =
+            Ring::create(topic, &config, ring_id, cred.pid, self.kept.clone())
+                .map_err(|e| internal(format!("cannot create a ring for topic {topic:?}: {e}")))?;
         // Every current subscriber gets a port at 0 before the publisher
         // can write: it misses nothing of the new ring, however fast the
         // publisher and however late the subscriber looks.
@@ -561,6 +740,7 @@ impl State {
             .collect();
         let lease = self.new_lease(client, topic, LeaseKind::Publisher { ring_id });
         ring.lease = Some(lease);
+        ring.keep();
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(internal(format!("topic {topic:?} vanished")));
         };
@@ -606,6 +786,8 @@ impl State {
                     .map_err(|e| internal(format!("cannot seal ring {ring_id}: {e}")))
             }?;
             r.data_sub = Some(sub);
+            r.ready = true;
+            r.keep();
             // Subscribers see the new generation and fetch the ring.
             t.segment.bump();
         }
@@ -618,6 +800,7 @@ impl State {
         cred: &PeerCred,
         topic: &str,
         start: Start,
+        held: &[(u64, u64)],
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         self.check_acl(topic, Action::Subscribe, cred)?;
         let t = self.topic_entry(topic, false)?;
@@ -635,44 +818,57 @@ impl State {
         let mut rings = Vec::new();
         let mut failed = None;
         for (id, r) in t.rings.iter_mut() {
-            if r.closed {
+            if let Some(&(_, port_id)) = held.iter().find(|(ring, _)| ring == id) {
+                // A re-join: the subscriber reads this ring already. Its
+                // port, if this broker knows it as its process's, is its
+                // again; the ring is not listed.
+                let own = r.ports.iter().any(|p| {
+                    p.id == port_id && p.pid == cred.pid && p.lease.is_none() && p.delivered
+                });
+                if own {
+                    r.deliver(port_id, lease);
+                }
+                continue;
+            }
+            // A port made for this process before a broker restart, for a
+            // ring it had not been told about: it reads the ring from there
+            // (even a closed one: it drains it).
+            let orphan = r.orphan_of(cred.pid);
+            if r.closed && orphan.is_none() {
                 continue;
             }
             if r.data_sub.is_none() {
                 // Its publisher has not mapped it yet, let alone written:
                 // a port at 0 now, handed over when the ring is listed,
                 // misses nothing of it.
-                if let Err((_, e)) = r.add_port(lease, cred.pid, 0, trusted) {
-                    eprintln!("ringbus: warning: no port on new ring {id} for a subscriber: {e}");
+                match orphan {
+                    Some(p) => r.claim(p, lease),
+                    None => {
+                        if let Err((_, e)) = r.add_port(lease, cred.pid, 0, trusted) {
+                            eprintln!(
+                                "ringbus: warning: no port on new ring {id} for a subscriber: {e}"
+                            );
+                        }
+                    }
                 }
                 continue;
             }
-            let pos = r.start_at(start);
             let backpressure = r.region.config().mode == Mode::Backpressure;
-            let port = match r.add_port(lease, cred.pid, pos, trusted) {
-                Ok(p) => Some(p.id),
-                Err(e) if backpressure => {
-                    failed = Some(e);
-                    break;
-                }
-                // An overwrite ring is read without a port.
-                Err(_) => None,
+            let port = match orphan {
+                Some(p) => Some(p),
+                None => match r.add_port(lease, cred.pid, r.start_at(start), trusted) {
+                    Ok(p) => Some(p.id),
+                    Err(e) if backpressure => {
+                        failed = Some(e);
+                        break;
+                    }
+                    // An overwrite ring is read without a port.
+                    Err(_) => None,
+                },
             };
-            let rec = port.and_then(|id| r.ports.iter_mut().find(|p| p.id == id));
-            let port = rec.map(|p| {
-                p.delivered = true;
-                PortRef {
-                    port_id: p.id,
-                    mailbox: p.flags.mailbox,
-                }
-            });
-            rings.push(RingRef {
-                ring_id: *id,
-                publisher_pid: r.publisher_pid,
-                port,
-            });
-            let rec = port.and_then(|p| r.ports.iter().find(|x| x.id == p.port_id));
-            fds.extend(r.sub_fds(rec));
+            let (listed, ring_fds) = r.listing(port, lease);
+            rings.push(listed);
+            fds.extend(ring_fds);
         }
         let config = t.config;
         t.subscribers += 1;
@@ -714,37 +910,29 @@ impl State {
         };
         let mut rings = Vec::new();
         let mut fds = Vec::new();
-        for (id, r) in t.rings.range_mut(after.saturating_add(1)..) {
+        for (_, r) in t.rings.range_mut(after.saturating_add(1)..) {
             if r.data_sub.is_none() {
                 // Not mapped by its publisher yet: listed once it is.
                 break;
             }
-            // The port made for us when the ring appeared, or, for a ring
-            // that appeared before we subscribed but was listed after, a
-            // new one from its first message (a publisher that wrote past
-            // what it may overwrite costs a reported loss, never a silent
-            // one).
-            let mine = r.ports.iter().position(|p| p.lease == Some(lease));
-            let port_id = match mine {
-                Some(i) => Some(r.ports[i].id),
+            // The port made for us when the ring appeared (or for our
+            // process before a broker restart), or, for a ring that
+            // appeared before we subscribed but was listed after, a new one
+            // from its first message (a publisher that wrote past what it
+            // may overwrite costs a reported loss, never a silent one).
+            let mine = r
+                .ports
+                .iter()
+                .find(|p| p.lease == Some(lease))
+                .map(|p| p.id);
+            let port_id = match mine.or_else(|| r.orphan_of(pid)) {
+                Some(id) => Some(id),
                 None if !r.closed => r.add_port(lease, pid, 0, trusted).ok().map(|p| p.id),
                 None => None,
             };
-            let rec = port_id.and_then(|id| r.ports.iter_mut().find(|p| p.id == id));
-            let port = rec.map(|p| {
-                p.delivered = true;
-                PortRef {
-                    port_id: p.id,
-                    mailbox: p.flags.mailbox,
-                }
-            });
-            rings.push(RingRef {
-                ring_id: *id,
-                publisher_pid: r.publisher_pid,
-                port,
-            });
-            let rec = port.and_then(|p| r.ports.iter().find(|x| x.id == p.port_id));
-            fds.extend(r.sub_fds(rec));
+            let (listed, ring_fds) = r.listing(port_id, lease);
+            rings.push(listed);
+            fds.extend(ring_fds);
             if rings.len() == MAX_RINGS_PER_TOPIC {
                 break;
             }
@@ -855,14 +1043,21 @@ impl State {
         self.collect_garbage();
     }
 
-    /// Periodic pass: notice rings their publisher closed by itself, and
-    /// send port removals that found the channel full.
+    /// Periodic pass: notice rings their publisher closed by itself; send
+    /// port removals that found the channel full; remove ports nobody
+    /// holds whose subscriber let go of them (a subscriber that left while
+    /// the broker was down) or never took them over.
     pub fn sweep(&mut self) {
         for t in self.topics.values_mut() {
             for r in t.rings.values_mut() {
                 if !r.closed && r.region.is_closed() {
                     r.close();
                 }
+                r.remove_ports(|p| {
+                    p.lease.is_none()
+                        && (p.port.pos() == crate::layout::CURSOR_FREE
+                            || p.orphaned_at.is_some_and(|t| t.elapsed() >= ORPHAN_GRACE))
+                });
                 r.flush_removals();
             }
         }
@@ -885,15 +1080,24 @@ impl State {
                 .get(name.as_str())
                 .copied()
                 .unwrap_or(u64::MAX);
-            // Mapped rings live on in the processes that map them.
-            t.rings
-                .retain(|id, r| !(r.closed && r.lease.is_none() && *id <= horizon));
+            // Mapped rings live on in the processes that map them. A ring
+            // with a port its subscriber has yet to take over (a restarted
+            // broker's) waits for it.
+            t.rings.retain(|id, r| {
+                let keep = !(r.closed && r.lease.is_none() && *id <= horizon)
+                    || r.ports.iter().any(|p| p.orphaned_at.is_some());
+                if !keep {
+                    r.forget();
+                }
+                keep
+            });
             if !t.declared && t.rings.is_empty() && t.subscribers == 0 && t.publisher_leases == 0 {
                 dead_topics.push(name.clone());
             }
         }
         for name in dead_topics {
             self.topics.remove(&name);
+            self.kept.forget(&format!("t/{name}"));
         }
     }
 

@@ -186,6 +186,15 @@ impl FanIn {
         Some(RecvError::Lagged { missed })
     }
 
+    /// The rings held with a port, as `(ring_id, port_id)`: what a
+    /// re-joined broker is told this subscriber reads already.
+    pub fn held_ports(&self) -> Vec<(u64, u64)> {
+        self.rings
+            .iter()
+            .filter_map(|r| r.consumer.port_id().map(|p| (r.ring_id, p)))
+            .collect()
+    }
+
     /// Whether ring `ring_id` is held.
     pub fn holds(&self, ring_id: u64) -> bool {
         self.rings.iter().any(|r| r.ring_id == ring_id)

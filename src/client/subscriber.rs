@@ -57,14 +57,13 @@ pub struct RingState {
 /// messages keep coming (and whenever the rings run dry: for a spinning
 /// receive on one ring, once its spin has run out).
 pub(super) const GENERATION_CHECK_EVERY: u32 = 64;
-/// While idle in `recv`, how often to check that the broker still answers
-/// (a restarted broker is re-joined).
+/// How often to check that the broker still answers (a restarted broker
+/// is re-joined), idle or not: at most one `poll` per this interval.
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
 
 /// State of one blocking receive between its idle steps.
 pub(super) struct Idle {
     started: Instant,
-    last_health: Instant,
     nap: Duration,
 }
 
@@ -72,7 +71,6 @@ impl Idle {
     fn new(now: Instant) -> Idle {
         Idle {
             started: now,
-            last_health: now,
             nap: Duration::from_micros(10),
         }
     }
@@ -96,6 +94,8 @@ pub struct Subscriber {
     /// [`GENERATION_CHECK_EVERY`] to send the next receive down its cold
     /// path (a loss to report, see `FanIn::pending`).
     pub(super) since_check: u32,
+    /// When the broker was last checked (see [`HEALTH_CHECK`]).
+    checked_at: Instant,
     options: SubscribeOptions,
     config: Option<TopicConfig>,
     /// After a failed refresh, no new attempt before this instant (keeps a
@@ -119,6 +119,7 @@ impl Subscriber {
             max_ring_id: 0,
             fan_in: FanIn::default(),
             since_check: 0,
+            checked_at: Instant::now(),
             options,
             config: None,
             retry_at: None,
@@ -133,6 +134,7 @@ impl Subscriber {
         let (reply, fds) = self.client.call(&Request::Subscribe {
             topic: self.topic.clone(),
             start,
+            held: self.fan_in.held_ports(),
         })?;
         let Reply::Subscribed {
             lease,
@@ -296,6 +298,15 @@ impl Subscriber {
         self.fan_in.rings.len() > before || self.fan_in.has_pending()
     }
 
+    /// Re-joins a restarted broker if one [`HEALTH_CHECK`] has passed
+    /// since the last check and the connection died.
+    fn check_broker(&mut self, now: Instant) {
+        if now.duration_since(self.checked_at) >= HEALTH_CHECK {
+            self.checked_at = now;
+            self.rejoin();
+        }
+    }
+
     /// Re-joins a restarted broker if the connection died; returns whether
     /// it did. Every ring the new broker lists that is new to us appeared
     /// after we subscribed: read from its first message.
@@ -307,11 +318,15 @@ impl Subscriber {
 
     /// The cold part of a receive: every [`GENERATION_CHECK_EVERY`]
     /// receives, and whenever a loss waits to be reported. Looks for new
-    /// rings; returns the loss to report first, if any.
+    /// rings (and, every [`HEALTH_CHECK`], whether the broker still
+    /// answers: a busy subscriber may never idle, and a restarted broker
+    /// lists new rings on a topic segment of its own); returns the loss to
+    /// report first, if any.
     #[cold]
     #[inline(never)]
     pub(super) fn look_around(&mut self) -> Option<RecvError> {
         self.since_check = 0;
+        self.check_broker(Instant::now());
         self.refresh();
         self.fan_in.take_pending()
     }
@@ -445,10 +460,7 @@ impl Subscriber {
         if deadline.is_some_and(|d| now >= d) {
             return Err(RecvError::Timeout);
         }
-        if now.duration_since(idle.last_health) >= HEALTH_CHECK {
-            idle.last_health = now;
-            self.rejoin();
-        }
+        self.check_broker(now);
         // Wake at least this often to look for new rings.
         let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
         if let [ring] = self.fan_in.rings.as_mut_slice() {

@@ -287,10 +287,15 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, EncodeError> {
             w.str("topic", topic, MAX_TOPIC_LEN)?;
             w.opt_config(config);
         }
-        Request::Subscribe { topic, start } => {
+        Request::Subscribe { topic, start, held } => {
             w = Writer::new(kind::SUBSCRIBE);
             w.str("topic", topic, MAX_TOPIC_LEN)?;
             w.start(start);
+            w.count("held ports", held.len(), MAX_RINGS_PER_TOPIC)?;
+            for (ring, port) in held {
+                w.u64(*ring);
+                w.u64(*port);
+            }
         }
         Request::FetchRings { lease, after } => {
             w = Writer::new(kind::FETCH_RINGS);
@@ -649,10 +654,15 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             topic: r.topic()?,
             config: r.opt_config()?,
         },
-        kind::SUBSCRIBE => Request::Subscribe {
-            topic: r.topic()?,
-            start: r.start()?,
-        },
+        kind::SUBSCRIBE => {
+            let topic = r.topic()?;
+            let start = r.start()?;
+            let n = r.count("held ports", MAX_RINGS_PER_TOPIC, 16)?;
+            let held = (0..n)
+                .map(|_| Ok((r.u64("held ring")?, r.u64("held port")?)))
+                .collect::<Result<_, DecodeError>>()?;
+            Request::Subscribe { topic, start, held }
+        }
         kind::FETCH_RINGS => Request::FetchRings {
             lease: r.u64("lease")?,
             after: r.u64("after")?,
@@ -819,14 +829,17 @@ mod tests {
             Request::Subscribe {
                 topic: "t".into(),
                 start: Start::Latest,
+                held: vec![],
             },
             Request::Subscribe {
                 topic: "t".into(),
                 start: Start::Earliest,
+                held: vec![],
             },
             Request::Subscribe {
                 topic: "t".into(),
                 start: Start::Sequence(u64::MAX),
+                held: vec![(1, 2), (u64::MAX, 0)],
             },
             Request::FetchRings { lease: 7, after: 9 },
             Request::RingReady { lease: 8 },
@@ -1009,6 +1022,7 @@ mod tests {
         let long = Request::Subscribe {
             topic: "a".repeat(300),
             start: Start::Latest,
+            held: vec![],
         };
         assert!(encode_request(&long).is_err());
         let msg = Reply::error(ErrorCode::Internal, "é".repeat(2000));
@@ -1031,6 +1045,7 @@ mod tests {
         let mut v = encode_request(&Request::Subscribe {
             topic: "t".into(),
             start: Start::Latest,
+            held: vec![],
         })
         .unwrap();
         v[HEADER_LEN + 3] = 3;

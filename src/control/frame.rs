@@ -67,6 +67,12 @@ pub enum Request {
         topic: String,
         /// Where to start.
         start: Start,
+        /// A subscriber re-joining a restarted broker: the rings it reads
+        /// already and its port on each, as `(ring_id, port_id)`. The
+        /// broker gives it those ports back (they are its process's) and
+        /// leaves the rings out of the answer. At most
+        /// [`MAX_RINGS_PER_TOPIC`].
+        held: Vec<(u64, u64)>,
     },
     /// Ask for the rings of a subscription whose id is above `after`
     /// (sent when the topic's generation counter moved). Answer:

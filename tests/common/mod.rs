@@ -76,6 +76,7 @@ impl BrokerThread {
             socket: dir.socket(),
             data_dir: dir.data(),
             config,
+            keeper: None,
         };
         let mut broker = ringbus::broker::Broker::bind(opts).expect("bind broker");
         let stop = Arc::new(AtomicBool::new(false));

@@ -9,8 +9,11 @@ pub use shared::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use ringbus::client::Client;
+use ringbus::client::{Client, SubscribeOptions, Subscriber};
+use ringbus::ring::{RecvError, Start};
+use ringbus::wait::WaitStrategy;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringbus");
 
@@ -54,5 +57,90 @@ impl BrokerProc {
 impl Drop for BrokerProc {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+pub fn ringbus(socket: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("RINGBUS_SOCKET").arg("--socket").arg(socket);
+    c
+}
+
+pub fn subscribe(client: &Client, topic: &str) -> Subscriber {
+    client
+        .subscriber(
+            topic,
+            SubscribeOptions {
+                start: Start::Earliest,
+                wait: WaitStrategy::Block,
+            },
+        )
+        .unwrap()
+}
+
+/// Reads generated messages, checking each is intact and that the
+/// sequence numbers of each ring are contiguous (no loss, no duplicate).
+pub struct Checker {
+    pub next: std::collections::HashMap<u64, u64>,
+    pub received: u64,
+    pub ended: u64,
+    buf: Vec<u8>,
+}
+
+impl Checker {
+    pub fn new() -> Checker {
+        Checker {
+            next: Default::default(),
+            received: 0,
+            ended: 0,
+            buf: vec![0u8; 4096],
+        }
+    }
+
+    /// One step: `Some(true)` a message, `Some(false)` a ring ended,
+    /// `None` nothing within the timeout.
+    pub fn step(&mut self, sub: &mut Subscriber, timeout: Duration) -> Option<bool> {
+        match sub.recv_timeout(&mut self.buf, timeout) {
+            Ok(d) => {
+                let seq = check_generated(&self.buf[..d.info.len]);
+                assert_eq!(seq, d.info.seq, "payload and ring sequence disagree");
+                let next = self.next.entry(d.ring_id).or_insert(seq);
+                assert_eq!(seq, *next, "ring {}: lost or duplicated message", d.ring_id);
+                *next += 1;
+                self.received += 1;
+                Some(true)
+            }
+            Err(RecvError::EndOfStream) => {
+                self.ended += 1;
+                Some(false)
+            }
+            Err(RecvError::Timeout) => None,
+            Err(e) => panic!("unexpected receive error: {e}"),
+        }
+    }
+
+    pub fn until(
+        &mut self,
+        sub: &mut Subscriber,
+        what: &str,
+        mut done: impl FnMut(&Checker) -> bool,
+    ) {
+        let end = Instant::now() + PATIENCE;
+        while !done(self) {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            self.step(sub, Duration::from_millis(50));
+        }
+    }
+}
+
+pub fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+pub struct KillOnDrop(pub Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(&mut self.0);
     }
 }
