@@ -584,6 +584,7 @@ fn installs_with_pkg_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(prefix.0.join("include/ringbus.hpp").is_file());
     let pc = prefix.0.join("lib/pkgconfig");
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "ringbus"])
