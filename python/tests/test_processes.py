@@ -8,13 +8,22 @@ import json
 import signal
 import struct
 import subprocess
+import sys
 import textwrap
 import time
 
 import pytest
 
 import ringbus
-from conftest import PATIENCE, c_payload, child_env, finish, python_child, wait_ready
+from conftest import (
+    PATIENCE,
+    REPO,
+    c_payload,
+    child_env,
+    finish,
+    python_child,
+    wait_ready,
+)
 
 COUNT = 100_000
 
@@ -207,3 +216,14 @@ def test_ctrl_c_interrupts_a_blocked_call(broker, call, wait):
     assert "KeyboardInterrupt" in out
     # Bounded, not tight: the wait checks for signals every 50 ms.
     assert elapsed < 20, elapsed
+
+
+def test_bench_runs():
+    """python/bench.py works (tiny counts, Python rows only; no figures checked)."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "python" / "bench.py"), "--iters", "200",
+         "--stream", "2000", "--no-rust"],
+        capture_output=True, text=True, timeout=PATIENCE,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Python -> Python" in out.stdout and "M msg/s" in out.stdout
