@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the C library: libringbus.so and libringbus.a, include/ringbus.h
+# (and the C++ wrapper include/ringbus.hpp)
 # and a pkg-config file, from a finished build.
 #
 #   cargo build --release -p ringbus-ffi
@@ -35,6 +36,7 @@ install -d "$libdir/pkgconfig" "$includedir"
 install -m 0755 "$from/libringbus.so" "$libdir/libringbus.so"
 install -m 0644 "$from/libringbus.a" "$libdir/libringbus.a"
 install -m 0644 "$root/include/ringbus.h" "$includedir/ringbus.h"
+install -m 0644 "$root/include/ringbus.hpp" "$includedir/ringbus.hpp"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" \
     -e "s|@VERSION@|$version|" "$root/ffi/ringbus.pc.in" > "$libdir/pkgconfig/ringbus.pc"
-echo "installed ringbus $version: $libdir/libringbus.{so,a}, $includedir/ringbus.h, $libdir/pkgconfig/ringbus.pc"
+echo "installed ringbus $version: $libdir/libringbus.{so,a}, $includedir/ringbus.h{,pp}, $libdir/pkgconfig/ringbus.pc"

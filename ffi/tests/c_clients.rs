@@ -1,8 +1,11 @@
-//! C programs against the built library and a real broker: the C examples
-//! and test programs compile with `cc -std=c11 -Wall -Wextra -Werror`, and
-//! messages cross C -> C, C -> Rust and Rust -> C intact; the API's error
-//! contract (`tests/c/api_test.c`), a valgrind memcheck run, the C++ header
-//! check, the ping-pong, and the pkg-config install.
+//! C and C++ programs against the built library and a real broker: the C
+//! examples and test programs compile with `cc -std=c11 -Wall -Wextra
+//! -Werror`, the C++ ones (over `include/ringbus.hpp`) with `c++ -std=c++17
+//! -Wall -Wextra -Werror`, and messages cross C -> C, C -> Rust, Rust -> C,
+//! C++ -> C, C -> C++, C++ -> Rust and Rust -> C++ intact; the APIs' error
+//! contracts (`tests/c/api_test.c`, `tests/cpp/api_test.cpp`), valgrind
+//! memcheck runs, the header checks, the ping-pong, and the pkg-config
+//! install.
 //!
 //! `cargo test` does not build this package's cdylib/staticlib for its
 //! integration tests, so the first test to need them runs
@@ -21,6 +24,7 @@ use ringbus::client::{Client, Mode, SubscribeOptions, TopicConfig};
 use ringbus::ring::{RecvError, Start};
 
 const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror"];
+const CXX_FLAGS: &[&str] = &["-std=c++17", "-Wall", "-Wextra", "-Werror"];
 /// Native libraries the static library needs (`--print native-static-libs`).
 const STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
 /// The test payload's size bound, as in `examples/c/publisher.c`.
@@ -67,18 +71,30 @@ fn built() -> &'static Built {
             compile(&b, name, src, false);
         }
         compile(&b, "api_test_static", "ffi/tests/c/api_test.c", true);
+        for (name, src) in [
+            ("cpp_publisher", "examples/cpp/publisher.cpp"),
+            ("cpp_subscriber", "examples/cpp/subscriber.cpp"),
+            ("cpp_api_test", "ffi/tests/cpp/api_test.cpp"),
+        ] {
+            compile(&b, name, src, false);
+        }
         b
     })
 }
 
-/// Compiles a C program against include/ringbus.h and the shared (or
-/// static) library. The executable is renamed into place, so a concurrent
-/// test run never sees a half-written one.
+/// Compiles a C program (C++ for a `.cpp` source, with `ringbus.hpp`)
+/// against include/ringbus.h and the shared (or static) library. The
+/// executable is renamed into place, so a concurrent test run never sees a
+/// half-written one.
 fn compile(b: &Built, name: &str, src: &str, static_lib: bool) {
     let ws = workspace();
     let tmp = b.bin_dir.join(format!("{name}.tmp-{}", std::process::id()));
-    let mut cmd = Command::new("cc");
-    cmd.args(C_FLAGS)
+    let (compiler, flags) = match src.ends_with(".cpp") {
+        true => ("c++", CXX_FLAGS),
+        false => ("cc", C_FLAGS),
+    };
+    let mut cmd = Command::new(compiler);
+    cmd.args(flags)
         .arg("-I")
         .arg(ws.join("include"))
         .arg(ws.join(src))
@@ -92,10 +108,10 @@ fn compile(b: &Built, name: &str, src: &str, static_lib: bool) {
             .arg("-lringbus")
             .arg(format!("-Wl,-rpath,{}", b.lib_dir.display()));
     }
-    let out = cmd.output().expect("run cc");
+    let out = cmd.output().expect("run the C/C++ compiler");
     assert!(
         out.status.success(),
-        "cc {src} failed:\n{}",
+        "{compiler} {src} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::rename(&tmp, b.bin_dir.join(name)).unwrap();
@@ -269,18 +285,20 @@ fn payload(i: u64, max: usize) -> Vec<u8> {
         .collect()
 }
 
-fn c_to_c(name: &str, zero_copy: bool) {
+/// Program `publisher` sends test messages to program `subscriber` (the C
+/// or C++ examples), which checks each.
+fn program_to_program(name: &str, publisher: &str, subscriber: &str, zero_copy: bool) {
     let broker = Broker::start(name);
     let count = "20000";
-    let mut sub = broker.c("subscriber");
+    let mut sub = broker.c(subscriber);
     if zero_copy {
         sub.arg("-z");
     }
     sub.args([name, count]);
     let (child, out) = spawn_subscriber(sub);
-    let mut publisher = broker.c("publisher");
-    publisher.args([name, count]);
-    let p = run_ok(publisher, "C publisher");
+    let mut p = broker.c(publisher);
+    p.args([name, count]);
+    let p = run_ok(p, publisher);
     assert!(p.contains("published 20000 messages"), "{p}");
     let s = finish_subscriber(child, out);
     assert!(s.contains("received 20000 messages"), "{s}");
@@ -289,21 +307,37 @@ fn c_to_c(name: &str, zero_copy: bool) {
 
 #[test]
 fn c_publisher_to_c_subscriber() {
-    c_to_c("c2c", false);
+    program_to_program("c2c", "publisher", "subscriber", false);
 }
 
 #[test]
 fn c_publisher_to_c_zero_copy_subscriber() {
-    c_to_c("c2cz", true);
+    program_to_program("c2cz", "publisher", "subscriber", true);
 }
 
 #[test]
-fn c_publisher_to_rust_subscriber() {
-    let broker = Broker::start("c2rust");
+fn cpp_publisher_to_c_subscriber() {
+    program_to_program("cpp2c", "cpp_publisher", "subscriber", false);
+}
+
+#[test]
+fn c_publisher_to_cpp_zero_copy_subscriber() {
+    program_to_program("c2cppz", "publisher", "cpp_subscriber", true);
+}
+
+#[test]
+fn cpp_publisher_to_cpp_subscriber() {
+    program_to_program("cpp2cpp", "cpp_publisher", "cpp_subscriber", false);
+}
+
+/// Program `publisher` (C or C++ example) sends test messages to a Rust
+/// subscriber, which checks each.
+fn program_to_rust(name: &str, publisher: &str) {
+    let broker = Broker::start(name);
     let client = broker.client();
     let mut sub = client
         .subscriber(
-            "c2rust",
+            name,
             SubscribeOptions {
                 start: Start::Earliest,
                 ..Default::default()
@@ -311,9 +345,9 @@ fn c_publisher_to_rust_subscriber() {
         )
         .unwrap();
     let count = 20_000u64;
-    let mut publisher = broker.c("publisher");
-    publisher.args(["c2rust", &count.to_string()]);
-    let child = publisher
+    let mut p = broker.c(publisher);
+    p.args([name, &count.to_string()]);
+    let child = p
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -326,7 +360,7 @@ fn c_publisher_to_rust_subscriber() {
         assert_eq!((d.info.seq, d.info.tag), (i, i));
         assert_eq!(&buf[..d.info.len], payload(i, MAX), "message {i}");
     }
-    let o = wait_output(child, "C publisher");
+    let o = wait_output(child, publisher);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The publisher left: its ring ends, nothing more arrives.
     assert_eq!(
@@ -336,11 +370,22 @@ fn c_publisher_to_rust_subscriber() {
 }
 
 #[test]
-fn rust_publisher_to_c_subscriber() {
-    let broker = Broker::start("rust2c");
+fn c_publisher_to_rust_subscriber() {
+    program_to_rust("c2rust", "publisher");
+}
+
+#[test]
+fn cpp_publisher_to_rust_subscriber() {
+    program_to_rust("cpp2rust", "cpp_publisher");
+}
+
+/// A Rust publisher sends test messages to program `subscriber` (C or
+/// C++ example), which checks each.
+fn rust_to_program(name: &str, subscriber: &str) {
+    let broker = Broker::start(name);
     let count = 20_000u64;
-    let mut sub = broker.c("subscriber");
-    sub.args(["rust2c", &count.to_string()]);
+    let mut sub = broker.c(subscriber);
+    sub.args([name, &count.to_string()]);
     let (child, out) = spawn_subscriber(sub);
     let client = broker.client();
     let config = TopicConfig {
@@ -349,13 +394,23 @@ fn rust_publisher_to_c_subscriber() {
         mode: Mode::Backpressure,
         ..TopicConfig::default()
     };
-    let mut publisher = client.publisher("rust2c", config).unwrap();
+    let mut publisher = client.publisher(name, config).unwrap();
     for i in 0..count {
         assert_eq!(publisher.publish(&payload(i, MAX), i).unwrap(), i);
     }
     let s = finish_subscriber(child, out);
     assert!(s.contains("received 20000 messages"), "{s}");
     assert!(s.contains("all intact"), "{s}");
+}
+
+#[test]
+fn rust_publisher_to_c_subscriber() {
+    rust_to_program("rust2c", "subscriber");
+}
+
+#[test]
+fn rust_publisher_to_cpp_subscriber() {
+    rust_to_program("rust2cpp", "cpp_subscriber");
 }
 
 #[test]
@@ -366,19 +421,27 @@ fn c_api_contract() {
 }
 
 #[test]
+fn cpp_api_contract() {
+    let broker = Broker::start("cppapi");
+    let out = run_ok(broker.c("cpp_api_test"), "cpp_api_test");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
 fn c_api_contract_static_library() {
     let broker = Broker::start("api-static");
     let out = run_ok(broker.c("api_test_static"), "api_test (static)");
     assert!(out.contains("all checks passed"), "{out}");
 }
 
-#[test]
-fn c_to_c_under_valgrind() {
+/// Program `publisher` to program `subscriber` (zero-copy), both under
+/// valgrind memcheck: zero errors, zero leaks.
+fn under_valgrind(name: &str, publisher: &str, subscriber: &str) {
     assert!(
         Command::new("valgrind").arg("--version").output().is_ok(),
         "this test needs valgrind: apt-get install valgrind"
     );
-    let broker = Broker::start("valgrind");
+    let broker = Broker::start(name);
     let valgrind = |prog: &str, args: &[&str]| {
         let mut cmd = c_command("valgrind");
         cmd.args([
@@ -393,21 +456,67 @@ fn c_to_c_under_valgrind() {
         .env("RINGBUS_SOCKET", &broker.socket);
         cmd
     };
-    let (child, out) = spawn_subscriber(valgrind("subscriber", &["-z", "vg", "300"]));
-    let cmd = valgrind("publisher", &["vg", "300"]);
-    let child_pub = {
-        let mut cmd = cmd;
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let (child, out) = spawn_subscriber(valgrind(subscriber, &["-z", name, "300"]));
+    let child_pub = valgrind(publisher, &[name, "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let p = wait_output(child_pub, "publisher under valgrind");
     let p_err = String::from_utf8_lossy(&p.stderr);
     assert!(p.status.success(), "publisher under valgrind: {p_err}");
     assert!(p_err.contains("ERROR SUMMARY: 0 errors"), "{p_err}");
     let s = finish_subscriber(child, out);
     assert!(s.contains("received 300 messages"), "{s}");
+}
+
+#[test]
+fn c_to_c_under_valgrind() {
+    under_valgrind("vg", "publisher", "subscriber");
+}
+
+#[test]
+fn cpp_to_cpp_under_valgrind() {
+    under_valgrind("vgcpp", "cpp_publisher", "cpp_subscriber");
+}
+
+#[test]
+fn cpp_api_contract_under_valgrind() {
+    assert!(
+        Command::new("valgrind").arg("--version").output().is_ok(),
+        "this test needs valgrind: apt-get install valgrind"
+    );
+    let broker = Broker::start("vgcppapi");
+    let mut cmd = c_command("valgrind");
+    cmd.args([
+        "--tool=memcheck",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--show-leak-kinds=definite,indirect,possible",
+        "--errors-for-leak-kinds=definite,indirect,possible",
+    ])
+    .arg(built().bin_dir.join("cpp_api_test"))
+    .env("RINGBUS_SOCKET", &broker.socket);
+    let out = run_ok(cmd, "cpp_api_test under valgrind");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+/// The C++ wrapper with C++20, where its payload views are std::span.
+#[test]
+fn cpp_header_compiles_as_cxx20() {
+    let ws = workspace();
+    let out = Command::new("c++")
+        .args(["-std=c++20", "-fsyntax-only", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(ws.join("include"))
+        .arg(ws.join("ffi/tests/cpp/api_test.cpp"))
+        .output()
+        .expect("run c++");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -475,6 +584,7 @@ fn installs_with_pkg_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(prefix.0.join("include/ringbus.hpp").is_file());
     let pc = prefix.0.join("lib/pkgconfig");
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "ringbus"])

@@ -158,6 +158,19 @@ impl Publisher {
         self.producer.loan(len)
     }
 
+    /// As [`Publisher::loan`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PublishError::Timeout`]; [`PublishError::TooLarge`].
+    #[inline(always)]
+    pub fn loan_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Loan<'_>, PublishError> {
+        self.producer.loan_timeout(len, timeout)
+    }
+
     /// As [`Publisher::loan`], but never waits.
     ///
     /// # Errors

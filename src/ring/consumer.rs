@@ -870,6 +870,14 @@ impl MessageRef<'_> {
         self.info
     }
 
+    /// The ring the message is read from. Holding it keeps the payload's
+    /// memory mapped after the view is dropped (the bytes may then be
+    /// rewritten by the publisher): what a binding needs to hand the payload
+    /// to a language whose views it cannot revoke.
+    pub fn region(&self) -> &Arc<RingRegion> {
+        &self.consumer.region
+    }
+
     /// Re-checks that the slot still holds this message. Always true while
     /// the publisher follows the protocol; a check for callers that do not
     /// trust the publishing process.

@@ -534,6 +534,20 @@ impl Producer {
         Ok(self.begin_loan(len))
     }
 
+    /// As [`Producer::loan`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PublishError::Timeout`]; [`PublishError::TooLarge`].
+    pub fn loan_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Loan<'_>, PublishError> {
+        self.check_len(len)?;
+        self.wait_for_room(Some(Instant::now() + timeout))?;
+        Ok(self.begin_loan(len))
+    }
+
     /// As [`Producer::loan`], but never waits.
     ///
     /// # Errors
@@ -945,6 +959,12 @@ impl Loan<'_> {
     pub fn commit(self, tag: u64) -> u64 {
         let len = self.len;
         self.commit_len(len, tag)
+    }
+
+    /// The ring the loan is in. Holding it keeps the loaned memory mapped
+    /// after the loan ends (see [`MessageRef::region`](super::MessageRef::region)).
+    pub fn region(&self) -> &Arc<RingRegion> {
+        &self.producer.region
     }
 
     /// Publishes only the first `len` bytes (clamped to the loan's length).

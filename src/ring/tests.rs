@@ -652,6 +652,10 @@ fn backpressure_never_overwrites_unread_messages() {
     }
     assert_eq!(p.try_publish(b"x", 9), Err(PublishError::Full));
     assert!(matches!(p.try_loan(1), Err(PublishError::Full)));
+    assert!(matches!(
+        p.loan_timeout(1, Duration::from_millis(5)),
+        Err(PublishError::Timeout)
+    ));
     assert_eq!(
         p.publish_timeout(b"x", 9, Duration::from_millis(5)),
         Err(PublishError::Timeout)
@@ -664,6 +668,19 @@ fn backpressure_never_overwrites_unread_messages() {
         assert_eq!((m[0] as u64, info.seq), (i, i));
     }
     assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+}
+
+#[test]
+fn zero_copy_views_and_loans_name_their_ring() {
+    let (mut p, r) = ring(2, 8, Mode::Backpressure);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let mut loan = p.loan_timeout(2, Duration::from_millis(5)).unwrap();
+    assert!(Arc::ptr_eq(loan.region(), &r));
+    loan.copy_from_slice(b"hi");
+    assert_eq!(loan.commit(5), 0);
+    let m = c.try_recv_ref().unwrap();
+    assert!(Arc::ptr_eq(m.region(), &r));
+    assert_eq!((&*m, m.info().tag), (&b"hi"[..], 5));
 }
 
 #[test]

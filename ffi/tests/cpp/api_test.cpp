@@ -1,0 +1,230 @@
+// The C++ wrapper's contract (include/ringbus.hpp) against a live broker
+// ($RINGBUS_SOCKET): RAII and moves, exceptions carrying the status and
+// message, try_ variants that never throw, zero-copy loans and views, and
+// misuse (moved-from handles, a bad commit) reported, never a crash.
+// Prints "all checks passed".
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ringbus.hpp"
+
+using namespace std::chrono_literals;
+
+static int failures = 0;
+
+#define EXPECT(cond)                                                              \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                           \
+        }                                                                         \
+    } while (0)
+
+// Runs `f`, expecting a ringbus::Error with `status`; returns it.
+template <typename F>
+static std::optional<ringbus::Error> expect_error(ringbus_status status, F&& f, int line) {
+    try {
+        f();
+    } catch (const ringbus::Error& e) {
+        if (e.status() != status) {
+            std::fprintf(stderr, "line %d: expected %s, got %s\n", line,
+                         ringbus_status_name(status), e.what());
+            failures++;
+        } else if (std::strlen(e.what()) < std::strlen(e.status_name()) + 10) {
+            std::fprintf(stderr, "line %d: message too short: %s\n", line, e.what());
+            failures++;
+        }
+        return e;
+    }
+    std::fprintf(stderr, "line %d: expected %s, nothing thrown\n", line, ringbus_status_name(status));
+    failures++;
+    return std::nullopt;
+}
+#define EXPECT_ERROR(status, ...) expect_error(status, [&] { __VA_ARGS__; }, __LINE__)
+
+static std::string unique(const char* name) {
+    static int n = 0;
+    return std::string("cpp.") + name + "." + std::to_string(n++);
+}
+
+static void round_trip_and_moves(ringbus::Client& client) {
+    std::string topic = unique("rt");
+    ringbus::Publisher pub = client.publisher(topic);
+    ringbus::Subscriber sub = client.subscriber(topic);
+    EXPECT(pub.publish("hello", 7) == 0);
+    std::vector<std::uint8_t> v{1, 2, 3};
+    EXPECT(pub.publish(v, 8) == 1);
+    std::array<std::uint8_t, 64> buf{};
+    ringbus_message_info info = sub.recv_for(buf, 10s);
+    EXPECT(info.sequence == 0 && info.tag == 7 && info.len == 5);
+    EXPECT(std::memcmp(buf.data(), "hello", 5) == 0);
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_OK && info.len == 3 && buf[2] == 3);
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_EMPTY);
+
+    // Moves hand the handle over; the moved-from object is empty and its
+    // calls fail cleanly.
+    ringbus::Publisher moved = std::move(pub);
+    EXPECT(!pub && moved);
+    EXPECT(moved.publish("again") == 2);
+    EXPECT_ERROR(RINGBUS_ERR_NULL_POINTER, pub.publish("x"));
+    EXPECT(pub.try_publish(ringbus::as_bytes("x")) == RINGBUS_ERR_NULL_POINTER);
+    EXPECT(!pub.try_loan(1));
+    ringbus::Subscriber sub2 = std::move(sub);
+    EXPECT(sub2.recv_for(buf, 10s).sequence == 2);
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_NULL_POINTER);
+    sub = std::move(sub2);  // move-assign back
+    EXPECT(sub && !sub2);
+    EXPECT(sub.config().has_value() && sub.config()->max_message_size == 1024);
+    moved.close();
+    moved.close();  // twice is harmless
+    EXPECT_ERROR(RINGBUS_ERR_END_OF_STREAM, sub.recv_for(buf, 10s));
+}
+
+static void loans(ringbus::Client& client) {
+    std::string topic = unique("loan");
+    auto pub = client.publisher(topic, ringbus::TopicConfig()
+                                           .mode(ringbus::Mode::Backpressure)
+                                           .capacity(2)
+                                           .max_message_size(16));
+    auto sub = client.subscriber(topic);
+    {
+        ringbus::Loan loan = pub.loan(4);
+        EXPECT(loan.size() == 4);
+        std::memcpy(loan.data().data(), "abcd", 4);
+        // While a loan is out the publisher is busy.
+        EXPECT(pub.try_publish(ringbus::as_bytes("x")) == RINGBUS_ERR_BAD_STATE);
+        EXPECT(loan.commit(3) == 0);
+        EXPECT(loan.size() == 0 && loan.data().empty());
+        EXPECT_ERROR(RINGBUS_ERR_BAD_STATE, loan.commit());
+    }
+    {
+        ringbus::Loan dropped = pub.loan(2);  // abandoned by the destructor
+        ringbus::Loan taken = std::move(dropped);
+        EXPECT(dropped.size() == 0 && taken.size() == 2);
+    }
+    {
+        ringbus::Loan loan = pub.loan(4);
+        // Committing more than lent: refused, and the loan ends unpublished.
+        EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, loan.commit_first(5));
+        EXPECT(pub.publish("ok", 1) == 1);
+    }
+    EXPECT_ERROR(RINGBUS_ERR_TOO_LARGE, pub.loan(17));
+    EXPECT_ERROR(RINGBUS_ERR_TOO_LARGE, pub.publish(std::string(17, 'x')));
+    // Full: two messages unread in a ring of two.
+    EXPECT(!pub.try_loan(1));
+    EXPECT(pub.try_publish(ringbus::as_bytes("x")) == RINGBUS_ERR_FULL);
+    EXPECT_ERROR(RINGBUS_ERR_TIMEOUT, pub.publish_for(ringbus::as_bytes("x"), 0, 10ms));
+    std::array<std::uint8_t, 16> buf{};
+    ringbus_message_info info = sub.recv_for(buf, 10s);
+    EXPECT(info.tag == 3 && info.len == 4 && std::memcmp(buf.data(), "abcd", 4) == 0);
+    std::optional<ringbus::Loan> room = pub.try_loan(1);
+    EXPECT(room.has_value());
+    if (room) {
+        room->data()[0] = 'z';
+        EXPECT(room->commit(9) == 2);
+    }
+}
+
+static void zero_copy(ringbus::Client& client) {
+    std::string topic = unique("zc");
+    auto pub = client.publisher(
+        topic, ringbus::TopicConfig().mode(ringbus::Mode::Backpressure).capacity(1));
+    auto sub = client.subscriber(topic);
+    EXPECT(!sub.try_recv_ref());
+    pub.publish("held", 4);
+    {
+        ringbus::MessageView msg = sub.recv_ref_for(10s);
+        EXPECT(msg.size() == 4 && msg.tag() == 4 && msg.sequence() == 0);
+        EXPECT(std::memcmp(msg.data().data(), "held", 4) == 0);
+        // The slot is ours until the view goes: the ring of one is full.
+        EXPECT(pub.try_publish(ringbus::as_bytes("next")) == RINGBUS_ERR_FULL);
+        std::array<std::uint8_t, 8> buf{};
+        ringbus_message_info info{};
+        EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_BAD_STATE);
+        ringbus::MessageView other = std::move(msg);
+        EXPECT(msg.size() == 0 && other.size() == 4);
+    }
+    EXPECT(pub.try_publish(ringbus::as_bytes("next")) == RINGBUS_OK);
+    std::optional<ringbus::MessageView> next = sub.try_recv_ref();
+    EXPECT(next && next->size() == 4);
+    if (next) next->release();
+    EXPECT(next && next->data().empty());
+
+    // Overwrite topics refuse zero-copy receives.
+    std::string ow = unique("ow");
+    auto opub = client.publisher(ow);
+    auto osub = client.subscriber(ow);
+    opub.publish("x");
+    EXPECT_ERROR(RINGBUS_ERR_ZERO_COPY_UNSUPPORTED, osub.recv_ref_for(10s));
+}
+
+static void receive_errors(ringbus::Client& client) {
+    std::string topic = unique("rx");
+    auto pub = client.publisher(topic, ringbus::TopicConfig().capacity(4));
+    auto sub = client.subscriber(topic, ringbus::SubscribeOptions().wait(ringbus::Wait::Block));
+    std::array<std::uint8_t, 1024> buf{};
+    EXPECT_ERROR(RINGBUS_ERR_TIMEOUT, sub.recv_for(buf, 10ms));
+    for (int i = 0; i < 10; i++) pub.publish(std::string(1, char('0' + i)));
+    auto lag = EXPECT_ERROR(RINGBUS_ERR_LAGGED, sub.recv_for(buf, 10s));
+    EXPECT(lag && lag->missed() == 6);
+    EXPECT(sub.lagged_total() == 6);
+    EXPECT(sub.recv_for(buf, 10s).sequence == 6);
+    pub.publish(std::string(100, 'x'));
+    EXPECT(sub.recv_for(buf, 10s).sequence == 7);
+    EXPECT(sub.recv_for(buf, 10s).sequence == 8);
+    EXPECT(sub.recv_for(buf, 10s).sequence == 9);
+    auto small = EXPECT_ERROR(RINGBUS_ERR_BUFFER_TOO_SMALL,
+                              sub.recv_for(ringbus::mutable_bytes_view(buf.data(), 10), 10s));
+    EXPECT(small && small->needed() == 100);
+    EXPECT(sub.recv_for(buf, 10s).len == 100);  // the message stayed unread
+    auto late = client.subscriber(topic, ringbus::SubscribeOptions().start_at(8));
+    EXPECT(late.recv_for(buf, 10s).sequence == 8);
+    auto early = client.subscriber(topic, ringbus::SubscribeOptions().start_earliest());
+    EXPECT(early.recv_for(buf, 10s).sequence == 7);
+}
+
+static void open_errors(ringbus::Client& client) {
+    EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, client.publisher("bad name"));
+    EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, client.subscriber(""));
+    EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, client.publisher("cpp.cap", ringbus::TopicConfig().capacity(3)));
+    std::string topic = unique("cfg");
+    auto first = client.publisher(topic, ringbus::TopicConfig().capacity(8));
+    auto e = EXPECT_ERROR(RINGBUS_ERR_CONFIG_MISMATCH,
+                          client.publisher(topic, ringbus::TopicConfig().capacity(16)));
+    EXPECT(e && std::string(e->what()).find("capacity=8") != std::string::npos);
+    auto joined = client.publisher_existing(topic);
+    EXPECT(joined.config().capacity == 8);
+    EXPECT_ERROR(RINGBUS_ERR_NO_BROKER, ringbus::Client("/nonexistent/ringbus.sock"));
+    EXPECT(!ringbus::Client::try_connect("/nonexistent/ringbus.sock"));
+    EXPECT(std::strstr(ringbus::last_error(), "no broker") != nullptr);
+}
+
+int main() {
+    try {
+        ringbus::Client client;  // $RINGBUS_SOCKET
+        EXPECT(client);
+        round_trip_and_moves(client);
+        loans(client);
+        zero_copy(client);
+        receive_errors(client);
+        open_errors(client);
+        ringbus::Client moved = std::move(client);
+        EXPECT_ERROR(RINGBUS_ERR_NULL_POINTER, client.subscriber("cpp.x"));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "unexpected exception: %s\n", e.what());
+        return 1;
+    }
+    if (failures) {
+        std::fprintf(stderr, "%d checks failed\n", failures);
+        return 1;
+    }
+    std::printf("all checks passed\n");
+    return 0;
+}

@@ -1,0 +1,196 @@
+"""Type stubs of the extension module (re-exported by ``ringbus``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Literal, Optional, TypedDict, Union
+
+from typing_extensions import Buffer, Self
+
+__version__: str
+
+Mode = Literal["overwrite", "backpressure"]
+WaitStrategy = Literal["adaptive", "spin", "spin-yield", "block"]
+
+class TopicConfig(TypedDict):
+    max_message_size: int
+    capacity: int
+    mode: Mode
+    max_subscribers: int
+
+def now_ns() -> int:
+    """CLOCK_MONOTONIC nanoseconds, as in ``Message.timestamp``."""
+
+def default_socket() -> str:
+    """The socket a ``Client()`` without argument connects to."""
+
+class Client:
+    """A connection to a broker, shared by the publishers and subscribers
+    made from it."""
+
+    def __init__(self, socket: Optional[Union[str, os.PathLike[str]]] = None) -> None:
+        """Connects to the broker at ``socket``; None: ``$RINGBUS_SOCKET``,
+        else the default path. Raises ``NoBroker`` when none listens."""
+    def publisher(
+        self,
+        topic: str,
+        *,
+        max_message_size: Optional[int] = None,
+        capacity: Optional[int] = None,
+        mode: Optional[Mode] = None,
+        max_subscribers: Optional[int] = None,
+        timestamps: bool = False,
+    ) -> Publisher:
+        """Becomes a publisher of ``topic``. No config argument: joins the
+        topic with its config, or creates it with the defaults (1024-byte
+        messages, 1024 slots, overwrite, 16 subscribers). With any, missing
+        ones take the defaults, and an existing topic must match
+        (``ConfigMismatch``)."""
+    def subscriber(
+        self,
+        topic: str,
+        *,
+        start: Union[Literal["latest", "earliest"], int, None] = None,
+        wait: WaitStrategy = "adaptive",
+    ) -> Subscriber:
+        """Subscribes to ``topic`` (which need not exist yet), starting at
+        ``start`` ("latest" by default) in the rings that exist now; rings
+        of later publishers are read from their first message."""
+    @property
+    def socket(self) -> str: ...
+    @property
+    def broker_pid(self) -> int: ...
+
+class Publisher:
+    """A publisher of one topic, writing its own ring."""
+
+    def publish(self, data: Buffer, tag: int = 0, *, timeout: Optional[float] = None) -> int:
+        """Copies ``data`` (bytes or any C-contiguous buffer) into the ring;
+        returns its sequence number. A full back-pressure ring is waited on
+        at most ``timeout`` seconds (None: no limit), then ``Timeout``."""
+    def try_publish(self, data: Buffer, tag: int = 0) -> int:
+        """As ``publish``, but raises ``Full`` instead of waiting."""
+    def loan(self, size: int, tag: int = 0, *, timeout: Optional[float] = None) -> Loan:
+        """``with pub.loan(n) as buf:`` lends the next slot as a writable
+        memoryview; published when the block ends normally, dropped if it
+        raises."""
+    def close(self) -> None:
+        """Ends the publisher (its subscribers drain the ring, then see its
+        end of stream)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def ring_id(self) -> int: ...
+    @property
+    def config(self) -> TopicConfig: ...
+    @property
+    def next_seq(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+class Loan:
+    """A loan of a ring slot, as a context manager (``Publisher.loan``)."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException] = None,
+        tb: Optional[TracebackType] = None,
+    ) -> bool: ...
+    @property
+    def seq(self) -> Optional[int]:
+        """The message's sequence number once published."""
+
+class Subscriber:
+    """A subscription to one topic (every publisher's ring)."""
+
+    def recv(self, timeout: Optional[float] = None) -> Message:
+        """Waits for the next message (``timeout`` seconds, None: no limit).
+        Raises ``Timeout``, ``Lagged`` (messages lost; reading goes on) or
+        ``EndOfStream`` (a publisher left; the subscription goes on)."""
+    def try_recv(self) -> Optional[Message]:
+        """The next message if one is there, else None; raises as ``recv``."""
+    def __iter__(self) -> Iterator[Message]: ...
+    def __next__(self) -> Message:
+        """Waits without limit; skips ends of streams, raises ``Lagged``
+        once per loss (iterating again goes on)."""
+    def close(self) -> None:
+        """Ends the subscription; a receive waiting in another thread
+        raises ``Closed``."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def config(self) -> Optional[TopicConfig]: ...
+    @property
+    def lagged_total(self) -> int: ...
+
+class Message:
+    """A received message. On back-pressure topics it is read in place and
+    holds its slot until released (``release()``, ``with msg:``, garbage
+    collection, or the subscriber's next receive)."""
+
+    @property
+    def data(self) -> bytes:
+        """The payload as bytes."""
+    def view(self) -> memoryview:
+        """A read-only memoryview of the payload; for a message read in
+        place, the ring's memory itself, valid until release."""
+    def release(self) -> None:
+        """Gives the slot back to the publisher; the view is released."""
+    @property
+    def in_place(self) -> bool:
+        """Whether the payload is still held in the ring."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+    def __len__(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def tag(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def ring_id(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+
+class EmbeddedBroker:
+    """A broker served by a thread of this process, in a private temporary
+    directory; ``stop()`` (or leaving ``with``) stops and removes it."""
+
+    def __init__(self) -> None: ...
+    @property
+    def socket(self) -> str: ...
+    def client(self) -> Client: ...
+    def stop(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...

@@ -1,0 +1,379 @@
+//! `Publisher` and `Loan`.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyMemoryView, PyTuple};
+
+use ringbus::client::{Publisher as RustPublisher, TopicConfig};
+use ringbus::ring::{Loan as RustLoan, PublishError};
+
+use crate::buffer::{Payload, RingMemory};
+use crate::errors::{publish_error, Kind};
+use crate::wait::{lock, Deadline};
+
+/// The Rust publisher, boxed and owned through a raw pointer: a loan
+/// borrows it (`Loan<'static>`), so no `&mut` to it may be made while one
+/// is out, which a `Box` field would do on every move.
+struct OwnedPub(NonNull<RustPublisher>);
+
+// SAFETY: it owns a `RustPublisher`, which is Send.
+unsafe impl Send for OwnedPub {}
+
+impl OwnedPub {
+    fn new(p: RustPublisher) -> OwnedPub {
+        OwnedPub(NonNull::from(Box::leak(Box::new(p))))
+    }
+}
+
+impl Drop for OwnedPub {
+    fn drop(&mut self) {
+        // SAFETY: from Box::leak in `new`, freed once, here. `PubState`
+        // drops any loan (the only borrow) before this.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+/// A loan as the publisher keeps it.
+struct HeldLoan {
+    loan: SendLoan,
+    /// The `Loan` object it belongs to.
+    id: u64,
+    exporter: Py<RingMemory>,
+    view: Py<PyMemoryView>,
+}
+
+struct SendLoan(RustLoan<'static>);
+
+impl SendLoan {
+    fn new(loan: RustLoan<'_>) -> SendLoan {
+        // SAFETY: the loan borrows the publisher owned by `PubState` (a
+        // stable heap address); `PubState` keeps it in `loan`, touches the
+        // publisher only when no loan is out, and drops it first.
+        SendLoan(unsafe { std::mem::transmute::<RustLoan<'_>, RustLoan<'static>>(loan) })
+    }
+}
+
+// SAFETY: a Loan is a `&mut Producer` (Producer is Send) and pointers into
+// the producer's mapping, valid from any thread; it is used only under the
+// publisher's lock.
+unsafe impl Send for SendLoan {}
+
+struct PubState {
+    /// The outstanding loan, if any. Declared before `publisher`, which it
+    /// borrows, so that it is dropped first.
+    loan: Option<HeldLoan>,
+    publisher: Option<OwnedPub>,
+    /// A copy of a mutable payload that must wait for room with the
+    /// interpreter released (another thread could write the original).
+    scratch: Vec<u8>,
+}
+
+impl PubState {
+    /// The publisher, when open and lending nothing.
+    fn publisher(&mut self) -> PyResult<&mut RustPublisher> {
+        self.parts().map(|(p, _)| p)
+    }
+
+    fn parts(&mut self) -> PyResult<(&mut RustPublisher, &mut Vec<u8>)> {
+        if self.loan.is_some() {
+            return Err(Kind::BadState
+                .err("a loan is outstanding: finish its `with` block before using the publisher"));
+        }
+        match &self.publisher {
+            // SAFETY: no loan borrows the publisher (checked above), and the
+            // state is locked: this is the only reference.
+            Some(p) => Ok((unsafe { &mut *p.0.as_ptr() }, &mut self.scratch)),
+            None => Err(Kind::Closed.err("the publisher is closed")),
+        }
+    }
+
+    /// Ends the loan: commits it (`Some(tag)`) or drops it; its memoryview
+    /// is released either way.
+    fn end_loan(&mut self, py: Python<'_>, commit: Option<u64>) -> Option<u64> {
+        let held = self.loan.take()?;
+        held.exporter.get().revoke(held.view.bind(py));
+        commit.map(|tag| held.loan.0.commit(tag))
+    }
+}
+
+/// A publisher of one topic, writing its own ring.
+#[pyclass(frozen, module = "ringbus", name = "Publisher")]
+pub(crate) struct Publisher {
+    state: Mutex<PubState>,
+    closing: AtomicBool,
+    topic: String,
+    ring_id: u64,
+    config: TopicConfig,
+}
+
+impl Publisher {
+    pub(crate) fn new(p: RustPublisher, timestamps: bool) -> Publisher {
+        let mut p = p;
+        p.set_timestamps(timestamps);
+        Publisher {
+            topic: p.topic().to_owned(),
+            ring_id: p.ring_id(),
+            config: p.config(),
+            state: Mutex::new(PubState {
+                loan: None,
+                publisher: Some(OwnedPub::new(p)),
+                scratch: Vec::new(),
+            }),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    fn check_open(&self) -> PyResult<()> {
+        // Relaxed: a hint for waiters; the state itself is under the lock.
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(Kind::Closed.err("the publisher is closed"));
+        }
+        Ok(())
+    }
+
+    /// Publishes `data`, waiting for room until `deadline` (`None`: not
+    /// at all) in slices, with the interpreter released.
+    fn send(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        tag: u64,
+        deadline: Option<Deadline>,
+    ) -> PyResult<u64> {
+        let payload = Payload::get(data)?;
+        let mut st = lock(py, &self.state);
+        self.check_open()?;
+        let (p, scratch) = st.parts()?;
+        match p.try_publish(payload.as_slice(), tag) {
+            Err(PublishError::Full) => {}
+            r => return r.map_err(publish_error),
+        }
+        let Some(deadline) = deadline else {
+            return Err(publish_error(PublishError::Full));
+        };
+        // Full (back-pressure): wait for room, released.
+        let bytes: &[u8] = if payload.is_immutable() {
+            payload.as_slice()
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(payload.as_slice());
+            scratch
+        };
+        loop {
+            let Some(slice) = deadline.slice() else {
+                return Err(publish_error(PublishError::Timeout));
+            };
+            match py.detach(|| p.publish_timeout(bytes, tag, slice)) {
+                Err(PublishError::Timeout) => {
+                    py.check_signals()?;
+                    self.check_open()?;
+                }
+                r => return r.map_err(publish_error),
+            }
+        }
+    }
+}
+
+/// The topic config as the dict Python sees.
+pub(crate) fn config_dict<'py>(py: Python<'py>, c: &TopicConfig) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("max_message_size", c.max_message_size)?;
+    d.set_item("capacity", c.capacity)?;
+    d.set_item("mode", c.mode.name())?;
+    d.set_item("max_subscribers", c.max_subscribers)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl Publisher {
+    /// Copies `data` (bytes or any C-contiguous buffer) into the ring as one
+    /// message with `tag`; returns its sequence number. On a back-pressure
+    /// topic whose ring is full, waits for room at most `timeout` seconds
+    /// (None: no limit), then raises `Timeout`.
+    #[pyo3(signature = (data, tag=0, *, timeout=None))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        tag: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<u64> {
+        let deadline = Deadline::after(timeout)?;
+        self.send(py, data, tag, Some(deadline))
+    }
+
+    /// As `publish`, but never waits: raises `Full` when a back-pressure
+    /// ring has no room.
+    #[pyo3(signature = (data, tag=0))]
+    fn try_publish(&self, py: Python<'_>, data: &Bound<'_, PyAny>, tag: u64) -> PyResult<u64> {
+        self.send(py, data, tag, None)
+    }
+
+    /// Lends the next slot's `size` bytes to be filled in place:
+    /// `with pub.loan(n) as buf:` gives a writable memoryview; the message
+    /// is published when the block ends normally (with `tag`), and nothing
+    /// is published if it raises. Waits for room like `publish`.
+    #[pyo3(signature = (size, tag=0, *, timeout=None))]
+    fn loan(slf: &Bound<'_, Self>, size: usize, tag: u64, timeout: Option<f64>) -> PyResult<Loan> {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        Ok(Loan {
+            publisher: slf.clone().unbind(),
+            size,
+            tag,
+            timeout,
+            // Relaxed: a unique number, nothing else.
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            seq: Mutex::new(None),
+        })
+    }
+
+    /// Ends the publisher: its subscribers drain its ring, then see its end
+    /// of stream. An outstanding loan is dropped. Closing twice is
+    /// harmless.
+    fn close(&self, py: Python<'_>) {
+        // Relaxed: see check_open.
+        self.closing.store(true, Ordering::Relaxed);
+        let mut st = lock(py, &self.state);
+        st.end_loan(py, None);
+        if let Some(p) = st.publisher.take() {
+            // Dropping tells the broker (a round trip).
+            py.detach(move || drop(p));
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    /// The topic.
+    #[getter]
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The id of this publisher's ring.
+    #[getter]
+    fn ring_id(&self) -> u64 {
+        self.ring_id
+    }
+
+    /// The topic's config as a dict.
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        config_dict(py, &self.config)
+    }
+
+    /// The sequence number the next message gets.
+    #[getter]
+    fn next_seq(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(lock(py, &self.state).publisher()?.next_seq())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ringbus.Publisher topic={:?} ring_id={}{}>",
+            self.topic,
+            self.ring_id,
+            if self.closed() { " closed" } else { "" }
+        )
+    }
+}
+
+/// A loan of a ring slot: a context manager (see `Publisher.loan`).
+#[pyclass(frozen, module = "ringbus", name = "Loan")]
+pub(crate) struct Loan {
+    publisher: Py<Publisher>,
+    size: usize,
+    tag: u64,
+    timeout: Option<f64>,
+    id: u64,
+    seq: Mutex<Option<u64>>,
+}
+
+#[pymethods]
+impl Loan {
+    /// Takes the slot (waiting for room as `publish` does) and returns a
+    /// writable memoryview of `size` bytes.
+    fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let publisher = self.publisher.get();
+        let deadline = Deadline::after(self.timeout)?;
+        let mut st = lock(py, &publisher.state);
+        publisher.check_open()?;
+        let p = st.publisher()?;
+        // Waits for room (back-pressure) in slices, released.
+        let mut loan = loop {
+            let Some(slice) = deadline.slice() else {
+                return Err(publish_error(PublishError::Timeout));
+            };
+            let size = self.size;
+            let p = &mut *p;
+            match py.detach(move || p.loan_timeout(size, slice).map(SendLoan::new)) {
+                Err(PublishError::Timeout) => {
+                    py.check_signals()?;
+                    publisher.check_open()?;
+                }
+                r => break r.map_err(publish_error)?.0,
+            }
+        };
+        let ptr = loan.as_mut_ptr();
+        let region = Arc::clone(loan.region());
+        // SAFETY: the slot's `size` bytes at `ptr` are in the publisher's
+        // writable mapping, kept alive by `region`.
+        let (exporter, view) = unsafe { RingMemory::view(py, region, ptr, self.size, true)? };
+        st.loan = Some(HeldLoan {
+            loan: SendLoan(loan),
+            id: self.id,
+            exporter: exporter.unbind(),
+            view: view.clone().unbind(),
+        });
+        Ok(view)
+    }
+
+    /// Publishes the slot when the block ended normally, drops it when it
+    /// raised. The memoryview is released either way.
+    #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let publisher = self.publisher.get();
+        let mut st = lock(py, &publisher.state);
+        if st.loan.as_ref().is_none_or(|l| l.id != self.id) {
+            // Closed meanwhile (the loan was dropped with it).
+            if exc_type.is_none() {
+                return Err(Kind::Closed
+                    .err("the publisher was closed during the loan: nothing was published"));
+            }
+            return Ok(false);
+        }
+        let commit = exc_type.is_none_or(|t| t.is_none()).then_some(self.tag);
+        let seq = st.end_loan(py, commit);
+        *lock(py, &self.seq) = seq;
+        Ok(false)
+    }
+
+    /// The published message's sequence number, once the block has ended
+    /// normally (else None).
+    #[getter]
+    fn seq(&self, py: Python<'_>) -> Option<u64> {
+        *lock(py, &self.seq)
+    }
+}
