@@ -140,6 +140,15 @@ impl FanIn {
     /// whose publisher left is dropped (`EndOfStream`), as in
     /// [`FanIn::take`].
     pub fn ready(&mut self) -> Result<usize, RecvError> {
+        // A ring whose zero-copy read returned end of stream (a torn last
+        // message behind the head) was reported then: dropped here, or it
+        // would be ready, and end, forever.
+        if self.rings.iter().any(|r| r.consumer.finished()) {
+            while let Some(i) = self.rings.iter().position(|r| r.consumer.finished()) {
+                self.drop_ring(i);
+            }
+            self.next = 0;
+        }
         let n = self.rings.len();
         let mut i = self.next;
         for _ in 0..n {
@@ -214,5 +223,50 @@ impl FanIn {
                 .iter()
                 .map(|r| r.consumer.lagged_total())
                 .sum::<u64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{Mode, Producer, RingRegion, Start, TopicConfig};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_ring_that_ends_on_a_torn_slot_ends_once_for_zero_copy_reads() {
+        let config = TopicConfig {
+            max_message_size: 8,
+            capacity: 4,
+            mode: Mode::Backpressure,
+            max_subscribers: 2,
+        };
+        let region = RingRegion::heap(&config).unwrap();
+        let consumer = Consumer::new(region.clone(), Start::Earliest).unwrap();
+        let mut p = Producer::new(region.clone()).unwrap();
+        let mut fan_in = FanIn::default();
+        fan_in.rings.push(SubRing {
+            ring_id: 1,
+            publisher_pid: 0,
+            consumer,
+        });
+        // A publisher that died mid-write (its slot stamped odd), with a
+        // head past that slot (a dying or hostile publisher's), then closed.
+        std::mem::forget(p.loan(8).unwrap());
+        region.header().head.store(3, Ordering::Release);
+        region.close().unwrap();
+        let mut ends = 0;
+        for _ in 0..16 {
+            match fan_in.ready() {
+                Ok(i) => match fan_in.rings[i].consumer.try_recv_ref() {
+                    Err(RecvError::EndOfStream) => ends += 1,
+                    other => panic!("a torn slot was read: {:?}", other.err()),
+                },
+                Err(RecvError::EndOfStream) => ends += 1,
+                Err(RecvError::Empty) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(ends, 1, "one end of stream, then nothing");
+        assert!(fan_in.rings.is_empty(), "the ended ring is dropped");
     }
 }

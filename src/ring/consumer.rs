@@ -146,6 +146,8 @@ pub struct Consumer {
     /// Overwrite mode: where `try_recv_with` copies before validating.
     scratch: Vec<u8>,
     lagged: u64,
+    /// This consumer has returned `EndOfStream`: nothing more will come.
+    finished: bool,
     /// Where the last lap sent this consumer (see `lapped`), if it was
     /// ever lapped.
     resumed_at: Option<u64>,
@@ -274,6 +276,7 @@ impl Consumer {
                 vec![0; c.max_message_size as usize]
             },
             lagged: 0,
+            finished: false,
             resumed_at: None,
             region,
         }
@@ -323,6 +326,12 @@ impl Consumer {
                 .port
                 .as_ref()
                 .is_some_and(|p| p.header().closed.load(Ordering::Acquire) != 0)
+    }
+
+    /// Whether this consumer has returned [`RecvError::EndOfStream`]: a
+    /// reader that holds several rings drops it then.
+    pub fn finished(&self) -> bool {
+        self.finished
     }
 
     /// The id of this consumer's port, if it has one.
@@ -754,6 +763,7 @@ impl Consumer {
             }
             // An odd stamp here is a publisher that died mid-write: the torn
             // message is never delivered.
+            self.finished = true;
             return RecvError::EndOfStream;
         }
         RecvError::Empty
