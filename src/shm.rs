@@ -139,8 +139,10 @@ pub struct RingSegments {
 }
 
 /// Creates a ring's data segment, lobby and desk as memfds: sized,
-/// initialised, pre-faulted, sealed against resizing, and mapped
-/// read-write by the caller.
+/// initialised, sealed against resizing, and mapped read-write by the
+/// caller. The data segment's pages are not faulted in here (its
+/// publisher's mapping does that): creating a ring of any size takes the
+/// same few microseconds.
 ///
 /// # Errors
 /// [`ShmError::Config`] for a bad config; [`ShmError::Io`] if a memfd
@@ -154,10 +156,10 @@ pub fn create_ring(
     let data = new_memfd(&format!("{ring_id:x}.data"), s.data_len)?;
     let lobby = new_memfd(&format!("{ring_id:x}.lobby"), s.lobby_len)?;
     let desk = new_memfd(&format!("{ring_id:x}.desk"), s.desk_len)?;
-    // SAFETY: fresh memfds that no other process has; MAP_POPULATE
-    // pre-faults every page so the hot path takes no fault.
-    let mut d = unsafe { MmapOptions::new().populate().map_mut(&data) }
-        .map_err(io("mapping the data segment"))?;
+    // SAFETY: fresh memfds that no other process has (zero-filled, as
+    // `init_segments` needs).
+    let mut d =
+        unsafe { MmapOptions::new().map_mut(&data) }.map_err(io("mapping the data segment"))?;
     // SAFETY: as above.
     let mut l = unsafe { MmapOptions::new().populate().map_mut(&lobby) }
         .map_err(io("mapping the lobby"))?;

@@ -8,10 +8,16 @@
 //! socket_mode = 0o666        # the ACL below is what admits clients
 //! socket_dir_mode = 0o700    # used when the broker creates the directory
 //!
-//! [limits]
+//! [limits]                   # the defaults
 //! max_topics = 1024
 //! max_clients = 1024
 //! max_publishers_per_topic = 16
+//! max_clients_per_uid = 256
+//! hello_timeout_ms = 2000
+//! max_topics_per_uid = 256
+//! max_rings_per_uid = 256
+//! max_ring_bytes_per_uid = 4294967296
+//! max_leases_per_client = 1024
 //!
 //! [[topic]]
 //! name = "md.AAPL"
@@ -121,12 +127,30 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Most topics at once.
+    /// Most topics at once (1024).
     pub max_topics: u32,
-    /// Most connected clients at once.
+    /// Most connected clients at once (1024).
     pub max_clients: u32,
-    /// Most live publishers (rings) per topic, at most 64.
+    /// Most live publishers (rings) per topic, at most 64 (16).
     pub max_publishers_per_topic: u32,
+    /// Most connections of one uid at once (256): one user cannot take
+    /// every connection.
+    pub max_clients_per_uid: u32,
+    /// Milliseconds a new connection has to say hello before it is dropped
+    /// (2000): idle connections do not pile up.
+    pub hello_timeout_ms: u32,
+    /// Most topics one uid has created (by publishing or subscribing; the
+    /// config file's and the broker's own uid's do not count) that exist
+    /// at once (256): one user cannot take every topic.
+    pub max_topics_per_uid: u32,
+    /// Most live rings (publishers) of one uid at once (256).
+    pub max_rings_per_uid: u32,
+    /// Most bytes of shared memory the live rings of one uid take, their
+    /// subscribers' ports included (4 GiB).
+    pub max_ring_bytes_per_uid: u64,
+    /// Most leases (publishers and subscriptions) of one connection at
+    /// once (1024).
+    pub max_leases_per_client: u32,
 }
 
 impl Default for Limits {
@@ -135,6 +159,12 @@ impl Default for Limits {
             max_topics: 1024,
             max_clients: 1024,
             max_publishers_per_topic: 16,
+            max_clients_per_uid: 256,
+            hello_timeout_ms: 2000,
+            max_topics_per_uid: 256,
+            max_rings_per_uid: 256,
+            max_ring_bytes_per_uid: 4 << 30,
+            max_leases_per_client: 1024,
         }
     }
 }
@@ -282,10 +312,21 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        if l.max_topics == 0 || l.max_clients == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.max_topics and limits.max_clients must be at least 1".into(),
-            ));
+        for (name, v) in [
+            ("max_topics", u64::from(l.max_topics)),
+            ("max_clients", u64::from(l.max_clients)),
+            ("max_clients_per_uid", u64::from(l.max_clients_per_uid)),
+            ("hello_timeout_ms", u64::from(l.hello_timeout_ms)),
+            ("max_topics_per_uid", u64::from(l.max_topics_per_uid)),
+            ("max_rings_per_uid", u64::from(l.max_rings_per_uid)),
+            ("max_ring_bytes_per_uid", l.max_ring_bytes_per_uid),
+            ("max_leases_per_client", u64::from(l.max_leases_per_client)),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} must be at least 1"
+                )));
+            }
         }
         if l.max_publishers_per_topic == 0
             || l.max_publishers_per_topic as usize > MAX_RINGS_PER_TOPIC
@@ -299,6 +340,12 @@ impl Config {
                 "server.socket_mode and server.socket_dir_mode are permission bits (at most 0o777)"
                     .into(),
             ));
+        }
+        if self.server.socket_dir_mode & 0o022 != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "server.socket_dir_mode = 0o{:o} lets others write the socket's directory (they could plant a socket of their own there): drop the group and other write bits",
+                self.server.socket_dir_mode
+            )));
         }
         let mut seen = std::collections::HashSet::new();
         for t in &self.topics {

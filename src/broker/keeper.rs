@@ -23,12 +23,12 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
+use super::dirs::Dir;
 use crate::control::socket;
 
 /// The keeper's socket in the data directory.
@@ -115,19 +115,14 @@ pub fn run(dir: &Path) -> io::Result<()> {
     // Out of the broker's session: a Ctrl-C meant for the broker's
     // terminal does not take the rings with it.
     let _ = rustix::process::setsid();
-    let lock = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join(LOCK))?;
+    let dir = Dir::open(dir, None)?;
+    let lock = dir.open_file(LOCK)?;
     if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         return Ok(());
     }
-    let path = dir.join(SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener = socket::listen(&path, 4)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let _ = dir.remove(SOCKET);
+    let listener = socket::listen(&dir.via_fd(SOCKET), 4)?;
+    dir.chmod(SOCKET, 0o600)?;
     let me = rustix::process::geteuid().as_raw();
     let mut held: BTreeMap<Vec<u8>, Held> = BTreeMap::new();
     let mut broker: Option<OwnedFd> = None;
@@ -179,7 +174,7 @@ pub fn run(dir: &Path) -> io::Result<()> {
                 .values()
                 .any(|h| h.owner.is_some_and(|i| !exited(h.fds[i].as_fd())));
             if !owners_live && since.elapsed() >= Duration::from_secs(1) {
-                let _ = std::fs::remove_file(&path);
+                let _ = dir.remove(SOCKET);
                 return Ok(());
             }
         }
@@ -238,15 +233,15 @@ impl Keeper {
     /// Connects to the keeper of `dir`, starting one with `exe __keeper
     /// DIR` if none answers and `exe` is given. `None` if there is none to
     /// be had (the broker then runs without: its rings do not outlive it).
-    pub fn attach(dir: &Path, exe: Option<&Path>) -> Option<Keeper> {
-        let path = dir.join(SOCKET);
+    pub fn attach(dir: &Dir, exe: Option<&Path>) -> Option<Keeper> {
+        let path = dir.via_fd(SOCKET);
         if let Some(k) = Keeper::connect(&path) {
             return Some(k);
         }
         let exe = exe?;
         let spawned = std::process::Command::new(exe)
             .arg(crate::broker::KEEPER_SUBCOMMAND)
-            .arg(dir)
+            .arg(dir.path())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

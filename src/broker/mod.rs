@@ -13,6 +13,7 @@
 //! checked lengths, and a client that does not read its replies is dropped.
 
 pub mod config;
+pub mod dirs;
 mod embedded;
 pub mod keeper;
 mod signals;
@@ -22,7 +23,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use crate::control::frame::{ErrorCode, Reply, Request};
 use crate::control::{paths, socket, PeerCred};
 
 pub use config::{Action, Config, ConfigError};
+use dirs::Dir;
 pub use embedded::EmbeddedBroker;
 pub use signals::install_stop_handlers;
 use state::State;
@@ -131,6 +132,8 @@ struct Client {
     sock: OwnedFd,
     cred: PeerCred,
     welcomed: bool,
+    /// When it connected (see `limits.hello_timeout_ms`).
+    since: Instant,
 }
 
 enum PidWatch {
@@ -144,7 +147,9 @@ enum PidWatch {
 pub struct Broker {
     listener: OwnedFd,
     socket_path: PathBuf,
-    lock_path: PathBuf,
+    /// The socket's directory, and the socket's name in it.
+    socket_dir: Dir,
+    socket_name: String,
     /// `flock`s on the socket's lock file and the data directory's.
     _locks: [File; 2],
     clients: HashMap<u64, Client>,
@@ -170,27 +175,27 @@ impl Broker {
         } = opts;
         // A config built in code has not been through `Config::parse`.
         config.validate()?;
-        if let Some(dir) = socket_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(config.server.socket_dir_mode)
-                    .create(dir)
-                    .map_err(io_err(format!(
-                        "creating socket directory {}",
-                        dir.display()
-                    )))?;
-            }
-        }
-        let mut lock_name = socket_path.clone().into_os_string();
-        lock_name.push(".lock");
-        let lock_path = PathBuf::from(lock_name);
-        let lock = take_lock(&lock_path, |pid| BrokerError::AlreadyRunning {
+        let dir_of = |p: &Path| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let socket_name = socket_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| BrokerError::Io {
+                what: format!("socket path {}", socket_path.display()),
+                source: io::Error::other("it names no file (or not in UTF-8)"),
+            })?
+            .to_owned();
+        let socket_dir = Dir::open(&dir_of(&socket_path), Some(config.server.socket_dir_mode))
+            .map_err(io_err("the socket's directory"))?;
+        let lock_name = format!("{socket_name}.lock");
+        let lock = take_lock(&socket_dir, &lock_name, |pid| BrokerError::AlreadyRunning {
             path: socket_path.clone(),
             pid,
         })?;
-        if socket_path.exists() {
-            match socket::connect(&socket_path) {
+        if socket_dir.contains(&socket_name) {
+            match socket::connect(&socket_dir.via_fd(&socket_name)) {
                 Ok(_) => {
                     return Err(BrokerError::AlreadyRunning {
                         path: socket_path,
@@ -198,43 +203,33 @@ impl Broker {
                     })
                 }
                 // Nobody listens: a dead broker's leftover.
-                Err(_) => std::fs::remove_file(&socket_path).map_err(io_err(format!(
+                Err(_) => socket_dir.remove(&socket_name).map_err(io_err(format!(
                     "removing stale socket {}",
                     socket_path.display()
                 )))?,
             }
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&data_dir)
-            .map_err(io_err(format!(
-                "creating data directory {}",
-                data_dir.display()
-            )))?;
-        // Two brokers adopting the same ring files would fight over them.
-        let data_lock = take_lock(&data_dir.join(".broker.lock"), |pid| {
-            BrokerError::DataDirInUse {
-                path: data_dir.clone(),
-                pid,
-            }
+        let data = Dir::open(&data_dir, Some(0o700)).map_err(io_err("the data directory"))?;
+        // Two brokers taking back the same keeper's rings would fight over
+        // them.
+        let data_lock = take_lock(&data, ".broker.lock", |pid| BrokerError::DataDirInUse {
+            path: data_dir.clone(),
+            pid,
         })?;
         raise_fd_limit();
 
-        let listener = socket::listen(&socket_path, 128)
+        let listener = socket::listen(&socket_dir.via_fd(&socket_name), 128)
             .map_err(io_err(format!("listening on {}", socket_path.display())))?;
-        std::fs::set_permissions(
-            &socket_path,
-            std::fs::Permissions::from_mode(config.server.socket_mode),
-        )
-        .map_err(io_err(format!(
-            "setting the mode of {}",
-            socket_path.display()
-        )))?;
+        socket_dir
+            .chmod(&socket_name, config.server.socket_mode)
+            .map_err(io_err(format!(
+                "setting the mode of {}",
+                socket_path.display()
+            )))?;
 
         // The keeper holds what the last broker of this data directory
         // served: take it back before serving anyone.
-        let kept = state::Kept::new(keeper::Keeper::attach(&data_dir, keeper.as_deref()));
+        let kept = state::Kept::new(keeper::Keeper::attach(&data, keeper.as_deref()));
         let mut state = State::new(data_dir, config, kept.clone());
         let owners = match kept.live().map(keeper::Keeper::list) {
             Some(Ok(entries)) => state.restore(entries),
@@ -247,7 +242,8 @@ impl Broker {
         let mut broker = Broker {
             listener,
             socket_path,
-            lock_path,
+            socket_dir,
+            socket_name,
             _locks: [lock, data_lock],
             clients: HashMap::new(),
             next_client: 1,
@@ -366,6 +362,25 @@ impl Broker {
                 self.state.reap_pid(pid);
             }
         }
+        // Connections that never said hello.
+        let patience =
+            Duration::from_millis(u64::from(self.state.config().limits.hello_timeout_ms));
+        let silent: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.welcomed && c.since.elapsed() >= patience)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            if let Some(c) = self.clients.get(&id) {
+                let reply = Reply::error(
+                    ErrorCode::HelloRequired,
+                    "no hello within limits.hello_timeout_ms: closing",
+                );
+                send_reply(c.sock.as_fd(), &reply, &[]).ok();
+            }
+            self.disconnect(id);
+        }
         self.state.sweep();
     }
 
@@ -400,15 +415,33 @@ impl Broker {
                 Ok(c) => c,
                 Err(_) => continue,
             };
-            if self.clients.len() >= self.state.config().limits.max_clients as usize {
-                let reply = Reply::error(
-                    ErrorCode::LimitExceeded,
-                    format!(
-                        "the broker already serves {} clients (limits.max_clients)",
-                        self.clients.len()
-                    ),
-                );
-                send_reply(sock.as_fd(), &reply, &[]).ok();
+            let limits = &self.state.config().limits;
+            let of_uid = self
+                .clients
+                .values()
+                .filter(|c| c.cred.uid == cred.uid)
+                .count();
+            let full = if self.clients.len() >= limits.max_clients as usize {
+                Some(format!(
+                    "the broker already serves {} clients (limits.max_clients)",
+                    self.clients.len()
+                ))
+            } else if of_uid >= limits.max_clients_per_uid as usize {
+                Some(format!(
+                    "uid {} already has {of_uid} connections (limits.max_clients_per_uid)",
+                    cred.uid
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = full {
+                self.state.stats.frames_rejected += 1;
+                send_reply(
+                    sock.as_fd(),
+                    &Reply::error(ErrorCode::LimitExceeded, why),
+                    &[],
+                )
+                .ok();
                 continue;
             }
             let id = self.next_client;
@@ -420,6 +453,7 @@ impl Broker {
                     sock,
                     cred,
                     welcomed: false,
+                    since: Instant::now(),
                 },
             );
         }
@@ -548,8 +582,10 @@ impl Drop for Broker {
     fn drop(&mut self) {
         // Leave live rings for a restarted broker; remove the socket so the
         // next start finds no stale one, and the lock last.
-        let _ = std::fs::remove_file(&self.socket_path);
-        let _ = std::fs::remove_file(&self.lock_path);
+        let _ = self.socket_dir.remove(&self.socket_name);
+        let _ = self
+            .socket_dir
+            .remove(&format!("{}.lock", self.socket_name));
     }
 }
 
@@ -564,22 +600,16 @@ fn send_reply(sock: BorrowedFd<'_>, reply: &Reply, fds: &[BorrowedFd<'_>]) -> io
     }
 }
 
-/// Takes an exclusive `flock` on `path` (written with our pid), or says who
-/// holds it.
+/// Takes an exclusive `flock` on `name` in `dir` (written with our pid),
+/// or says who holds it.
 fn take_lock(
-    path: &Path,
+    dir: &Dir,
+    name: &str,
     busy: impl FnOnce(Option<u32>) -> BrokerError,
 ) -> Result<File, BrokerError> {
     use std::io::{Read, Seek, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(format!("opening lock file {}", path.display())))?;
+    let what = || format!("lock file {}", dir.path().join(name).display());
+    let mut f = dir.open_file(name).map_err(io_err(what()))?;
     if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let mut s = String::new();
         let _ = f.read_to_string(&mut s);
@@ -588,7 +618,7 @@ fn take_lock(
     f.set_len(0)
         .and_then(|_| f.rewind())
         .and_then(|_| writeln!(f, "{}", std::process::id()))
-        .map_err(io_err(format!("writing lock file {}", path.display())))?;
+        .map_err(io_err(format!("writing {}", what())))?;
     Ok(f)
 }
 

@@ -85,6 +85,8 @@ pub(super) struct Ring {
     /// The broker's end of the publisher's channel (non-blocking).
     pub channel: OwnedFd,
     pub publisher_pid: u32,
+    /// The publisher's uid, whose limits the ring counts against.
+    pub uid: u32,
     /// The publisher's lease; `None` once it ended.
     pub lease: Option<u64>,
     pub closed: bool,
@@ -104,6 +106,9 @@ pub(super) struct Topic {
     /// Declared in the config file or opened explicitly: kept even when
     /// unused.
     pub declared: bool,
+    /// The uid of the client that created it (`None`: the config file, or
+    /// a broker restarted since), which it counts against.
+    pub creator: Option<u32>,
     pub segment: TopicSegment,
     /// The topic segment's descriptor (sealed: nobody else can write it).
     pub segment_fd: File,
@@ -166,9 +171,10 @@ impl Ring {
         topic: &str,
         config: &TopicConfig,
         ring_id: u64,
-        pid: u32,
+        publisher: PeerCred,
         kept: Arc<Kept>,
     ) -> Result<(Ring, OwnedFd), ShmError> {
+        let pid = publisher.pid;
         let seg = crate::shm::create_ring(config, ring_id, pid)?;
         let io = |what: &str| {
             let what = what.to_owned();
@@ -187,6 +193,7 @@ impl Ring {
                 data_sub: None,
                 channel: mine,
                 publisher_pid: pid,
+                uid: publisher.uid,
                 lease: None,
                 closed: false,
                 ports: Vec::new(),
@@ -217,7 +224,8 @@ impl Ring {
             .u8(u8::from(self.ready))
             .u8(u8::from(self.closed))
             .u64(self.next_port)
-            .config(self.region.config());
+            .config(self.region.config())
+            .u32(self.uid);
         let mut fds = vec![
             self.data.as_fd(),
             self.lobby.as_fd(),
@@ -525,7 +533,7 @@ impl State {
         for decl in self.config.topics.clone() {
             let want = decl.config()?;
             let t = self
-                .topic_entry(&decl.name, true)
+                .topic_entry(&decl.name, None)
                 .map_err(|(_, m)| BrokerError::Io {
                     what: format!("declaring topic {:?}", decl.name),
                     source: std::io::Error::other(m),
@@ -544,17 +552,34 @@ impl State {
         Ok(())
     }
 
-    /// The topic, created (without a config) if needed.
-    fn topic_entry(&mut self, name: &str, ignore_limit: bool) -> Result<&mut Topic, Refusal> {
+    /// The topic, created (without a config) if needed: by a client of
+    /// uid `creator` (within the limits), or by the broker itself (`None`).
+    fn topic_entry(&mut self, name: &str, creator: Option<u32>) -> Result<&mut Topic, Refusal> {
         if !self.topics.contains_key(name) {
-            if !ignore_limit && self.topics.len() >= self.config.limits.max_topics as usize {
-                return Err((
-                    ErrorCode::LimitExceeded,
-                    format!(
-                        "cannot create topic {name:?}: the broker already has {} topics (limits.max_topics)",
-                        self.topics.len()
-                    ),
-                ));
+            if let Some(uid) = creator {
+                let limits = &self.config.limits;
+                if self.topics.len() >= limits.max_topics as usize {
+                    return Err((
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "cannot create topic {name:?}: the broker already has {} topics (limits.max_topics)",
+                            self.topics.len()
+                        ),
+                    ));
+                }
+                let mine = self
+                    .topics
+                    .values()
+                    .filter(|t| t.creator == Some(uid))
+                    .count();
+                if uid != self.broker_uid && mine >= limits.max_topics_per_uid as usize {
+                    return Err((
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "cannot create topic {name:?}: uid {uid} created {mine} topics that exist (limits.max_topics_per_uid)"
+                        ),
+                    ));
+                }
             }
             let (segment_fd, segment) = TopicSegment::create()
                 .map_err(|e| internal(format!("cannot create topic {name:?}: {e}")))?;
@@ -563,6 +588,7 @@ impl State {
                 Topic {
                     config: None,
                     declared: false,
+                    creator,
                     segment,
                     segment_fd,
                     rings: BTreeMap::new(),
@@ -603,7 +629,7 @@ impl State {
     }
 
     /// Checks `want` and sets or compares the topic's config.
-    fn settle_config(&mut self, topic: &str, want: TopicConfig) -> Result<bool, Refusal> {
+    fn settle_config(&mut self, topic: &str, want: TopicConfig, uid: u32) -> Result<bool, Refusal> {
         want.validate().map_err(|e| {
             (
                 ErrorCode::InvalidConfig,
@@ -611,7 +637,7 @@ impl State {
             )
         })?;
         let existed = self.topics.contains_key(topic);
-        let t = self.topic_entry(topic, false)?;
+        let t = self.topic_entry(topic, Some(uid))?;
         match t.config {
             None => {
                 t.config = Some(want);
@@ -637,7 +663,8 @@ impl State {
             Request::Hello { .. } => Err(internal("hello handled elsewhere")),
             Request::OpenTopic { topic, config } => self
                 .check_acl(&topic, Action::Publish, &cred)
-                .and_then(|_| self.settle_config(&topic, config))
+                .and_then(|_| self.lease_room(client))
+                .and_then(|_| self.settle_config(&topic, config, cred.uid))
                 .map(|created| {
                     // Created on purpose: kept when unused, like a declared one.
                     if let Some(t) = self.topics.get_mut(&topic) {
@@ -679,9 +706,10 @@ impl State {
         config: Option<TopicConfig>,
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         self.check_acl(topic, Action::Publish, cred)?;
+        self.lease_room(client)?;
         let config = match config {
             Some(c) => {
-                self.settle_config(topic, c)?;
+                self.settle_config(topic, c, cred.uid)?;
                 c
             }
             None => self
@@ -706,12 +734,13 @@ impl State {
                 ),
             ));
         }
+        self.ring_room(cred.uid, &config)?;
         let ring_id = self.next_ring_id;
         self.next_ring_id += 1;
         self.kept
             .put("n", &Rec::default().u64(self.next_ring_id).0, &[], None);
         let (mut ring, channel) =
-            Ring::create(topic, &config, ring_id, cred.pid, self.kept.clone())
+            Ring::create(topic, &config, ring_id, *cred, self.kept.clone())
                 .map_err(|e| internal(format!("cannot create a ring for topic {topic:?}: {e}")))?;
         // Every current subscriber gets a port at 0 before the publisher
         // can write: it misses nothing of the new ring, however fast the
@@ -803,7 +832,8 @@ impl State {
         held: &[(u64, u64)],
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         self.check_acl(topic, Action::Subscribe, cred)?;
-        let t = self.topic_entry(topic, false)?;
+        self.lease_room(client)?;
+        let t = self.topic_entry(topic, Some(cred.uid))?;
         let delivered = t.rings.keys().next_back().copied().unwrap_or(0);
         let kind = LeaseKind::Subscriber {
             delivered,
@@ -952,6 +982,57 @@ impl State {
         self.end_lease(lease, true);
         self.collect_garbage();
         Ok((Reply::Detached { lease }, vec![]))
+    }
+
+    /// Refuses a new lease for a connection that holds as many as it may.
+    fn lease_room(&self, client: u64) -> Result<(), Refusal> {
+        let max = self.config.limits.max_leases_per_client;
+        let held = self.leases.values().filter(|l| l.client == client).count();
+        if held >= max as usize {
+            return Err((
+                ErrorCode::LimitExceeded,
+                format!("this connection holds {held} leases (limits.max_leases_per_client): detach some first"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a new ring of `config` to uid `uid` if it would exceed the
+    /// uid's limits (the broker's own uid has none).
+    fn ring_room(&self, uid: u32, config: &TopicConfig) -> Result<(), Refusal> {
+        if uid == self.broker_uid {
+            return Ok(());
+        }
+        let limits = &self.config.limits;
+        let cost = |c: &TopicConfig| {
+            let s = c.sizes();
+            s.data_len + s.lobby_len + s.desk_len + u64::from(c.max_subscribers) * s.port_len
+        };
+        let (rings, bytes) = self
+            .topics
+            .values()
+            .flat_map(|t| t.rings.values())
+            .filter(|r| r.uid == uid && !r.closed)
+            .fold((0u64, 0u64), |(n, b), r| {
+                (n + 1, b + cost(r.region.config()))
+            });
+        if rings >= u64::from(limits.max_rings_per_uid) {
+            return Err((
+                ErrorCode::LimitExceeded,
+                format!("uid {uid} publishes {rings} rings (limits.max_rings_per_uid)"),
+            ));
+        }
+        let want = cost(config);
+        if bytes.saturating_add(want) > limits.max_ring_bytes_per_uid {
+            return Err((
+                ErrorCode::LimitExceeded,
+                format!(
+                    "a ring of {want} bytes would take uid {uid}'s rings past limits.max_ring_bytes_per_uid ({} bytes, {bytes} in use)",
+                    limits.max_ring_bytes_per_uid
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn new_lease(&mut self, client: u64, topic: &str, kind: LeaseKind) -> u64 {

@@ -251,7 +251,7 @@ mod tests {
         });
         // A publisher that died mid-write (its slot stamped odd), with a
         // head past that slot (a dying or hostile publisher's), then closed.
-        std::mem::forget(p.loan(8).unwrap());
+        let _never_committed = p.loan(8).unwrap();
         region.header().head.store(3, Ordering::Release);
         region.close().unwrap();
         let mut ends = 0;

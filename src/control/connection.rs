@@ -2,7 +2,7 @@
 //! its reply at a time.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,6 +30,15 @@ pub enum ConnectionError {
     SocketPermission {
         /// The socket path tried.
         path: PathBuf,
+    },
+    /// The broker at the default socket path is not to be trusted: that
+    /// path is this user's own, and something about it is not.
+    #[error("not talking to the broker at {}: {problem}", path.display())]
+    Untrusted {
+        /// The socket path tried.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
     },
     /// Sending or receiving failed (the broker died, or timed out).
     #[error("control connection to the broker failed: {0}")]
@@ -69,6 +78,46 @@ pub struct Connection {
     broken: bool,
 }
 
+/// The default socket path is named for this user (`$XDG_RUNTIME_DIR`,
+/// else `/tmp/ringbus-$UID`): the broker there must run as this user or
+/// root, in a directory of this user's (or root's) that nobody else can
+/// write. Otherwise another user could have planted a directory and a
+/// broker of their own there, and be sent everything.
+fn check_default_broker(path: &Path, sock: BorrowedFd<'_>) -> Result<(), ConnectionError> {
+    let me = rustix::process::getuid().as_raw();
+    let untrusted = |problem: String| ConnectionError::Untrusted {
+        path: path.to_owned(),
+        problem,
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let st = rustix::fs::lstat(dir).map_err(|e| untrusted(format!("{}: {e}", dir.display())))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(untrusted(format!("{} is not a directory", dir.display())));
+    }
+    if st.st_uid != me && st.st_uid != 0 {
+        return Err(untrusted(format!(
+            "its directory {} belongs to uid {}, not to you (uid {me}): another user may have planted it; remove it",
+            dir.display(),
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(untrusted(format!(
+            "others may write its directory {} (mode {:o}): chmod go-w it",
+            dir.display(),
+            st.st_mode & 0o7777
+        )));
+    }
+    let peer = socket::peer_cred(sock)?;
+    if peer.uid != me && peer.uid != 0 {
+        return Err(untrusted(format!(
+            "the broker there runs as uid {}, not as you (uid {me}) or root",
+            peer.uid
+        )));
+    }
+    Ok(())
+}
+
 impl Connection {
     /// Connects to `path` and says hello.
     ///
@@ -85,6 +134,9 @@ impl Connection {
                 source,
             },
         })?;
+        if super::paths::is_default_socket(path) {
+            check_default_broker(path, sock.as_fd())?;
+        }
         socket::set_timeouts(sock.as_fd(), Some(REPLY_TIMEOUT))?;
         let mut c = Connection {
             sock,

@@ -24,6 +24,15 @@ pub fn default_socket_path() -> PathBuf {
     runtime_dir().join("ringbus.sock")
 }
 
+/// Whether `path` is the default socket path this user gets when nothing
+/// names one (not one `RINGBUS_SOCKET` names).
+pub fn is_default_socket(path: &Path) -> bool {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|p| !p.is_empty())
+        .is_none()
+        && path == runtime_dir().join("ringbus.sock")
+}
+
 /// `$XDG_RUNTIME_DIR` (if set, absolute and present), else
 /// `/tmp/ringbus-$UID`.
 pub fn runtime_dir() -> PathBuf {

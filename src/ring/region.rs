@@ -1,13 +1,12 @@
 //! The memory a ring lives in: its data segment and its lobby, owned by a
 //! heap allocation or by mappings, validated once on attach.
 
-use super::copy::init_payload;
 use super::port::{Port, PortFlags};
 use super::producer::PortChange;
 use super::{Mode, Sizes, TopicConfig, TopicConfigError};
 use crate::layout::{
-    DeskHeader, LobbyHeader, RingHeader, SlotHeader, CURSOR_FREE, KIND_DATA, KIND_DESK, KIND_LOBBY,
-    LAYOUT_VERSION, MAGIC, PAD,
+    DeskHeader, LobbyHeader, RingHeader, CURSOR_FREE, KIND_DATA, KIND_DESK, LAYOUT_VERSION, MAGIC,
+    PAD,
 };
 use crate::sync::{fence, AtomicU64, Mutex, Ordering};
 use std::alloc::Layout;
@@ -201,7 +200,7 @@ impl RingRegion {
         backing: Box<dyn Any + Send + Sync>,
     ) -> Result<RingRegion, AttachError> {
         // SAFETY: the caller's guarantees are exactly `validate`'s.
-        let (config, sizes, ring_id) = unsafe { validate(data, data_len, lobby, lobby_len)? };
+        let (config, sizes, ring_id) = unsafe { validate(data, data_len, lobby_len)? };
         if let Some(e) = expected {
             check_expected(&config, e)?;
         }
@@ -470,13 +469,16 @@ impl Drop for RingRegion {
     }
 }
 
-/// Writes the headers and slot headers of a new ring's data segment, its
-/// lobby and its desk.
+/// Writes the headers of a new ring's data segment, its lobby and its
+/// desk. The slots are left as they are: zero bytes are an empty slot, so a
+/// ring of any size is created without touching its pages (the publisher
+/// faults them in when it maps the ring, not the broker's only thread).
 ///
 /// # Safety
 /// `data`, `lobby` and `desk` must be valid for writes of
 /// `config.sizes()`'s `data_len`, `lobby_len` and `desk_len` bytes,
-/// 128-byte aligned, and not yet visible to any other process or thread.
+/// 128-byte aligned, zero-filled, and not yet visible to any other process
+/// or thread.
 pub(crate) unsafe fn init(
     data: *mut u8,
     lobby: *mut u8,
@@ -505,10 +507,12 @@ pub(crate) unsafe fn init(
             data.add(s.latest_offset as usize),
             s.latest_inline as usize,
         );
+        // Loom's atomics are objects of their own, which must be made.
+        #[cfg(loom)]
         for i in 0..config.capacity as usize {
             let slot = data.add(s.header_size as usize + i * s.slot_stride as usize);
-            (slot as *mut SlotHeader).write(SlotHeader::new());
-            init_payload(
+            (slot as *mut crate::layout::SlotHeader).write(crate::layout::SlotHeader::new());
+            super::copy::init_payload(
                 slot.add(size_of::<SlotHeader>()),
                 config.max_message_size as usize,
             );
@@ -518,14 +522,13 @@ pub(crate) unsafe fn init(
     }
 }
 
-/// Reads and checks both headers.
+/// Reads and checks the data segment's header, and the lobby's length.
 ///
 /// # Safety
 /// As for [`RingRegion::attach`].
 unsafe fn validate(
     data: NonNull<u8>,
     data_len: u64,
-    lobby: NonNull<u8>,
     lobby_len: u64,
 ) -> Result<(TopicConfig, Sizes, u64), AttachError> {
     let need = size_of::<RingHeader>() as u64;
@@ -545,7 +548,6 @@ unsafe fn validate(
         });
     }
     let h = data.as_ptr() as *const RingHeader;
-    let l = lobby.as_ptr() as *const LobbyHeader;
     // Volatile reads: another process may scribble on these words; each is
     // read exactly once and only the copies are used afterwards.
     macro_rules! rd {
@@ -562,13 +564,10 @@ unsafe fn validate(
         rd!(h, kind),
         KIND_DATA,
     )?;
-    check_ident(
-        "lobby",
-        rd!(l, magic),
-        rd!(l, layout_version),
-        rd!(l, kind),
-        KIND_LOBBY,
-    )?;
+    // The lobby's identity is not checked: every subscriber of the ring may
+    // write the lobby, and a check would let one of them lock every later
+    // subscriber (and a restarted broker) out of the ring by scribbling
+    // it. It carries nothing but the bell, a hint.
     let mode_raw = rd!(h, mode);
     let mode = Mode::from_u32(mode_raw)
         .ok_or_else(|| AttachError::Corrupt(format!("unknown mode {mode_raw}")))?;
@@ -593,13 +592,7 @@ unsafe fn validate(
             need: sizes.data_len,
         });
     }
-    let (ring_id, lobby_id) = (rd!(h, ring_id), rd!(l, ring_id));
-    if ring_id != lobby_id {
-        return Err(AttachError::Corrupt(format!(
-            "lobby belongs to ring {lobby_id}, data segment is ring {ring_id}"
-        )));
-    }
-    Ok((config, sizes, ring_id))
+    Ok((config, sizes, rd!(h, ring_id)))
 }
 
 /// Reads and checks a desk's header.

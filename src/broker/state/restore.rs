@@ -114,7 +114,7 @@ impl State {
         if let Some(c) = &config {
             c.validate().map_err(|e| e.to_string())?;
         }
-        let t = self.topic_entry(name, true).map_err(|(_, m)| m)?;
+        let t = self.topic_entry(name, None).map_err(|(_, m)| m)?;
         t.declared |= declared;
         t.config = t.config.or(config);
         Ok(())
@@ -133,6 +133,7 @@ impl State {
         let closed = m.u8().ok_or_else(bad)? == 1;
         let next_port = m.u64().ok_or_else(bad)?;
         let config = m.config().ok_or_else(bad)?;
+        let uid = m.u32().ok_or_else(bad)?;
         validate_topic_name(&topic).map_err(|e| e.to_string())?;
         config.validate().map_err(|e| e.to_string())?;
         let mut fds = e.fds.into_iter().map(File::from);
@@ -175,7 +176,7 @@ impl State {
         let channel = OwnedFd::from(channel);
         rustix::io::ioctl_fionbio(&channel, true).map_err(|e| e.to_string())?;
         let kept = self.kept.clone();
-        let t = self.topic_entry(&topic, true).map_err(|(_, m)| m)?;
+        let t = self.topic_entry(&topic, None).map_err(|(_, m)| m)?;
         match t.config {
             None => t.config = Some(config),
             Some(c) if c != config => {
@@ -196,6 +197,7 @@ impl State {
             data_sub: Some(data_sub),
             channel,
             publisher_pid: pid,
+            uid,
             lease: None,
             closed,
             ports: Vec::new(),
