@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::control::frame::{
     BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicInfo, MAX_MAILBOXES_PER_RING,
-    MAX_TOPICS_PER_PAGE,
+    MAX_RINGS_PER_TOPIC, MAX_TOPICS_PER_PAGE,
 };
 use crate::control::segment::TopicSegment;
 use crate::control::PeerCred;
@@ -307,6 +307,17 @@ impl State {
                 ErrorCode::LimitExceeded,
                 format!(
                     "topic {topic:?} already has {live} publishers (limits.max_publishers_per_topic = {max})"
+                ),
+            ));
+        }
+        // Closed rings stay until every subscriber has been told about
+        // them; a topic's rings must still fit in one reply (Rings, Topics).
+        let kept = self.topics[topic].rings.len();
+        if kept >= MAX_RINGS_PER_TOPIC {
+            return Err((
+                ErrorCode::LimitExceeded,
+                format!(
+                    "topic {topic:?} already has {kept} rings, the most it can hold: closed rings stay until every subscriber has fetched them, and a subscriber has not fetched them yet; retry when it has caught up or left"
                 ),
             ));
         }
