@@ -147,7 +147,7 @@ impl Harness {
     /// counters are asked again until they settle.
     fn check_still_serving(&mut self) -> BrokerStats {
         let path = self.broker.socket();
-        let sock = socket::connect(path)
+        let sock = retrying(|| socket::connect(path))
             .unwrap_or_else(|e| panic!("the broker no longer accepts connections: {e}"));
         socket::set_timeouts(sock.as_fd(), Some(PATIENCE)).expect("setting socket timeouts");
         let hello = Request::Hello {
@@ -199,13 +199,26 @@ impl Harness {
     /// One request and its reply on the oracle's connection.
     fn ask(&mut self, sock: BorrowedFd<'_>, req: &Request) -> Reply {
         let frame = encode_request(req).expect("encoding the oracle's request");
-        socket::send_frame(sock, &frame, &[])
+        retrying(|| socket::send_frame(sock, &frame, &[]))
             .unwrap_or_else(|e| panic!("the broker does not take {req:?}: {e}"));
-        match socket::recv_frame(sock, &mut self.buf) {
+        match retrying(|| socket::recv_frame(sock, &mut self.buf)) {
             Ok(Some(got)) => decode_reply(&self.buf[..got.len])
                 .unwrap_or_else(|e| panic!("the broker's reply to {req:?} does not decode: {e}")),
             Ok(None) => panic!("the broker hung up instead of answering {req:?}"),
             Err(e) => panic!("no answer to {req:?} within {PATIENCE:?}: {e}"),
+        }
+    }
+}
+
+/// Runs a blocking socket call again when a signal interrupts it
+/// (libFuzzer's timer signal does, now and then), for at most
+/// [`PATIENCE`] in all.
+fn retrying<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match call() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && Instant::now() < deadline => {}
+            done => return done,
         }
     }
 }
@@ -295,7 +308,7 @@ impl Run<'_> {
             Some(c) => c,
             empty => {
                 let path = self.harness.broker.socket();
-                let sock = socket::connect(path)
+                let sock = retrying(|| socket::connect(path))
                     .unwrap_or_else(|e| panic!("the broker no longer accepts connections: {e}"));
                 socket::set_timeouts(sock.as_fd(), Some(PATIENCE))
                     .expect("setting socket timeouts");
@@ -306,7 +319,7 @@ impl Run<'_> {
             }
         };
         let attached = vec![self.harness.devnull.as_fd(); fds];
-        if socket::send_frame(conn.sock.as_fd(), bytes, &attached).is_err() {
+        if retrying(|| socket::send_frame(conn.sock.as_fd(), bytes, &attached)).is_err() {
             // The broker hung up (after garbage, say), or we shut it down.
             self.slots[slot] = None;
             self.out.closed_by_broker += 1;
@@ -331,7 +344,7 @@ impl Run<'_> {
                 return;
             };
             let buf = &mut self.harness.buf;
-            let got = match socket::recv_frame(conn.sock.as_fd(), buf) {
+            let got = match retrying(|| socket::recv_frame(conn.sock.as_fd(), buf)) {
                 Ok(Some(got)) => got,
                 Ok(None) => {
                     self.slots[slot] = None;
