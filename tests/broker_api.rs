@@ -822,3 +822,85 @@ fn the_longest_topic_name_works_and_a_longer_one_is_refused() {
         .to_string();
     assert!(e.contains("limit is 233"), "{e}");
 }
+
+/// Found by the `broker_session` fuzz target: closed rings are kept until
+/// every subscriber of the topic has been told about them, and publishers
+/// that came and went while a subscriber never fetched piled up past the 64
+/// rings a reply carries; then no client could list topics (every
+/// ListTopics answered "cannot encode frame") and the subscriber's
+/// FetchRings failed the same way.
+#[test]
+fn rings_kept_for_a_subscriber_that_never_fetches_stay_within_a_reply() {
+    use ringbus::control::frame::MAX_RINGS_PER_TOPIC;
+    let dir = TestDir::new("api-kept-rings");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let mut sub = Connection::connect(&dir.socket(), "lagging").unwrap();
+    let topic = "kept".to_owned();
+    let Reply::Subscribed {
+        lease: sub_lease, ..
+    } = sub
+        .call(&Request::Subscribe {
+            topic: topic.clone(),
+            start: ringbus::ring::Start::Latest,
+            held: vec![],
+        })
+        .unwrap()
+        .0
+    else {
+        panic!("Subscribe not answered with Subscribed");
+    };
+    let mut churn = Connection::connect(&dir.socket(), "churn").unwrap();
+    let attach = Request::AttachPublisher {
+        topic: topic.clone(),
+        config: Some(cfg(Mode::Overwrite)),
+    };
+    // Rings never mapped by their publisher carry nothing: they go at once.
+    for _ in 0..2 * MAX_RINGS_PER_TOPIC {
+        let Reply::PublisherAttached { lease, .. } = churn.call(&attach).unwrap().0 else {
+            panic!("AttachPublisher not answered with PublisherAttached");
+        };
+        churn.call(&Request::Detach { lease }).unwrap();
+    }
+    // Rings that were: kept until the subscriber has been told.
+    for _ in 0..MAX_RINGS_PER_TOPIC {
+        let Reply::PublisherAttached { lease, .. } = churn.call(&attach).unwrap().0 else {
+            panic!("AttachPublisher not answered with PublisherAttached");
+        };
+        churn.call(&Request::RingReady { lease }).unwrap();
+        churn.call(&Request::Detach { lease }).unwrap();
+    }
+    // The topic holds as many rings as a reply carries: one more is
+    // refused, saying why...
+    match churn.call(&attach) {
+        Err(ConnectionError::Refused {
+            code: ErrorCode::LimitExceeded,
+            message,
+        }) => assert!(message.contains("not fetched"), "{message}"),
+        other => panic!("a 65th ring: {other:?}"),
+    }
+    // ...and every reply about the topic still encodes.
+    match churn.call(&Request::ListTopics { offset: 0 }).unwrap().0 {
+        Reply::Topics { topics, .. } => {
+            assert_eq!(topics[0].rings.len(), MAX_RINGS_PER_TOPIC);
+        }
+        other => panic!("ListTopics answered with {other:?}"),
+    }
+    let (reply, fds) = sub
+        .call(&Request::FetchRings {
+            lease: sub_lease,
+            after: 0,
+        })
+        .unwrap();
+    let Reply::Rings { rings, .. } = reply else {
+        panic!("FetchRings answered with {reply:?}");
+    };
+    assert_eq!(rings.len(), MAX_RINGS_PER_TOPIC);
+    // Data, lobby and the subscriber's port (made when the ring appeared).
+    assert_eq!(fds.len(), 3 * MAX_RINGS_PER_TOPIC);
+    // Told about them, the subscriber no longer holds them: the closed
+    // rings go and a publisher is admitted again.
+    assert!(matches!(
+        churn.call(&attach).unwrap().0,
+        Reply::PublisherAttached { .. }
+    ));
+}

@@ -217,11 +217,19 @@ fn hostile_headers_are_typed_errors() {
         corrupt(32, &4096u32.to_le_bytes()),
         Err(ShmError::Attach(AttachError::Corrupt(_)))
     ));
-    // ring id that disagrees with the lobby
-    assert!(matches!(
-        corrupt(40, &99u64.to_le_bytes()),
-        Err(ShmError::Attach(AttachError::Corrupt(_)))
-    ));
+    // Any subscriber may write the lobby: scribbling over all of it locks
+    // nobody out of the ring.
+    let seg = create_ring(&config(Mode::Overwrite), 1, 1).unwrap();
+    let mut l = seg.lobby.try_clone().unwrap();
+    l.write_all(&[0xa5; 256]).unwrap();
+    map_ring(
+        &reopen_read_only(&seg.data).unwrap(),
+        &seg.lobby,
+        None,
+        Access::Subscriber,
+        None,
+    )
+    .unwrap();
 }
 
 fn truncated_swapped_and_empty_segments_are_typed_errors() {

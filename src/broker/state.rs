@@ -726,11 +726,22 @@ impl State {
         let max = self.config.limits.max_publishers_per_topic as usize;
         let t = &self.topics[topic];
         let live = t.rings.values().filter(|r| !r.closed).count();
-        if live >= max || t.rings.len() >= MAX_RINGS_PER_TOPIC {
+        if live >= max {
             return Err((
                 ErrorCode::LimitExceeded,
                 format!(
                     "topic {topic:?} already has {live} publishers (limits.max_publishers_per_topic = {max})"
+                ),
+            ));
+        }
+        // Closed rings stay until every subscriber has been told about
+        // them; a topic's rings must still fit in one reply (Rings, Topics).
+        let kept = self.topics[topic].rings.len();
+        if kept >= MAX_RINGS_PER_TOPIC {
+            return Err((
+                ErrorCode::LimitExceeded,
+                format!(
+                    "topic {topic:?} already has {kept} rings, the most it can hold: closed rings stay until every subscriber has fetched them, and a subscriber has not fetched them yet; retry when it has caught up or left"
                 ),
             ));
         }
@@ -888,9 +899,18 @@ impl State {
                 Some(p) => Some(p),
                 None => match r.add_port(lease, cred.pid, r.start_at(start), trusted) {
                     Ok(p) => Some(p.id),
-                    Err(e) if backpressure => {
+                    // Every port of a back-pressure ring is taken: this
+                    // subscriber cannot be served without losing messages.
+                    Err(e) if backpressure && e.0 == ErrorCode::LimitExceeded => {
                         failed = Some(e);
                         break;
+                    }
+                    // Its publisher takes no new port (it closed or stopped
+                    // reading its channel): the ring is left out, not the
+                    // subscription.
+                    Err((_, why)) if backpressure => {
+                        eprintln!("ringbus: warning: a subscriber of {topic:?} goes without ring {id}: {why}");
+                        continue;
                     }
                     // An overwrite ring is read without a port.
                     Err(_) => None,
@@ -960,6 +980,12 @@ impl State {
                 None if !r.closed => r.add_port(lease, pid, 0, trusted).ok().map(|p| p.id),
                 None => None,
             };
+            if port_id.is_none() && r.region.config().mode == Mode::Backpressure {
+                // Not readable without a port (all taken, its publisher
+                // takes no more, or it ended before this subscriber could
+                // have one): left out, and tried again at the next fetch.
+                continue;
+            }
             let (listed, ring_fds) = r.listing(port_id, lease);
             rings.push(listed);
             fds.extend(ring_fds);
@@ -1164,8 +1190,10 @@ impl State {
             // Mapped rings live on in the processes that map them. A ring
             // with a port its subscriber has yet to take over (a restarted
             // broker's) waits for it.
+            // A ring its publisher never mapped carried nothing: it goes as
+            // soon as it ends.
             t.rings.retain(|id, r| {
-                let keep = !(r.closed && r.lease.is_none() && *id <= horizon)
+                let keep = !(r.closed && r.lease.is_none() && (*id <= horizon || !r.ready))
                     || r.ports.iter().any(|p| p.orphaned_at.is_some());
                 if !keep {
                     r.forget();
