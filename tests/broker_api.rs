@@ -904,3 +904,45 @@ fn rings_kept_for_a_subscriber_that_never_fetches_stay_within_a_reply() {
         Reply::PublisherAttached { .. }
     ));
 }
+
+/// A process with signal handlers (SIGCHLD, a profiler, Python's) gets
+/// its blocking calls interrupted: its control connection must survive.
+#[test]
+fn a_signal_does_not_break_a_control_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    extern "C" fn nothing(_: libc::c_int) {}
+    let dir = TestDir::new("api-eintr");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    // SAFETY: installs a handler that does nothing, without SA_RESTART, so
+    // that a blocking call the signal interrupts fails with EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    // SAFETY: plain FFI call with no arguments.
+    let me = unsafe { libc::pthread_self() };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let pester = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while !flag.load(Ordering::Relaxed) {
+            // SAFETY: `me` is the test's thread, alive until `stop` is set
+            // and this thread joined.
+            unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+            sent += 1;
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        sent
+    });
+    for i in 0..3000 {
+        client
+            .topics()
+            .unwrap_or_else(|e| panic!("call {i} failed under signals: {e}"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(pester.join().unwrap() > 0);
+}

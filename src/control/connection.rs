@@ -223,9 +223,24 @@ impl Connection {
     }
 
     fn exchange(&mut self, frame: &[u8]) -> Result<(Reply, Vec<OwnedFd>), ConnectionError> {
-        socket::send_frame(self.sock.as_fd(), frame, &[])?;
-        let got =
-            socket::recv_frame(self.sock.as_fd(), &mut self.buf)?.ok_or(ConnectionError::Closed)?;
+        // A signal that interrupts a call (a process with a SIGCHLD
+        // handler, a profiler, Python's own) is not the broker's failure:
+        // the call is made again. A seqpacket send is whole or not at all.
+        let sock = self.sock.as_fd();
+        let got = loop {
+            match socket::send_frame(sock, frame, &[]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        got?;
+        let got = loop {
+            match socket::recv_frame(sock, &mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let got = got?.ok_or(ConnectionError::Closed)?;
         if got.truncated {
             return Err(DecodeError::Oversized {
                 len: got.len,
