@@ -80,7 +80,7 @@ pub fn subscriber_access(data: &File) -> Access {
 
 /// A new memfd of `len` bytes that may be sealed, its memory reserved (a
 /// full tmpfs is `ENOSPC` now, not `SIGBUS` later).
-fn new_memfd(name: &str, len: u64) -> Result<File, ShmError> {
+fn new_memfd(name: &str, len: u64, allocate: bool) -> Result<File, ShmError> {
     use rustix::fs::{memfd_create, MemfdFlags};
     let fd = memfd_create(
         format!("ringbus-{name}"),
@@ -89,9 +89,28 @@ fn new_memfd(name: &str, len: u64) -> Result<File, ShmError> {
     .map_err(errno(format!("memfd_create ({name})")))?;
     let file = File::from(fd);
     file.set_len(len).map_err(io(format!("sizing {name}")))?;
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
-        .map_err(errno(format!("allocating {name} ({len} bytes)")))?;
+    if allocate {
+        allocate_all(&file, name)?;
+    }
     Ok(file)
+}
+
+fn allocate_all(file: &File, what: &str) -> Result<(), ShmError> {
+    let len = len_of(file, what)?;
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len)
+        .map_err(errno(format!("allocating {what} ({len} bytes)")))
+}
+
+/// Allocates every page of a ring's data segment, so that a shortage of
+/// memory is an error now rather than a `SIGBUS` at some later write. The
+/// publisher does this before it maps its ring: the broker creates the
+/// segment without allocating it, so that a large ring costs the broker's
+/// only thread nothing and costs its publisher the time.
+///
+/// # Errors
+/// [`ShmError::Io`] if the memory cannot be had (`ENOSPC`, `ENOMEM`).
+pub fn allocate_data(data: &File) -> Result<(), ShmError> {
+    allocate_all(data, "the ring's data segment")
 }
 
 /// Seals `file` against resizing (and, with `more`, whatever else).
@@ -153,9 +172,10 @@ pub fn create_ring(
     publisher_pid: u32,
 ) -> Result<RingSegments, ShmError> {
     let s = config.validate()?;
-    let data = new_memfd(&format!("{ring_id:x}.data"), s.data_len)?;
-    let lobby = new_memfd(&format!("{ring_id:x}.lobby"), s.lobby_len)?;
-    let desk = new_memfd(&format!("{ring_id:x}.desk"), s.desk_len)?;
+    // The data segment is allocated by its publisher (`allocate_data`).
+    let data = new_memfd(&format!("{ring_id:x}.data"), s.data_len, false)?;
+    let lobby = new_memfd(&format!("{ring_id:x}.lobby"), s.lobby_len, true)?;
+    let desk = new_memfd(&format!("{ring_id:x}.desk"), s.desk_len, true)?;
     // SAFETY: fresh memfds that no other process has (zero-filled, as
     // `init_segments` needs).
     let mut d =
@@ -363,7 +383,7 @@ pub fn create_port(
     pos: u64,
 ) -> Result<(File, Arc<Port>), ShmError> {
     let len = config.validate()?.port_len;
-    let file = new_memfd(&format!("{ring_id:x}.port{port_id}"), len)?;
+    let file = new_memfd(&format!("{ring_id:x}.port{port_id}"), len, true)?;
     // SAFETY: a fresh memfd nobody else has; pre-faulted.
     let mut m = unsafe {
         MmapOptions::new()

@@ -367,7 +367,7 @@ impl Config {
             )));
         }
         for r in &self.acl {
-            validate_pattern(&r.topic)
+            crate::control::validate_pattern(&r.topic)
                 .map_err(|m| ConfigError::Invalid(format!("acl rule for {:?}: {m}", r.topic)))?;
         }
         Ok(())
@@ -390,21 +390,6 @@ impl Config {
             None => false,
         }
     }
-}
-
-/// A pattern is a topic name whose segments may also be `*`, and whose last
-/// segment may be `>`.
-fn validate_pattern(p: &str) -> Result<(), String> {
-    let segs: Vec<&str> = p.split('.').collect();
-    for (i, s) in segs.iter().enumerate() {
-        match *s {
-            "*" => {}
-            ">" if i + 1 == segs.len() => {}
-            ">" => return Err("'>' may only be the last segment".into()),
-            s => validate_topic_name(s).map_err(|e| e.to_string())?,
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

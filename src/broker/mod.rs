@@ -230,7 +230,7 @@ impl Broker {
         // The keeper holds what the last broker of this data directory
         // served: take it back before serving anyone.
         let kept = state::Kept::new(keeper::Keeper::attach(&data, keeper.as_deref()));
-        let mut state = State::new(data_dir, config, kept.clone());
+        let mut state = State::new(data_dir, config, kept.clone())?;
         let owners = match kept.live().map(keeper::Keeper::list) {
             Some(Ok(entries)) => state.restore(entries),
             Some(Err(e)) => {
@@ -405,6 +405,7 @@ impl Broker {
     }
 
     fn accept_all(&mut self) {
+        let broker_uid = rustix::process::geteuid().as_raw();
         loop {
             let sock = match socket::accept(self.listener.as_fd()) {
                 Ok(s) => s,
@@ -426,7 +427,7 @@ impl Broker {
                     "the broker already serves {} clients (limits.max_clients)",
                     self.clients.len()
                 ))
-            } else if of_uid >= limits.max_clients_per_uid as usize {
+            } else if of_uid >= limits.max_clients_per_uid as usize && cred.uid != broker_uid {
                 Some(format!(
                     "uid {} already has {of_uid} connections (limits.max_clients_per_uid)",
                     cred.uid
@@ -494,7 +495,9 @@ impl Broker {
                     // names are well-framed, so the connection survives them.
                     let close = !matches!(
                         e,
-                        DecodeError::UnknownKind(_) | DecodeError::BadTopicName(_)
+                        DecodeError::UnknownKind(_)
+                            | DecodeError::BadTopicName(_)
+                            | DecodeError::BadPattern(_)
                     );
                     (Reply::error(e.code(), e.to_string()), Vec::new(), close)
                 }

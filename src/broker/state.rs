@@ -31,6 +31,7 @@ use super::keeper;
 use super::BrokerError;
 
 mod kept;
+mod pattern;
 mod restore;
 
 pub(super) use kept::Kept;
@@ -121,12 +122,20 @@ enum LeaseKind {
     Publisher {
         ring_id: u64,
     },
-    /// `delivered`: highest ring id the subscriber has been told about;
-    /// `pid`: its process.
+    /// A subscription to one topic.
     Subscriber {
+        /// Highest ring id the subscriber has been told about.
         delivered: u64,
+        /// Its process.
         pid: u32,
+        /// The pattern subscription that made it, if one did.
+        parent: Option<u64>,
+        /// Rings it holds with a port this broker does not know (a
+        /// re-join): never listed to it.
+        skip: Vec<u64>,
     },
+    /// A pattern subscription (the lease's `topic` is the pattern).
+    Pattern(pattern::PatternLease),
 }
 
 struct Lease {
@@ -154,6 +163,10 @@ pub(super) struct State {
     pub next_ring_id: u64,
     pub stats: Counters,
     kept: Arc<Kept>,
+    /// The directory segment: its generation moves whenever a topic is
+    /// created or a ring becomes readable (what pattern subscribers
+    /// watch), and its descriptor (sealed: read-only to everyone else).
+    directory: (File, TopicSegment),
 }
 
 fn dup(f: &File) -> Option<OwnedFd> {
@@ -505,8 +518,13 @@ impl Ring {
 }
 
 impl State {
-    pub fn new(data_dir: PathBuf, config: Config, kept: Arc<Kept>) -> State {
-        State {
+    pub fn new(data_dir: PathBuf, config: Config, kept: Arc<Kept>) -> Result<State, BrokerError> {
+        let directory = TopicSegment::create().map_err(|e| BrokerError::Io {
+            what: "creating the directory segment".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(State {
+            directory,
             kept,
             data_dir,
             config,
@@ -515,9 +533,15 @@ impl State {
             topics: BTreeMap::new(),
             leases: HashMap::new(),
             next_lease: 1,
-            next_ring_id: 1,
+            // Ring ids never repeat across brokers, even one started
+            // without the last one's records: a subscriber that lived
+            // through both takes a ring id it has seen for one that ended.
+            next_ring_id: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| (d.as_millis() as u64) << 8)
+                .max(1),
             stats: Counters::default(),
-        }
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -596,6 +620,9 @@ impl State {
                     publisher_leases: 0,
                 },
             );
+            // Pattern subscriptions that match take it up now, before any
+            // publisher can write to it.
+            self.on_new_topic(name);
         }
         Ok(self.topics.get_mut(name).expect("inserted above"))
     }
@@ -681,6 +708,12 @@ impl State {
                 self.subscribe(client, &cred, &topic, start, &held)
             }
             Request::FetchRings { lease, after } => self.fetch_rings(client, lease, after),
+            Request::SubscribePattern {
+                pattern,
+                start,
+                held,
+            } => self.subscribe_pattern(client, &cred, &pattern, start, &held),
+            Request::FetchMatches { lease } => self.fetch_matches(client, lease),
             Request::Detach { lease } => self.detach(client, lease),
             Request::ListTopics { offset } => Ok((self.list_topics(&cred, offset), vec![])),
             Request::Stats => Ok((Reply::Stats(self.broker_stats(clients)), vec![])),
@@ -763,7 +796,7 @@ impl State {
             .filter(|(_, l)| l.topic == topic)
             .filter_map(|(id, l)| match l.kind {
                 LeaseKind::Subscriber { pid, .. } => Some((*id, pid)),
-                LeaseKind::Publisher { .. } => None,
+                LeaseKind::Publisher { .. } | LeaseKind::Pattern(_) => None,
             })
             .collect();
         for (lease, pid) in subscribers {
@@ -828,8 +861,10 @@ impl State {
             r.data_sub = Some(sub);
             r.ready = true;
             r.keep();
-            // Subscribers see the new generation and fetch the ring.
+            // Subscribers see the new generation and fetch the ring;
+            // pattern subscribers watch the directory.
             t.segment.bump();
+            self.directory.1.bump();
         }
         Ok((Reply::Ready { lease }, vec![]))
     }
@@ -844,30 +879,79 @@ impl State {
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         self.check_acl(topic, Action::Subscribe, cred)?;
         self.lease_room(client)?;
-        let t = self.topic_entry(topic, Some(cred.uid))?;
-        let delivered = t.rings.keys().next_back().copied().unwrap_or(0);
+        self.topic_entry(topic, Some(cred.uid))?;
+        let (lease, rings, ring_fds) =
+            self.open_subscription(client, cred, topic, start, held, None, true)?;
+        let t = &self.topics[topic];
+        let fds = dup(&t.segment_fd).into_iter().chain(ring_fds).collect();
+        Ok((
+            Reply::Subscribed {
+                lease,
+                config: t.config,
+                rings,
+            },
+            fds,
+        ))
+    }
+
+    /// Subscribes `client` to `topic` (which exists; access and the lease
+    /// limit already checked): a lease (a child of pattern lease `parent`,
+    /// if given), and a port on each ring: at `start` on the rings
+    /// readable now, at 0 on those not listed yet. With `list`, the
+    /// readable rings are returned with their descriptors and their ports
+    /// handed over; without, they wait for `FetchRings`. `held`: the rings
+    /// a re-joining subscriber reads already (see `Request::Subscribe`).
+    #[allow(clippy::too_many_arguments)]
+    fn open_subscription(
+        &mut self,
+        client: u64,
+        cred: &PeerCred,
+        topic: &str,
+        start: Start,
+        held: &[(u64, u64)],
+        parent: Option<u64>,
+        list: bool,
+    ) -> Result<(u64, Vec<RingRef>, Vec<OwnedFd>), Refusal> {
+        let Some(t) = self.topics.get(topic) else {
+            return Err(internal(format!("topic {topic:?} vanished")));
+        };
+        let delivered = if list {
+            t.rings.keys().next_back().copied().unwrap_or(0)
+        } else {
+            0
+        };
         let kind = LeaseKind::Subscriber {
             delivered,
             pid: cred.pid,
+            parent,
+            skip: Vec::new(),
         };
         let lease = self.new_lease(client, topic, kind);
         let trusted = self.config.server.trusted_subscribers;
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(internal(format!("topic {topic:?} vanished")));
         };
-        let mut fds: Vec<OwnedFd> = dup(&t.segment_fd).into_iter().collect();
+        t.subscribers += 1;
+        let mut fds = Vec::new();
         let mut rings = Vec::new();
         let mut failed = None;
+        let mut skip = Vec::new();
         for (id, r) in t.rings.iter_mut() {
             if let Some(&(_, port_id)) = held.iter().find(|(ring, _)| ring == id) {
                 // A re-join: the subscriber reads this ring already. Its
                 // port, if this broker knows it as its process's, is its
                 // again; the ring is not listed.
                 let own = r.ports.iter().any(|p| {
-                    p.id == port_id && p.pid == cred.pid && p.lease.is_none() && p.delivered
+                    p.id == port_id
+                        && p.pid == cred.pid
+                        && p.pid != 0
+                        && p.lease.is_none()
+                        && p.delivered
                 });
                 if own {
                     r.deliver(port_id, lease);
+                } else {
+                    skip.push(*id);
                 }
                 continue;
             }
@@ -901,8 +985,8 @@ impl State {
                     Ok(p) => Some(p.id),
                     // Every port of a back-pressure ring is taken: this
                     // subscriber cannot be served without losing messages.
-                    Err(e) if backpressure && e.0 == ErrorCode::LimitExceeded => {
-                        failed = Some(e);
+                    Err((code, why)) if backpressure && code == ErrorCode::LimitExceeded => {
+                        failed = Some((code, format!("topic {topic:?}: {why}")));
                         break;
                     }
                     // Its publisher takes no new port (it closed or stopped
@@ -916,24 +1000,24 @@ impl State {
                     Err(_) => None,
                 },
             };
-            let (listed, ring_fds) = r.listing(port, lease);
-            rings.push(listed);
-            fds.extend(ring_fds);
+            if list {
+                let (listed, ring_fds) = r.listing(port, lease);
+                rings.push(listed);
+                fds.extend(ring_fds);
+            } else if let Some(p) = port {
+                r.claim(p, lease);
+            }
         }
-        let config = t.config;
-        t.subscribers += 1;
+        if let Some(LeaseKind::Subscriber { skip: s, .. }) =
+            self.leases.get_mut(&lease).map(|l| &mut l.kind)
+        {
+            *s = skip;
+        }
         if let Some(e) = failed {
             self.end_lease(lease, true);
             return Err(e);
         }
-        Ok((
-            Reply::Subscribed {
-                lease,
-                config,
-                rings,
-            },
-            fds,
-        ))
+        Ok((lease, rings, fds))
     }
 
     fn fetch_rings(
@@ -948,22 +1032,34 @@ impl State {
             .get_mut(&lease)
             .filter(|l| l.client == client)
             .ok_or_else(|| no_lease(lease))?;
-        let LeaseKind::Subscriber { delivered, pid } = &mut l.kind else {
+        let LeaseKind::Subscriber {
+            delivered,
+            pid,
+            skip,
+            ..
+        } = &mut l.kind
+        else {
             return Err((
                 ErrorCode::NotFound,
-                format!("lease {lease} is a publisher lease, not a subscription"),
+                format!("lease {lease} is not a topic subscription"),
             ));
         };
         let pid = *pid;
+        let skip = skip.clone();
         let Some(t) = self.topics.get_mut(&l.topic) else {
             return Err(internal(format!("topic {:?} vanished", l.topic)));
         };
         let mut rings = Vec::new();
         let mut fds = Vec::new();
-        for (_, r) in t.rings.range_mut(after.saturating_add(1)..) {
+        for (id, r) in t.rings.range_mut(after.saturating_add(1)..) {
             if r.data_sub.is_none() {
                 // Not mapped by its publisher yet: listed once it is.
                 break;
+            }
+            if skip.contains(id) {
+                // Held by the subscriber already, with a port this broker
+                // does not know (see `open_subscription`).
+                continue;
             }
             // The port made for us when the ring appeared (or for our
             // process before a broker restart), or, for a ring that
@@ -1083,10 +1179,26 @@ impl State {
         let Some(l) = self.leases.remove(&lease) else {
             return;
         };
+        if let LeaseKind::Pattern(_) = l.kind {
+            // With every subscription it made.
+            let children: Vec<u64> = self
+                .leases
+                .iter()
+                .filter(|(_, c)| {
+                    matches!(c.kind, LeaseKind::Subscriber { parent: Some(p), .. } if p == lease)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for c in children {
+                self.end_lease(c, detached);
+            }
+            return;
+        }
         let Some(t) = self.topics.get_mut(&l.topic) else {
             return;
         };
         match l.kind {
+            LeaseKind::Pattern(_) => {}
             LeaseKind::Publisher { ring_id } => {
                 t.publisher_leases = t.publisher_leases.saturating_sub(1);
                 if let Some(r) = t.rings.get_mut(&ring_id) {
@@ -1110,14 +1222,21 @@ impl State {
 
     /// A client connection ended: end all its leases.
     pub fn client_gone(&mut self, client: u64) {
-        let mine: Vec<u64> = self
+        let mine: Vec<(u64, bool)> = self
             .leases
             .iter()
             .filter(|(_, l)| l.client == client)
-            .map(|(id, _)| *id)
+            .map(|(id, l)| {
+                // A process in another pid namespace shows as pid 0: its
+                // death cannot be watched, so its connection's end is
+                // taken for it.
+                let unseen = matches!(l.kind, LeaseKind::Subscriber { pid: 0, .. })
+                    || matches!(&l.kind, LeaseKind::Pattern(p) if p.pid() == 0);
+                (*id, unseen)
+            })
             .collect();
-        for lease in mine {
-            self.end_lease(lease, false);
+        for (lease, unseen) in mine {
+            self.end_lease(lease, unseen);
         }
         self.collect_garbage();
     }

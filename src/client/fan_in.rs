@@ -9,6 +9,8 @@ use crate::wait::WaitStrategy;
 /// One ring of a subscription.
 pub(super) struct SubRing {
     pub ring_id: u64,
+    /// The subscription's id of the ring's topic (see `Delivery::topic`).
+    pub topic: u32,
     pub publisher_pid: u32,
     pub consumer: Consumer,
 }
@@ -38,9 +40,12 @@ impl FanIn {
     /// `Consumer::try_recv_map`).
     #[inline(always)]
     fn take_from(ring: &mut SubRing, buf: &mut [u8]) -> Result<Delivery, RecvError> {
-        let ring_id = ring.ring_id;
-        ring.consumer
-            .try_recv_map(buf, |info| Delivery { ring_id, info })
+        let (ring_id, topic) = (ring.ring_id, ring.topic);
+        ring.consumer.try_recv_map(buf, |info| Delivery {
+            ring_id,
+            topic,
+            info,
+        })
     }
 
     /// One look at every ring, from the one after the last that delivered.
@@ -246,6 +251,7 @@ mod tests {
         let mut fan_in = FanIn::default();
         fan_in.rings.push(SubRing {
             ring_id: 1,
+            topic: 0,
             publisher_pid: 0,
             consumer,
         });

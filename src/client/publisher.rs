@@ -53,17 +53,20 @@ impl Publisher {
             return Err(unexpected(&reply));
         };
         let made = (|| {
+            let data = File::from(data);
+            let shm_err = |source| ClientError::Shm {
+                topic: topic.to_owned(),
+                source,
+            };
+            crate::shm::allocate_data(&data).map_err(shm_err)?;
             let region = crate::shm::map_ring(
-                &File::from(data),
+                &data,
                 &File::from(lobby),
                 Some(&File::from(desk)),
                 Access::ReadWrite,
                 Some(&config),
             )
-            .map_err(|source| ClientError::Shm {
-                topic: topic.to_owned(),
-                source,
-            })?;
+            .map_err(shm_err)?;
             let mut producer = Producer::new(region).map_err(|source| ClientError::Attach {
                 topic: topic.to_owned(),
                 source,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::fan_in::{FanIn, SubRing};
 use super::{unexpected, Client, ClientError};
-use crate::control::frame::{Reply, Request, RingRef};
+use crate::control::frame::{MatchedTopic, RefusedTopic, Reply, Request, RingRef};
 use crate::control::segment::TopicSegment;
 use crate::control::ConnectionError;
 use crate::ring::{Consumer, MessageInfo, RecvError, Start, TopicConfig};
@@ -23,12 +23,16 @@ pub struct SubscribeOptions {
     pub wait: WaitStrategy,
 }
 
-/// A received message: which ring it came from and its metadata (the
-/// payload is in the caller's buffer, `info.len` bytes).
+/// A received message: which topic and ring it came from and its metadata
+/// (the payload is in the caller's buffer, `info.len` bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// The ring (publisher) it came from.
     pub ring_id: u64,
+    /// The topic it came from, as an id of this subscription
+    /// ([`Subscriber::topic_name`]): 0 for a topic subscription, one per
+    /// matched topic for a pattern.
+    pub topic: u32,
     /// Sequence number (per ring), tag, timestamp, length.
     pub info: MessageInfo,
 }
@@ -38,6 +42,8 @@ pub struct Delivery {
 pub struct RingState {
     /// The ring's id.
     pub ring_id: u64,
+    /// Its topic's id in this subscription ([`Subscriber::topic_name`]).
+    pub topic: u32,
     /// Its publisher's process id.
     pub publisher_pid: u32,
     /// The sequence number of the next message to read from it.
@@ -76,19 +82,44 @@ impl Idle {
     }
 }
 
-/// A subscriber of one topic: reads all of its rings, one message at a
-/// time in turn. Rings of publishers that join later are attached when the
-/// topic's generation counter (in shared memory) moves: no syscall on the
-/// receive path.
-pub struct Subscriber {
-    client: Client,
-    topic: String,
+/// One topic of a subscription (a pattern subscription has one per
+/// matched topic).
+struct TopicSub {
+    name: String,
+    /// The subscription to this topic (for a pattern, the child lease the
+    /// broker made).
     lease: u64,
-    segment: Option<TopicSegment>,
+    segment: TopicSegment,
     seen_generation: u64,
     /// The highest ring id seen: rings at or below it that are not held
     /// have ended and are not attached again.
     max_ring_id: u64,
+    config: Option<TopicConfig>,
+    /// Where its rings that are listed at the first fetch start: the
+    /// subscription's start for the topics that existed when it was made,
+    /// their first message for the others.
+    first_start: Option<Start>,
+}
+
+/// A pattern subscription's own state: the broker's directory, whose
+/// generation moves when a topic is created or a ring becomes readable.
+struct Watch {
+    lease: u64,
+    directory: TopicSegment,
+    seen: u64,
+}
+
+/// A subscriber of a topic, or of every topic a pattern matches (`*` one
+/// segment, a final `>` the rest): reads all of their rings, one message
+/// at a time in turn. Rings of publishers that join later, and topics
+/// created later that the pattern matches, are attached when a generation
+/// counter in shared memory moves: no syscall on the receive path.
+pub struct Subscriber {
+    client: Client,
+    /// The topic or pattern subscribed to.
+    name: String,
+    topics: Vec<TopicSub>,
+    watch: Option<Watch>,
     pub(super) fan_in: FanIn,
     /// Receives since the last look at the generation; set past
     /// [`GENERATION_CHECK_EVERY`] to send the next receive down its cold
@@ -97,31 +128,31 @@ pub struct Subscriber {
     /// When the broker was last checked (see [`HEALTH_CHECK`]).
     checked_at: Instant,
     options: SubscribeOptions,
-    config: Option<TopicConfig>,
+    /// Topics a pattern matched that the broker could not subscribe to,
+    /// with why.
+    refused: Vec<(String, String)>,
     /// After a failed refresh, no new attempt before this instant (keeps a
     /// dead broker from costing a syscall on every empty poll).
     retry_at: Option<Instant>,
 }
 
 impl Subscriber {
-    /// Subscribes to `topic` through `client`.
+    /// Subscribes to `name` (a topic, or a pattern) through `client`.
     pub(super) fn subscribe(
         client: &Client,
-        topic: &str,
+        name: &str,
         options: SubscribeOptions,
     ) -> Result<Subscriber, ClientError> {
         let mut s = Subscriber {
             client: client.clone(),
-            topic: topic.to_owned(),
-            lease: 0,
-            segment: None,
-            seen_generation: u64::MAX,
-            max_ring_id: 0,
+            name: name.to_owned(),
+            topics: Vec::new(),
+            watch: None,
             fan_in: FanIn::default(),
             since_check: 0,
             checked_at: Instant::now(),
             options,
-            config: None,
+            refused: Vec::new(),
             retry_at: None,
         };
         s.join(options.start)?;
@@ -131,10 +162,42 @@ impl Subscriber {
     /// (Re-)subscribes on the current connection and attaches the rings
     /// not held yet, those that exist now at `start`.
     fn join(&mut self, start: Start) -> Result<(), ClientError> {
+        let held = self.fan_in.held_ports();
+        if crate::control::is_pattern(&self.name) {
+            let (reply, fds) = self.client.call(&Request::SubscribePattern {
+                pattern: self.name.clone(),
+                start,
+                held,
+            })?;
+            let Reply::PatternSubscribed {
+                lease,
+                topics,
+                refused,
+                more,
+            } = reply
+            else {
+                return Err(unexpected(&reply));
+            };
+            let mut fds = fds.into_iter();
+            let dir = fds
+                .next()
+                .ok_or_else(|| unexpected(&Reply::Detached { lease }))?;
+            self.watch = Some(Watch {
+                lease,
+                directory: TopicSegment::open(&File::from(dir))?,
+                // Unknown until the first check: forces one look.
+                seen: u64::MAX,
+            });
+            self.take_matches(topics, refused, fds, Some(start))?;
+            if more {
+                self.fetch_matches()?;
+            }
+            return self.fetch_all();
+        }
         let (reply, fds) = self.client.call(&Request::Subscribe {
-            topic: self.topic.clone(),
+            topic: self.name.clone(),
             start,
-            held: self.fan_in.held_ports(),
+            held,
         })?;
         let Reply::Subscribed {
             lease,
@@ -144,29 +207,122 @@ impl Subscriber {
         else {
             return Err(unexpected(&reply));
         };
-        self.lease = lease;
-        self.config = config.or(self.config);
         let mut fds = fds.into_iter();
         let seg = fds
             .next()
             .ok_or_else(|| unexpected(&Reply::Detached { lease }))?;
-        self.segment = Some(TopicSegment::open(&File::from(seg))?);
-        // Unknown until the first check: forces one fetch, closing the
-        // window between the broker's reply and our first look.
-        self.seen_generation = u64::MAX;
-        self.attach(&rings, fds, start)
+        let i = self.topic_slot(&self.name.clone(), lease, seg, config, None)?;
+        self.attach(i, &rings, fds, start)
     }
 
-    /// Maps and joins the rings in `rings` (descriptors in `fds`) that are
-    /// new to this subscription, at `start`.
+    /// The slot of topic `name`, made or (after a re-join) updated with its
+    /// new lease and segment.
+    fn topic_slot(
+        &mut self,
+        name: &str,
+        lease: u64,
+        segment: OwnedFd,
+        config: Option<TopicConfig>,
+        first_start: Option<Start>,
+    ) -> Result<usize, ClientError> {
+        let segment = TopicSegment::open(&File::from(segment))?;
+        // Unknown until the first check: forces one fetch, closing the
+        // window between the broker's reply and our first look.
+        let seen_generation = u64::MAX;
+        if let Some(i) = self.topics.iter().position(|t| t.name == name) {
+            let t = &mut self.topics[i];
+            t.lease = lease;
+            t.segment = segment;
+            t.seen_generation = seen_generation;
+            t.config = t.config.or(config);
+            return Ok(i);
+        }
+        self.topics.push(TopicSub {
+            name: name.to_owned(),
+            lease,
+            segment,
+            seen_generation,
+            max_ring_id: 0,
+            config,
+            first_start,
+        });
+        Ok(self.topics.len() - 1)
+    }
+
+    /// Takes up the topics a pattern matched (their segments in `fds`);
+    /// those that existed when the pattern was subscribed (`start` given)
+    /// start there, the others at their first message.
+    fn take_matches(
+        &mut self,
+        topics: Vec<MatchedTopic>,
+        refused: Vec<RefusedTopic>,
+        fds: impl Iterator<Item = OwnedFd>,
+        start: Option<Start>,
+    ) -> Result<(), ClientError> {
+        let mut fds = fds;
+        for t in topics {
+            let seg = fds.next().ok_or_else(|| {
+                ClientError::Control(ConnectionError::Unexpected(
+                    "missing topic segment descriptor".into(),
+                ))
+            })?;
+            let first = Some(start.unwrap_or(Start::Sequence(0)));
+            self.topic_slot(&t.name, t.lease, seg, t.config, first)?;
+        }
+        self.refused
+            .extend(refused.into_iter().map(|r| (r.name, r.reason)));
+        Ok(())
+    }
+
+    /// Asks for the topics a pattern matched since the last answer, until
+    /// none is left.
+    fn fetch_matches(&mut self) -> Result<(), ClientError> {
+        let Some(w) = &self.watch else {
+            return Ok(());
+        };
+        let lease = w.lease;
+        loop {
+            let (reply, fds) = self.client.call(&Request::FetchMatches { lease })?;
+            let Reply::Matches {
+                topics,
+                refused,
+                more,
+            } = reply
+            else {
+                return Err(unexpected(&reply));
+            };
+            self.take_matches(topics, refused, fds.into_iter(), None)?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fetches the new rings of every topic whose generation moved.
+    fn fetch_all(&mut self) -> Result<(), ClientError> {
+        let mut r = Ok(());
+        for i in 0..self.topics.len() {
+            let g = self.topics[i].segment.generation();
+            if g != self.topics[i].seen_generation {
+                if let Err(e) = self.fetch_topic(i, g) {
+                    r = Err(e);
+                }
+            }
+        }
+        r
+    }
+
+    /// Maps and joins the rings of topic `i` in `rings` (descriptors in
+    /// `fds`) that are new to this subscription, at `start`.
     fn attach(
         &mut self,
+        i: usize,
         rings: &[RingRef],
         fds: impl Iterator<Item = OwnedFd>,
         start: Start,
     ) -> Result<(), ClientError> {
         let mut fds = fds;
-        let topic = &self.topic;
+        let topic = self.topics[i].name.clone();
         let shm_err = |source| ClientError::Shm {
             topic: topic.clone(),
             source,
@@ -180,6 +336,7 @@ impl Subscriber {
                 "missing {what} descriptor"
             )))
         };
+        let t = &mut self.topics[i];
         for r in rings {
             let (Some(data), Some(lobby)) = (fds.next(), fds.next()) else {
                 return Err(missing("ring"));
@@ -190,8 +347,8 @@ impl Subscriber {
             };
             // A ring at or below the highest id seen that is not held has
             // ended (and been drained): a restarted broker may list it.
-            let seen = r.ring_id <= self.max_ring_id;
-            self.max_ring_id = self.max_ring_id.max(r.ring_id);
+            let seen = r.ring_id <= t.max_ring_id;
+            t.max_ring_id = t.max_ring_id.max(r.ring_id);
             if seen || self.fan_in.holds(r.ring_id) {
                 continue;
             }
@@ -201,11 +358,11 @@ impl Subscriber {
                 &File::from(lobby),
                 None,
                 crate::shm::subscriber_access(&data),
-                self.config.as_ref(),
+                t.config.as_ref(),
             )
             .map_err(shm_err)?;
-            if self.config.is_none() {
-                self.config = Some(*region.config());
+            if t.config.is_none() {
+                t.config = Some(*region.config());
             }
             let config = *region.config();
             let consumer = match port {
@@ -231,6 +388,7 @@ impl Subscriber {
             }
             self.fan_in.rings.push(SubRing {
                 ring_id: r.ring_id,
+                topic: i as u32,
                 publisher_pid: r.publisher_pid,
                 consumer,
             });
@@ -238,26 +396,29 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Attaches rings that appeared since the last look. Returns whether
-    /// any did. Errors are kept for the next look (the broker may be
-    /// restarting); the rings held meanwhile keep working. The look itself
-    /// (one load of the topic's generation) is inlined; the fetch is not.
+    /// Attaches rings (and, for a pattern, topics) that appeared since the
+    /// last look. Returns whether any did. Errors are kept for the next
+    /// look (the broker may be restarting); the rings held meanwhile keep
+    /// working. The look itself (one load of a generation counter: the
+    /// topic's, or for a pattern the broker's directory) is inlined; the
+    /// fetch is not.
     #[inline(always)]
     pub(super) fn refresh(&mut self) -> bool {
-        let Some(seg) = &self.segment else {
-            return false;
+        let (g, seen) = match (&self.watch, self.topics.first()) {
+            (Some(w), _) => (w.directory.generation(), w.seen),
+            (None, Some(t)) => (t.segment.generation(), t.seen_generation),
+            (None, None) => return false,
         };
-        let g = seg.generation();
-        if g == self.seen_generation {
+        if g == seen {
             return false;
         }
-        self.fetch_rings(g)
+        self.fetch(g)
     }
 
-    /// [`Subscriber::refresh`] once the generation moved to `g`.
+    /// [`Subscriber::refresh`] once the watched generation moved to `g`.
     #[cold]
     #[inline(never)]
-    fn fetch_rings(&mut self, g: u64) -> bool {
+    fn fetch(&mut self, g: u64) -> bool {
         if let Some(t) = self.retry_at {
             if Instant::now() < t {
                 return false;
@@ -265,37 +426,50 @@ impl Subscriber {
             self.retry_at = None;
         }
         let before = self.fan_in.rings.len();
-        let r = self.client.call(&Request::FetchRings {
-            lease: self.lease,
-            after: self.max_ring_id,
-        });
+        let r = match self.watch {
+            Some(_) => self.fetch_matches().and_then(|()| self.fetch_all()),
+            None => self.fetch_topic(0, g),
+        };
         match r {
-            Ok((Reply::Rings { config, rings }, fds)) => {
-                self.config = self.config.or(config);
-                // Rings that appear after subscribing are read from their
-                // first message: a subscriber that was there misses nothing
-                // (back-pressure: the broker reserved a cursor at 0 for it)
-                // or is told what it missed (overwrite: `Lagged`).
-                if self
-                    .attach(&rings, fds.into_iter(), Start::Sequence(0))
-                    .is_ok()
-                {
-                    self.seen_generation = g;
+            Ok(()) => {
+                if let Some(w) = &mut self.watch {
+                    w.seen = g;
                 }
             }
-            Ok(_) => {}
             Err(ClientError::Control(ConnectionError::Io(_) | ConnectionError::Closed)) => {
                 // The broker died (and may have restarted): re-join it.
                 if self.rejoin() {
                     return self.fan_in.rings.len() > before;
                 }
+                self.retry_at = Some(Instant::now() + HEALTH_CHECK);
             }
-            Err(_) => {}
-        }
-        if self.seen_generation != g {
-            self.retry_at = Some(Instant::now() + HEALTH_CHECK);
+            Err(_) => self.retry_at = Some(Instant::now() + HEALTH_CHECK),
         }
         self.fan_in.rings.len() > before || self.fan_in.has_pending()
+    }
+
+    /// Fetches the rings of topic `i` above those seen, its generation
+    /// being `g`.
+    fn fetch_topic(&mut self, i: usize, g: u64) -> Result<(), ClientError> {
+        let t = &self.topics[i];
+        let (reply, fds) = self.client.call(&Request::FetchRings {
+            lease: t.lease,
+            after: t.max_ring_id,
+        })?;
+        let Reply::Rings { config, rings } = reply else {
+            return Err(unexpected(&reply));
+        };
+        let t = &mut self.topics[i];
+        t.config = t.config.or(config);
+        // Rings that appear after subscribing are read from their first
+        // message: a subscriber that was there misses nothing
+        // (back-pressure: the broker made it a port at 0) or is told what
+        // it missed (overwrite: `Lagged`). A pattern's topics that existed
+        // when it was subscribed start where it asked, the first time.
+        let start = t.first_start.take().unwrap_or(Start::Sequence(0));
+        self.attach(i, &rings, fds.into_iter(), start)?;
+        self.topics[i].seen_generation = g;
+        Ok(())
     }
 
     /// Re-joins a restarted broker if one [`HEALTH_CHECK`] has passed
@@ -491,14 +665,32 @@ impl Subscriber {
         Ok(())
     }
 
-    /// The topic.
+    /// The topic (or pattern) subscribed to.
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.name
     }
 
-    /// The topic's config, once a publisher has set it.
+    /// The name of topic `id` of this subscription (see
+    /// [`Delivery::topic`]): the topic itself, or one a pattern matched.
+    pub fn topic_name(&self, id: u32) -> Option<&str> {
+        self.topics.get(id as usize).map(|t| t.name.as_str())
+    }
+
+    /// The topics read, in the order of their ids ([`Delivery::topic`]).
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.topics.iter().map(|t| t.name.as_str())
+    }
+
+    /// Topics a pattern matched that the broker could not subscribe this
+    /// subscriber to (e.g. every back-pressure port taken), with why.
+    pub fn refused_topics(&self) -> &[(String, String)] {
+        &self.refused
+    }
+
+    /// The topic's config, once a publisher has set it; for a pattern, the
+    /// config of its first topic that has one.
     pub fn config(&self) -> Option<TopicConfig> {
-        self.config
+        self.topics.iter().find_map(|t| t.config)
     }
 
     /// The ring of the last message or error returned.
@@ -515,6 +707,7 @@ impl Subscriber {
                 let c = &r.consumer;
                 RingState {
                     ring_id: r.ring_id,
+                    topic: r.topic,
                     publisher_pid: r.publisher_pid,
                     next_seq: c.next_seq(),
                     backlog: c.backlog(),
@@ -537,15 +730,20 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        // The consumers free their cursors when dropped after this.
-        let _ = self.client.call(&Request::Detach { lease: self.lease });
+        // The consumers free their cursors when dropped after this. A
+        // pattern's lease ends its topics' too.
+        let lease = match &self.watch {
+            Some(w) => w.lease,
+            None => self.topics.first().map_or(0, |t| t.lease),
+        };
+        let _ = self.client.call(&Request::Detach { lease });
     }
 }
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
-            .field("topic", &self.topic)
+            .field("topic", &self.name)
             .field("rings", &self.rings())
             .finish()
     }

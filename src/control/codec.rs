@@ -20,7 +20,7 @@
 //! answer a frame of the wrong version with an error it understands.
 
 use super::frame::*;
-use super::name::validate_topic_name;
+use super::name::{validate_pattern, validate_topic_name, MAX_PATTERN_LEN};
 use crate::ring::{Mode, Start};
 
 /// Frame magic.
@@ -31,7 +31,7 @@ pub const HEADER_LEN: usize = 12;
 /// socket buffer, so a reply always fits in one message).
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest request frame the broker accepts (requests are small).
-pub const MAX_REQUEST: usize = 4 * 1024;
+pub const MAX_REQUEST: usize = 12 * 1024;
 
 mod kind {
     pub const HELLO: u16 = 0x01;
@@ -43,6 +43,8 @@ mod kind {
     pub const LIST_TOPICS: u16 = 0x07;
     pub const STATS: u16 = 0x08;
     pub const RING_READY: u16 = 0x09;
+    pub const SUBSCRIBE_PATTERN: u16 = 0x0a;
+    pub const FETCH_MATCHES: u16 = 0x0b;
 
     pub const WELCOME: u16 = 0x81;
     pub const TOPIC_OPENED: u16 = 0x82;
@@ -55,6 +57,8 @@ mod kind {
     pub const READY: u16 = 0x89;
     pub const PORT_ADDED: u16 = 0x8a;
     pub const PORT_REMOVED: u16 = 0x8b;
+    pub const PATTERN_SUBSCRIBED: u16 = 0x8c;
+    pub const MATCHES: u16 = 0x8d;
     pub const ERROR: u16 = 0xFF;
 }
 
@@ -130,6 +134,9 @@ pub enum DecodeError {
     /// A topic name that breaks the naming rules.
     #[error("bad topic name: {0}")]
     BadTopicName(#[from] super::name::TopicNameError),
+    /// A pattern that breaks the rules.
+    #[error("bad pattern: {0}")]
+    BadPattern(#[from] super::name::PatternError),
 }
 
 impl DecodeError {
@@ -138,7 +145,7 @@ impl DecodeError {
         match self {
             DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             DecodeError::UnknownKind(_) => ErrorCode::UnknownRequest,
-            DecodeError::BadTopicName(_) => ErrorCode::BadTopicName,
+            DecodeError::BadTopicName(_) | DecodeError::BadPattern(_) => ErrorCode::BadTopicName,
             _ => ErrorCode::Malformed,
         }
     }
@@ -236,6 +243,34 @@ impl Writer {
             }
         }
     }
+    fn held(&mut self, held: &[(u64, u64)]) -> Result<(), EncodeError> {
+        self.count("held ports", held.len(), MAX_HELD_PORTS)?;
+        for (ring, port) in held {
+            self.u64(*ring);
+            self.u64(*port);
+        }
+        Ok(())
+    }
+    fn matches(
+        &mut self,
+        topics: &[MatchedTopic],
+        refused: &[RefusedTopic],
+        more: bool,
+    ) -> Result<(), EncodeError> {
+        self.count("topics", topics.len(), MAX_MATCHES_PER_PAGE)?;
+        for t in topics {
+            self.str("topic", &t.name, MAX_TOPIC_LEN)?;
+            self.u64(t.lease);
+            self.opt_config(&t.config);
+        }
+        self.count("refused", refused.len(), MAX_MATCHES_PER_PAGE)?;
+        for t in refused {
+            self.str("topic", &t.name, MAX_TOPIC_LEN)?;
+            self.str("reason", &t.reason, MAX_ERROR_MESSAGE_LEN)?;
+        }
+        self.u8(u8::from(more));
+        Ok(())
+    }
     fn start(&mut self, s: &Start) {
         let (k, v) = match *s {
             Start::Latest => (0, 0),
@@ -291,11 +326,21 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, EncodeError> {
             w = Writer::new(kind::SUBSCRIBE);
             w.str("topic", topic, MAX_TOPIC_LEN)?;
             w.start(start);
-            w.count("held ports", held.len(), MAX_RINGS_PER_TOPIC)?;
-            for (ring, port) in held {
-                w.u64(*ring);
-                w.u64(*port);
-            }
+            w.held(held)?;
+        }
+        Request::SubscribePattern {
+            pattern,
+            start,
+            held,
+        } => {
+            w = Writer::new(kind::SUBSCRIBE_PATTERN);
+            w.str("pattern", pattern, MAX_PATTERN_LEN)?;
+            w.start(start);
+            w.held(held)?;
+        }
+        Request::FetchMatches { lease } => {
+            w = Writer::new(kind::FETCH_MATCHES);
+            w.u64(*lease);
         }
         Request::FetchRings { lease, after } => {
             w = Writer::new(kind::FETCH_RINGS);
@@ -371,6 +416,24 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
         Reply::Detached { lease } => {
             w = Writer::new(kind::DETACHED);
             w.u64(*lease);
+        }
+        Reply::PatternSubscribed {
+            lease,
+            topics,
+            refused,
+            more,
+        } => {
+            w = Writer::new(kind::PATTERN_SUBSCRIBED);
+            w.u64(*lease);
+            w.matches(topics, refused, *more)?;
+        }
+        Reply::Matches {
+            topics,
+            refused,
+            more,
+        } => {
+            w = Writer::new(kind::MATCHES);
+            w.matches(topics, refused, *more)?;
         }
         Reply::Ready { lease } => {
             w = Writer::new(kind::READY);
@@ -564,6 +627,34 @@ impl<'a> Reader<'a> {
             port: has_port.then_some(PortRef { port_id, mailbox }),
         })
     }
+    fn held(&mut self) -> Result<Vec<(u64, u64)>, DecodeError> {
+        let n = self.count("held ports", MAX_HELD_PORTS, 16)?;
+        (0..n)
+            .map(|_| Ok((self.u64("held ring")?, self.u64("held port")?)))
+            .collect()
+    }
+    fn matches(&mut self) -> Result<(Vec<MatchedTopic>, Vec<RefusedTopic>, bool), DecodeError> {
+        let n = self.count("topics", MAX_MATCHES_PER_PAGE, 12)?;
+        let topics = (0..n)
+            .map(|_| {
+                Ok(MatchedTopic {
+                    name: self.topic()?,
+                    lease: self.u64("lease")?,
+                    config: self.opt_config()?,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        let n = self.count("refused", MAX_MATCHES_PER_PAGE, 5)?;
+        let refused = (0..n)
+            .map(|_| {
+                Ok(RefusedTopic {
+                    name: self.topic()?,
+                    reason: self.str("reason", MAX_ERROR_MESSAGE_LEN)?,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        Ok((topics, refused, self.bool("more")?))
+    }
     fn ring_refs(&mut self) -> Result<Vec<RingRef>, DecodeError> {
         let n = self.count("rings", MAX_RINGS_PER_TOPIC, 22)?;
         (0..n).map(|_| self.ring_ref()).collect()
@@ -654,15 +745,23 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             topic: r.topic()?,
             config: r.opt_config()?,
         },
-        kind::SUBSCRIBE => {
-            let topic = r.topic()?;
-            let start = r.start()?;
-            let n = r.count("held ports", MAX_RINGS_PER_TOPIC, 16)?;
-            let held = (0..n)
-                .map(|_| Ok((r.u64("held ring")?, r.u64("held port")?)))
-                .collect::<Result<_, DecodeError>>()?;
-            Request::Subscribe { topic, start, held }
+        kind::SUBSCRIBE => Request::Subscribe {
+            topic: r.topic()?,
+            start: r.start()?,
+            held: r.held()?,
+        },
+        kind::SUBSCRIBE_PATTERN => {
+            let pattern = r.str("pattern", MAX_PATTERN_LEN)?;
+            validate_pattern(&pattern)?;
+            Request::SubscribePattern {
+                pattern,
+                start: r.start()?,
+                held: r.held()?,
+            }
         }
+        kind::FETCH_MATCHES => Request::FetchMatches {
+            lease: r.u64("lease")?,
+        },
         kind::FETCH_RINGS => Request::FetchRings {
             lease: r.u64("lease")?,
             after: r.u64("after")?,
@@ -716,6 +815,24 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
         kind::DETACHED => Reply::Detached {
             lease: r.u64("lease")?,
         },
+        kind::PATTERN_SUBSCRIBED => {
+            let lease = r.u64("lease")?;
+            let (topics, refused, more) = r.matches()?;
+            Reply::PatternSubscribed {
+                lease,
+                topics,
+                refused,
+                more,
+            }
+        }
+        kind::MATCHES => {
+            let (topics, refused, more) = r.matches()?;
+            Reply::Matches {
+                topics,
+                refused,
+                more,
+            }
+        }
         kind::READY => Reply::Ready {
             lease: r.u64("lease")?,
         },

@@ -10,8 +10,8 @@ pub use crate::ring::TopicConfig;
 /// Version of the frame format spoken by this build. A broker answers a
 /// frame of any other version with [`ErrorCode::UnsupportedVersion`].
 /// (3: ports and the publisher's channel replace the control segment and
-/// mailbox fetches.)
-pub const PROTOCOL_VERSION: u16 = 3;
+/// mailbox fetches; 4: pattern subscriptions.)
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Largest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -27,6 +27,11 @@ pub const MAX_TOPICS_PER_PAGE: usize = 32;
 /// Most descriptors any reply carries: the topic segment plus three per
 /// ring (data, lobby, port).
 pub const MAX_FDS: usize = 1 + 3 * MAX_RINGS_PER_TOPIC;
+/// Most topics (and most refusals) one [`Reply::Matches`] or
+/// [`Reply::PatternSubscribed`] carries.
+pub const MAX_MATCHES_PER_PAGE: usize = 32;
+/// Most `(ring, port)` pairs a re-joining subscription names in `held`.
+pub const MAX_HELD_PORTS: usize = 512;
 
 /// What a client asks. Clients never send descriptors; a broker closes any
 /// it receives.
@@ -71,8 +76,29 @@ pub enum Request {
         /// already and its port on each, as `(ring_id, port_id)`. The
         /// broker gives it those ports back (they are its process's) and
         /// leaves the rings out of the answer. At most
-        /// [`MAX_RINGS_PER_TOPIC`].
+        /// [`MAX_HELD_PORTS`].
         held: Vec<(u64, u64)>,
+    },
+    /// Subscribe to every topic whose name matches `pattern` (see
+    /// [`crate::control::pattern_matches`]) and that this client may read:
+    /// those that exist now, at `start`, and those created later, from
+    /// their first message. The broker makes one subscription (lease) per
+    /// matched topic, reported in pages. Answer:
+    /// [`Reply::PatternSubscribed`].
+    SubscribePattern {
+        /// The pattern.
+        pattern: String,
+        /// Where to start in the rings of the topics that exist now.
+        start: Start,
+        /// As for [`Request::Subscribe`], over all the topics.
+        held: Vec<(u64, u64)>,
+    },
+    /// The topics a pattern subscription matched and has not reported yet
+    /// (asked when the broker's directory generation moved, or while the
+    /// last answer said `more`). Answer: [`Reply::Matches`].
+    FetchMatches {
+        /// The pattern subscription's lease.
+        lease: u64,
     },
     /// Ask for the rings of a subscription whose id is above `after`
     /// (sent when the topic's generation counter moved). Answer:
@@ -116,6 +142,28 @@ pub struct RingRef {
     /// ring's two; `None` when the ring's ports ran out (an overwrite ring
     /// is then read without one).
     pub port: Option<PortRef>,
+}
+
+/// A topic a pattern subscription matched: the subscription the broker
+/// made on it. Its topic segment is among the reply's descriptors; its
+/// rings come with [`Request::FetchRings`] on `lease`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchedTopic {
+    /// The topic's name.
+    pub name: String,
+    /// The subscription to this topic (ended with the pattern's lease).
+    pub lease: u64,
+    /// The topic's config, `None` until a publisher sets it.
+    pub config: Option<TopicConfig>,
+}
+
+/// A topic a pattern matched but could not be subscribed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedTopic {
+    /// The topic's name.
+    pub name: String,
+    /// Why (at most 1 KiB).
+    pub reason: String,
 }
 
 /// A subscriber's port on a ring, as the broker announces it.
@@ -312,6 +360,31 @@ pub enum Reply {
         /// The live rings, in id order.
         rings: Vec<RingRef>,
     },
+    /// Answer to [`Request::SubscribePattern`]. Descriptors: the broker's
+    /// directory segment (read-only: its generation moves whenever a topic
+    /// is created or a ring becomes readable anywhere), then each topic's
+    /// segment.
+    PatternSubscribed {
+        /// Lease to give back with [`Request::Detach`] (it ends every
+        /// topic's subscription too).
+        lease: u64,
+        /// The first page of matched topics.
+        topics: Vec<MatchedTopic>,
+        /// Matched topics that could not be subscribed to.
+        refused: Vec<RefusedTopic>,
+        /// More matched topics wait: ask with [`Request::FetchMatches`].
+        more: bool,
+    },
+    /// Answer to [`Request::FetchMatches`]. Descriptors: each topic's
+    /// segment.
+    Matches {
+        /// Newly matched topics.
+        topics: Vec<MatchedTopic>,
+        /// Matched topics that could not be subscribed to.
+        refused: Vec<RefusedTopic>,
+        /// More wait.
+        more: bool,
+    },
     /// Answer to [`Request::FetchRings`]. Descriptors: for each ring its
     /// data segment (read-only) and lobby, then its port if
     /// [`RingRef::port`].
@@ -397,6 +470,8 @@ impl Reply {
             Reply::Subscribed { rings, .. } => 1 + ring_fds(rings),
             Reply::Rings { rings, .. } => ring_fds(rings),
             Reply::PortAdded { .. } => 1,
+            Reply::PatternSubscribed { topics, .. } => 1 + topics.len(),
+            Reply::Matches { topics, .. } => topics.len(),
             _ => 0,
         }
     }

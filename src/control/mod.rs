@@ -20,5 +20,8 @@ pub use frame::{
     BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicConfig, TopicInfo,
     PROTOCOL_VERSION,
 };
-pub use name::{pattern_matches, validate_topic_name, TopicNameError, MAX_TOPIC_NAME_LEN};
+pub use name::{
+    is_pattern, pattern_matches, validate_pattern, validate_topic_name, PatternError,
+    TopicNameError, MAX_PATTERN_LEN, MAX_TOPIC_NAME_LEN,
+};
 pub use socket::PeerCred;

@@ -1,13 +1,83 @@
 //! Topic names and patterns.
 //!
 //! A name is one or more segments of `[A-Za-z0-9_-]` joined by `.`, 1 to
-//! [`MAX_TOPIC_NAME_LEN`] bytes. Names double as file names in the broker's
-//! data directory, so they can never contain `/`, start with `.` or be
-//! `..`.
+//! [`MAX_TOPIC_NAME_LEN`] bytes: it can never contain `/`, start with `.`
+//! or be `..`, so tools may use it in file names. A pattern is a name
+//! whose segments may also be `*` (exactly one segment) and whose last
+//! segment may be `>` (one or more segments).
 
-/// The longest topic name: a ring's file is `NAME@RINGID.data` (16 hex
-/// digits of ring id), and a file name has at most 255 bytes.
+/// The longest topic name: short enough that a name with a ring id
+/// (`NAME@0123456789abcdef.data`) is a valid file name (255 bytes).
 pub const MAX_TOPIC_NAME_LEN: usize = 255 - "@0123456789abcdef.data".len();
+
+/// The longest pattern, in bytes.
+pub const MAX_PATTERN_LEN: usize = 255;
+
+/// Why a pattern was refused. Positions are byte offsets.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Empty pattern.
+    #[error("pattern is empty")]
+    Empty,
+    /// Longer than [`MAX_PATTERN_LEN`] bytes.
+    #[error("pattern is {0} bytes long, the limit is {MAX_PATTERN_LEN}")]
+    TooLong(usize),
+    /// A byte outside `[A-Za-z0-9_.*>-]`.
+    #[error("pattern contains {0:?} at byte {1}: only [A-Za-z0-9_-] segments, '*' and a final '>' joined by '.' are allowed")]
+    BadChar(char, usize),
+    /// `..`, or a leading or trailing `.`.
+    #[error("pattern has an empty segment at byte {0} (leading, trailing or doubled '.')")]
+    EmptySegment(usize),
+    /// `*` or `>` inside a segment (`a*`, `x>`).
+    #[error("pattern has {0:?} inside a segment at byte {1}: a wildcard must be a whole segment")]
+    WildcardInSegment(char, usize),
+    /// `>` before the last segment.
+    #[error("pattern has '>' at byte {0}, which is not the last segment: '>' matches the rest")]
+    GreaterNotLast(usize),
+}
+
+/// Whether `s` is a pattern (has a wildcard) rather than a topic name.
+pub fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '>'])
+}
+
+/// Checks a pattern (a topic name is one too).
+///
+/// # Errors
+/// [`PatternError`] says what is wrong, and where.
+pub fn validate_pattern(p: &str) -> Result<(), PatternError> {
+    if p.is_empty() {
+        return Err(PatternError::Empty);
+    }
+    if p.len() > MAX_PATTERN_LEN {
+        return Err(PatternError::TooLong(p.len()));
+    }
+    for (i, c) in p.char_indices() {
+        if !(c.is_ascii_alphanumeric() || "_-.*>".contains(c)) {
+            return Err(PatternError::BadChar(c, i));
+        }
+    }
+    let mut at = 0;
+    let n = p.split('.').count();
+    for (k, seg) in p.split('.').enumerate() {
+        if seg.is_empty() {
+            return Err(PatternError::EmptySegment(at));
+        }
+        match seg {
+            "*" => {}
+            ">" if k + 1 == n => {}
+            ">" => return Err(PatternError::GreaterNotLast(at)),
+            s => {
+                if let Some(i) = s.find(['*', '>']) {
+                    let c = s[i..].chars().next().unwrap_or('*');
+                    return Err(PatternError::WildcardInSegment(c, at + i));
+                }
+            }
+        }
+        at += seg.len() + 1;
+    }
+    Ok(())
+}
 
 /// Why a topic name was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +158,40 @@ mod tests {
         );
         assert!(validate_topic_name(&"a".repeat(233)).is_ok());
         assert!(validate_topic_name("é").is_err());
+    }
+
+    #[test]
+    fn bad_patterns_say_what_and_where() {
+        for ok in ["md.>", "md.*.AAPL", ">", "*", "a.b", "*.x.>"] {
+            assert_eq!(validate_pattern(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(validate_pattern(""), Err(PatternError::Empty));
+        assert_eq!(
+            validate_pattern("md..x"),
+            Err(PatternError::EmptySegment(3))
+        );
+        assert_eq!(validate_pattern(".x"), Err(PatternError::EmptySegment(0)));
+        assert_eq!(validate_pattern("x."), Err(PatternError::EmptySegment(2)));
+        assert_eq!(
+            validate_pattern(">.x"),
+            Err(PatternError::GreaterNotLast(0))
+        );
+        assert_eq!(
+            validate_pattern("a>"),
+            Err(PatternError::WildcardInSegment('>', 1))
+        );
+        assert_eq!(
+            validate_pattern("md.a*b"),
+            Err(PatternError::WildcardInSegment('*', 4))
+        );
+        assert_eq!(validate_pattern("md/x"), Err(PatternError::BadChar('/', 2)));
+        assert_eq!(
+            validate_pattern(&"a".repeat(256)),
+            Err(PatternError::TooLong(256))
+        );
+        let e = validate_pattern("md..x").unwrap_err().to_string();
+        assert!(e.contains("byte 3"), "{e}");
+        assert!(is_pattern("md.>") && is_pattern("*") && !is_pattern("md.x"));
     }
 
     #[test]
