@@ -1160,15 +1160,26 @@ impl State {
                 .unwrap_or(u64::MAX);
             // Mapped rings live on in the processes that map them. A ring
             // with a port its subscriber has yet to take over (a restarted
-            // broker's) waits for it.
+            // broker's) waits for it. A ring whose publisher left before
+            // mapping it was never listed and never will be: nobody waits
+            // for it, and subscribers whose fetch stopped at it (rings are
+            // listed in order) look again (the bump below).
+            let mut unlisted = false;
             t.rings.retain(|id, r| {
-                let keep = !(r.closed && r.lease.is_none() && *id <= horizon)
-                    || r.ports.iter().any(|p| p.orphaned_at.is_some());
+                let gone = r.closed && r.lease.is_none();
+                let never = gone && r.data_sub.is_none();
+                let keep = !never
+                    && (!(gone && *id <= horizon)
+                        || r.ports.iter().any(|p| p.orphaned_at.is_some()));
                 if !keep {
                     r.forget();
                 }
+                unlisted |= never;
                 keep
             });
+            if unlisted {
+                t.segment.bump();
+            }
             if !t.declared
                 && t.rings.is_empty()
                 && t.subscribers == 0
