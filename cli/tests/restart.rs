@@ -264,3 +264,50 @@ fn rings_born_before_their_subscriber_re_joins_reach_it_from_their_first_message
     drop(writer.join().unwrap());
     check.until(&mut sub, "the end of both rings", |c| c.ended == 2);
 }
+
+#[test]
+fn a_port_handed_over_in_a_reply_the_broker_died_before_sending_is_handed_over_again() {
+    use ringbus::control::frame::{Reply, Request};
+    use ringbus::control::Connection;
+    use ringbus::ring::Start;
+    let dir = TestDir::new("rs-undelivered");
+    let mut broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    let capacity = 64;
+    let mut publisher = client.publisher("lost", bp_config(capacity)).unwrap();
+    // A subscription whose listing (with its port) is as good as lost:
+    // the broker counts the port as handed over, nobody maps it. As if
+    // the broker had died between the two.
+    let mut conn = Connection::connect(&dir.socket(), "lost-reply").unwrap();
+    let (reply, fds) = conn
+        .call(&Request::Subscribe {
+            topic: "lost".into(),
+            start: Start::Earliest,
+            held: vec![],
+        })
+        .unwrap();
+    assert!(matches!(reply, Reply::Subscribed { ref rings, .. } if rings.len() == 1));
+    drop(fds);
+    broker.kill9();
+    let _broker2 = BrokerProc::start(&dir, None);
+    // The process subscribes again (as its subscriber re-joins): it gets
+    // that port, and nothing else holds the publisher back.
+    let mut sub = subscribe(&Client::connect(dir.socket()).unwrap(), "lost");
+    let total = 4 * u64::from(capacity);
+    let writer = std::thread::spawn(move || {
+        for i in 0..total {
+            publisher
+                .publish_timeout(&generated(i, 64), i, PATIENCE)
+                .unwrap();
+        }
+        publisher
+    });
+    let mut check = Checker::new();
+    check.until(&mut sub, "every message", |c| c.received == total);
+    assert_eq!(
+        check.next.values().copied().collect::<Vec<_>>(),
+        vec![total]
+    );
+    drop(writer.join().unwrap());
+    drop(conn);
+}

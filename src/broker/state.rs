@@ -68,6 +68,22 @@ pub(super) struct PortRec {
     pub orphaned_at: Option<Instant>,
 }
 
+impl PortRec {
+    /// Whether its subscriber has it: handed over (`delivered`) and mapped
+    /// (a consumer sets `adopted` when it takes a port). A broker killed
+    /// between marking a port delivered (and telling its keeper) and
+    /// sending the reply leaves one delivered that nobody took over: the
+    /// next broker must hand it over again, not let it gate a
+    /// back-pressure publisher from 0 while the subscriber reads through
+    /// another port.
+    pub fn taken_over(&self) -> bool {
+        // Relaxed: the store in Consumer::with_port needs no partner; the
+        // subscriber makes it before its next request, which we read
+        // before asking (the socket orders them).
+        self.delivered && self.port.adopted()
+    }
+}
+
 pub(super) struct Ring {
     /// The broker's own mapping of the data segment, lobby and desk; the
     /// data writable only in the broker that created the ring (it stays
@@ -284,12 +300,13 @@ impl Ring {
     }
 
     /// A port of process `pid` nobody holds and nobody took over (made
-    /// for it before a broker restart), to hand to a subscription of
-    /// that process.
+    /// for it before a broker restart, or handed over in a reply that
+    /// broker died before sending), to hand to a subscription of that
+    /// process.
     fn orphan_of(&self, pid: u32) -> Option<u64> {
         self.ports
             .iter()
-            .find(|p| p.pid == pid && p.lease.is_none() && !p.delivered)
+            .find(|p| p.pid == pid && p.lease.is_none() && !p.taken_over())
             .map(|p| p.id)
     }
 

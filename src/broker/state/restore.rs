@@ -269,7 +269,7 @@ impl State {
             .map_err(|e| e.to_string())?;
         let owner = (pid, pidfd.as_ref().and_then(|f| f.try_clone().ok()));
         ring.next_port = ring.next_port.max(id.saturating_add(1));
-        ring.ports.push(PortRec {
+        let rec = PortRec {
             id,
             lease: None,
             pid,
@@ -278,8 +278,10 @@ impl State {
             flags: PortFlags { mailbox, trusted },
             delivered,
             pidfd,
-            orphaned_at: (!delivered).then(Instant::now),
-        });
+            orphaned_at: None,
+        };
+        let orphaned_at = (!rec.taken_over()).then(Instant::now);
+        ring.ports.push(PortRec { orphaned_at, ..rec });
         Ok(owner)
     }
 }
