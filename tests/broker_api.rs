@@ -586,6 +586,38 @@ fn a_busy_ring_does_not_hide_a_new_one() {
 }
 
 #[test]
+fn a_ring_whose_publisher_left_before_mapping_it_hides_no_later_ring() {
+    let dir = TestDir::new("api-unmapped");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut sub = client
+        .subscriber("half", SubscribeOptions::default())
+        .unwrap();
+    // A publisher that gets its ring and goes before saying it mapped it
+    // (killed in the middle of its attach).
+    let mut half = Connection::connect(&dir.socket(), "half-publisher").unwrap();
+    let (reply, _fds) = half
+        .call(&Request::AttachPublisher {
+            topic: "half".into(),
+            config: Some(cfg(Mode::Backpressure)),
+        })
+        .unwrap();
+    assert!(
+        matches!(reply, Reply::PublisherAttached { .. }),
+        "{reply:?}"
+    );
+    // A ring after it, listed at once; the subscriber looks while the
+    // first one is still being attached, and is told to wait for it.
+    let mut p = client.publisher_existing("half").unwrap();
+    p.publish(b"after", 1).unwrap();
+    let mut buf = [0u8; 64];
+    let _ = sub.recv_timeout(&mut buf, Duration::from_millis(50));
+    drop(half);
+    // The first ring will never be listed: the second one is.
+    assert_eq!(recv(&mut sub, &mut buf), (p.ring_id(), b"after".to_vec()));
+}
+
+#[test]
 fn backpressure_ring_that_appears_later_misses_nothing() {
     let dir = TestDir::new("api-reserve");
     let _b = BrokerThread::start(&dir, Config::default());

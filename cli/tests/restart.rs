@@ -222,3 +222,92 @@ fn the_keeper_exits_once_nothing_is_left_to_hand_over() {
     let client = Client::connect(dir.socket()).unwrap();
     assert!(client.topics().unwrap().iter().all(|t| t.name != "gone"));
 }
+
+#[test]
+fn rings_born_before_their_subscriber_re_joins_reach_it_from_their_first_message() {
+    let dir = TestDir::new("rs-ghost");
+    let mut broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    // Subscribed to a topic without rings yet, then not looking: it
+    // re-joins the next broker only when it next receives.
+    let mut sub = subscribe(&client, "ghost");
+    broker.kill9();
+    let _broker2 = BrokerProc::start(&dir, None);
+    let client2 = Client::connect(dir.socket()).unwrap();
+    // A ring that comes and goes before the subscriber is back...
+    let mut gone = client2.publisher("ghost", bp_config(64)).unwrap();
+    let gone_ring = gone.ring_id();
+    for i in 0..10 {
+        gone.publish_timeout(&generated(i, 64), i, PATIENCE)
+            .unwrap();
+    }
+    drop(gone);
+    // ...and one that would lap it: the port made for it holds the
+    // publisher back until it has read everything.
+    let capacity = 64;
+    let mut publisher = client2.publisher("ghost", bp_config(capacity)).unwrap();
+    let ring = publisher.ring_id();
+    let total = 4 * u64::from(capacity);
+    let writer = std::thread::spawn(move || {
+        for i in 0..total {
+            publisher
+                .publish_timeout(&generated(i, 64), i, PATIENCE)
+                .unwrap();
+        }
+        publisher
+    });
+    let mut check = Checker::new();
+    check.until(&mut sub, "every message of both rings", |c| {
+        c.next.get(&gone_ring) == Some(&10) && c.next.get(&ring) == Some(&total)
+    });
+    assert_eq!(check.received, 10 + total, "from each ring's first message");
+    drop(writer.join().unwrap());
+    check.until(&mut sub, "the end of both rings", |c| c.ended == 2);
+}
+
+#[test]
+fn a_port_handed_over_in_a_reply_the_broker_died_before_sending_is_handed_over_again() {
+    use ringbus::control::frame::{Reply, Request};
+    use ringbus::control::Connection;
+    use ringbus::ring::Start;
+    let dir = TestDir::new("rs-undelivered");
+    let mut broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    let capacity = 64;
+    let mut publisher = client.publisher("lost", bp_config(capacity)).unwrap();
+    // A subscription whose listing (with its port) is as good as lost:
+    // the broker counts the port as handed over, nobody maps it. As if
+    // the broker had died between the two.
+    let mut conn = Connection::connect(&dir.socket(), "lost-reply").unwrap();
+    let (reply, fds) = conn
+        .call(&Request::Subscribe {
+            topic: "lost".into(),
+            start: Start::Earliest,
+            held: vec![],
+        })
+        .unwrap();
+    assert!(matches!(reply, Reply::Subscribed { ref rings, .. } if rings.len() == 1));
+    drop(fds);
+    broker.kill9();
+    let _broker2 = BrokerProc::start(&dir, None);
+    // The process subscribes again (as its subscriber re-joins): it gets
+    // that port, and nothing else holds the publisher back.
+    let mut sub = subscribe(&Client::connect(dir.socket()).unwrap(), "lost");
+    let total = 4 * u64::from(capacity);
+    let writer = std::thread::spawn(move || {
+        for i in 0..total {
+            publisher
+                .publish_timeout(&generated(i, 64), i, PATIENCE)
+                .unwrap();
+        }
+        publisher
+    });
+    let mut check = Checker::new();
+    check.until(&mut sub, "every message", |c| c.received == total);
+    assert_eq!(
+        check.next.values().copied().collect::<Vec<_>>(),
+        vec![total]
+    );
+    drop(writer.join().unwrap());
+    drop(conn);
+}

@@ -39,8 +39,9 @@ use kept::Rec;
 
 /// How long a restarted broker keeps a port made for a subscriber that
 /// has not taken it over (the ring appeared while that subscriber was
-/// not looking) before it gives up on it: the subscriber re-joins within
-/// moments if it lives.
+/// not looking, or before it re-joined) before it gives up on it, and
+/// waits for a subscription of the last broker to re-join (a [`Ghost`]):
+/// the subscriber re-joins within moments if it lives.
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
 /// An error reply in the making.
@@ -66,6 +67,22 @@ pub(super) struct PortRec {
     /// Since when nobody holds it: a broker restarted before its
     /// subscriber took it over (see [`ORPHAN_GRACE`]).
     pub orphaned_at: Option<Instant>,
+}
+
+impl PortRec {
+    /// Whether its subscriber has it: handed over (`delivered`) and mapped
+    /// (a consumer sets `adopted` when it takes a port). A broker killed
+    /// between marking a port delivered (and telling its keeper) and
+    /// sending the reply leaves one delivered that nobody took over: the
+    /// next broker must hand it over again, not let it gate a
+    /// back-pressure publisher from 0 while the subscriber reads through
+    /// another port.
+    pub fn taken_over(&self) -> bool {
+        // Relaxed: the store in Consumer::with_port needs no partner; the
+        // subscriber makes it before its next request, which we read
+        // before asking (the socket orders them).
+        self.delivered && self.port.adopted()
+    }
 }
 
 pub(super) struct Ring {
@@ -102,6 +119,20 @@ pub(super) struct Ring {
     pub kept: Arc<Kept>,
 }
 
+/// A subscription of the last broker, taken back from the keeper, whose
+/// subscriber has not re-joined yet. Rings that appear meanwhile get a
+/// port at 0 for it, kept as an orphan for its process (as a port made
+/// before the restart): without one, a back-pressure publisher would
+/// not wait for it, and a ring that ended before it re-joined would be
+/// gone, its messages lost without a word.
+pub(super) struct Ghost {
+    /// Its record in the keeper (`s/LEASE`, the last broker's lease).
+    pub key: String,
+    pub pid: u32,
+    /// When this broker took it back (see [`ORPHAN_GRACE`]).
+    pub since: Instant,
+}
+
 pub(super) struct Topic {
     pub config: Option<TopicConfig>,
     /// Declared in the config file or opened explicitly: kept even when
@@ -116,6 +147,8 @@ pub(super) struct Topic {
     pub rings: BTreeMap<u64, Ring>,
     pub subscribers: u32,
     pub publisher_leases: u32,
+    /// Subscriptions of the last broker not re-joined yet.
+    pub ghosts: Vec<Ghost>,
 }
 
 enum LeaseKind {
@@ -159,7 +192,7 @@ pub(super) struct State {
     started: Instant,
     pub topics: BTreeMap<String, Topic>,
     leases: HashMap<u64, Lease>,
-    next_lease: u64,
+    pub next_lease: u64,
     pub next_ring_id: u64,
     pub stats: Counters,
     kept: Arc<Kept>,
@@ -288,12 +321,13 @@ impl Ring {
     }
 
     /// A port of process `pid` nobody holds and nobody took over (made
-    /// for it before a broker restart), to hand to a subscription of
-    /// that process.
+    /// for it before a broker restart, or handed over in a reply that
+    /// broker died before sending), to hand to a subscription of that
+    /// process.
     fn orphan_of(&self, pid: u32) -> Option<u64> {
         self.ports
             .iter()
-            .find(|p| p.pid == pid && p.lease.is_none() && !p.delivered)
+            .find(|p| p.pid == pid && p.lease.is_none() && !p.taken_over())
             .map(|p| p.id)
     }
 
@@ -342,12 +376,13 @@ impl Ring {
         socket::send_frame(self.channel.as_fd(), &frame, &fds)
     }
 
-    /// A port for subscription `lease` (process `pid`) with its cursor at
-    /// `pos`: made, queued for the publisher, admitted (which may move the
-    /// cursor forward, see [`RingRegion::admit_port`]).
+    /// A port for subscription `lease` (process `pid`; `None`: a ghost's,
+    /// see [`Ring::add_ghost_port`]) with its cursor at `pos`: made,
+    /// queued for the publisher, admitted (which may move the cursor
+    /// forward, see [`RingRegion::admit_port`]).
     fn add_port(
         &mut self,
-        lease: u64,
+        lease: Option<u64>,
         pid: u32,
         pos: u64,
         trusted: bool,
@@ -388,7 +423,7 @@ impl Ring {
             .map_err(|e| internal(format!("cannot admit a port: {e}")))?;
         self.ports.push(PortRec {
             id,
-            lease: Some(lease),
+            lease,
             pid,
             file,
             port,
@@ -404,6 +439,16 @@ impl Ring {
             self.keep();
         }
         Ok(p)
+    }
+
+    /// A port at 0 for `ghost`, kept for its process as an orphan until
+    /// it re-joins (or [`ORPHAN_GRACE`] after the ghost was taken back).
+    fn add_ghost_port(&mut self, ghost: &Ghost, trusted: bool) -> Result<(), Refusal> {
+        let id = self.add_port(None, ghost.pid, 0, trusted)?.id;
+        if let Some(p) = self.ports.iter_mut().find(|p| p.id == id) {
+            p.orphaned_at = Some(ghost.since);
+        }
+        Ok(())
     }
 
     /// Removes the ports `gone` selects: the publisher is told (or will be,
@@ -618,6 +663,7 @@ impl State {
                     rings: BTreeMap::new(),
                     subscribers: 0,
                     publisher_leases: 0,
+                    ghosts: Vec::new(),
                 },
             );
             // Pattern subscriptions that match take it up now, before any
@@ -800,10 +846,19 @@ impl State {
             })
             .collect();
         for (lease, pid) in subscribers {
-            if let Err((_, e)) = ring.add_port(lease, pid, 0, trusted) {
+            if let Err((_, e)) = ring.add_port(Some(lease), pid, 0, trusted) {
                 // Overwrite rings are read without a port if need be; a
                 // back-pressure subscriber finds out when it fetches.
                 eprintln!("ringbus: warning: no port on new ring {ring_id} for a subscriber: {e}");
+            }
+        }
+        // And so does every subscriber of the last broker that has not
+        // re-joined yet: its port waits for it.
+        for g in self.topics.get(topic).map_or(&[][..], |t| &t.ghosts) {
+            if let Err((_, e)) = ring.add_ghost_port(g, trusted) {
+                eprintln!(
+                    "ringbus: warning: no port on new ring {ring_id} for a subscriber yet to re-join: {e}"
+                );
             }
         }
         let fds: Vec<OwnedFd> = [dup(&ring.data), dup(&ring.lobby), dup(&ring.desk)]
@@ -912,9 +967,16 @@ impl State {
         parent: Option<u64>,
         list: bool,
     ) -> Result<(u64, Vec<RingRef>, Vec<OwnedFd>), Refusal> {
-        let Some(t) = self.topics.get(topic) else {
+        let Some(t) = self.topics.get_mut(topic) else {
             return Err(internal(format!("topic {topic:?} vanished")));
         };
+        // A subscription of the last broker re-joins: the ports made for
+        // it meanwhile are its process's orphans, handed over below.
+        let ghost = t
+            .ghosts
+            .iter()
+            .position(|g| g.pid == cred.pid && g.pid != 0)
+            .map(|i| t.ghosts.swap_remove(i));
         let delivered = if list {
             t.rings.keys().next_back().copied().unwrap_or(0)
         } else {
@@ -927,6 +989,10 @@ impl State {
             skip: Vec::new(),
         };
         let lease = self.new_lease(client, topic, kind);
+        if let Some(g) = ghost {
+            self.kept.forget(&g.key);
+        }
+        self.keep_subscription(lease, topic, cred.pid);
         let trusted = self.config.server.trusted_subscribers;
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(internal(format!("topic {topic:?} vanished")));
@@ -969,7 +1035,7 @@ impl State {
                 match orphan {
                     Some(p) => r.claim(p, lease),
                     None => {
-                        if let Err((_, e)) = r.add_port(lease, cred.pid, 0, trusted) {
+                        if let Err((_, e)) = r.add_port(Some(lease), cred.pid, 0, trusted) {
                             eprintln!(
                                 "ringbus: warning: no port on new ring {id} for a subscriber: {e}"
                             );
@@ -981,7 +1047,7 @@ impl State {
             let backpressure = r.region.config().mode == Mode::Backpressure;
             let port = match orphan {
                 Some(p) => Some(p),
-                None => match r.add_port(lease, cred.pid, r.start_at(start), trusted) {
+                None => match r.add_port(Some(lease), cred.pid, r.start_at(start), trusted) {
                     Ok(p) => Some(p.id),
                     // Every port of a back-pressure ring is taken: this
                     // subscriber cannot be served without losing messages.
@@ -1073,7 +1139,7 @@ impl State {
                 .map(|p| p.id);
             let port_id = match mine.or_else(|| r.orphan_of(pid)) {
                 Some(id) => Some(id),
-                None if !r.closed => r.add_port(lease, pid, 0, trusted).ok().map(|p| p.id),
+                None if !r.closed => r.add_port(Some(lease), pid, 0, trusted).ok().map(|p| p.id),
                 None => None,
             };
             if port_id.is_none() && r.region.config().mode == Mode::Backpressure {
@@ -1157,6 +1223,16 @@ impl State {
         Ok(())
     }
 
+    /// Tells the keeper of subscription `lease` (process `pid`), so that a
+    /// restarted broker makes ports for it until it re-joins (a [`Ghost`]).
+    fn keep_subscription(&self, lease: u64, topic: &str, pid: u32) {
+        let meta = Rec::default().str(topic).u32(pid);
+        let pidfd = keeper::pidfd(pid);
+        let fds: Vec<_> = pidfd.iter().map(|f| f.as_fd()).collect();
+        let owner = pidfd.as_ref().map(|_| 0);
+        self.kept.put(&format!("s/{lease}"), &meta.0, &fds, owner);
+    }
+
     fn new_lease(&mut self, client: u64, topic: &str, kind: LeaseKind) -> u64 {
         let id = self.next_lease;
         self.next_lease += 1;
@@ -1193,6 +1269,9 @@ impl State {
                 self.end_lease(c, detached);
             }
             return;
+        }
+        if let LeaseKind::Subscriber { .. } = l.kind {
+            self.kept.forget(&format!("s/{lease}"));
         }
         let Some(t) = self.topics.get_mut(&l.topic) else {
             return;
@@ -1242,10 +1321,17 @@ impl State {
     }
 
     /// Process `pid` has exited: close the rings it published and remove
-    /// its ports everywhere.
+    /// its ports everywhere, and its subscriptions yet to re-join.
     pub fn reap_pid(&mut self, pid: u32) {
         let mut reclaimed = 0;
         for (name, t) in &mut self.topics {
+            let kept = &self.kept;
+            t.ghosts.retain(|g| {
+                if g.pid == pid {
+                    kept.forget(&g.key);
+                }
+                g.pid != pid
+            });
             for (id, r) in t.rings.iter_mut() {
                 if r.publisher_pid == pid && !r.closed {
                     r.close();
@@ -1272,9 +1358,18 @@ impl State {
     /// Periodic pass: notice rings their publisher closed by itself; send
     /// port removals that found the channel full; remove ports nobody
     /// holds whose subscriber let go of them (a subscriber that left while
-    /// the broker was down) or never took them over.
+    /// the broker was down) or never took them over; give up on ghosts
+    /// that did not re-join.
     pub fn sweep(&mut self) {
         for t in self.topics.values_mut() {
+            let kept = &self.kept;
+            t.ghosts.retain(|g| {
+                let waiting = g.since.elapsed() < ORPHAN_GRACE;
+                if !waiting {
+                    kept.forget(&g.key);
+                }
+                waiting
+            });
             for r in t.rings.values_mut() {
                 if !r.closed && r.region.is_closed() {
                     r.close();
@@ -1308,18 +1403,32 @@ impl State {
                 .unwrap_or(u64::MAX);
             // Mapped rings live on in the processes that map them. A ring
             // with a port its subscriber has yet to take over (a restarted
-            // broker's) waits for it.
-            // A ring its publisher never mapped carried nothing: it goes as
-            // soon as it ends.
+            // broker's) waits for it. A ring whose publisher left before
+            // mapping it was never listed and never will be: nobody waits
+            // for it, and subscribers whose fetch stopped at it (rings are
+            // listed in order) look again (the bump below).
+            let mut unlisted = false;
             t.rings.retain(|id, r| {
-                let keep = !(r.closed && r.lease.is_none() && (*id <= horizon || !r.ready))
-                    || r.ports.iter().any(|p| p.orphaned_at.is_some());
+                let gone = r.closed && r.lease.is_none();
+                let never = gone && r.data_sub.is_none();
+                let keep = !never
+                    && (!(gone && *id <= horizon)
+                        || r.ports.iter().any(|p| p.orphaned_at.is_some()));
                 if !keep {
                     r.forget();
                 }
+                unlisted |= never;
                 keep
             });
-            if !t.declared && t.rings.is_empty() && t.subscribers == 0 && t.publisher_leases == 0 {
+            if unlisted {
+                t.segment.bump();
+            }
+            if !t.declared
+                && t.rings.is_empty()
+                && t.subscribers == 0
+                && t.publisher_leases == 0
+                && t.ghosts.is_empty()
+            {
                 dead_topics.push(name.clone());
             }
         }

@@ -6,7 +6,9 @@
 //! Leases are not taken back: they belonged to connections to the dead
 //! broker. Publishers go on writing without one (their ring ends when
 //! they close it or die); subscribers re-join and say which rings they
-//! read already, with their ports (`Subscribe::held`).
+//! read already, with their ports (`Subscribe::held`). Until a
+//! subscriber has re-joined, its subscription is a ghost that rings
+//! appearing meanwhile make a port for (see [`Ghost`]).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,7 +20,7 @@ use crate::ring::PortFlags;
 use crate::shm::Access;
 
 use super::kept::RecReader;
-use super::{PortRec, Ring, State};
+use super::{Ghost, PortRec, Ring, State};
 
 /// A process that owned something taken back, and a pidfd of it if the
 /// keeper kept one.
@@ -32,6 +34,7 @@ impl State {
         let mut topics = Vec::new();
         let mut rings = Vec::new();
         let mut ports = Vec::new();
+        let mut subscriptions = Vec::new();
         for e in entries {
             // The keeper holds only what we put, under keys we made.
             let Ok(key) = String::from_utf8(e.key.clone()) else {
@@ -46,6 +49,7 @@ impl State {
                 Some(("t", name)) => topics.push((name.to_owned(), e)),
                 Some(("r", _)) => rings.push((key, e)),
                 Some(("p", _)) => ports.push((key, e)),
+                Some(("s", _)) => subscriptions.push((key, e)),
                 _ => self.kept.forget(&key),
             }
         }
@@ -63,6 +67,12 @@ impl State {
         }
         for (key, e) in ports {
             match self.restore_port(e) {
+                Ok(owner) => owners.push(owner),
+                Err(why) => self.let_go(&key, &key, &why),
+            }
+        }
+        for (key, e) in subscriptions {
+            match self.restore_subscription(&key, e) {
                 Ok(owner) => owners.push(owner),
                 Err(why) => self.let_go(&key, &key, &why),
             }
@@ -216,6 +226,27 @@ impl State {
         Ok((!closed).then_some(owner))
     }
 
+    /// A subscription (`s/LEASE`): a [`Ghost`] until its subscriber
+    /// re-joins.
+    fn restore_subscription(&mut self, key: &str, e: Entry) -> Result<Owner, String> {
+        let bad = || "a malformed record".to_owned();
+        let lease: u64 = key[2..].parse().map_err(|_| bad())?;
+        let mut m = RecReader(&e.meta);
+        let topic = m.str().ok_or_else(bad)?;
+        let pid = m.u32().ok_or_else(bad)?;
+        validate_topic_name(&topic).map_err(|e| e.to_string())?;
+        // Our leases are new keys: a ghost's record stays its own until it
+        // re-joins (or a third broker takes it back).
+        self.next_lease = self.next_lease.max(lease.saturating_add(1));
+        let t = self.topic_entry(&topic, None).map_err(|(_, m)| m)?;
+        t.ghosts.push(Ghost {
+            key: key.to_owned(),
+            pid,
+            since: Instant::now(),
+        });
+        Ok((pid, e.fds.into_iter().next()))
+    }
+
     fn restore_port(&mut self, e: Entry) -> Result<Owner, String> {
         let bad = || "a malformed record".to_owned();
         let mut m = RecReader(&e.meta);
@@ -240,7 +271,7 @@ impl State {
             .map_err(|e| e.to_string())?;
         let owner = (pid, pidfd.as_ref().and_then(|f| f.try_clone().ok()));
         ring.next_port = ring.next_port.max(id.saturating_add(1));
-        ring.ports.push(PortRec {
+        let rec = PortRec {
             id,
             lease: None,
             pid,
@@ -249,8 +280,10 @@ impl State {
             flags: PortFlags { mailbox, trusted },
             delivered,
             pidfd,
-            orphaned_at: (!delivered).then(Instant::now),
-        });
+            orphaned_at: None,
+        };
+        let orphaned_at = (!rec.taken_over()).then(Instant::now);
+        ring.ports.push(PortRec { orphaned_at, ..rec });
         Ok(owner)
     }
 }
