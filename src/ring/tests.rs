@@ -719,6 +719,37 @@ fn a_removed_port_stops_gating() {
 }
 
 #[test]
+fn a_reader_with_a_port_from_elsewhere_leaves_the_rings_own_ports_alone() {
+    // A heap ring hands out up to `max_subscribers` ports of its own
+    // (`Consumer::new`); a reader given a port made elsewhere
+    // (`Consumer::with_port`) neither takes one of them nor, dropped, gives
+    // one back or has the producer drop a port of the same id.
+    let region = RingRegion::heap(&TopicConfig {
+        max_subscribers: 1,
+        ..cfg(2, 8, Mode::Backpressure)
+    })
+    .unwrap();
+    let mut p = Producer::new(region.clone()).unwrap();
+    let own = Consumer::new(region.clone(), Start::Latest).unwrap();
+    let id = own.port_id().unwrap();
+    let port = Port::heap(region.config(), region.ring_id(), id, 0).unwrap();
+    drop(Consumer::with_port(region.clone(), port, Start::Earliest, false).unwrap());
+    p.try_publish(b"a", 0).unwrap();
+    p.try_publish(b"b", 1).unwrap();
+    assert_eq!(
+        p.try_publish(b"c", 2),
+        Err(PublishError::Full),
+        "the ring's own reader still gates"
+    );
+    assert!(matches!(
+        Consumer::new(region.clone(), Start::Latest),
+        Err(AttachError::NoCursor { max: 1 })
+    ));
+    drop(own);
+    assert!(Consumer::new(region, Start::Latest).is_ok());
+}
+
+#[test]
 fn a_port_added_while_the_publisher_runs_loses_nothing() {
     // The broker's way in: the port is made, queued, admitted (which moves
     // its cursor up to what the publisher may already write), then the
