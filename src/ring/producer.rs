@@ -596,33 +596,34 @@ impl Producer {
     /// half of the join protocol: a port added while we scan is either
     /// taken from the source (we see the generation its adder bumped) or
     /// placed inside the bound we store (its adder sees it); see
-    /// [`RingRegion::admit_port`].
+    /// [`RingRegion::admit_port`]. Whenever the ports changed, the bound is
+    /// computed again over the new set: a new port's cursor may lie below
+    /// the old bound, and a removed one's no longer holds it down (kept,
+    /// it made the first publish after a removal report `Full`).
     #[cold]
     fn refresh_limit(&mut self) -> bool {
-        let first = self.slowest_cursor();
-        self.desk()
-            .limit
-            .store(first + self.capacity, Ordering::Relaxed);
-        // SeqCst: Dekker pair with the fence in RingRegion::admit_port:
-        // either its adder reads the limit stored above or we read the
-        // generation it bumped.
-        fence(Ordering::SeqCst);
-        let g = self.generation();
-        if g != self.gen_seen && !self.sync_ports(g) {
-            // Changes are queued that cannot be taken: a port we cannot see
-            // may sit anywhere above the bound we had, so keep that bound.
-            let kept = self.cached_limit.min(first + self.capacity);
-            self.desk().limit.store(kept, Ordering::Relaxed);
-            self.cached_limit = kept;
-            return self.seq < kept;
-        }
-        let second = self.slowest_cursor();
-        let limit = first.min(second) + self.capacity;
-        if second < first {
+        loop {
+            let limit = self.slowest_cursor() + self.capacity;
             self.desk().limit.store(limit, Ordering::Relaxed);
+            // SeqCst: Dekker pair with the fence in RingRegion::admit_port:
+            // either its adder reads the limit stored above or we read the
+            // generation it bumped.
+            fence(Ordering::SeqCst);
+            let g = self.generation();
+            if g == self.gen_seen {
+                self.cached_limit = limit;
+                return self.seq < limit;
+            }
+            if !self.sync_ports(g) {
+                // Changes are queued that cannot be taken: a port we cannot
+                // see may sit anywhere above the bound we had, so keep that
+                // bound.
+                let kept = self.cached_limit.min(limit);
+                self.desk().limit.store(kept, Ordering::Relaxed);
+                self.cached_limit = kept;
+                return self.seq < kept;
+            }
         }
-        self.cached_limit = limit;
-        self.seq < limit
     }
 
     /// The lowest live cursor, or `self.seq` if none is below it. Cursor

@@ -719,6 +719,21 @@ fn a_removed_port_stops_gating() {
 }
 
 #[test]
+fn a_port_removed_through_the_queue_stops_gating_at_once() {
+    // The broker's way out for a subscriber that died: the removal is
+    // queued and the generation bumped; the publisher's next look at its
+    // bound takes it, and finds the room the dead cursor held.
+    let (mut p, r) = ring(2, 8, Mode::Backpressure);
+    let slow = Box::leak(Box::new(Consumer::new(r.clone(), Start::Latest).unwrap()));
+    p.try_publish(b"a", 0).unwrap();
+    p.try_publish(b"b", 0).unwrap();
+    assert_eq!(p.try_publish(b"c", 0), Err(PublishError::Full));
+    r.local_port_gone(slow.port_id().unwrap());
+    assert_eq!(p.try_publish(b"c", 0), Ok(2));
+    assert_eq!(p.ports(), 0);
+}
+
+#[test]
 fn a_reader_with_a_port_from_elsewhere_leaves_the_rings_own_ports_alone() {
     // A heap ring hands out up to `max_subscribers` ports of its own
     // (`Consumer::new`); a reader given a port made elsewhere
