@@ -583,7 +583,10 @@ impl Producer {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(PublishError::Timeout);
             }
-            if backoff.is_completed() {
+            if cfg!(loom) {
+                // Loom runs one thread at a time: let the subscriber run.
+                crate::sync::spin_hint();
+            } else if backoff.is_completed() {
                 std::thread::sleep(Duration::from_micros(20));
             } else {
                 backoff.snooze();
