@@ -226,7 +226,9 @@ impl Consumer {
             pos
         } else {
             let next = start_at(&region, start);
-            // Release: pairs with the Acquire of whoever reads positions.
+            // Release: pairs with the Acquire in Port::pos (the broker's
+            // listing of positions; an overwrite ring's cursor gates
+            // nothing).
             h.pos.store(next, Ordering::Release);
             next
         };
@@ -324,8 +326,8 @@ impl Consumer {
     #[inline]
     pub fn ended(&self) -> bool {
         // Acquire (both): pairs with the Release in RingRegion::close, or
-        // the broker's in its close of a dead publisher's ring, which
-        // comes after the publisher's last complete message.
+        // in Port::close (the broker's, for a dead publisher), each after
+        // the publisher's last complete message.
         self.region.is_closed()
             || self
                 .port
@@ -771,6 +773,9 @@ impl Consumer {
     /// while we read the header, or the publisher wrote garbage.
     #[cold]
     fn bad_len(&mut self, seq: u64, s1: u64, len: usize) -> RecvError {
+        // Acquire: as in `finish_copy`, pairs with the Release fence in
+        // Producer::begin: a length read from a newer message comes with
+        // its stamp.
         fence(Ordering::Acquire);
         let s2 = self.slot(seq).0.stamp.load(Ordering::Relaxed);
         if s2 != s1 {

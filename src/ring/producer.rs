@@ -306,6 +306,9 @@ impl Producer {
             // Consumer::try_latest (any stamp past `want` sends the reader
             // to the ring; this one is past them all).
             hdr.stamp.store(u64::MAX, Ordering::Release);
+            // Release: pairs with the Acquire in Consumer::latest_acked: a
+            // reader that first sees the mailbox acknowledged here finds
+            // the stamp above.
             e.port
                 .header()
                 .mailbox_ack
