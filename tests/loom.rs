@@ -1,29 +1,79 @@
 //! Loom models of the ring's protocols. Run with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom`
-//! (`.ci/run` does). Capacity is 4 so the models reach wrap-around.
+//! (`.ci/run` does). Rings are tiny (capacity 2 or 4, 16-byte messages: two
+//! words, so a torn copy shows) so the models reach wrap-around and stay
+//! small enough to explore.
 //!
-//! Each model was checked against a deliberately broken ring (seqlock
-//! re-check removed; join without the limit read; futex word read after the
-//! last poll) and fails on it. Loom does not model store buffering (its own
-//! docs: `Relaxed` is not fully modelled), so the two SeqCst fences of the
-//! Dekker pairs (sleeper check, cursor join) are argued in `src/wait.rs` and
-//! `Producer::refresh_limit` rather than found by these models.
+//! What each model checks, and the deliberately broken ring it was run
+//! against: each breakage made its model fail (a failed assertion, or
+//! loom's deadlock report for a lost wake-up), and was then undone.
+//!
+//! | model | protocol | broken variant it catches |
+//! |-------|----------|---------------------------|
+//! | `overwrite_never_delivers_torn_messages` | seqlock publish / read, lag reports | `Consumer::finish_copy` without its stamp re-check (a torn message is delivered) |
+//! | `latest_slot_never_delivers_torn_or_misplaced_messages` | the shared latest slot: its `REQUEST_LATEST` / `latest_ack` hand-over racing the reader, inline and announced messages | `Consumer::try_latest` loading the stamp `Relaxed` (the header of an older message is delivered) |
+//! | `an_inline_message_rewritten_while_read_is_never_torn` | the latest slot's two guards (stamp for line 0, check word for the tail) | `Consumer::try_latest` without the check word (head of one message, tail of the next); also the `Relaxed` stamp load above |
+//! | `mailbox_never_delivers_torn_or_misplaced_messages` | a port's mailbox added (`Producer::add_port`) while its reader reads | the `Relaxed` stamp load above |
+//! | `mailbox_added_after_the_last_message_loses_nothing` | the mailbox hand-over's announcement ("read the ring") | `Producer::insert_port` setting `mailbox_ack` before the announcement, or without it (the reader waits in an empty mailbox) |
+//! | `backpressure_never_overwrites` | gating on a port's cursor, blocking `publish` | `Producer::has_room` off by one (`<=`: the slot the cursor still needs is rewritten) |
+//! | `a_port_added_while_the_publisher_runs_loses_nothing` | join: the broker's queue, the desk's generation and `RingRegion::admit_port` against `Producer::refresh_limit` (a Dekker pair) | the SeqCst fence removed from `admit_port`, and separately from `refresh_limit`; `admit_port` not moving the cursor up; `refresh_limit` not taking queued changes (the publisher overwrites what the new port needs) |
+//! | `a_removed_port_stops_gating` | removal through the queue and the generation | `refresh_limit` not taking queued changes; `Producer::sync_ports` ignoring `Remove` |
+//! | `blocking_wait_never_loses_a_wakeup` | the sleeper protocol on the port's futex | the SeqCst fence removed from `wait::sleep_once`, and separately from `wait::notify_ports`; `sleep_once` reading the futex word after its last poll |
+//! | `blocking_wait_during_wake_handover` | the `REQUEST_WAKE` / `wake_ack` hand-over (bounded waits until acknowledged) | `sleep_once` sleeping without a bound before it sees `wake_ack` |
+//! | `end_of_stream_after_draining` | the publisher's close of the data segment | `RingRegion::close` storing `Relaxed` (end of stream before the last message) |
+//! | `a_sleeping_subscriber_is_woken_by_end_of_stream` | the publisher's drop waking its ports | `Producer`'s drop not waking them |
+//! | `a_port_closed_by_the_broker_ends_the_stream` | the broker's end of stream for a dead publisher, in the port (`Port::close`) | `Port::close` not waking the port |
+//!
+//! Loom explores every interleaving up to the preemption bound and the
+//! weak-memory outcomes its causality model allows (a load may return any
+//! store it does not already happen after; SeqCst fences are modelled), so
+//! the two Dekker pairs (join, sleeper) are checked here, not only argued:
+//! without either fence of a pair the model fails. Release fences count as
+//! they do in C++: `RingRegion::close` storing `Relaxed` goes unnoticed by
+//! a model whose publisher runs the sleeper check (its SeqCst fence after
+//! the last message publishes that message with the close), which is why
+//! end of stream has a polling model. Payloads are copied as relaxed
+//! atomic words under loom (`ring/copy.rs`), so a torn copy is an outcome
+//! loom can produce.
 #![cfg(loom)]
 
+use loom::sync::Mutex;
 use loom::thread;
 use ringbus::ring::{
-    Consumer, Mailbox, Mode, Producer, PublishError, RecvError, RingRegion, Start, TopicConfig,
+    Consumer, Mode, Port, PortChange, PortFlags, PortSource, Producer, PublishError, RecvError,
+    RingRegion, Start, TopicConfig,
 };
 use ringbus::wait::WaitStrategy;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-fn config(mode: Mode) -> TopicConfig {
-    // 16-byte payloads: two words, so a torn copy is observable.
+/// `loom::model`, reporting how many executions it explored (shown with
+/// `--nocapture`).
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let count = runs.clone();
+    loom::model(move || {
+        count.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    eprintln!("{} executions", runs.load(Ordering::Relaxed));
+}
+
+fn config(mode: Mode, capacity: u32) -> TopicConfig {
     TopicConfig {
         max_message_size: 16,
-        capacity: 4,
+        capacity,
         mode,
         max_subscribers: 2,
     }
+}
+
+/// A ring on the heap whose consumers read ring slots only (no latest
+/// slot), so a model checks the ring's own protocol.
+fn ring_only(config: &TopicConfig) -> Arc<RingRegion> {
+    let region = RingRegion::heap(config).unwrap();
+    let region = Arc::try_unwrap(region).expect("a fresh region has one owner");
+    Arc::new(region.poll_latest(false))
 }
 
 fn payload(n: u64) -> [u8; 16] {
@@ -49,12 +99,41 @@ fn check(buf: &[u8; 16], seq: u64) {
     assert_eq!(b, !seq, "torn message {seq}: words {a} and {}", !b);
 }
 
+/// Checks a message of the mixed-size models (even: 16 bytes, odd: 24).
+fn check_mixed(buf: &[u8; 24], info: ringbus::ring::MessageInfo, expect: u64) {
+    assert_eq!(info.seq, expect);
+    assert_eq!(info.tag, expect, "header of another message");
+    assert_eq!(info.len, if expect % 2 == 0 { 16 } else { 24 });
+    check(buf[..16].try_into().unwrap(), info.seq);
+    if info.len == 24 {
+        assert_eq!(buf[16..], expect.to_le_bytes(), "torn long message");
+    }
+}
+
+/// The broker's side of a ring's ports, as the publisher sees it: a queue
+/// of changes it takes whenever the ring's generation moved (the broker's
+/// channel in real use).
+#[derive(Clone, Default)]
+struct Broker(Arc<Mutex<Vec<PortChange>>>);
+
+impl Broker {
+    fn push(&self, change: PortChange) {
+        self.0.lock().unwrap().push(change);
+    }
+}
+
+impl PortSource for Broker {
+    fn take(&mut self) -> Option<Vec<PortChange>> {
+        Some(std::mem::take(&mut *self.0.lock().unwrap()))
+    }
+}
+
 /// Overwrite mode: a reader racing a publisher that laps it never accepts a
 /// torn or misplaced message, and every gap is reported as lag.
 #[test]
 fn overwrite_never_delivers_torn_messages() {
-    loom::model(|| {
-        let region = RingRegion::heap(&config(Mode::Overwrite)).unwrap();
+    model(|| {
+        let region = ring_only(&config(Mode::Overwrite, 4));
         let mut consumer = Consumer::new(region.clone(), Start::Earliest).unwrap();
         let mut producer = Producer::new(region).unwrap();
         for n in 0..3 {
@@ -84,15 +163,16 @@ fn overwrite_never_delivers_torn_messages() {
 
 /// The latest-message slot with both kinds of message: 16-byte ones are
 /// inline there, 24-byte ones only announced (read from the ring slot),
-/// and the hand-over that turns the slot on racing the reader. The reader
-/// gets every message whole, in order, from whichever slot, or a lag report
-/// for what was overwritten.
+/// and the hand-over that turns the slot on (the subscriber's
+/// `REQUEST_LATEST` and the lobby bell, the publisher's `latest_ack`)
+/// racing the reader. The reader gets every message whole, in order, from
+/// whichever slot, or a lag report for what was overwritten.
 #[test]
 fn latest_slot_never_delivers_torn_or_misplaced_messages() {
-    loom::model(|| {
+    model(|| {
         let config = TopicConfig {
             max_message_size: 24,
-            ..config(Mode::Overwrite)
+            ..config(Mode::Overwrite, 4)
         };
         let region = RingRegion::heap(&config).unwrap();
         let mut producer = Producer::new(region.clone()).unwrap();
@@ -110,13 +190,7 @@ fn latest_slot_never_delivers_torn_or_misplaced_messages() {
         for _ in 0..4 {
             match consumer.try_recv(&mut buf) {
                 Ok(info) => {
-                    assert_eq!(info.seq, expect);
-                    assert_eq!(info.tag, expect, "header of another message");
-                    assert_eq!(info.len, if expect % 2 == 0 { 16 } else { 24 });
-                    check(buf[..16].try_into().unwrap(), info.seq);
-                    if info.len == 24 {
-                        assert_eq!(buf[16..], expect.to_le_bytes(), "torn long message");
-                    }
+                    check_mixed(&buf, info, expect);
                     expect += 1;
                 }
                 Err(RecvError::Lagged { missed }) => expect += missed,
@@ -129,7 +203,7 @@ fn latest_slot_never_delivers_torn_or_misplaced_messages() {
         while expect < 4 {
             match consumer.try_recv(&mut buf) {
                 Ok(info) => {
-                    assert_eq!(info.seq, expect);
+                    check_mixed(&buf, info, expect);
                     expect += 1;
                 }
                 Err(RecvError::Lagged { missed }) => expect += missed,
@@ -139,25 +213,66 @@ fn latest_slot_never_delivers_torn_or_misplaced_messages() {
     });
 }
 
-/// A subscriber's mailbox, added by the publisher while the reader already
-/// reads (the hand-over races the reader), with an announced long message
-/// and an inline one: every message arrives whole, in order, from whichever
-/// slot, or is reported as lag.
+/// A caught-up reader copying an inline message out of the latest slot
+/// while the publisher rewrites the slot with the next one: the copy is
+/// kept only if whole (the stamp guards the header and head, the check
+/// word the tail), else the reader is sent to the ring slot.
+#[test]
+fn an_inline_message_rewritten_while_read_is_never_torn() {
+    model(|| {
+        let region = RingRegion::heap(&config(Mode::Overwrite, 4)).unwrap();
+        let mut consumer = Consumer::new(region.clone(), Start::Latest).unwrap();
+        let mut producer = Producer::new(region).unwrap();
+        // The publisher took the subscriber's request for the latest slot
+        // with its port. The reader takes each message as it comes, so it
+        // polls the latest slot (a reader that finds the publisher ahead
+        // reads the ring for a while instead); message 1 is there.
+        let mut buf = [0u8; 16];
+        producer.publish(&payload(0), 0).unwrap();
+        assert_eq!(consumer.try_recv(&mut buf).map(|i| i.seq), Ok(0));
+        producer.publish(&payload(1), 1).unwrap();
+        let t = thread::spawn(move || {
+            producer.publish(&payload(2), 2).unwrap();
+        });
+        let mut expect = 1;
+        for _ in 0..2 {
+            match consumer.try_recv(&mut buf) {
+                Ok(info) => {
+                    assert_eq!(info.seq, expect);
+                    check(&buf, expect);
+                    expect += 1;
+                }
+                Err(RecvError::Empty) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+/// A subscriber's port with a mailbox, added by the publisher while the
+/// reader already reads (the hand-over races the reader), with an
+/// announced long message and an inline one: every message arrives whole,
+/// in order, from whichever slot, or is reported as lag.
 #[test]
 fn mailbox_never_delivers_torn_or_misplaced_messages() {
-    loom::model(|| {
+    model(|| {
         let config = TopicConfig {
             max_message_size: 24,
-            ..config(Mode::Overwrite)
+            ..config(Mode::Overwrite, 4)
         };
-        let region = RingRegion::heap(&config).unwrap();
-        let mailbox = Mailbox::heap(&config, 0).unwrap();
+        let region = ring_only(&config);
+        let port = Port::heap(&config, 0, 1, 0).unwrap();
         let mut producer = Producer::new(region.clone()).unwrap();
         producer.publish(&payload(0), 0).unwrap();
-        let mut consumer = Consumer::new(region, Start::Earliest).unwrap();
-        consumer.attach_mailbox(mailbox.clone()).unwrap();
+        let mut consumer =
+            Consumer::with_port(region, port.clone(), Start::Earliest, true).unwrap();
         let t = thread::spawn(move || {
-            producer.add_mailbox(mailbox).unwrap();
+            let flags = PortFlags {
+                mailbox: true,
+                trusted: false,
+            };
+            producer.add_port(port, flags).unwrap();
             producer.publish(&long(1), 1).unwrap();
             producer.publish(&payload(2), 2).unwrap();
         });
@@ -166,13 +281,7 @@ fn mailbox_never_delivers_torn_or_misplaced_messages() {
             .try_recv(&mut buf)
         {
             Ok(info) => {
-                assert_eq!(info.seq, *expect);
-                assert_eq!(info.tag, *expect, "header of another message");
-                assert_eq!(info.len, if *expect % 2 == 0 { 16 } else { 24 });
-                check(buf[..16].try_into().unwrap(), info.seq);
-                if info.len == 24 {
-                    assert_eq!(buf[16..], expect.to_le_bytes(), "torn long message");
-                }
+                check_mixed(&buf, info, *expect);
                 *expect += 1;
             }
             Err(RecvError::Lagged { missed }) => *expect += missed,
@@ -195,20 +304,25 @@ fn mailbox_never_delivers_torn_or_misplaced_messages() {
 /// in an empty mailbox.
 #[test]
 fn mailbox_added_after_the_last_message_loses_nothing() {
-    loom::model(|| {
-        let region = RingRegion::heap(&config(Mode::Overwrite)).unwrap();
-        let mailbox = Mailbox::heap(&config(Mode::Overwrite), 0).unwrap();
+    model(|| {
+        let config = config(Mode::Overwrite, 4);
+        let region = ring_only(&config);
+        let port = Port::heap(&config, 0, 1, 0).unwrap();
         let mut producer = Producer::new(region.clone()).unwrap();
         producer.publish(&payload(0), 0).unwrap();
         producer.publish(&payload(1), 1).unwrap();
-        let mut consumer = Consumer::new(region, Start::Earliest).unwrap();
-        consumer.attach_mailbox(mailbox.clone()).unwrap();
+        let mut consumer =
+            Consumer::with_port(region, port.clone(), Start::Earliest, true).unwrap();
         let t = thread::spawn(move || {
-            producer.add_mailbox(mailbox).unwrap();
+            let flags = PortFlags {
+                mailbox: true,
+                trusted: false,
+            };
+            producer.add_port(port, flags).unwrap();
             producer
         });
         let mut buf = [0u8; 16];
-        let info = consumer.try_recv(&mut buf).unwrap();
+        let info = consumer.try_recv(&mut buf).expect("message 0");
         assert_eq!(info.seq, 0);
         check(&buf, 0);
         let _producer = t.join().unwrap();
@@ -221,28 +335,20 @@ fn mailbox_added_after_the_last_message_loses_nothing() {
 }
 
 /// Back-pressure mode: with a live subscriber the publisher never reuses a
-/// slot the subscriber has not released; nothing is lost.
+/// slot the subscriber's cursor still needs; nothing is lost. The
+/// publisher uses the blocking `publish`.
 #[test]
 fn backpressure_never_overwrites() {
-    loom::model(|| {
+    model(|| {
         // Two slots and three messages: the third must wait for the first
         // to be released (more messages only multiply the spin states).
-        let config = TopicConfig {
-            capacity: 2,
-            ..config(Mode::Backpressure)
-        };
-        let region = RingRegion::heap(&config).unwrap();
+        let region = ring_only(&config(Mode::Backpressure, 2));
         let mut consumer = Consumer::new(region.clone(), Start::Latest).unwrap();
         let mut producer = Producer::new(region).unwrap();
         const N: u64 = 3;
         let t = thread::spawn(move || {
-            let mut n = 0;
-            while n < N {
-                match producer.try_publish(&payload(n), n) {
-                    Ok(_) => n += 1,
-                    Err(PublishError::Full) => thread::yield_now(),
-                    Err(e) => panic!("{e:?}"),
-                }
+            for n in 0..N {
+                producer.publish(&payload(n), n).unwrap();
             }
         });
         let mut buf = [0u8; 16];
@@ -262,46 +368,119 @@ fn backpressure_never_overwrites() {
     });
 }
 
-/// A subscriber joining a back-pressure ring while the publisher is
-/// running: once it holds a zero-copy view, the publisher never rewrites
-/// that slot (the join protocol's Dekker pair).
+/// A port added to a back-pressure ring while its publisher runs, the
+/// broker's way: the port is queued for the publisher, the desk's
+/// generation bumped and the cursor placed by `RingRegion::admit_port`
+/// (moved up to what the publisher may already overwrite). The subscriber
+/// then reads every message from its cursor on, none overwritten, and what
+/// the move skipped is counted. Against the publisher's
+/// `refresh_limit` (its bound stored, a fence, the generation read) this
+/// is a Dekker pair: without either fence the publisher extends its bound
+/// without the port while the broker places the cursor below that bound.
 #[test]
-fn backpressure_join_race() {
-    loom::model(|| {
-        let region = RingRegion::heap(&config(Mode::Backpressure)).unwrap();
+fn a_port_added_while_the_publisher_runs_loses_nothing() {
+    model(|| {
+        let config = config(Mode::Backpressure, 2);
+        let region = ring_only(&config);
+        let broker = Broker::default();
         let mut producer = Producer::new(region.clone()).unwrap();
-        producer.publish(&payload(0), 0).unwrap();
+        producer.set_port_source(Box::new(broker.clone()));
+        // Twice the capacity: the publisher extends its bound (reads the
+        // generation) twice, the second time past the slots of 0 and 1.
+        const N: u64 = 4;
         let t = thread::spawn(move || {
-            for n in 1..7 {
-                if producer.try_publish(&payload(n), n).is_err() {
-                    break;
-                }
+            for n in 0..N {
+                producer.publish(&payload(n), n).unwrap();
             }
+            producer
         });
-        let mut consumer = Consumer::new(region, Start::Earliest).unwrap();
-        if let Ok(view) = consumer.try_recv_ref() {
-            thread::yield_now();
-            assert!(
-                view.is_intact(),
-                "publisher overwrote a slot held by a joined subscriber"
+        // The subscriber asked to start at 0.
+        let port = Port::heap(&config, 0, 1, 0).unwrap();
+        broker.push(PortChange::Add {
+            port: port.clone(),
+            flags: PortFlags::default(),
+        });
+        let pos = region.admit_port(&port).unwrap();
+        let mut consumer = Consumer::with_port(region, port, Start::Sequence(0), false).unwrap();
+        assert_eq!(consumer.next_seq(), pos);
+        assert_eq!(
+            consumer.lagged_total(),
+            pos,
+            "what the join skipped is counted"
+        );
+        let (mut expect, mut buf) = (pos, [0u8; 16]);
+        while expect < N {
+            match consumer.try_recv(&mut buf) {
+                Ok(info) => {
+                    assert_eq!(info.seq, expect);
+                    check(&buf, expect);
+                    expect += 1;
+                }
+                Err(RecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("the joined subscriber lost message {expect}: {e:?}"),
+            }
+        }
+        drop(t.join().unwrap());
+    });
+}
+
+/// A subscriber that died without a word: its port gates a full ring until
+/// the broker queues the port's removal and bumps the generation; from then
+/// on (here: once the broker's thread is joined) the publisher has room.
+#[test]
+fn a_removed_port_stops_gating() {
+    model(|| {
+        let config = config(Mode::Backpressure, 2);
+        let region = ring_only(&config);
+        let broker = Broker::default();
+        let port = Port::heap(&config, 0, 1, 0).unwrap();
+        broker.push(PortChange::Add {
+            port: port.clone(),
+            flags: PortFlags::default(),
+        });
+        assert_eq!(region.admit_port(&port).unwrap(), 0);
+        let mut producer = Producer::new(region.clone()).unwrap();
+        producer.set_port_source(Box::new(broker.clone()));
+        producer.try_publish(&payload(0), 0).unwrap();
+        producer.try_publish(&payload(1), 1).unwrap();
+        assert_eq!(
+            producer.try_publish(&payload(2), 2),
+            Err(PublishError::Full)
+        );
+        let t = thread::spawn(move || {
+            broker.push(PortChange::Remove { port_id: 1 });
+            region.bump_generation().unwrap();
+        });
+        let early = producer.try_publish(&payload(2), 2);
+        assert!(
+            matches!(early, Ok(2) | Err(PublishError::Full)),
+            "{early:?}"
+        );
+        t.join().unwrap();
+        if early.is_err() {
+            assert_eq!(
+                producer.try_publish(&payload(2), 2),
+                Ok(2),
+                "a removed port still gates"
             );
         }
-        t.join().unwrap();
+        assert_eq!(producer.try_publish(&payload(3), 3), Ok(3));
+        assert_eq!(producer.ports(), 0);
     });
 }
 
 /// The futex sleeper protocol never loses a wake-up: a subscriber blocked
-/// without a timeout is always woken by the publish (loom reports a
-/// deadlock otherwise). The wake hand-over is done first, so the untimed
-/// wait is what is checked.
+/// on its port without a timeout is always woken by the publish (loom
+/// reports a deadlock otherwise). The wake hand-over is done first, so the
+/// untimed wait is what is checked.
 #[test]
 fn blocking_wait_never_loses_a_wakeup() {
-    loom::model(|| {
-        let region = RingRegion::heap(&config(Mode::Overwrite)).unwrap();
+    model(|| {
+        let region = ring_only(&config(Mode::Overwrite, 4));
         let mut producer = Producer::new(region.clone()).unwrap();
-        let mut consumer = Consumer::new(region.clone(), Start::Latest).unwrap();
-        // Hand-over: the subscriber announces it may block, the publisher
-        // acknowledges on its next publish.
+        let mut consumer = Consumer::new(region, Start::Latest).unwrap();
+        // Hand-over: the subscriber asks for wake-ups (its port's request
+        // and the lobby bell), the publisher answers on its next publish.
         assert!(!consumer.wait_ready(WaitStrategy::Block, Some(std::time::Instant::now())));
         producer.publish(&payload(0), 0).unwrap();
         let mut buf = [0u8; 16];
@@ -321,8 +500,8 @@ fn blocking_wait_never_loses_a_wakeup() {
 /// until the publisher acknowledges, so the message still arrives.
 #[test]
 fn blocking_wait_during_wake_handover() {
-    loom::model(|| {
-        let region = RingRegion::heap(&config(Mode::Overwrite)).unwrap();
+    model(|| {
+        let region = ring_only(&config(Mode::Overwrite, 4));
         let mut producer = Producer::new(region.clone()).unwrap();
         let mut consumer = Consumer::new(region, Start::Latest).unwrap();
         let t = thread::spawn(move || {
@@ -332,5 +511,109 @@ fn blocking_wait_during_wake_handover() {
         let mut buf = [0u8; 16];
         assert_eq!(consumer.recv(&mut buf, WaitStrategy::Block).unwrap().seq, 0);
         drop(t.join().unwrap());
+    });
+}
+
+/// A publisher that leaves (its drop closes the data segment) while its
+/// subscriber polls: the subscriber gets every message, then end of
+/// stream, never end of stream first.
+#[test]
+fn end_of_stream_after_draining() {
+    model(|| {
+        let region = ring_only(&config(Mode::Backpressure, 2));
+        let mut producer = Producer::new(region.clone()).unwrap();
+        let mut consumer = Consumer::new(region, Start::Latest).unwrap();
+        let t = thread::spawn(move || {
+            producer.publish(&payload(0), 0).unwrap();
+            producer.publish(&payload(1), 1).unwrap();
+            drop(producer);
+        });
+        let (mut expect, mut buf) = (0, [0u8; 16]);
+        loop {
+            match consumer.try_recv(&mut buf) {
+                Ok(info) => {
+                    assert_eq!(info.seq, expect);
+                    check(&buf, expect);
+                    expect += 1;
+                }
+                Err(RecvError::Empty) => thread::yield_now(),
+                Err(RecvError::EndOfStream) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(expect, 2, "end of stream before message {expect}");
+        t.join().unwrap();
+    });
+}
+
+/// The same with a subscriber asleep on its port: the publisher's drop
+/// wakes it to see the end.
+#[test]
+fn a_sleeping_subscriber_is_woken_by_end_of_stream() {
+    model(|| {
+        let region = ring_only(&config(Mode::Backpressure, 2));
+        let mut producer = Producer::new(region.clone()).unwrap();
+        let mut consumer = Consumer::new(region, Start::Latest).unwrap();
+        // Wake-ups on, so the subscriber below sleeps without a bound.
+        assert!(!consumer.wait_ready(WaitStrategy::Block, Some(std::time::Instant::now())));
+        producer.publish(&payload(0), 0).unwrap();
+        let t = thread::spawn(move || {
+            producer.publish(&payload(1), 1).unwrap();
+            drop(producer);
+        });
+        let mut buf = [0u8; 16];
+        for n in 0..2 {
+            let info = consumer.recv(&mut buf, WaitStrategy::Block);
+            assert_eq!(info.map(|i| i.seq), Ok(n), "message {n}");
+            check(&buf, n);
+        }
+        assert_eq!(
+            consumer.recv(&mut buf, WaitStrategy::Block),
+            Err(RecvError::EndOfStream)
+        );
+        t.join().unwrap();
+    });
+}
+
+/// A publisher that dies (no drop, nothing closed): the broker, told of
+/// the death (here: it joins the publisher's thread), ends the stream in
+/// each port. The blocked subscriber drains, then sees end of stream.
+#[test]
+fn a_port_closed_by_the_broker_ends_the_stream() {
+    model(|| {
+        let config = config(Mode::Overwrite, 4);
+        let region = ring_only(&config);
+        let broker = Broker::default();
+        let port = Port::heap(&config, 0, 1, 0).unwrap();
+        broker.push(PortChange::Add {
+            port: port.clone(),
+            flags: PortFlags::default(),
+        });
+        region.admit_port(&port).unwrap();
+        let mut producer = Producer::new(region.clone()).unwrap();
+        producer.set_port_source(Box::new(broker));
+        let mut consumer = Consumer::with_port(region, port.clone(), Start::Latest, false).unwrap();
+        assert!(!consumer.wait_ready(WaitStrategy::Block, Some(std::time::Instant::now())));
+        producer.publish(&payload(0), 0).unwrap();
+        let publisher = thread::spawn(move || {
+            producer.publish(&payload(1), 1).unwrap();
+            // Dies: no drop, the ring stays open.
+            std::mem::forget(producer);
+        });
+        let reaper = thread::spawn(move || {
+            publisher.join().unwrap();
+            port.close();
+        });
+        let mut buf = [0u8; 16];
+        for n in 0..2 {
+            let info = consumer.recv(&mut buf, WaitStrategy::Block);
+            assert_eq!(info.map(|i| i.seq), Ok(n), "message {n}");
+            check(&buf, n);
+        }
+        assert_eq!(
+            consumer.recv(&mut buf, WaitStrategy::Block),
+            Err(RecvError::EndOfStream)
+        );
+        reaper.join().unwrap();
     });
 }

@@ -509,13 +509,7 @@ impl Ring {
         // subscriber's port's in any case.
         let _ = self.region.close();
         for p in &self.ports {
-            // Release: pairs with the Acquire in Consumer::ended; every
-            // message the publisher completed before it died is complete.
-            p.port
-                .header()
-                .closed
-                .store(1, std::sync::atomic::Ordering::Release);
-            crate::wait::wake_port(p.port.header());
+            p.port.close();
         }
         self.closed = true;
         self.pending_removals.clear();

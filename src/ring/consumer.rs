@@ -122,6 +122,9 @@ pub struct Consumer {
     /// This subscriber's port (cursor, wake word, requests, mailbox), if
     /// it has one.
     port: Option<Arc<Port>>,
+    /// Whether `port` is one of the heap ring's own
+    /// (`RingRegion::local_port`), handed back to it on drop.
+    local_port: bool,
     /// Whether `latest` is the port's mailbox slot.
     mailbox: bool,
     /// Every message below this is known to be in its ring slot (seen
@@ -177,7 +180,11 @@ impl Consumer {
         let next = start_at(&region, start);
         let backpressure = region.config().mode == Mode::Backpressure;
         match region.local_port(next) {
-            Some(Ok(port)) => Consumer::with_port(region, port, start, false),
+            Some(Ok(port)) => {
+                let mut c = Consumer::with_port(region, port, start, false)?;
+                c.local_port = true;
+                Ok(c)
+            }
             // An overwrite ring is read without a port when they ran out.
             Some(Err(e)) if backpressure => Err(e),
             None if backpressure => Err(AttachError::NoPort),
@@ -221,7 +228,9 @@ impl Consumer {
             pos
         } else {
             let next = start_at(&region, start);
-            // Release: pairs with the Acquire of whoever reads positions.
+            // Release: pairs with the Acquire in Port::pos (the broker's
+            // listing of positions; an overwrite ring's cursor gates
+            // nothing).
             h.pos.store(next, Ordering::Release);
             next
         };
@@ -259,6 +268,7 @@ impl Consumer {
             latest_acked: false,
             ack: &region.header().latest_ack,
             port: None,
+            local_port: false,
             mailbox: false,
             known_head: 0,
             stride: region.sizes().slot_stride as usize,
@@ -319,8 +329,8 @@ impl Consumer {
     #[inline]
     pub fn ended(&self) -> bool {
         // Acquire (both): pairs with the Release in RingRegion::close, or
-        // the broker's in its close of a dead publisher's ring, which
-        // comes after the publisher's last complete message.
+        // in Port::close (the broker's, for a dead publisher), each after
+        // the publisher's last complete message.
         self.region.is_closed()
             || self
                 .port
@@ -773,6 +783,9 @@ impl Consumer {
     /// while we read the header, or the publisher wrote garbage.
     #[cold]
     fn bad_len(&mut self, seq: u64, s1: u64, len: usize) -> RecvError {
+        // Acquire: as in `finish_copy`, pairs with the Release fence in
+        // Producer::begin: a length read from a newer message comes with
+        // its stamp.
         fence(Ordering::Acquire);
         let s2 = self.slot(seq).0.stamp.load(Ordering::Relaxed);
         if s2 != s1 {
@@ -851,7 +864,12 @@ impl Drop for Consumer {
             // Release: pairs with the Acquire in Producer::slowest_cursor:
             // our reads happen before the publisher overwrites the slots.
             p.header().pos.store(CURSOR_FREE, Ordering::Release);
-            self.region.local_port_gone(p.port_id());
+            // Only a port the heap ring gave out goes back to it: another
+            // (the caller's, `with_port`) is its maker's to remove, and its
+            // id may even be one the ring gave another reader.
+            if self.local_port {
+                self.region.local_port_gone(p.port_id());
+            }
         }
     }
 }

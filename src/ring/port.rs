@@ -189,6 +189,20 @@ impl Port {
         self.header().adopted.load(Ordering::Relaxed) != 0
     }
 
+    /// Ends the ring for this port's subscriber: its publisher died, and
+    /// whoever found it dead (the broker) says so here, since nobody will
+    /// close the data segment for it. The subscriber drains every message
+    /// the publisher completed, then sees end of stream; if it sleeps on
+    /// the port, it is woken to see it.
+    pub fn close(&self) {
+        let h = self.header();
+        // Release: pairs with the Acquire in Consumer::ended; every message
+        // the publisher completed before it died (which its closer learnt
+        // of first) is complete for a subscriber that sees this.
+        h.closed.store(1, Ordering::Release);
+        crate::wait::wake_port(h);
+    }
+
     /// Checks that this port fits `region`'s ring: same ring id, same
     /// inline size.
     pub(crate) fn check_fits(&self, region: &RingRegion) -> Result<(), AttachError> {

@@ -306,6 +306,9 @@ impl Producer {
             // Consumer::try_latest (any stamp past `want` sends the reader
             // to the ring; this one is past them all).
             hdr.stamp.store(u64::MAX, Ordering::Release);
+            // Release: pairs with the Acquire in Consumer::latest_acked: a
+            // reader that first sees the mailbox acknowledged here finds
+            // the stamp above.
             e.port
                 .header()
                 .mailbox_ack
@@ -583,7 +586,10 @@ impl Producer {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(PublishError::Timeout);
             }
-            if backoff.is_completed() {
+            if cfg!(loom) {
+                // Loom runs one thread at a time: let the subscriber run.
+                crate::sync::spin_hint();
+            } else if backoff.is_completed() {
                 std::thread::sleep(Duration::from_micros(20));
             } else {
                 backoff.snooze();
@@ -596,33 +602,34 @@ impl Producer {
     /// half of the join protocol: a port added while we scan is either
     /// taken from the source (we see the generation its adder bumped) or
     /// placed inside the bound we store (its adder sees it); see
-    /// [`RingRegion::admit_port`].
+    /// [`RingRegion::admit_port`]. Whenever the ports changed, the bound is
+    /// computed again over the new set: a new port's cursor may lie below
+    /// the old bound, and a removed one's no longer holds it down (kept,
+    /// it made the first publish after a removal report `Full`).
     #[cold]
     fn refresh_limit(&mut self) -> bool {
-        let first = self.slowest_cursor();
-        self.desk()
-            .limit
-            .store(first + self.capacity, Ordering::Relaxed);
-        // SeqCst: Dekker pair with the fence in RingRegion::admit_port:
-        // either its adder reads the limit stored above or we read the
-        // generation it bumped.
-        fence(Ordering::SeqCst);
-        let g = self.generation();
-        if g != self.gen_seen && !self.sync_ports(g) {
-            // Changes are queued that cannot be taken: a port we cannot see
-            // may sit anywhere above the bound we had, so keep that bound.
-            let kept = self.cached_limit.min(first + self.capacity);
-            self.desk().limit.store(kept, Ordering::Relaxed);
-            self.cached_limit = kept;
-            return self.seq < kept;
-        }
-        let second = self.slowest_cursor();
-        let limit = first.min(second) + self.capacity;
-        if second < first {
+        loop {
+            let limit = self.slowest_cursor() + self.capacity;
             self.desk().limit.store(limit, Ordering::Relaxed);
+            // SeqCst: Dekker pair with the fence in RingRegion::admit_port:
+            // either its adder reads the limit stored above or we read the
+            // generation it bumped.
+            fence(Ordering::SeqCst);
+            let g = self.generation();
+            if g == self.gen_seen {
+                self.cached_limit = limit;
+                return self.seq < limit;
+            }
+            if !self.sync_ports(g) {
+                // Changes are queued that cannot be taken: a port we cannot
+                // see may sit anywhere above the bound we had, so keep that
+                // bound.
+                let kept = self.cached_limit.min(limit);
+                self.desk().limit.store(kept, Ordering::Relaxed);
+                self.cached_limit = kept;
+                return self.seq < kept;
+            }
         }
-        self.cached_limit = limit;
-        self.seq < limit
     }
 
     /// The lowest live cursor, or `self.seq` if none is below it. Cursor

@@ -705,17 +705,63 @@ fn dropped_subscriber_stops_gating() {
 #[test]
 fn a_removed_port_stops_gating() {
     let (mut p, r) = ring(2, 8, Mode::Backpressure);
-    // A subscriber that died without a word: its consumer is never
-    // dropped, so only its port's removal (what the broker sends the
-    // publisher for a dead process) frees the publisher.
-    let slow = Box::leak(Box::new(Consumer::new(r.clone(), Start::Latest).unwrap()));
+    // A subscriber that died without a word: its port, cursor at 0, has
+    // no consumer to free it (a leaked consumer would do, but Miri reports
+    // the leak), so only its removal (what the broker sends the publisher
+    // for a dead process) frees the publisher.
+    let dead = r.local_port(0).unwrap().unwrap();
     p.try_publish(b"a", 0).unwrap();
     p.try_publish(b"b", 0).unwrap();
     assert_eq!(p.try_publish(b"c", 0), Err(PublishError::Full));
     assert_eq!(p.ports(), 1);
-    let id = slow.port_id().unwrap();
-    assert!(p.remove_port(id));
+    assert!(p.remove_port(dead.port_id()));
     assert_eq!(p.try_publish(b"c", 0), Ok(2));
+}
+
+#[test]
+fn a_port_removed_through_the_queue_stops_gating_at_once() {
+    // The broker's way out for a subscriber that died: the removal is
+    // queued and the generation bumped; the publisher's next look at its
+    // bound takes it, and finds the room the dead cursor held.
+    let (mut p, r) = ring(2, 8, Mode::Backpressure);
+    let dead = r.local_port(0).unwrap().unwrap();
+    p.try_publish(b"a", 0).unwrap();
+    p.try_publish(b"b", 0).unwrap();
+    assert_eq!(p.try_publish(b"c", 0), Err(PublishError::Full));
+    r.local_port_gone(dead.port_id());
+    assert_eq!(p.try_publish(b"c", 0), Ok(2));
+    assert_eq!(p.ports(), 0);
+}
+
+#[test]
+fn a_reader_with_a_port_from_elsewhere_leaves_the_rings_own_ports_alone() {
+    // A heap ring hands out up to `max_subscribers` ports of its own
+    // (`Consumer::new`); a reader given a port made elsewhere
+    // (`Consumer::with_port`) neither takes one of them nor, dropped, gives
+    // one back or has the producer drop a port of the same id.
+    let region = RingRegion::heap(&TopicConfig {
+        max_subscribers: 1,
+        ..cfg(2, 8, Mode::Backpressure)
+    })
+    .unwrap();
+    let mut p = Producer::new(region.clone()).unwrap();
+    let own = Consumer::new(region.clone(), Start::Latest).unwrap();
+    let id = own.port_id().unwrap();
+    let port = Port::heap(region.config(), region.ring_id(), id, 0).unwrap();
+    drop(Consumer::with_port(region.clone(), port, Start::Earliest, false).unwrap());
+    p.try_publish(b"a", 0).unwrap();
+    p.try_publish(b"b", 1).unwrap();
+    assert_eq!(
+        p.try_publish(b"c", 2),
+        Err(PublishError::Full),
+        "the ring's own reader still gates"
+    );
+    assert!(matches!(
+        Consumer::new(region.clone(), Start::Latest),
+        Err(AttachError::NoCursor { max: 1 })
+    ));
+    drop(own);
+    assert!(Consumer::new(region, Start::Latest).is_ok());
 }
 
 #[test]
