@@ -513,7 +513,7 @@ pub(crate) unsafe fn init(
             let slot = data.add(s.header_size as usize + i * s.slot_stride as usize);
             (slot as *mut crate::layout::SlotHeader).write(crate::layout::SlotHeader::new());
             super::copy::init_payload(
-                slot.add(size_of::<SlotHeader>()),
+                slot.add(size_of::<crate::layout::SlotHeader>()),
                 config.max_message_size as usize,
             );
         }
