@@ -232,7 +232,12 @@ pub struct PortHeader {
     /// Set to 1 by the subscriber once it has taken the port over (the
     /// broker frees a port nobody took over).
     pub adopted: AtomicU32,
-    _pad1: [u8; PAD - 24],
+    /// Messages delivered to the subscriber (published now and then, for
+    /// the broker's listing).
+    pub delivered: AtomicU64,
+    /// Messages its filters turned down (likewise).
+    pub filtered: AtomicU64,
+    _pad1: [u8; PAD - 40],
     // ---- line 2: sleeping ----
     /// Futex word: bumped by the publisher before each `FUTEX_WAKE`.
     pub futex: AtomicU32,
@@ -290,7 +295,9 @@ impl PortHeader {
             dropped: AtomicU64::new(0),
             requests: AtomicU32::new(0),
             adopted: AtomicU32::new(0),
-            _pad1: [0; PAD - 24],
+            delivered: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
+            _pad1: [0; PAD - 40],
             futex: AtomicU32::new(0),
             sleeping: AtomicU32::new(0),
             _pad2: [0; PAD - 8],
@@ -418,6 +425,8 @@ mod asserts {
     const _: () = assert!(offset_of!(PortHeader, dropped) == PAD + 8);
     const _: () = assert!(offset_of!(PortHeader, requests) == PAD + 16);
     const _: () = assert!(offset_of!(PortHeader, adopted) == PAD + 20);
+    const _: () = assert!(offset_of!(PortHeader, delivered) == PAD + 24);
+    const _: () = assert!(offset_of!(PortHeader, filtered) == PAD + 32);
     const _: () = assert!(offset_of!(PortHeader, futex) == 2 * PAD);
     const _: () = assert!(offset_of!(PortHeader, sleeping) == 2 * PAD + 4);
     const _: () = assert!(offset_of!(PortHeader, mailbox_ack) == 3 * PAD);

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use ringbus::broker::{install_stop_handlers, Broker, BrokerOptions, Config};
 use ringbus::client::{Client, ClientError, Mode, SubscribeOptions, TopicConfig};
-use ringbus::control::{paths, ErrorCode, TopicInfo};
+use ringbus::control::{is_pattern, paths, ErrorCode, TopicInfo};
 use ringbus::ring::{PublishError, RecvError, Start};
 use ringbus::wait::WaitStrategy;
 
@@ -118,7 +118,9 @@ pub struct PubArgs {
 /// `ringbus sub`.
 #[derive(Debug, Args)]
 pub struct SubArgs {
-    /// Topic name.
+    /// Topic name, or a pattern of topics: `*` matches one segment, a final
+    /// `>` the rest (`'md.>'`, `'md.*.AAPL'`; quote it for the shell).
+    /// Topics created later that match are read too.
     pub topic: String,
     /// Exit after N messages.
     #[arg(long, value_name = "N")]
@@ -310,12 +312,17 @@ fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
                         Ok(s) => ("text", json_string(s)),
                         Err(_) => ("hex", format!("\"{}\"", hex(payload))),
                     };
+                    let topic = sub.topic_name(d.topic).unwrap_or_default();
                     writeln!(
                         out,
-                        "{{\"ring\":{},\"seq\":{},\"tag\":{},\"timestamp\":{},\"len\":{},\"{k}\":{v}}}",
-                        d.ring_id, d.info.seq, d.info.tag, d.info.timestamp, d.info.len
+                        "{{\"topic\":{},\"ring\":{},\"seq\":{},\"tag\":{},\"timestamp\":{},\"len\":{},\"{k}\":{v}}}",
+                        json_string(topic), d.ring_id, d.info.seq, d.info.tag, d.info.timestamp, d.info.len
                     )
                 } else {
+                    // A pattern's messages say which topic they came from.
+                    if is_pattern(&a.topic) {
+                        write!(out, "{} ", sub.topic_name(d.topic).unwrap_or_default())?;
+                    }
                     match std::str::from_utf8(payload) {
                         Ok(s) => writeln!(out, "{s}"),
                         Err(_) => writeln!(out, "{}", hex(payload)),

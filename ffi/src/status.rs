@@ -324,6 +324,9 @@ pub(crate) fn recv_error(e: RecvError) -> Failed {
             fail(RINGBUS_ERR_BUFFER_TOO_SMALL, format_args!("{e}"))
         }
         RecvError::Corrupt { .. } => fail(RINGBUS_ERR_CORRUPT, format_args!("{e}")),
+        // Only a Rust predicate can panic; C ones are not given panics to
+        // report.
+        RecvError::FilterPanicked { .. } => fail(RINGBUS_ERR_PANIC, format_args!("{e}")),
     }
 }
 

@@ -26,9 +26,11 @@
 //! [6, lease]                             Detach
 //! [7, offset]                            ListTopics (0xff: u32::MAX)
 //! [8]                                    Stats
+//! [9, pattern]                           SubscribePattern (PATTERNS)
+//! [10, lease]                            FetchMatches
 //! ```
 //!
-//! Missing bytes read as 0; the kind is `body[0] % 9`.
+//! Missing bytes read as 0; the kind is `body[0] % 11`.
 
 use ringbus::control::frame::{Request, PROTOCOL_VERSION};
 use ringbus::ring::{Mode, TopicConfig};
@@ -126,6 +128,9 @@ pub const HELLO_VERSIONS: [(u16, u16); 7] = [
     (PROTOCOL_VERSION, 1),
 ];
 
+/// Patterns structured requests pick from (the last two are invalid).
+pub const PATTERNS: [&str; 6] = [">", "a.>", "*.x", "md.*", "a..>", "x>"];
+
 /// Topics a structured request names, by selector: valid ones, the one
 /// the harness's broker declares, a longest valid name and invalid ones.
 pub const TOPICS: [&str; 7] = [
@@ -201,7 +206,7 @@ pub fn request(body: &[u8], seen: &Seen) -> Request {
     let b = |i: usize| body.get(i).copied().unwrap_or(0);
     let topic = |i: usize| TOPICS[usize::from(b(i)) % TOPICS.len()].to_owned();
     let cfg = |i: usize| config([b(i), b(i + 1), b(i + 2), b(i + 3)]);
-    match b(0) % 9 {
+    match b(0) % 11 {
         0 => {
             let (min_version, max_version) =
                 HELLO_VERSIONS[usize::from(b(1)) % HELLO_VERSIONS.len()];
@@ -243,7 +248,15 @@ pub fn request(body: &[u8], seen: &Seen) -> Request {
                 u32::from(b(1))
             },
         },
-        _ => Request::Stats,
+        8 => Request::Stats,
+        9 => Request::SubscribePattern {
+            pattern: PATTERNS[usize::from(b(1)) % PATTERNS.len()].to_owned(),
+            start: ringbus::ring::Start::Earliest,
+            held: vec![],
+        },
+        _ => Request::FetchMatches {
+            lease: seen.lease(b(1)),
+        },
     }
 }
 

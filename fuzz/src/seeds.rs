@@ -11,8 +11,8 @@
 
 use ringbus::control::codec::{encode_reply, encode_request, HEADER_LEN, MAX_REQUEST};
 use ringbus::control::frame::{
-    BrokerStats, ErrorCode, PortRef, Reply, Request, RingInfo, RingRef, TopicConfig, TopicInfo,
-    MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
+    BrokerStats, ErrorCode, PortInfo, PortRef, Reply, Request, RingInfo, RingRef, TopicConfig,
+    TopicInfo, MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
 };
 use ringbus::ring::Mode;
 
@@ -105,6 +105,13 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
         min_cursor: Some(4),
         dropped: 0,
         bytes: 8192,
+        ports: vec![PortInfo {
+            pid: 101,
+            pos: Some(4),
+            delivered: 3,
+            filtered: 1,
+            dropped: 0,
+        }],
     };
     vec![
         (

@@ -355,7 +355,14 @@ impl Run<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     panic!("no reply within {PATIENCE:?} to a frame expecting {expect:?}")
                 }
-                // Reset, or read side shut down by the input.
+                // The broker closed with our next frame unread (a reset
+                // rather than end of file: which one depends on timing).
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    self.slots[slot] = None;
+                    self.out.closed_by_broker += 1;
+                    return;
+                }
+                // Read side shut down by the input.
                 Err(_) => {
                     self.slots[slot] = None;
                     return;
@@ -388,6 +395,13 @@ impl Run<'_> {
             }
             Reply::Rings { rings, .. } => {
                 self.seen.rings.extend(rings.iter().map(|r| r.ring_id));
+            }
+            Reply::PatternSubscribed { lease, topics, .. } => {
+                self.seen.leases.push(*lease);
+                self.seen.leases.extend(topics.iter().map(|t| t.lease));
+            }
+            Reply::Matches { topics, .. } => {
+                self.seen.leases.extend(topics.iter().map(|t| t.lease));
             }
             _ => {}
         }
@@ -448,6 +462,11 @@ fn check_answer(expect: &Expect, reply: &Reply) {
                 | (Request::Subscribe { .. }, Reply::Subscribed { .. })
                 | (Request::FetchRings { .. }, Reply::Rings { .. })
                 | (Request::RingReady { .. }, Reply::Ready { .. })
+                | (
+                    Request::SubscribePattern { .. },
+                    Reply::PatternSubscribed { .. }
+                )
+                | (Request::FetchMatches { .. }, Reply::Matches { .. })
                 | (Request::Detach { .. }, Reply::Detached { .. })
                 | (Request::ListTopics { .. }, Reply::Topics { .. })
                 | (Request::Stats, Reply::Stats(_))

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::control::codec::encode_reply;
 use crate::control::frame::{
-    BrokerStats, ErrorCode, PortRef, Reply, Request, RingInfo, RingRef, TopicInfo,
-    MAX_RINGS_PER_TOPIC, MAX_TOPICS_PER_PAGE,
+    BrokerStats, ErrorCode, PortInfo, PortRef, Reply, Request, RingInfo, RingRef, TopicInfo,
+    MAX_PORTS_LISTED, MAX_RINGS_PER_TOPIC, MAX_TOPICS_PER_PAGE,
 };
 use crate::control::segment::TopicSegment;
 use crate::control::{socket, PeerCred};
@@ -533,6 +533,24 @@ impl Ring {
             min_cursor: cursors.iter().copied().min(),
             dropped: self.ports.iter().map(|p| p.port.dropped()).sum(),
             bytes: s.data_len + s.lobby_len + self.ports.len() as u64 * s.port_len,
+            ports: self
+                .ports
+                .iter()
+                .take(MAX_PORTS_LISTED)
+                .map(|p| {
+                    let h = p.port.header();
+                    let pos = p.port.pos();
+                    // Relaxed: counts for display, published by the
+                    // subscriber now and then.
+                    PortInfo {
+                        pid: p.pid,
+                        pos: (pos != crate::layout::CURSOR_FREE).then_some(pos),
+                        delivered: h.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                        filtered: h.filtered.load(std::sync::atomic::Ordering::Relaxed),
+                        dropped: p.port.dropped(),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -1457,10 +1475,15 @@ impl State {
             .collect();
         let mut topics = Vec::new();
         // Keep the page under the frame limit: a topic costs at most about
-        // 280 bytes plus 41 per ring.
+        // 280 bytes plus 43 per ring and 36 per port listed.
         let mut budget = crate::control::codec::MAX_FRAME - 64;
         for (name, t) in visible.iter().skip(offset as usize) {
-            let cost = 280 + 41 * t.rings.len();
+            let ports: usize = t
+                .rings
+                .values()
+                .map(|r| r.ports.len().min(MAX_PORTS_LISTED))
+                .sum();
+            let cost = 280 + 43 * t.rings.len() + 36 * ports;
             if topics.len() == MAX_TOPICS_PER_PAGE || (cost > budget && !topics.is_empty()) {
                 break;
             }

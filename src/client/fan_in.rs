@@ -3,7 +3,7 @@
 //! the one-ring spin and zero-copy receives alike.
 
 use super::Delivery;
-use crate::ring::{Consumer, RecvError};
+use crate::ring::{Consumer, Filter, RecvError};
 use crate::wait::WaitStrategy;
 
 /// One ring of a subscription.
@@ -26,6 +26,13 @@ pub(super) struct FanIn {
     last_ring: u64,
     /// Losses of rings dropped after their end (overwrite mode).
     lagged_dropped: u64,
+    /// Messages filtered on rings dropped after their end.
+    filtered_dropped: u64,
+    /// What the subscription keeps (see `Subscriber::filter_tags`), and
+    /// whether it turns anything down: an unfiltered receive never looks
+    /// at it.
+    pub filter: Filter,
+    pub filtering: bool,
     /// Losses to report before anything else, oldest first: a ring joined
     /// past the position asked for (see `Subscriber::attach`). Looked at
     /// only on the receive's cold paths (the subscriber routes the next
@@ -39,13 +46,21 @@ impl FanIn {
     /// than copied from a returned `MessageInfo` (see
     /// `Consumer::try_recv_map`).
     #[inline(always)]
-    fn take_from(ring: &mut SubRing, buf: &mut [u8]) -> Result<Delivery, RecvError> {
+    fn take_from(
+        ring: &mut SubRing,
+        buf: &mut [u8],
+        filter: Option<&mut Filter>,
+    ) -> Result<Delivery, RecvError> {
         let (ring_id, topic) = (ring.ring_id, ring.topic);
-        ring.consumer.try_recv_map(buf, |info| Delivery {
+        let wrap = |info| Delivery {
             ring_id,
             topic,
             info,
-        })
+        };
+        match filter {
+            None => ring.consumer.try_recv_map(buf, wrap),
+            Some(f) => ring.consumer.try_recv_filtered(buf, f, wrap),
+        }
     }
 
     /// One look at every ring, from the one after the last that delivered.
@@ -55,8 +70,9 @@ impl FanIn {
     /// around the call.
     #[inline(always)]
     pub fn take(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
+        let filter = self.filtering.then_some(&mut self.filter);
         if let [ring] = self.rings.as_mut_slice() {
-            return match Self::take_from(ring, buf) {
+            return match Self::take_from(ring, buf, filter) {
                 Ok(d) => {
                     self.next = 1;
                     self.last_ring = d.ring_id;
@@ -78,7 +94,8 @@ impl FanIn {
             if i >= n {
                 i = 0;
             }
-            match Self::take_from(&mut self.rings[i], buf) {
+            let filter = self.filtering.then_some(&mut self.filter);
+            match Self::take_from(&mut self.rings[i], buf, filter) {
                 Ok(d) => {
                     self.next = i + 1;
                     self.last_ring = d.ring_id;
@@ -107,7 +124,8 @@ impl FanIn {
             return None;
         };
         loop {
-            match Self::take_from(ring, buf) {
+            let filter = self.filtering.then_some(&mut self.filter);
+            match Self::take_from(ring, buf, filter) {
                 Ok(d) => {
                     self.next = 1;
                     self.last_ring = d.ring_id;
@@ -137,7 +155,26 @@ impl FanIn {
 
     fn drop_ring(&mut self, i: usize) {
         let ring = self.rings.remove(i);
+        ring.consumer.report_counts();
         self.lagged_dropped += ring.consumer.lagged_total();
+        self.filtered_dropped += ring.consumer.filtered_total();
+    }
+
+    /// Messages the filter turned down, over all rings ever held.
+    pub fn filtered_total(&self) -> u64 {
+        self.filtered_dropped
+            + self
+                .rings
+                .iter()
+                .map(|r| r.consumer.filtered_total())
+                .sum::<u64>()
+    }
+
+    /// Publishes each ring's delivered and filtered counts in its port.
+    pub fn report_counts(&self) {
+        for r in &self.rings {
+            r.consumer.report_counts();
+        }
     }
 
     /// The index of a ring with something to read (a message, a lag or a
@@ -160,11 +197,26 @@ impl FanIn {
             if i >= n {
                 i = 0;
             }
-            let c = &self.rings[i].consumer;
-            if !c.is_ready() {
+            if !self.rings[i].consumer.is_ready() {
                 i += 1;
                 continue;
             }
+            if self.filtering {
+                // What the filter turns down is passed over here, so that
+                // the ring returned has a message to give.
+                match self.rings[i].consumer.skip_unwanted(&mut self.filter) {
+                    Ok(()) => {}
+                    Err(RecvError::Empty) => {
+                        let c = &self.rings[i].consumer;
+                        if !(c.ended() && c.backlog() == 0) {
+                            i += 1;
+                            continue;
+                        }
+                    }
+                    Err(e) => return self.failed(i, e).map(|_| i),
+                }
+            }
+            let c = &self.rings[i].consumer;
             self.last_ring = self.rings[i].ring_id;
             // Closed and nothing left past our position: `closed` is set
             // after the publisher's last message, so this is final.

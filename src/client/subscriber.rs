@@ -10,7 +10,7 @@ use super::{unexpected, Client, ClientError};
 use crate::control::frame::{MatchedTopic, RefusedTopic, Reply, Request, RingRef};
 use crate::control::segment::TopicSegment;
 use crate::control::ConnectionError;
-use crate::ring::{Consumer, MessageInfo, RecvError, Start, TopicConfig};
+use crate::ring::{Consumer, Filter, FilterError, MessageInfo, RecvError, Start, TopicConfig};
 use crate::wait::{Limit, WaitStrategy};
 
 /// How a subscriber starts and waits.
@@ -500,6 +500,7 @@ impl Subscriber {
     #[inline(never)]
     pub(super) fn look_around(&mut self) -> Option<RecvError> {
         self.since_check = 0;
+        self.fan_in.report_counts();
         self.check_broker(Instant::now());
         self.refresh();
         self.fan_in.take_pending()
@@ -717,6 +718,54 @@ impl Subscriber {
                 }
             })
             .collect()
+    }
+
+    /// Delivers only the messages whose tag satisfies `tag & mask ==
+    /// value` (and the other filters), skipping the rest before their
+    /// payload is copied; a skipped message counts as read (a back-pressure
+    /// publisher does not wait for it) and in [`Subscriber::filtered_total`].
+    /// `mask` 0 drops this condition.
+    ///
+    /// # Errors
+    /// [`FilterError::ValueOutsideMask`]: no tag could match.
+    pub fn filter_tags(&mut self, mask: u64, value: u64) -> Result<(), FilterError> {
+        self.fan_in.filter.set_tag_mask(mask, value)?;
+        self.fan_in.filtering = !self.fan_in.filter.keeps_all();
+        Ok(())
+    }
+
+    /// Delivers only the messages whose tag is one of `tags` (at most
+    /// [`crate::ring::MAX_FILTER_TAGS`]; empty drops this condition), as
+    /// [`Subscriber::filter_tags`] does.
+    ///
+    /// # Errors
+    /// [`FilterError::TooManyTags`].
+    pub fn filter_tag_set(&mut self, tags: &[u64]) -> Result<(), FilterError> {
+        self.fan_in.filter.set_tags(tags)?;
+        self.fan_in.filtering = !self.fan_in.filter.keeps_all();
+        Ok(())
+    }
+
+    /// Delivers only the messages `predicate` accepts, given the message's
+    /// info and payload before it is copied out: in place on a
+    /// back-pressure ring; on an overwrite ring, the validated copy in the
+    /// receive's buffer (a torn read never reaches the predicate's
+    /// verdict). It runs after the tag filters. A predicate that panics
+    /// costs the message ([`RecvError::FilterPanicked`]), not the process.
+    pub fn filter(&mut self, predicate: impl FnMut(&MessageInfo, &[u8]) -> bool + Send + 'static) {
+        self.fan_in.filter.set_predicate(Some(Box::new(predicate)));
+        self.fan_in.filtering = true;
+    }
+
+    /// Drops every filter: all messages are delivered again.
+    pub fn clear_filters(&mut self) {
+        self.fan_in.filter = Filter::default();
+        self.fan_in.filtering = false;
+    }
+
+    /// Messages the filters turned down, over all rings.
+    pub fn filtered_total(&self) -> u64 {
+        self.fan_in.filtered_total()
     }
 
     /// Messages lost, over all rings: overwritten before they were read

@@ -483,6 +483,14 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
                     }
                     w.u64(r.dropped);
                     w.u64(r.bytes);
+                    w.count("ports", r.ports.len(), MAX_PORTS_LISTED)?;
+                    for p in &r.ports {
+                        w.u32(p.pid);
+                        w.u64(p.pos.unwrap_or(u64::MAX));
+                        w.u64(p.delivered);
+                        w.u64(p.filtered);
+                        w.u64(p.dropped);
+                    }
                 }
             }
         }
@@ -870,6 +878,20 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                         },
                         dropped: r.u64("dropped")?,
                         bytes: r.u64("bytes")?,
+                        ports: {
+                            let np = r.count("ports", MAX_PORTS_LISTED, 36)?;
+                            (0..np)
+                                .map(|_| {
+                                    Ok(PortInfo {
+                                        pid: r.u32("port pid")?,
+                                        pos: Some(r.u64("port pos")?).filter(|&p| p != u64::MAX),
+                                        delivered: r.u64("delivered")?,
+                                        filtered: r.u64("filtered")?,
+                                        dropped: r.u64("port dropped")?,
+                                    })
+                                })
+                                .collect::<Result<_, DecodeError>>()?
+                        },
                     });
                 }
                 topics.push(TopicInfo {
@@ -960,6 +982,12 @@ mod tests {
             },
             Request::FetchRings { lease: 7, after: 9 },
             Request::RingReady { lease: 8 },
+            Request::SubscribePattern {
+                pattern: "md.*.>".into(),
+                start: Start::Earliest,
+                held: vec![(3, 4)],
+            },
+            Request::FetchMatches { lease: 2 },
             Request::Detach { lease: u64::MAX },
             Request::ListTopics { offset: 3 },
             Request::Stats,
@@ -976,6 +1004,22 @@ mod tests {
             min_cursor: Some(2),
             dropped: 5,
             bytes: 4096,
+            ports: vec![
+                PortInfo {
+                    pid: 9,
+                    pos: Some(3),
+                    delivered: 2,
+                    filtered: 1,
+                    dropped: 0,
+                },
+                PortInfo {
+                    pid: 10,
+                    pos: None,
+                    delivered: 0,
+                    filtered: 0,
+                    dropped: 7,
+                },
+            ],
         };
         vec![
             Reply::Welcome {
@@ -1017,6 +1061,24 @@ mod tests {
             },
             Reply::Detached { lease: 3 },
             Reply::Ready { lease: 3 },
+            Reply::PatternSubscribed {
+                lease: 4,
+                topics: vec![MatchedTopic {
+                    name: "md.a".into(),
+                    lease: 5,
+                    config: Some(cfg()),
+                }],
+                refused: vec![RefusedTopic {
+                    name: "md.b".into(),
+                    reason: "no".into(),
+                }],
+                more: true,
+            },
+            Reply::Matches {
+                topics: vec![],
+                refused: vec![],
+                more: false,
+            },
             Reply::PortAdded {
                 port_id: 7,
                 mailbox: true,

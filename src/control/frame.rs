@@ -193,8 +193,30 @@ pub struct RingInfo {
     pub min_cursor: Option<u64>,
     /// Messages lost to overwrites, summed over the cursor holders.
     pub dropped: u64,
-    /// Bytes of shared memory the ring uses (data plus control segments).
+    /// Bytes of shared memory the ring uses: data segment, lobby and
+    /// ports.
     pub bytes: u64,
+    /// Its subscribers' ports, at most [`MAX_PORTS_LISTED`].
+    pub ports: Vec<PortInfo>,
+}
+
+/// Most ports a [`RingInfo`] lists.
+pub const MAX_PORTS_LISTED: usize = 16;
+
+/// One subscriber of a ring, as listed by [`Reply::Topics`]. The counts
+/// are the subscriber's own, published every few dozen messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The subscriber's process (as the broker saw it).
+    pub pid: u32,
+    /// Its position (`None` once it let go of the port).
+    pub pos: Option<u64>,
+    /// Messages delivered to it.
+    pub delivered: u64,
+    /// Messages its filters turned down.
+    pub filtered: u64,
+    /// Messages it lost to overwrites.
+    pub dropped: u64,
 }
 
 impl RingInfo {

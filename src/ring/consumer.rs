@@ -3,6 +3,7 @@
 //! mailbox).
 
 use super::copy::{copy_out, copy_out_short};
+use super::filter::Filter;
 use super::latest::{LatestSlot, LATEST_HEAD};
 use super::port::Port;
 use super::region::{AttachError, RingRegion};
@@ -83,6 +84,13 @@ pub enum RecvError {
     /// publisher may rewrite the slot while it is being read).
     #[error("zero-copy receive is only available on back-pressure rings")]
     ZeroCopyUnsupported,
+    /// The subscription's predicate panicked on message `seq`, which is
+    /// skipped; the next receive goes on with the message after it.
+    #[error("the subscription's filter predicate panicked on message {seq}, which was skipped")]
+    FilterPanicked {
+        /// The sequence number of the skipped message.
+        seq: u64,
+    },
     /// The slot holds a length larger than the ring allows: the publisher
     /// wrote garbage. The message is skipped.
     #[error("corrupt slot: message {seq} claims {len} bytes, more than the ring's maximum")]
@@ -92,6 +100,20 @@ pub enum RecvError {
         /// The claimed length.
         len: u64,
     },
+}
+
+/// Most messages a filtered receive skips before it returns `Empty` (the
+/// ring still ready), so a receive returns within a bounded time.
+pub const SKIP_BUDGET: u32 = 1024;
+
+/// Runs `filter`'s predicate on a message: `Some(keep)`, or `None` if it
+/// panicked (the panic is caught: a predicate's bug costs the message, not
+/// the process).
+fn judge(filter: &mut Filter, info: &MessageInfo, bytes: &[u8]) -> Option<bool> {
+    match filter.predicate() {
+        None => Some(true),
+        Some(p) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p(info, bytes))).ok(),
+    }
 }
 
 /// After it sees the publisher ahead of it, a consumer reads this many
@@ -149,6 +171,11 @@ pub struct Consumer {
     /// Overwrite mode: where `try_recv_with` copies before validating.
     scratch: Vec<u8>,
     lagged: u64,
+    /// Messages a filter turned down (see `try_recv_filtered`).
+    filtered: u64,
+    /// Where this consumer started: every message from here to `next` was
+    /// delivered, filtered or lost.
+    origin: u64,
     /// This consumer has returned `EndOfStream`: nothing more will come.
     finished: bool,
     /// Where the last lap sent this consumer (see `lapped`), if it was
@@ -286,6 +313,8 @@ impl Consumer {
                 vec![0; c.max_message_size as usize]
             },
             lagged: 0,
+            filtered: 0,
+            origin: next,
             finished: false,
             resumed_at: None,
             region,
@@ -844,6 +873,136 @@ impl Consumer {
         if let Some(p) = &self.port {
             p.header().dropped.store(self.lagged, Ordering::Relaxed);
         }
+    }
+
+    /// Messages a filter turned down.
+    pub fn filtered_total(&self) -> u64 {
+        self.filtered
+    }
+
+    /// Messages delivered: every one read since this consumer started,
+    /// less those filtered and lost.
+    pub fn delivered_total(&self) -> u64 {
+        (self.next.wrapping_sub(self.origin))
+            .saturating_sub(self.filtered)
+            .saturating_sub(self.lagged)
+    }
+
+    /// Writes the delivered and filtered counts into the port, for the
+    /// broker's listing (`ringbus topics`).
+    pub fn report_counts(&self) {
+        if let Some(p) = &self.port {
+            let h = p.header();
+            // Relaxed: figures for display, read by the broker whenever.
+            h.delivered.store(self.delivered_total(), Ordering::Relaxed);
+            h.filtered.store(self.filtered, Ordering::Relaxed);
+        }
+    }
+
+    /// Receives the next message `filter` keeps into `buf`, skipping
+    /// (as read) those it turns down: by tag from the slot header before
+    /// anything is copied, by predicate in place on a back-pressure ring
+    /// (the slot is the subscriber's until it moves on) and over the
+    /// validated copy in `buf` on an overwrite ring. Each tag is read
+    /// after the message's stamp and checked against it again before the
+    /// message is skipped: a tag of a newer message never decides. At most
+    /// [`SKIP_BUDGET`] messages are skipped per call (`Empty` then, with
+    /// the ring still ready).
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`]; [`RecvError::FilterPanicked`].
+    pub fn try_recv_filtered<T>(
+        &mut self,
+        buf: &mut [u8],
+        filter: &mut Filter,
+        wrap: impl FnOnce(MessageInfo) -> T,
+    ) -> Result<T, RecvError> {
+        for _ in 0..SKIP_BUDGET {
+            self.skip_unwanted(filter)?;
+            let (info, payload, s1) = self.peek(usize::MAX)?;
+            if info.len > buf.len() {
+                return Err(RecvError::BufferTooSmall { needed: info.len });
+            }
+            // SAFETY: `peek` checked `len <= max`, so the copy stays in the
+            // payload area, and `len <= buf.len()`.
+            unsafe { copy_out(payload, &mut buf[..info.len]) };
+            self.finish_copy(info.seq, s1)?;
+            if self.backpressure {
+                return Ok(wrap(info));
+            }
+            // Overwrite ring: the predicate runs on the validated copy.
+            match judge(filter, &info, &buf[..info.len]) {
+                Some(true) => return Ok(wrap(info)),
+                Some(false) => self.filtered += 1,
+                None => {
+                    self.filtered += 1;
+                    return Err(RecvError::FilterPanicked { seq: info.seq });
+                }
+            }
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// [`Consumer::try_recv_ref`] of the next message `filter` keeps (see
+    /// [`Consumer::try_recv_filtered`]).
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv_ref`]; [`RecvError::FilterPanicked`].
+    pub fn try_recv_ref_filtered(
+        &mut self,
+        filter: &mut Filter,
+    ) -> Result<MessageRef<'_>, RecvError> {
+        if !self.backpressure {
+            return Err(RecvError::ZeroCopyUnsupported);
+        }
+        self.skip_unwanted(filter)?;
+        self.try_recv_ref()
+    }
+
+    /// Moves past the messages `filter` turns down, up to the first it
+    /// keeps (not consumed). The predicate is consulted here only on a
+    /// back-pressure ring, in place.
+    ///
+    /// # Errors
+    /// `Empty` when nothing kept is ready (after at most [`SKIP_BUDGET`]
+    /// skips); otherwise as [`Consumer::try_recv`];
+    /// [`RecvError::FilterPanicked`].
+    pub fn skip_unwanted(&mut self, filter: &mut Filter) -> Result<(), RecvError> {
+        for _ in 0..SKIP_BUDGET {
+            let (info, payload, s1) = self.peek(usize::MAX)?;
+            let keep = if filter.keeps_tag(info.tag) {
+                if !self.backpressure {
+                    return Ok(());
+                }
+                // SAFETY: a back-pressure slot is not rewritten until our
+                // cursor moves past it (the publisher waits for it), and
+                // `peek` checked the length against the slot's size.
+                let bytes = unsafe { std::slice::from_raw_parts(payload, info.len) };
+                match judge(filter, &info, bytes) {
+                    Some(k) => k,
+                    None => {
+                        self.advance();
+                        self.filtered += 1;
+                        return Err(RecvError::FilterPanicked { seq: info.seq });
+                    }
+                }
+            } else {
+                // The tag was read after the stamp: check that it is still
+                // this message's (as `finish_copy` does for a payload).
+                fence(Ordering::Acquire);
+                let s2 = self.slot(info.seq).0.stamp.load(Ordering::Relaxed);
+                if s2 != s1 {
+                    return Err(self.lapped(info.seq, s2));
+                }
+                false
+            };
+            if keep {
+                return Ok(());
+            }
+            self.advance();
+            self.filtered += 1;
+        }
+        Err(RecvError::Empty)
     }
 }
 

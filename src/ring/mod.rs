@@ -86,12 +86,14 @@
 
 mod consumer;
 mod copy;
+mod filter;
 mod latest;
 mod port;
 mod producer;
 mod region;
 
-pub use consumer::{Consumer, MessageInfo, MessageRef, RecvError, Start};
+pub use consumer::{Consumer, MessageInfo, MessageRef, RecvError, Start, SKIP_BUDGET};
+pub use filter::{Filter, FilterError, Predicate, MAX_FILTER_TAGS};
 pub(crate) use port::init as init_port;
 pub use port::{Port, PortFlags};
 pub use producer::{Loan, PortChange, PortSource, Producer, PublishError, MAX_MAILBOXES};
