@@ -141,6 +141,26 @@ pub struct SubArgs {
     /// adaptive (spin briefly, then block).
     #[arg(long, value_name = "WAIT", default_value = "adaptive")]
     pub wait: WaitStrategy,
+    /// Print only messages with this tag (repeat for a set of up to 64
+    /// tags). Decimal or 0x-hex.
+    #[arg(long, value_name = "TAG", value_parser = parse_u64, conflicts_with_all = ["tag_mask", "tag_value"])]
+    pub tag: Vec<u64>,
+    /// Print only messages whose `tag & MASK == VALUE` (with --tag-value).
+    #[arg(long, value_name = "MASK", value_parser = parse_u64, requires = "tag_value")]
+    pub tag_mask: Option<u64>,
+    /// The value for --tag-mask.
+    #[arg(long, value_name = "VALUE", value_parser = parse_u64, requires = "tag_mask")]
+    pub tag_value: Option<u64>,
+}
+
+/// A `u64` in decimal or `0x` hexadecimal.
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
+        None => t.replace('_', "").parse(),
+    };
+    r.map_err(|e| format!("{s:?} is not a 64-bit unsigned number (decimal or 0x-hex): {e}"))
 }
 
 /// `--json` for listing commands.
@@ -284,6 +304,13 @@ fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
     let mut sub = client
         .subscriber(&a.topic, options)
         .with_context(|| format!("cannot subscribe to {:?}", a.topic))?;
+    if let (Some(mask), Some(value)) = (a.tag_mask, a.tag_value) {
+        sub.filter_tags(mask, value)
+            .context("bad --tag-mask/--tag-value")?;
+    }
+    if !a.tag.is_empty() {
+        sub.filter_tag_set(&a.tag).context("bad --tag")?;
+    }
     let mut buf = vec![0u8; 64 << 20];
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
@@ -478,6 +505,17 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
                 r.lag().map_or("-".into(), |l| l.to_string()),
                 r.dropped,
             )?;
+            for p in &r.ports {
+                writeln!(
+                    out,
+                    "    subscriber pid {:<8} at {:<10} delivered {:<10} filtered {:<10} drops {}",
+                    p.pid,
+                    p.pos.map_or("-".into(), |s| s.to_string()),
+                    p.delivered,
+                    p.filtered,
+                    p.dropped,
+                )?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -495,8 +533,22 @@ fn topic_json(t: &TopicInfo) -> String {
         .rings
         .iter()
         .map(|r| {
+            let ports: Vec<String> = r
+                .ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{{\"pid\":{},\"position\":{},\"delivered\":{},\"filtered\":{},\"drops\":{}}}",
+                        p.pid,
+                        opt_json(p.pos),
+                        p.delivered,
+                        p.filtered,
+                        p.dropped
+                    )
+                })
+                .collect();
             format!(
-                "{{\"ring_id\":{},\"publisher_pid\":{},\"closed\":{},\"messages\":{},\"last_seq\":{},\"cursors\":{},\"lag\":{},\"drops\":{},\"bytes\":{}}}",
+                "{{\"ring_id\":{},\"publisher_pid\":{},\"closed\":{},\"messages\":{},\"last_seq\":{},\"cursors\":{},\"lag\":{},\"drops\":{},\"bytes\":{},\"subscribers\":[{}]}}",
                 r.ring_id,
                 r.publisher_pid,
                 r.closed,
@@ -505,7 +557,8 @@ fn topic_json(t: &TopicInfo) -> String {
                 r.cursors,
                 opt_json(r.lag()),
                 r.dropped,
-                r.bytes
+                r.bytes,
+                ports.join(",")
             )
         })
         .collect();

@@ -131,27 +131,6 @@ fn kill9_backpressure_subscriber_stops_gating_the_publisher() {
     assert!(client.stats().unwrap().clients_reaped >= 1);
 }
 
-/// A directory every user can reach, for what a process of another uid
-/// must open: the checkout, `target/` and `$TMPDIR` may sit under a 0700
-/// directory (a clone in `/root` or under `mktemp -d`).
-fn world_reachable_dir(name: &str) -> TestDir {
-    use std::os::unix::fs::PermissionsExt;
-    let base = ["/tmp", "/dev/shm", "/var/tmp"]
-        .into_iter()
-        .map(std::path::Path::new)
-        .find(|b| {
-            // Every directory from the root down is searchable by others.
-            b.ancestors().all(|a| {
-                std::fs::metadata(a)
-                    .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
-            })
-        })
-        .expect("no directory that every user may enter (/tmp, /dev/shm or /var/tmp with o+x)");
-    let dir = TestDir::new_in(base, name);
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 #[test]
 fn acl_applies_to_a_client_running_as_another_uid() {
     assert!(
@@ -338,6 +317,134 @@ fn cli_pub_sub_topics_stats() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no broker at") && err.contains("ringbus serve"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_sub_filters_by_tag_and_topics_shows_the_counts() {
+    let dir = TestDir::new("mp-tag");
+    let _broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    let sub = |args: &[&str]| {
+        KillOnDrop(
+            ringbus(&dir.socket())
+                .args(["sub", "tag.t", "--json", "--from", "earliest"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // A tag set, a mask and value, and one that keeps reading: it shows
+    // its counts in `ringbus topics`.
+    let mut set = sub(&["--tag", "3", "--tag", "0x5", "--count", "4"]);
+    let mut masked = sub(&["--tag-mask", "0xf0", "--tag-value", "0x10", "--count", "3"]);
+    let mut live = sub(&["--tag", "7"]);
+    eventually("three subscribers", || {
+        let t = client.topics().ok()?;
+        (t.iter().find(|t| t.name == "tag.t")?.subscribers == 3).then_some(())
+    });
+    let mut p = client
+        .publisher(
+            "tag.t",
+            TopicConfig {
+                max_message_size: 64,
+                capacity: 64,
+                mode: Mode::Backpressure,
+                max_subscribers: 4,
+            },
+        )
+        .unwrap();
+    let tags = [0u64, 3, 0x10, 5, 0x1f, 7, 3, 0x11, 5, 0x20, 0x10];
+    for (i, &t) in tags.iter().enumerate() {
+        p.publish_timeout(format!("m{i}").as_bytes(), t, PATIENCE)
+            .unwrap();
+    }
+    let read = |c: &mut KillOnDrop| -> Vec<(u64, String)> {
+        let lines: Vec<String> = BufReader::new(c.0.stdout.take().unwrap())
+            .lines()
+            .map(Result::unwrap)
+            .collect();
+        assert!(c.0.wait().unwrap().success());
+        lines
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["tag"].as_u64().unwrap(),
+                    v["text"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let got = read(&mut set);
+    assert_eq!(
+        got,
+        [(3, "m1"), (5, "m3"), (3, "m6"), (5, "m8")].map(|(t, m)| (t, m.to_string()))
+    );
+    let got = read(&mut masked);
+    assert_eq!(
+        got,
+        [(0x10, "m2"), (0x1f, "m4"), (0x11, "m7")].map(|(t, m)| (t, m.to_string()))
+    );
+    // The live subscriber read all 11: 1 delivered, 10 filtered.
+    let ports = eventually("the live subscriber's counts", || {
+        let out = ringbus(&dir.socket())
+            .args(["topics", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ports = v[0]["rings"][0]["subscribers"].as_array()?.clone();
+        let pid = u64::from(live.0.id());
+        let mine = ports.iter().find(|p| p["pid"].as_u64() == Some(pid))?;
+        (mine["delivered"] == 1 && mine["filtered"] == 10).then_some(ports)
+    });
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let out = ringbus(&dir.socket()).args(["topics"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("subscriber pid {:<8}", live.0.id()))
+            && text.contains("delivered 1 ")
+            && text.contains("filtered 10 "),
+        "{text}"
+    );
+    drop(p);
+    kill9(&mut live.0);
+
+    // Bad filters: a clear error, before anything is read.
+    for (args, want) in [
+        (vec!["--tag", "zz"], "not a 64-bit unsigned number"),
+        (vec!["--tag-mask", "0x1"], "--tag-value"),
+        (
+            vec!["--tag-mask", "0x1", "--tag-value", "0x2"],
+            "bits outside mask",
+        ),
+        (
+            vec!["--tag", "1", "--tag-mask", "1", "--tag-value", "1"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = ringbus(&dir.socket())
+            .args(["sub", "tag.t"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let many: Vec<String> = (0..65)
+        .flat_map(|i| ["--tag".into(), i.to_string()])
+        .collect();
+    let out = ringbus(&dir.socket())
+        .args(["sub", "tag.t"])
+        .args(&many)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("at most 64 tags"),
         "{err}"
     );
 }

@@ -138,6 +138,27 @@ pub fn kill9(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A directory every user can reach, for what a process of another uid
+/// must open: the checkout, `target/` and `$TMPDIR` may sit under a 0700
+/// directory (a clone in `/root` or under `mktemp -d`).
+pub fn world_reachable_dir(name: &str) -> TestDir {
+    use std::os::unix::fs::PermissionsExt;
+    let base = ["/tmp", "/dev/shm", "/var/tmp"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|b| {
+            // Every directory from the root down is searchable by others.
+            b.ancestors().all(|a| {
+                std::fs::metadata(a)
+                    .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+            })
+        })
+        .expect("no directory that every user may enter (/tmp, /dev/shm or /var/tmp with o+x)");
+    let dir = TestDir::new_in(base, name);
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 pub struct KillOnDrop(pub Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
