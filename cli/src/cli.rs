@@ -62,7 +62,8 @@ pub enum Command {
 /// `ringbus serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Directory for ring files, on tmpfs [default: /dev/shm/ringbus-$UID]
+    /// Data directory: the broker's lock and its keeper's socket
+    /// [default: /dev/shm/ringbus-$UID]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// TOML config: topics, ACL rules, limits.

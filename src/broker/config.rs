@@ -94,7 +94,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// Socket path (a `--socket` flag or `RINGBUS_SOCKET` wins).
     pub socket: Option<PathBuf>,
-    /// Data directory for ring files (a `--data-dir` flag wins).
+    /// Data directory: the broker's lock and its keeper's socket (a
+    /// `--data-dir` flag wins).
     pub data_dir: Option<PathBuf>,
     /// Permission bits of the socket file. Default `0o666`: the socket
     /// admits anyone who can reach it and the ACL decides.

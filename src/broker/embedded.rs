@@ -134,7 +134,7 @@ impl EmbeddedBroker {
         &self.socket
     }
 
-    /// The directory of the broker's ring files.
+    /// The broker's data directory (its lock and its keeper's socket).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -89,7 +89,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BrokerError {
 pub struct BrokerOptions {
     /// Socket path.
     pub socket: PathBuf,
-    /// Directory for ring files (tmpfs).
+    /// The data directory: the broker's lock and its keeper's socket.
     pub data_dir: PathBuf,
     /// Limits, topics, ACL.
     pub config: Config,
