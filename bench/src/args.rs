@@ -452,6 +452,32 @@ mod tests {
     }
 
     #[test]
+    fn patterns_and_filters_sit_after_their_exact_topic_rows() {
+        use crate::scenario::{list, Scenario};
+        let p = plan(&BenchArgs::default()).unwrap();
+        let rows: Vec<Scenario> = list(&p).into_iter().map(|(s, _)| s).collect();
+        let routed: Vec<Scenario> = rows
+            .iter()
+            .copied()
+            .filter(|s| s.unrouted().is_some())
+            .collect();
+        // Both modes' pattern ping-pongs; the back-pressure filtered stream.
+        assert_eq!(routed.len(), 3 * p.sizes.len(), "{routed:?}");
+        for r in routed {
+            let at = |x: Scenario| rows.iter().position(|s| *s == x).unwrap();
+            assert!(at(r.unrouted().unwrap()) < at(r), "{r:?}");
+            assert_eq!(r.floor(), r.unrouted());
+        }
+        // Through the broker only.
+        let direct = plan(&BenchArgs {
+            direct: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(list(&direct).iter().all(|(s, _)| s.unrouted().is_none()));
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_panic() {
         let cases = [
             BenchArgs {

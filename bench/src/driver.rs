@@ -215,6 +215,25 @@ impl Receipts {
         }
     }
 
+    /// One past the highest sequence number seen.
+    pub fn next(&self) -> u64 {
+        self.end
+    }
+
+    /// Message `index` arrived, and every one since the last one seen was
+    /// filtered out by the subscriber: all of them count as got through
+    /// (a filtered stream's rate). No latency is recorded.
+    pub fn got_through(&mut self, index: u64) {
+        if !self.started && index + 1 >= self.warmup {
+            self.started = true;
+            self.start_ns = monotonic_ns();
+        }
+        if index >= self.warmup {
+            self.received += index + 1 - self.end.max(self.warmup);
+        }
+        self.end = index + 1;
+    }
+
     /// The result, ending the measured interval now. Messages lost
     /// (overwrite mode) are the measured sequence numbers up to the last one
     /// seen that were never received, however the subscriber was lapped.
@@ -252,6 +271,18 @@ mod tests {
             trusted: false,
             mailboxes: false,
         }
+    }
+
+    #[test]
+    fn a_filtered_stream_counts_what_it_got_through() {
+        // Warm-up 20; kept: every 16th message of 0..100.
+        let mut r = Receipts::new(&params(20, 80), false);
+        for seq in (0..100).step_by(16) {
+            r.got_through(seq);
+        }
+        // Kept 96 last: messages 20..=96 got through, lost none.
+        let s = r.finish();
+        assert_eq!((s.received, s.lost), (77, 0));
     }
 
     #[test]

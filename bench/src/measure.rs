@@ -112,7 +112,9 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         Scenario::UnixPingPong { .. }
         | Scenario::RingPingPong { .. }
         | Scenario::RingThroughput { .. }
-        | Scenario::RingLatency { .. } => CONTROL_SIZE,
+        | Scenario::RingLatency { .. }
+        | Scenario::PatternPingPong { .. }
+        | Scenario::FilteredThroughput { .. } => CONTROL_SIZE,
     };
     let region = Arc::new(Region::create(len)?);
     let n = scenario.children();
@@ -128,7 +130,15 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
     if let Some((wait, mode)) = scenario.ring() {
         let cfg = ring::config(p, mode, n)?;
         let pingpong = scenario.metric() == Metric::PingPong;
-        let (e, l, files) = ring::parent_setup(ctx.broker, measurement, &cfg, wait, pingpong, p)?;
+        let (e, l, files) = ring::parent_setup(
+            ctx.broker,
+            measurement,
+            &cfg,
+            wait,
+            pingpong,
+            scenario.route(),
+            p,
+        )?;
         ends = Some(e);
         link = Some(l);
         rings = files;
@@ -180,15 +190,17 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             copy_ring::parent(&region, p, kind)?;
             None
         }
-        Scenario::RingPingPong { .. } => match ends {
+        Scenario::RingPingPong { .. } | Scenario::PatternPingPong { .. } => match ends {
             Some(ring::ParentEnds::PingPong(tx, rx)) => {
                 Some(ring::pingpong_parent(&region, tx, rx, p, ctx.ticks)?)
             }
             _ => anyhow::bail!("ping-pong ends missing"),
         },
-        Scenario::RingThroughput { .. } | Scenario::RingLatency { .. } => match ends {
+        Scenario::RingThroughput { .. }
+        | Scenario::RingLatency { .. }
+        | Scenario::FilteredThroughput { .. } => match ends {
             Some(ring::ParentEnds::Stream(tx)) => {
-                ring::stream_parent(tx, p)?;
+                ring::stream_parent(tx, p, scenario.route())?;
                 None
             }
             _ => anyhow::bail!("publisher missing"),
@@ -286,7 +298,9 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
         }
         Scenario::RingPingPong { .. }
         | Scenario::RingThroughput { .. }
-        | Scenario::RingLatency { .. } => {
+        | Scenario::RingLatency { .. }
+        | Scenario::PatternPingPong { .. }
+        | Scenario::FilteredThroughput { .. } => {
             let (wait, mode) = spec.scenario.ring().context("not a ring scenario")?;
             let link = spec.link.as_ref().context("ringbus child without a link")?;
             let cfg = ring::config(p, mode, spec.scenario.children())?;

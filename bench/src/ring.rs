@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::params::{Params, SideResult};
+use super::scenario::{Route, FILTER_KEEPS_ONE_IN};
 use super::shared::{Patience, Region, STALL};
 use ringbus::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use ringbus::ring::{
@@ -59,6 +60,8 @@ pub enum Link {
         socket: String,
         /// The measurement's topics (ping-pong: A then B).
         topics: Vec<String>,
+        /// How the child subscribes to A.
+        route: Route,
     },
 }
 
@@ -249,14 +252,15 @@ macro_rules! publishes {
 publishes!(Producer);
 publishes!(Publisher);
 
-/// Publishes `msg`, waiting for room (back-pressure) with the library's
-/// own `publish` wait, bounded by [`STALL`]. The fast path reads no clock.
+/// Publishes `msg` with `tag`, waiting for room (back-pressure) with the
+/// library's own `publish` wait, bounded by [`STALL`]. The fast path reads
+/// no clock.
 #[inline(always)]
-fn publish_on(p: &mut impl Publishes, msg: &[u8]) -> Result<u64> {
-    match p.try_publish(msg, 0) {
+fn publish_on(p: &mut impl Publishes, msg: &[u8], tag: u64) -> Result<u64> {
+    match p.try_publish(msg, tag) {
         Ok(seq) => Ok(seq),
         Err(PublishError::Full) => p
-            .publish_timeout(msg, 0, STALL)
+            .publish_timeout(msg, tag, STALL)
             .map_err(|e| anyhow!("publishing: {e} (is the subscriber alive?)")),
         Err(e) => Err(anyhow!("publishing: {e}")),
     }
@@ -266,9 +270,15 @@ impl Sender {
     /// Publishes `msg` (see [`publish_on`]).
     #[inline(always)]
     fn publish(&mut self, msg: &[u8]) -> Result<u64> {
+        self.publish_tagged(msg, 0)
+    }
+
+    /// Publishes `msg` with `tag` (see [`publish_on`]).
+    #[inline(always)]
+    fn publish_tagged(&mut self, msg: &[u8], tag: u64) -> Result<u64> {
         match self {
-            Sender::Direct(p) => publish_on(p, msg),
-            Sender::Broker(p) => publish_on(p, msg),
+            Sender::Direct(p) => publish_on(p, msg, tag),
+            Sender::Broker(p) => publish_on(p, msg, tag),
         }
     }
 }
@@ -314,23 +324,43 @@ pub enum ParentEnds {
     Stream(Sender),
 }
 
-/// Topic names of measurement `n` (unique within the embedded broker).
-pub fn topics(n: u64, pingpong: bool) -> Vec<String> {
-    let mut t = vec![format!("bench.m{n}.a")];
+/// Topic names of measurement `n` (unique within the embedded broker); a
+/// pattern's topic A is one level deeper, the one topic under `bench.mN.a`.
+pub fn topics(n: u64, pingpong: bool, route: Route) -> Vec<String> {
+    let mut t = vec![match route {
+        Route::Pattern => format!("bench.m{n}.a.one"),
+        _ => format!("bench.m{n}.a"),
+    }];
     if pingpong {
         t.push(format!("bench.m{n}.b"));
     }
     t
 }
 
-fn subscribe(client: &Client, topic: &str, wait: WaitStrategy) -> Result<Receiver> {
+fn subscribe(client: &Client, topic: &str, wait: WaitStrategy, route: Route) -> Result<Receiver> {
     let options = SubscribeOptions {
         start: Start::Earliest,
         wait,
     };
-    let s = client
-        .subscriber(topic, options)
-        .with_context(|| format!("subscribing to {topic}"))?;
+    // `bench.mN.a.>`, which matches topic `bench.mN.a.one` alone.
+    let pattern;
+    let name = match route {
+        Route::Pattern => {
+            let (prefix, _) = topic
+                .rsplit_once('.')
+                .context("a bench topic has segments")?;
+            pattern = format!("{prefix}.>");
+            pattern.as_str()
+        }
+        _ => topic,
+    };
+    let mut s = client
+        .subscriber(name, options)
+        .with_context(|| format!("subscribing to {name}"))?;
+    if route == Route::Filtered {
+        s.filter_tags(FILTER_KEEPS_ONE_IN - 1, 0)
+            .context("setting the bench's tag filter")?;
+    }
     Ok(Receiver::Broker(Box::new(s)))
 }
 
@@ -351,11 +381,16 @@ pub fn parent_setup(
     cfg: &TopicConfig,
     wait: WaitStrategy,
     pingpong: bool,
+    route: Route,
     p: &Params,
 ) -> Result<(ParentEnds, Link, Vec<RingFiles>)> {
+    ensure!(
+        broker.is_some() || route == Route::Exact,
+        "patterns and filters are measured through the broker, not --direct"
+    );
     match broker {
         Some(client) => {
-            let names = topics(measurement, pingpong);
+            let names = topics(measurement, pingpong, route);
             for t in &names {
                 client
                     .open_topic(t, topic_config(cfg))
@@ -363,7 +398,7 @@ pub fn parent_setup(
             }
             let sender = advertise(client, &names[0], cfg, p)?;
             let ends = if pingpong {
-                ParentEnds::PingPong(sender, subscribe(client, &names[1], wait)?)
+                ParentEnds::PingPong(sender, subscribe(client, &names[1], wait, Route::Exact)?)
             } else {
                 ParentEnds::Stream(sender)
             };
@@ -373,6 +408,7 @@ pub fn parent_setup(
                 Link::Broker {
                     socket,
                     topics: names,
+                    route,
                 },
                 Vec::new(),
             ))
@@ -427,7 +463,11 @@ fn child_ends(
             };
             Ok((rx, tx))
         }
-        Link::Broker { socket, topics } => {
+        Link::Broker {
+            socket,
+            topics,
+            route,
+        } => {
             ensure!(
                 topics.len() == want,
                 "expected {want} topics, got {}",
@@ -435,7 +475,7 @@ fn child_ends(
             );
             let client = Client::connect(socket)
                 .with_context(|| format!("connecting to the bench's broker at {socket}"))?;
-            let rx = subscribe(&client, &topics[0], wait)?;
+            let rx = subscribe(&client, &topics[0], wait, *route)?;
             let tx = match topics.get(1) {
                 Some(b) => Some(advertise(&client, b, cfg, p)?),
                 None => None,
@@ -518,7 +558,13 @@ pub fn pingpong_parent(
 
 /// Parent side of streaming: publish `warmup + iters` messages (flat out, or
 /// paced at `p.rate`), then drop the publisher (end of stream).
-pub fn stream_parent(mut tx: Sender, p: &Params) -> Result<()> {
+///
+/// For a filtered route, message `n` carries tag `n % FILTER_KEEPS_ONE_IN`.
+pub fn stream_parent(mut tx: Sender, p: &Params, route: Route) -> Result<()> {
+    let tags = match route {
+        Route::Filtered => FILTER_KEEPS_ONE_IN - 1,
+        _ => 0,
+    };
     let paced = p.rate > 0;
     let mut pacer = Pacer::new(p.rate);
     let mut budget = Budget::new(p);
@@ -529,7 +575,7 @@ pub fn stream_parent(mut tx: Sender, p: &Params) -> Result<()> {
             pacer.wait();
         }
         msg[..8].copy_from_slice(&n.to_le_bytes());
-        tx.publish(&msg)?;
+        tx.publish_tagged(&msg, n & tags)?;
         n += 1;
         if !budget.more_after(n) {
             break;
@@ -551,10 +597,17 @@ pub fn child(
     reader: usize,
 ) -> Result<SideResult> {
     let (mut rx, tx) = child_ends(link, cfg, wait, pingpong, p, reader)?;
+    let filtered = matches!(
+        link,
+        Link::Broker {
+            route: Route::Filtered,
+            ..
+        }
+    );
     super::shared::child_barrier(region.control())?;
     match tx {
         Some(tx) => echo(region, rx, tx, p),
-        None => receive(region, &mut rx, p),
+        None => receive(region, &mut rx, p, filtered),
     }
 }
 
@@ -582,7 +635,12 @@ fn echo(region: &Region, mut rx: Receiver, mut tx: Sender, p: &Params) -> Result
 /// Receives until end of stream; checks the payload sequence numbers and
 /// records latencies (paced runs). Losses (overwrite mode) are counted at
 /// the end from the sequence numbers seen.
-fn receive(region: &Region, rx: &mut Receiver, p: &Params) -> Result<SideResult> {
+///
+/// `filtered`: the subscriber's tag filter keeps one message in
+/// [`FILTER_KEEPS_ONE_IN`] (back-pressure, so nothing is lost): each one
+/// delivered must be the next one kept, and accounts for the messages
+/// filtered before it too (the rate is of every message got through).
+fn receive(region: &Region, rx: &mut Receiver, p: &Params, filtered: bool) -> Result<SideResult> {
     let ctl = region.control();
     let paced = p.rate > 0;
     let mut receipts = Receipts::new(p, paced);
@@ -593,7 +651,16 @@ fn receive(region: &Region, rx: &mut Receiver, p: &Params) -> Result<SideResult>
             Ok((seq, timestamp, len)) => {
                 let carried = payload_seq(&buf[..len]);
                 ensure!(seq == carried, "message {seq} carried payload {carried}");
-                receipts.got(seq, timestamp);
+                if filtered {
+                    ensure!(
+                        seq == receipts.next().next_multiple_of(FILTER_KEEPS_ONE_IN),
+                        "the filter kept message {seq} after {}",
+                        receipts.next()
+                    );
+                    receipts.got_through(seq);
+                } else {
+                    receipts.got(seq, timestamp);
+                }
                 deadline.tick();
             }
             Err(RecvError::Lagged { .. }) => {}

@@ -83,6 +83,45 @@ pub enum Scenario {
         /// Subscriber processes.
         subscribers: u32,
     },
+    /// The spin ping-pong with the echo side subscribed through a pattern
+    /// (`bench.mN.a.>`, matching its one topic): compared with the
+    /// exact-topic ping-pong.
+    PatternPingPong {
+        /// Payload bytes.
+        size: usize,
+        /// Ring mode.
+        mode: Mode,
+    },
+    /// The spin stream, flat out, tags `0..16` in turn, to a subscriber
+    /// whose tag filter keeps 1 message in [`FILTER_KEEPS_ONE_IN`]: its
+    /// rate counts every message it got through (delivered and filtered),
+    /// compared with the unfiltered stream's.
+    FilteredThroughput {
+        /// Payload bytes.
+        size: usize,
+        /// Ring mode.
+        mode: Mode,
+    },
+}
+
+/// A [`Scenario::FilteredThroughput`] subscriber keeps one message in this
+/// many (a power of two: the tags cycle through `0..FILTER_KEEPS_ONE_IN`
+/// and the filter keeps tag 0).
+pub const FILTER_KEEPS_ONE_IN: u64 = 16;
+
+/// How a ringbus scenario's subscriber reaches its topic (the child's
+/// spec carries it in its link).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Route {
+    /// It subscribes to the topic by name and takes every message.
+    #[default]
+    Exact,
+    /// It subscribes through a pattern that matches the topic.
+    Pattern,
+    /// It subscribes by name with a tag filter keeping one message in
+    /// [`FILTER_KEEPS_ONE_IN`]; the publisher tags them in turn.
+    Filtered,
 }
 
 /// What a scenario's figures mean.
@@ -117,10 +156,12 @@ impl Scenario {
             | Scenario::SeqlockPingPong { .. }
             | Scenario::FutexPingPong
             | Scenario::UnixPingPong { .. }
-            | Scenario::RingPingPong { .. } => Metric::PingPong,
+            | Scenario::RingPingPong { .. }
+            | Scenario::PatternPingPong { .. } => Metric::PingPong,
             Scenario::FixedRingThroughput { .. }
             | Scenario::CopyRingThroughput { .. }
-            | Scenario::RingThroughput { .. } => Metric::Throughput,
+            | Scenario::RingThroughput { .. }
+            | Scenario::FilteredThroughput { .. } => Metric::Throughput,
             Scenario::FixedRingLatency { .. }
             | Scenario::CopyRingLatency { .. }
             | Scenario::RingLatency { .. } => Metric::Latency,
@@ -139,7 +180,37 @@ impl Scenario {
             | Scenario::CopyRingLatency { size }
             | Scenario::RingPingPong { size, .. }
             | Scenario::RingThroughput { size, .. }
-            | Scenario::RingLatency { size, .. } => Some(size),
+            | Scenario::RingLatency { size, .. }
+            | Scenario::PatternPingPong { size, .. }
+            | Scenario::FilteredThroughput { size, .. } => Some(size),
+        }
+    }
+
+    /// How a ringbus scenario's subscriber reaches its topic.
+    pub fn route(self) -> Route {
+        match self {
+            Scenario::PatternPingPong { .. } => Route::Pattern,
+            Scenario::FilteredThroughput { .. } => Route::Filtered,
+            _ => Route::Exact,
+        }
+    }
+
+    /// The exact-topic row a routed row ([`Scenario::route`]) is compared
+    /// with: its floor.
+    pub fn unrouted(self) -> Option<Scenario> {
+        match self {
+            Scenario::PatternPingPong { size, mode } => Some(Scenario::RingPingPong {
+                size,
+                wait: WaitStrategy::Spin,
+                mode,
+            }),
+            Scenario::FilteredThroughput { size, mode } => Some(Scenario::RingThroughput {
+                size,
+                wait: WaitStrategy::Spin,
+                mode,
+                subscribers: 1,
+            }),
+            _ => None,
         }
     }
 
@@ -149,6 +220,9 @@ impl Scenario {
             Scenario::RingPingPong { wait, mode, .. }
             | Scenario::RingThroughput { wait, mode, .. }
             | Scenario::RingLatency { wait, mode, .. } => Some((wait, mode)),
+            Scenario::PatternPingPong { mode, .. } | Scenario::FilteredThroughput { mode, .. } => {
+                Some((WaitStrategy::Spin, mode))
+            }
             _ => None,
         }
     }
@@ -197,6 +271,15 @@ impl Scenario {
                 };
                 format!("ringbus{fan} {}/{}", wait.name(), mode.name())
             }
+            Scenario::PatternPingPong { mode, .. } => {
+                format!("ringbus pattern spin/{}", mode.name())
+            }
+            Scenario::FilteredThroughput { mode, .. } => {
+                format!(
+                    "ringbus tag filter 1/{FILTER_KEEPS_ONE_IN} spin/{}",
+                    mode.name()
+                )
+            }
         }
     }
 
@@ -241,6 +324,15 @@ impl Scenario {
                     mode.name()
                 );
             }
+            Scenario::PatternPingPong { mode, .. } => {
+                return format!("ringbus-pattern-pingpong-spin-{}{size}", mode.name());
+            }
+            Scenario::FilteredThroughput { mode, .. } => {
+                return format!(
+                    "ringbus-filtered-1in{FILTER_KEEPS_ONE_IN}-throughput-spin-{}{size}",
+                    mode.name()
+                );
+            }
         };
         format!("{base}{size}")
     }
@@ -272,8 +364,13 @@ impl Scenario {
     /// (ping-pong) or the fixed-size copy ring (streaming); blocking waits
     /// with the futex ping-pong's one-way figure, the cost of one wake-up,
     /// but for their flat-out rate (the fixed-size copy ring too). The
-    /// baselines are shown against the floor of their kind.
+    /// baselines are shown against the floor of their kind. A routed row
+    /// is shown against the same row through an exact topic
+    /// ([`Scenario::unrouted`]): what the pattern or the filter costs.
     pub fn floor(self) -> Option<Scenario> {
+        if let Some(exact) = self.unrouted() {
+            return Some(exact);
+        }
         match self {
             Scenario::SeqlockPingPong { .. } | Scenario::UnixPingPong { .. } => {
                 Some(Scenario::LinePingPong)
@@ -392,6 +489,23 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
                         },
                         lat(size),
                     ));
+                }
+            }
+        }
+        // Patterns and filters are the broker's: each beside its
+        // exact-topic row, when that row is measured.
+        if !plan.direct {
+            for &mode in &plan.modes {
+                // A filtered stream's rate counts what it got through, so it
+                // is measured where nothing is lost: back-pressure.
+                let filtered = (mode == Mode::Backpressure)
+                    .then_some((Scenario::FilteredThroughput { size, mode }, thr(size)));
+                let pattern = Some((Scenario::PatternPingPong { size, mode }, base(size)));
+                for (routed, params) in [pattern, filtered].into_iter().flatten() {
+                    let exact = routed.unrouted().expect("a routed scenario");
+                    if out.iter().any(|(s, _)| *s == exact) {
+                        out.push((routed, params));
+                    }
                 }
             }
         }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::args::Plan;
 use super::row::Row;
-use super::scenario::Scenario;
+use super::scenario::{Scenario, FILTER_KEEPS_ONE_IN};
 use super::targets::{Figure, Target};
 use super::units::{ns, si};
 use ringbus::ring::Mode;
@@ -111,6 +111,21 @@ pub struct Summary {
     /// scale.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unix_socket_p50: Option<f64>,
+    /// Patterns and filters, each beside the same figure through an exact
+    /// topic (spin wait).
+    pub routed: Vec<RoutedLine>,
+}
+
+/// A routed figure (a pattern subscription, a tag filter) beside the same
+/// figure through an exact topic.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoutedLine {
+    /// What it is: `pattern: ping-pong p50`, `tag filter: msgs/s`.
+    pub what: String,
+    /// ns (a ping-pong's one-way p50), else msgs/s.
+    pub ping_pong: bool,
+    /// The figures and the ratio to the exact topic's.
+    pub figure: Compared,
 }
 
 impl Summary {
@@ -238,10 +253,44 @@ impl Summary {
                 });
             }
         }
+        let mut routed = Vec::new();
+        let pattern = |mode| Scenario::PatternPingPong { size, mode };
+        let filtered = |mode| Scenario::FilteredThroughput { size, mode };
+        let routes: [(&RowOf<'_>, String, Figure); 2] = [
+            (&pattern, "pattern: ping-pong p50".into(), Figure::P50),
+            (
+                &filtered,
+                format!("tag filter 1/{FILTER_KEEPS_ONE_IN}: msgs/s"),
+                Figure::MsgsPerS,
+            ),
+        ];
+        for (row, what, figure) in routes {
+            if !has_any(row, &find) {
+                continue;
+            }
+            let exact = |mode| row(mode).unrouted().expect("a routed scenario");
+            let (bound, met) = judged(row, &exact, figure);
+            let ping_pong = figure == Figure::P50;
+            routed.push(RoutedLine {
+                what,
+                ping_pong,
+                figure: Compared {
+                    ringbus: PerMode::of(|m| if ping_pong { p50(row(m)) } else { rate(row(m)) }),
+                    against: vec![Reference {
+                        name: "exact topic".into(),
+                        value: None,
+                        ratio: PerMode::of(|m| find(row(m)).and_then(|r| r.ratio)),
+                        bound,
+                        met,
+                    }],
+                },
+            });
+        }
         Summary {
             size,
             lines,
             unix_socket_p50: p50(Scenario::UnixPingPong { size }),
+            routed,
         }
     }
 
@@ -330,6 +379,29 @@ impl Summary {
                 let _ = writeln!(s, "{}", line.trim_end());
             }
         }
+        if !self.routed.is_empty() {
+            let _ = writeln!(
+                s,
+                "  routing (spin): × is routed / the same through an exact topic, measured \
+                 alternately"
+            );
+            let w = self
+                .routed
+                .iter()
+                .map(|r| r.what.chars().count())
+                .fold(0, usize::max);
+            for r in &self.routed {
+                let unit = if r.ping_pong { ns } else { si };
+                let vs = r
+                    .figure
+                    .against
+                    .first()
+                    .map(|x| reference(x, "exact topic".len(), unit))
+                    .unwrap_or_default();
+                let line = format!("  {:<w$} {}  {vs}", r.what, values(&r.figure.ringbus, unit));
+                let _ = writeln!(s, "{}", line.trim_end());
+            }
+        }
         if let Some(u) = self.unix_socket_p50 {
             let _ = writeln!(
                 s,
@@ -343,6 +415,9 @@ impl Summary {
 fn wait_name<S: serde::Serializer>(w: &WaitStrategy, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(w.name())
 }
+
+/// A row in each mode.
+type RowOf<'a> = dyn Fn(Mode) -> Scenario + 'a;
 
 /// Whether any mode of `row` was measured.
 fn has_any<'a>(row: &dyn Fn(Mode) -> Scenario, find: &dyn Fn(Scenario) -> Option<&'a Row>) -> bool {

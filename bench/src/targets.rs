@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::row::Row;
-use super::scenario::Scenario;
+use super::scenario::{Scenario, FILTER_KEEPS_ONE_IN};
 use ringbus::ring::Mode;
 use ringbus::wait::WaitStrategy;
 
@@ -164,8 +164,44 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             );
         }
     }
+    // Routing: a pattern and a tag filter against the same row through an
+    // exact topic, measured alternately with it.
+    for mode in [Mode::Overwrite, Mode::Backpressure] {
+        let m = mode.name();
+        let routed = [
+            (
+                Scenario::PatternPingPong { size: 64, mode },
+                format!("pattern spin {m} 64 B ping-pong p50 / exact topic's"),
+                Figure::P50,
+                PATTERN_AT_MOST,
+                true,
+            ),
+            (
+                Scenario::FilteredThroughput { size: 64, mode },
+                format!(
+                    "tag filter 1/{FILTER_KEEPS_ONE_IN} spin {m} 64 B msgs/s (all got through) / unfiltered (at least)"
+                ),
+                Figure::MsgsPerS,
+                FILTERED_AT_LEAST,
+                false,
+            ),
+        ];
+        for (row, what, figure, bound, at_most) in routed {
+            if let (Some(x), Some(exact)) = (find(row).and_then(|r| r.ratio), row.unrouted()) {
+                push(what, (row, exact, figure), x, bound, at_most);
+            }
+        }
+    }
     out
 }
+
+/// The bound on a pattern subscription's ping-pong p50 over the
+/// exact topic's.
+pub const PATTERN_AT_MOST: f64 = 1.05;
+
+/// The bound on a filtering subscriber's rate (delivered and
+/// filtered) over an unfiltered one's.
+pub const FILTERED_AT_LEAST: f64 = 1.0;
 
 /// The lower bounds on a spin stream's msgs/s over the fixed-size
 /// copy ring's, by message size.
