@@ -114,12 +114,21 @@ fn smoke_run_writes_json_hgrm_and_plot() {
                 r["ratio"].as_f64().unwrap() > 0.0,
                 "ringbus rows have a floor: {r}"
             );
+            // A pattern's or a filter's row is paired with the same row
+            // through an exact topic, and with nothing else.
+            let routed = id.starts_with("ringbus-pattern-") || id.starts_with("ringbus-filtered-");
+            if routed {
+                assert!(
+                    r["floor"].as_str().unwrap().starts_with("ringbus spin/"),
+                    "{r}"
+                );
+            }
             // Spin and adaptive ping-pongs sit beside the seqlock one too.
-            let beside_seqlock = r["metric"] == "ping-pong" && !id.contains("-block-");
+            let beside_seqlock = r["metric"] == "ping-pong" && !id.contains("-block-") && !routed;
             assert_eq!(r["ratio_seqlock"].is_f64(), beside_seqlock, "{r}");
             assert_eq!(r["ratio_seqlock_p99_9"].is_f64(), beside_seqlock, "{r}");
             // Flat-out streams sit beside the run-time-length copy ring.
-            let beside_runtime = r["metric"] == "throughput";
+            let beside_runtime = r["metric"] == "throughput" && !routed;
             assert_eq!(r["ratio_runtime_ring"].is_f64(), beside_runtime, "{r}");
         }
         // Streams say how many bytes a message moves between cores: a
@@ -268,7 +277,11 @@ fn the_table_starts_with_the_summary() {
         .map(|(i, l)| (i, first_word(l)))
         .collect();
     let words: Vec<&str> = starts.iter().map(|(_, w)| w.as_str()).collect();
-    assert_eq!(words, ["spin", "adaptive", "block", "for"], "{table}");
+    assert_eq!(
+        words,
+        ["spin", "adaptive", "block", "routing", "pattern:", "tag", "for"],
+        "{table}"
+    );
     let line = |k: usize| body[starts[k].0];
     for k in 0..3 {
         assert!(line(k).contains('│'), "{}", line(k));
@@ -278,7 +291,10 @@ fn the_table_starts_with_the_summary() {
     assert!(body[starts[0].0 + 1].contains("cache line"));
     assert!(line(1).contains("seqlock copy"));
     assert!(line(2).contains("futex") && line(2).contains("≤1.15 "));
-    assert!(line(3).contains("Unix socket"), "{}", line(3));
+    // Routing: each beside the exact topic, with the bound.
+    assert!(line(4).contains("exact topic") && line(4).contains("≤1.05 "));
+    assert!(line(5).contains("exact topic") && line(5).contains("≥1.00 "));
+    assert!(line(6).contains("Unix socket"), "{}", line(6));
     for l in summary
         .iter()
         .filter(|l| l.contains('≤') || l.contains('≥'))
