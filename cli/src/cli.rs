@@ -42,6 +42,10 @@ pub enum Command {
     Topics(JsonArg),
     /// Show the broker's counters.
     Stats(JsonArg),
+    /// Record topics (a pattern: those that appear too) into an MCAP file.
+    Record(crate::record::RecordArgs),
+    /// Publish an MCAP file's messages back, at their recorded pace.
+    Replay(crate::record::ReplayArgs),
     /// Measure latency and throughput against the hardware floor (starts
     /// its own broker and processes; needs two CPUs).
     Bench(Box<ringbus_bench::BenchArgs>),
@@ -188,6 +192,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sub(a) => subscribe(&connect(&cli)?, a),
         Command::Topics(a) => topics(&connect(&cli)?, a.json),
         Command::Stats(a) => stats(&connect(&cli)?, a.json),
+        Command::Record(a) => crate::record::record(&connect(&cli)?, a),
+        Command::Replay(a) => crate::record::replay(&connect(&cli)?, a),
         Command::Bench(a) => ringbus_bench::run(a).map(|()| ExitCode::SUCCESS),
         Command::BenchChild { spec } => ringbus_bench::child_main(spec).map(|()| ExitCode::SUCCESS),
         Command::Keeper { dir } => ringbus::broker::keeper::run(dir)

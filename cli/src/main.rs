@@ -5,6 +5,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod cli;
+mod record;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -677,6 +677,12 @@ impl Subscriber {
         self.topics.get(id as usize).map(|t| t.name.as_str())
     }
 
+    /// The config of topic `id` ([`Delivery::topic`]), once a publisher
+    /// has set it.
+    pub fn topic_config(&self, id: u32) -> Option<TopicConfig> {
+        self.topics.get(id as usize).and_then(|t| t.config)
+    }
+
     /// The topics read, in the order of their ids ([`Delivery::topic`]).
     pub fn topics(&self) -> impl Iterator<Item = &str> {
         self.topics.iter().map(|t| t.name.as_str())
