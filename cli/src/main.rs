@@ -5,6 +5,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod cli;
+mod metrics;
+mod top;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
