@@ -5,6 +5,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod cli;
+mod http;
 mod metrics;
 mod top;
 

@@ -4,15 +4,12 @@
 //! The exporter is a thread of `ringbus serve` that talks to the broker
 //! as an ordinary client over its socket (one `ListTopics` and one
 //! `Stats` per scrape), so nothing an HTTP client does reaches the
-//! broker's poll loop: `tiny_http` reads each request on a thread of its
-//! own, and every accepted socket carries read and write timeouts (set on
-//! the listening socket, whose options accepted sockets inherit), so a
-//! client that sends nothing, or never reads, holds only its own thread,
-//! and only for [`HTTP_TIMEOUT`].
+//! broker's poll loop; HTTP clients are served by [`crate::http`], each on
+//! a thread of its own, with deadlines and size limits.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,15 +17,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use rustix::net::sockopt;
 
 use ringbus::client::Client;
 use ringbus::control::{BrokerStats, TopicInfo};
 
-/// How long an HTTP client may take to send its request, or to take the
-/// answer, before its connection is closed (a request still unread then
-/// gets `408 Request Timeout`).
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::http::{Request, Response};
 
 /// Where scrapes go.
 const METRICS_PATH: &str = "/metrics";
@@ -39,7 +32,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 
 /// A bound metrics endpoint, not yet serving.
 pub struct Exporter {
-    server: tiny_http::Server,
+    listener: TcpListener,
     addr: SocketAddr,
 }
 
@@ -52,16 +45,8 @@ impl Exporter {
     pub fn bind(addr: SocketAddr) -> Result<Exporter> {
         let what = || format!("cannot serve metrics on {addr}");
         let listener = TcpListener::bind(addr).with_context(what)?;
-        for which in [sockopt::Timeout::Recv, sockopt::Timeout::Send] {
-            sockopt::set_socket_timeout(&listener, which, Some(HTTP_TIMEOUT))
-                .map_err(std::io::Error::from)
-                .with_context(what)?;
-        }
         let addr = listener.local_addr().with_context(what)?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(what)?;
-        Ok(Exporter { server, addr })
+        Ok(Exporter { listener, addr })
     }
 
     /// The bound address (with the port chosen when `:0` was asked).
@@ -69,44 +54,34 @@ impl Exporter {
         self.addr
     }
 
-    /// Serves scrapes on a thread of its own, gathering from the broker at
-    /// `socket`; the thread ends with the process.
+    /// Serves scrapes on threads of their own, gathering from the broker
+    /// at `socket`; they end with the process.
     ///
     /// # Errors
     /// The thread cannot be started.
     pub fn spawn(self, socket: PathBuf) -> Result<()> {
+        // One connection to the broker, shared by the scrapes (which take
+        // their turn on it; the answer is written after).
+        let broker = Mutex::new(None::<Client>);
+        let handler = move |r: &Request<'_>| {
+            if r.path != METRICS_PATH {
+                return Response::text(404, "not found: metrics are at /metrics\n");
+            }
+            let mut broker = broker.lock().unwrap_or_else(|p| p.into_inner());
+            scrape(&mut broker, &socket)
+        };
+        let listener = self.listener;
         std::thread::Builder::new()
             .name("ringbus-metrics".into())
-            .spawn(move || self.serve(&socket))
+            .spawn(move || crate::http::serve(listener, handler))
             .context("starting the metrics thread")?;
         Ok(())
     }
-
-    fn serve(self, socket: &std::path::Path) {
-        let mut broker: Option<Client> = None;
-        for request in self.server.incoming_requests() {
-            let path = request.url().split('?').next().unwrap_or_default();
-            let response = match (request.method(), path) {
-                (tiny_http::Method::Get, METRICS_PATH) => scrape(&mut broker, socket),
-                (_, METRICS_PATH) => text(405, "only GET is served here\n"),
-                _ => text(404, "not found: metrics are at /metrics\n"),
-            };
-            // A client that went away, or did not read within the
-            // timeout, is its own problem.
-            let _ = request.respond(response);
-        }
-    }
-}
-
-type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
-
-fn text(status: u16, body: &str) -> Response {
-    tiny_http::Response::from_string(body).with_status_code(status)
 }
 
 /// One scrape: asks the broker (connecting again if the connection
 /// broke) and encodes the answer.
-fn scrape(broker: &mut Option<Client>, socket: &std::path::Path) -> Response {
+fn scrape(broker: &mut Option<Client>, socket: &Path) -> Response {
     let gather = |broker: &mut Option<Client>| -> Result<String> {
         let client = match broker {
             Some(c) => c,
@@ -116,21 +91,16 @@ fn scrape(broker: &mut Option<Client>, socket: &std::path::Path) -> Response {
         let stats = client.stats()?;
         encode(&topics, &stats, resident_bytes())
     };
-    // A broken connection (e.g. after a restart of the broker's socket)
-    // gets one fresh try.
+    // A broken connection gets one fresh try.
     let result = gather(broker).or_else(|_| {
         *broker = None;
         gather(broker)
     });
     match result {
-        Ok(body) => {
-            let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
-                .expect("a valid header");
-            tiny_http::Response::from_string(body).with_header(header)
-        }
+        Ok(body) => Response::text(200, body).with_content_type(CONTENT_TYPE),
         Err(e) => {
             *broker = None;
-            text(503, &format!("cannot reach the broker: {e:#}\n"))
+            Response::text(503, format!("cannot reach the broker: {e:#}\n"))
         }
     }
 }
