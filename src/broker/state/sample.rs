@@ -43,3 +43,31 @@ pub(super) fn latest_sizes(region: &RingRegion) -> (u32, u64) {
     }
     (n, bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{Mode, Producer, TopicConfig};
+
+    #[test]
+    fn samples_the_latest_messages_held() {
+        let config = TopicConfig {
+            capacity: 128,
+            max_message_size: 64,
+            mode: Mode::Overwrite,
+            ..TopicConfig::default()
+        };
+        let region = RingRegion::heap(&config).unwrap();
+        let mut p = Producer::new(region.clone()).unwrap();
+        assert_eq!(latest_sizes(&region), (0, 0));
+        for len in 1..=10usize {
+            p.publish(&[7u8; 64][..len], 0).unwrap();
+        }
+        assert_eq!(latest_sizes(&region), (10, 55));
+        // Only the latest 64 count, also once the ring has wrapped.
+        for _ in 0..200 {
+            p.publish(&[1u8; 8], 0).unwrap();
+        }
+        assert_eq!(latest_sizes(&region), (64, 64 * 8));
+    }
+}
