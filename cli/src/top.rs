@@ -369,8 +369,14 @@ impl Screen {
 
     fn draw(&self, lines: &[String]) -> Result<()> {
         let (cols, rows) = Screen::size();
+        let mut lines = lines.to_vec();
+        if lines.len() > rows && rows > 0 {
+            let hidden = lines.len() - (rows - 1);
+            lines.truncate(rows - 1);
+            lines.push(format!("({hidden} more lines: enlarge the terminal)"));
+        }
         let mut frame = String::from("\x1b[H");
-        for (i, l) in lines.iter().take(rows).enumerate() {
+        for (i, l) in lines.iter().enumerate() {
             if i > 0 {
                 frame.push_str("\r\n");
             }
@@ -464,10 +470,14 @@ fn live(socket: &Path, client: Client, interval: Duration) -> Result<ExitCode> {
                 };
                 let rings: usize = rows.iter().map(|t| t.rings.len()).sum();
                 lines.push(format!(
-                    "ringbus top: {} topics, {} rings, every {:.1} s (q quits)",
+                    "ringbus top: {} topics, {} rings, {} (q quits)",
                     rows.len(),
                     rings,
-                    interval.as_secs_f64()
+                    if before.is_some() {
+                        format!("every {:.1} s", interval.as_secs_f64())
+                    } else {
+                        "measuring rates".to_owned()
+                    }
                 ));
                 lines.extend(table(&rows, name_width, Numbers::Short));
                 before = Some((now, after));
