@@ -46,6 +46,9 @@ pub enum Command {
     Record(crate::record::RecordArgs),
     /// Publish an MCAP file's messages back, at their recorded pace.
     Replay(crate::record::ReplayArgs),
+    /// Topics and rings by message rate (msg/s, bytes/s, subscribers,
+    /// lag, drops, filtered), refreshed in place; q quits.
+    Top(crate::top::TopArgs),
     /// Measure latency and throughput against the hardware floor (starts
     /// its own broker and processes; needs two CPUs).
     Bench(Box<ringbus_bench::BenchArgs>),
@@ -73,6 +76,10 @@ pub struct ServeArgs {
     /// TOML config: topics, ACL rules, limits.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (an IP address and
+    /// port, e.g. 127.0.0.1:9464) [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Topic config flags; a topic that exists keeps its config when none is
@@ -194,6 +201,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(a) => stats(&connect(&cli)?, a.json),
         Command::Record(a) => crate::record::record(&connect(&cli)?, a),
         Command::Replay(a) => crate::record::replay(&connect(&cli)?, a),
+        Command::Top(a) => crate::top::run(&cli.socket_path(), a),
         Command::Bench(a) => ringbus_bench::run(a).map(|()| ExitCode::SUCCESS),
         Command::BenchChild { spec } => ringbus_bench::child_main(spec).map(|()| ExitCode::SUCCESS),
         Command::Keeper { dir } => ringbus::broker::keeper::run(dir)
@@ -216,7 +224,12 @@ fn serve(cli: &Cli, a: &ServeArgs) -> Result<ExitCode> {
     // (this binary, `__keeper`) holds their descriptors meanwhile.
     opts.keeper = std::env::current_exe().ok();
     let stop = install_stop_handlers().context("installing signal handlers")?;
+    let metrics = a.metrics.map(crate::metrics::Exporter::bind).transpose()?;
     let mut broker = Broker::bind(opts)?;
+    if let Some(m) = metrics {
+        eprintln!("ringbus: metrics at http://{}/metrics", m.local_addr());
+        m.spawn(broker.socket_path().to_owned())?;
+    }
     eprintln!(
         "ringbus: broker pid {} listening on {} (data dir {})",
         std::process::id(),

@@ -5,7 +5,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod cli;
+mod http;
+mod metrics;
 mod record;
+mod top;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -105,6 +105,8 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
         min_cursor: Some(4),
         dropped: 0,
         bytes: 8192,
+        sampled: 6,
+        sampled_bytes: 384,
         ports: vec![PortInfo {
             pid: 101,
             pos: Some(4),

@@ -33,6 +33,7 @@ use super::BrokerError;
 mod kept;
 mod pattern;
 mod restore;
+mod sample;
 
 pub(super) use kept::Kept;
 use kept::Rec;
@@ -524,6 +525,7 @@ impl Ring {
             .filter(|&p| p != crate::layout::CURSOR_FREE)
             .collect();
         let s = self.region.sizes();
+        let (sampled, sampled_bytes) = sample::latest_sizes(&self.region);
         RingInfo {
             ring_id: self.ring_id(),
             publisher_pid: self.publisher_pid,
@@ -533,6 +535,8 @@ impl Ring {
             min_cursor: cursors.iter().copied().min(),
             dropped: self.ports.iter().map(|p| p.port.dropped()).sum(),
             bytes: s.data_len + s.lobby_len + self.ports.len() as u64 * s.port_len,
+            sampled,
+            sampled_bytes,
             ports: self
                 .ports
                 .iter()
@@ -1475,7 +1479,7 @@ impl State {
             .collect();
         let mut topics = Vec::new();
         // Keep the page under the frame limit: a topic costs at most about
-        // 280 bytes plus 43 per ring and 36 per port listed.
+        // 280 bytes plus 55 per ring and 36 per port listed.
         let mut budget = crate::control::codec::MAX_FRAME - 64;
         for (name, t) in visible.iter().skip(offset as usize) {
             let ports: usize = t
@@ -1483,7 +1487,7 @@ impl State {
                 .values()
                 .map(|r| r.ports.len().min(MAX_PORTS_LISTED))
                 .sum();
-            let cost = 280 + 43 * t.rings.len() + 36 * ports;
+            let cost = 280 + 55 * t.rings.len() + 36 * ports;
             if topics.len() == MAX_TOPICS_PER_PAGE || (cost > budget && !topics.is_empty()) {
                 break;
             }

@@ -483,6 +483,8 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
                     }
                     w.u64(r.dropped);
                     w.u64(r.bytes);
+                    w.u32(r.sampled);
+                    w.u64(r.sampled_bytes);
                     w.count("ports", r.ports.len(), MAX_PORTS_LISTED)?;
                     for p in &r.ports {
                         w.u32(p.pid);
@@ -862,7 +864,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                 let config = r.opt_config()?;
                 let publishers = r.u32("publishers")?;
                 let subscribers = r.u32("subscribers")?;
-                let nr = r.count("rings", MAX_RINGS_PER_TOPIC, 42)?;
+                let nr = r.count("rings", MAX_RINGS_PER_TOPIC, 54)?;
                 let mut rings = Vec::with_capacity(nr);
                 for _ in 0..nr {
                     rings.push(RingInfo {
@@ -878,6 +880,8 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                         },
                         dropped: r.u64("dropped")?,
                         bytes: r.u64("bytes")?,
+                        sampled: r.u32("sampled")?,
+                        sampled_bytes: r.u64("sampled_bytes")?,
                         ports: {
                             let np = r.count("ports", MAX_PORTS_LISTED, 36)?;
                             (0..np)
@@ -1004,6 +1008,8 @@ mod tests {
             min_cursor: Some(2),
             dropped: 5,
             bytes: 4096,
+            sampled: 3,
+            sampled_bytes: 300,
             ports: vec![
                 PortInfo {
                     pid: 9,

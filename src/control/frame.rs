@@ -10,8 +10,9 @@ pub use crate::ring::TopicConfig;
 /// Version of the frame format spoken by this build. A broker answers a
 /// frame of any other version with [`ErrorCode::UnsupportedVersion`].
 /// (3: ports and the publisher's channel replace the control segment and
-/// mailbox fetches; 4: pattern subscriptions.)
-pub const PROTOCOL_VERSION: u16 = 4;
+/// mailbox fetches; 4: pattern subscriptions; 5: [`RingInfo`] samples the
+/// sizes of the latest messages.)
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Largest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -196,6 +197,12 @@ pub struct RingInfo {
     /// Bytes of shared memory the ring uses: data segment, lobby and
     /// ports.
     pub bytes: u64,
+    /// How many of the latest messages still in the ring (at most 64) the
+    /// broker read the length of when it answered.
+    pub sampled: u32,
+    /// Their payload bytes: `sampled_bytes / sampled` is the recent mean
+    /// message size (a byte rate without a byte counter on the data path).
+    pub sampled_bytes: u64,
     /// Its subscribers' ports, at most [`MAX_PORTS_LISTED`].
     pub ports: Vec<PortInfo>,
 }
@@ -224,6 +231,11 @@ impl RingInfo {
     /// holding a cursor (`None` without cursors).
     pub fn lag(&self) -> Option<u64> {
         self.min_cursor.map(|c| self.next_seq.saturating_sub(c))
+    }
+
+    /// Mean payload size of the latest messages (`None` before any).
+    pub fn mean_message_size(&self) -> Option<f64> {
+        (self.sampled > 0).then(|| self.sampled_bytes as f64 / f64::from(self.sampled))
     }
 }
 
