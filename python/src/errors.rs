@@ -185,8 +185,8 @@ pub(crate) fn recv_error(e: RecvError, ring_id: u64) -> PyErr {
         // sets no Rust predicate, so none can panic.
         RecvError::Empty | RecvError::BufferTooSmall { .. } | RecvError::FilterPanicked { .. } => {
             Kind::BrokerError.err(format!(
-            "internal error in ringbus's Python bindings (please report it): {e}"
-        ))
+                "internal error in ringbus's Python bindings (please report it): {e}"
+            ))
         }
     }
 }
