@@ -76,6 +76,7 @@
 //! [`ring`] is the ring itself (memory-agnostic: heap for tests and model
 //! checking, mapped files for real use); [`wait`] the wait strategies;
 //! [`shm`] the shared-memory segments; [`control`] the socket protocol;
+//! [`journal`] the on-disk log of durable topics;
 //! [`broker`] the daemon; [`client`] the API most programs use. See
 //! `DESIGN.md` for the architecture.
 #![deny(missing_docs)]
@@ -86,6 +87,7 @@ pub mod broker;
 pub mod client;
 pub mod clock;
 pub mod control;
+pub mod journal;
 pub mod layout;
 pub mod ring;
 pub mod shm;

@@ -1,0 +1,848 @@
+//! The journal of a durable topic's ring: segment files of checksummed
+//! records on a real filesystem, that survive a crash of anyone and the
+//! loss of `/dev/shm`.
+//!
+//! One directory holds one ring's journal: segment files named by the
+//! sequence number of their first record (`00000000000000000042.rbj`), each
+//! a 32-byte header then [records](record) back to back. A [`Journal`]
+//! appends (one writer per directory: the broker's recorder); a
+//! [`JournalReader`] reads from a sequence number or a wall-clock time.
+//!
+//! Recovery needs no separate index or manifest: opening a journal scans
+//! its segments. A torn tail (a crash in the middle of an append) is cut at
+//! the last whole record; damage in the middle of a segment (a flipped bit
+//! on disk) is reported and stepped over, never a panic, and the records
+//! before and after it still read. The sparse index that maps sequence
+//! numbers and times to offsets is rebuilt by that scan.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::broker::dirs::Dir;
+
+pub mod record;
+
+use record::{encode_header, parse, record_size, scan, Scan, RECORD_ALIGN};
+pub use record::{Corrupt, Damage, IndexEntry, Record, RecordMeta};
+
+/// When appended records are forced to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// Never by the journal: the kernel writes them back in its own time
+    /// (a crash of the process loses nothing, a crash of the host may).
+    None,
+    /// At most this long after a record is appended (`interval:10ms`).
+    Interval(Duration),
+    /// Before [`Journal::append`] returns.
+    #[default]
+    Always,
+}
+
+impl FromStr for Fsync {
+    type Err = String;
+
+    /// `none`, `always`, or `interval:N` with a unit (`ns`, `us`, `ms`,
+    /// `s`), e.g. `interval:10ms`.
+    fn from_str(s: &str) -> Result<Fsync, String> {
+        match s {
+            "none" => return Ok(Fsync::None),
+            "always" => return Ok(Fsync::Always),
+            _ => {}
+        }
+        let Some(interval) = s.strip_prefix("interval:") else {
+            return Err(format!(
+                "fsync {s:?}: expected \"none\", \"always\" or \"interval:DURATION\" (e.g. interval:10ms)"
+            ));
+        };
+        let digits = interval
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(interval.len());
+        let (n, unit) = interval.split_at(digits);
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("fsync {s:?}: the interval must start with a whole number"))?;
+        let d = match unit {
+            "ns" => Duration::from_nanos(n),
+            "us" => Duration::from_micros(n),
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            _ => return Err(format!("fsync {s:?}: the unit must be ns, us, ms or s")),
+        };
+        if d.is_zero() {
+            return Err(format!("fsync {s:?}: a zero interval is \"always\""));
+        }
+        Ok(Fsync::Interval(d))
+    }
+}
+
+/// How a journal is written and how much of it is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// A segment is closed and a new one begun once it would grow past this
+    /// (a single larger record still gets a segment of its own).
+    pub segment_bytes: u64,
+    /// The largest payload (the topic's `max_message_size`): a record that
+    /// claims more is damage.
+    pub max_record: u32,
+    /// When records are forced to disk.
+    pub fsync: Fsync,
+    /// Closed segments are removed, oldest first, while the journal holds
+    /// more than this.
+    pub retain_bytes: Option<u64>,
+    /// Closed segments whose last record was appended longer ago than this
+    /// are removed.
+    pub retain_age: Option<Duration>,
+}
+
+impl Default for JournalOptions {
+    fn default() -> JournalOptions {
+        JournalOptions {
+            segment_bytes: 64 << 20,
+            max_record: 1 << 20,
+            fsync: Fsync::default(),
+            retain_bytes: None,
+            retain_age: None,
+        }
+    }
+}
+
+/// What went wrong with a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The filesystem said no (a directory that is not writable, a full
+    /// disk, a directory of someone else's).
+    #[error("journal {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// Records are appended in sequence order.
+    #[error("journal {}: record {seq} is not after the last one, {last}", path.display())]
+    OutOfOrder {
+        /// The journal's directory.
+        path: PathBuf,
+        /// The record refused.
+        seq: u64,
+        /// The journal's last record.
+        last: u64,
+    },
+    /// A payload larger than [`JournalOptions::max_record`].
+    #[error("journal {}: a {len}-byte record is larger than its largest, {max}", path.display())]
+    TooLarge {
+        /// The journal's directory.
+        path: PathBuf,
+        /// The payload's length.
+        len: usize,
+        /// The largest allowed.
+        max: u32,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The first bytes of every segment file.
+const SEGMENT_MAGIC: [u8; 8] = *b"RBJSEG\0\x01";
+/// Bytes before a segment's first record.
+pub const SEGMENT_HEADER: usize = 32;
+const SEGMENT_SUFFIX: &str = ".rbj";
+
+fn segment_name(base_seq: u64) -> String {
+    format!("{base_seq:020}{SEGMENT_SUFFIX}")
+}
+
+/// The base sequence number a segment file's name gives, if it is one.
+fn segment_base(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn segment_header(base_seq: u64) -> [u8; SEGMENT_HEADER] {
+    let mut h = [0u8; SEGMENT_HEADER];
+    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..16].copy_from_slice(&base_seq.to_le_bytes());
+    h[16..20].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..20]);
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Why a segment's header is not one this journal wrote for its name.
+fn check_segment_header(bytes: &[u8], base_seq: u64) -> Result<(), String> {
+    if bytes.len() < SEGMENT_HEADER {
+        return Err(format!(
+            "{} bytes, shorter than a segment header",
+            bytes.len()
+        ));
+    }
+    if bytes[..SEGMENT_HEADER] != segment_header(base_seq) {
+        return Err(format!(
+            "its header is not that of a ringbus journal segment starting at {base_seq}"
+        ));
+    }
+    Ok(())
+}
+
+/// The sequence numbers in a journal's directory's segment files, in order.
+fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(base) = name.to_str().and_then(segment_base) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// What is known of one segment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The sequence number in its name.
+    pub base_seq: u64,
+    /// Its size in bytes, header included.
+    pub bytes: u64,
+    /// Its good records.
+    pub records: u64,
+    /// Its first good record's fields.
+    pub first: Option<RecordMeta>,
+    /// Its last good record's fields.
+    pub last: Option<RecordMeta>,
+    /// Damage stepped over.
+    pub corrupt: Vec<Corrupt>,
+    /// One record in [`record::INDEX_EVERY`]: sequence and time to offset.
+    pub index: Vec<IndexEntry>,
+}
+
+impl SegmentInfo {
+    fn new(base_seq: u64, bytes: u64, s: Scan) -> SegmentInfo {
+        SegmentInfo {
+            base_seq,
+            bytes,
+            records: s.records,
+            first: s.first,
+            last: s.last,
+            corrupt: s.corrupt,
+            index: s.index,
+        }
+    }
+}
+
+/// What opening a journal found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes cut from the end of the last segment: a record that a crash
+    /// left half-written.
+    pub torn_bytes: u64,
+    /// Damaged stretches stepped over (still on disk; readers skip them).
+    pub corrupt: Vec<(u64, Corrupt)>,
+    /// Segment files whose header is not one of ours, renamed to
+    /// `NAME.damaged` and left out, with why.
+    pub damaged_segments: Vec<(PathBuf, String)>,
+}
+
+struct Active {
+    base_seq: u64,
+    file: BufWriter<File>,
+    len: u64,
+}
+
+/// The writing end of one ring's journal.
+pub struct Journal {
+    dir: Dir,
+    options: JournalOptions,
+    segments: Vec<SegmentInfo>,
+    active: Option<Active>,
+    last_seq: Option<u64>,
+    /// When the oldest record not yet forced to disk was appended.
+    unsynced_since: Option<Instant>,
+    recovery: Recovery,
+    /// A write failed: what is on disk is known only after a new scan.
+    lost_track: bool,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir.path())
+            .field("segments", &self.segments.len())
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, creating the directory (mode 0700) if
+    /// it is missing, and recovers it: every segment is scanned, a torn
+    /// tail cut, damage reported in [`Journal::recovery`]. Appending goes
+    /// on after the last good record.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`]: the directory cannot be made or read, is not
+    /// this user's or others can write it, or a segment cannot be read or
+    /// repaired.
+    pub fn open(dir: &Path, options: JournalOptions) -> Result<Journal, JournalError> {
+        let checked = Dir::open(dir, Some(0o700)).map_err(io_error(dir))?;
+        let mut journal = Journal {
+            dir: checked,
+            options,
+            segments: Vec::new(),
+            active: None,
+            last_seq: None,
+            unsynced_since: None,
+            recovery: Recovery::default(),
+            lost_track: false,
+        };
+        journal.recover()?;
+        Ok(journal)
+    }
+
+    fn recover(&mut self) -> Result<(), JournalError> {
+        self.segments.clear();
+        self.active = None;
+        self.last_seq = None;
+        self.unsynced_since = None;
+        self.recovery = Recovery::default();
+        let listed = self.dir.via_fd("");
+        let mut bases = list_segments(&listed).map_err(io_error(self.dir.path()))?;
+        // Segments whose header is not ours first, so that the last good
+        // one is known (it is where appending resumes).
+        let mut good = Vec::with_capacity(bases.len());
+        for base in bases.drain(..) {
+            let name = segment_name(base);
+            let path = self.dir.path().join(&name);
+            let mut header = Vec::with_capacity(SEGMENT_HEADER);
+            self.dir
+                .open_file(&name)
+                .and_then(|f| f.take(SEGMENT_HEADER as u64).read_to_end(&mut header))
+                .map_err(io_error(&path))?;
+            match check_segment_header(&header, base) {
+                Ok(()) => good.push(base),
+                Err(why) => {
+                    let aside = format!("{name}.damaged");
+                    std::fs::rename(self.dir.via_fd(&name), self.dir.via_fd(&aside))
+                        .map_err(io_error(&path))?;
+                    self.recovery.damaged_segments.push((path, why));
+                }
+            }
+        }
+        let count = good.len();
+        for (i, base) in good.into_iter().enumerate() {
+            let name = segment_name(base);
+            let path = self.dir.path().join(&name);
+            let mut file = self.dir.open_file(&name).map_err(io_error(&path))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(io_error(&path))?;
+            let s = scan(&bytes, SEGMENT_HEADER, self.options.max_record);
+            for c in &s.corrupt {
+                self.recovery.corrupt.push((base, *c));
+            }
+            let last = i + 1 == count;
+            let end = s.end as u64;
+            if s.torn > 0 && last {
+                // A crash mid-append: cut the half-written record so that
+                // appending goes on from a record boundary.
+                file.set_len(end).map_err(io_error(&path))?;
+                file.sync_data().map_err(io_error(&path))?;
+                self.recovery.torn_bytes = s.torn as u64;
+            } else if s.torn > 0 {
+                // Not the tail: report it as damage readers step over.
+                self.recovery.corrupt.push((
+                    base,
+                    Corrupt {
+                        offset: s.end,
+                        len: s.torn,
+                        damage: Damage::Short,
+                    },
+                ));
+            }
+            if let Some(l) = s.last {
+                self.last_seq = Some(self.last_seq.map_or(l.seq, |p| p.max(l.seq)));
+            }
+            let bytes_kept = if last { end } else { bytes.len() as u64 };
+            self.segments.push(SegmentInfo::new(base, bytes_kept, s));
+            if last {
+                use std::io::Seek;
+                file.seek(io::SeekFrom::Start(end))
+                    .map_err(io_error(&path))?;
+                self.active = Some(Active {
+                    base_seq: base,
+                    file: BufWriter::with_capacity(256 << 10, file),
+                    len: end,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What opening found and repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last record's sequence number (`None` while empty).
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> &[SegmentInfo] {
+        &self.segments
+    }
+
+    /// The bytes of every segment.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Appends a record. With [`Fsync::Always`] it is on disk when this
+    /// returns; with an interval, at most that long after (counting the
+    /// next append or [`Journal::tick`]).
+    ///
+    /// # Errors
+    /// [`JournalError::OutOfOrder`] for a sequence number not after the
+    /// last, [`JournalError::TooLarge`], or [`JournalError::Io`] (a full
+    /// disk: the record is not in the journal, and nothing already in it
+    /// is harmed; the next open cuts whatever part of it reached the disk).
+    pub fn append(&mut self, meta: &RecordMeta, payload: &[u8]) -> Result<(), JournalError> {
+        self.find_track()?;
+        if let Some(last) = self.last_seq.filter(|&l| meta.seq <= l) {
+            return Err(JournalError::OutOfOrder {
+                path: self.path().to_owned(),
+                seq: meta.seq,
+                last,
+            });
+        }
+        if payload.len() > self.options.max_record as usize {
+            return Err(JournalError::TooLarge {
+                path: self.path().to_owned(),
+                len: payload.len(),
+                max: self.options.max_record,
+            });
+        }
+        let size = record_size(payload.len()) as u64;
+        let full = self.active.as_ref().is_some_and(|a| {
+            a.len > SEGMENT_HEADER as u64 && a.len + size > self.options.segment_bytes
+        });
+        if full || self.active.is_none() {
+            self.roll(meta.seq)?;
+        }
+        let header = encode_header(meta, payload);
+        let pad = [0u8; RECORD_ALIGN];
+        let pad = &pad[..size as usize - header.len() - payload.len()];
+        let active = self.active.as_mut().expect("a segment to append to");
+        let segment = self.segments.last_mut().expect("the active segment's info");
+        let path = self.dir.path().join(segment_name(active.base_seq));
+        let offset = active.len as usize;
+        let written = active
+            .file
+            .write_all(&header)
+            .and_then(|()| active.file.write_all(payload))
+            .and_then(|()| active.file.write_all(pad));
+        if let Err(e) = written {
+            return Err(self.lose_track(&path, e));
+        }
+        active.len += size;
+        if segment.records % record::INDEX_EVERY == 0 {
+            segment.index.push(IndexEntry {
+                seq: meta.seq,
+                recorded_ns: meta.recorded_ns,
+                offset,
+            });
+        }
+        segment.first.get_or_insert(*meta);
+        segment.last = Some(*meta);
+        segment.records += 1;
+        segment.bytes = active.len;
+        self.last_seq = Some(meta.seq);
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        match self.options.fsync {
+            Fsync::Always => self.sync(),
+            Fsync::Interval(_) => self.tick(),
+            Fsync::None => Ok(()),
+        }
+    }
+
+    /// The journal's state after a failed write (a full disk): part of a
+    /// record, or buffered records, may or may not have reached the file.
+    /// Recovery finds out on the next call, cutting a partial record;
+    /// [`Journal::last_seq`] then says where appending resumes.
+    fn lose_track(&mut self, path: &Path, e: io::Error) -> JournalError {
+        // Dropping the buffer writes what it can of it.
+        self.active = None;
+        self.lost_track = true;
+        io_error(path)(e)
+    }
+
+    fn find_track(&mut self) -> Result<(), JournalError> {
+        if self.lost_track {
+            self.recover()?;
+            self.lost_track = false;
+        }
+        Ok(())
+    }
+
+    /// Forces records appended longer ago than the fsync interval to disk;
+    /// a recorder calls it when it has nothing to append, so that the last
+    /// records of a burst do not wait for the next one.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] from `fsync`.
+    pub fn tick(&mut self) -> Result<(), JournalError> {
+        if let (Fsync::Interval(every), Some(since)) = (self.options.fsync, self.unsynced_since) {
+            if since.elapsed() >= every {
+                return self.sync();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands buffered records to the kernel (readers see them from now).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] from `write`.
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        self.find_track()?;
+        if let Some(active) = &mut self.active {
+            if let Err(e) = active.file.flush() {
+                let path = self.dir.path().join(segment_name(active.base_seq));
+                return Err(self.lose_track(&path, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes and forces every appended record to disk.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] from `write` or `fsync`.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.flush()?;
+        if let Some(active) = &mut self.active {
+            if let Err(e) = active.file.get_ref().sync_data() {
+                let path = self.dir.path().join(segment_name(active.base_seq));
+                return Err(self.lose_track(&path, e));
+            }
+        }
+        self.unsynced_since = None;
+        Ok(())
+    }
+
+    /// Closes the active segment and begins one whose first record is
+    /// `base_seq`.
+    fn roll(&mut self, base_seq: u64) -> Result<(), JournalError> {
+        if self.active.is_some() {
+            if self.options.fsync == Fsync::None {
+                self.flush()?;
+            } else {
+                self.sync()?;
+            }
+        }
+        self.active = None;
+        let name = segment_name(base_seq);
+        let path = self.dir.path().join(&name);
+        if self.dir.contains(&name) {
+            // Left by an append that failed before its record was whole:
+            // it holds nothing (recovery would have made it the active
+            // segment otherwise); begin it anew.
+            self.dir.remove(&name).map_err(io_error(&path))?;
+            self.segments.retain(|s| s.base_seq != base_seq);
+        }
+        let file = self.dir.open_file(&name).map_err(io_error(&path))?;
+        let mut file = BufWriter::with_capacity(256 << 10, file);
+        file.write_all(&segment_header(base_seq))
+            .map_err(io_error(&path))?;
+        // The new name must survive a crash, or its records would be lost
+        // with it although each was synced.
+        if self.options.fsync != Fsync::None {
+            file.flush().map_err(io_error(&path))?;
+            file.get_ref().sync_all().map_err(io_error(&path))?;
+            File::open(self.dir.via_fd("."))
+                .and_then(|d| d.sync_all())
+                .map_err(io_error(self.dir.path()))?;
+        }
+        self.segments.push(SegmentInfo::new(
+            base_seq,
+            SEGMENT_HEADER as u64,
+            Scan::default(),
+        ));
+        self.active = Some(Active {
+            base_seq,
+            file,
+            len: SEGMENT_HEADER as u64,
+        });
+        self.retain(realtime_ns())?;
+        Ok(())
+    }
+
+    /// Removes closed segments past the retention limits (the active one
+    /// is always kept), oldest first; returns how many went. Called on
+    /// every new segment; `now_ns` is CLOCK_REALTIME.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] from `unlink`.
+    pub fn retain(&mut self, now_ns: u64) -> Result<usize, JournalError> {
+        let mut removed = 0;
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let too_big = self
+                .options
+                .retain_bytes
+                .is_some_and(|max| self.bytes() > max);
+            let too_old = self.options.retain_age.is_some_and(|age| {
+                let last = oldest.last.map_or(0, |l| l.recorded_ns);
+                now_ns.saturating_sub(last) > age.as_nanos().min(u64::MAX as u128) as u64
+            });
+            if !too_big && !too_old {
+                break;
+            }
+            let name = segment_name(oldest.base_seq);
+            self.dir
+                .remove(&name)
+                .map_err(io_error(&self.dir.path().join(&name)))?;
+            self.segments.remove(0);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // Best effort: what the policy promised is already on disk.
+        let _ = self.flush();
+    }
+}
+
+/// CLOCK_REALTIME in nanoseconds: what [`RecordMeta::recorded_ns`] holds.
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
+}
+
+/// Reads a journal from a sequence number or a time, stepping over damage
+/// (counted in [`JournalReader::corrupt_skipped`]). It sees what was
+/// flushed when it reached each segment; [`JournalReader::refresh`] looks
+/// again.
+#[derive(Debug)]
+pub struct JournalReader {
+    dir: PathBuf,
+    max_record: u32,
+    bases: Vec<u64>,
+    /// Index in `bases` of the segment in `data`, if one is loaded.
+    seg: Option<usize>,
+    data: Vec<u8>,
+    /// The loaded segment's scan.
+    scanned: Scan,
+    pos: usize,
+    /// Records before this sequence number are skipped.
+    from_seq: u64,
+    /// Records appended before this time are skipped.
+    from_ns: u64,
+    corrupt_skipped: u64,
+    damaged_segments: Vec<(u64, String)>,
+}
+
+impl JournalReader {
+    /// Opens the journal in `dir` for reading from its first record;
+    /// `max_record` is the topic's largest message.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if the directory cannot be read.
+    pub fn open(dir: &Path, max_record: u32) -> Result<JournalReader, JournalError> {
+        let bases = list_segments(dir).map_err(io_error(dir))?;
+        Ok(JournalReader {
+            dir: dir.to_owned(),
+            max_record,
+            bases,
+            seg: None,
+            data: Vec::new(),
+            scanned: Scan::default(),
+            pos: 0,
+            from_seq: 0,
+            from_ns: 0,
+            corrupt_skipped: 0,
+            damaged_segments: Vec::new(),
+        })
+    }
+
+    /// Damaged stretches stepped over so far.
+    pub fn corrupt_skipped(&self) -> u64 {
+        self.corrupt_skipped
+    }
+
+    /// Segment files left out because their header is not ours, with why.
+    pub fn damaged_segments(&self) -> &[(u64, String)] {
+        &self.damaged_segments
+    }
+
+    /// The first record's sequence number the journal still holds, if any
+    /// (from its segments' names: the oldest may hold damage first).
+    pub fn first_seq(&self) -> Option<u64> {
+        self.bases.first().copied()
+    }
+
+    /// Reads from the first record whose sequence number is `seq` or more.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if a segment cannot be read.
+    pub fn seek_seq(&mut self, seq: u64) -> Result<(), JournalError> {
+        self.from_seq = seq;
+        self.from_ns = 0;
+        // The last segment whose first record is at or before `seq`.
+        let i = self.bases.partition_point(|&b| b <= seq).saturating_sub(1);
+        self.load(i)?;
+        if let Some(e) = self.index_before(|e| e.seq <= seq) {
+            self.pos = e;
+        }
+        Ok(())
+    }
+
+    /// Reads from the first record appended at CLOCK_REALTIME `ns` or
+    /// later.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if a segment cannot be read.
+    pub fn seek_time(&mut self, ns: u64) -> Result<(), JournalError> {
+        self.from_seq = 0;
+        self.from_ns = ns;
+        // Segments are in time order too: skip those that end before `ns`.
+        let mut i = 0;
+        while i < self.bases.len() {
+            self.load(i)?;
+            if self.scanned.last.is_some_and(|l| l.recorded_ns >= ns) {
+                if let Some(e) = self.index_before(|e| e.recorded_ns <= ns) {
+                    self.pos = e;
+                }
+                return Ok(());
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// The offset of the last index entry of the loaded segment for which
+    /// `before` holds.
+    fn index_before(&self, before: impl Fn(&IndexEntry) -> bool) -> Option<usize> {
+        let index = &self.scanned.index;
+        index.iter().rev().find(|e| before(e)).map(|e| e.offset)
+    }
+
+    /// Loads segment `i` (of `bases`), its damage, and reads from its
+    /// first record. A segment that cannot be read as ours is reported
+    /// and left empty.
+    fn load(&mut self, i: usize) -> Result<(), JournalError> {
+        self.seg = Some(i);
+        self.data.clear();
+        self.scanned = Scan::default();
+        self.pos = SEGMENT_HEADER;
+        let Some(&base) = self.bases.get(i) else {
+            return Ok(());
+        };
+        let path = self.dir.join(segment_name(base));
+        match File::open(&path).and_then(|mut f| f.read_to_end(&mut self.data)) {
+            Ok(_) => {}
+            // Removed by retention since it was listed: nothing to read.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&path)(e)),
+        }
+        if let Err(why) = check_segment_header(&self.data, base) {
+            if !self.data.is_empty() {
+                self.damaged_segments.push((base, why));
+            }
+            self.data.clear();
+            return Ok(());
+        }
+        self.scanned = scan(&self.data, SEGMENT_HEADER, self.max_record);
+        Ok(())
+    }
+
+    /// Looks again at the directory: segments that appeared, and records
+    /// appended to the current one since it was read.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if the directory or a segment cannot be read.
+    pub fn refresh(&mut self) -> Result<(), JournalError> {
+        let current = self.seg.and_then(|i| self.bases.get(i).copied());
+        self.bases = list_segments(&self.dir).map_err(io_error(&self.dir))?;
+        if let Some(base) = current {
+            let pos = self.pos;
+            match self.bases.binary_search(&base) {
+                Ok(i) => {
+                    self.load(i)?;
+                    self.pos = pos.max(SEGMENT_HEADER);
+                }
+                // Removed by retention: go on with the next one.
+                Err(i) => {
+                    self.seg = Some(i.saturating_sub(1));
+                    self.data.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record, or `None` at the end of what was read.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if a segment cannot be read.
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, JournalError> {
+        loop {
+            if self.seg.is_none() {
+                self.load(0)?;
+            }
+            while self.pos < self.data.len() {
+                match parse(&self.data[self.pos..], self.max_record) {
+                    Ok((record, size)) => {
+                        let (start, meta) = (self.pos, record.meta);
+                        self.pos += size;
+                        if meta.seq < self.from_seq || meta.recorded_ns < self.from_ns {
+                            continue;
+                        }
+                        let payload = start + record::RECORD_HEADER
+                            ..start + record::RECORD_HEADER + record.payload.len();
+                        return Ok(Some(Record {
+                            meta,
+                            payload: &self.data[payload],
+                        }));
+                    }
+                    Err(_) => match self.scanned.corrupt.iter().find(|c| c.offset == self.pos) {
+                        Some(c) => {
+                            self.pos += c.len;
+                            self.corrupt_skipped += 1;
+                        }
+                        // A torn tail: the end of this segment.
+                        None => break,
+                    },
+                }
+            }
+            let next = self.seg.map_or(0, |i| i + 1);
+            if next >= self.bases.len() {
+                return Ok(None);
+            }
+            self.load(next)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! One journal record on disk, and the scan that finds every good record in
+//! a segment's bytes, cuts a torn tail and steps over damage in the middle.
+//!
+//! A record is 8-byte aligned:
+//!
+//! ```text
+//!  0  u32 magic       RECORD_MAGIC
+//!  4  u32 len         payload bytes
+//!  8  u32 crc         CRC32C of bytes 4..8, 12..48 and the payload
+//! 12  u32 flags       0 (reserved)
+//! 16  u64 seq         the message's sequence number in its ring
+//! 24  u64 tag         the publisher's tag
+//! 32  u64 timestamp   the publisher's timestamp (CLOCK_MONOTONIC ns, or 0)
+//! 40  u64 recorded    CLOCK_REALTIME ns when the recorder appended it
+//! 48  payload, then zeros up to the next multiple of 8
+//! ```
+//!
+//! All integers are little-endian. The CRC covers everything but the magic
+//! and itself, and the padding must be zeros, so a record is either whole
+//! and as written or reported.
+
+/// The first word of every record.
+pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"RBJr");
+/// Bytes before a record's payload.
+pub const RECORD_HEADER: usize = 48;
+/// Records start at multiples of this.
+pub const RECORD_ALIGN: usize = 8;
+
+/// Bytes a record of `len` payload bytes takes on disk, padding included.
+pub const fn record_size(len: usize) -> usize {
+    (RECORD_HEADER + len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
+}
+
+/// A record's fields, payload aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RecordMeta {
+    /// Sequence number within its ring.
+    pub seq: u64,
+    /// The publisher's tag.
+    pub tag: u64,
+    /// The publisher's timestamp (CLOCK_MONOTONIC ns), 0 when it sent none.
+    pub timestamp_ns: u64,
+    /// CLOCK_REALTIME ns at which the recorder appended the record: what
+    /// retention by age and a start at a wall-clock time go by.
+    pub recorded_ns: u64,
+}
+
+/// A good record, borrowed from the bytes it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Its fields.
+    pub meta: RecordMeta,
+    /// Its payload.
+    pub payload: &'a [u8],
+}
+
+/// Why the bytes at some offset are not a good record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// Fewer bytes are left than the header or the record needs.
+    Short,
+    /// The first word is not [`RECORD_MAGIC`].
+    Magic,
+    /// The length is larger than the journal's largest record.
+    Length(u32),
+    /// The reserved flags are not 0.
+    Flags(u32),
+    /// The checksum does not match.
+    Crc,
+    /// The padding after the payload is not zeros.
+    Padding,
+}
+
+/// The header of a record with this payload, its checksum computed.
+pub fn encode_header(meta: &RecordMeta, payload: &[u8]) -> [u8; RECORD_HEADER] {
+    let len = u32::try_from(payload.len()).expect("a journal record's payload fits in u32");
+    let mut h = [0u8; RECORD_HEADER];
+    h[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    // 8..12: the CRC, below; 12..16: flags, 0.
+    h[16..24].copy_from_slice(&meta.seq.to_le_bytes());
+    h[24..32].copy_from_slice(&meta.tag.to_le_bytes());
+    h[32..40].copy_from_slice(&meta.timestamp_ns.to_le_bytes());
+    h[40..48].copy_from_slice(&meta.recorded_ns.to_le_bytes());
+    let crc = checksum(&h, payload);
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn checksum(h: &[u8; RECORD_HEADER], payload: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&h[4..8]);
+    let crc = crc32c::crc32c_append(crc, &h[12..RECORD_HEADER]);
+    crc32c::crc32c_append(crc, payload)
+}
+
+fn word32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn word64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Parses the record at the start of `bytes`; on success also returns the
+/// bytes it takes, padding included.
+///
+/// # Errors
+/// [`Damage`] says why these bytes are not a good record. Never panics,
+/// whatever the bytes.
+pub fn parse(bytes: &[u8], max_len: u32) -> Result<(Record<'_>, usize), Damage> {
+    if bytes.len() < RECORD_HEADER {
+        return Err(Damage::Short);
+    }
+    if word32(bytes, 0) != RECORD_MAGIC {
+        return Err(Damage::Magic);
+    }
+    let len = word32(bytes, 4);
+    if len > max_len {
+        return Err(Damage::Length(len));
+    }
+    let flags = word32(bytes, 12);
+    if flags != 0 {
+        return Err(Damage::Flags(flags));
+    }
+    // The padding too: the writer writes a record whole, so a record
+    // without it is torn, and every record boundary stays aligned.
+    let size = record_size(len as usize);
+    if bytes.len() < size {
+        return Err(Damage::Short);
+    }
+    let end = RECORD_HEADER + len as usize;
+    let header: &[u8; RECORD_HEADER] = bytes[..RECORD_HEADER].try_into().expect("header bytes");
+    let payload = &bytes[RECORD_HEADER..end];
+    if checksum(header, payload) != word32(bytes, 8) {
+        return Err(Damage::Crc);
+    }
+    if bytes[end..size].iter().any(|&b| b != 0) {
+        return Err(Damage::Padding);
+    }
+    let meta = RecordMeta {
+        seq: word64(bytes, 16),
+        tag: word64(bytes, 24),
+        timestamp_ns: word64(bytes, 32),
+        recorded_ns: word64(bytes, 40),
+    };
+    Ok((Record { meta, payload }, size))
+}
+
+/// Bytes of damage found between good records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corrupt {
+    /// Offset of the first damaged byte (a record boundary).
+    pub offset: usize,
+    /// Bytes skipped, up to the next good record.
+    pub len: usize,
+    /// What was wrong with the first record there.
+    pub damage: Damage,
+}
+
+/// A sparse index entry: where a record starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's [`RecordMeta::recorded_ns`].
+    pub recorded_ns: u64,
+    /// The record's offset in its segment.
+    pub offset: usize,
+}
+
+/// The index keeps one record in this many (the first always).
+pub const INDEX_EVERY: u64 = 256;
+
+/// What [`scan`] found in a segment's bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Offset just past the last good record: where appending resumes.
+    pub end: usize,
+    /// Good records.
+    pub records: u64,
+    /// The first and last good records' fields.
+    pub first: Option<RecordMeta>,
+    /// See `first`.
+    pub last: Option<RecordMeta>,
+    /// Damage between good records, in order.
+    pub corrupt: Vec<Corrupt>,
+    /// Bytes after `end` that hold no good record (a crash mid-append):
+    /// the writer cuts them.
+    pub torn: usize,
+    /// One good record in [`INDEX_EVERY`], and the first.
+    pub index: Vec<IndexEntry>,
+}
+
+/// Scans `bytes[start..]` record by record. A damaged record followed by a
+/// good one further on is recorded in [`Scan::corrupt`] and stepped over;
+/// damage with no good record after it is a torn tail ([`Scan::torn`]). A
+/// damaged *last* record is therefore cut like a torn one: nothing after it
+/// tells the two apart.
+pub fn scan(bytes: &[u8], start: usize, max_len: u32) -> Scan {
+    let mut s = Scan {
+        end: start.min(bytes.len()),
+        ..Scan::default()
+    };
+    let mut pos = s.end;
+    while pos < bytes.len() {
+        match parse(&bytes[pos..], max_len) {
+            Ok((record, size)) => {
+                if s.records % INDEX_EVERY == 0 {
+                    s.index.push(IndexEntry {
+                        seq: record.meta.seq,
+                        recorded_ns: record.meta.recorded_ns,
+                        offset: pos,
+                    });
+                }
+                s.first.get_or_insert(record.meta);
+                s.last = Some(record.meta);
+                s.records += 1;
+                pos += size;
+                s.end = pos;
+            }
+            Err(damage) => match resync(bytes, pos, max_len) {
+                Some(next) => {
+                    s.corrupt.push(Corrupt {
+                        offset: pos,
+                        len: next - pos,
+                        damage,
+                    });
+                    pos = next;
+                }
+                None => break,
+            },
+        }
+    }
+    s.torn = bytes.len() - s.end;
+    s
+}
+
+/// The offset of the next good record after a damaged one at `pos`.
+fn resync(bytes: &[u8], pos: usize, max_len: u32) -> Option<usize> {
+    let magic = RECORD_MAGIC.to_le_bytes();
+    let mut at = pos + RECORD_ALIGN;
+    while at + RECORD_HEADER <= bytes.len() {
+        if bytes[at..at + 4] == magic && parse(&bytes[at..], max_len).is_ok() {
+            return Some(at);
+        }
+        at += RECORD_ALIGN;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64) -> RecordMeta {
+        RecordMeta {
+            seq,
+            tag: seq * 3,
+            timestamp_ns: seq + 100,
+            recorded_ns: 1_000 + seq,
+        }
+    }
+
+    fn log(n: u64) -> (Vec<u8>, Vec<usize>) {
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::new();
+        for seq in 0..n {
+            let payload = vec![seq as u8; (seq % 13) as usize];
+            offsets.push(bytes.len());
+            bytes.extend_from_slice(&encode_header(&meta(seq), &payload));
+            bytes.extend_from_slice(&payload);
+            bytes.resize(offsets[seq as usize] + record_size(payload.len()), 0);
+        }
+        (bytes, offsets)
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let payload = b"hello journal";
+        let mut bytes = encode_header(&meta(7), payload).to_vec();
+        bytes.extend_from_slice(payload);
+        bytes.resize(record_size(payload.len()), 0);
+        let (record, size) = parse(&bytes, 1024).unwrap();
+        assert_eq!(record.meta, meta(7));
+        assert_eq!(record.payload, payload);
+        assert_eq!(size, 64);
+        assert_eq!(size % RECORD_ALIGN, 0);
+    }
+
+    #[test]
+    fn every_field_is_checked() {
+        let payload = [1u8, 2, 3];
+        let mut bytes = encode_header(&meta(1), &payload).to_vec();
+        bytes.extend_from_slice(&payload);
+        bytes.resize(record_size(payload.len()), 0);
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            let got = parse(&bad, 1024);
+            assert!(
+                got.is_err(),
+                "a flipped bit at {at} went unnoticed: {got:?}"
+            );
+        }
+        assert_eq!(parse(&bytes, 2), Err(Damage::Length(3)));
+        assert_eq!(parse(&bytes[..RECORD_HEADER + 2], 1024), Err(Damage::Short));
+        // Payload whole, padding missing: torn.
+        assert_eq!(parse(&bytes[..RECORD_HEADER + 3], 1024), Err(Damage::Short));
+    }
+
+    #[test]
+    fn a_scan_finds_every_record_and_indexes_some() {
+        let (bytes, _) = log(1000);
+        let s = scan(&bytes, 0, 64);
+        assert_eq!((s.records, s.end, s.torn), (1000, bytes.len(), 0));
+        assert!(s.corrupt.is_empty());
+        assert_eq!(s.first.unwrap().seq, 0);
+        assert_eq!(s.last.unwrap().seq, 999);
+        let seqs: Vec<u64> = s.index.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![0, 256, 512, 768]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_the_last_whole_record() {
+        let (bytes, offsets) = log(20);
+        // Every cut inside the last three records keeps exactly the whole
+        // records before it.
+        for cut in offsets[17]..bytes.len() {
+            let s = scan(&bytes[..cut], 0, 64);
+            let complete = (0..20)
+                .filter(|&i| offsets[i] + record_size(i % 13) <= cut)
+                .count() as u64;
+            assert_eq!(s.records, complete, "cut at {cut}");
+            assert_eq!(s.end + s.torn, cut);
+            assert!(s.corrupt.is_empty(), "cut at {cut}: {:?}", s.corrupt);
+        }
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_stepped_over_and_reported() {
+        let (bytes, offsets) = log(50);
+        for at in offsets[20]..offsets[21] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0xff;
+            let s = scan(&bad, 0, 64);
+            assert_eq!(s.records, 49, "flip at {at}");
+            assert_eq!(s.corrupt.len(), 1, "flip at {at}");
+            assert_eq!(s.corrupt[0].offset, offsets[20]);
+            assert_eq!(s.corrupt[0].len, offsets[21] - offsets[20]);
+            assert_eq!((s.end, s.torn), (bytes.len(), 0));
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..200 {
+            let mut bytes = vec![0u8; round * 7];
+            for b in &mut bytes {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            // Plant magic words so that resync has work to do.
+            for at in (0..bytes.len().saturating_sub(4)).step_by(40) {
+                bytes[at..at + 4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+            }
+            let s = scan(&bytes, 0, u32::MAX);
+            assert_eq!(s.end + s.torn, bytes.len());
+            let s = scan(&bytes, bytes.len() + 5, 16);
+            assert_eq!(s.records, 0);
+        }
+    }
+}
