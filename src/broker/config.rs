@@ -7,6 +7,7 @@
 //! data_dir = "/dev/shm/ringbus"
 //! socket_mode = 0o666        # the ACL below is what admits clients
 //! socket_dir_mode = 0o700    # used when the broker creates the directory
+//! journal_dir = "/var/lib/ringbus"  # durable topics' journals (not tmpfs)
 //!
 //! [limits]                   # the defaults
 //! max_topics = 1024
@@ -26,6 +27,14 @@
 //! mode = "backpressure"
 //! max_subscribers = 8
 //!
+//! [[topic]]
+//! name = "orders"
+//! mode = "backpressure"
+//! durable = true             # journaled to disk by the broker's recorder
+//! fsync = "interval:10ms"    # or "none", "always"
+//! retain_bytes = 10737418240 # per ring; and/or
+//! retain_age = "7d"
+//!
 //! [[acl]]
 //! topic = "md.>"              # exact name, `*` = one segment, `>` = the rest
 //! publish = { uids = [1000] }
@@ -38,11 +47,13 @@
 //! one `SO_PEERCRED` reports).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::control::frame::MAX_RINGS_PER_TOPIC;
 use crate::control::{validate_topic_name, PeerCred};
+use crate::journal::{parse_duration, Fsync, JournalOptions};
 use crate::ring::{Mode, TopicConfig};
 
 /// Why a configuration file was refused.
@@ -110,6 +121,10 @@ pub struct ServerConfig {
     /// others. Turn it on only when every process that may subscribe is
     /// trusted (one application on its own host).
     pub trusted_subscribers: bool,
+    /// Where durable topics' journals go (default: see
+    /// [`default_journal_dir`](crate::control::paths::default_journal_dir);
+    /// a real filesystem, not tmpfs, or they do not survive a reboot).
+    pub journal_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +135,7 @@ impl Default for ServerConfig {
             socket_mode: 0o666,
             socket_dir_mode: 0o700,
             trusted_subscribers: false,
+            journal_dir: None,
         }
     }
 }
@@ -188,6 +204,26 @@ pub struct TopicDecl {
     /// Back-pressure cursors per ring (default 16).
     #[serde(default = "default_max_subscribers")]
     pub max_subscribers: u32,
+    /// Journal every message to disk (a back-pressure topic only: the
+    /// recorder's cursor is what keeps a message in the ring until it is
+    /// written).
+    #[serde(default)]
+    pub durable: bool,
+    /// When journaled messages are forced to disk: `"none"`, `"always"`
+    /// or `"interval:10ms"` (the default).
+    #[serde(default)]
+    pub fsync: Option<String>,
+    /// Bytes of journal kept per ring, oldest segments removed first
+    /// (default: no limit).
+    #[serde(default)]
+    pub retain_bytes: Option<u64>,
+    /// How long journaled messages are kept (`"7d"`, `"12h"`; default: no
+    /// limit).
+    #[serde(default)]
+    pub retain_age: Option<String>,
+    /// Size of a journal segment file (default 64 MiB).
+    #[serde(default)]
+    pub segment_bytes: Option<u64>,
 }
 
 fn default_max_message_size() -> u32 {
@@ -222,6 +258,56 @@ impl TopicDecl {
         c.validate()
             .map_err(|e| ConfigError::Invalid(format!("topic {:?}: {e}", self.name)))?;
         Ok(c)
+    }
+
+    /// How the topic is journaled: `None` unless it is durable.
+    ///
+    /// # Errors
+    /// A durable overwrite topic, a bad fsync policy, duration or size.
+    pub fn journal(&self) -> Result<Option<JournalOptions>, ConfigError> {
+        let invalid = |e: String| ConfigError::Invalid(format!("topic {:?}: {e}", self.name));
+        let config = self.config()?;
+        let journal_only = self.fsync.is_some()
+            || self.retain_bytes.is_some()
+            || self.retain_age.is_some()
+            || self.segment_bytes.is_some();
+        if !self.durable {
+            if journal_only {
+                return Err(invalid(
+                    "fsync, retain_bytes, retain_age and segment_bytes apply to a durable topic: add durable = true".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if config.mode != Mode::Backpressure {
+            return Err(invalid(
+                "a durable topic must be mode = \"backpressure\": in overwrite mode a publisher may overwrite a message before it is journaled".into(),
+            ));
+        }
+        let fsync = match &self.fsync {
+            Some(f) => f.parse().map_err(invalid)?,
+            None => Fsync::Interval(Duration::from_millis(10)),
+        };
+        let retain_age = self
+            .retain_age
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| invalid(format!("retain_age: {e}")))?;
+        let defaults = JournalOptions::default();
+        let segment_bytes = self.segment_bytes.unwrap_or(defaults.segment_bytes);
+        if segment_bytes < 4096 {
+            return Err(invalid(format!(
+                "segment_bytes = {segment_bytes}: at least 4096"
+            )));
+        }
+        Ok(Some(JournalOptions {
+            segment_bytes,
+            max_record: config.max_message_size,
+            fsync,
+            retain_bytes: self.retain_bytes,
+            retain_age,
+        }))
     }
 }
 
@@ -352,6 +438,7 @@ impl Config {
         for t in &self.topics {
             validate_topic_name(&t.name)
                 .map_err(|e| ConfigError::Invalid(format!("topic {:?}: {e}", t.name)))?;
+            t.journal()?;
             if !seen.insert(&t.name) {
                 return Err(ConfigError::Invalid(format!(
                     "topic {:?} is declared twice",

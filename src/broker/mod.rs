@@ -16,6 +16,7 @@ pub mod config;
 pub mod dirs;
 mod embedded;
 pub mod keeper;
+pub mod recorder;
 mod signals;
 mod state;
 
@@ -157,6 +158,9 @@ pub struct Broker {
     pids: HashMap<u32, PidWatch>,
     state: State,
     buf: Box<[u8]>,
+    /// Durable topics and how each is journaled, under `journal_dir`.
+    durable: Vec<(String, crate::journal::JournalOptions)>,
+    journal_dir: PathBuf,
 }
 
 impl Broker {
@@ -175,6 +179,21 @@ impl Broker {
         } = opts;
         // A config built in code has not been through `Config::parse`.
         config.validate()?;
+        let mut durable = Vec::new();
+        for t in &config.topics {
+            if let Some(options) = t.journal()? {
+                durable.push((t.name.clone(), options));
+            }
+        }
+        let journal_dir = config
+            .server
+            .journal_dir
+            .clone()
+            .unwrap_or_else(paths::default_journal_dir);
+        if !durable.is_empty() {
+            // Refuse to start rather than run durable topics unrecorded.
+            Dir::open(&journal_dir, Some(0o700)).map_err(io_err("the journal directory"))?;
+        }
         let dir_of = |p: &Path| match p.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
@@ -250,6 +269,8 @@ impl Broker {
             pids: HashMap::new(),
             state,
             buf: vec![0u8; MAX_REQUEST].into_boxed_slice(),
+            durable,
+            journal_dir,
         };
         for (pid, fd) in owners {
             match fd {
@@ -279,6 +300,26 @@ impl Broker {
     /// # Errors
     /// Only if `poll` itself fails; client errors never stop the broker.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), BrokerError> {
+        // Dropped (stopped, their journals synced) when serving ends.
+        let mut recorders = Vec::with_capacity(self.durable.len());
+        for (topic, options) in self.durable.clone() {
+            let what = format!("starting the recorder of {topic:?}");
+            let (ours, theirs) = socket::pair().map_err(io_err(what.clone()))?;
+            rustix::fs::fcntl_setfl(&ours, rustix::fs::OFlags::NONBLOCK)
+                .map_err(|e| io_err(what.clone())(e.into()))?;
+            let cred = socket::peer_cred(ours.as_fd()).map_err(io_err(what.clone()))?;
+            self.admit(ours, cred);
+            let dir = self.journal_dir.clone();
+            recorders.push(
+                recorder::Recorder::start(theirs, self.socket_path.clone(), topic, dir, options)
+                    .map_err(io_err(what))?,
+            );
+        }
+        // Until every recorder holds its cursors (or a few seconds went by:
+        // one that cannot subscribe says why on stderr), nobody else is
+        // admitted: a publisher of a durable topic must not write what its
+        // recorder would never see.
+        let admitting_from = Instant::now() + Duration::from_secs(5);
         let mut last_tick = Instant::now();
         let mut ids: Vec<u64> = Vec::new();
         let mut pids: Vec<u32> = Vec::new();
@@ -288,16 +329,38 @@ impl Broker {
             tv_sec: 0,
             tv_nsec: TICK.as_nanos() as _,
         };
-        // Relaxed: a stop flag, see signals.rs.
-        while !stop.load(Ordering::Relaxed) {
+        let mut stopping: Option<Instant> = None;
+        loop {
+            // Relaxed: a stop flag, see signals.rs.
+            if stop.load(Ordering::Relaxed) {
+                // The recorders end first (their last requests are
+                // answered), bounded: a stuck disk does not keep the
+                // broker up.
+                let since = *stopping.get_or_insert_with(|| {
+                    recorders.iter().for_each(recorder::Recorder::signal_stop);
+                    Instant::now()
+                });
+                if recorders.iter().all(recorder::Recorder::is_finished)
+                    || since.elapsed() > Duration::from_secs(5)
+                {
+                    break;
+                }
+            }
             ids.clear();
             pids.clear();
             ready_clients.clear();
             dead_pids.clear();
             let listen_ready;
             {
+                let admitting = Instant::now() >= admitting_from
+                    || recorders.iter().all(|r| r.is_ready() || r.is_finished());
                 let mut fds = Vec::with_capacity(1 + self.clients.len() + self.pids.len());
-                fds.push(PollFd::new(&self.listener, PollFlags::IN));
+                let listen = if admitting {
+                    PollFlags::IN
+                } else {
+                    PollFlags::empty()
+                };
+                fds.push(PollFd::new(&self.listener, listen));
                 for (id, c) in &self.clients {
                     ids.push(*id);
                     fds.push(PollFd::new(&c.sock, PollFlags::IN));
@@ -445,19 +508,24 @@ impl Broker {
                 .ok();
                 continue;
             }
-            let id = self.next_client;
-            self.next_client += 1;
-            self.watch_pid(cred.pid);
-            self.clients.insert(
-                id,
-                Client {
-                    sock,
-                    cred,
-                    welcomed: false,
-                    since: Instant::now(),
-                },
-            );
+            self.admit(sock, cred);
         }
+    }
+
+    /// Serves `sock` (non-blocking), a client with `cred`.
+    fn admit(&mut self, sock: OwnedFd, cred: PeerCred) {
+        let id = self.next_client;
+        self.next_client += 1;
+        self.watch_pid(cred.pid);
+        self.clients.insert(
+            id,
+            Client {
+                sock,
+                cred,
+                welcomed: false,
+                since: Instant::now(),
+            },
+        );
     }
 
     fn serve_client(&mut self, id: u64, flags: PollFlags) {

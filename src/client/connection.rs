@@ -61,6 +61,18 @@ impl Client {
         })
     }
 
+    /// A client over `sock`, connected to the broker of `path` by the
+    /// broker itself (its recorders').
+    pub(crate) fn over(sock: std::os::fd::OwnedFd, path: &Path) -> Result<Client, ClientError> {
+        let conn = Connection::over(sock, &client_name()).map_err(refine)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
     /// Connects to the default socket ([`paths::default_socket_path`]:
     /// `RINGBUS_SOCKET`, else the runtime directory).
     ///

@@ -137,6 +137,15 @@ impl Connection {
         if super::paths::is_default_socket(path) {
             check_default_broker(path, sock.as_fd())?;
         }
+        Connection::over(sock, name)
+    }
+
+    /// Says hello over `sock`, a socket already connected to a broker
+    /// (one end of a pair the broker serves the other end of).
+    ///
+    /// # Errors
+    /// As [`Connection::connect`], but for the connecting.
+    pub(crate) fn over(sock: OwnedFd, name: &str) -> Result<Connection, ConnectionError> {
         socket::set_timeouts(sock.as_fd(), Some(REPLY_TIMEOUT))?;
         let mut c = Connection {
             sock,

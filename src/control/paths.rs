@@ -44,6 +44,26 @@ pub fn runtime_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/ringbus-{}", uid()))
 }
 
+/// Where durable topics' journals go when the config names no
+/// `server.journal_dir`: on a real filesystem, never tmpfs
+/// (`/var/lib/ringbus` for root, else `$XDG_STATE_HOME/ringbus`, else
+/// `~/.local/state/ringbus`).
+pub fn default_journal_dir() -> PathBuf {
+    if uid() == 0 {
+        return PathBuf::from("/var/lib/ringbus");
+    }
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_STATE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/ringbus-{}-state", uid())))
+        .join("ringbus")
+}
+
 /// The data directory used when neither a flag nor a config names one.
 pub fn default_data_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");

@@ -57,24 +57,41 @@ impl FromStr for Fsync {
                 "fsync {s:?}: expected \"none\", \"always\" or \"interval:DURATION\" (e.g. interval:10ms)"
             ));
         };
-        let digits = interval
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(interval.len());
-        let (n, unit) = interval.split_at(digits);
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("fsync {s:?}: the interval must start with a whole number"))?;
-        let d = match unit {
-            "ns" => Duration::from_nanos(n),
-            "us" => Duration::from_micros(n),
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            _ => return Err(format!("fsync {s:?}: the unit must be ns, us, ms or s")),
-        };
+        let d = parse_duration(interval).map_err(|e| format!("fsync {s:?}: {e}"))?;
         if d.is_zero() {
             return Err(format!("fsync {s:?}: a zero interval is \"always\""));
         }
         Ok(Fsync::Interval(d))
+    }
+}
+
+/// Parses a whole number and a unit: `ns`, `us`, `ms`, `s`, `m`, `h`, `d`
+/// (`10ms`, `7d`).
+///
+/// # Errors
+/// Says what is wrong.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
+    let secs = |k: u64| {
+        n.checked_mul(k)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("duration {s:?} is too long"))
+    };
+    match unit {
+        "ns" => Ok(Duration::from_nanos(n)),
+        "us" => Ok(Duration::from_micros(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        _ => Err(format!(
+            "duration {s:?} needs a unit: ns, us, ms, s, m, h or d"
+        )),
     }
 }
 

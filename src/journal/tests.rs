@@ -305,7 +305,7 @@ fn bad_input_is_refused_clearly() {
         "interval:10",
         "interval:ms",
         "interval:0ms",
-        "interval:5h",
+        "interval:5y",
     ] {
         let err = bad.parse::<Fsync>().unwrap_err();
         assert!(err.contains(&format!("{bad:?}")), "{err}");
