@@ -46,6 +46,8 @@ pub enum Command {
     Record(crate::record::RecordArgs),
     /// Publish an MCAP file's messages back, at their recorded pace.
     Replay(crate::record::ReplayArgs),
+    /// A durable topic's journal: what it holds, a range of it to MCAP.
+    Journal(crate::journal::JournalArgs),
     /// Topics and rings by message rate (msg/s, bytes/s, subscribers,
     /// lag, drops, filtered), refreshed in place; q quits.
     Top(crate::top::TopArgs),
@@ -201,6 +203,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(a) => stats(&connect(&cli)?, a.json),
         Command::Record(a) => crate::record::record(&connect(&cli)?, a),
         Command::Replay(a) => crate::record::replay(&connect(&cli)?, a),
+        Command::Journal(a) => crate::journal::run(a),
         Command::Top(a) => crate::top::run(&cli.socket_path(), a),
         Command::Bench(a) => ringbus_bench::run(a).map(|()| ExitCode::SUCCESS),
         Command::BenchChild { spec } => ringbus_bench::child_main(spec).map(|()| ExitCode::SUCCESS),

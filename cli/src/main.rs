@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod cli;
 mod http;
+mod journal;
 mod metrics;
 mod record;
 mod top;

@@ -27,15 +27,15 @@ use ringbus::ring::{RecvError, Start};
 use ringbus::wait::WaitStrategy;
 
 /// The message encoding of a framed channel.
-const FRAMED: &str = "ringbus.framed";
+pub(crate) const FRAMED: &str = "ringbus.framed";
 /// Bytes before the payload in a framed message.
-const FRAME_HEADER: usize = 16;
+pub(crate) const FRAME_HEADER: usize = 16;
 /// Channel metadata keys.
-const META_TOPIC: &str = "ringbus.topic";
-const META_RING: &str = "ringbus.ring";
-const META_MODE: &str = "ringbus.mode";
+pub(crate) const META_TOPIC: &str = "ringbus.topic";
+pub(crate) const META_RING: &str = "ringbus.ring";
+pub(crate) const META_MODE: &str = "ringbus.mode";
 const META_CAPACITY: &str = "ringbus.capacity";
-const META_MAX_SIZE: &str = "ringbus.max_message_size";
+pub(crate) const META_MAX_SIZE: &str = "ringbus.max_message_size";
 const META_MAX_SUBSCRIBERS: &str = "ringbus.max_subscribers";
 
 /// How messages are laid out in a recording.
