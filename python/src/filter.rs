@@ -11,6 +11,7 @@
 //! raises the stored exception to the caller of the receive
 //! (`Subscriber::recv_failed`). The subscription goes on.
 
+use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
@@ -67,6 +68,18 @@ impl MessageInfo {
 /// called it to raise.
 pub(crate) type RaisedSlot = Arc<Mutex<Option<PyErr>>>;
 
+thread_local! {
+    /// Whether this thread is running a predicate (see `judging`).
+    static JUDGING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is inside a predicate: its receive holds the
+/// subscriber's lock, so the subscriber refuses to be used rather than
+/// wait forever for it.
+pub(crate) fn judging() -> bool {
+    JUDGING.with(Cell::get)
+}
+
 /// The unwind payload of a predicate that raised (its exception is in the
 /// slot).
 struct PredicateRaised;
@@ -81,7 +94,13 @@ pub(crate) fn predicate(
         let verdict = Python::attach(|py| {
             let info = Bound::new(py, MessageInfo(*info))?;
             let data = PyBytes::new(py, data);
-            callable.bind(py).call1((info, data))?.is_truthy()
+            let was = JUDGING.with(|j| j.replace(true));
+            let keep = callable
+                .bind(py)
+                .call1((info, data))
+                .and_then(|k| k.is_truthy());
+            JUDGING.with(|j| j.set(was));
+            keep
         });
         match verdict {
             Ok(keep) => keep,

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyString};
@@ -26,7 +26,7 @@ use ringbus::ring::{MessageInfo, MessageRef, RecvError, RingRegion};
 
 use crate::buffer::RingMemory;
 use crate::errors::{is_end_of_stream, recv_error, Kind};
-use crate::filter::{filter_error, tag_list, RaisedSlot};
+use crate::filter::{filter_error, judging, tag_list, RaisedSlot};
 use crate::publisher::config_dict;
 use crate::wait::{lock, Deadline, RingPtr};
 
@@ -229,13 +229,30 @@ impl Subscriber {
         recv_error(e, ring_id)
     }
 
+    /// Locks the state. A filter's predicate runs while its receive holds
+    /// the lock: if it uses the subscriber, waiting would never end.
+    fn state(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, SubState>> {
+        self.check_not_judging()?;
+        Ok(lock(py, &self.state))
+    }
+
+    fn check_not_judging(&self) -> PyResult<()> {
+        if judging() && matches!(self.state.try_lock(), Err(TryLockError::WouldBlock)) {
+            return Err(Kind::BadState.err(
+                "a filter's predicate cannot use the subscriber it filters \
+                 (its receive is under way)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the open subscriber (no message held).
     fn with_sub<T>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut RustSubscriber) -> PyResult<T>,
     ) -> PyResult<T> {
-        let mut st = lock(py, &self.state);
+        let mut st = self.state(py)?;
         st.release_held(py, true);
         f(st.sub()?)
     }
@@ -253,7 +270,7 @@ impl Subscriber {
     fn receive(slf: &Bound<'_, Self>, deadline: Option<Deadline>) -> PyResult<Option<Message>> {
         let py = slf.py();
         let me = slf.get();
-        let mut guard = lock(py, &me.state);
+        let mut guard = me.state(py)?;
         let st = &mut *guard;
         me.check_open()?;
         st.release_held(py, true);
@@ -366,11 +383,12 @@ impl Subscriber {
     }
 
     /// Releases `hold`'s slot if it is still the one held.
-    fn release(&self, py: Python<'_>, hold: &Arc<Hold>) {
-        let mut st = lock(py, &self.state);
+    fn release(&self, py: Python<'_>, hold: &Arc<Hold>) -> PyResult<()> {
+        let mut st = self.state(py)?;
         if st.held.as_ref().is_some_and(|h| Arc::ptr_eq(&h.hold, hold)) {
             st.release_held(py, false);
         }
+        Ok(())
     }
 }
 
@@ -447,7 +465,8 @@ impl Subscriber {
     /// Ends the subscription (releasing a held message); a receive waiting
     /// in another thread raises `Closed` within a fraction of a second.
     /// Closing twice is harmless.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_not_judging()?;
         // Relaxed: see check_open.
         self.closing.store(true, Ordering::Relaxed);
         let mut st = lock(py, &self.state);
@@ -456,6 +475,7 @@ impl Subscriber {
             // Dropping tells the broker (a round trip).
             py.detach(move || drop(sub));
         }
+        Ok(())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -463,9 +483,9 @@ impl Subscriber {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     /// The topic.
@@ -483,21 +503,15 @@ impl Subscriber {
     /// The topic's config as a dict, once a publisher has set it (else None).
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let mut st = lock(py, &self.state);
-        st.release_held(py, true);
-        match st.sub()?.config() {
-            Some(c) => config_dict(py, &c).map(Some),
-            None => Ok(None),
-        }
+        let config = self.with_sub(py, |s| Ok(s.config()))?;
+        config.map(|c| config_dict(py, &c)).transpose()
     }
 
     /// Messages lost so far (overwritten before they were read), over all
     /// rings.
     #[getter]
     fn lagged_total(&self, py: Python<'_>) -> PyResult<u64> {
-        let mut st = lock(py, &self.state);
-        st.release_held(py, true);
-        Ok(st.sub()?.lagged_total())
+        self.with_sub(py, |s| Ok(s.lagged_total()))
     }
 
     /// The topics read so far: the topic itself, or those the pattern
@@ -661,9 +675,10 @@ impl Message {
     /// Gives the message's slot back to the publisher (back-pressure
     /// topics); its view is released. Harmless on a copied message or
     /// twice.
-    fn release(&self, py: Python<'_>) {
-        if let Payload::InPlace { hold, subscriber } = &self.payload {
-            subscriber.get().release(py, hold);
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.payload {
+            Payload::InPlace { hold, subscriber } => subscriber.get().release(py, hold),
+            Payload::Copied(_) => Ok(()),
         }
     }
 
@@ -681,9 +696,9 @@ impl Message {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.release(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.release(py)?;
+        Ok(false)
     }
 
     /// The sequence number in its ring (0, 1, 2, ... per publisher).

@@ -251,3 +251,20 @@ def test_a_predicate_that_raises_costs_its_message_and_the_receive_raises_it(cli
     sub.clear_filters()
     pub.publish(b"f")
     assert sub.recv(timeout=10).data == b"f"
+
+
+def test_a_predicate_cannot_use_its_subscriber(client):
+    pub = client.publisher("self", capacity=16)
+    sub = client.subscriber("self")
+    sub.filter(lambda info, data: sub.filtered_total >= 0)
+    pub.publish(b"x")
+    with pytest.raises(ringbus.BadState, match="predicate cannot use the subscriber"):
+        sub.recv(timeout=10)
+    sub.filter(lambda info, data: sub.close())
+    pub.publish(b"y")
+    with pytest.raises(ringbus.BadState):
+        sub.recv(timeout=10)
+    assert not sub.closed
+    sub.clear_filters()
+    pub.publish(b"z")
+    assert sub.recv(timeout=10).data == b"z"
