@@ -109,7 +109,7 @@ FILTERS = [
     ({"tag_mask": 0x300, "tag_value": 0x100}, lambda t: t & 0x300 == 0x100),
     ({"tags": [1, 2, 0x103]}, lambda t: t in (1, 2, 0x103)),
     ({"tags": {0x200, 0x201}, "tag_mask": 0xF00, "tag_value": 0x200}, lambda t: t in (0x200, 0x201)),
-    ({"tags": iter([4, 0x104, 7]), "tag": 0x104}, lambda t: t == 0x104),
+    ({"tags": (4, 0x104, 7), "tag": 0x104}, lambda t: t == 0x104),
 ]
 
 
@@ -139,9 +139,9 @@ def test_tag_filters_match_a_reference(client, mode, how, kwargs, keep):
 
 def test_clear_filters_delivers_everything_again(client):
     pub = client.publisher("clear", capacity=64)
-    sub = client.subscriber("clear", tag=1)
+    sub = client.subscriber("clear", tags=(t for t in [1, 3]))  # any iterable
     for i in range(10):
-        pub.publish(b"%d" % i, tag=i % 2)
+        pub.publish(b"%d" % i, tag=i % 4)
     assert [m.data for m in recv_all(sub, 5)] == [b"1", b"3", b"5", b"7", b"9"]
     sub.clear_filters()
     for i in range(4):
@@ -268,3 +268,22 @@ def test_a_predicate_cannot_use_its_subscriber(client):
     sub.clear_filters()
     pub.publish(b"z")
     assert sub.recv(timeout=10).data == b"z"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_filters_apply_to_every_topic_of_a_pattern(client, mode):
+    pubs = [client.publisher(f"multi.{n}", mode=mode, capacity=256) for n in "abc"]
+    sub = client.subscriber("multi.*", tag_mask=1, tag_value=1)
+    sub.filter(lambda info, data: not data.endswith(b"x"))
+    want = {}
+    for i in range(100):
+        for p in pubs:
+            data = b"%d%s" % (i, b"x" if i % 5 == 0 else b"")
+            p.publish(data, tag=i)
+            if i % 2 and i % 5:
+                want.setdefault(p.topic, []).append(data)
+    got = {}
+    for m in recv_all(sub, sum(map(len, want.values()))):
+        got.setdefault(m.topic, []).append(m.data)
+    assert got == want
+    assert sub.filtered_total == 300 - sum(map(len, want.values()))
