@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Literal, Optional, TypedDict, Union
 
@@ -54,10 +54,18 @@ class Client:
         *,
         start: Union[Literal["latest", "earliest"], int, None] = None,
         wait: WaitStrategy = "adaptive",
+        tag: Optional[int] = None,
+        tag_mask: Optional[int] = None,
+        tag_value: Optional[int] = None,
+        tags: Optional[Iterable[int]] = None,
     ) -> Subscriber:
         """Subscribes to ``topic`` (which need not exist yet), starting at
         ``start`` ("latest" by default) in the rings that exist now; rings
-        of later publishers are read from their first message."""
+        of later publishers are read from their first message. ``topic``
+        may be a pattern (``*`` one segment, a final ``>`` the rest), which
+        follows topics created later. Filters: ``tag`` (one exact tag),
+        ``tag_mask`` with ``tag_value`` (``tag & tag_mask == tag_value``),
+        ``tags`` (one of at most 64); bad ones raise ``InvalidArgument``."""
     @property
     def socket(self) -> str: ...
     @property
@@ -111,8 +119,22 @@ class Loan:
     def seq(self) -> Optional[int]:
         """The message's sequence number once published."""
 
+class MessageInfo:
+    """What a filter's predicate is shown of a message besides its payload."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def tag(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def len(self) -> int: ...
+    def __len__(self) -> int: ...
+
 class Subscriber:
-    """A subscription to one topic (every publisher's ring)."""
+    """A subscription to one topic, or to every topic a pattern matches
+    (every publisher's ring)."""
 
     def recv(self, timeout: Optional[float] = None) -> Message:
         """Waits for the next message (``timeout`` seconds, None: no limit).
@@ -142,6 +164,25 @@ class Subscriber:
     def config(self) -> Optional[TopicConfig]: ...
     @property
     def lagged_total(self) -> int: ...
+    @property
+    def topics(self) -> list[str]:
+        """The topics read so far (for a pattern, those it matched)."""
+    def filter_tags(self, mask: int, value: int) -> None:
+        """Keeps only messages whose ``tag & mask == value`` (mask 0: drops
+        this condition); the others are skipped before being copied."""
+    def filter_tag_set(self, tags: Iterable[int]) -> None:
+        """Keeps only messages whose tag is in ``tags`` (at most 64; empty:
+        drops this condition)."""
+    def filter(self, predicate: Callable[[MessageInfo, bytes], object]) -> None:
+        """Keeps only messages ``predicate(info, data)`` finds true, called
+        after the tag filters, before the copy. An exception it raises skips
+        that message and is raised by the receive; the subscription goes
+        on. It must not use this subscriber (``BadState``)."""
+    def clear_filters(self) -> None:
+        """Drops every filter."""
+    @property
+    def filtered_total(self) -> int:
+        """Messages the filters turned down, over all rings."""
 
 class Message:
     """A received message. On back-pressure topics it is read in place and
@@ -176,7 +217,9 @@ class Message:
     @property
     def ring_id(self) -> int: ...
     @property
-    def topic(self) -> str: ...
+    def topic(self) -> str:
+        """The message's topic (for a pattern subscription, the one it
+        matched)."""
 
 class EmbeddedBroker:
     """A broker served by a thread of this process, in a private temporary

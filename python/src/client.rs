@@ -14,6 +14,7 @@ use ringbus::ring::Start;
 use ringbus::wait::WaitStrategy;
 
 use crate::errors::{client_error, Kind};
+use crate::filter::TagFilters;
 use crate::publisher::Publisher;
 use crate::subscriber::Subscriber;
 use crate::wait::lock;
@@ -116,14 +117,34 @@ impl Client {
     /// publishers that join later are read from their first message.
     /// `wait`: how blocking receives wait: "adaptive" (spin briefly, then
     /// sleep), "spin", "spin-yield" or "block".
-    #[pyo3(signature = (topic, *, start=None, wait="adaptive"))]
+    ///
+    /// `topic` may be a pattern: `*` matches one segment, a final `>` one
+    /// or more (`sensors.*.temp`, `logs.>`); it reads every topic it
+    /// matches, those created later too (from their first message).
+    ///
+    /// Filters (see `Subscriber.filter_tags`): `tag` keeps one exact tag;
+    /// `tag_mask` with `tag_value` keeps `tag & tag_mask == tag_value`;
+    /// `tags` keeps the tags of an iterable (at most 64).
+    #[pyo3(signature = (topic, *, start=None, wait="adaptive", tag=None, tag_mask=None,
+                        tag_value=None, tags=None))]
+    #[allow(clippy::too_many_arguments)]
     fn subscriber(
         &self,
         py: Python<'_>,
         topic: &str,
         start: Option<StartArg>,
         wait: &str,
+        tag: Option<u64>,
+        tag_mask: Option<u64>,
+        tag_value: Option<u64>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Subscriber> {
+        if ringbus::control::is_pattern(topic) {
+            ringbus::control::validate_pattern(topic).map_err(|e| {
+                Kind::InvalidArgument.err(format!("cannot subscribe to {topic:?}: {e}"))
+            })?;
+        }
+        let filters = TagFilters::new(tag, tag_mask, tag_value, tags)?;
         let start = match start {
             None => Start::Latest,
             Some(StartArg::Sequence(n)) => Start::Sequence(n),
@@ -141,9 +162,10 @@ impl Client {
             .parse()
             .map_err(|e: String| Kind::InvalidArgument.err(e))?;
         let client = &self.client;
-        let s = py
+        let mut s = py
             .detach(|| client.subscriber(topic, SubscribeOptions { start, wait }))
             .map_err(|e| client_error(&e))?;
+        filters.apply(&mut s)?;
         Ok(Subscriber::new(py, s))
     }
 

@@ -181,13 +181,15 @@ pub(crate) fn recv_error(e: RecvError, ring_id: u64) -> PyErr {
         RecvError::Timeout => Kind::Timeout.err(e.to_string()),
         RecvError::Corrupt { .. } => Kind::Corrupt.err(format!("ring {ring_id}: {e}")),
         RecvError::ZeroCopyUnsupported => Kind::ZeroCopyUnsupported.err(e.to_string()),
-        // Handled by the callers (never shown to Python as such); Python
-        // sets no Rust predicate, so none can panic.
-        RecvError::Empty | RecvError::BufferTooSmall { .. } | RecvError::FilterPanicked { .. } => {
-            Kind::BrokerError.err(format!(
-                "internal error in ringbus's Python bindings (please report it): {e}"
-            ))
-        }
+        // A predicate that raised is reported with its own exception (see
+        // `Subscriber::recv_failed`); this is one that failed otherwise.
+        RecvError::FilterPanicked { .. } => Kind::BrokerError.err(format!(
+            "ring {ring_id}: {e}; the message was skipped and the subscription goes on"
+        )),
+        // Handled by the callers (never shown to Python as such).
+        RecvError::Empty | RecvError::BufferTooSmall { .. } => Kind::BrokerError.err(format!(
+            "internal error in ringbus's Python bindings (please report it): {e}"
+        )),
     }
 }
 

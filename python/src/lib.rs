@@ -26,6 +26,7 @@
 mod buffer;
 mod client;
 mod errors;
+mod filter;
 mod publisher;
 mod subscriber;
 mod wait;
@@ -54,6 +55,7 @@ fn _ringbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<publisher::Loan>()?;
     m.add_class::<subscriber::Subscriber>()?;
     m.add_class::<subscriber::Message>()?;
+    m.add_class::<filter::MessageInfo>()?;
     m.add_class::<buffer::RingMemory>()?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
     m.add_function(wrap_pyfunction!(default_socket, m)?)?;

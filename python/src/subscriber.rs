@@ -13,9 +13,10 @@
 //! explicitly has given its payload back (`msg.data` then works only if it
 //! was read before).
 
+use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyString};
@@ -25,6 +26,7 @@ use ringbus::ring::{MessageInfo, MessageRef, RecvError, RingRegion};
 
 use crate::buffer::RingMemory;
 use crate::errors::{is_end_of_stream, recv_error, Kind};
+use crate::filter::{filter_error, judging, tag_list, RaisedSlot};
 use crate::publisher::config_dict;
 use crate::wait::{lock, Deadline, RingPtr};
 
@@ -86,23 +88,77 @@ struct SubState {
     sub: Option<OwnedSub>,
     /// Where copying receives land.
     buf: Vec<u8>,
+    names: TopicNames,
+}
+
+/// The topic names of a subscription as Python strings, made once per
+/// topic id (`Delivery::topic`); for a pattern read in place, which gives
+/// no topic id, the topic of each ring.
+#[derive(Default)]
+struct TopicNames {
+    names: Vec<Option<Py<PyString>>>,
+    /// A ring's topic id, with the ring's region: ring ids are the
+    /// broker's, and a restarted broker may hand one out again; the weak
+    /// reference keeps the old region's address from being reused.
+    rings: HashMap<u64, (Weak<RingRegion>, u32)>,
+}
+
+impl TopicNames {
+    /// The name of topic `id` of `sub`.
+    fn name(&mut self, py: Python<'_>, sub: &RustSubscriber, id: u32) -> Option<Py<PyString>> {
+        let i = id as usize;
+        if let Some(Some(n)) = self.names.get(i) {
+            return Some(n.clone_ref(py));
+        }
+        let n = PyString::new(py, sub.topic_name(id)?).unbind();
+        if self.names.len() <= i {
+            self.names.resize_with(i + 1, || None);
+        }
+        self.names[i] = Some(n.clone_ref(py));
+        Some(n)
+    }
+
+    /// The topic id of ring `ring_id` (mapped at `region`), if known.
+    fn ring_topic(&self, ring_id: u64, region: &Arc<RingRegion>) -> Option<u32> {
+        match self.rings.get(&ring_id) {
+            Some((r, id)) if std::ptr::eq(r.as_ptr(), Arc::as_ptr(region)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Looks up ring `ring_id`'s topic among `sub`'s rings and keeps it.
+    fn learn_ring(
+        &mut self,
+        sub: &RustSubscriber,
+        ring_id: u64,
+        region: Weak<RingRegion>,
+    ) -> Option<u32> {
+        self.rings.retain(|_, (r, _)| r.strong_count() > 0);
+        let id = sub.rings().iter().find(|r| r.ring_id == ring_id)?.topic;
+        self.rings.insert(ring_id, (region, id));
+        Some(id)
+    }
 }
 
 impl SubState {
     /// The subscriber, when open and holding no message.
     fn sub(&mut self) -> PyResult<&mut RustSubscriber> {
-        self.parts().map(|(s, _)| s)
+        self.parts().map(|(s, _, _)| s)
     }
 
-    /// The subscriber and the receive buffer.
-    fn parts(&mut self) -> PyResult<(&mut RustSubscriber, &mut Vec<u8>)> {
+    /// The subscriber, the receive buffer and the topic names.
+    fn parts(&mut self) -> PyResult<(&mut RustSubscriber, &mut Vec<u8>, &mut TopicNames)> {
         if self.held.is_some() {
             return Err(Kind::BadState.err("a message is held (internal error: please report it)"));
         }
         match &self.sub {
             // SAFETY: no held message borrows the subscriber (checked
             // above), and the state is locked: this is the only reference.
-            Some(s) => Ok((unsafe { &mut *s.0.as_ptr() }, &mut self.buf)),
+            Some(s) => Ok((
+                unsafe { &mut *s.0.as_ptr() },
+                &mut self.buf,
+                &mut self.names,
+            )),
             None => Err(Kind::Closed.err("the subscriber is closed")),
         }
     }
@@ -128,29 +184,77 @@ impl SubState {
     }
 }
 
-/// A subscription to one topic: reads every publisher's ring, including
-/// those of publishers that join later.
+/// A subscription to one topic, or to every topic a pattern matches:
+/// reads every publisher's ring, including those of publishers (and, for a
+/// pattern, topics) that appear later.
 #[pyclass(frozen, module = "ringbus", name = "Subscriber")]
 pub(crate) struct Subscriber {
     state: Mutex<SubState>,
     /// Set by `close()` so that a receive waiting in another thread gives
     /// up at its next slice.
     closing: AtomicBool,
+    /// The topic or pattern subscribed to.
     topic: Py<PyString>,
+    pattern: bool,
+    /// The exception a filter's predicate raised, for its receive to
+    /// raise (see `filter.rs`).
+    raised: RaisedSlot,
 }
 
 impl Subscriber {
     pub(crate) fn new(py: Python<'_>, sub: RustSubscriber) -> Subscriber {
         let topic = PyString::new(py, sub.topic()).unbind();
         Subscriber {
+            pattern: ringbus::control::is_pattern(sub.topic()),
             state: Mutex::new(SubState {
                 held: None,
                 sub: Some(OwnedSub::new(sub)),
                 buf: Vec::new(),
+                names: TopicNames::default(),
             }),
             closing: AtomicBool::new(false),
             topic,
+            raised: RaisedSlot::default(),
         }
+    }
+
+    /// A failed receive as the exception to raise: the one a predicate
+    /// raised, if that is why.
+    fn recv_failed(&self, e: RecvError, ring_id: u64) -> PyErr {
+        if let RecvError::FilterPanicked { .. } = e {
+            if let Some(err) = self.raised.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return err;
+            }
+        }
+        recv_error(e, ring_id)
+    }
+
+    /// Locks the state. A filter's predicate runs while its receive holds
+    /// the lock: if it uses the subscriber, waiting would never end.
+    fn state(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, SubState>> {
+        self.check_not_judging()?;
+        Ok(lock(py, &self.state))
+    }
+
+    fn check_not_judging(&self) -> PyResult<()> {
+        if judging() && matches!(self.state.try_lock(), Err(TryLockError::WouldBlock)) {
+            return Err(Kind::BadState.err(
+                "a filter's predicate cannot use the subscriber it filters \
+                 (its receive is under way)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the open subscriber (no message held).
+    fn with_sub<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut RustSubscriber) -> PyResult<T>,
+    ) -> PyResult<T> {
+        let mut st = self.state(py)?;
+        st.release_held(py, true);
+        f(st.sub()?)
     }
 
     fn check_open(&self) -> PyResult<()> {
@@ -166,11 +270,11 @@ impl Subscriber {
     fn receive(slf: &Bound<'_, Self>, deadline: Option<Deadline>) -> PyResult<Option<Message>> {
         let py = slf.py();
         let me = slf.get();
-        let mut guard = lock(py, &me.state);
+        let mut guard = me.state(py)?;
         let st = &mut *guard;
         me.check_open()?;
         st.release_held(py, true);
-        let (sub, buf) = st.parts()?;
+        let (sub, buf, names) = st.parts()?;
         // Until a publisher has set the topic's config, try in place: an
         // overwrite ring refuses (ZeroCopyUnsupported) without consuming.
         let mut in_place = sub.config().is_none_or(|c| c.mode == Mode::Backpressure);
@@ -215,16 +319,48 @@ impl Subscriber {
             return match got {
                 Ok(Got::Copied(d)) => {
                     let data = PyBytes::new(py, &buf[..d.info.len]).unbind();
+                    let topic = match me.pattern {
+                        true => names.name(py, sub, d.topic),
+                        false => None,
+                    };
+                    let topic = topic.unwrap_or_else(|| me.topic.clone_ref(py));
                     Ok(Some(Message::new(
-                        py,
-                        me,
                         d.ring_id,
                         d.info,
+                        topic,
                         Payload::Copied(data),
                     )))
                 }
                 Ok(Got::InPlace(ring_id, msg)) => {
                     let info = msg.0.info();
+                    let topic_id = match me.pattern {
+                        true => names.ring_topic(ring_id, msg.0.region()),
+                        false => Some(0),
+                    };
+                    let Some(topic_id) = topic_id else {
+                        // A pattern's ring not seen yet: its topic is
+                        // found among the subscriber's rings, which the
+                        // held message borrows, so this one is copied and
+                        // let go first.
+                        let data = PyBytes::new(py, &msg.0).unbind();
+                        let region = Arc::downgrade(msg.0.region());
+                        drop(msg);
+                        let topic = names
+                            .learn_ring(sub, ring_id, region)
+                            .and_then(|id| names.name(py, sub, id))
+                            .unwrap_or_else(|| me.topic.clone_ref(py));
+                        return Ok(Some(Message::new(
+                            ring_id,
+                            info,
+                            topic,
+                            Payload::Copied(data),
+                        )));
+                    };
+                    let topic = match me.pattern {
+                        true => names.names.get(topic_id as usize).and_then(|n| n.as_ref()),
+                        false => None,
+                    };
+                    let topic = topic.unwrap_or(&me.topic).clone_ref(py);
                     let hold = Arc::new(Hold {
                         ptr: RingPtr(msg.0.as_ptr().cast_mut()),
                         len: info.len,
@@ -239,19 +375,20 @@ impl Subscriber {
                         hold,
                         subscriber: slf.clone().unbind(),
                     };
-                    Ok(Some(Message::new(py, me, ring_id, info, payload)))
+                    Ok(Some(Message::new(ring_id, info, topic, payload)))
                 }
-                Err(e) => Err(recv_error(e, sub.last_ring_id())),
+                Err(e) => Err(me.recv_failed(e, sub.last_ring_id())),
             };
         }
     }
 
     /// Releases `hold`'s slot if it is still the one held.
-    fn release(&self, py: Python<'_>, hold: &Arc<Hold>) {
-        let mut st = lock(py, &self.state);
+    fn release(&self, py: Python<'_>, hold: &Arc<Hold>) -> PyResult<()> {
+        let mut st = self.state(py)?;
         if st.held.as_ref().is_some_and(|h| Arc::ptr_eq(&h.hold, hold)) {
             st.release_held(py, false);
         }
+        Ok(())
     }
 }
 
@@ -328,7 +465,8 @@ impl Subscriber {
     /// Ends the subscription (releasing a held message); a receive waiting
     /// in another thread raises `Closed` within a fraction of a second.
     /// Closing twice is harmless.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_not_judging()?;
         // Relaxed: see check_open.
         self.closing.store(true, Ordering::Relaxed);
         let mut st = lock(py, &self.state);
@@ -337,6 +475,7 @@ impl Subscriber {
             // Dropping tells the broker (a round trip).
             py.detach(move || drop(sub));
         }
+        Ok(())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -344,9 +483,9 @@ impl Subscriber {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     /// The topic.
@@ -364,21 +503,72 @@ impl Subscriber {
     /// The topic's config as a dict, once a publisher has set it (else None).
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let mut st = lock(py, &self.state);
-        st.release_held(py, true);
-        match st.sub()?.config() {
-            Some(c) => config_dict(py, &c).map(Some),
-            None => Ok(None),
-        }
+        let config = self.with_sub(py, |s| Ok(s.config()))?;
+        config.map(|c| config_dict(py, &c)).transpose()
     }
 
     /// Messages lost so far (overwritten before they were read), over all
     /// rings.
     #[getter]
     fn lagged_total(&self, py: Python<'_>) -> PyResult<u64> {
-        let mut st = lock(py, &self.state);
-        st.release_held(py, true);
-        Ok(st.sub()?.lagged_total())
+        self.with_sub(py, |s| Ok(s.lagged_total()))
+    }
+
+    /// The topics read so far: the topic itself, or those the pattern
+    /// matched (a pattern follows topics created later).
+    #[getter]
+    fn topics(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with_sub(py, |s| Ok(s.topics().map(str::to_owned).collect()))
+    }
+
+    /// Delivers only the messages whose `tag & mask == value` (and that
+    /// the other filters keep); the others are skipped before their
+    /// payload is copied, count as read, and in `filtered_total`. `mask`
+    /// 0 drops this condition. Raises `InvalidArgument` when `value` has
+    /// bits outside `mask`.
+    fn filter_tags(&self, py: Python<'_>, mask: u64, value: u64) -> PyResult<()> {
+        self.with_sub(py, |s| s.filter_tags(mask, value).map_err(filter_error))
+    }
+
+    /// Delivers only the messages whose tag is in `tags` (an iterable of at
+    /// most 64 ints; empty drops this condition), as `filter_tags` does.
+    fn filter_tag_set(&self, py: Python<'_>, tags: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tags = tag_list(tags)?;
+        self.with_sub(py, |s| s.filter_tag_set(&tags).map_err(filter_error))
+    }
+
+    /// Delivers only the messages `predicate(info, data)` finds true: it is
+    /// called, after the tag filters, with a `MessageInfo` and the payload
+    /// as bytes, before the message is copied out (it replaces an earlier
+    /// predicate). An exception it raises costs that message (counted in
+    /// `filtered_total`) and is raised by the receive that called it; the
+    /// subscription goes on. It must not use this subscriber.
+    fn filter(&self, py: Python<'_>, predicate: Bound<'_, PyAny>) -> PyResult<()> {
+        if !predicate.is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "filter() takes a callable: predicate(info, data) -> bool",
+            ));
+        }
+        let p = crate::filter::predicate(predicate.unbind(), Arc::clone(&self.raised));
+        self.with_sub(py, |s| {
+            s.filter(p);
+            Ok(())
+        })
+    }
+
+    /// Drops every filter (tags, tag set, predicate): all messages are
+    /// delivered again.
+    fn clear_filters(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_sub(py, |s| {
+            s.clear_filters();
+            Ok(())
+        })
+    }
+
+    /// Messages the filters turned down so far, over all rings.
+    #[getter]
+    fn filtered_total(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with_sub(py, |s| Ok(s.filtered_total()))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -418,17 +608,11 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    fn new(
-        py: Python<'_>,
-        sub: &Subscriber,
-        ring_id: u64,
-        info: MessageInfo,
-        payload: Payload,
-    ) -> Message {
+    fn new(ring_id: u64, info: MessageInfo, topic: Py<PyString>, payload: Payload) -> Message {
         Message {
             ring_id,
             info,
-            topic: sub.topic.clone_ref(py),
+            topic,
             payload,
         }
     }
@@ -491,9 +675,10 @@ impl Message {
     /// Gives the message's slot back to the publisher (back-pressure
     /// topics); its view is released. Harmless on a copied message or
     /// twice.
-    fn release(&self, py: Python<'_>) {
-        if let Payload::InPlace { hold, subscriber } = &self.payload {
-            subscriber.get().release(py, hold);
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.payload {
+            Payload::InPlace { hold, subscriber } => subscriber.get().release(py, hold),
+            Payload::Copied(_) => Ok(()),
         }
     }
 
@@ -511,9 +696,9 @@ impl Message {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.release(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.release(py)?;
+        Ok(false)
     }
 
     /// The sequence number in its ring (0, 1, 2, ... per publisher).
