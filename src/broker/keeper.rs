@@ -284,6 +284,14 @@ impl Keeper {
         Some(Keeper { sock })
     }
 
+    /// The keeper's process id.
+    pub fn pid(&self) -> Option<u32> {
+        socket::peer_cred(self.sock.as_fd())
+            .ok()
+            .map(|c| c.pid)
+            .filter(|&p| p != 0)
+    }
+
     /// Everything the keeper holds.
     ///
     /// # Errors

@@ -161,6 +161,10 @@ pub struct Broker {
     /// Durable topics and how each is journaled, under `journal_dir`.
     durable: Vec<(String, crate::journal::JournalOptions)>,
     journal_dir: PathBuf,
+    /// The keeper's pid, if one holds the rings: the recorders' ports are
+    /// made in its name, so that they outlive this broker (see
+    /// `recorder`).
+    keeper_pid: Option<u32>,
 }
 
 impl Broker {
@@ -249,7 +253,11 @@ impl Broker {
         // The keeper holds what the last broker of this data directory
         // served: take it back before serving anyone.
         let kept = state::Kept::new(keeper::Keeper::attach(&data, keeper.as_deref()));
+        let keeper_pid = kept.live().and_then(keeper::Keeper::pid);
         let mut state = State::new(data_dir, config, kept.clone())?;
+        if !durable.is_empty() {
+            state.recorder_pid = keeper_pid;
+        }
         let owners = match kept.live().map(keeper::Keeper::list) {
             Some(Ok(entries)) => state.restore(entries),
             Some(Err(e)) => {
@@ -258,6 +266,10 @@ impl Broker {
             }
             None => Vec::new(),
         };
+        if let Some(pid) = keeper_pid {
+            let names: Vec<String> = durable.iter().map(|(n, _)| n.clone()).collect();
+            state.release_recorders(pid, &names);
+        }
         let mut broker = Broker {
             listener,
             socket_path,
@@ -271,6 +283,7 @@ impl Broker {
             buf: vec![0u8; MAX_REQUEST].into_boxed_slice(),
             durable,
             journal_dir,
+            keeper_pid,
         };
         for (pid, fd) in owners {
             match fd {
@@ -307,12 +320,27 @@ impl Broker {
             let (ours, theirs) = socket::pair().map_err(io_err(what.clone()))?;
             rustix::fs::fcntl_setfl(&ours, rustix::fs::OFlags::NONBLOCK)
                 .map_err(|e| io_err(what.clone())(e.into()))?;
-            let cred = socket::peer_cred(ours.as_fd()).map_err(io_err(what.clone()))?;
+            let mut cred = socket::peer_cred(ours.as_fd()).map_err(io_err(what.clone()))?;
+            // In the keeper's name: a port of a process that lives on, so
+            // that a broker that dies leaves it holding back the topic's
+            // publishers, and the next broker hands it to its recorder
+            // (an orphan of that pid) with the cursor where it was.
+            if let Some(pid) = self.keeper_pid {
+                cred.pid = pid;
+            }
             self.admit(ours, cred);
             let dir = self.journal_dir.clone();
+            let hand_over = self.keeper_pid.is_some();
             recorders.push(
-                recorder::Recorder::start(theirs, self.socket_path.clone(), topic, dir, options)
-                    .map_err(io_err(what))?,
+                recorder::Recorder::start(
+                    theirs,
+                    self.socket_path.clone(),
+                    topic,
+                    dir,
+                    options,
+                    hand_over,
+                )
+                .map_err(io_err(what))?,
             );
         }
         // Until every recorder holds its cursors (or a few seconds went by:

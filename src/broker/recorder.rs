@@ -60,12 +60,16 @@ impl Recorder {
     /// Starts recording `topic` into `dir/TOPIC/`, as a client of the
     /// broker at `socket` over `sock` (the broker serves the other end of
     /// the pair, so the recorder is its first client on the topic).
+    /// `hand_over`: on stop, leave the subscription's ports to the next
+    /// broker's recorder instead of giving them up (there is a keeper to
+    /// hold them).
     pub fn start(
         sock: OwnedFd,
         socket: PathBuf,
         topic: String,
         dir: PathBuf,
         options: JournalOptions,
+        hand_over: bool,
     ) -> std::io::Result<Recorder> {
         let stop = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(AtomicBool::new(false));
@@ -82,6 +86,7 @@ impl Recorder {
                         options,
                         journals: HashMap::new(),
                         counters,
+                        hand_over,
                     };
                     r.run(sock, &socket, &ready, &stop);
                 })?
@@ -142,6 +147,7 @@ struct Run {
     options: JournalOptions,
     journals: HashMap<u64, Journal>,
     counters: Arc<RecorderCounters>,
+    hand_over: bool,
 }
 
 fn warn(topic: &str, what: impl std::fmt::Display) {
@@ -175,17 +181,27 @@ impl Run {
         };
         // Release: see `Recorder::is_ready`.
         ready.store(true, Ordering::Release);
-        let mut buf = vec![0u8; self.options.max_record as usize];
+        let mut buf = Vec::with_capacity(self.options.max_record as usize);
         while !stop.load(Ordering::Relaxed) {
-            match subscriber.recv_timeout(&mut buf, IDLE) {
-                Ok(d) => {
+            // In place: the slot stays held, so the cursor does not pass
+            // the message (and its publisher cannot reuse the slot) until
+            // it is appended: a broker killed meanwhile leaves it in the
+            // ring for the next recorder.
+            match subscriber.recv_ref_timeout(IDLE) {
+                Ok((ring_id, msg)) => {
+                    let info = msg.info();
                     let meta = RecordMeta {
-                        seq: d.info.seq,
-                        tag: d.info.tag,
-                        timestamp_ns: d.info.timestamp,
+                        seq: info.seq,
+                        tag: info.tag,
+                        timestamp_ns: info.timestamp,
                         recorded_ns: realtime_ns(),
                     };
-                    self.append(d.ring_id, &meta, &buf[..d.info.len], stop);
+                    // One read of the shared bytes: the checksum and the
+                    // file get the same ones.
+                    buf.clear();
+                    buf.extend_from_slice(&msg);
+                    self.append(ring_id, &meta, &buf, stop);
+                    drop(msg);
                 }
                 Err(RecvError::Timeout | RecvError::Empty | RecvError::EndOfStream) => {
                     self.tick();
@@ -207,6 +223,13 @@ impl Run {
             if let Err(e) = j.sync() {
                 warn(&self.topic, e);
             }
+        }
+        if self.hand_over {
+            // Not detached: the ports stay with the keeper, holding back
+            // the publishers, until the next broker's recorder takes them
+            // (their mappings go with this process).
+            std::mem::forget(subscriber);
+            std::mem::forget(client);
         }
     }
 

@@ -196,6 +196,10 @@ pub(super) struct State {
     pub next_lease: u64,
     pub next_ring_id: u64,
     pub stats: Counters,
+    /// The pid the recorders of durable topics subscribe in (the
+    /// keeper's; see `broker::recorder`): their ports are handed on from
+    /// one broker's recorder to the next's.
+    pub recorder_pid: Option<u32>,
     kept: Arc<Kept>,
     /// The directory segment: its generation moves whenever a topic is
     /// created or a ring becomes readable (what pattern subscribers
@@ -329,6 +333,16 @@ impl Ring {
         self.ports
             .iter()
             .find(|p| p.pid == pid && p.lease.is_none() && !p.taken_over())
+            .map(|p| p.id)
+    }
+
+    /// A port of a durable topic's recorder (made in the keeper's name,
+    /// `pid`) that nobody holds: one that a dead broker's recorder had
+    /// taken over, to hand to this broker's, cursor and all.
+    fn recorder_orphan(&self, pid: u32) -> Option<u64> {
+        self.ports
+            .iter()
+            .find(|p| p.pid == pid && p.lease.is_none())
             .map(|p| p.id)
     }
 
@@ -586,6 +600,7 @@ impl State {
         })?;
         Ok(State {
             directory,
+            recorder_pid: None,
             kept,
             data_dir,
             config,
@@ -1010,6 +1025,7 @@ impl State {
         }
         self.keep_subscription(lease, topic, cred.pid);
         let trusted = self.config.server.trusted_subscribers;
+        let recorder = self.recorder_pid.is_some_and(|p| p == cred.pid);
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(internal(format!("topic {topic:?} vanished")));
         };
@@ -1040,7 +1056,10 @@ impl State {
             // A port made for this process before a broker restart, for a
             // ring it had not been told about: it reads the ring from there
             // (even a closed one: it drains it).
-            let orphan = r.orphan_of(cred.pid);
+            let orphan = match recorder {
+                true => r.recorder_orphan(cred.pid),
+                false => r.orphan_of(cred.pid),
+            };
             if r.closed && orphan.is_none() {
                 continue;
             }
@@ -1367,6 +1386,33 @@ impl State {
         }
         if reclaimed > 0 {
             self.stats.clients_reaped += 1;
+        }
+        self.collect_garbage();
+    }
+
+    /// Lets go of what the recorders of the last broker held (in the
+    /// keeper's name, `pid`) on topics that are no longer durable: their
+    /// ports would hold back the publishers forever.
+    pub fn release_recorders(&mut self, pid: u32, durable: &[String]) {
+        for (name, t) in &mut self.topics {
+            if durable.contains(name) {
+                continue;
+            }
+            let kept = &self.kept;
+            t.ghosts.retain(|g| {
+                if g.pid == pid {
+                    kept.forget(&g.key);
+                }
+                g.pid != pid
+            });
+            for (id, r) in t.rings.iter_mut() {
+                let n = r.remove_ports(|p| p.pid == pid);
+                if n > 0 {
+                    eprintln!(
+                        "ringbus: topic {name:?} is no longer durable: its recorder's port on ring {id} is let go"
+                    );
+                }
+            }
         }
         self.collect_garbage();
     }
