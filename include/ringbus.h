@@ -204,8 +204,9 @@ typedef struct ringbus_message_info {
     uint64_t missed;
     // The topic the message came from, as an id of this subscription: 0
     // for a topic subscription, one per matched topic for a pattern (ids
-    // are never reused). `ringbus_subscriber_topic_name()` gives its name.
-    // 0 in the info a filter predicate is given.
+    // are never reused); on an error, the topic of `ring_id`.
+    // `ringbus_subscriber_topic_name()` gives its name. 0 in the info a
+    // filter predicate is given.
     uint32_t topic;
 } ringbus_message_info;
 

@@ -6,6 +6,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
 use ringbus::client::{Delivery, Subscriber};
+use ringbus::control::is_pattern;
 use ringbus::ring::{FilterError, MessageRef, RecvError};
 
 use crate::client::{client_ref, ringbus_client};
@@ -38,9 +39,9 @@ pub(crate) struct SubscriberHandle {
     /// and close fail with `RINGBUS_ERR_BAD_STATE`), and it is dropped
     /// before `sub` (field order, and explicitly in close).
     view: Option<MessageRef<'static>>,
-    /// Ring id to topic id, for the zero-copy receives of a subscription
-    /// with several topics (a zero-copy receive returns the ring only, and
-    /// the subscriber cannot be asked while the message borrows it).
+    /// Ring id to topic id, for the zero-copy receives of a pattern
+    /// subscription (a zero-copy receive returns the ring only, and the
+    /// subscriber cannot be asked while the message borrows it).
     ring_topics: Vec<(u64, u32)>,
     sub: Subscriber,
 }
@@ -182,6 +183,19 @@ unsafe fn buffer<'a>(buf: *mut c_void, capacity: usize) -> Result<&'a mut [u8], 
     Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), capacity) })
 }
 
+/// The topic id of ring `ring_id`: 0 on a topic subscription; on a pattern
+/// subscription, looked up in the subscriber's ring list (an allocation:
+/// for the error paths and zero-copy receives only).
+fn ring_topic(sub: &Subscriber, ring_id: u64) -> u32 {
+    if !is_pattern(sub.topic()) {
+        return 0;
+    }
+    sub.rings()
+        .iter()
+        .find(|r| r.ring_id == ring_id)
+        .map_or(RINGBUS_TOPIC_UNKNOWN, |r| r.topic)
+}
+
 /// Writes a receive's outcome to `*info` and converts it to a status.
 #[inline]
 fn deliver(
@@ -192,8 +206,10 @@ fn deliver(
     let i = match r {
         Ok(d) => ringbus_message_info::of(d.ring_id, d.topic, d.info),
         Err(e) => {
+            let ring_id = sub.last_ring_id();
             let mut i = ringbus_message_info {
-                ring_id: sub.last_ring_id(),
+                ring_id,
+                topic: ring_topic(sub, ring_id),
                 ..Default::default()
             };
             match e {
@@ -313,10 +329,12 @@ pub unsafe extern "C" fn ringbus_subscriber_recv_ref(
         let s = unsafe { idle_subscriber(subscriber)? };
         let out = out_arg(view, "view")?;
         let h = subscriber.cast::<SubscriberHandle>();
-        // A ring attached during the receive is not in the table: found by
-        // the next receive's refresh.
-        let several = s.topics().nth(1).is_some();
-        if several {
+        // The message borrows the subscriber: its ring's topic is looked up
+        // in a table taken before. A ring attached during the receive is
+        // not in it (RINGBUS_TOPIC_UNKNOWN); the next receive's table has
+        // it.
+        let pattern = is_pattern(s.topic());
+        if pattern {
             // SAFETY: a live handle (checked above); only the table field
             // is touched, no view is held.
             let table = unsafe { &mut (*h).ring_topics };
@@ -341,8 +359,10 @@ pub unsafe extern "C" fn ringbus_subscriber_recv_ref(
             Ok(x) => x,
             Err(e) => {
                 if let RecvError::Lagged { missed } = e {
+                    let ring_id = s.last_ring_id();
                     let info = ringbus_message_info {
-                        ring_id: s.last_ring_id(),
+                        ring_id,
+                        topic: ring_topic(s, ring_id),
                         missed,
                         ..Default::default()
                     };
@@ -356,7 +376,7 @@ pub unsafe extern "C" fn ringbus_subscriber_recv_ref(
                 return Err(recv_error(e));
             }
         };
-        let topic = if several {
+        let topic = if pattern {
             // SAFETY: a live handle; only the table field is read.
             let table = unsafe { &(*h).ring_topics };
             table

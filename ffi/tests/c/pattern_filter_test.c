@@ -144,9 +144,15 @@ static void test_pattern(ringbus_client *client) {
     EXPECT_STATUS(ringbus_subscriber_topic_name(NULL, 0, name, sizeof name, &len),
                   RINGBUS_ERR_NULL_POINTER, "ringbus_subscriber");
 
+    /* An error that fills info names the topic too (the message stays). */
+    OK(ringbus_publisher_publish(after, &x, sizeof x, 1, NULL));
+    memset(&info, 0, sizeof info);
+    EXPECT_STATUS(ringbus_subscriber_recv(sub, &v, 1, 5000 * MS, &info),
+                  RINGBUS_ERR_BUFFER_TOO_SMALL, "");
+    EXPECT(info.len == sizeof x && info.topic == ids[1]);
+
     /* Zero-copy on a pattern: the view says which topic too. */
     ringbus_message_view view;
-    OK(ringbus_publisher_publish(after, &x, sizeof x, 1, NULL));
     OK(ringbus_subscriber_recv_ref(sub, 5000 * MS, &view));
     EXPECT(view.info.topic == ids[1] && view.info.len == sizeof x);
     EXPECT_STATUS(ringbus_subscriber_topic_name(sub, ids[1], name, sizeof name, &len),
