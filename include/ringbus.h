@@ -18,6 +18,17 @@
 // Timeout value meaning "wait as long as it takes".
 #define RINGBUS_WAIT_FOREVER -1
 
+// `ringbus_message_info.topic` of a zero-copy message whose ring appeared
+// during the receive that returned it (pattern subscriptions only).
+#define RINGBUS_TOPIC_UNKNOWN UINT32_MAX
+
+// A buffer of this many bytes holds any topic name and its NUL
+// (`ringbus_subscriber_topic_name()`).
+#define RINGBUS_TOPIC_NAME_CAPACITY 256
+
+// The most tags `ringbus_subscriber_filter_tag_set()` takes.
+#define RINGBUS_MAX_FILTER_TAGS 64
+
 // Status returned by every `ringbus_` function that returns `int`: 0 on
 // success, a negative value on failure (`ringbus_last_error()` then says
 // what went wrong).
@@ -32,7 +43,7 @@ typedef enum ringbus_status {
     // An argument is invalid: a string that is not UTF-8, an unknown enum
     // value, a bad topic name or topic config.
     RINGBUS_ERR_INVALID_ARGUMENT = -3,
-    // A reserved option (pattern, tag filter, reserved words) was set:
+    // A reserved option (`ringbus_subscribe_options.reserved`) was set:
     // this version does not support it.
     RINGBUS_ERR_UNSUPPORTED = -4,
     // No broker listens at the socket path.
@@ -80,6 +91,9 @@ typedef enum ringbus_status {
     RINGBUS_ERR_BAD_STATE = -21,
     // A bug in ringbus: a Rust panic was caught at the boundary.
     RINGBUS_ERR_PANIC = -22,
+    // A subscriber's filter predicate failed on a message (a Rust
+    // predicate panicked): the message was skipped; receiving goes on.
+    RINGBUS_ERR_FILTER_FAILED = -23,
 } ringbus_status;
 
 // What a publisher does when its ring is full (`ringbus_topic_config.mode`).
@@ -122,8 +136,9 @@ typedef struct ringbus_client ringbus_client;
 // A publisher of one topic (opaque). Use it from one thread at a time.
 typedef struct ringbus_publisher ringbus_publisher;
 
-// A subscription to one topic (opaque): reads every publisher's ring,
-// including those of publishers that join later. Use it from one thread
+// A subscription to one topic, or to the topics a pattern matches
+// (opaque): reads every publisher's ring, including those of publishers
+// (and matching topics) that appear later. Use it from one thread
 // at a time.
 typedef struct ringbus_subscriber ringbus_subscriber;
 
@@ -154,13 +169,16 @@ typedef struct ringbus_subscribe_options {
     // With `RINGBUS_WAIT_ADAPTIVE`: nanoseconds to spin before sleeping;
     // 0 means the default (50 us).
     uint64_t spin_ns;
-    // Reserved for pattern subscriptions (`md.*.AAPL`, `md.>`): must be
-    // NULL in this version.
+    // A pattern to subscribe to instead of `topic` (which must then be
+    // NULL): `*` matches one segment, a final `>` one or more (`md.*.AAPL`,
+    // `md.>`). NULL (the default): subscribe to `topic`, which may itself
+    // be a pattern. Read during `ringbus_subscriber_open()` only.
     const char *pattern;
-    // Reserved for tag filtering (deliver when `(tag & tag_mask) ==
-    // tag_value`): must be 0 in this version.
+    // Tag filter applied at open, as `ringbus_subscriber_filter_tags()`:
+    // deliver only messages whose `(tag & tag_mask) == tag_value`. 0 (the
+    // default): no tag filter.
     uint64_t tag_mask;
-    // Reserved for tag filtering: must be 0 in this version.
+    // See `tag_mask`; must have no bits outside `tag_mask`.
     uint64_t tag_value;
     // Reserved for future options: must be zero.
     uint64_t reserved[4];
@@ -184,6 +202,12 @@ typedef struct ringbus_message_info {
     // With `RINGBUS_ERR_LAGGED`: how many messages were overwritten
     // unread; otherwise 0.
     uint64_t missed;
+    // The topic the message came from, as an id of this subscription: 0
+    // for a topic subscription, one per matched topic for a pattern (ids
+    // are never reused); on an error, the topic of `ring_id`.
+    // `ringbus_subscriber_topic_name()` gives its name. 0 in the info a
+    // filter predicate is given.
+    uint32_t topic;
 } ringbus_message_info;
 
 // A message read in place (zero-copy receive): `data` points into the
@@ -192,9 +216,21 @@ typedef struct ringbus_message_info {
 typedef struct ringbus_message_view {
     // The payload (`info.len` bytes, read-only).
     const void *data;
-    // Sequence, tag, timestamp, ring, length.
+    // Sequence, tag, timestamp, ring, length, topic.
     struct ringbus_message_info info;
 } ringbus_message_view;
+
+// A filter predicate: returns nonzero to deliver the message, 0 to skip
+// it. `info` has the message's sequence, tag, timestamp and length
+// (`ring_id` and `topic` are 0); `data` points to its `len` payload bytes
+// (valid during the call only; in place on a back-pressure ring, a
+// checked copy on an overwrite ring). `user` is the pointer given to
+// `ringbus_subscriber_filter()`. It must not call functions on the
+// subscriber it filters for.
+typedef int (*ringbus_filter_fn)(const struct ringbus_message_info *info,
+                                 const uint8_t *data,
+                                 size_t len,
+                                 void *user);
 
 #ifdef __cplusplus
 extern "C" {
@@ -372,16 +408,28 @@ int ringbus_publisher_abandon(struct ringbus_publisher *publisher);
 // `options` (NULL: the defaults of `ringbus_subscribe_options_init()`).
 // Close it with `ringbus_subscriber_close()`.
 //
+// `topic` may be a pattern: `*` matches one segment, a final `>` one or
+// more (`md.*.AAPL`, `md.>`). A pattern subscription reads every topic the
+// pattern matches, including topics created later; `info.topic` tells the
+// topics apart (`ringbus_subscriber_topic_name()`). The pattern may be
+// given in `options->pattern` instead, `topic` then being NULL. With
+// `options->tag_mask` set, the tag filter of
+// `ringbus_subscriber_filter_tags()` applies from the first receive.
+//
 // Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (topic not UTF-8 or not a valid
-// name, bad option value), `RINGBUS_ERR_UNSUPPORTED` (a reserved option
-// set), `RINGBUS_ERR_PERMISSION_DENIED`, `RINGBUS_ERR_LIMIT` (every
-// back-pressure cursor taken), `RINGBUS_ERR_BROKER`, `RINGBUS_ERR_SYSTEM`.
+// name, a bad pattern (the message says what is wrong, at which byte),
+// both `topic` and `options->pattern` set, `options->tag_value` with bits
+// outside `options->tag_mask`, bad option value),
+// `RINGBUS_ERR_UNSUPPORTED` (a reserved option set),
+// `RINGBUS_ERR_PERMISSION_DENIED`, `RINGBUS_ERR_LIMIT` (every back-pressure
+// cursor taken), `RINGBUS_ERR_BROKER`, `RINGBUS_ERR_SYSTEM`.
 //
 // # Safety
 // `client` is NULL or a client handle; `topic` is NULL or a
 // NUL-terminated string; `options` is NULL or points to a
-// `ringbus_subscribe_options`; `subscriber` is NULL or points to writable
-// memory for a pointer.
+// `ringbus_subscribe_options` whose `pattern` is NULL or a NUL-terminated
+// string; `subscriber` is NULL or points to writable memory for a
+// pointer.
 int ringbus_subscriber_open(struct ringbus_client *client,
                             const char *topic,
                             const struct ringbus_subscribe_options *options,
@@ -398,15 +446,19 @@ int ringbus_subscriber_close(struct ringbus_subscriber *subscriber);
 // Copies the next message of any of the topic's rings into `buf` (of
 // `capacity` bytes) without waiting, and its metadata into `*info`.
 // `*info` is written on success and on `RINGBUS_ERR_BUFFER_TOO_SMALL`,
-// `RINGBUS_ERR_LAGGED` and `RINGBUS_ERR_CORRUPT`; other errors leave it
-// unchanged.
+// `RINGBUS_ERR_LAGGED`, `RINGBUS_ERR_CORRUPT` and
+// `RINGBUS_ERR_FILTER_FAILED`; other errors leave it unchanged. Messages
+// the subscriber's filters turn down are skipped (and counted by
+// `ringbus_subscriber_filtered_total()`).
 //
 // Errors: `RINGBUS_ERR_EMPTY` (nothing new), `RINGBUS_ERR_BUFFER_TOO_SMALL`
 // (`info->len` is the size needed; the message stays unread, so retry with
 // a bigger buffer), `RINGBUS_ERR_LAGGED` (`info->missed` messages lost;
 // reading goes on), `RINGBUS_ERR_END_OF_STREAM` (a publisher left and its
 // ring is drained; reading goes on with the others), `RINGBUS_ERR_CORRUPT`,
-// `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+// `RINGBUS_ERR_FILTER_FAILED` (a filter predicate failed on message
+// `info->sequence`, which is skipped), `RINGBUS_ERR_BAD_STATE` (a
+// zero-copy message is held).
 //
 // # Safety
 // `subscriber` is NULL or a subscriber handle; `buf` is writable for
@@ -445,6 +497,11 @@ int ringbus_subscriber_recv(struct ringbus_subscriber *subscriber,
 // `RINGBUS_ERR_CORRUPT`, `RINGBUS_ERR_BAD_STATE` (a message is held
 // already).
 //
+// On a pattern subscription, `view->info.topic` is
+// `RINGBUS_TOPIC_UNKNOWN` for a message of a ring that appeared during
+// this very call (the next calls know it). Zero-copy receives skip
+// filtered messages as the copying ones do.
+//
 // # Safety
 // `subscriber` is NULL or a subscriber handle; `view` is NULL or writable.
 int ringbus_subscriber_recv_ref(struct ringbus_subscriber *subscriber,
@@ -480,6 +537,100 @@ int ringbus_subscriber_config(struct ringbus_subscriber *subscriber,
 // `subscriber` is NULL or a subscriber handle; `missed` is NULL or
 // writable.
 int ringbus_subscriber_lagged_total(struct ringbus_subscriber *subscriber, uint64_t *missed);
+
+// Copies the name of topic `topic` of this subscription (an id from
+// `ringbus_message_info.topic`: the topic itself, or one a pattern
+// matched) into `buf` (of `capacity` bytes) with a terminating NUL, and
+// writes its length without the NUL to `*len`. A buffer of
+// `RINGBUS_TOPIC_NAME_CAPACITY` bytes holds any name.
+//
+// Errors: `RINGBUS_ERR_NOT_FOUND` (no topic with this id),
+// `RINGBUS_ERR_BUFFER_TOO_SMALL` (`*len` + 1 bytes are needed; nothing is
+// written to `buf`), `RINGBUS_ERR_BAD_STATE` (a zero-copy message is
+// held).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `buf` is writable for
+// `capacity` bytes (may be NULL when `capacity` is 0); `len` is NULL or
+// writable.
+int ringbus_subscriber_topic_name(struct ringbus_subscriber *subscriber,
+                                  uint32_t topic,
+                                  char *buf,
+                                  size_t capacity,
+                                  size_t *len);
+
+// Delivers only the messages whose tag satisfies `(tag & mask) == value`
+// (and the other filters), skipping the others before their payload is
+// copied. A skipped message counts as read (a back-pressure publisher
+// does not wait for it) and in `ringbus_subscriber_filtered_total()`.
+// `mask` 0 (with `value` 0) drops this condition. Replaces an earlier
+// tag mask.
+//
+// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (`value` has bits outside
+// `mask`: no tag could match), `RINGBUS_ERR_BAD_STATE` (a zero-copy
+// message is held).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle.
+int ringbus_subscriber_filter_tags(struct ringbus_subscriber *subscriber,
+                                   uint64_t mask,
+                                   uint64_t value);
+
+// Delivers only the messages whose tag is one of the `count` tags at
+// `tags` (at most `RINGBUS_MAX_FILTER_TAGS`; `count` 0 drops this
+// condition), skipping the others as `ringbus_subscriber_filter_tags()`
+// does; both conditions apply when both are set. The tags are copied.
+// Replaces an earlier tag set.
+//
+// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (more than
+// `RINGBUS_MAX_FILTER_TAGS` tags), `RINGBUS_ERR_NULL_POINTER` (`tags`
+// NULL with `count` > 0), `RINGBUS_ERR_BAD_STATE` (a zero-copy message is
+// held).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `tags` is NULL or readable
+// for `count` values.
+int ringbus_subscriber_filter_tag_set(struct ringbus_subscriber *subscriber,
+                                      const uint64_t *tags,
+                                      size_t count);
+
+// Delivers only the messages `predicate` accepts (nonzero), called with
+// each message's info and payload before it is copied out, after the tag
+// filters (a message they turn down never reaches it). A skipped message
+// counts as read and in `ringbus_subscriber_filtered_total()`. Replaces
+// an earlier predicate; `ringbus_subscriber_clear_filters()` removes it.
+//
+// Errors: `RINGBUS_ERR_NULL_POINTER` (`predicate` NULL: use
+// `ringbus_subscriber_clear_filters()` to remove a predicate),
+// `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `predicate` is NULL or a
+// function that may be called with `user` during every receive on this
+// subscriber, from the thread that receives, until the predicate is
+// replaced or cleared or the subscriber is closed; it must not unwind.
+int ringbus_subscriber_filter(struct ringbus_subscriber *subscriber,
+                              ringbus_filter_fn predicate,
+                              void *user);
+
+// Drops every filter (tag mask, tag set, predicate): all messages are
+// delivered again. Filtered counts are kept.
+//
+// Errors: `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle.
+int ringbus_subscriber_clear_filters(struct ringbus_subscriber *subscriber);
+
+// Writes to `*filtered` how many messages this subscriber's filters
+// turned down, over all rings.
+//
+// Errors: `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `filtered` is NULL or
+// writable.
+int ringbus_subscriber_filtered_total(struct ringbus_subscriber *subscriber, uint64_t *filtered);
 
 // The library's version, e.g. `"0.1.0"` (a static string).
 const char *ringbus_version(void);

@@ -184,6 +184,13 @@ class SubscribeOptions {
         return *this;
     }
     SubscribeOptions& wait(Wait w) noexcept { o_.wait = static_cast<std::uint32_t>(w); return *this; }
+    /// Delivers only messages whose (tag & mask) == value, from the first
+    /// receive (as Subscriber::filter_tags).
+    SubscribeOptions& tags(std::uint64_t mask, std::uint64_t value) noexcept {
+        o_.tag_mask = mask;
+        o_.tag_value = value;
+        return *this;
+    }
     const ringbus_subscribe_options& c() const noexcept { return o_; }
 
   private:
@@ -379,8 +386,8 @@ class MessageView {
 
 // -------------------------------------------------------------- Subscriber
 
-/// A subscription to one topic: every publisher's ring, including those of
-/// publishers that join later. Receives throw Error with
+/// A subscription to one topic or a pattern: every publisher's ring,
+/// including those of publishers (and matching topics) that appear later. Receives throw Error with
 /// RINGBUS_ERR_LAGGED (missed() lost; receiving goes on),
 /// RINGBUS_ERR_END_OF_STREAM (a publisher left; the subscription goes on),
 /// RINGBUS_ERR_TIMEOUT, RINGBUS_ERR_BUFFER_TOO_SMALL (needed()).
@@ -437,6 +444,37 @@ class Subscriber {
     std::uint64_t lagged_total() const {
         std::uint64_t n = 0;
         check(ringbus_subscriber_lagged_total(h_, &n));
+        return n;
+    }
+    /// The name of topic `id` (ringbus_message_info::topic): the topic, or
+    /// one a pattern matched. Throws RINGBUS_ERR_NOT_FOUND for an unknown id.
+    std::string topic_name(std::uint32_t id) const {
+        char name[RINGBUS_TOPIC_NAME_CAPACITY];
+        std::size_t len = 0;
+        check(ringbus_subscriber_topic_name(h_, id, name, sizeof name, &len));
+        return std::string(name, len);
+    }
+    /// Delivers only messages whose (tag & mask) == value; mask 0 drops
+    /// this condition.
+    void filter_tags(std::uint64_t mask, std::uint64_t value) {
+        check(ringbus_subscriber_filter_tags(h_, mask, value));
+    }
+    /// Delivers only messages whose tag is one of `count` tags (at most
+    /// RINGBUS_MAX_FILTER_TAGS; 0 drops this condition).
+    void filter_tag_set(const std::uint64_t* tags, std::size_t count) {
+        check(ringbus_subscriber_filter_tag_set(h_, tags, count));
+    }
+    /// Delivers only messages `predicate` accepts (nonzero), called with
+    /// `user` on the receiving thread (see ringbus_subscriber_filter).
+    void filter(ringbus_filter_fn predicate, void* user) {
+        check(ringbus_subscriber_filter(h_, predicate, user));
+    }
+    /// Drops every filter.
+    void clear_filters() { check(ringbus_subscriber_clear_filters(h_)); }
+    /// Messages the filters turned down, over all rings.
+    std::uint64_t filtered_total() const {
+        std::uint64_t n = 0;
+        check(ringbus_subscriber_filtered_total(h_, &n));
         return n;
     }
     ringbus_subscriber* handle() const noexcept { return h_; }
@@ -509,7 +547,8 @@ class Client {
         check(ringbus_publisher_open_existing(h_, topic.c_str(), &p));
         return Publisher(p);
     }
-    /// Subscribes to `topic` (which need not exist yet).
+    /// Subscribes to `topic` (which need not exist yet), or to the topics
+    /// a pattern matches (`md.*.AAPL`, `md.>`), now and later.
     Subscriber subscriber(const std::string& topic,
                           const SubscribeOptions& options = SubscribeOptions()) {
         ringbus_subscriber* s = nullptr;

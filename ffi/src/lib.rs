@@ -18,7 +18,10 @@
 //! subscriber handle must be used by one thread at a time.
 //!
 //! The wrappers add no allocation, lock or syscall to publishing or
-//! receiving: error messages go to a fixed thread-local buffer.
+//! receiving: error messages go to a fixed thread-local buffer. (One
+//! exception: a zero-copy receive on a pattern subscription reads the
+//! ring-to-topic table first, one allocation, to fill `info.topic`.) Filters run inside the Rust receive: a C predicate is
+//! called through a closure that holds its `user` pointer.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ringbus::client::ClientError;
 use ringbus::control::frame::ErrorCode;
 use ringbus::control::ConnectionError;
-use ringbus::ring::{AttachError, PublishError, RecvError};
+use ringbus::ring::{AttachError, FilterError, PublishError, RecvError};
 
 /// Status returned by every `ringbus_` function that returns `int`: 0 on
 /// success, a negative value on failure (`ringbus_last_error()` then says
@@ -31,7 +31,7 @@ pub enum ringbus_status {
     /// An argument is invalid: a string that is not UTF-8, an unknown enum
     /// value, a bad topic name or topic config.
     RINGBUS_ERR_INVALID_ARGUMENT = -3,
-    /// A reserved option (pattern, tag filter, reserved words) was set:
+    /// A reserved option (`ringbus_subscribe_options.reserved`) was set:
     /// this version does not support it.
     RINGBUS_ERR_UNSUPPORTED = -4,
     /// No broker listens at the socket path.
@@ -79,12 +79,15 @@ pub enum ringbus_status {
     RINGBUS_ERR_BAD_STATE = -21,
     /// A bug in ringbus: a Rust panic was caught at the boundary.
     RINGBUS_ERR_PANIC = -22,
+    /// A subscriber's filter predicate failed on a message (a Rust
+    /// predicate panicked): the message was skipped; receiving goes on.
+    RINGBUS_ERR_FILTER_FAILED = -23,
 }
 
 use ringbus_status::*;
 
 impl ringbus_status {
-    const ALL: [ringbus_status; 23] = [
+    const ALL: [ringbus_status; 24] = [
         RINGBUS_OK,
         RINGBUS_ERR_NULL_POINTER,
         RINGBUS_ERR_INVALID_HANDLE,
@@ -108,6 +111,7 @@ impl ringbus_status {
         RINGBUS_ERR_ZERO_COPY_UNSUPPORTED,
         RINGBUS_ERR_BAD_STATE,
         RINGBUS_ERR_PANIC,
+        RINGBUS_ERR_FILTER_FAILED,
     ];
 
     /// The status with this value, if any.
@@ -141,6 +145,7 @@ impl ringbus_status {
             RINGBUS_ERR_ZERO_COPY_UNSUPPORTED => c"RINGBUS_ERR_ZERO_COPY_UNSUPPORTED",
             RINGBUS_ERR_BAD_STATE => c"RINGBUS_ERR_BAD_STATE",
             RINGBUS_ERR_PANIC => c"RINGBUS_ERR_PANIC",
+            RINGBUS_ERR_FILTER_FAILED => c"RINGBUS_ERR_FILTER_FAILED",
         }
     }
 }
@@ -324,10 +329,15 @@ pub(crate) fn recv_error(e: RecvError) -> Failed {
             fail(RINGBUS_ERR_BUFFER_TOO_SMALL, format_args!("{e}"))
         }
         RecvError::Corrupt { .. } => fail(RINGBUS_ERR_CORRUPT, format_args!("{e}")),
-        // Only a Rust predicate can panic; C ones are not given panics to
-        // report.
-        RecvError::FilterPanicked { .. } => fail(RINGBUS_ERR_PANIC, format_args!("{e}")),
+        // Only a Rust predicate can panic (a C one cannot unwind into
+        // Rust); kept distinct from RINGBUS_ERR_PANIC, a bug in ringbus.
+        RecvError::FilterPanicked { .. } => fail(RINGBUS_ERR_FILTER_FAILED, format_args!("{e}")),
     }
+}
+
+/// A filter that could not be set.
+pub(crate) fn filter_error(e: &FilterError) -> Failed {
+    fail(RINGBUS_ERR_INVALID_ARGUMENT, format_args!("{e}"))
 }
 
 #[cfg(test)]
@@ -371,5 +381,16 @@ mod tests {
             assert!(s.name().to_str().unwrap().starts_with("RINGBUS_"));
         }
         assert_eq!(ringbus_status::from_int(1), None);
+        // Values are dense: -(ALL.len() - 1) to 0.
+        for v in 0..ringbus_status::ALL.len() as c_int {
+            assert!(ringbus_status::from_int(-v).is_some(), "{}", -v);
+        }
+    }
+
+    #[test]
+    fn a_panicking_predicate_has_its_own_status() {
+        let e = recv_error(RecvError::FilterPanicked { seq: 7 });
+        assert_eq!(e, Failed(RINGBUS_ERR_FILTER_FAILED));
+        assert!(message().contains('7'), "{}", message());
     }
 }

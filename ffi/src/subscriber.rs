@@ -1,22 +1,31 @@
-//! `ringbus_subscriber`: a subscription to a topic (all of its rings),
-//! with copying receives and a zero-copy receive for back-pressure topics.
+//! `ringbus_subscriber`: a subscription to a topic or a pattern (all of
+//! their rings), with copying receives, a zero-copy receive for
+//! back-pressure topics, and filters (tags, a C predicate).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
 use ringbus::client::{Delivery, Subscriber};
-use ringbus::ring::{MessageRef, RecvError};
+use ringbus::control::is_pattern;
+use ringbus::ring::{FilterError, MessageRef, RecvError};
 
 use crate::client::{client_ref, ringbus_client};
 use crate::handle::{self, check, out_arg, str_arg, Handle};
-use crate::status::ringbus_status::{RINGBUS_ERR_BAD_STATE, RINGBUS_ERR_NOT_FOUND};
-use crate::status::{client_error, fail_static, guard, null, recv_error, Failed};
+use crate::status::ringbus_status::{
+    RINGBUS_ERR_BAD_STATE, RINGBUS_ERR_BUFFER_TOO_SMALL, RINGBUS_ERR_INVALID_ARGUMENT,
+    RINGBUS_ERR_NOT_FOUND, RINGBUS_ERR_NULL_POINTER,
+};
+use crate::status::{
+    client_error, fail, fail_static, filter_error, guard, null, recv_error, Failed,
+};
 use crate::types::{
     ringbus_message_info, ringbus_message_view, ringbus_subscribe_options, ringbus_topic_config,
+    RINGBUS_MAX_FILTER_TAGS, RINGBUS_TOPIC_UNKNOWN,
 };
 
-/// A subscription to one topic (opaque): reads every publisher's ring,
-/// including those of publishers that join later. Use it from one thread
+/// A subscription to one topic, or to the topics a pattern matches
+/// (opaque): reads every publisher's ring, including those of publishers
+/// (and matching topics) that appear later. Use it from one thread
 /// at a time.
 pub struct ringbus_subscriber {
     _opaque: [u8; 0],
@@ -30,6 +39,10 @@ pub(crate) struct SubscriberHandle {
     /// and close fail with `RINGBUS_ERR_BAD_STATE`), and it is dropped
     /// before `sub` (field order, and explicitly in close).
     view: Option<MessageRef<'static>>,
+    /// Ring id to topic id, for the zero-copy receives of a pattern
+    /// subscription (a zero-copy receive returns the ring only, and the
+    /// subscriber cannot be asked while the message borrows it).
+    ring_topics: Vec<(u64, u32)>,
     sub: Subscriber,
 }
 
@@ -65,16 +78,28 @@ unsafe fn idle_subscriber<'a>(s: *mut ringbus_subscriber) -> Result<&'a mut Subs
 /// `options` (NULL: the defaults of `ringbus_subscribe_options_init()`).
 /// Close it with `ringbus_subscriber_close()`.
 ///
+/// `topic` may be a pattern: `*` matches one segment, a final `>` one or
+/// more (`md.*.AAPL`, `md.>`). A pattern subscription reads every topic the
+/// pattern matches, including topics created later; `info.topic` tells the
+/// topics apart (`ringbus_subscriber_topic_name()`). The pattern may be
+/// given in `options->pattern` instead, `topic` then being NULL. With
+/// `options->tag_mask` set, the tag filter of
+/// `ringbus_subscriber_filter_tags()` applies from the first receive.
+///
 /// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (topic not UTF-8 or not a valid
-/// name, bad option value), `RINGBUS_ERR_UNSUPPORTED` (a reserved option
-/// set), `RINGBUS_ERR_PERMISSION_DENIED`, `RINGBUS_ERR_LIMIT` (every
-/// back-pressure cursor taken), `RINGBUS_ERR_BROKER`, `RINGBUS_ERR_SYSTEM`.
+/// name, a bad pattern (the message says what is wrong, at which byte),
+/// both `topic` and `options->pattern` set, `options->tag_value` with bits
+/// outside `options->tag_mask`, bad option value),
+/// `RINGBUS_ERR_UNSUPPORTED` (a reserved option set),
+/// `RINGBUS_ERR_PERMISSION_DENIED`, `RINGBUS_ERR_LIMIT` (every back-pressure
+/// cursor taken), `RINGBUS_ERR_BROKER`, `RINGBUS_ERR_SYSTEM`.
 ///
 /// # Safety
 /// `client` is NULL or a client handle; `topic` is NULL or a
 /// NUL-terminated string; `options` is NULL or points to a
-/// `ringbus_subscribe_options`; `subscriber` is NULL or points to writable
-/// memory for a pointer.
+/// `ringbus_subscribe_options` whose `pattern` is NULL or a NUL-terminated
+/// string; `subscriber` is NULL or points to writable memory for a
+/// pointer.
 #[no_mangle]
 pub unsafe extern "C" fn ringbus_subscriber_open(
     client: *mut ringbus_client,
@@ -85,20 +110,35 @@ pub unsafe extern "C" fn ringbus_subscriber_open(
     guard(|| {
         // SAFETY: forwarded contract.
         let c = unsafe { client_ref(client)? };
-        // SAFETY: forwarded contract.
-        let topic = unsafe { str_arg(topic, "topic")? };
         let out = out_arg(subscriber, "subscriber")?;
-        let options = if options.is_null() {
+        let c_options = if options.is_null() {
             ringbus_subscribe_options::default()
         } else {
             // SAFETY: non-NULL, points to options per the contract.
             unsafe { options.read() }
+        };
+        let name = match (c_options.pattern.is_null(), topic.is_null()) {
+            // SAFETY: forwarded contract.
+            (true, _) => unsafe { str_arg(topic, "topic")? },
+            // SAFETY: non-NULL; a NUL-terminated string per the contract.
+            (false, true) => unsafe { str_arg(c_options.pattern, "options.pattern")? },
+            (false, false) => {
+                return Err(fail_static(
+                    RINGBUS_ERR_INVALID_ARGUMENT,
+                    c"both topic and options.pattern are set: pass the pattern in one of them and NULL in the other",
+                ))
+            }
+        };
+        let options = c_options.to_rust()?;
+        let mut sub = c.subscriber(name, options).map_err(|e| client_error(&e))?;
+        if c_options.tag_mask != 0 {
+            sub.filter_tags(c_options.tag_mask, c_options.tag_value)
+                .map_err(|e| filter_error(&e))?;
         }
-        .to_rust()?;
-        let sub = c.subscriber(topic, options).map_err(|e| client_error(&e))?;
         let h = SubscriberHandle {
             magic: SubscriberHandle::MAGIC,
             view: None,
+            ring_topics: Vec::new(),
             sub,
         }
         .into_raw();
@@ -143,6 +183,19 @@ unsafe fn buffer<'a>(buf: *mut c_void, capacity: usize) -> Result<&'a mut [u8], 
     Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), capacity) })
 }
 
+/// The topic id of ring `ring_id`: 0 on a topic subscription; on a pattern
+/// subscription, looked up in the subscriber's ring list (an allocation:
+/// for the error paths and zero-copy receives only).
+fn ring_topic(sub: &Subscriber, ring_id: u64) -> u32 {
+    if !is_pattern(sub.topic()) {
+        return 0;
+    }
+    sub.rings()
+        .iter()
+        .find(|r| r.ring_id == ring_id)
+        .map_or(RINGBUS_TOPIC_UNKNOWN, |r| r.topic)
+}
+
 /// Writes a receive's outcome to `*info` and converts it to a status.
 #[inline]
 fn deliver(
@@ -151,16 +204,20 @@ fn deliver(
     info: *mut ringbus_message_info,
 ) -> Result<(), Failed> {
     let i = match r {
-        Ok(d) => ringbus_message_info::of(d.ring_id, d.info),
+        Ok(d) => ringbus_message_info::of(d.ring_id, d.topic, d.info),
         Err(e) => {
+            let ring_id = sub.last_ring_id();
             let mut i = ringbus_message_info {
-                ring_id: sub.last_ring_id(),
+                ring_id,
+                topic: ring_topic(sub, ring_id),
                 ..Default::default()
             };
             match e {
                 RecvError::BufferTooSmall { needed } => i.len = needed,
                 RecvError::Lagged { missed } => i.missed = missed,
-                RecvError::Corrupt { seq, .. } => i.sequence = seq,
+                RecvError::Corrupt { seq, .. } | RecvError::FilterPanicked { seq } => {
+                    i.sequence = seq
+                }
                 // The frequent outcomes of polling leave `*info` alone.
                 _ => return Err(recv_error(e)),
             }
@@ -177,15 +234,19 @@ fn deliver(
 /// Copies the next message of any of the topic's rings into `buf` (of
 /// `capacity` bytes) without waiting, and its metadata into `*info`.
 /// `*info` is written on success and on `RINGBUS_ERR_BUFFER_TOO_SMALL`,
-/// `RINGBUS_ERR_LAGGED` and `RINGBUS_ERR_CORRUPT`; other errors leave it
-/// unchanged.
+/// `RINGBUS_ERR_LAGGED`, `RINGBUS_ERR_CORRUPT` and
+/// `RINGBUS_ERR_FILTER_FAILED`; other errors leave it unchanged. Messages
+/// the subscriber's filters turn down are skipped (and counted by
+/// `ringbus_subscriber_filtered_total()`).
 ///
 /// Errors: `RINGBUS_ERR_EMPTY` (nothing new), `RINGBUS_ERR_BUFFER_TOO_SMALL`
 /// (`info->len` is the size needed; the message stays unread, so retry with
 /// a bigger buffer), `RINGBUS_ERR_LAGGED` (`info->missed` messages lost;
 /// reading goes on), `RINGBUS_ERR_END_OF_STREAM` (a publisher left and its
 /// ring is drained; reading goes on with the others), `RINGBUS_ERR_CORRUPT`,
-/// `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+/// `RINGBUS_ERR_FILTER_FAILED` (a filter predicate failed on message
+/// `info->sequence`, which is skipped), `RINGBUS_ERR_BAD_STATE` (a
+/// zero-copy message is held).
 ///
 /// # Safety
 /// `subscriber` is NULL or a subscriber handle; `buf` is writable for
@@ -250,6 +311,11 @@ pub unsafe extern "C" fn ringbus_subscriber_recv(
 /// `RINGBUS_ERR_CORRUPT`, `RINGBUS_ERR_BAD_STATE` (a message is held
 /// already).
 ///
+/// On a pattern subscription, `view->info.topic` is
+/// `RINGBUS_TOPIC_UNKNOWN` for a message of a ring that appeared during
+/// this very call (the next calls know it). Zero-copy receives skip
+/// filtered messages as the copying ones do.
+///
 /// # Safety
 /// `subscriber` is NULL or a subscriber handle; `view` is NULL or writable.
 #[no_mangle]
@@ -262,6 +328,19 @@ pub unsafe extern "C" fn ringbus_subscriber_recv_ref(
         // SAFETY: forwarded contract.
         let s = unsafe { idle_subscriber(subscriber)? };
         let out = out_arg(view, "view")?;
+        let h = subscriber.cast::<SubscriberHandle>();
+        // The message borrows the subscriber: its ring's topic is looked up
+        // in a table taken before. A ring attached during the receive is
+        // not in it (RINGBUS_TOPIC_UNKNOWN); the next receive's table has
+        // it.
+        let pattern = is_pattern(s.topic());
+        if pattern {
+            // SAFETY: a live handle (checked above); only the table field
+            // is touched, no view is held.
+            let table = unsafe { &mut (*h).ring_topics };
+            table.clear();
+            table.extend(s.rings().iter().map(|r| (r.ring_id, r.topic)));
+        }
         let r = match timeout_ns {
             t if t < 0 => s.recv_ref_deadline(None),
             0 => s.try_recv_ref(),
@@ -280,8 +359,10 @@ pub unsafe extern "C" fn ringbus_subscriber_recv_ref(
             Ok(x) => x,
             Err(e) => {
                 if let RecvError::Lagged { missed } = e {
+                    let ring_id = s.last_ring_id();
                     let info = ringbus_message_info {
-                        ring_id: s.last_ring_id(),
+                        ring_id,
+                        topic: ring_topic(s, ring_id),
                         missed,
                         ..Default::default()
                     };
@@ -295,11 +376,20 @@ pub unsafe extern "C" fn ringbus_subscriber_recv_ref(
                 return Err(recv_error(e));
             }
         };
+        let topic = if pattern {
+            // SAFETY: a live handle; only the table field is read.
+            let table = unsafe { &(*h).ring_topics };
+            table
+                .iter()
+                .find(|&&(r, _)| r == ring_id)
+                .map_or(RINGBUS_TOPIC_UNKNOWN, |&(_, t)| t)
+        } else {
+            0
+        };
         let v = ringbus_message_view {
             data: m.as_ptr().cast(),
-            info: ringbus_message_info::of(ring_id, m.info()),
+            info: ringbus_message_info::of(ring_id, topic, m.info()),
         };
-        let h = subscriber.cast::<SubscriberHandle>();
         // SAFETY: a live handle (checked above); only the view field is
         // written.
         unsafe { (*h).view = Some(m) };
@@ -383,6 +473,236 @@ pub unsafe extern "C" fn ringbus_subscriber_lagged_total(
         let out = out_arg(missed, "missed")?;
         // SAFETY: non-NULL and writable per the contract.
         unsafe { out.write(s.lagged_total()) };
+        Ok(())
+    })
+}
+
+/// Copies the name of topic `topic` of this subscription (an id from
+/// `ringbus_message_info.topic`: the topic itself, or one a pattern
+/// matched) into `buf` (of `capacity` bytes) with a terminating NUL, and
+/// writes its length without the NUL to `*len`. A buffer of
+/// `RINGBUS_TOPIC_NAME_CAPACITY` bytes holds any name.
+///
+/// Errors: `RINGBUS_ERR_NOT_FOUND` (no topic with this id),
+/// `RINGBUS_ERR_BUFFER_TOO_SMALL` (`*len` + 1 bytes are needed; nothing is
+/// written to `buf`), `RINGBUS_ERR_BAD_STATE` (a zero-copy message is
+/// held).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `buf` is writable for
+/// `capacity` bytes (may be NULL when `capacity` is 0); `len` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_topic_name(
+    subscriber: *mut ringbus_subscriber,
+    topic: u32,
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (s, buf) = unsafe { (idle_subscriber(subscriber)?, buffer(buf.cast(), capacity)?) };
+        let len = out_arg(len, "len")?;
+        let name = s.topic_name(topic).ok_or_else(|| {
+            fail(
+                RINGBUS_ERR_NOT_FOUND,
+                format_args!(
+                    "this subscription has no topic {topic} (it has {})",
+                    s.topics().count()
+                ),
+            )
+        })?;
+        let n = name.len();
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { len.write(n) };
+        if n >= buf.len() {
+            return Err(fail(
+                RINGBUS_ERR_BUFFER_TOO_SMALL,
+                format_args!(
+                    "topic name needs {} bytes with its NUL, the buffer has {}",
+                    n + 1,
+                    buf.len()
+                ),
+            ));
+        }
+        buf[..n].copy_from_slice(name.as_bytes());
+        buf[n] = 0;
+        Ok(())
+    })
+}
+
+/// Delivers only the messages whose tag satisfies `(tag & mask) == value`
+/// (and the other filters), skipping the others before their payload is
+/// copied. A skipped message counts as read (a back-pressure publisher
+/// does not wait for it) and in `ringbus_subscriber_filtered_total()`.
+/// `mask` 0 (with `value` 0) drops this condition. Replaces an earlier
+/// tag mask.
+///
+/// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (`value` has bits outside
+/// `mask`: no tag could match), `RINGBUS_ERR_BAD_STATE` (a zero-copy
+/// message is held).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_filter_tags(
+    subscriber: *mut ringbus_subscriber,
+    mask: u64,
+    value: u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let s = unsafe { idle_subscriber(subscriber)? };
+        s.filter_tags(mask, value).map_err(|e| filter_error(&e))
+    })
+}
+
+/// Delivers only the messages whose tag is one of the `count` tags at
+/// `tags` (at most `RINGBUS_MAX_FILTER_TAGS`; `count` 0 drops this
+/// condition), skipping the others as `ringbus_subscriber_filter_tags()`
+/// does; both conditions apply when both are set. The tags are copied.
+/// Replaces an earlier tag set.
+///
+/// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (more than
+/// `RINGBUS_MAX_FILTER_TAGS` tags), `RINGBUS_ERR_NULL_POINTER` (`tags`
+/// NULL with `count` > 0), `RINGBUS_ERR_BAD_STATE` (a zero-copy message is
+/// held).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `tags` is NULL or readable
+/// for `count` values.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_filter_tag_set(
+    subscriber: *mut ringbus_subscriber,
+    tags: *const u64,
+    count: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let s = unsafe { idle_subscriber(subscriber)? };
+        // Checked before `tags` is read: a huge count is refused, not read.
+        if count > RINGBUS_MAX_FILTER_TAGS {
+            return Err(filter_error(&FilterError::TooManyTags(count)));
+        }
+        let tags: &[u64] = match count {
+            0 => &[],
+            _ if tags.is_null() => return Err(null("tags (with count > 0)")),
+            // SAFETY: non-NULL and readable for `count` (at most 64)
+            // values per the contract; copied by the call below.
+            _ => unsafe { std::slice::from_raw_parts(tags, count) },
+        };
+        s.filter_tag_set(tags).map_err(|e| filter_error(&e))
+    })
+}
+
+/// A filter predicate: returns nonzero to deliver the message, 0 to skip
+/// it. `info` has the message's sequence, tag, timestamp and length
+/// (`ring_id` and `topic` are 0); `data` points to its `len` payload bytes
+/// (valid during the call only; in place on a back-pressure ring, a
+/// checked copy on an overwrite ring). `user` is the pointer given to
+/// `ringbus_subscriber_filter()`. It must not call functions on the
+/// subscriber it filters for.
+pub type ringbus_filter_fn = Option<
+    unsafe extern "C" fn(
+        info: *const ringbus_message_info,
+        data: *const u8,
+        len: usize,
+        user: *mut c_void,
+    ) -> c_int,
+>;
+
+/// The user pointer of a C predicate, moved into the Rust closure.
+struct UserData(*mut c_void);
+
+// SAFETY: the predicate runs on whichever thread receives on the
+// subscriber; `ringbus_subscriber_filter`'s contract makes the caller
+// promise that `user` may be used from that thread (the subscriber, and so
+// the closure, may move between threads).
+unsafe impl Send for UserData {}
+
+/// Delivers only the messages `predicate` accepts (nonzero), called with
+/// each message's info and payload before it is copied out, after the tag
+/// filters (a message they turn down never reaches it). A skipped message
+/// counts as read and in `ringbus_subscriber_filtered_total()`. Replaces
+/// an earlier predicate; `ringbus_subscriber_clear_filters()` removes it.
+///
+/// Errors: `RINGBUS_ERR_NULL_POINTER` (`predicate` NULL: use
+/// `ringbus_subscriber_clear_filters()` to remove a predicate),
+/// `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `predicate` is NULL or a
+/// function that may be called with `user` during every receive on this
+/// subscriber, from the thread that receives, until the predicate is
+/// replaced or cleared or the subscriber is closed; it must not unwind.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_filter(
+    subscriber: *mut ringbus_subscriber,
+    predicate: ringbus_filter_fn,
+    user: *mut c_void,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let s = unsafe { idle_subscriber(subscriber)? };
+        let Some(predicate) = predicate else {
+            return Err(fail_static(
+                RINGBUS_ERR_NULL_POINTER,
+                c"predicate must not be NULL: ringbus_subscriber_clear_filters() removes filters",
+            ));
+        };
+        let user = UserData(user);
+        s.filter(move |m, data| {
+            // Names the whole wrapper: the closure then captures it (and
+            // its Send), not its raw pointer field alone.
+            let user = &user;
+            let info = ringbus_message_info::of(0, 0, *m);
+            // SAFETY: the caller promised `predicate` may be called with
+            // `user` on this thread; `info` and `data` outlive the call.
+            unsafe { predicate(&info, data.as_ptr(), data.len(), user.0) != 0 }
+        });
+        Ok(())
+    })
+}
+
+/// Drops every filter (tag mask, tag set, predicate): all messages are
+/// delivered again. Filtered counts are kept.
+///
+/// Errors: `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_clear_filters(
+    subscriber: *mut ringbus_subscriber,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let s = unsafe { idle_subscriber(subscriber)? };
+        s.clear_filters();
+        Ok(())
+    })
+}
+
+/// Writes to `*filtered` how many messages this subscriber's filters
+/// turned down, over all rings.
+///
+/// Errors: `RINGBUS_ERR_BAD_STATE` (a zero-copy message is held).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `filtered` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_filtered_total(
+    subscriber: *mut ringbus_subscriber,
+    filtered: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let s = unsafe { idle_subscriber(subscriber)? };
+        let out = out_arg(filtered, "filtered")?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(s.filtered_total()) };
         Ok(())
     })
 }

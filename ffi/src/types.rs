@@ -15,6 +15,21 @@ use crate::status::{fail, guard, Failed};
 /// Timeout value meaning "wait as long as it takes".
 pub const RINGBUS_WAIT_FOREVER: i64 = -1;
 
+/// `ringbus_message_info.topic` of a zero-copy message whose ring appeared
+/// during the receive that returned it (pattern subscriptions only).
+pub const RINGBUS_TOPIC_UNKNOWN: u32 = u32::MAX;
+
+/// A buffer of this many bytes holds any topic name and its NUL
+/// (`ringbus_subscriber_topic_name()`).
+pub const RINGBUS_TOPIC_NAME_CAPACITY: usize = 256;
+
+const _: () = assert!(ringbus::control::MAX_TOPIC_NAME_LEN < RINGBUS_TOPIC_NAME_CAPACITY);
+
+/// The most tags `ringbus_subscriber_filter_tag_set()` takes.
+pub const RINGBUS_MAX_FILTER_TAGS: usize = 64;
+
+const _: () = assert!(ringbus::ring::MAX_FILTER_TAGS == RINGBUS_MAX_FILTER_TAGS);
+
 /// What a publisher does when its ring is full (`ringbus_topic_config.mode`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,13 +137,16 @@ pub struct ringbus_subscribe_options {
     /// With `RINGBUS_WAIT_ADAPTIVE`: nanoseconds to spin before sleeping;
     /// 0 means the default (50 us).
     pub spin_ns: u64,
-    /// Reserved for pattern subscriptions (`md.*.AAPL`, `md.>`): must be
-    /// NULL in this version.
+    /// A pattern to subscribe to instead of `topic` (which must then be
+    /// NULL): `*` matches one segment, a final `>` one or more (`md.*.AAPL`,
+    /// `md.>`). NULL (the default): subscribe to `topic`, which may itself
+    /// be a pattern. Read during `ringbus_subscriber_open()` only.
     pub pattern: *const c_char,
-    /// Reserved for tag filtering (deliver when `(tag & tag_mask) ==
-    /// tag_value`): must be 0 in this version.
+    /// Tag filter applied at open, as `ringbus_subscriber_filter_tags()`:
+    /// deliver only messages whose `(tag & tag_mask) == tag_value`. 0 (the
+    /// default): no tag filter.
     pub tag_mask: u64,
-    /// Reserved for tag filtering: must be 0 in this version.
+    /// See `tag_mask`; must have no bits outside `tag_mask`.
     pub tag_value: u64,
     /// Reserved for future options: must be zero.
     pub reserved: [u64; 4],
@@ -150,14 +168,16 @@ impl Default for ringbus_subscribe_options {
 }
 
 impl ringbus_subscribe_options {
-    /// The Rust options, after checking every field.
+    /// The Rust options, after checking every field but `pattern` (read by
+    /// `ringbus_subscriber_open`) and the tag filter (applied there).
     pub(crate) fn to_rust(self) -> Result<SubscribeOptions, Failed> {
-        if !self.pattern.is_null() {
-            return Err(unsupported("pattern subscriptions (options.pattern)"));
-        }
-        if self.tag_mask != 0 || self.tag_value != 0 {
-            return Err(unsupported(
-                "tag filters (options.tag_mask / options.tag_value)",
+        if self.tag_value & !self.tag_mask != 0 {
+            return Err(fail(
+                RINGBUS_ERR_INVALID_ARGUMENT,
+                format_args!(
+                    "options.tag_value {:#x} has bits outside options.tag_mask {:#x}: no tag could match",
+                    self.tag_value, self.tag_mask
+                ),
             ));
         }
         if self.reserved != [0; 4] {
@@ -193,6 +213,7 @@ impl ringbus_subscribe_options {
     }
 }
 
+/// A reserved field that was set.
 fn unsupported(what: &str) -> Failed {
     fail(
         RINGBUS_ERR_UNSUPPORTED,
@@ -220,10 +241,16 @@ pub struct ringbus_message_info {
     /// With `RINGBUS_ERR_LAGGED`: how many messages were overwritten
     /// unread; otherwise 0.
     pub missed: u64,
+    /// The topic the message came from, as an id of this subscription: 0
+    /// for a topic subscription, one per matched topic for a pattern (ids
+    /// are never reused); on an error, the topic of `ring_id`.
+    /// `ringbus_subscriber_topic_name()` gives its name. 0 in the info a
+    /// filter predicate is given.
+    pub topic: u32,
 }
 
 impl ringbus_message_info {
-    pub(crate) fn of(ring_id: u64, m: MessageInfo) -> Self {
+    pub(crate) fn of(ring_id: u64, topic: u32, m: MessageInfo) -> Self {
         ringbus_message_info {
             sequence: m.seq,
             tag: m.tag,
@@ -231,6 +258,7 @@ impl ringbus_message_info {
             ring_id,
             len: m.len,
             missed: 0,
+            topic,
         }
     }
 }
@@ -243,7 +271,7 @@ impl ringbus_message_info {
 pub struct ringbus_message_view {
     /// The payload (`info.len` bytes, read-only).
     pub data: *const c_void,
-    /// Sequence, tag, timestamp, ring, length.
+    /// Sequence, tag, timestamp, ring, length, topic.
     pub info: ringbus_message_info,
 }
 

@@ -3,7 +3,8 @@
 //! -Werror`, the C++ ones (over `include/ringbus.hpp`) with `c++ -std=c++17
 //! -Wall -Wextra -Werror`, and messages cross C -> C, C -> Rust, Rust -> C,
 //! C++ -> C, C -> C++, C++ -> Rust and Rust -> C++ intact; the APIs' error
-//! contracts (`tests/c/api_test.c`, `tests/cpp/api_test.cpp`), valgrind
+//! contracts (`tests/c/api_test.c`, `tests/cpp/api_test.cpp`), patterns
+//! and filters (`tests/c/pattern_filter_test.c`), valgrind
 //! memcheck runs, the header checks, the ping-pong, and the pkg-config
 //! install.
 //!
@@ -67,6 +68,7 @@ fn built() -> &'static Built {
             ("subscriber", "examples/c/subscriber.c"),
             ("pingpong", "examples/c/pingpong.c"),
             ("api_test", "ffi/tests/c/api_test.c"),
+            ("pattern_filter_test", "ffi/tests/c/pattern_filter_test.c"),
         ] {
             compile(&b, name, src, false);
         }
@@ -431,6 +433,35 @@ fn cpp_api_contract() {
 fn c_api_contract_static_library() {
     let broker = Broker::start("api-static");
     let out = run_ok(broker.c("api_test_static"), "api_test (static)");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c_patterns_and_filters() {
+    let broker = Broker::start("patfilter");
+    let out = run_ok(broker.c("pattern_filter_test"), "pattern_filter_test");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+/// The C predicate's calls through the Rust closure, under memcheck.
+#[test]
+fn c_patterns_and_filters_under_valgrind() {
+    assert!(
+        Command::new("valgrind").arg("--version").output().is_ok(),
+        "this test needs valgrind: apt-get install valgrind"
+    );
+    let broker = Broker::start("vgpatfilter");
+    let mut cmd = c_command("valgrind");
+    cmd.args([
+        "--tool=memcheck",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--show-leak-kinds=definite,indirect,possible",
+        "--errors-for-leak-kinds=definite,indirect,possible",
+    ])
+    .arg(built().bin_dir.join("pattern_filter_test"))
+    .env("RINGBUS_SOCKET", &broker.socket);
+    let out = run_ok(cmd, "pattern_filter_test under valgrind");
     assert!(out.contains("all checks passed"), "{out}");
 }
 

@@ -1,7 +1,7 @@
 /* Exercises the C API's contract against a live broker ($RINGBUS_SOCKET):
  * results, metadata, and every error path (NULL pointers, closed and
  * foreign handles, buffers too small, bad UTF-8, reserved options, loan and
- * zero-copy state). Exits 0 when every check passes; prints each failure. */
+ * zero-copy state). Patterns and filters: pattern_filter_test.c. Exits 0 when every check passes; prints each failure. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +47,7 @@ static void test_library(void) {
     EXPECT(strcmp(ringbus_version(), v) == 0);
     EXPECT(strcmp(ringbus_status_name(RINGBUS_ERR_TIMEOUT), "RINGBUS_ERR_TIMEOUT") == 0);
     EXPECT(strcmp(ringbus_status_name(12345), "RINGBUS_UNKNOWN_STATUS") == 0);
+    EXPECT(strcmp(ringbus_status_name(RINGBUS_ERR_FILTER_FAILED), "RINGBUS_ERR_FILTER_FAILED") == 0);
     uint64_t t = ringbus_now_ns();
     EXPECT(t > 0 && ringbus_now_ns() >= t);
 
@@ -109,12 +110,15 @@ static void test_overwrite_topic(ringbus_client *client) {
     options.start = RINGBUS_START_EARLIEST;
     ringbus_subscribe_options o = options;
     o.pattern = "api.*";
-    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub), RINGBUS_ERR_UNSUPPORTED,
-                  "pattern");
+    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "both topic and options.pattern");
+    EXPECT_STATUS(ringbus_subscriber_open(client, NULL, &options, &sub), RINGBUS_ERR_NULL_POINTER,
+                  "topic");
     o = options;
     o.tag_mask = 1;
-    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub), RINGBUS_ERR_UNSUPPORTED,
-                  "tag");
+    o.tag_value = 3;
+    EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "outside options.tag_mask");
     o = options;
     o.reserved[3] = 1;
     EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub), RINGBUS_ERR_UNSUPPORTED,
@@ -190,7 +194,8 @@ static void test_overwrite_topic(ringbus_client *client) {
     memset(&got, 0, sizeof got);
     OK(ringbus_subscriber_config(sub, &got));
     EXPECT(memcmp(&got, &config, sizeof got) == 0);
-    EXPECT(info.sequence == 0 && info.tag == 0xfeedULL && info.missed == 0);
+    EXPECT(info.sequence == 0 && info.tag == 0xfeedULL && info.missed == 0 &&
+           info.topic == 0);
     /* Same clock as ringbus_now_ns() (publishers may read it through the
      * TSC, within microseconds of clock_gettime: allow 10 ms). */
     EXPECT(info.timestamp_ns + 10 * MS >= before && info.timestamp_ns <= ringbus_now_ns() + 10 * MS);

@@ -3,6 +3,7 @@
 // message, try_ variants that never throw, zero-copy loans and views, and
 // misuse (moved-from handles, a bad commit) reported, never a crash.
 // Prints "all checks passed".
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -190,6 +191,51 @@ static void receive_errors(ringbus::Client& client) {
     EXPECT(early.recv_for(buf, 10s).sequence == 7);
 }
 
+// Keeps messages whose payload's first byte is even; counts its calls.
+static int even_first_byte(const ringbus_message_info*, const std::uint8_t* data, std::size_t len,
+                           void* user) {
+    ++*static_cast<int*>(user);
+    return len > 0 && data[0] % 2 == 0;
+}
+
+static void patterns_and_filters(ringbus::Client& client) {
+    std::string prefix = unique("pat");
+    auto before = client.publisher(prefix + ".a");
+    auto sub = client.subscriber(prefix + ".>", ringbus::SubscribeOptions().tags(0x1, 0x1));
+    auto after = client.publisher(prefix + ".b.c");
+    for (std::uint8_t i = 0; i < 4; i++) {
+        before.publish(ringbus::bytes_view(&i, 1), i);
+        after.publish(ringbus::bytes_view(&i, 1), i);
+    }
+    std::array<std::uint8_t, 16> buf{};
+    std::vector<std::string> names;
+    for (int i = 0; i < 4; i++) {
+        ringbus_message_info info = sub.recv_for(buf, 10s);
+        EXPECT(info.tag % 2 == 1);
+        names.push_back(sub.topic_name(info.topic));
+    }
+    EXPECT(std::count(names.begin(), names.end(), prefix + ".a") == 2);
+    EXPECT(std::count(names.begin(), names.end(), prefix + ".b.c") == 2);
+    EXPECT(sub.filtered_total() == 4);
+    EXPECT_ERROR(RINGBUS_ERR_NOT_FOUND, sub.topic_name(99));
+    EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, sub.filter_tags(0x1, 0x2));
+    EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, client.subscriber(prefix + ".>.x"));
+
+    const std::uint64_t tags[] = {2, 3};
+    sub.clear_filters();
+    sub.filter_tag_set(tags, 2);
+    int calls = 0;
+    sub.filter(even_first_byte, &calls);
+    for (std::uint8_t i = 0; i < 8; i++) before.publish(ringbus::bytes_view(&i, 1), i % 4);
+    // Tags 2 and 3 (i = 2, 3, 6, 7) reach the predicate; it keeps 2 and 6.
+    EXPECT(sub.recv_for(buf, 10s).tag == 2 && buf[0] == 2);
+    EXPECT(sub.recv_for(buf, 10s).tag == 2 && buf[0] == 6);
+    ringbus_message_info info{};
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_EMPTY);
+    EXPECT(calls == 4);
+    EXPECT(sub.filtered_total() == 4 + 6);
+}
+
 static void open_errors(ringbus::Client& client) {
     EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, client.publisher("bad name"));
     EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, client.subscriber(""));
@@ -215,6 +261,7 @@ int main() {
         zero_copy(client);
         receive_errors(client);
         open_errors(client);
+        patterns_and_filters(client);
         ringbus::Client moved = std::move(client);
         EXPECT_ERROR(RINGBUS_ERR_NULL_POINTER, client.subscriber("cpp.x"));
     } catch (const std::exception& e) {
