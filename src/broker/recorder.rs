@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::client::{Client, SubscribeOptions};
 use crate::journal::{realtime_ns, Journal, JournalOptions, RecordMeta};
@@ -34,6 +34,8 @@ use crate::wait::WaitStrategy;
 /// How often a recorder with nothing to write checks for stop and forces
 /// out records per its fsync interval.
 const IDLE: Duration = Duration::from_millis(5);
+/// How often an idle recorder applies its journals' age limits.
+const RETAIN_EVERY: Duration = Duration::from_secs(1);
 
 /// What a recorder counted (shared with the broker, for `topics`).
 #[derive(Debug, Default)]
@@ -87,6 +89,7 @@ impl Recorder {
                         journals: HashMap::new(),
                         counters,
                         hand_over,
+                        last_retain: Instant::now(),
                     };
                     r.run(sock, &socket, &ready, &stop);
                 })?
@@ -148,6 +151,7 @@ struct Run {
     journals: HashMap<u64, Journal>,
     counters: Arc<RecorderCounters>,
     hand_over: bool,
+    last_retain: Instant,
 }
 
 fn warn(topic: &str, what: impl std::fmt::Display) {
@@ -213,6 +217,15 @@ impl Run {
                         format_args!("{missed} messages lost before they were recorded"),
                     );
                 }
+                Err(RecvError::ZeroCopyUnsupported) => {
+                    // Rings made under another config before the topic was
+                    // declared durable (the broker keeps a live config).
+                    warn(
+                        &self.topic,
+                        "its rings are overwrite rings (made before it was declared durable): not recorded",
+                    );
+                    break;
+                }
                 Err(e) => {
                     self.counters.lost.fetch_add(1, Ordering::Relaxed);
                     warn(&self.topic, e);
@@ -234,8 +247,18 @@ impl Run {
     }
 
     fn tick(&mut self) {
+        let retain = self.last_retain.elapsed() >= RETAIN_EVERY;
+        if retain {
+            self.last_retain = Instant::now();
+        }
+        let now = realtime_ns();
         for j in self.journals.values_mut() {
-            if let Err(e) = j.flush().and_then(|()| j.tick()) {
+            let mut done = j.flush().and_then(|()| j.tick());
+            if retain {
+                // Age limits also while no new segment begins.
+                done = done.and_then(|()| j.retain(now).map(drop));
+            }
+            if let Err(e) = done {
                 warn(&self.topic, e);
             }
         }
