@@ -34,6 +34,9 @@ use crate::wait::WaitStrategy;
 /// How often a recorder with nothing to write checks for stop and forces
 /// out records per its fsync interval.
 const IDLE: Duration = Duration::from_millis(5);
+/// The longest a stopping recorder goes on draining its rings (the
+/// broker waits 5 s for it).
+const DRAIN: Duration = Duration::from_secs(1);
 /// How often an idle recorder applies its journals' age limits.
 const RETAIN_EVERY: Duration = Duration::from_secs(1);
 
@@ -186,7 +189,17 @@ impl Run {
         // Release: see `Recorder::is_ready`.
         ready.store(true, Ordering::Release);
         let mut buf = Vec::with_capacity(self.options.max_record as usize);
-        while !stop.load(Ordering::Relaxed) {
+        // Once asked to stop, it drains what its rings hold (for at most
+        // DRAIN): a broker stopped after its publishers finished leaves a
+        // whole journal.
+        let mut stopping: Option<Instant> = None;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                let since = *stopping.get_or_insert_with(Instant::now);
+                if since.elapsed() >= DRAIN {
+                    break;
+                }
+            }
             // In place: the slot stays held, so the cursor does not pass
             // the message (and its publisher cannot reuse the slot) until
             // it is appended: a broker killed meanwhile leaves it in the
@@ -207,6 +220,7 @@ impl Run {
                     self.append(ring_id, &meta, &buf, stop);
                     drop(msg);
                 }
+                Err(RecvError::Timeout | RecvError::Empty) if stopping.is_some() => break,
                 Err(RecvError::Timeout | RecvError::Empty | RecvError::EndOfStream) => {
                     self.tick();
                 }
