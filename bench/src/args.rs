@@ -21,6 +21,9 @@ pub enum ScenarioArg {
     Streaming,
     /// One publisher to N subscribers (needs N + 1 CPUs in `--cpus`).
     FanOut,
+    /// A durable topic's journal against the disk's own write loop, and
+    /// reading it back.
+    Journal,
 }
 
 /// `ringbus bench`: measure ringbus against the hardware floor, in one run,
@@ -54,7 +57,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        value_name = "ping-pong|streaming|fan-out,.."
+        value_name = "ping-pong|streaming|fan-out|journal,.."
     )]
     pub scenarios: Option<Vec<ScenarioArg>>,
 
@@ -294,6 +297,7 @@ impl Plan {
                 ScenarioArg::PingPong,
                 ScenarioArg::Streaming,
                 ScenarioArg::FanOut,
+                ScenarioArg::Journal,
             ]
         }));
         ensure!(!scenarios.is_empty(), "--scenarios: give at least one");

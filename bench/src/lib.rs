@@ -81,6 +81,7 @@ mod copy_ring;
 mod driver;
 mod floors;
 mod hgrm;
+mod journal;
 mod measure;
 mod params;
 mod plot;
@@ -276,8 +277,38 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         .zip(&samples)
         .map(|((sc, p), s)| Row::new(*sc, *p, s))
         .collect();
+    let journal = match plan.scenarios.contains(&ScenarioArg::Journal) {
+        true => Some(measure_journal(&plan)?),
+        false => None,
+    };
     let machine = report::Machine::detect(ticks);
-    Ok(Report::new(machine, plan, rows, notes))
+    let mut report = Report::new(machine, plan, rows, notes);
+    report.journal = journal;
+    Ok(report)
+}
+
+/// `--scenarios journal`, on a thread free to run on every CPU of the plan
+/// (this one is pinned to the first): the publisher and the broker's
+/// recorder are two threads.
+fn measure_journal(plan: &Plan) -> Result<journal::JournalReport> {
+    let cpus = plan.cpus.clone();
+    let sizes = plan.sizes.clone();
+    let runs = plan.runs as usize;
+    let bytes: u64 = if plan.smoke { 2 << 20 } else { 128 << 20 };
+    let mut progress = progress::Progress::new(1);
+    progress.step("journal: the disk's write loop, a durable topic, reading it back");
+    let measured = std::thread::spawn(move || {
+        let mut set = rustix::thread::CpuSet::new();
+        for c in cpus {
+            set.set(c);
+        }
+        rustix::thread::sched_setaffinity(None, &set).context("unpinning the journal bench")?;
+        journal::measure(&sizes, runs, bytes)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the journal bench panicked"))??;
+    progress.finish();
+    Ok(measured)
 }
 
 /// The broker the bench measures through: embedded in this process, in a

@@ -1,0 +1,221 @@
+//! `--scenarios journal`: a durable topic's journal against the disk it
+//! writes to, and reading a journal back against streaming live.
+//!
+//! Three figures per message size, each the median of the plan's runs:
+//!
+//! * **disk**: the floor. A plain buffered write loop (64 KiB writes, one
+//!   `fdatasync` every 10 ms, as the journal's default `interval:10ms`)
+//!   of the same number of bytes the journal puts on disk, to a file in
+//!   the same directory.
+//! * **journaled**: a publisher streaming into a durable back-pressure
+//!   topic of an embedded broker (so through the ring and the broker's
+//!   recorder, which holds the publisher back by its cursor), timed until
+//!   the last message is in the journal. Compared with the disk both by
+//!   the bytes the journal writes (records: 48-byte header, payload,
+//!   padding) and by payload bytes alone.
+//! * **replay**: [`JournalReader`] reading that journal from its first
+//!   record (the page cache holds it, as it would a journal just written),
+//!   in messages/s, to compare with live streaming of the same size.
+//!
+//! The directory is a fresh one under `$TMPDIR` (a real filesystem unless
+//! `$TMPDIR` is tmpfs: the report says which filesystem it measured).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use ringbus::broker::{Config, EmbeddedBroker};
+use ringbus::journal::record::record_size;
+use ringbus::journal::JournalReader;
+
+/// The figures at one message size.
+#[derive(Clone, Debug, Serialize)]
+pub struct JournalRow {
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Messages per run.
+    pub messages: u64,
+    /// The plain write loop, bytes/s.
+    pub disk_bytes_per_s: f64,
+    /// The journaled topic, bytes the journal wrote per second.
+    pub journal_bytes_per_s: f64,
+    /// The journaled topic, payload bytes per second.
+    pub payload_bytes_per_s: f64,
+    /// Reading the journal back, messages/s.
+    pub replay_msgs_per_s: f64,
+}
+
+impl JournalRow {
+    /// Journaled bytes/s over the disk's.
+    pub fn ratio(&self) -> f64 {
+        self.journal_bytes_per_s / self.disk_bytes_per_s
+    }
+
+    /// Payload bytes/s over the disk's.
+    pub fn payload_ratio(&self) -> f64 {
+        self.payload_bytes_per_s / self.disk_bytes_per_s
+    }
+}
+
+/// What `--scenarios journal` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct JournalReport {
+    /// The filesystem of the directory measured (from `/proc/mounts`).
+    pub filesystem: String,
+    /// One row per size.
+    pub rows: Vec<JournalRow>,
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Measures every size in `sizes`, `runs` times each, moving about
+/// `bytes` per run.
+///
+/// # Errors
+/// The scratch directory, the broker, a publisher or a file fails.
+pub fn measure(sizes: &[usize], runs: usize, bytes: u64) -> Result<JournalReport> {
+    let base = std::env::temp_dir().join(format!("ringbus-bench-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let scratch = Scratch(base);
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let messages = (bytes / record_size(size) as u64).max(1000);
+        let (mut disk, mut journal, mut replay) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs.max(1) {
+            let dir = scratch.0.join(format!("{size}-{run}"));
+            let on_disk = messages * record_size(size) as u64;
+            disk.push(write_loop(&dir.join("plain"), on_disk)?);
+            let (secs, journal_dir) = journaled(&dir, size, messages)?;
+            journal.push(secs);
+            replay.push(read_back(&journal_dir, size, messages)?);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let secs = median(journal);
+        rows.push(JournalRow {
+            size,
+            messages,
+            disk_bytes_per_s: median(disk),
+            journal_bytes_per_s: (messages * record_size(size) as u64) as f64 / secs,
+            payload_bytes_per_s: (messages * size as u64) as f64 / secs,
+            replay_msgs_per_s: median(replay),
+        });
+    }
+    Ok(JournalReport {
+        filesystem: filesystem_of(&scratch.0),
+        rows,
+    })
+}
+
+/// The plain write loop: bytes/s.
+fn write_loop(path: &Path, bytes: u64) -> Result<f64> {
+    std::fs::create_dir_all(path.parent().expect("a parent"))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let chunk = vec![0x5au8; 64 << 10];
+    let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
+    let start = Instant::now();
+    let mut last_sync = start;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n])?;
+        left -= n as u64;
+        if last_sync.elapsed() >= Duration::from_millis(10) {
+            out.flush()?;
+            out.get_ref().sync_data()?;
+            last_sync = Instant::now();
+        }
+    }
+    out.flush()?;
+    out.get_ref().sync_data()?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(out);
+    std::fs::remove_file(path)?;
+    Ok(bytes as f64 / secs)
+}
+
+/// A publisher streaming `messages` into a durable topic: seconds until
+/// the last is journaled, and the ring's journal directory.
+fn journaled(dir: &Path, size: usize, messages: u64) -> Result<(f64, PathBuf)> {
+    let journal = dir.join("journal");
+    let config = Config::parse(&format!(
+        "[server]\njournal_dir = \"{}\"\n\n[[topic]]\nname = \"bench.journal\"\nmode = \"backpressure\"\ncapacity = 4096\nmax_message_size = {}\ndurable = true\nfsync = \"interval:10ms\"\n",
+        journal.display(),
+        size.max(8)
+    ))
+    .context("the journal bench's config")?;
+    let broker = EmbeddedBroker::with_config(config).context("starting a broker")?;
+    let client = broker.client()?;
+    let mut publisher = client.publisher_existing("bench.journal")?;
+    let payload = vec![0xa5u8; size];
+    let start = Instant::now();
+    for i in 0..messages {
+        publisher.publish(&payload, i)?;
+    }
+    // The last message is journaled once the recorder has taken it:
+    // stopping the broker waits for the recorder to write and sync it.
+    drop(publisher);
+    drop(client);
+    broker.stop()?;
+    let secs = start.elapsed().as_secs_f64();
+    let topic = journal.join("bench.journal");
+    let ring = std::fs::read_dir(&topic)
+        .with_context(|| format!("reading {}", topic.display()))?
+        .next()
+        .context("no ring journal was written")??
+        .path();
+    Ok((secs, ring))
+}
+
+/// Reads a journal of `messages` records back: messages/s.
+fn read_back(dir: &Path, size: usize, messages: u64) -> Result<f64> {
+    let mut r = JournalReader::open(dir, size.max(8) as u32)?;
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut sum = 0u64;
+    while let Some(rec) = r.next_record()? {
+        n += 1;
+        sum = sum.wrapping_add(rec.payload.len() as u64);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        n == messages && sum == messages * size as u64,
+        "the journal holds {n} of {messages} messages"
+    );
+    Ok(n as f64 / secs)
+}
+
+/// The type of the filesystem `path` is on, from `/proc/mounts` (the
+/// longest mount point that contains it).
+fn filesystem_of(path: &Path) -> String {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return "unknown".into();
+    };
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, kind) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(point)
+                .then(|| (point.len(), kind.to_owned()))
+        })
+        .max()
+        .map_or_else(|| "unknown".into(), |(_, k)| k)
+}
