@@ -34,6 +34,23 @@
 //! never lost. A ring whose subscribers all spin never pays for the fence;
 //! a subscriber can make its publisher pay for it, and for a wake-up per
 //! message, only as a subscriber that really sleeps does.
+//!
+//! # Many rings
+//!
+//! A subscriber on several rings (`sleep_all`) runs steps 1–2 for every
+//! port it holds, one `fence(SeqCst)` for all, polls every ring once more,
+//! then sleeps in one `futex_waitv` on all the words with their `w`
+//! values: the kernel checks every word under its locks before sleeping,
+//! and a wake of any of them ends the wait. Each port's pair is the one
+//! above (the fence orders every `sleeping = 1` before the poll), so a
+//! publisher on any ring either sees its port's sleeper or its message is
+//! seen by the poll; the publisher side is unchanged. The sleep is bounded
+//! to 1 ms (`UNWOKEN_BOUND`) while a ring cannot wake it: a hand-over not
+//! yet acknowledged, a ring without a port, a ring past the 128th
+//! (`MAX_BEDS`), or a kernel without `futex_waitv` (ENOSYS, remembered;
+//! then it sleeps on the first word only). Rings that appear meanwhile move a generation counter
+//! that wakes nobody: the subscriber's wait slices (250 ms) bound how late
+//! it finds them, as with one ring.
 
 use crate::layout::{LobbyHeader, PortHeader, REQUEST_WAKE};
 use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
