@@ -304,7 +304,7 @@ impl Scenario {
                 )
             }
             Scenario::ManyRingsPingPong { mode, .. } => {
-                format!("ringbus block/{} on {MANY_RINGS} rings", mode.name())
+                format!("ringbus block/{} {MANY_RINGS} rings", mode.name())
             }
         }
     }
