@@ -648,4 +648,46 @@ mod tests {
         // A bound past the clock's range means no bound.
         assert_eq!(within(Duration::MAX).resolve(now), None);
     }
+
+    /// `ring::wait_any` on three heap rings: times out when nothing comes;
+    /// a message on any one ring, published by another thread while it
+    /// sleeps, ends the wait, before and after the hand-over. (Not under
+    /// Miri, which has no `futex_waitv`: these tests are outside `ring::`.)
+    #[test]
+    fn a_wait_on_many_rings_ends_with_a_message_on_any() {
+        use crate::ring::{wait_any, Consumer, Mode, Producer, Start, TopicConfig};
+        let config = TopicConfig {
+            max_message_size: 16,
+            capacity: 4,
+            mode: Mode::Backpressure,
+            max_subscribers: 1,
+        };
+        let mut producers = Vec::new();
+        let mut consumers = Vec::new();
+        for _ in 0..3 {
+            let region = crate::ring::RingRegion::heap(&config).unwrap();
+            producers.push(Some(Producer::new(region.clone()).unwrap()));
+            consumers.push(Consumer::new(region, Start::Latest).unwrap());
+        }
+        let t = Instant::now();
+        let soon = Some(t + Duration::from_millis(20));
+        assert!(!wait_any(&mut consumers, WaitStrategy::Block, soon));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        let mut buf = [0u8; 16];
+        for round in 0..6u64 {
+            let i = (round % 3) as usize;
+            let mut p = producers[i].take().unwrap();
+            let h = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                p.publish(&round.to_le_bytes(), round).unwrap();
+                p
+            });
+            let patience = Some(Instant::now() + Duration::from_secs(30));
+            assert!(wait_any(&mut consumers, WaitStrategy::Block, patience));
+            producers[i] = Some(h.join().unwrap());
+            let ready: Vec<bool> = consumers.iter().map(Consumer::is_ready).collect();
+            assert_eq!(ready, (0..3).map(|k| k == i).collect::<Vec<_>>());
+            assert_eq!(consumers[i].try_recv(&mut buf).unwrap().tag, round);
+        }
+    }
 }
