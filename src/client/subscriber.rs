@@ -641,8 +641,9 @@ impl Subscriber {
         let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
         match self.fan_in.rings.as_mut_slice() {
             // No ring yet (a pattern that matched nothing, a topic without
-            // publishers): nothing to sleep on, so nap, backing off to
-            // 1 ms, until the slice ends and the caller looks for rings.
+            // publishers): nothing to sleep on, so one nap (growing to
+            // 1 ms over the receive's steps); the caller's next receive
+            // looks for rings.
             [] => match self.options.wait {
                 WaitStrategy::Spin => std::hint::spin_loop(),
                 WaitStrategy::SpinYield => std::thread::yield_now(),
