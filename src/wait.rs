@@ -34,6 +34,23 @@
 //! never lost. A ring whose subscribers all spin never pays for the fence;
 //! a subscriber can make its publisher pay for it, and for a wake-up per
 //! message, only as a subscriber that really sleeps does.
+//!
+//! # Many rings
+//!
+//! A subscriber on several rings (`sleep_all`) runs steps 1–2 for every
+//! port it holds, one `fence(SeqCst)` for all, polls every ring once more,
+//! then sleeps in one `futex_waitv` on all the words with their `w`
+//! values: the kernel checks every word under its locks before sleeping,
+//! and a wake of any of them ends the wait. Each port's pair is the one
+//! above (the fence orders every `sleeping = 1` before the poll), so a
+//! publisher on any ring either sees its port's sleeper or its message is
+//! seen by the poll; the publisher side is unchanged. The sleep is bounded
+//! to 1 ms (`UNWOKEN_BOUND`) while a ring cannot wake it: a hand-over not
+//! yet acknowledged, a ring without a port, a ring past the 128th
+//! (`MAX_BEDS`), or a kernel without `futex_waitv` (ENOSYS, remembered;
+//! then it sleeps on the first word only). Rings that appear meanwhile move a generation counter
+//! that wakes nobody: the subscriber's wait slices (250 ms) bound how late
+//! it finds them, as with one ring.
 
 use crate::layout::{LobbyHeader, PortHeader, REQUEST_WAKE};
 use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
@@ -240,6 +257,47 @@ pub(crate) fn wait_until<T>(
     }
 }
 
+/// As [`wait_until`], for a subscriber on several rings: `beds` are the
+/// ports of those that have one (`states[i]` the hand-over memory of
+/// `beds[i]`), `unwoken` whether some ring has none. Once the spin budget
+/// is spent it sleeps on all the ports at once ([`sleep_all`]).
+pub(crate) fn wait_until_all<T>(
+    beds: &[Bed<'_>],
+    states: &mut [WakeState],
+    unwoken: bool,
+    strategy: WaitStrategy,
+    limit: &mut Limit,
+    mut poll: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let now = Instant::now();
+    *limit = Limit::by(limit.resolve(now));
+    let deadline = limit.by;
+    let spin_until = strategy.spin_budget().map(|d| now + d);
+    let mut spins: u32 = 0;
+    loop {
+        if let Some(r) = poll() {
+            return Some(r);
+        }
+        spins = spins.wrapping_add(1);
+        if strategy != WaitStrategy::Block && !cfg!(loom) && spins % CLOCK_EVERY != 0 {
+            if strategy == WaitStrategy::SpinYield && spins > CLOCK_EVERY {
+                std::thread::yield_now();
+            } else {
+                spin_hint();
+            }
+            continue;
+        }
+        if spin_until.is_some_and(|t| cfg!(loom) || Instant::now() >= t) {
+            if let Some(r) = sleep_all(beds, states, unwoken, deadline, &mut poll) {
+                return Some(r);
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+    }
+}
+
 /// One round of the sleeper protocol.
 fn sleep_once<T>(
     bed: Bed<'_>,
@@ -248,16 +306,7 @@ fn sleep_once<T>(
     poll: &mut impl FnMut() -> Option<T>,
 ) -> Option<T> {
     let port = bed.port;
-    if !state.acked {
-        if !state.asked {
-            ask_for_wakeups(bed);
-            state.asked = true;
-        }
-        // Acquire: pairs with the Release store of `wake_ack` in
-        // Producer::answer_requests; every message after it runs the
-        // sleeper check for this port.
-        state.acked = port.wake_ack.load(Ordering::Acquire) != 0;
-    }
+    hand_over(bed, state);
     // Acquire: pairs with the publisher's Release increment in `wake_port`.
     let w = port.futex.load(Ordering::Acquire);
     port.sleeping.store(1, Ordering::Relaxed);
@@ -276,6 +325,76 @@ fn sleep_once<T>(
     }
     port.sleeping.store(0, Ordering::Relaxed);
     r
+}
+
+/// The most futex words one `futex_waitv` call takes (the kernel's
+/// `FUTEX_WAITV_MAX`).
+pub(crate) const MAX_BEDS: usize = 128;
+
+/// The longest sleep of a wait that some ring cannot cut short: a ring
+/// without a port, a publisher that has not acknowledged wake-ups yet, a
+/// ring beyond [`MAX_BEDS`], or a kernel without `futex_waitv`.
+const UNWOKEN_BOUND: Duration = Duration::from_millis(1);
+
+/// One round of the sleeper protocol on several ports at once (see the
+/// module docs, "Many rings"): sleeps until a publisher of any of them
+/// wakes it, `deadline`, or — when `unwoken` says some ring has no bed,
+/// or a ring's hand-over is not done — [`UNWOKEN_BOUND`]. `states[i]` is
+/// the hand-over memory of `beds[i]`.
+pub(crate) fn sleep_all<T>(
+    beds: &[Bed<'_>],
+    states: &mut [WakeState],
+    unwoken: bool,
+    deadline: Option<Instant>,
+    poll: &mut impl FnMut() -> Option<T>,
+) -> Option<T> {
+    debug_assert_eq!(beds.len(), states.len());
+    // Rings beyond what one call takes are polled on the bound only.
+    let n = beds.len().min(MAX_BEDS);
+    let mut bounded = unwoken || beds.len() > n;
+    if n == 0 {
+        return nap(deadline, poll);
+    }
+    let mut words = [0u32; MAX_BEDS];
+    for ((bed, state), word) in beds.iter().zip(states.iter_mut()).zip(&mut words).take(n) {
+        bounded |= !hand_over(*bed, state);
+        // Acquire: pairs with the publisher's Release increment in
+        // `wake_port`.
+        *word = bed.port.futex.load(Ordering::Acquire);
+        bed.port.sleeping.store(1, Ordering::Relaxed);
+    }
+    // SeqCst: the waiter's half of the Dekker pair of every port at once;
+    // partner is the fence in `notify_ports` (see the module docs).
+    fence(Ordering::SeqCst);
+    let r = poll();
+    if r.is_none() {
+        let mut timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if bounded {
+            timeout = Some(timeout.map_or(UNWOKEN_BOUND, |t| t.min(UNWOKEN_BOUND)));
+        }
+        futex_wait_all(&beds[..n], &words[..n], timeout);
+    }
+    for bed in &beds[..n] {
+        bed.port.sleeping.store(0, Ordering::Relaxed);
+    }
+    r
+}
+
+/// The wake hand-over of one port (see the module docs): asks once, then
+/// looks for the answer. Returns whether the publisher answered (its
+/// wake-ups are on).
+fn hand_over(bed: Bed<'_>, state: &mut WakeState) -> bool {
+    if !state.acked {
+        if !state.asked {
+            ask_for_wakeups(bed);
+            state.asked = true;
+        }
+        // Acquire: pairs with the Release store of `wake_ack` in
+        // Producer::answer_requests; every message after it runs the
+        // sleeper check for this port.
+        state.acked = bed.port.wake_ack.load(Ordering::Acquire) != 0;
+    }
+    state.acked
 }
 
 /// Asks the publisher for wake-ups: the request in the port, then the bell
@@ -361,6 +480,63 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     futex(word, libc::FUTEX_WAIT, expected, ts.as_ref());
 }
 
+/// Sleeps until any of `beds`' futex words differs from its `words`
+/// entry, is woken, or `timeout` passes: one `futex_waitv` (Linux 5.16).
+/// Without it (ENOSYS, remembered), or on an error it does not expect,
+/// sleeps on the first word only, at most [`UNWOKEN_BOUND`]: the other
+/// rings are then polled every millisecond, as before `futex_waitv`.
+#[cfg(not(loom))]
+fn futex_wait_all(beds: &[Bed<'_>], words: &[u32], timeout: Option<Duration>) {
+    use rustix::io::Errno;
+    use rustix::thread::futex;
+    // Only a hint shared by all threads; nothing is published through it.
+    static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let fallback = |timeout: Option<Duration>| {
+        let t = timeout.map_or(UNWOKEN_BOUND, |t| t.min(UNWOKEN_BOUND));
+        futex_wait(&beds[0].port.futex, words[0], Some(t));
+    };
+    if beds.len() == 1 {
+        return futex_wait(&beds[0].port.futex, words[0], timeout);
+    }
+    if NO_WAITV.load(Ordering::Relaxed) {
+        return fallback(timeout);
+    }
+    let mut waiters = [futex::Wait::new(); MAX_BEDS];
+    for (w, (bed, &val)) in waiters.iter_mut().zip(beds.iter().zip(words)) {
+        w.val = u64::from(val);
+        w.uaddr = futex::WaitPtr::new(bed.port.futex.as_ptr().cast());
+        // Process-shared (no FUTEX2_PRIVATE): the words live in mappings
+        // several processes share.
+        w.flags = futex::WaitFlags::SIZE_U32;
+    }
+    // futex_waitv takes an absolute CLOCK_MONOTONIC deadline (the clock of
+    // `Instant` on Linux).
+    let at = timeout.map(|t| {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let nsec = now.tv_nsec as u64 + u64::from(t.subsec_nanos());
+        let secs = t.as_secs().saturating_add(nsec / 1_000_000_000);
+        rustix::time::Timespec {
+            tv_sec: now.tv_sec.saturating_add(secs.min(i64::MAX as u64) as i64),
+            tv_nsec: (nsec % 1_000_000_000) as _,
+        }
+    });
+    match futex::waitv(
+        &waiters[..beds.len()],
+        futex::WaitvFlags::empty(),
+        at.as_ref(),
+        futex::ClockId::Monotonic,
+    ) {
+        // Woken, a word moved, a signal, the deadline: the caller polls.
+        Ok(_) | Err(Errno::AGAIN | Errno::INTR | Errno::TIMEDOUT) => {}
+        Err(e) => {
+            if e == Errno::NOSYS {
+                NO_WAITV.store(true, Ordering::Relaxed);
+            }
+            fallback(timeout);
+        }
+    }
+}
+
 #[cfg(not(loom))]
 fn futex_wake(word: &AtomicU32) {
     futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None);
@@ -383,6 +559,22 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     }
     let guard = FUTEX.0.lock().unwrap();
     if word.load(Ordering::Relaxed) == expected {
+        drop(FUTEX.1.wait(guard).unwrap());
+    }
+}
+
+#[cfg(loom)]
+fn futex_wait_all(beds: &[Bed<'_>], words: &[u32], timeout: Option<Duration>) {
+    if timeout.is_some() {
+        loom::thread::yield_now();
+        return;
+    }
+    let guard = FUTEX.0.lock().unwrap();
+    let unmoved = beds
+        .iter()
+        .zip(words)
+        .all(|(bed, &w)| bed.port.futex.load(Ordering::Relaxed) == w);
+    if unmoved {
         drop(FUTEX.1.wait(guard).unwrap());
     }
 }
@@ -455,5 +647,47 @@ mod tests {
         );
         // A bound past the clock's range means no bound.
         assert_eq!(within(Duration::MAX).resolve(now), None);
+    }
+
+    /// `ring::wait_any` on three heap rings: times out when nothing comes;
+    /// a message on any one ring, published by another thread while it
+    /// sleeps, ends the wait, before and after the hand-over. (Not under
+    /// Miri, which has no `futex_waitv`: these tests are outside `ring::`.)
+    #[test]
+    fn a_wait_on_many_rings_ends_with_a_message_on_any() {
+        use crate::ring::{wait_any, Consumer, Mode, Producer, Start, TopicConfig};
+        let config = TopicConfig {
+            max_message_size: 16,
+            capacity: 4,
+            mode: Mode::Backpressure,
+            max_subscribers: 1,
+        };
+        let mut producers = Vec::new();
+        let mut consumers = Vec::new();
+        for _ in 0..3 {
+            let region = crate::ring::RingRegion::heap(&config).unwrap();
+            producers.push(Some(Producer::new(region.clone()).unwrap()));
+            consumers.push(Consumer::new(region, Start::Latest).unwrap());
+        }
+        let t = Instant::now();
+        let soon = Some(t + Duration::from_millis(20));
+        assert!(!wait_any(&mut consumers, WaitStrategy::Block, soon));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        let mut buf = [0u8; 16];
+        for round in 0..6u64 {
+            let i = (round % 3) as usize;
+            let mut p = producers[i].take().unwrap();
+            let h = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                p.publish(&round.to_le_bytes(), round).unwrap();
+                p
+            });
+            let patience = Some(Instant::now() + Duration::from_secs(30));
+            assert!(wait_any(&mut consumers, WaitStrategy::Block, patience));
+            producers[i] = Some(h.join().unwrap());
+            let ready: Vec<bool> = consumers.iter().map(Consumer::is_ready).collect();
+            assert_eq!(ready, (0..3).map(|k| k == i).collect::<Vec<_>>());
+            assert_eq!(consumers[i].try_recv(&mut buf).unwrap().tag, round);
+        }
     }
 }

@@ -19,6 +19,8 @@
 //! | `a_port_added_while_the_publisher_runs_loses_nothing` | join: the broker's queue, the desk's generation and `RingRegion::admit_port` against `Producer::refresh_limit` (a Dekker pair) | the SeqCst fence removed from `admit_port`, and separately from `refresh_limit`; `admit_port` not moving the cursor up; `refresh_limit` not taking queued changes (the publisher overwrites what the new port needs) |
 //! | `a_removed_port_stops_gating` | removal through the queue and the generation | `refresh_limit` not taking queued changes; `Producer::sync_ports` ignoring `Remove` |
 //! | `blocking_wait_never_loses_a_wakeup` | the sleeper protocol on the port's futex | the SeqCst fence removed from `wait::sleep_once`, and separately from `wait::notify_ports`; `sleep_once` reading the futex word after its last poll |
+//! | `a_wait_on_many_rings_never_loses_a_wakeup` | the sleeper protocol on all of a subscriber's ports at once (`wait::sleep_all`, one `futex_waitv`), the publisher on any one ring | the SeqCst fence removed from `wait::sleep_all`; `sleep_all` reading the futex words after its last poll |
+//! | `a_wait_on_many_rings_during_wake_handover` | the hand-over on many rings (bounded waits until every publisher acknowledged) | `sleep_all` sleeping without a bound before it sees every `wake_ack` |
 //! | `blocking_wait_during_wake_handover` | the `REQUEST_WAKE` / `wake_ack` hand-over (bounded waits until acknowledged) | `sleep_once` sleeping without a bound before it sees `wake_ack` |
 //! | `end_of_stream_after_draining` | the publisher's close of the data segment | `RingRegion::close` storing `Relaxed` (end of stream before the last message) |
 //! | `a_sleeping_subscriber_is_woken_by_end_of_stream` | the publisher's drop waking its ports | `Producer`'s drop not waking them |
@@ -40,8 +42,8 @@
 use loom::sync::Mutex;
 use loom::thread;
 use ringbus::ring::{
-    Consumer, Mode, Port, PortChange, PortFlags, PortSource, Producer, PublishError, RecvError,
-    RingRegion, Start, TopicConfig,
+    wait_any, Consumer, Mode, Port, PortChange, PortFlags, PortSource, Producer, PublishError,
+    RecvError, RingRegion, Start, TopicConfig,
 };
 use ringbus::wait::WaitStrategy;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -492,6 +494,84 @@ fn blocking_wait_never_loses_a_wakeup() {
         let info = consumer.recv(&mut buf, WaitStrategy::Block).unwrap();
         assert_eq!(info.seq, 1);
         check(&buf, 1);
+        drop(t.join().unwrap());
+    });
+}
+
+/// A subscriber on several rings sleeps on all their ports at once
+/// (`wait::sleep_all`) and is woken by a message on any of them: the
+/// publisher of ring `active` publishes while the subscriber blocks on
+/// all `rings` without a timeout (loom reports a deadlock if the wake-up
+/// is lost). The wake hand-over of every ring is done first.
+fn many_rings_wait(rings: usize, active: usize) {
+    model(move || {
+        let mut producers = Vec::new();
+        let mut consumers = Vec::new();
+        for _ in 0..rings {
+            let region = ring_only(&config(Mode::Overwrite, 4));
+            producers.push(Producer::new(region.clone()).unwrap());
+            consumers.push(Consumer::new(region, Start::Latest).unwrap());
+        }
+        // Hand-over: a zero-time wait asks every publisher for wake-ups;
+        // each answers on its next publish.
+        let now = Some(std::time::Instant::now());
+        assert!(!wait_any(&mut consumers, WaitStrategy::Block, now));
+        let mut buf = [0u8; 16];
+        for (p, c) in producers.iter_mut().zip(&mut consumers) {
+            p.publish(&payload(0), 0).unwrap();
+            assert_eq!(c.try_recv(&mut buf).unwrap().seq, 0);
+        }
+        let mut producer = producers.swap_remove(active);
+        let t = thread::spawn(move || {
+            producer.publish(&payload(1), 1).unwrap();
+            producer
+        });
+        loop {
+            assert!(wait_any(&mut consumers, WaitStrategy::Block, None));
+            let got = consumers
+                .iter_mut()
+                .enumerate()
+                .find_map(|(i, c)| c.try_recv(&mut buf).ok().map(|info| (i, info)));
+            if let Some((i, info)) = got {
+                assert_eq!((i, info.seq), (active, 1));
+                check(&buf, 1);
+                break;
+            }
+        }
+        drop(t.join().unwrap());
+        drop(producers);
+    });
+}
+
+#[test]
+fn a_wait_on_many_rings_never_loses_a_wakeup() {
+    many_rings_wait(2, 0);
+    many_rings_wait(2, 1);
+    many_rings_wait(3, 2);
+}
+
+/// The same before any publisher answered the hand-over: the waits on
+/// many rings are bounded, so the message still arrives.
+#[test]
+fn a_wait_on_many_rings_during_wake_handover() {
+    model(|| {
+        let mut consumers = Vec::new();
+        let mut producer = None;
+        for i in 0..2 {
+            let region = ring_only(&config(Mode::Overwrite, 4));
+            if i == 1 {
+                producer = Some(Producer::new(region.clone()).unwrap());
+            }
+            consumers.push(Consumer::new(region, Start::Latest).unwrap());
+        }
+        let mut producer = producer.unwrap();
+        let t = thread::spawn(move || {
+            producer.publish(&payload(0), 0).unwrap();
+            producer
+        });
+        let mut buf = [0u8; 16];
+        assert!(wait_any(&mut consumers, WaitStrategy::Block, None));
+        assert_eq!(consumers[1].try_recv(&mut buf).unwrap().seq, 0);
         drop(t.join().unwrap());
     });
 }

@@ -114,6 +114,7 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         | Scenario::RingThroughput { .. }
         | Scenario::RingLatency { .. }
         | Scenario::PatternPingPong { .. }
+        | Scenario::ManyRingsPingPong { .. }
         | Scenario::FilteredThroughput { .. } => CONTROL_SIZE,
     };
     let region = Arc::new(Region::create(len)?);
@@ -190,8 +191,11 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             copy_ring::parent(&region, p, kind)?;
             None
         }
-        Scenario::RingPingPong { .. } | Scenario::PatternPingPong { .. } => match ends {
-            Some(ring::ParentEnds::PingPong(tx, rx)) => {
+        Scenario::RingPingPong { .. }
+        | Scenario::PatternPingPong { .. }
+        | Scenario::ManyRingsPingPong { .. } => match ends {
+            // `_idle`: publishers that only hold rings, until the end.
+            Some(ring::ParentEnds::PingPong(tx, rx, _idle)) => {
                 Some(ring::pingpong_parent(&region, tx, rx, p, ctx.ticks)?)
             }
             _ => anyhow::bail!("ping-pong ends missing"),
@@ -300,6 +304,7 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
         | Scenario::RingThroughput { .. }
         | Scenario::RingLatency { .. }
         | Scenario::PatternPingPong { .. }
+        | Scenario::ManyRingsPingPong { .. }
         | Scenario::FilteredThroughput { .. } => {
             let (wait, mode) = spec.scenario.ring().context("not a ring scenario")?;
             let link = spec.link.as_ref().context("ringbus child without a link")?;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::params::{Params, SideResult};
-use super::scenario::{Route, FILTER_KEEPS_ONE_IN};
+use super::scenario::{Route, FILTER_KEEPS_ONE_IN, MANY_RINGS};
 use super::shared::{Patience, Region, STALL};
 use ringbus::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use ringbus::ring::{
@@ -326,8 +326,9 @@ impl Receiver {
 // the size difference costs nothing, where a box would be one more step.
 #[allow(clippy::large_enum_variant)]
 pub enum ParentEnds {
-    /// Ping-pong: publish on A, receive on B.
-    PingPong(Sender, Receiver),
+    /// Ping-pong: publish on A, receive on B; with the publishers on A
+    /// that never publish ([`Route::ManyRings`]), kept to the end.
+    PingPong(Sender, Receiver, Vec<Sender>),
     /// Streaming: publish.
     Stream(Sender),
 }
@@ -405,8 +406,17 @@ pub fn parent_setup(
                     .with_context(|| format!("creating topic {t}"))?;
             }
             let sender = advertise(client, &names[0], cfg, p)?;
+            // The other rings of a many-rings topic: made before the
+            // child subscribes, so it holds them all from the start.
+            let idle = match route {
+                Route::ManyRings => (1..MANY_RINGS)
+                    .map(|_| advertise(client, &names[0], cfg, p))
+                    .collect::<Result<_>>()?,
+                _ => Vec::new(),
+            };
             let ends = if pingpong {
-                ParentEnds::PingPong(sender, subscribe(client, &names[1], wait, Route::Exact)?)
+                let rx = subscribe(client, &names[1], wait, Route::Exact)?;
+                ParentEnds::PingPong(sender, rx, idle)
             } else {
                 ParentEnds::Stream(sender)
             };
@@ -427,7 +437,11 @@ pub fn parent_setup(
             let mut files = vec![];
             let ends = if pingpong {
                 let b = RingFiles::create(cfg, 2, 1)?;
-                let ends = ParentEnds::PingPong(a.sender(cfg, p)?, b.receiver(cfg, wait, p, 0)?);
+                let ends = ParentEnds::PingPong(
+                    a.sender(cfg, p)?,
+                    b.receiver(cfg, wait, p, 0)?,
+                    Vec::new(),
+                );
                 files.push(a);
                 files.push(b);
                 ends

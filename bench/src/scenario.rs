@@ -92,6 +92,16 @@ pub enum Scenario {
         /// Ring mode.
         mode: Mode,
     },
+    /// The block ping-pong with the echo side subscribed to a topic of
+    /// [`MANY_RINGS`] publishers, one active (the others idle): its wait
+    /// sleeps on all their rings at once. Compared with the raw futex
+    /// ping-pong, as the one-ring block ping-pong is.
+    ManyRingsPingPong {
+        /// Payload bytes.
+        size: usize,
+        /// Ring mode.
+        mode: Mode,
+    },
     /// The spin stream, flat out, tags `0..16` in turn, to a subscriber
     /// whose tag filter keeps 1 message in [`FILTER_KEEPS_ONE_IN`]: its
     /// rate counts every message it got through (delivered and filtered),
@@ -109,6 +119,12 @@ pub enum Scenario {
 /// and the filter keeps tag 0).
 pub const FILTER_KEEPS_ONE_IN: u64 = 16;
 
+/// Publishers (rings) of topic A in [`Scenario::ManyRingsPingPong`].
+pub const MANY_RINGS: usize = 8;
+
+/// The message size [`Scenario::ManyRingsPingPong`] is measured at.
+pub const MANY_RINGS_SIZE: usize = 64;
+
 /// How a ringbus scenario's subscriber reaches its topic (the child's
 /// spec carries it in its link).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +138,9 @@ pub enum Route {
     /// It subscribes by name with a tag filter keeping one message in
     /// [`FILTER_KEEPS_ONE_IN`]; the publisher tags them in turn.
     Filtered,
+    /// It subscribes by name to a topic that [`MANY_RINGS`] publishers
+    /// hold, one of which publishes.
+    ManyRings,
 }
 
 /// What a scenario's figures mean.
@@ -157,7 +176,8 @@ impl Scenario {
             | Scenario::FutexPingPong
             | Scenario::UnixPingPong { .. }
             | Scenario::RingPingPong { .. }
-            | Scenario::PatternPingPong { .. } => Metric::PingPong,
+            | Scenario::PatternPingPong { .. }
+            | Scenario::ManyRingsPingPong { .. } => Metric::PingPong,
             Scenario::FixedRingThroughput { .. }
             | Scenario::CopyRingThroughput { .. }
             | Scenario::RingThroughput { .. }
@@ -182,6 +202,7 @@ impl Scenario {
             | Scenario::RingThroughput { size, .. }
             | Scenario::RingLatency { size, .. }
             | Scenario::PatternPingPong { size, .. }
+            | Scenario::ManyRingsPingPong { size, .. }
             | Scenario::FilteredThroughput { size, .. } => Some(size),
         }
     }
@@ -191,6 +212,7 @@ impl Scenario {
         match self {
             Scenario::PatternPingPong { .. } => Route::Pattern,
             Scenario::FilteredThroughput { .. } => Route::Filtered,
+            Scenario::ManyRingsPingPong { .. } => Route::ManyRings,
             _ => Route::Exact,
         }
     }
@@ -223,6 +245,7 @@ impl Scenario {
             Scenario::PatternPingPong { mode, .. } | Scenario::FilteredThroughput { mode, .. } => {
                 Some((WaitStrategy::Spin, mode))
             }
+            Scenario::ManyRingsPingPong { mode, .. } => Some((WaitStrategy::Block, mode)),
             _ => None,
         }
     }
@@ -280,6 +303,9 @@ impl Scenario {
                     mode.name()
                 )
             }
+            Scenario::ManyRingsPingPong { mode, .. } => {
+                format!("ringbus block/{} {MANY_RINGS} rings", mode.name())
+            }
         }
     }
 
@@ -333,6 +359,12 @@ impl Scenario {
                     mode.name()
                 );
             }
+            Scenario::ManyRingsPingPong { mode, .. } => {
+                return format!(
+                    "ringbus-{MANY_RINGS}rings-pingpong-block-{}{size}",
+                    mode.name()
+                );
+            }
         };
         format!("{base}{size}")
     }
@@ -379,6 +411,7 @@ impl Scenario {
                 WaitStrategy::Block => Scenario::FutexPingPong,
                 _ => Scenario::LinePingPong,
             }),
+            Scenario::ManyRingsPingPong { .. } => Some(Scenario::FutexPingPong),
             Scenario::RingThroughput { size, .. } | Scenario::CopyRingThroughput { size } => {
                 Some(Scenario::FixedRingThroughput { size })
             }
@@ -506,6 +539,16 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
                     if out.iter().any(|(s, _)| *s == exact) {
                         out.push((routed, params));
                     }
+                }
+                // A blocking subscriber on many rings, beside the one-ring
+                // block ping-pong, at one size.
+                let block = Scenario::RingPingPong {
+                    size,
+                    wait: WaitStrategy::Block,
+                    mode,
+                };
+                if size == MANY_RINGS_SIZE && out.iter().any(|(s, _)| *s == block) {
+                    out.push((Scenario::ManyRingsPingPong { size, mode }, base(size)));
                 }
             }
         }

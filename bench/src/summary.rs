@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::args::Plan;
 use super::row::Row;
-use super::scenario::{Scenario, FILTER_KEEPS_ONE_IN};
+use super::scenario::{Scenario, FILTER_KEEPS_ONE_IN, MANY_RINGS};
 use super::targets::{Figure, Target};
 use super::units::{ns, si};
 use ringbus::ring::Mode;
@@ -114,6 +114,10 @@ pub struct Summary {
     /// Patterns and filters, each beside the same figure through an exact
     /// topic (spin wait).
     pub routed: Vec<RoutedLine>,
+    /// The block ping-pong whose subscriber holds [`MANY_RINGS`] rings
+    /// (one publisher active), beside the raw futex ping-pong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub many_rings: Option<RoutedLine>,
 }
 
 /// A routed figure (a pattern subscription, a tag filter) beside the same
@@ -286,11 +290,33 @@ impl Summary {
                 },
             });
         }
+        let many = |mode| Scenario::ManyRingsPingPong { size, mode };
+        let many_rings = has_any(&many, &find).then(|| {
+            let futex = Scenario::FutexPingPong;
+            let (bound, met) = judged(&many, &|_| futex, Figure::P50);
+            RoutedLine {
+                what: format!(
+                    "block, subscriber on {MANY_RINGS} rings (one active): ping-pong p50"
+                ),
+                ping_pong: true,
+                figure: Compared {
+                    ringbus: PerMode::of(|m| p50(many(m))),
+                    against: vec![Reference {
+                        name: futex.label(),
+                        value: p50(futex),
+                        ratio: PerMode::of(|m| find(many(m)).and_then(|r| r.ratio)),
+                        bound,
+                        met,
+                    }],
+                },
+            }
+        });
         Summary {
             size,
             lines,
             unix_socket_p50: p50(Scenario::UnixPingPong { size }),
             routed,
+            many_rings,
         }
     }
 
@@ -401,6 +427,16 @@ impl Summary {
                 let line = format!("  {:<w$} {}  {vs}", r.what, values(&r.figure.ringbus, unit));
                 let _ = writeln!(s, "{}", line.trim_end());
             }
+        }
+        if let Some(r) = &self.many_rings {
+            let vs = r
+                .figure
+                .against
+                .first()
+                .map(|x| reference(x, x.name.chars().count(), ns))
+                .unwrap_or_default();
+            let line = format!("  {} {}  {vs}", r.what, values(&r.figure.ringbus, ns));
+            let _ = writeln!(s, "{}", line.trim_end());
         }
         if let Some(u) = self.unix_socket_p50 {
             let _ = writeln!(

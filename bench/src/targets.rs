@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::row::Row;
-use super::scenario::{Scenario, FILTER_KEEPS_ONE_IN};
+use super::scenario::{Scenario, FILTER_KEEPS_ONE_IN, MANY_RINGS};
 use ringbus::ring::Mode;
 use ringbus::wait::WaitStrategy;
 
@@ -118,6 +118,18 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             push(
                 format!("block {m} 64 B ping-pong p50 / raw futex p50"),
                 (block, Scenario::FutexPingPong, Figure::P50),
+                x,
+                1.15,
+                true,
+            );
+        }
+        let many = Scenario::ManyRingsPingPong { size, mode };
+        if let Some(x) = find(many).and_then(|r| r.ratio) {
+            push(
+                format!(
+                    "block {m} 64 B ping-pong, subscriber on {MANY_RINGS} rings (one active) p50 / raw futex p50"
+                ),
+                (many, Scenario::FutexPingPong, Figure::P50),
                 x,
                 1.15,
                 true,

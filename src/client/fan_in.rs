@@ -15,6 +15,19 @@ pub(super) struct SubRing {
     pub consumer: Consumer,
 }
 
+// The view `ring::wait_any_limit` takes of a subscription's rings.
+impl std::borrow::Borrow<Consumer> for SubRing {
+    fn borrow(&self) -> &Consumer {
+        &self.consumer
+    }
+}
+
+impl std::borrow::BorrowMut<Consumer> for SubRing {
+    fn borrow_mut(&mut self) -> &mut Consumer {
+        &mut self.consumer
+    }
+}
+
 /// A subscription's rings, read round robin from the one after the last
 /// that delivered.
 #[derive(Default)]

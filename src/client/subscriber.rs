@@ -10,7 +10,9 @@ use super::{unexpected, Client, ClientError};
 use crate::control::frame::{MatchedTopic, RefusedTopic, Reply, Request, RingRef};
 use crate::control::segment::TopicSegment;
 use crate::control::ConnectionError;
-use crate::ring::{Consumer, Filter, FilterError, MessageInfo, RecvError, Start, TopicConfig};
+use crate::ring::{
+    wait_any_limit, Consumer, Filter, FilterError, MessageInfo, RecvError, Start, TopicConfig,
+};
 use crate::wait::{Limit, WaitStrategy};
 
 /// How a subscriber starts and waits.
@@ -69,14 +71,13 @@ const HEALTH_CHECK: Duration = Duration::from_millis(250);
 
 /// State of one blocking receive between its idle steps.
 pub(super) struct Idle {
-    started: Instant,
+    /// The next nap of a subscription without rings.
     nap: Duration,
 }
 
 impl Idle {
-    fn new(now: Instant) -> Idle {
+    fn new() -> Idle {
         Idle {
-            started: now,
             nap: Duration::from_micros(10),
         }
     }
@@ -629,7 +630,7 @@ impl Subscriber {
         limit: &mut Limit,
     ) -> Result<(), RecvError> {
         let now = Instant::now();
-        let idle = idle.get_or_insert_with(|| Idle::new(now));
+        let idle = idle.get_or_insert_with(Idle::new);
         *limit = Limit::by(limit.resolve(now));
         let deadline = limit.by;
         if deadline.is_some_and(|d| now >= d) {
@@ -638,29 +639,29 @@ impl Subscriber {
         self.check_broker(now);
         // Wake at least this often to look for new rings.
         let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
-        if let [ring] = self.fan_in.rings.as_mut_slice() {
-            // One ring: its own wait (futex when the strategy blocks).
-            ring.consumer
-                .wait_ready_limit(self.options.wait, &mut Limit::by(Some(slice)));
-            return Ok(());
-        }
-        // None or several rings: each has its own futex, so poll them,
-        // backing off to naps of at most 1 ms once the spin budget of a
-        // blocking strategy is spent.
-        match self.options.wait {
-            WaitStrategy::Spin => std::hint::spin_loop(),
-            WaitStrategy::SpinYield => std::thread::yield_now(),
-            WaitStrategy::Block | WaitStrategy::Adaptive { .. } => {
-                let budget = match self.options.wait {
-                    WaitStrategy::Adaptive { spin } => spin,
-                    _ => Duration::ZERO,
-                };
-                if now.duration_since(idle.started) < budget {
-                    std::hint::spin_loop();
-                } else {
+        match self.fan_in.rings.as_mut_slice() {
+            // No ring yet (a pattern that matched nothing, a topic without
+            // publishers): nothing to sleep on, so one nap (growing to
+            // 1 ms over the receive's steps); the caller's next receive
+            // looks for rings.
+            [] => match self.options.wait {
+                WaitStrategy::Spin => std::hint::spin_loop(),
+                WaitStrategy::SpinYield => std::thread::yield_now(),
+                WaitStrategy::Block | WaitStrategy::Adaptive { .. } => {
                     std::thread::sleep(idle.nap.min(slice.saturating_duration_since(now)));
                     idle.nap = (idle.nap * 2).min(Duration::from_millis(1));
                 }
+            },
+            // One ring: its own wait (futex when the strategy blocks).
+            [ring] => {
+                ring.consumer
+                    .wait_ready_limit(self.options.wait, &mut Limit::by(Some(slice)));
+            }
+            // Several: one sleep on all their ports' futex words, woken by
+            // any publisher (`wait::sleep_all`). Rings that appear while it
+            // sleeps are found when the slice ends, as for one ring.
+            rings => {
+                wait_any_limit(rings, self.options.wait, &mut Limit::by(Some(slice)));
             }
         }
         Ok(())

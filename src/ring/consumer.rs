@@ -10,7 +10,8 @@ use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
 use crate::layout::{SlotHeader, CURSOR_FREE, REQUEST_LATEST};
 use crate::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
-use crate::wait::{wait_until, Bed, Limit, WaitStrategy, WakeState, QUIET_POLLS};
+use crate::wait::{wait_until, wait_until_all, Bed, Limit, WaitStrategy, WakeState, QUIET_POLLS};
+use std::borrow::BorrowMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -734,6 +735,26 @@ impl Consumer {
         r.is_some()
     }
 
+    /// Where this consumer sleeps, if it has a port, with its hand-over
+    /// memory taken out (put it back with [`Consumer::end_sleep`]). The
+    /// references are detached from `self`, which the caller keeps alive
+    /// and in place while it uses them.
+    fn take_bed<'a>(&mut self) -> Option<(Bed<'a>, WakeState)> {
+        let port: *const crate::layout::PortHeader = self.port.as_ref()?.header();
+        let lobby: *const crate::layout::LobbyHeader = self.region.lobby();
+        // SAFETY: the lobby lives in the region and the port header in the
+        // port, which `self` keeps alive (and in place) as long as the
+        // caller of this private function uses them (`wait_any_limit`,
+        // within one call that holds the consumers).
+        let bed = unsafe {
+            Bed {
+                port: &*port,
+                lobby: &*lobby,
+            }
+        };
+        Some((bed, std::mem::take(&mut self.wake)))
+    }
+
     /// Whether a receive now would return something other than `Empty`.
     #[inline]
     pub fn is_ready(&self) -> bool {
@@ -1089,4 +1110,55 @@ impl Drop for MessageRef<'_> {
     fn drop(&mut self) {
         self.consumer.advance();
     }
+}
+
+/// Waits until any of `consumers` can be read (a message or end of stream),
+/// as `wait` says; `false` at `deadline`. A blocking wait sleeps on the
+/// futex words of all their ports at once (`futex_waitv`), woken by the
+/// publisher of any of them; see [`crate::wait`], "Many rings", for the
+/// rings it can only poll.
+pub fn wait_any<C: BorrowMut<Consumer>>(
+    consumers: &mut [C],
+    wait: WaitStrategy,
+    deadline: Option<Instant>,
+) -> bool {
+    wait_any_limit(consumers, wait, &mut Limit::by(deadline))
+}
+
+/// As [`wait_any`], until `limit`.
+pub(crate) fn wait_any_limit<C: BorrowMut<Consumer>>(
+    consumers: &mut [C],
+    wait: WaitStrategy,
+    limit: &mut Limit,
+) -> bool {
+    if let [one] = consumers {
+        return one.borrow_mut().wait_ready_limit(wait, limit);
+    }
+    let mut beds = Vec::with_capacity(consumers.len());
+    let mut states = Vec::with_capacity(consumers.len());
+    let mut unwoken = false;
+    for c in consumers.iter_mut() {
+        match c.borrow_mut().take_bed() {
+            Some((bed, state)) => {
+                beds.push(bed);
+                states.push(state);
+            }
+            None => unwoken = true,
+        }
+    }
+    let r = wait_until_all(&beds, &mut states, unwoken, wait, limit, || {
+        consumers
+            .iter()
+            .any(|c| c.borrow().is_ready())
+            .then_some(())
+    });
+    drop(beds);
+    let mut states = states.into_iter();
+    for c in consumers.iter_mut() {
+        let c = c.borrow_mut();
+        if c.port.is_some() {
+            c.wake = states.next().unwrap_or_default();
+        }
+    }
+    r.is_some()
 }
