@@ -281,10 +281,10 @@ impl Run {
     /// Appends, retrying a failed write (a full disk) until it succeeds or
     /// the broker stops: the ring holds the publisher back meanwhile.
     fn append(&mut self, ring_id: u64, meta: &RecordMeta, payload: &[u8], stop: &AtomicBool) {
-        let dir = self.dir.join(&self.topic).join(format!("{ring_id:020}"));
         let journal = match self.journals.entry(ring_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
+                let dir = self.dir.join(&self.topic).join(format!("{ring_id:020}"));
                 match Journal::open(&dir, self.options) {
                     Ok(j) => {
                         let r = j.recovery();

@@ -467,7 +467,6 @@ impl Journal {
         let pad = &pad[..size as usize - header.len() - payload.len()];
         let active = self.active.as_mut().expect("a segment to append to");
         let segment = self.segments.last_mut().expect("the active segment's info");
-        let path = self.dir.path().join(segment_name(active.base_seq));
         let offset = active.len as usize;
         let written = active
             .file
@@ -475,6 +474,7 @@ impl Journal {
             .and_then(|()| active.file.write_all(payload))
             .and_then(|()| active.file.write_all(pad));
         if let Err(e) = written {
+            let path = self.dir.path().join(segment_name(active.base_seq));
             return Err(self.lose_track(&path, e));
         }
         active.len += size;
