@@ -253,7 +253,8 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         count: std::cell::Cell::new(0),
     };
     let mut samples: Vec<Vec<sample::Sample>> = vec![Vec::new(); list.len()];
-    let mut progress = progress::Progress::new(list.len() * plan.runs as usize);
+    let journal_steps = usize::from(plan.scenarios.contains(&ScenarioArg::Journal));
+    let mut progress = progress::Progress::new(list.len() * plan.runs as usize + journal_steps);
     for run in 0..plan.runs {
         for (k, (sc, params)) in list.iter().enumerate() {
             let size = sc.size().map(|s| format!(" ({s} B)")).unwrap_or_default();
@@ -267,6 +268,16 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
             samples[k].push(measure::measure_row(&ctx, &list, *sc, params)?);
         }
     }
+    let journal = match journal_steps {
+        0 => None,
+        _ => {
+            progress.step(&format!(
+                "run {0}/{0}: journal: the disk's write loop, a durable topic, reading it back",
+                plan.runs
+            ));
+            Some(measure_journal(&plan)?)
+        }
+    };
     progress.finish();
     drop(client);
     if let Some(b) = broker {
@@ -277,10 +288,6 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
         .zip(&samples)
         .map(|((sc, p), s)| Row::new(*sc, *p, s))
         .collect();
-    let journal = match plan.scenarios.contains(&ScenarioArg::Journal) {
-        true => Some(measure_journal(&plan)?),
-        false => None,
-    };
     let machine = report::Machine::detect(ticks);
     let mut report = Report::new(machine, plan, rows, notes);
     report.journal = journal;
@@ -295,9 +302,7 @@ fn measure_journal(plan: &Plan) -> Result<journal::JournalReport> {
     let sizes = plan.sizes.clone();
     let runs = plan.runs as usize;
     let bytes: u64 = if plan.smoke { 2 << 20 } else { 128 << 20 };
-    let mut progress = progress::Progress::new(1);
-    progress.step("journal: the disk's write loop, a durable topic, reading it back");
-    let measured = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut set = rustix::thread::CpuSet::new();
         for c in cpus {
             set.set(c);
@@ -306,9 +311,7 @@ fn measure_journal(plan: &Plan) -> Result<journal::JournalReport> {
         journal::measure(&sizes, runs, bytes)
     })
     .join()
-    .map_err(|_| anyhow::anyhow!("the journal bench panicked"))??;
-    progress.finish();
-    Ok(measured)
+    .map_err(|_| anyhow::anyhow!("the journal bench panicked"))?
 }
 
 /// The broker the bench measures through: embedded in this process, in a

@@ -260,6 +260,7 @@ fn the_table_starts_with_the_summary() {
     let matrix = &lines[end..];
     assert!(matrix.iter().any(|l| l.starts_with("Ping-pong: one-way")));
     assert!(matrix.iter().any(|l| l.starts_with("Streaming throughput")));
+    assert!(matrix.iter().any(|l| l.starts_with("Durable topic")), "{table}");
     assert!(!summary.iter().any(|l| l.starts_with("Ping-pong")));
     let header = summary
         .iter()
@@ -279,7 +280,7 @@ fn the_table_starts_with_the_summary() {
     let words: Vec<&str> = starts.iter().map(|(_, w)| w.as_str()).collect();
     assert_eq!(
         words,
-        ["spin", "adaptive", "block", "routing", "pattern:", "tag", "for"],
+        ["spin", "adaptive", "block", "routing", "pattern:", "tag", "block,", "for"],
         "{table}"
     );
     let line = |k: usize| body[starts[k].0];
@@ -294,7 +295,8 @@ fn the_table_starts_with_the_summary() {
     // Routing: each beside the exact topic, with the bound.
     assert!(line(4).contains("exact topic") && line(4).contains("≤1.05 "));
     assert!(line(5).contains("exact topic") && line(5).contains("≥1.00 "));
-    assert!(line(6).contains("Unix socket"), "{}", line(6));
+    assert!(line(6).contains("8 rings") && line(6).contains("≤1.15 "));
+    assert!(line(7).contains("Unix socket"), "{}", line(7));
     for l in summary
         .iter()
         .filter(|l| l.contains('≤') || l.contains('≥'))
