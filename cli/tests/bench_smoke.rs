@@ -260,7 +260,10 @@ fn the_table_starts_with_the_summary() {
     let matrix = &lines[end..];
     assert!(matrix.iter().any(|l| l.starts_with("Ping-pong: one-way")));
     assert!(matrix.iter().any(|l| l.starts_with("Streaming throughput")));
-    assert!(matrix.iter().any(|l| l.starts_with("Durable topic")), "{table}");
+    assert!(
+        matrix.iter().any(|l| l.starts_with("Durable topic")),
+        "{table}"
+    );
     assert!(!summary.iter().any(|l| l.starts_with("Ping-pong")));
     let header = summary
         .iter()
