@@ -631,6 +631,13 @@ impl<'a> Reader<'a> {
         let has_port = self.bool("port present")?;
         let port_id = self.u64("port_id")?;
         let mailbox = self.bool("mailbox")?;
+        // Without a port its fields are zeros: one encoding per value.
+        if !has_port && (port_id != 0 || mailbox) {
+            return Err(DecodeError::BadValue {
+                field: "port_id of a ring listed without a port",
+                value: port_id.max(u64::from(mailbox)),
+            });
+        }
         Ok(RingRef {
             ring_id,
             publisher_pid,
@@ -1277,6 +1284,18 @@ mod tests {
             ],
         };
         assert_eq!(r.fd_count(), 1 + 3 + 2);
+        // A ring listed without a port carries zeros for it: anything else
+        // is refused (one encoding per value; found by fuzzing).
+        let good = encode_reply(&r).unwrap();
+        assert_eq!(decode_reply(&good), Ok(r.clone()));
+        for at in [good.len() - 9, good.len() - 1] {
+            let mut v = good.clone();
+            v[at] = 1;
+            assert!(
+                matches!(decode_reply(&v), Err(DecodeError::BadValue { .. })),
+                "byte {at}"
+            );
+        }
         assert_eq!(
             Reply::PortAdded {
                 port_id: 1,
