@@ -680,6 +680,11 @@ impl<'a> Reader<'a> {
         let k = self.u8("start kind")?;
         let v = self.u64("start sequence")?;
         match k {
+            // Only a sequence start carries a number: one encoding per value.
+            0 | 1 if v != 0 => Err(DecodeError::BadValue {
+                field: "start sequence (of a start that takes none)",
+                value: v,
+            }),
             0 => Ok(Start::Latest),
             1 => Ok(Start::Earliest),
             2 => Ok(Start::Sequence(v)),
@@ -1284,6 +1289,20 @@ mod tests {
             ],
         };
         assert_eq!(r.fd_count(), 1 + 3 + 2);
+        // A start without a sequence carries zeros for it.
+        let good = encode_request(&Request::Subscribe {
+            topic: "md.x".into(),
+            start: Start::Earliest,
+            held: vec![],
+        })
+        .unwrap();
+        let mut v = good.clone();
+        let at = HEADER_LEN + 2 + 4 + 1 + 7;
+        v[at] = 0x80;
+        assert!(
+            matches!(decode_request(&v), Err(DecodeError::BadValue { .. })),
+            "{v:?}"
+        );
         // A ring listed without a port carries zeros for it: anything else
         // is refused (one encoding per value; found by fuzzing).
         let good = encode_reply(&r).unwrap();
