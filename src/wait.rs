@@ -224,14 +224,7 @@ pub(crate) fn wait_until<T>(
             return Some(r);
         }
         spins = spins.wrapping_add(1);
-        // `Block` does not spin at all, and loom goes straight on (every
-        // spin there is a scheduling point).
-        if strategy != WaitStrategy::Block && !cfg!(loom) && spins % CLOCK_EVERY != 0 {
-            if strategy == WaitStrategy::SpinYield && spins > CLOCK_EVERY {
-                std::thread::yield_now();
-            } else {
-                spin_hint();
-            }
+        if spin_step(strategy, spins) {
             continue;
         }
         let now = Instant::now();
@@ -257,6 +250,22 @@ pub(crate) fn wait_until<T>(
     }
 }
 
+/// One step of spinning between polls: whether it spun (`false`: time to
+/// read the clock, every [`CLOCK_EVERY`] polls). `Block` does not spin at
+/// all, and loom goes straight on (every spin there is a scheduling point).
+#[inline]
+fn spin_step(strategy: WaitStrategy, spins: u32) -> bool {
+    if strategy == WaitStrategy::Block || cfg!(loom) || spins % CLOCK_EVERY == 0 {
+        return false;
+    }
+    if strategy == WaitStrategy::SpinYield && spins > CLOCK_EVERY {
+        std::thread::yield_now();
+    } else {
+        spin_hint();
+    }
+    true
+}
+
 /// As [`wait_until`], for a subscriber on several rings: `beds` are the
 /// ports of those that have one (`states[i]` the hand-over memory of
 /// `beds[i]`), `unwoken` whether some ring has none. Once the spin budget
@@ -279,12 +288,7 @@ pub(crate) fn wait_until_all<T>(
             return Some(r);
         }
         spins = spins.wrapping_add(1);
-        if strategy != WaitStrategy::Block && !cfg!(loom) && spins % CLOCK_EVERY != 0 {
-            if strategy == WaitStrategy::SpinYield && spins > CLOCK_EVERY {
-                std::thread::yield_now();
-            } else {
-                spin_hint();
-            }
+        if spin_step(strategy, spins) {
             continue;
         }
         if spin_until.is_some_and(|t| cfg!(loom) || Instant::now() >= t) {

@@ -152,6 +152,19 @@ pub(super) struct Topic {
     pub ghosts: Vec<Ghost>,
 }
 
+impl Topic {
+    /// Gives up the ghost subscriptions of process `pid`, and their
+    /// records in the keeper.
+    fn drop_ghosts_of(&mut self, pid: u32, kept: &Kept) {
+        self.ghosts.retain(|g| {
+            if g.pid == pid {
+                kept.forget(&g.key);
+            }
+            g.pid != pid
+        });
+    }
+}
+
 enum LeaseKind {
     Publisher {
         ring_id: u64,
@@ -1360,13 +1373,7 @@ impl State {
     pub fn reap_pid(&mut self, pid: u32) {
         let mut reclaimed = 0;
         for (name, t) in &mut self.topics {
-            let kept = &self.kept;
-            t.ghosts.retain(|g| {
-                if g.pid == pid {
-                    kept.forget(&g.key);
-                }
-                g.pid != pid
-            });
+            t.drop_ghosts_of(pid, &self.kept);
             for (id, r) in t.rings.iter_mut() {
                 if r.publisher_pid == pid && !r.closed {
                     r.close();
@@ -1398,13 +1405,7 @@ impl State {
             if durable.contains(name) {
                 continue;
             }
-            let kept = &self.kept;
-            t.ghosts.retain(|g| {
-                if g.pid == pid {
-                    kept.forget(&g.key);
-                }
-                g.pid != pid
-            });
+            t.drop_ghosts_of(pid, &self.kept);
             for (id, r) in t.rings.iter_mut() {
                 let n = r.remove_ports(|p| p.pid == pid);
                 if n > 0 {
