@@ -25,7 +25,7 @@ use crate::broker::dirs::Dir;
 
 pub mod record;
 
-use record::{encode_header, parse, record_size, scan, Scan, RECORD_ALIGN};
+use record::{encode_header, record_size, scan, Scan, RECORD_ALIGN};
 pub use record::{Corrupt, Damage, IndexEntry, Record, RecordMeta};
 
 /// When appended records are forced to disk.
@@ -656,13 +656,27 @@ pub fn realtime_ns() -> u64 {
         .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
+/// Where a [`JournalReader`] finds its segments: the journal's directory,
+/// or descriptors of its segment files (a broker's answer to a subscriber
+/// that may not open them by name).
+#[derive(Debug)]
+enum Source {
+    Dir(PathBuf),
+    Files(Vec<(u64, File)>),
+}
+
 /// Reads a journal from a sequence number or a time, stepping over damage
 /// (counted in [`JournalReader::corrupt_skipped`]). It sees what was
 /// flushed when it reached each segment; [`JournalReader::refresh`] looks
 /// again.
+///
+/// Each segment is read whole into memory and checked once (every
+/// record's CRC, by the scan that also finds damage and builds the
+/// index); records are then handed out from that private copy, so a
+/// writer that changes the file meanwhile changes nothing already read.
 #[derive(Debug)]
 pub struct JournalReader {
-    dir: PathBuf,
+    source: Source,
     max_record: u32,
     bases: Vec<u64>,
     /// Index in `bases` of the segment in `data`, if one is loaded.
@@ -687,8 +701,25 @@ impl JournalReader {
     /// [`JournalError::Io`] if the directory cannot be read.
     pub fn open(dir: &Path, max_record: u32) -> Result<JournalReader, JournalError> {
         let bases = list_segments(dir).map_err(io_error(dir))?;
-        Ok(JournalReader {
-            dir: dir.to_owned(),
+        Ok(JournalReader::with_source(
+            Source::Dir(dir.to_owned()),
+            bases,
+            max_record,
+        ))
+    }
+
+    /// A reader of the segment files `segments` (each with the base
+    /// sequence number of its name), for reading from its first record;
+    /// more may be added with [`JournalReader::add_segments`].
+    pub fn from_segments(segments: Vec<(u64, File)>, max_record: u32) -> JournalReader {
+        let mut r = JournalReader::with_source(Source::Files(Vec::new()), Vec::new(), max_record);
+        r.add_segments(segments);
+        r
+    }
+
+    fn with_source(source: Source, bases: Vec<u64>, max_record: u32) -> JournalReader {
+        JournalReader {
+            source,
             max_record,
             bases,
             seg: None,
@@ -699,7 +730,32 @@ impl JournalReader {
             from_ns: 0,
             corrupt_skipped: 0,
             damaged_segments: Vec::new(),
-        })
+        }
+    }
+
+    /// Adds segment files to a reader made by
+    /// [`JournalReader::from_segments`]; those it holds already (by base
+    /// sequence number) are ignored. For a reader of a directory this does
+    /// nothing ([`JournalReader::refresh`] lists it again).
+    pub fn add_segments(&mut self, segments: Vec<(u64, File)>) {
+        let Source::Files(files) = &mut self.source else {
+            return;
+        };
+        let current = self.seg.and_then(|i| self.bases.get(i).copied());
+        for (base, file) in segments {
+            if let Err(at) = files.binary_search_by_key(&base, |(b, _)| *b) {
+                files.insert(at, (base, file));
+            }
+        }
+        self.bases = files.iter().map(|(b, _)| *b).collect();
+        if let Some(base) = current {
+            self.seg = self.bases.binary_search(&base).ok();
+        }
+    }
+
+    /// The base sequence number of the last segment known.
+    pub fn last_base(&self) -> Option<u64> {
+        self.bases.last().copied()
     }
 
     /// Damaged stretches stepped over so far.
@@ -764,6 +820,32 @@ impl JournalReader {
         index.iter().rev().find(|e| before(e)).map(|e| e.offset)
     }
 
+    /// Appends the bytes of segment `base` from offset `from` on to
+    /// `self.data`. A segment removed (by retention) since it was listed
+    /// reads as empty.
+    fn read_segment(&mut self, base: u64, from: usize) -> Result<(), JournalError> {
+        match &self.source {
+            Source::Dir(dir) => {
+                let path = dir.join(segment_name(base));
+                let read = File::open(&path).and_then(|f| read_from(&f, from, &mut self.data));
+                match read {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io_error(&path)(e)),
+                }
+            }
+            Source::Files(files) => {
+                let Ok(i) = files.binary_search_by_key(&base, |(b, _)| *b) else {
+                    return Ok(());
+                };
+                read_from(&files[i].1, from, &mut self.data).map_err(|e| JournalError::Io {
+                    path: PathBuf::from(segment_name(base)),
+                    source: e,
+                })
+            }
+        }
+    }
+
     /// Loads segment `i` (of `bases`), its damage, and reads from its
     /// first record. A segment that cannot be read as ours is reported
     /// and left empty.
@@ -775,13 +857,7 @@ impl JournalReader {
         let Some(&base) = self.bases.get(i) else {
             return Ok(());
         };
-        let path = self.dir.join(segment_name(base));
-        match File::open(&path).and_then(|mut f| f.read_to_end(&mut self.data)) {
-            Ok(_) => {}
-            // Removed by retention since it was listed: nothing to read.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&path)(e)),
-        }
+        self.read_segment(base, 0)?;
         if let Err(why) = check_segment_header(&self.data, base) {
             if !self.data.is_empty() {
                 self.damaged_segments.push((base, why));
@@ -793,64 +869,85 @@ impl JournalReader {
         Ok(())
     }
 
-    /// Looks again at the directory: segments that appeared, and records
-    /// appended to the current one since it was read.
+    /// Looks again: segments that appeared in the directory (a reader of
+    /// descriptors gets new ones through
+    /// [`JournalReader::add_segments`]), and records appended to the
+    /// current segment since it was read. Only the bytes after its last
+    /// good record are read again: those before it are never rewritten
+    /// (the writer only ever cuts a torn tail).
     ///
     /// # Errors
     /// [`JournalError::Io`] if the directory or a segment cannot be read.
     pub fn refresh(&mut self) -> Result<(), JournalError> {
         let current = self.seg.and_then(|i| self.bases.get(i).copied());
-        self.bases = list_segments(&self.dir).map_err(io_error(&self.dir))?;
-        if let Some(base) = current {
-            let pos = self.pos;
-            match self.bases.binary_search(&base) {
-                Ok(i) => {
-                    self.load(i)?;
-                    self.pos = pos.max(SEGMENT_HEADER);
-                }
-                // Removed by retention: go on with the next one.
-                Err(i) => {
-                    self.seg = Some(i.saturating_sub(1));
-                    self.data.clear();
-                }
+        if let Source::Dir(dir) = &self.source {
+            self.bases = list_segments(dir).map_err(io_error(dir))?;
+        }
+        let Some(base) = current else {
+            return Ok(());
+        };
+        match self.bases.binary_search(&base) {
+            Ok(i) if self.scanned.end >= SEGMENT_HEADER => {
+                self.seg = Some(i);
+                let end = self.scanned.end;
+                self.data.truncate(end);
+                self.read_segment(base, end)?;
+                let more = scan(&self.data, end, self.max_record);
+                let s = &mut self.scanned;
+                s.records += more.records;
+                s.first = s.first.or(more.first);
+                s.last = more.last.or(s.last);
+                s.corrupt.extend(more.corrupt);
+                s.index.extend(more.index);
+                s.end = more.end;
+                s.torn = more.torn;
+            }
+            // Its header was short or damaged: read it whole again.
+            Ok(i) => {
+                let pos = self.pos;
+                self.load(i)?;
+                self.pos = pos.max(SEGMENT_HEADER);
+            }
+            // Removed by retention: go on with the next one.
+            Err(i) => {
+                self.seg = Some(i.saturating_sub(1));
+                self.data.clear();
+                self.scanned = Scan::default();
+                self.pos = 0;
             }
         }
         Ok(())
     }
 
-    /// The next record, or `None` at the end of what was read.
-    ///
-    /// # Errors
-    /// [`JournalError::Io`] if a segment cannot be read.
-    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, JournalError> {
+    /// Finds the next record to hand out (stepping over damage and what
+    /// lies before the start), without taking it: its offset, fields,
+    /// payload length and size.
+    fn advance(&mut self) -> Result<Option<(usize, RecordMeta, usize, usize)>, JournalError> {
         loop {
             if self.seg.is_none() {
                 self.load(0)?;
             }
-            while self.pos < self.data.len() {
-                match parse(&self.data[self.pos..], self.max_record) {
-                    Ok((record, size)) => {
-                        let (start, meta) = (self.pos, record.meta);
-                        self.pos += size;
-                        if meta.seq < self.from_seq || meta.recorded_ns < self.from_ns {
-                            continue;
-                        }
-                        let payload = start + record::RECORD_HEADER
-                            ..start + record::RECORD_HEADER + record.payload.len();
-                        return Ok(Some(Record {
-                            meta,
-                            payload: &self.data[payload],
-                        }));
-                    }
-                    Err(_) => match self.scanned.corrupt.iter().find(|c| c.offset == self.pos) {
-                        Some(c) => {
-                            self.pos += c.len;
-                            self.corrupt_skipped += 1;
-                        }
-                        // A torn tail: the end of this segment.
-                        None => break,
-                    },
+            // Only what the scan checked: good records and the damage
+            // between them (a torn tail, after `end`, waits for a refresh).
+            while self.pos < self.scanned.end {
+                let corrupt = &self.scanned.corrupt;
+                if let Ok(k) = corrupt.binary_search_by_key(&self.pos, |c| c.offset) {
+                    self.pos += corrupt[k].len;
+                    self.corrupt_skipped += 1;
+                    continue;
                 }
+                let Some((meta, len, size)) = record::parse_scanned(&self.data[self.pos..]) else {
+                    // Not a record start the scan passed: cannot happen
+                    // for offsets reached from a segment's first record,
+                    // but never trusted.
+                    self.pos = self.scanned.end;
+                    break;
+                };
+                if meta.seq < self.from_seq || meta.recorded_ns < self.from_ns {
+                    self.pos += size;
+                    continue;
+                }
+                return Ok(Some((self.pos, meta, len, size)));
             }
             let next = self.seg.map_or(0, |i| i + 1);
             if next >= self.bases.len() {
@@ -859,6 +956,64 @@ impl JournalReader {
             self.load(next)?;
         }
     }
+
+    /// The fields of the record [`JournalReader::next_record`] would
+    /// return, without taking it.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if a segment cannot be read.
+    pub fn peek(&mut self) -> Result<Option<RecordMeta>, JournalError> {
+        Ok(self.advance()?.map(|(_, meta, _, _)| meta))
+    }
+
+    /// The next record, or `None` at the end of what was read.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if a segment cannot be read.
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, JournalError> {
+        let Some((at, meta, len, size)) = self.advance()? else {
+            return Ok(None);
+        };
+        self.pos = at + size;
+        let payload = at + record::RECORD_HEADER..at + record::RECORD_HEADER + len;
+        Ok(Some(Record {
+            meta,
+            payload: &self.data[payload],
+        }))
+    }
+}
+
+/// The largest segment a reader takes into memory (a writer rolls its
+/// segments far sooner; a larger file is not one it wrote).
+const MAX_SEGMENT_READ: u64 = 1 << 32;
+
+/// Appends `file`'s bytes from offset `from` to its end to `buf`.
+fn read_from(file: &File, from: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len > MAX_SEGMENT_READ {
+        return Err(io::Error::other(format!(
+            "{len} bytes: larger than any segment a journal writes"
+        )));
+    }
+    let want = len.saturating_sub(from as u64) as usize;
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let mut got = 0;
+    while got < want {
+        match file.read_at(&mut buf[start + got..], (from + got) as u64) {
+            // Cut (a torn tail) since its size was read.
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(start + got);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(start + got);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -146,6 +146,28 @@ pub fn parse(bytes: &[u8], max_len: u32) -> Result<(Record<'_>, usize), Damage> 
     Ok((Record { meta, payload }, size))
 }
 
+/// The fields, payload length and size of the record at the start of
+/// `bytes`, which [`scan`] found good: its checksum is not computed again.
+/// `None` if the bytes cannot even hold the record they announce (never a
+/// panic, whatever the bytes).
+pub fn parse_scanned(bytes: &[u8]) -> Option<(RecordMeta, usize, usize)> {
+    if bytes.len() < RECORD_HEADER || word32(bytes, 0) != RECORD_MAGIC {
+        return None;
+    }
+    let len = word32(bytes, 4) as usize;
+    let size = record_size(len);
+    if bytes.len() < size {
+        return None;
+    }
+    let meta = RecordMeta {
+        seq: word64(bytes, 16),
+        tag: word64(bytes, 24),
+        timestamp_ns: word64(bytes, 32),
+        recorded_ns: word64(bytes, 40),
+    };
+    Some((meta, len, size))
+}
+
 /// Bytes of damage found between good records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Corrupt {

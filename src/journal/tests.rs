@@ -134,6 +134,68 @@ fn a_reader_sees_what_was_appended_after_a_refresh() {
     assert_eq!(got, (0..500).collect::<Vec<_>>());
 }
 
+/// The segment files of the journal in `dir`, opened, as a broker hands
+/// them to a subscriber.
+fn open_segments(dir: &Path) -> Vec<(u64, File)> {
+    list_segments(dir)
+        .unwrap()
+        .into_iter()
+        .map(|b| (b, File::open(dir.join(segment_name(b))).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_reader_of_descriptors_follows_new_records_and_segments() {
+    let s = Scratch::new("fds");
+    let mut j = write(&s.0, 0..100, small(Fsync::None));
+    let mut r = JournalReader::from_segments(open_segments(&s.0), 64);
+    // Handed again, as a broker re-lists: nothing read twice.
+    r.add_segments(open_segments(&s.0));
+    let mut got = Vec::new();
+    let mut take = |r: &mut JournalReader| {
+        while let Some(rec) = r.next_record().unwrap() {
+            assert_eq!(rec.payload, &payload(rec.meta.seq)[..]);
+            got.push(rec.meta.seq);
+        }
+    };
+    take(&mut r);
+    assert_eq!(r.peek().unwrap(), None);
+    // Half a record at the end of the current segment (a write under way)
+    // is not read, and is read once it is whole.
+    let last = *list_segments(&s.0).unwrap().last().unwrap();
+    let path = s.0.join(segment_name(last));
+    for seq in 100..300 {
+        j.append(&meta(seq), &payload(seq)).unwrap();
+    }
+    j.flush().unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    let appended_to_last = whole.len();
+    r.refresh().unwrap();
+    r.add_segments(open_segments(&s.0));
+    take(&mut r);
+    let next = *got.last().unwrap() + 1;
+    j.append(&meta(next), &[7u8; 60]).unwrap();
+    j.flush().unwrap();
+    let last_now = *list_segments(&s.0).unwrap().last().unwrap();
+    let path = s.0.join(segment_name(last_now));
+    let full = std::fs::read(&path).unwrap();
+    let cut = if last_now == last {
+        appended_to_last + 20
+    } else {
+        SEGMENT_HEADER + 20
+    };
+    std::fs::write(&path, &full[..cut]).unwrap();
+    r.refresh().unwrap();
+    r.add_segments(open_segments(&s.0));
+    assert_eq!(r.peek().unwrap(), None, "a torn record is not handed out");
+    std::fs::write(&path, &full).unwrap();
+    r.refresh().unwrap();
+    let rec = r.next_record().unwrap().expect("the record, once whole");
+    assert_eq!((rec.meta.seq, rec.payload), (next, &[7u8; 60][..]));
+    assert_eq!(got, (0..300).collect::<Vec<_>>());
+    assert_eq!(r.corrupt_skipped(), 0);
+}
+
 #[test]
 fn a_torn_tail_is_cut_at_every_byte_of_the_last_three_records() {
     let s = Scratch::new("torn");
