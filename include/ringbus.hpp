@@ -183,6 +183,13 @@ class SubscribeOptions {
         o_.start_sequence = seq;
         return *this;
     }
+    /// A durable topic from what it journaled at `realtime_ns`
+    /// (CLOCK_REALTIME) or later, then live.
+    SubscribeOptions& start_at_time(std::uint64_t realtime_ns) noexcept {
+        o_.start = RINGBUS_START_TIME;
+        o_.start_sequence = realtime_ns;
+        return *this;
+    }
     SubscribeOptions& wait(Wait w) noexcept { o_.wait = static_cast<std::uint32_t>(w); return *this; }
     /// Delivers only messages whose (tag & mask) == value, from the first
     /// receive (as Subscriber::filter_tags).

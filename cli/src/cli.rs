@@ -144,6 +144,16 @@ pub struct SubArgs {
     /// number. Rings that appear later are read from their first message.
     #[arg(long, value_name = "WHERE", default_value = "latest")]
     pub from: Start,
+    /// Start at sequence number N: on a durable topic, what the rings no
+    /// longer hold is read from the journal first (then the live rings,
+    /// with no gap and no duplicate).
+    #[arg(long, value_name = "N", conflicts_with_all = ["from", "since"])]
+    pub from_seq: Option<u64>,
+    /// Start with what a durable topic journaled this long ago or later
+    /// (`10m`, `90s`, `2h`, `1d`), or since a time given as `@SECONDS`
+    /// since the Unix epoch; then the live rings.
+    #[arg(long, value_name = "AGE", value_parser = parse_since, conflicts_with = "from")]
+    pub since: Option<u64>,
     /// One JSON object per line (messages and events).
     #[arg(long)]
     pub json: bool,
@@ -165,6 +175,24 @@ pub struct SubArgs {
     /// The value for --tag-mask.
     #[arg(long, value_name = "VALUE", value_parser = parse_u64, requires = "tag_mask")]
     pub tag_value: Option<u64>,
+}
+
+/// `--since`: an age (`10m`) before now, or `@SECONDS` since the epoch,
+/// as CLOCK_REALTIME ns.
+fn parse_since(s: &str) -> Result<u64, String> {
+    if let Some(secs) = s.strip_prefix('@') {
+        let secs: f64 = secs
+            .parse()
+            .map_err(|_| format!("{s:?}: expected @SECONDS since the Unix epoch"))?;
+        if !(0.0..=1.8e10).contains(&secs) {
+            return Err(format!("{s:?}: not a time this side of the year 2500"));
+        }
+        return Ok((secs * 1e9) as u64);
+    }
+    let age = ringbus::journal::parse_duration(s)?;
+    let now = ringbus::journal::realtime_ns();
+    let age = u64::try_from(age.as_nanos()).unwrap_or(u64::MAX);
+    Ok(now.saturating_sub(age))
 }
 
 /// A `u64` in decimal or `0x` hexadecimal.
@@ -320,8 +348,13 @@ fn publish(client: &Client, a: &PubArgs) -> Result<ExitCode> {
 }
 
 fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
+    let start = match (a.from_seq, a.since) {
+        (Some(n), _) => Start::Sequence(n),
+        (None, Some(ns)) => Start::Time(ns),
+        (None, None) => a.from,
+    };
     let options = SubscribeOptions {
-        start: a.from,
+        start,
         wait: a.wait,
     };
     let mut sub = client

@@ -282,6 +282,10 @@ pub(crate) fn client_error(e: &ClientError) -> Failed {
             source: AttachError::NoCursor { .. },
             ..
         } => RINGBUS_ERR_LIMIT,
+        ClientError::Attach {
+            source: AttachError::TimeStart,
+            ..
+        } => RINGBUS_ERR_INVALID_ARGUMENT,
         ClientError::Attach { .. } | ClientError::Shm { .. } | ClientError::Segment(_) => {
             RINGBUS_ERR_SYSTEM
         }

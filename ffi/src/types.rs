@@ -50,8 +50,14 @@ pub enum ringbus_start {
     RINGBUS_START_LATEST = 0,
     /// With the oldest message each ring still holds.
     RINGBUS_START_EARLIEST = 1,
-    /// With `start_sequence` (a lag is reported if it is gone already).
+    /// With `start_sequence` (a lag is reported if it is gone already). On
+    /// a durable topic, what the rings no longer hold is read from its
+    /// journal first, then the live rings: no gap, no duplicate.
     RINGBUS_START_SEQUENCE = 2,
+    /// With the first message a durable topic journaled at
+    /// `start_sequence` (CLOCK_REALTIME ns since the epoch) or later, then
+    /// the live rings. A topic (not a pattern) that is durable only.
+    RINGBUS_START_TIME = 3,
 }
 
 /// How blocking receives wait (`ringbus_subscribe_options.wait`).
@@ -132,7 +138,8 @@ pub struct ringbus_subscribe_options {
     pub start: u32,
     /// A `ringbus_wait` value. Default `RINGBUS_WAIT_ADAPTIVE`.
     pub wait: u32,
-    /// With `RINGBUS_START_SEQUENCE`: the first sequence number to read.
+    /// With `RINGBUS_START_SEQUENCE`: the first sequence number to read;
+    /// with `RINGBUS_START_TIME`: the time, CLOCK_REALTIME ns.
     pub start_sequence: u64,
     /// With `RINGBUS_WAIT_ADAPTIVE`: nanoseconds to spin before sleeping;
     /// 0 means the default (50 us).
@@ -187,10 +194,11 @@ impl ringbus_subscribe_options {
             0 => Start::Latest,
             1 => Start::Earliest,
             2 => Start::Sequence(self.start_sequence),
+            3 => Start::Time(self.start_sequence),
             s => {
                 return Err(fail(
                     RINGBUS_ERR_INVALID_ARGUMENT,
-                    format_args!("options.start {s} is not a ringbus_start value (0 to 2)"),
+                    format_args!("options.start {s} is not a ringbus_start value (0 to 3)"),
                 ))
             }
         };

@@ -69,6 +69,7 @@ fn built() -> &'static Built {
             ("pingpong", "examples/c/pingpong.c"),
             ("api_test", "ffi/tests/c/api_test.c"),
             ("pattern_filter_test", "ffi/tests/c/pattern_filter_test.c"),
+            ("journal_test", "ffi/tests/c/journal_test.c"),
         ] {
             compile(&b, name, src, false);
         }
@@ -151,14 +152,32 @@ struct Broker {
 
 impl Broker {
     fn start(name: &str) -> Broker {
+        Broker::start_with_config(name, "")
+    }
+
+    /// A broker with `topics` (TOML) in its config, its journals in its
+    /// test directory.
+    fn start_with_config(name: &str, topics: &str) -> Broker {
         let dir = TestDir::new(name);
         let socket = dir.0.join("ringbus.sock");
+        let config = dir.0.join("ringbus.toml");
+        let journal = dir.0.join("journal");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\njournal_dir = \"{}\"\n\n{topics}",
+                journal.display()
+            ),
+        )
+        .unwrap();
         let mut child = Command::new(built().lib_dir.join("ringbus"))
             .arg("serve")
             .arg("--socket")
             .arg(&socket)
             .arg("--data-dir")
             .arg(dir.0.join("data"))
+            .arg("--config")
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -433,6 +452,16 @@ fn cpp_api_contract() {
 fn c_api_contract_static_library() {
     let broker = Broker::start("api-static");
     let out = run_ok(broker.c("api_test_static"), "api_test (static)");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c_replay_from_the_journal() {
+    let broker = Broker::start_with_config(
+        "journal",
+        "[[topic]]\nname = \"cj.feed\"\nmode = \"backpressure\"\ncapacity = 16\nmax_message_size = 8\ndurable = true\nfsync = \"interval:1ms\"\n\n[[topic]]\nname = \"cj.plain\"\n",
+    );
+    let out = run_ok(broker.c("journal_test"), "journal_test");
     assert!(out.contains("all checks passed"), "{out}");
 }
 

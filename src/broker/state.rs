@@ -30,6 +30,7 @@ use super::config::{Action, Config};
 use super::keeper;
 use super::BrokerError;
 
+mod journal;
 mod kept;
 mod pattern;
 mod restore;
@@ -589,7 +590,8 @@ impl Ring {
     fn start_at(&self, start: Start) -> u64 {
         let head = self.region.head();
         match start {
-            Start::Latest => head,
+            // Refused before (see `State::handle`).
+            Start::Latest | Start::Time(_) => head,
             Start::Earliest => head.saturating_sub(u64::from(self.region.config().capacity)),
             Start::Sequence(s) => s,
         }
@@ -794,6 +796,19 @@ impl State {
                 self.attach_publisher(client, &cred, &topic, config)
             }
             Request::RingReady { lease } => self.ring_ready(client, lease),
+            Request::Subscribe {
+                start: Start::Time(_),
+                ..
+            }
+            | Request::SubscribePattern {
+                start: Start::Time(_),
+                ..
+            } => Err((
+                ErrorCode::InvalidConfig,
+                "a start at a time is read from a durable topic's journal by the client \
+                 (the broker places cursors by sequence number)"
+                    .into(),
+            )),
             Request::Subscribe { topic, start, held } => {
                 self.subscribe(client, &cred, &topic, start, &held)
             }
@@ -807,6 +822,16 @@ impl State {
             Request::Detach { lease } => self.detach(client, lease),
             Request::ListTopics { offset } => Ok((self.list_topics(&cred, offset), vec![])),
             Request::Stats => Ok((Reply::Stats(self.broker_stats(clients)), vec![])),
+            Request::JournalRings { topic, after } => self
+                .check_acl(&topic, Action::Subscribe, &cred)
+                .and_then(|()| self.journal_rings(&topic, after)),
+            Request::JournalSegments {
+                topic,
+                ring_id,
+                from_seq,
+            } => self
+                .check_acl(&topic, Action::Subscribe, &cred)
+                .and_then(|()| self.journal_segments(&topic, ring_id, from_seq)),
         };
         match r {
             Ok((reply, fds)) if fds.len() == reply.fd_count() => (reply, fds),

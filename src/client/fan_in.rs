@@ -284,6 +284,12 @@ impl FanIn {
         self.last_ring
     }
 
+    /// Notes the ring of a message or error returned from elsewhere (a
+    /// journal replay).
+    pub fn set_last_ring(&mut self, ring_id: u64) {
+        self.last_ring = ring_id;
+    }
+
     /// Messages lost, over all rings ever held (reported ones and those
     /// waiting to be).
     pub fn lagged_total(&self) -> u64 {

@@ -23,6 +23,7 @@ mod connection;
 mod fan_in;
 mod pod;
 mod publisher;
+mod replay;
 mod subscriber;
 mod zero_copy;
 

@@ -6,12 +6,14 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use super::fan_in::{FanIn, SubRing};
+use super::replay::{Replay, Step};
 use super::{unexpected, Client, ClientError};
 use crate::control::frame::{MatchedTopic, RefusedTopic, Reply, Request, RingRef};
 use crate::control::segment::TopicSegment;
 use crate::control::ConnectionError;
 use crate::ring::{
-    wait_any_limit, Consumer, Filter, FilterError, MessageInfo, RecvError, Start, TopicConfig,
+    wait_any_limit, AttachError, Consumer, Filter, FilterError, MessageInfo, RecvError, Start,
+    TopicConfig,
 };
 use crate::wait::{Limit, WaitStrategy};
 
@@ -19,7 +21,11 @@ use crate::wait::{Limit, WaitStrategy};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SubscribeOptions {
     /// Where to start in the rings that exist when subscribing (rings that
-    /// appear later are read from their first message).
+    /// appear later are read from their first message). On a durable
+    /// topic, a [`Start::Sequence`] older than what the rings hold, or a
+    /// [`Start::Time`], reads the topic's journal first and then goes on
+    /// with the live rings, with no gap and no duplicate (topic
+    /// subscriptions, copying receives).
     pub start: Start,
     /// How `recv` waits.
     pub wait: WaitStrategy,
@@ -135,6 +141,12 @@ pub struct Subscriber {
     /// After a failed refresh, no new attempt before this instant (keeps a
     /// dead broker from costing a syscall on every empty poll).
     retry_at: Option<Instant>,
+    /// The journal being replayed before the live rings (see
+    /// `client::replay`); every receive takes the cold path meanwhile.
+    replay: Option<Box<Replay>>,
+    /// Losses and filtered messages of a replay that has ended.
+    replay_lagged: u64,
+    replay_filtered: u64,
 }
 
 impl Subscriber {
@@ -155,9 +167,102 @@ impl Subscriber {
             options,
             refused: Vec::new(),
             retry_at: None,
+            replay: None,
+            replay_lagged: 0,
+            replay_filtered: 0,
         };
-        s.join(options.start)?;
+        let pattern = crate::control::is_pattern(name);
+        let replay = match options.start {
+            Start::Sequence(_) | Start::Time(_) if !pattern => {
+                Replay::open(client, name, options.start)?
+            }
+            Start::Time(_) => {
+                return Err(ClientError::Attach {
+                    topic: name.to_owned(),
+                    source: AttachError::TimeStart,
+                })
+            }
+            _ => None,
+        };
+        match replay {
+            Some(r) => {
+                // Joined once the journal is read (see `client::replay`).
+                s.replay = Some(Box::new(r));
+                s.since_check = GENERATION_CHECK_EVERY;
+            }
+            None => s.join(options.start)?,
+        }
         Ok(s)
+    }
+
+    /// The replay's next step, while one is under way: a message or error
+    /// to return, or `None` once it has ended (the live rings go on).
+    #[cold]
+    #[inline(never)]
+    fn replay_step(&mut self, buf: &mut [u8]) -> Option<Result<Delivery, RecvError>> {
+        // Every receive comes here until the replay ends.
+        self.since_check = GENERATION_CHECK_EVERY;
+        let replay = self.replay.as_mut()?;
+        let filter = self.fan_in.filtering.then_some(&mut self.fan_in.filter);
+        match replay.step(&self.client, buf, filter) {
+            Ok(Step::Message(d)) => {
+                self.fan_in.set_last_ring(d.ring_id);
+                Some(Ok(d))
+            }
+            Ok(Step::Error(ring_id, e)) => {
+                self.fan_in.set_last_ring(ring_id);
+                Some(Err(e))
+            }
+            Ok(Step::Wait) => Some(Err(RecvError::Empty)),
+            Ok(Step::Done) if !replay.merging => {
+                if self.join_live().is_err() {
+                    // The broker is restarting: look again shortly.
+                    self.check_broker(Instant::now());
+                }
+                Some(Err(RecvError::Empty))
+            }
+            Ok(Step::Done) => {
+                self.replay_lagged += replay.lagged;
+                self.replay_filtered += replay.filtered;
+                self.replay = None;
+                self.since_check = 0;
+                None
+            }
+            Err(_) => {
+                self.check_broker(Instant::now());
+                Some(Err(RecvError::Empty))
+            }
+        }
+    }
+
+    /// Joins the live rings once the journal is read: each at the oldest
+    /// message it holds, then moved to where the journal left off, or left
+    /// where it is with the gap below read from the journal (the merge).
+    fn join_live(&mut self) -> Result<(), ClientError> {
+        self.join(Start::Earliest)?;
+        let Some(replay) = self.replay.as_mut() else {
+            return Ok(());
+        };
+        for ring in &mut self.fan_in.rings {
+            let at = ring.consumer.next_seq();
+            match replay.journal_next(&self.client, ring.ring_id)? {
+                // The journal is ahead of the ring's oldest message: skip
+                // what it delivered. Else it fills the gap below `at`.
+                Some(next) => {
+                    let live = if next > at {
+                        ring.consumer.skip_to(next)
+                    } else {
+                        at
+                    };
+                    replay.set_live(ring.ring_id, live);
+                }
+                // Nothing of it journaled yet: the recorder's cursor has
+                // held all of it in the ring, from its first message on.
+                None => {}
+            }
+        }
+        let live: Vec<u64> = self.fan_in.rings.iter().map(|r| r.ring_id).collect();
+        replay.start_merge(&self.client, &live)
     }
 
     /// (Re-)subscribes on the current connection and attaches the rings
@@ -486,9 +591,14 @@ impl Subscriber {
     /// it did. Every ring the new broker lists that is new to us appeared
     /// after we subscribed: read from its first message.
     fn rejoin(&mut self) -> bool {
-        self.client.conn().broker_gone()
-            && self.client.reconnect().is_ok()
-            && self.join(Start::Sequence(0)).is_ok()
+        if !self.client.conn().broker_gone() || self.client.reconnect().is_err() {
+            return false;
+        }
+        // Not joined yet: the replay joins once the journal is read.
+        if self.replay.as_ref().is_some_and(|r| !r.merging) {
+            return true;
+        }
+        self.join(Start::Sequence(0)).is_ok()
     }
 
     /// The cold part of a receive: every [`GENERATION_CHECK_EVERY`]
@@ -497,14 +607,22 @@ impl Subscriber {
     /// answers: a busy subscriber may never idle, and a restarted broker
     /// lists new rings on a topic segment of its own); returns the loss to
     /// report first, if any.
+    ///
+    /// While a replay is under way, this is where its messages come from
+    /// (into `buf`).
     #[cold]
     #[inline(never)]
-    pub(super) fn look_around(&mut self) -> Option<RecvError> {
+    pub(super) fn look_around(&mut self, buf: &mut [u8]) -> Option<Result<Delivery, RecvError>> {
+        if self.replay.is_some() {
+            if let Some(r) = self.replay_step(buf) {
+                return Some(r);
+            }
+        }
         self.since_check = 0;
         self.fan_in.report_counts();
         self.check_broker(Instant::now());
         self.refresh();
-        self.fan_in.take_pending()
+        self.fan_in.take_pending().map(Err)
     }
 
     /// Receives the next message of any ring into `buf`, without waiting.
@@ -521,8 +639,8 @@ impl Subscriber {
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
         self.since_check += 1;
         if self.since_check >= GENERATION_CHECK_EVERY {
-            if let Some(e) = self.look_around() {
-                return Err(e);
+            if let Some(r) = self.look_around(buf) {
+                return r;
             }
         }
         match self.fan_in.take(buf) {
@@ -637,6 +755,13 @@ impl Subscriber {
             return Err(RecvError::Timeout);
         }
         self.check_broker(now);
+        if self.replay.is_some() {
+            // Waiting for the journal (what the recorder has not flushed
+            // yet): its writes wake nobody, so a short nap.
+            let nap = Duration::from_micros(100);
+            std::thread::sleep(deadline.map_or(nap, |d| nap.min(d.saturating_duration_since(now))));
+            return Ok(());
+        }
         // Wake at least this often to look for new rings.
         let slice = deadline.map_or(now + HEALTH_CHECK, |d| d.min(now + HEALTH_CHECK));
         match self.fan_in.rings.as_mut_slice() {
@@ -675,13 +800,22 @@ impl Subscriber {
     /// The name of topic `id` of this subscription (see
     /// [`Delivery::topic`]): the topic itself, or one a pattern matched.
     pub fn topic_name(&self, id: u32) -> Option<&str> {
-        self.topics.get(id as usize).map(|t| t.name.as_str())
+        match self.topics.get(id as usize) {
+            Some(t) => Some(t.name.as_str()),
+            // Replaying the journal before joining the topic.
+            None if id == 0 && self.replay.is_some() => Some(&self.name),
+            None => None,
+        }
     }
 
     /// The config of topic `id` ([`Delivery::topic`]), once a publisher
     /// has set it.
     pub fn topic_config(&self, id: u32) -> Option<TopicConfig> {
-        self.topics.get(id as usize).and_then(|t| t.config)
+        match self.topics.get(id as usize) {
+            Some(t) => t.config,
+            None if id == 0 => self.replay.as_ref().and_then(|r| r.config),
+            None => None,
+        }
     }
 
     /// The topics read, in the order of their ids ([`Delivery::topic`]).
@@ -698,7 +832,16 @@ impl Subscriber {
     /// The topic's config, once a publisher has set it; for a pattern, the
     /// config of its first topic that has one.
     pub fn config(&self) -> Option<TopicConfig> {
-        self.topics.iter().find_map(|t| t.config)
+        self.topics
+            .iter()
+            .find_map(|t| t.config)
+            .or_else(|| self.replay.as_ref().and_then(|r| r.config))
+    }
+
+    /// Whether the subscription is still reading its topic's journal
+    /// before (or while joining) the live rings.
+    pub fn replaying(&self) -> bool {
+        self.replay.is_some()
     }
 
     /// The ring of the last message or error returned.
@@ -773,6 +916,8 @@ impl Subscriber {
     /// Messages the filters turned down, over all rings.
     pub fn filtered_total(&self) -> u64 {
         self.fan_in.filtered_total()
+            + self.replay_filtered
+            + self.replay.as_ref().map_or(0, |r| r.filtered)
     }
 
     /// Messages lost, over all rings: overwritten before they were read
@@ -781,6 +926,8 @@ impl Subscriber {
     /// [`RecvError::Lagged`].
     pub fn lagged_total(&self) -> u64 {
         self.fan_in.lagged_total()
+            + self.replay_lagged
+            + self.replay.as_ref().map_or(0, |r| r.lagged)
     }
 }
 

@@ -45,6 +45,8 @@ mod kind {
     pub const RING_READY: u16 = 0x09;
     pub const SUBSCRIBE_PATTERN: u16 = 0x0a;
     pub const FETCH_MATCHES: u16 = 0x0b;
+    pub const JOURNAL_RINGS: u16 = 0x0c;
+    pub const JOURNAL_SEGMENTS: u16 = 0x0d;
 
     pub const WELCOME: u16 = 0x81;
     pub const TOPIC_OPENED: u16 = 0x82;
@@ -59,6 +61,8 @@ mod kind {
     pub const PORT_REMOVED: u16 = 0x8b;
     pub const PATTERN_SUBSCRIBED: u16 = 0x8c;
     pub const MATCHES: u16 = 0x8d;
+    pub const JOURNAL_RINGS_REPLY: u16 = 0x8e;
+    pub const JOURNAL_SEGMENTS_REPLY: u16 = 0x8f;
     pub const ERROR: u16 = 0xFF;
 }
 
@@ -276,6 +280,7 @@ impl Writer {
             Start::Latest => (0, 0),
             Start::Earliest => (1, 0),
             Start::Sequence(n) => (2, n),
+            Start::Time(ns) => (3, ns),
         };
         self.u8(k);
         self.u64(v);
@@ -360,6 +365,21 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, EncodeError> {
             w.u32(*offset);
         }
         Request::Stats => w = Writer::new(kind::STATS),
+        Request::JournalRings { topic, after } => {
+            w = Writer::new(kind::JOURNAL_RINGS);
+            w.str("topic", topic, MAX_TOPIC_LEN)?;
+            w.u64(*after);
+        }
+        Request::JournalSegments {
+            topic,
+            ring_id,
+            from_seq,
+        } => {
+            w = Writer::new(kind::JOURNAL_SEGMENTS);
+            w.str("topic", topic, MAX_TOPIC_LEN)?;
+            w.u64(*ring_id);
+            w.u64(*from_seq);
+        }
     }
     w.finish()
 }
@@ -510,6 +530,27 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
             w.u64(s.permission_denied);
             w.u64(s.clients_reaped);
             w.u64(s.ring_bytes);
+        }
+        Reply::JournalRings {
+            config,
+            rings,
+            more,
+        } => {
+            w = Writer::new(kind::JOURNAL_RINGS_REPLY);
+            w.opt_config(config);
+            w.count("journal rings", rings.len(), MAX_JOURNAL_RINGS)?;
+            for (id, end) in rings {
+                w.u64(*id);
+                w.u8(u8::from(end.is_some()));
+                w.u64(end.unwrap_or(0));
+            }
+            w.u8(u8::from(*more));
+        }
+        Reply::JournalSegments { bases, more } => {
+            w = Writer::new(kind::JOURNAL_SEGMENTS_REPLY);
+            w.count("journal segments", bases.len(), MAX_JOURNAL_SEGMENTS)?;
+            bases.iter().for_each(|b| w.u64(*b));
+            w.u8(u8::from(*more));
         }
         Reply::Error { code, message } => {
             w = Writer::new(kind::ERROR);
@@ -688,11 +729,51 @@ impl<'a> Reader<'a> {
             0 => Ok(Start::Latest),
             1 => Ok(Start::Earliest),
             2 => Ok(Start::Sequence(v)),
+            3 => Ok(Start::Time(v)),
             k => Err(DecodeError::BadValue {
                 field: "start kind",
                 value: u64::from(k),
             }),
         }
+    }
+    /// A list of strictly ascending `u64`s (one encoding per set).
+    fn ascending(&mut self, field: &'static str, max: usize) -> Result<Vec<u64>, DecodeError> {
+        let n = self.count(field, max, 8)?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let x = self.u64(field)?;
+            if v.last().is_some_and(|&last| x <= last) {
+                return Err(DecodeError::BadValue {
+                    field: "a list that must ascend",
+                    value: x,
+                });
+            }
+            v.push(x);
+        }
+        Ok(v)
+    }
+    fn journal_rings(&mut self) -> Result<Vec<(u64, Option<u64>)>, DecodeError> {
+        let n = self.count("journal rings", MAX_JOURNAL_RINGS, 17)?;
+        let mut v: Vec<(u64, Option<u64>)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.u64("journal ring")?;
+            if v.last().is_some_and(|&(last, _)| id <= last) {
+                return Err(DecodeError::BadValue {
+                    field: "a list that must ascend",
+                    value: id,
+                });
+            }
+            let ended = self.bool("journal ring ended")?;
+            let end = self.u64("journal ring end")?;
+            if !ended && end != 0 {
+                return Err(DecodeError::BadValue {
+                    field: "end of a ring that has not ended",
+                    value: end,
+                });
+            }
+            v.push((id, ended.then_some(end)));
+        }
+        Ok(v)
     }
     fn end(&self) -> Result<(), DecodeError> {
         match self.buf.len() - self.pos {
@@ -798,6 +879,15 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             offset: r.u32("offset")?,
         },
         kind::STATS => Request::Stats,
+        kind::JOURNAL_RINGS => Request::JournalRings {
+            topic: r.topic()?,
+            after: r.u64("after")?,
+        },
+        kind::JOURNAL_SEGMENTS => Request::JournalSegments {
+            topic: r.topic()?,
+            ring_id: r.u64("ring_id")?,
+            from_seq: r.u64("from_seq")?,
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     };
     r.end()?;
@@ -938,6 +1028,15 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
             clients_reaped: r.u64("clients_reaped")?,
             ring_bytes: r.u64("ring_bytes")?,
         }),
+        kind::JOURNAL_RINGS_REPLY => Reply::JournalRings {
+            config: r.opt_config()?,
+            rings: r.journal_rings()?,
+            more: r.bool("more")?,
+        },
+        kind::JOURNAL_SEGMENTS_REPLY => Reply::JournalSegments {
+            bases: r.ascending("journal segments", MAX_JOURNAL_SEGMENTS)?,
+            more: r.bool("more")?,
+        },
         kind::ERROR => Reply::Error {
             code: ErrorCode::from_u16(r.u16("error code")?),
             message: r.str("error message", MAX_ERROR_MESSAGE_LEN)?,
@@ -1007,6 +1106,20 @@ mod tests {
             Request::Detach { lease: u64::MAX },
             Request::ListTopics { offset: 3 },
             Request::Stats,
+            Request::Subscribe {
+                topic: "d.t".into(),
+                start: Start::Time(1_733_000_000_000_000_000),
+                held: vec![],
+            },
+            Request::JournalRings {
+                topic: "d.t".into(),
+                after: 5,
+            },
+            Request::JournalSegments {
+                topic: "d.t".into(),
+                ring_id: 9,
+                from_seq: u64::MAX,
+            },
         ]
     }
 
@@ -1125,6 +1238,15 @@ mod tests {
                 ring_bytes: 77,
                 ..Default::default()
             }),
+            Reply::JournalRings {
+                config: Some(TopicConfig::default()),
+                rings: vec![(1, None), (7, Some(0)), (u64::MAX, Some(u64::MAX))],
+                more: true,
+            },
+            Reply::JournalSegments {
+                bases: vec![0, 4096, u64::MAX],
+                more: false,
+            },
             Reply::error(ErrorCode::ConfigMismatch, "nope"),
             Reply::error(ErrorCode::Other(999), ""),
         ]
@@ -1237,6 +1359,47 @@ mod tests {
     }
 
     #[test]
+    fn journal_frames_have_one_encoding() {
+        let rings = |rings: Vec<(u64, Option<u64>)>| {
+            encode_reply(&Reply::JournalRings {
+                config: None,
+                rings,
+                more: false,
+            })
+            .unwrap()
+        };
+        // Ring ids must ascend.
+        let v = rings(vec![(7, None), (7, None)]);
+        assert!(matches!(
+            decode_reply(&v),
+            Err(DecodeError::BadValue { .. })
+        ));
+        // A ring that has not ended carries a zero end.
+        let mut v = rings(vec![(7, None)]);
+        let end = v.len() - 1 - 8;
+        v[end] = 1;
+        assert!(matches!(
+            decode_reply(&v),
+            Err(DecodeError::BadValue { .. })
+        ));
+        let v = encode_reply(&Reply::JournalSegments {
+            bases: vec![3, 2],
+            more: false,
+        })
+        .unwrap();
+        assert!(matches!(
+            decode_reply(&v),
+            Err(DecodeError::BadValue { .. })
+        ));
+        // More than a page is refused at encoding.
+        let too_many = Reply::JournalSegments {
+            bases: (0..MAX_JOURNAL_SEGMENTS as u64 + 1).collect(),
+            more: false,
+        };
+        assert!(encode_reply(&too_many).is_err());
+    }
+
+    #[test]
     fn port_frames_are_checked() {
         // A start kind that does not exist.
         let mut v = encode_request(&Request::Subscribe {
@@ -1245,7 +1408,7 @@ mod tests {
             held: vec![],
         })
         .unwrap();
-        v[HEADER_LEN + 3] = 3;
+        v[HEADER_LEN + 3] = 4;
         assert!(matches!(
             decode_request(&v),
             Err(DecodeError::BadValue {

@@ -12,7 +12,7 @@ pub use crate::ring::TopicConfig;
 /// (3: ports and the publisher's channel replace the control segment and
 /// mailbox fetches; 4: pattern subscriptions; 5: [`RingInfo`] samples the
 /// sizes of the latest messages.)
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Largest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -33,6 +33,10 @@ pub const MAX_FDS: usize = 1 + 3 * MAX_RINGS_PER_TOPIC;
 pub const MAX_MATCHES_PER_PAGE: usize = 32;
 /// Most `(ring, port)` pairs a re-joining subscription names in `held`.
 pub const MAX_HELD_PORTS: usize = 512;
+/// Most ring ids in one [`Reply::JournalRings`] page.
+pub const MAX_JOURNAL_RINGS: usize = 1024;
+/// Most segment descriptors in one [`Reply::JournalSegments`].
+pub const MAX_JOURNAL_SEGMENTS: usize = 64;
 
 /// What a client asks. Clients never send descriptors; a broker closes any
 /// it receives.
@@ -130,6 +134,28 @@ pub enum Request {
     },
     /// Broker-wide counters. Answer: [`Reply::Stats`].
     Stats,
+    /// The rings of a durable topic that have a journal, with ids above
+    /// `after` (one page). Needs the right to subscribe. Answer:
+    /// [`Reply::JournalRings`]; [`ErrorCode::NotFound`] for a topic
+    /// without a journal.
+    JournalRings {
+        /// The topic.
+        topic: String,
+        /// Highest ring id the client already has.
+        after: u64,
+    },
+    /// Read-only descriptors of the journal segments of ring `ring_id`
+    /// of `topic` that may hold sequence `from_seq` or later: the last
+    /// segment starting at or before it, and those after (one page).
+    /// Needs the right to subscribe. Answer: [`Reply::JournalSegments`].
+    JournalSegments {
+        /// The topic.
+        topic: String,
+        /// The ring.
+        ring_id: u64,
+        /// The first sequence number wanted.
+        from_seq: u64,
+    },
 }
 
 /// One ring of a topic, as announced to a subscriber.
@@ -464,6 +490,26 @@ pub enum Reply {
     },
     /// Answer to [`Request::Stats`].
     Stats(BrokerStats),
+    /// A page of the rings of a topic that have a journal.
+    JournalRings {
+        /// The topic's config, once known (a journal record holds at most
+        /// its `max_message_size`).
+        config: Option<TopicConfig>,
+        /// Ring ids, ascending, each with the sequence number its ring
+        /// ends at if its publisher has left and the broker still holds it
+        /// (until its recorder has journaled the rest).
+        rings: Vec<(u64, Option<u64>)>,
+        /// Whether more rings follow (ask again after the last).
+        more: bool,
+    },
+    /// Segment files of a ring's journal. Descriptors: one per base,
+    /// read-only, in order.
+    JournalSegments {
+        /// The first sequence number of each segment (its name), ascending.
+        bases: Vec<u64>,
+        /// Whether more segments follow (ask again from after the last).
+        more: bool,
+    },
     /// A request failed; the connection stays usable unless the frame
     /// could not be decoded.
     Error {
@@ -506,6 +552,7 @@ impl Reply {
             Reply::PortAdded { .. } => 1,
             Reply::PatternSubscribed { topics, .. } => 1 + topics.len(),
             Reply::Matches { topics, .. } => topics.len(),
+            Reply::JournalSegments { bases, .. } => bases.len(),
             _ => 0,
         }
     }

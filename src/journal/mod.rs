@@ -173,7 +173,7 @@ const SEGMENT_MAGIC: [u8; 8] = *b"RBJSEG\0\x01";
 pub const SEGMENT_HEADER: usize = 32;
 const SEGMENT_SUFFIX: &str = ".rbj";
 
-fn segment_name(base_seq: u64) -> String {
+pub(crate) fn segment_name(base_seq: u64) -> String {
     format!("{base_seq:020}{SEGMENT_SUFFIX}")
 }
 
@@ -213,7 +213,7 @@ fn check_segment_header(bytes: &[u8], base_seq: u64) -> Result<(), String> {
 }
 
 /// The sequence numbers in a journal's directory's segment files, in order.
-fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -691,6 +691,9 @@ pub struct JournalReader {
     from_ns: u64,
     corrupt_skipped: u64,
     damaged_segments: Vec<(u64, String)>,
+    /// The sequence number of the last record passed (read, or skipped as
+    /// before the start).
+    last_seen: Option<u64>,
 }
 
 impl JournalReader {
@@ -730,7 +733,15 @@ impl JournalReader {
             from_ns: 0,
             corrupt_skipped: 0,
             damaged_segments: Vec::new(),
+            last_seen: None,
         }
+    }
+
+    /// The sequence number of the last record read, or stepped over as
+    /// before the start asked for: the journal's last, once it is read to
+    /// its end.
+    pub fn last_seen(&self) -> Option<u64> {
+        self.last_seen
     }
 
     /// Adds segment files to a reader made by
@@ -945,6 +956,7 @@ impl JournalReader {
                 };
                 if meta.seq < self.from_seq || meta.recorded_ns < self.from_ns {
                     self.pos += size;
+                    self.last_seen = Some(meta.seq);
                     continue;
                 }
                 return Ok(Some((self.pos, meta, len, size)));
@@ -957,13 +969,13 @@ impl JournalReader {
         }
     }
 
-    /// The fields of the record [`JournalReader::next_record`] would
-    /// return, without taking it.
+    /// The fields and payload length of the record
+    /// [`JournalReader::next_record`] would return, without taking it.
     ///
     /// # Errors
     /// [`JournalError::Io`] if a segment cannot be read.
-    pub fn peek(&mut self) -> Result<Option<RecordMeta>, JournalError> {
-        Ok(self.advance()?.map(|(_, meta, _, _)| meta))
+    pub fn peek(&mut self) -> Result<Option<(RecordMeta, usize)>, JournalError> {
+        Ok(self.advance()?.map(|(_, meta, len, _)| (meta, len)))
     }
 
     /// The next record, or `None` at the end of what was read.
@@ -975,6 +987,7 @@ impl JournalReader {
             return Ok(None);
         };
         self.pos = at + size;
+        self.last_seen = Some(meta.seq);
         let payload = at + record::RECORD_HEADER..at + record::RECORD_HEADER + len;
         Ok(Some(Record {
             meta,

@@ -24,7 +24,13 @@ pub enum Start {
     /// With the oldest message the ring still holds.
     Earliest,
     /// With this sequence number (a lag is reported if it is gone already).
+    /// On a durable topic a subscriber reads what its rings no longer hold
+    /// from the journal first.
     Sequence(u64),
+    /// With the first message journaled at this CLOCK_REALTIME time (ns
+    /// since the epoch) or later: durable topics only (their journal keeps
+    /// each message's time), read by a topic subscriber.
+    Time(u64),
 }
 
 impl std::str::FromStr for Start {
@@ -110,7 +116,7 @@ pub const SKIP_BUDGET: u32 = 1024;
 /// Runs `filter`'s predicate on a message: `Some(keep)`, or `None` if it
 /// panicked (the panic is caught: a predicate's bug costs the message, not
 /// the process).
-fn judge(filter: &mut Filter, info: &MessageInfo, bytes: &[u8]) -> Option<bool> {
+pub(crate) fn judge(filter: &mut Filter, info: &MessageInfo, bytes: &[u8]) -> Option<bool> {
     match filter.predicate() {
         None => Some(true),
         Some(p) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p(info, bytes))).ok(),
@@ -205,6 +211,9 @@ impl Consumer {
     /// [`AttachError::NoPort`] for a back-pressure ring that is not on the
     /// heap.
     pub fn new(region: Arc<RingRegion>, start: Start) -> Result<Consumer, AttachError> {
+        if let Start::Time(_) = start {
+            return Err(AttachError::TimeStart);
+        }
         let next = start_at(&region, start);
         let backpressure = region.config().mode == Mode::Backpressure;
         match region.local_port(next) {
@@ -244,6 +253,9 @@ impl Consumer {
         mailbox: bool,
     ) -> Result<Consumer, AttachError> {
         port.check_fits(&region)?;
+        if let Start::Time(_) = start {
+            return Err(AttachError::TimeStart);
+        }
         let h = port.header();
         let backpressure = region.config().mode == Mode::Backpressure;
         let next = if backpressure {
@@ -396,6 +408,27 @@ impl Consumer {
 
     /// Sequence number of the next message this consumer will read.
     pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Moves forward to `seq` (at most to the ring's head) without reading
+    /// what lies before it, before the first receive: for a subscriber
+    /// that got those messages elsewhere (a durable topic's journal).
+    /// Returns where it now is. What it skipped counts as neither
+    /// delivered nor lost.
+    pub fn skip_to(&mut self, seq: u64) -> u64 {
+        let to = seq.min(self.region.head());
+        if to > self.next {
+            self.next = to;
+            self.origin = to;
+            if let Some(c) = self.cursor {
+                // SAFETY: the cursor lives in the port we hold.
+                let c = unsafe { &*c };
+                // Release: as in `Consumer::advance` (pairs with the
+                // Acquire in Producer::slowest_cursor).
+                c.store(to, Ordering::Release);
+            }
+        }
         self.next
     }
 
@@ -1058,7 +1091,8 @@ impl Drop for Consumer {
 fn start_at(region: &RingRegion, start: Start) -> u64 {
     let head = region.head();
     match start {
-        Start::Latest => head,
+        // Refused before (`AttachError::TimeStart`).
+        Start::Latest | Start::Time(_) => head,
         Start::Earliest => head.saturating_sub(u64::from(region.config().capacity)),
         Start::Sequence(s) => s,
     }

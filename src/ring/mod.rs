@@ -92,6 +92,7 @@ mod port;
 mod producer;
 mod region;
 
+pub(crate) use consumer::judge;
 pub(crate) use consumer::wait_any_limit;
 pub use consumer::{wait_any, Consumer, MessageInfo, MessageRef, RecvError, Start, SKIP_BUDGET};
 pub use filter::{Filter, FilterError, Predicate, MAX_FILTER_TAGS};

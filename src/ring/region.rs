@@ -71,6 +71,10 @@ pub enum AttachError {
     /// ring's broker (its cursor lives there).
     #[error("a back-pressure subscriber needs a port: subscribe through the broker, or use Consumer::with_port")]
     NoPort,
+    /// [`crate::ring::Start::Time`] given to a ring: only a durable
+    /// topic's journal knows when its messages were published.
+    #[error("a start at a time needs a durable topic's journal: subscribe to the topic through the broker")]
+    TimeStart,
     /// The header's configuration is valid but not the one asked for.
     #[error("ring config mismatch: {field} is {found}, expected {expected}")]
     ConfigMismatch {
