@@ -112,8 +112,14 @@ typedef enum ringbus_start {
     RINGBUS_START_LATEST = 0,
     // With the oldest message each ring still holds.
     RINGBUS_START_EARLIEST = 1,
-    // With `start_sequence` (a lag is reported if it is gone already).
+    // With `start_sequence` (a lag is reported if it is gone already). On
+    // a durable topic, what the rings no longer hold is read from its
+    // journal first, then the live rings: no gap, no duplicate.
     RINGBUS_START_SEQUENCE = 2,
+    // With the first message a durable topic journaled at
+    // `start_sequence` (CLOCK_REALTIME ns since the epoch) or later, then
+    // the live rings. A topic (not a pattern) that is durable only.
+    RINGBUS_START_TIME = 3,
 } ringbus_start;
 
 // How blocking receives wait (`ringbus_subscribe_options.wait`).
@@ -164,7 +170,8 @@ typedef struct ringbus_subscribe_options {
     uint32_t start;
     // A `ringbus_wait` value. Default `RINGBUS_WAIT_ADAPTIVE`.
     uint32_t wait;
-    // With `RINGBUS_START_SEQUENCE`: the first sequence number to read.
+    // With `RINGBUS_START_SEQUENCE`: the first sequence number to read;
+    // with `RINGBUS_START_TIME`: the time, CLOCK_REALTIME ns.
     uint64_t start_sequence;
     // With `RINGBUS_WAIT_ADAPTIVE`: nanoseconds to spin before sleeping;
     // 0 means the default (50 us).

@@ -50,9 +50,9 @@ static void receive_run(ringbus_subscriber *sub, uint64_t first, uint64_t last) 
             failures++;
             return;
         }
-        if (info.seq != want || v != want || info.len != sizeof v) {
+        if (info.sequence != want || v != want || info.len != sizeof v) {
             fprintf(stderr, "got seq %llu payload %llu, expected %llu\n",
-                    (unsigned long long)info.seq, (unsigned long long)v,
+                    (unsigned long long)info.sequence, (unsigned long long)v,
                     (unsigned long long)want);
             failures++;
             return;
