@@ -58,10 +58,14 @@ class Client:
         tag_mask: Optional[int] = None,
         tag_value: Optional[int] = None,
         tags: Optional[Iterable[int]] = None,
+        since: Optional[float] = None,
     ) -> Subscriber:
         """Subscribes to ``topic`` (which need not exist yet), starting at
         ``start`` ("latest" by default) in the rings that exist now; rings
-        of later publishers are read from their first message. ``topic``
+        of later publishers are read from their first message. On a durable
+        topic, a sequence ``start`` older than the rings hold, or ``since``
+        (seconds since the epoch, as ``time.time()``), reads the journal
+        first, then the live rings: no gap, no duplicate. ``topic``
         may be a pattern (``*`` one segment, a final ``>`` the rest), which
         follows topics created later. Filters: ``tag`` (one exact tag),
         ``tag_mask`` with ``tag_value`` (``tag & tag_mask == tag_value``),

@@ -118,6 +118,11 @@ impl Client {
     /// `wait`: how blocking receives wait: "adaptive" (spin briefly, then
     /// sleep), "spin", "spin-yield" or "block".
     ///
+    /// On a durable topic, a sequence `start` older than what the rings
+    /// hold, or `since` (seconds since the Unix epoch, as `time.time()`
+    /// gives), reads the topic's journal first and then the live rings,
+    /// with no gap and no duplicate.
+    ///
     /// `topic` may be a pattern: `*` matches one segment, a final `>` one
     /// or more (`sensors.*.temp`, `logs.>`); it reads every topic it
     /// matches, those created later too (from their first message).
@@ -126,7 +131,7 @@ impl Client {
     /// `tag_mask` with `tag_value` keeps `tag & tag_mask == tag_value`;
     /// `tags` keeps the tags of an iterable (at most 64).
     #[pyo3(signature = (topic, *, start=None, wait="adaptive", tag=None, tag_mask=None,
-                        tag_value=None, tags=None))]
+                        tag_value=None, tags=None, since=None))]
     #[allow(clippy::too_many_arguments)]
     fn subscriber(
         &self,
@@ -138,6 +143,7 @@ impl Client {
         tag_mask: Option<u64>,
         tag_value: Option<u64>,
         tags: Option<&Bound<'_, PyAny>>,
+        since: Option<f64>,
     ) -> PyResult<Subscriber> {
         if ringbus::control::is_pattern(topic) {
             ringbus::control::validate_pattern(topic).map_err(|e| {
@@ -145,17 +151,28 @@ impl Client {
             })?;
         }
         let filters = TagFilters::new(tag, tag_mask, tag_value, tags)?;
-        let start = match start {
-            None => Start::Latest,
-            Some(StartArg::Sequence(n)) => Start::Sequence(n),
-            Some(StartArg::Name(s)) => match s.as_str() {
-                "latest" => Start::Latest,
-                "earliest" => Start::Earliest,
-                _ => {
-                    return Err(Kind::InvalidArgument.err(format!(
+        let start = match (start, since) {
+            (Some(_), Some(_)) => {
+                return Err(Kind::InvalidArgument.err("give start or since, not both"))
+            }
+            (None, Some(t)) if !(0.0..=1.8e10).contains(&t) => {
+                return Err(Kind::InvalidArgument.err(format!(
+                    "since={t}: expected seconds since the Unix epoch (as time.time() gives)"
+                )))
+            }
+            (None, Some(t)) => Start::Time((t * 1e9) as u64),
+            (start, None) => match start {
+                None => Start::Latest,
+                Some(StartArg::Sequence(n)) => Start::Sequence(n),
+                Some(StartArg::Name(s)) => match s.as_str() {
+                    "latest" => Start::Latest,
+                    "earliest" => Start::Earliest,
+                    _ => {
+                        return Err(Kind::InvalidArgument.err(format!(
                     "unknown start {s:?}: expected \"latest\", \"earliest\" or a sequence number"
                 )))
-                }
+                    }
+                },
             },
         };
         let wait: WaitStrategy = wait

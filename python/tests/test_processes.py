@@ -227,3 +227,58 @@ def test_bench_runs():
     )
     assert out.returncode == 0, out.stderr
     assert "Python -> Python" in out.stdout and "M msg/s" in out.stdout
+
+
+def test_a_durable_topic_replays_its_journal_then_goes_live(tmp_path, native):
+    """A broker with a durable topic (`ringbus serve --config`): a Python
+    subscriber from sequence 0, and one from a time, read what the
+    16-message ring no longer holds from the journal, then live ones."""
+    import time
+
+    config = tmp_path / "ringbus.toml"
+    config.write_text(
+        f'[server]\njournal_dir = "{tmp_path / "journal"}"\n\n'
+        '[[topic]]\nname = "py.durable"\nmode = "backpressure"\ncapacity = 16\n'
+        'max_message_size = 64\ndurable = true\nfsync = "interval:1ms"\n'
+    )
+    socket = tmp_path / "ringbus.sock"
+    server = subprocess.Popen(
+        [str(native.ringbus), "--socket", str(socket), "serve",
+         "--data-dir", str(tmp_path / "data"), "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            try:
+                client = ringbus.Client(str(socket))
+                break
+            except ringbus.Error:
+                assert server.poll() is None, server.stderr.read()
+                assert time.monotonic() < deadline, "the broker did not come up"
+                time.sleep(0.01)
+        before = time.time() - 1
+        pub = client.publisher("py.durable")
+        for i in range(500):
+            pub.publish(i.to_bytes(8, "little"))
+        subs = [
+            client.subscriber("py.durable", start=0),
+            client.subscriber("py.durable", since=before),
+        ]
+        for sub in subs:
+            for i in range(500):
+                msg = sub.recv(timeout=PATIENCE)
+                assert (msg.seq, int.from_bytes(msg.data, "little")) == (i, i)
+        for i in range(500, 510):
+            pub.publish(i.to_bytes(8, "little"))
+        for sub in subs:
+            for i in range(500, 510):
+                msg = sub.recv(timeout=PATIENCE)
+                assert (msg.seq, int.from_bytes(msg.data, "little")) == (i, i)
+        with pytest.raises(ringbus.InvalidArgument):
+            client.subscriber("py.durable", start=0, since=before)
+    finally:
+        server.terminate()
+        server.wait(timeout=PATIENCE)
