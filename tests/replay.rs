@@ -304,3 +304,90 @@ fn bad_starts_are_refused_clearly() {
     // A sequence on a topic without a journal reads its rings as before.
     at("r.plain", Start::Sequence(0)).unwrap();
 }
+
+#[test]
+fn the_broker_hands_journals_read_only_and_refuses_what_it_cannot_do() {
+    use ringbus::control::frame::{ErrorCode, Reply, Request};
+    use ringbus::control::{Connection, ConnectionError};
+    use std::os::fd::AsFd;
+    let dir = TestDir::new("replay-api");
+    let _broker = BrokerThread::start(&dir, config(&dir.path("journal")));
+    // A durable topic with nothing journaled yet lists no ring.
+    let mut conn = Connection::connect(&dir.socket(), "journal-test").unwrap();
+    let (reply, _) = conn
+        .call(&Request::JournalRings {
+            topic: TOPIC.into(),
+            after: 0,
+        })
+        .unwrap();
+    assert!(
+        matches!(&reply, Reply::JournalRings { rings, .. } if rings.is_empty()),
+        "{reply:?}"
+    );
+    publish(&dir.socket(), 0..500);
+    let rings = eventually("the ring's journal", || {
+        let (reply, _) = conn
+            .call(&Request::JournalRings {
+                topic: TOPIC.into(),
+                after: 0,
+            })
+            .unwrap();
+        match reply {
+            Reply::JournalRings { rings, config, .. } if !rings.is_empty() => {
+                assert_eq!(config.unwrap().max_message_size, 64);
+                Some(rings)
+            }
+            _ => None,
+        }
+    });
+    let (reply, fds) = conn
+        .call(&Request::JournalSegments {
+            topic: TOPIC.into(),
+            ring_id: rings[0].0,
+            from_seq: 0,
+        })
+        .unwrap();
+    let Reply::JournalSegments { bases, more } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(!more);
+    assert_eq!(bases[0], 0);
+    assert_eq!(fds.len(), bases.len());
+    for fd in &fds {
+        let mode = rustix::fs::fcntl_getfl(fd.as_fd()).unwrap() & rustix::fs::OFlags::RWMODE;
+        assert_eq!(mode, rustix::fs::OFlags::RDONLY, "segments are read-only");
+    }
+    let refused = |conn: &mut Connection, req: Request| match conn.call(&req) {
+        Err(ConnectionError::Refused { code, message }) => (code, message),
+        other => panic!("{req:?} answered {other:?}"),
+    };
+    let (code, message) = refused(
+        &mut conn,
+        Request::JournalSegments {
+            topic: TOPIC.into(),
+            ring_id: 12345,
+            from_seq: 0,
+        },
+    );
+    assert_eq!(code, ErrorCode::NotFound, "{message}");
+    let (code, message) = refused(
+        &mut conn,
+        Request::JournalRings {
+            topic: "r.plain".into(),
+            after: 0,
+        },
+    );
+    assert_eq!(code, ErrorCode::NotFound, "{message}");
+    assert!(message.contains("not durable"), "{message}");
+    // A time is resolved by the client from the journal, never by the
+    // broker's cursor placement.
+    let (code, message) = refused(
+        &mut conn,
+        Request::Subscribe {
+            topic: TOPIC.into(),
+            start: Start::Time(1),
+            held: vec![],
+        },
+    );
+    assert_eq!(code, ErrorCode::InvalidConfig, "{message}");
+}
