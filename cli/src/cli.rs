@@ -371,21 +371,23 @@ fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let mut received = 0u64;
-    let mut seen_rings = !sub.rings().is_empty();
+    let mut seen_rings = !sub.rings().is_empty() || sub.replaying();
     while a.count.map_or(true, |c| received < c) {
         let r = match sub.try_recv(&mut buf) {
             Err(RecvError::Empty) => {
                 if out.flush().is_err() {
                     return Ok(ExitCode::SUCCESS); // stdout closed: done
                 }
-                if a.until_end && seen_rings && sub.rings().is_empty() {
+                if a.until_end && seen_rings && sub.rings().is_empty() && !sub.replaying() {
                     break;
                 }
                 sub.recv_timeout(&mut buf, Duration::from_millis(100))
             }
             r => r,
         };
-        seen_rings |= !sub.rings().is_empty();
+        // A replay of the journal counts as a ring seen: a topic whose
+        // publishers are all gone ends once it is read.
+        seen_rings |= !sub.rings().is_empty() || sub.replaying();
         let ok = match r {
             Ok(d) => {
                 received += 1;
