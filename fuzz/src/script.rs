@@ -206,7 +206,7 @@ pub fn request(body: &[u8], seen: &Seen) -> Request {
     let b = |i: usize| body.get(i).copied().unwrap_or(0);
     let topic = |i: usize| TOPICS[usize::from(b(i)) % TOPICS.len()].to_owned();
     let cfg = |i: usize| config([b(i), b(i + 1), b(i + 2), b(i + 3)]);
-    match b(0) % 11 {
+    match b(0) % 13 {
         0 => {
             let (min_version, max_version) =
                 HELLO_VERSIONS[usize::from(b(1)) % HELLO_VERSIONS.len()];
@@ -254,8 +254,17 @@ pub fn request(body: &[u8], seen: &Seen) -> Request {
             start: ringbus::ring::Start::Earliest,
             held: vec![],
         },
-        _ => Request::FetchMatches {
+        10 => Request::FetchMatches {
             lease: seen.lease(b(1)),
+        },
+        11 => Request::JournalRings {
+            topic: topic(1),
+            after: seen.after(b(2)),
+        },
+        _ => Request::JournalSegments {
+            topic: topic(1),
+            ring_id: seen.after(b(2)),
+            from_seq: u64::from(b(3)),
         },
     }
 }

@@ -83,6 +83,21 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ("detach", Request::Detach { lease: 1 }),
         ("list-topics", Request::ListTopics { offset: 0 }),
         ("stats", Request::Stats),
+        (
+            "journal-rings",
+            Request::JournalRings {
+                topic: "md.aapl".into(),
+                after: 0,
+            },
+        ),
+        (
+            "journal-segments",
+            Request::JournalSegments {
+                topic: "md.aapl".into(),
+                ring_id: 1,
+                from_seq: 4096,
+            },
+        ),
     ]
 }
 
@@ -222,6 +237,21 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
                 clients_reaped: 0,
                 ring_bytes: 8192,
             }),
+        ),
+        (
+            "journal-rings",
+            Reply::JournalRings {
+                config: None,
+                rings: vec![(1, None), (2, Some(4096))],
+                more: false,
+            },
+        ),
+        (
+            "journal-segments",
+            Reply::JournalSegments {
+                bases: vec![0, 4096],
+                more: true,
+            },
         ),
         (
             "error",
