@@ -245,20 +245,17 @@ impl Subscriber {
         };
         for ring in &mut self.fan_in.rings {
             let at = ring.consumer.next_seq();
-            match replay.journal_next(&self.client, ring.ring_id)? {
-                // The journal is ahead of the ring's oldest message: skip
-                // what it delivered. Else it fills the gap below `at`.
-                Some(next) => {
-                    let live = if next > at {
-                        ring.consumer.skip_to(next)
-                    } else {
-                        at
-                    };
-                    replay.set_live(ring.ring_id, live);
-                }
-                // Nothing of it journaled yet: the recorder's cursor has
-                // held all of it in the ring, from its first message on.
-                None => {}
+            // The journal is ahead of the ring's oldest message: skip what
+            // it delivered. Else it fills the gap below `at`. A ring with
+            // nothing journaled yet has all of it in the ring (the
+            // recorder's cursor held it), from its first message on.
+            if let Some(next) = replay.journal_next(&self.client, ring.ring_id)? {
+                let live = if next > at {
+                    ring.consumer.skip_to(next)
+                } else {
+                    at
+                };
+                replay.set_live(ring.ring_id, live);
             }
         }
         let live: Vec<u64> = self.fan_in.rings.iter().map(|r| r.ring_id).collect();
