@@ -169,8 +169,8 @@ const BATCH_BYTES: usize = 256 << 10;
 /// nobody. At most a tenth of a 4096-message ring of 64-byte messages
 /// at 5 M/s arrives in one nap, so the publisher is not held back.
 const NAP: Duration = Duration::from_micros(50);
-/// See [`NAP`]: about a millisecond of naps.
-const NAPS: u32 = 20;
+/// See [`NAP`]: a fifth of a millisecond of naps.
+const NAPS: u32 = 4;
 /// How long a recorder waits before retrying a journal that failed (a
 /// full disk, a directory it may not write).
 const RETRY: Duration = Duration::from_millis(100);
