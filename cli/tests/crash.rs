@@ -110,6 +110,20 @@ fn keeper_of(data_dir: &Path) -> Option<i32> {
     None
 }
 
+/// Kills the keeper of `dir`'s broker, if one runs, and waits until it is
+/// gone.
+fn kill_keeper(dir: &TestDir) {
+    if let Some(pid) = keeper_of(&dir.data()) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    eventually("the keeper to be gone", || {
+        keeper_of(&dir.data()).is_none().then_some(())
+    });
+}
+
 /// Every message the journal of `topic` holds, per ring, checked intact:
 /// the sequence numbers in order.
 fn read_back(journal_dir: &Path) -> Vec<Vec<u64>> {
@@ -125,7 +139,11 @@ fn read_back(journal_dir: &Path) -> Vec<Vec<u64>> {
             let mut seqs = Vec::new();
             while let Some(rec) = r.next_record().unwrap() {
                 let seq = rec.meta.seq;
-                assert_eq!(rec.payload, payload(seq), "record {seq} is not as published");
+                assert_eq!(
+                    rec.payload,
+                    payload(seq),
+                    "record {seq} is not as published"
+                );
                 assert_eq!(rec.meta.tag, seq, "record {seq}'s tag");
                 seqs.push(seq);
             }
@@ -164,10 +182,21 @@ fn crash_and_reboot(fsync: &str) {
             (client, p)
         })
     };
-    eventually("the publisher to reach the kill point", || {
+    // No deadline (a long run in a debug build takes minutes), but the
+    // publisher must keep moving.
+    let mut last = (0, std::time::Instant::now());
+    while published.load(Ordering::Acquire) < kill_at {
         assert!(!publisher.is_finished(), "the publisher ended early");
-        (published.load(Ordering::Acquire) >= kill_at).then_some(())
-    });
+        let now = published.load(Ordering::Acquire);
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < PATIENCE,
+            "seed {seed}: the publisher is stuck at {now}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     broker.kill9();
     std::thread::sleep(pause);
     let at_restart = published.load(Ordering::Acquire);
@@ -186,17 +215,11 @@ fn crash_and_reboot(fsync: &str) {
     // The reboot: the publisher's ring and the keeper go.
     drop(p);
     drop(client);
-    if let Some(pid) = keeper_of(&dir.data()) {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid).unwrap(),
-            rustix::process::Signal::KILL,
-        );
-    }
-    eventually("the keeper to be gone", || {
-        keeper_of(&dir.data()).is_none().then_some(())
-    });
-    let _broker = BrokerProc::start(&dir, Some(&config));
+    kill_keeper(&dir);
+    let mut broker = BrokerProc::start(&dir, Some(&config));
     let rings = read_back(&dir.path("journal"));
+    broker.kill9();
+    kill_keeper(&dir);
     // One ring (the publisher's, kept across the crash by the keeper), and
     // every message whose publish returned: with `fsync = "always"` each
     // was on disk before the recorder let the ring reuse its slot; with an

@@ -331,17 +331,18 @@ impl Broker {
             self.admit(ours, cred);
             let dir = self.journal_dir.clone();
             let hand_over = self.keeper_pid.is_some();
-            recorders.push(
-                recorder::Recorder::start(
-                    theirs,
-                    self.socket_path.clone(),
-                    topic,
-                    dir,
-                    options,
-                    hand_over,
-                )
-                .map_err(io_err(what))?,
-            );
+            let r = recorder::Recorder::start(
+                theirs,
+                self.socket_path.clone(),
+                topic.clone(),
+                dir,
+                options,
+                hand_over,
+            )
+            .map_err(io_err(what))?;
+            // Listed with the topic by `ListTopics`.
+            self.state.recorders.insert(topic, r.counters().clone());
+            recorders.push(r);
         }
         // Until every recorder holds its cursors (or a few seconds went by:
         // one that cannot subscribe says why on stderr), nobody else is

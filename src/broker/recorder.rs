@@ -63,6 +63,23 @@ pub struct RecorderCounters {
     pub damaged_segments: AtomicU64,
 }
 
+impl RecorderCounters {
+    /// Their values now, as `ListTopics` reports them.
+    pub fn snapshot(&self) -> crate::control::JournalCounters {
+        // Relaxed: independent counters, read for display.
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::control::JournalCounters {
+            recorded: get(&self.recorded),
+            lost: get(&self.lost),
+            errors: get(&self.errors),
+            bytes: get(&self.bytes),
+            segments: get(&self.segments),
+            corrupt: get(&self.corrupt),
+            damaged_segments: get(&self.damaged_segments),
+        }
+    }
+}
+
 /// A running recorder.
 pub struct Recorder {
     topic: String,
@@ -123,7 +140,7 @@ impl Recorder {
     }
 
     /// Its counters.
-    pub fn counters(&self) -> &RecorderCounters {
+    pub fn counters(&self) -> &Arc<RecorderCounters> {
         &self.counters
     }
 
