@@ -192,12 +192,22 @@ const NAPS: u32 = 4;
 /// full disk, a directory it may not write).
 const RETRY: Duration = Duration::from_millis(100);
 
+/// One ring's journal.
+struct Ring {
+    id: u64,
+    journal: Journal,
+    /// The last record counted in `recorded` (a batch's records count
+    /// once it is written, and also those a failed write left whole in
+    /// the file, which the retry then skips).
+    counted: Option<u64>,
+}
+
 struct Run {
     topic: String,
     dir: PathBuf,
     options: JournalOptions,
     /// By ring id (a topic has a few rings: a linear search per batch).
-    journals: Vec<(u64, Journal)>,
+    journals: Vec<Ring>,
     counters: Arc<RecorderCounters>,
     hand_over: bool,
     last_retain: Instant,
@@ -270,18 +280,17 @@ impl Run {
             // is written (and, with `fsync = "always"`, on disk): a broker
             // killed meanwhile leaves it in the ring for the next
             // recorder.
-            let got = subscriber.try_recv_ref_batch(|ring_id, bytes, info| {
+            // (Received in the match: the batch borrows the subscriber
+            // only within it.)
+            let idle = match subscriber.try_recv_ref_batch(|ring_id, bytes, info| {
                 self.stage(ring_id, bytes, info, now_ns, &mut staged)
-            });
-            // (`got` moved into the match: its batch borrows the
-            // subscriber only within it.)
-            let idle = match { got } {
+            }) {
                 Ok((_, batch)) => {
                     let failed = match staged.failed.take() {
                         Some(e) => Some(e),
                         None => staged
                             .journal
-                            .and_then(|i| self.journals[i].1.commit().err()),
+                            .and_then(|i| self.journals[i].journal.commit().err()),
                     };
                     let Some(e) = failed else {
                         drop(batch);
@@ -338,8 +347,8 @@ impl Run {
                 }
             }
         }
-        for (_, j) in &mut self.journals {
-            if let Err(e) = j.sync() {
+        for r in &mut self.journals {
+            if let Err(e) = r.journal.sync() {
                 warn(&self.topic, e);
             }
         }
@@ -393,7 +402,12 @@ impl Run {
     ) -> bool {
         let i = match staged.journal {
             Some(i) => i,
-            None => match self.journal(ring_id) {
+            // The batch's first message: after a failed write, what the
+            // journal holds is known only once it has looked again.
+            None => match self
+                .journal(ring_id)
+                .and_then(|i| self.journals[i].journal.find_track().map(|()| i))
+            {
                 Ok(i) => *staged.journal.insert(i),
                 Err(e) => {
                     staged.failed = Some(e);
@@ -401,7 +415,7 @@ impl Run {
                 }
             },
         };
-        let journal = &mut self.journals[i].1;
+        let journal = &mut self.journals[i].journal;
         match journal.last_seq() {
             // Already journaled before a restart.
             Some(last) if info.seq <= last => {
@@ -451,7 +465,7 @@ impl Run {
     /// The index of ring `ring_id`'s journal, opened (and recovered) if it
     /// is not yet.
     fn journal(&mut self, ring_id: u64) -> Result<usize, JournalError> {
-        if let Some(i) = self.journals.iter().position(|(id, _)| *id == ring_id) {
+        if let Some(i) = self.journals.iter().position(|r| r.id == ring_id) {
             return Ok(i);
         }
         let dir = self.dir.join(&self.topic).join(format!("{ring_id:020}"));
@@ -468,25 +482,42 @@ impl Run {
             .fetch_add(r.corrupt.len() as u64, Ordering::Relaxed);
         c.damaged_segments
             .fetch_add(r.damaged_segments.len() as u64, Ordering::Relaxed);
-        self.journals.push((ring_id, j));
+        self.journals.push(Ring {
+            id: ring_id,
+            counted: j.last_seq(),
+            journal: j,
+        });
         Ok(self.journals.len() - 1)
     }
 
     /// Counts a batch written.
     fn counted(&mut self, staged: &Staged) {
-        self.counters
-            .recorded
-            .fetch_add(staged.records, Ordering::Relaxed);
-        if staged.records > 0 {
+        let Some(i) = staged.journal else {
+            return;
+        };
+        let r = &mut self.journals[i];
+        let last = r.journal.last_seq();
+        let new = match (last, r.counted) {
+            (Some(l), Some(c)) => l.saturating_sub(c),
+            // A journal this recorder began: all of it.
+            (Some(_), None) => r.journal.segments().iter().map(|s| s.records).sum(),
+            (None, _) => 0,
+        };
+        r.counted = last;
+        if new > 0 {
+            self.counters.recorded.fetch_add(new, Ordering::Relaxed);
             self.publish_sizes();
         }
     }
 
     /// Publishes the journals' sizes to the counters.
     fn publish_sizes(&self) {
-        let (bytes, segments) = self.journals.iter().fold((0, 0), |(b, s), (_, j)| {
-            (b + j.bytes(), s + j.segments().len() as u64)
-        });
+        let (bytes, segments) = self
+            .journals
+            .iter()
+            .fold((0, 0), |(b, s), Ring { journal: j, .. }| {
+                (b + j.bytes(), s + j.segments().len() as u64)
+            });
         self.counters.bytes.store(bytes, Ordering::Relaxed);
         self.counters.segments.store(segments, Ordering::Relaxed);
     }
@@ -498,7 +529,7 @@ impl Run {
         }
         let now = realtime_ns();
         let mut failed = false;
-        for (_, j) in &mut self.journals {
+        for Ring { journal: j, .. } in &mut self.journals {
             let mut done = j.flush().and_then(|()| j.tick());
             if retain {
                 // Age limits also while no new segment begins.

@@ -423,7 +423,9 @@ impl Journal {
         self.dir.path()
     }
 
-    /// The last record's sequence number (`None` while empty).
+    /// The last record's sequence number (`None` while empty), staged
+    /// records included. After a failed write it is not known until
+    /// [`Journal::find_track`] (or any other call) rescans.
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
     }
@@ -538,7 +540,14 @@ impl Journal {
         io_error(path)(e)
     }
 
-    fn find_track(&mut self) -> Result<(), JournalError> {
+    /// After a failed write, finds out what the files hold (a rescan), so
+    /// that [`Journal::last_seq`] says where appending resumes; otherwise
+    /// nothing. Every other call does this first; a caller that decides by
+    /// `last_seq` what to append next calls it before.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`]: the rescan failed (see [`Journal::open`]).
+    pub fn find_track(&mut self) -> Result<(), JournalError> {
         if self.lost_track {
             self.recover()?;
             self.lost_track = false;
