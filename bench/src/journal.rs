@@ -10,7 +10,8 @@
 //! * **journaled**: a publisher streaming into a durable back-pressure
 //!   topic of an embedded broker (so through the ring and the broker's
 //!   recorder, which holds the publisher back by its cursor), timed until
-//!   the last message is in the journal. Compared with the disk both by
+//!   the recorder's counters say the last message is written, and its
+//!   segment files synced. Compared with the disk both by
 //!   the bytes the journal writes (records: 48-byte header, payload,
 //!   padding) and by payload bytes alone.
 //! * **replay**: [`JournalReader`] reading that journal from its first
@@ -204,18 +205,36 @@ fn journaled(dir: &Path, size: usize, messages: u64) -> Result<(f64, PathBuf)> {
     for i in 0..messages {
         publisher.publish(&payload, i)?;
     }
-    // The last message is journaled once the recorder has taken it:
-    // stopping the broker waits for the recorder to write and sync it.
-    drop(publisher);
-    drop(client);
-    broker.stop()?;
-    let secs = start.elapsed().as_secs_f64();
+    // Until the recorder has written the last message (its counters, as
+    // `ringbus topics` lists them), then synced as the write loop's last
+    // `fdatasync` (any descriptor of a file syncs its pages). Not until
+    // the broker stops: its poll loop notices a stop a tick (200 ms)
+    // late, which would count against the journal.
+    loop {
+        let recorded = client
+            .topics()?
+            .iter()
+            .find(|t| t.name == "bench.journal")
+            .and_then(|t| t.journal)
+            .map_or(0, |j| j.recorded);
+        if recorded >= messages {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
     let topic = journal.join("bench.journal");
     let ring = std::fs::read_dir(&topic)
         .with_context(|| format!("reading {}", topic.display()))?
         .next()
         .context("no ring journal was written")??
         .path();
+    for segment in std::fs::read_dir(&ring)? {
+        std::fs::File::open(segment?.path())?.sync_data()?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(publisher);
+    drop(client);
+    broker.stop()?;
     Ok((secs, ring))
 }
 
