@@ -72,7 +72,7 @@ impl Subscriber {
     /// id) while it asks for more; they stay held (the cursor does not
     /// pass them) until the batch is dropped (see
     /// [`crate::ring::Consumer::try_recv_ref_batch`]). Returns the ring's
-    /// id and the batch.
+    /// id and the batch. A filtering subscription gets batches of one.
     ///
     /// # Errors
     /// As [`Subscriber::try_recv_ref`].
@@ -81,10 +81,14 @@ impl Subscriber {
         mut f: impl FnMut(u64, &[u8], MessageInfo) -> bool,
     ) -> Result<(u64, BatchRef<'_>), RecvError> {
         let i = self.ready_ring()?;
+        // With a filter, `ready_ring` passed over what it turns down up to
+        // the first message it keeps, and the messages after it are not
+        // judged yet: a batch of one.
+        let more = !self.fan_in.filtering;
         let ring = &mut self.fan_in.rings[i];
         let id = ring.ring_id;
         ring.consumer
-            .try_recv_ref_batch(|bytes, info| f(id, bytes, info))
+            .try_recv_ref_batch(|bytes, info| f(id, bytes, info) && more)
             .map(|b| (id, b))
     }
 
