@@ -16,7 +16,9 @@ rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
 start=$(date +%s)
-"$venv/bin/pip" install ./python pytest numpy
+# mcap: python/tests/test_mcap.py reads what `ringbus record` writes with the
+# Python MCAP reader (what Foxglove's and ROS 2's Python tooling use).
+"$venv/bin/pip" install ./python pytest numpy mcap
 echo "pip install ./python took $(( $(date +%s) - start )) s"
 
 # The tests build the CLI, libringbus and the C examples into the usual

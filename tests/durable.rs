@@ -160,3 +160,128 @@ fn bad_durable_configs_are_refused_clearly() {
         .expect("a broker with no journal dir");
     assert!(err.to_string().contains("journal directory"), "{err}");
 }
+
+/// A tmpfs mounted for a test (which must run as root, as CI does), and
+/// unmounted however the test ends.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, options: &str) -> Mount {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test mounts a small tmpfs to fill: it needs root (CI runs it as root)"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        mount(&["-t", "tmpfs", "-o", options, "tmpfs"], dir);
+        Mount(dir.to_owned())
+    }
+
+    fn remount(&self, options: &str) {
+        mount(&["-o", &format!("remount,{options}")], &self.0);
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn mount(args: &[&str], dir: &Path) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .arg(dir)
+        .output()
+        .expect("running mount");
+    assert!(
+        out.status.success(),
+        "mount {args:?} {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The durable topic's journal counters as `ListTopics` reports them.
+fn counters(client: &Client) -> ringbus::control::JournalCounters {
+    client
+        .topics()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == "d.orders")
+        .and_then(|t| t.journal)
+        .expect("d.orders listed with its journal counters")
+}
+
+#[test]
+fn a_journal_dir_that_is_not_writable_stops_the_broker_clearly() {
+    let dir = TestDir::new("durable-ro");
+    let ro = Mount::tmpfs(&dir.path("ro"), "size=1m,mode=0700");
+    ro.remount("ro");
+    let opts = BrokerOptions {
+        socket: dir.socket(),
+        data_dir: dir.data(),
+        config: config(&dir.path("ro"), ""),
+        keeper: None,
+    };
+    let err = Broker::bind(opts)
+        .err()
+        .expect("a broker with a read-only journal dir");
+    let err = err.to_string();
+    assert!(
+        err.contains("is not writable") && err.contains("Read-only file system"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_full_disk_holds_the_publisher_back_and_loses_nothing() {
+    let dir = TestDir::new("durable-full");
+    let journal = dir.path("journal");
+    // About 11 000 records of 88 bytes fit in a megabyte.
+    let disk = Mount::tmpfs(&journal, "size=1m,mode=0700");
+    const N: u64 = 30_000;
+    let _broker = BrokerThread::start(&dir, config(&journal, ""));
+    let client = Client::connect(dir.socket()).unwrap();
+    let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let publisher = {
+        let (socket, published) = (dir.socket(), published.clone());
+        std::thread::spawn(move || {
+            let client = Client::connect(&socket).unwrap();
+            let mut publisher = client.publisher_existing("d.orders").unwrap();
+            for i in 0..N {
+                publisher.publish(&generated(i, 40), i % 7).unwrap();
+                published.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    let full = eventually("the disk to fill", || {
+        let c = counters(&client);
+        (c.errors > 0).then_some(c)
+    });
+    // Held back: a ring (64 messages) ahead of the journal at most, and
+    // still short of the end while the disk stays full.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let c = counters(&client);
+    let sent = published.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < N, "the publisher was not held back: {sent}");
+    assert!(sent <= c.recorded + 64, "{sent} published, {c:?}");
+    assert!(c.errors >= full.errors, "{c:?}");
+    assert_eq!(c.lost, 0, "{c:?}");
+    // What is journaled is whole and contiguous.
+    let rings = ring_journals(&journal, "d.orders");
+    assert_eq!(rings.len(), 1);
+    let before = journaled(&rings[0]);
+    assert!(!before.is_empty());
+    assert_eq!(before, (0..before.len() as u64).collect::<Vec<_>>());
+    // Room again: recording resumes where it stopped, with no gap.
+    disk.remount("size=8m");
+    publisher.join().unwrap();
+    eventually("every message journaled", || {
+        (counters(&client).recorded == N).then_some(())
+    });
+    assert_eq!(journaled(&rings[0]), (0..N).collect::<Vec<_>>());
+    assert_eq!(counters(&client).lost, 0);
+}

@@ -10,12 +10,24 @@
 //! * **journaled**: a publisher streaming into a durable back-pressure
 //!   topic of an embedded broker (so through the ring and the broker's
 //!   recorder, which holds the publisher back by its cursor), timed until
-//!   the last message is in the journal. Compared with the disk both by
+//!   the recorder's counters say the last message is written, and its
+//!   segment files synced. Compared with the disk both by
 //!   the bytes the journal writes (records: 48-byte header, payload,
 //!   padding) and by payload bytes alone.
 //! * **replay**: [`JournalReader`] reading that journal from its first
 //!   record (the page cache holds it, as it would a journal just written),
 //!   in messages/s, to compare with live streaming of the same size.
+//! * **neighbour**: a non-durable back-pressure topic streaming (one
+//!   publisher, one subscriber) in a broker with no durable topic, then
+//!   in one with a durable topic next to it whose recorder runs (its
+//!   publisher connected, idle after a first burst): the second's msgs/s
+//!   over the first's. On two CPUs a durable topic that streams at the
+//!   same time would share them with the plain one; this measures what
+//!   the recorder costs a topic that does not use it.
+//!
+//! Ratios are taken within a run (disk and journal, plain and beside a
+//! durable topic, measured one after the other) and the median of the
+//! runs' ratios is reported.
 //!
 //! The directory is a fresh one under `$TMPDIR` (a real filesystem unless
 //! `$TMPDIR` is tmpfs: the report says which filesystem it measured).
@@ -28,8 +40,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use ringbus::broker::{Config, EmbeddedBroker};
+use ringbus::client::SubscribeOptions;
 use ringbus::journal::record::record_size;
 use ringbus::journal::JournalReader;
+use ringbus::ring::Start;
+use ringbus::wait::WaitStrategy;
 
 /// The figures at one message size.
 #[derive(Clone, Debug, Serialize)]
@@ -46,17 +61,25 @@ pub struct JournalRow {
     pub payload_bytes_per_s: f64,
     /// Reading the journal back, messages/s.
     pub replay_msgs_per_s: f64,
+    /// Median over runs of that run's journal bytes/s over its disk's.
+    pub same_run_ratio: f64,
+    /// A non-durable topic streaming alone, msgs/s.
+    pub plain_msgs_per_s: f64,
+    /// The same beside a durable topic, msgs/s.
+    pub beside_durable_msgs_per_s: f64,
+    /// Median over runs of beside-durable over alone.
+    pub neighbour_ratio: f64,
 }
 
 impl JournalRow {
-    /// Journaled bytes/s over the disk's.
+    /// Journaled bytes/s over the disk's (the median of same-run ratios).
     pub fn ratio(&self) -> f64 {
-        self.journal_bytes_per_s / self.disk_bytes_per_s
+        self.same_run_ratio
     }
 
     /// Payload bytes/s over the disk's.
     pub fn payload_ratio(&self) -> f64 {
-        self.payload_bytes_per_s / self.disk_bytes_per_s
+        self.same_run_ratio * self.size as f64 / record_size(self.size) as f64
     }
 }
 
@@ -97,14 +120,24 @@ pub fn measure(sizes: &[usize], runs: usize, bytes: u64) -> Result<JournalReport
     for &size in sizes {
         let messages = (bytes / record_size(size) as u64).max(1000);
         let (mut disk, mut journal, mut replay) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ratios, mut plain, mut beside, mut neighbour) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let on_disk = messages * record_size(size) as u64;
         for run in 0..runs.max(1) {
             let dir = scratch.0.join(format!("{size}-{run}"));
-            let on_disk = messages * record_size(size) as u64;
-            disk.push(write_loop(&dir.join("plain"), on_disk)?);
+            let d = write_loop(&dir.join("plain"), on_disk)?;
+            disk.push(d);
             let (secs, journal_dir) = journaled(&dir, size, messages)?;
             journal.push(secs);
+            ratios.push(on_disk as f64 / secs / d);
             replay.push(read_back(&journal_dir, size, messages)?);
             let _ = std::fs::remove_dir_all(&dir);
+            let alone = streaming(&dir, size, messages, false)?;
+            let next_to = streaming(&dir, size, messages, true)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            plain.push(alone);
+            beside.push(next_to);
+            neighbour.push(next_to / alone);
         }
         let secs = median(journal);
         rows.push(JournalRow {
@@ -114,6 +147,10 @@ pub fn measure(sizes: &[usize], runs: usize, bytes: u64) -> Result<JournalReport
             journal_bytes_per_s: (messages * record_size(size) as u64) as f64 / secs,
             payload_bytes_per_s: (messages * size as u64) as f64 / secs,
             replay_msgs_per_s: median(replay),
+            same_run_ratio: median(ratios),
+            plain_msgs_per_s: median(plain),
+            beside_durable_msgs_per_s: median(beside),
+            neighbour_ratio: median(neighbour),
         });
     }
     Ok(JournalReport {
@@ -168,19 +205,98 @@ fn journaled(dir: &Path, size: usize, messages: u64) -> Result<(f64, PathBuf)> {
     for i in 0..messages {
         publisher.publish(&payload, i)?;
     }
-    // The last message is journaled once the recorder has taken it:
-    // stopping the broker waits for the recorder to write and sync it.
-    drop(publisher);
-    drop(client);
-    broker.stop()?;
-    let secs = start.elapsed().as_secs_f64();
+    // Until the recorder has written the last message (its counters, as
+    // `ringbus topics` lists them), then synced as the write loop's last
+    // `fdatasync` (any descriptor of a file syncs its pages). Not until
+    // the broker stops: its poll loop notices a stop a tick (200 ms)
+    // late, which would count against the journal.
+    loop {
+        let recorded = client
+            .topics()?
+            .iter()
+            .find(|t| t.name == "bench.journal")
+            .and_then(|t| t.journal)
+            .map_or(0, |j| j.recorded);
+        if recorded >= messages {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
     let topic = journal.join("bench.journal");
     let ring = std::fs::read_dir(&topic)
         .with_context(|| format!("reading {}", topic.display()))?
         .next()
         .context("no ring journal was written")??
         .path();
+    for segment in std::fs::read_dir(&ring)? {
+        std::fs::File::open(segment?.path())?.sync_data()?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(publisher);
+    drop(client);
+    broker.stop()?;
     Ok((secs, ring))
+}
+
+/// A non-durable back-pressure topic streaming `messages` from a publisher
+/// to a subscriber (on threads of their own) in an embedded broker that,
+/// with `durable`, also records a durable topic whose publisher stays
+/// connected (idle after 1 000 messages): messages/s.
+fn streaming(dir: &Path, size: usize, messages: u64, durable: bool) -> Result<f64> {
+    let mut text = format!(
+        "[server]\njournal_dir = \"{}\"\n\n[[topic]]\nname = \"bench.plain\"\nmode = \"backpressure\"\ncapacity = 4096\nmax_message_size = {}\n",
+        dir.join("journal").display(),
+        size.max(8)
+    );
+    if durable {
+        text.push_str(&format!(
+            "\n[[topic]]\nname = \"bench.journal\"\nmode = \"backpressure\"\ncapacity = 4096\nmax_message_size = {}\ndurable = true\nfsync = \"interval:10ms\"\n",
+            size.max(8)
+        ));
+    }
+    let config = Config::parse(&text).context("the neighbour bench's config")?;
+    let broker = EmbeddedBroker::with_config(config).context("starting a broker")?;
+    let client = broker.client()?;
+    let payload = vec![0xa5u8; size];
+    let mut durable_publisher = None;
+    if durable {
+        let mut p = client.publisher_existing("bench.journal")?;
+        for i in 0..1000 {
+            p.publish(&payload, i)?;
+        }
+        durable_publisher = Some(p);
+    }
+    let mut subscriber = client.subscriber(
+        "bench.plain",
+        SubscribeOptions {
+            start: Start::Earliest,
+            wait: WaitStrategy::default(),
+        },
+    )?;
+    let mut publisher = client.publisher_existing("bench.plain")?;
+    let reader = std::thread::spawn(move || -> Result<u64> {
+        let mut buf = vec![0u8; size.max(8)];
+        let mut n = 0;
+        while n < messages {
+            subscriber.recv(&mut buf)?;
+            n += 1;
+        }
+        Ok(n)
+    });
+    let start = Instant::now();
+    for i in 0..messages {
+        publisher.publish(&payload, i)?;
+    }
+    let got = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the neighbour bench's subscriber panicked"))??;
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(got == messages, "received {got} of {messages}");
+    drop(publisher);
+    drop(durable_publisher);
+    drop(client);
+    broker.stop()?;
+    Ok(messages as f64 / secs)
 }
 
 /// Reads a journal of `messages` records back: messages/s.

@@ -551,6 +551,13 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
             drops,
             bytes
         )?;
+        if let Some(j) = &t.journal {
+            writeln!(
+                out,
+                "  journal recorded {} lost {} errors {} bytes {} segments {} corrupt {} damaged_segments {}",
+                j.recorded, j.lost, j.errors, j.bytes, j.segments, j.corrupt, j.damaged_segments
+            )?;
+        }
         for r in &t.rings {
             writeln!(
                 out,
@@ -620,8 +627,15 @@ fn topic_json(t: &TopicInfo) -> String {
             )
         })
         .collect();
+    let journal = match &t.journal {
+        Some(j) => format!(
+            "{{\"recorded\":{},\"lost\":{},\"errors\":{},\"bytes\":{},\"segments\":{},\"corrupt\":{},\"damaged_segments\":{}}}",
+            j.recorded, j.lost, j.errors, j.bytes, j.segments, j.corrupt, j.damaged_segments
+        ),
+        None => "null".into(),
+    };
     format!(
-        "{{\"name\":{},\"config\":{config},\"publishers\":{},\"subscribers\":{},\"rings\":[{}]}}",
+        "{{\"name\":{},\"config\":{config},\"publishers\":{},\"subscribers\":{},\"rings\":[{}],\"journal\":{journal}}}",
         json_string(&t.name),
         t.publishers,
         t.subscribers,

@@ -157,10 +157,26 @@ pub fn encode(topics: &[TopicInfo], stats: &BrokerStats, resident: Option<u64>) 
     let filtered = U64Gauges::<RingLabels>::default();
     let delivered = U64Gauges::<RingLabels>::default();
     let ended = U64Gauges::<RingLabels>::default();
+    let journal_recorded = Family::<TopicLabels, Counter>::default();
+    let journal_lost = Family::<TopicLabels, Counter>::default();
+    let journal_errors = Family::<TopicLabels, Counter>::default();
+    let journal_bytes = U64Gauges::<TopicLabels>::default();
+    let journal_segments = U64Gauges::<TopicLabels>::default();
+    let journal_corrupt = U64Gauges::<TopicLabels>::default();
+    let journal_damaged = U64Gauges::<TopicLabels>::default();
     for t in topics {
         let tl = TopicLabels {
             topic: t.name.clone(),
         };
+        if let Some(j) = &t.journal {
+            journal_recorded.get_or_create(&tl).inc_by(j.recorded);
+            journal_lost.get_or_create(&tl).inc_by(j.lost);
+            journal_errors.get_or_create(&tl).inc_by(j.errors);
+            journal_bytes.get_or_create(&tl).set(j.bytes);
+            journal_segments.get_or_create(&tl).set(j.segments);
+            journal_corrupt.get_or_create(&tl).set(j.corrupt);
+            journal_damaged.get_or_create(&tl).set(j.damaged_segments);
+        }
         publishers.get_or_create(&tl).set(u64::from(t.publishers));
         subscribers.get_or_create(&tl).set(u64::from(t.subscribers));
         for r in &t.rings {
@@ -235,6 +251,42 @@ pub fn encode(topics: &[TopicInfo], stats: &BrokerStats, resident: Option<u64>) 
         delivered,
     );
     reg.register("ring_ended", "1 once the ring's publisher is gone", ended);
+    reg.register(
+        "journal_recorded_messages",
+        "Messages the durable topic's recorder appended to its journals",
+        journal_recorded,
+    );
+    reg.register(
+        "journal_lost_messages",
+        "Messages the durable topic's journals will never have",
+        journal_lost,
+    );
+    reg.register(
+        "journal_write_errors",
+        "Failed journal writes (each retried, the publishers held back meanwhile)",
+        journal_errors,
+    );
+    reg.register_with_unit(
+        "journal_size",
+        "Bytes of the durable topic's journal segment files",
+        Unit::Bytes,
+        journal_bytes,
+    );
+    reg.register(
+        "journal_segments",
+        "Segment files of the durable topic's journals",
+        journal_segments,
+    );
+    reg.register(
+        "journal_corrupt_records",
+        "Damaged stretches in the journals found at recovery (readers skip them)",
+        journal_corrupt,
+    );
+    reg.register(
+        "journal_damaged_segments",
+        "Segment files set aside at recovery",
+        journal_damaged,
+    );
 
     reg.register(
         "clients",

@@ -69,6 +69,23 @@ fn info(dir: &TestDir, config: &Path) -> serde_json::Value {
     }
 }
 
+/// `ringbus topics --json`'s journal counters of d.trades.
+fn journal_counters(dir: &TestDir) -> serde_json::Value {
+    let out = ok(ringbus(&dir.socket())
+        .args(["topics", "--json"])
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let t = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "d.trades")
+        .unwrap_or_else(|| panic!("d.trades not listed: {v}"))
+        .clone();
+    t["journal"].clone()
+}
+
 /// Every message of the journal, exported to MCAP and checked intact:
 /// per ring (channel), its sequence numbers in order.
 fn exported(dir: &TestDir, config: &Path) -> Vec<Vec<u64>> {
@@ -137,6 +154,9 @@ fn a_durable_topic_is_journaled_reported_and_exported() {
     let dir = TestDir::new("journal-cli");
     let config = write_config(&dir, 256, "interval:1ms");
     let _broker = BrokerProc::start(&dir, Some(&config));
+    // The recorder's counters, listed with the topic, before and after.
+    let before = journal_counters(&dir);
+    assert_eq!(before["recorded"], 0, "{before}");
     let out = ringbus(&dir.socket())
         .args([
             "pub",
@@ -159,6 +179,30 @@ fn a_durable_topic_is_journaled_reported_and_exported() {
     assert_eq!(info[0]["first_seq"], 0);
     assert_eq!(info[0]["last_seq"], N - 1);
     assert_eq!(info[0]["corrupt_skipped"], 0);
+    let after = eventually(
+        "the topic's journal counters to count every message",
+        || {
+            let j = journal_counters(&dir);
+            (j["recorded"] == N).then_some(j)
+        },
+    );
+    assert_eq!(
+        (&after["lost"], &after["errors"], &after["segments"]),
+        (&0.into(), &0.into(), &1.into()),
+        "{after}"
+    );
+    assert_eq!(
+        (&after["corrupt"], &after["damaged_segments"]),
+        (&0.into(), &0.into())
+    );
+    // A segment header, then a 48-byte header and 100 bytes, padded to 8,
+    // per message.
+    assert_eq!(after["bytes"], 32 + N * 152, "{after}");
+    let text = ok(ringbus(&dir.socket()).arg("topics").output().unwrap());
+    assert!(
+        text.contains(&format!("journal recorded {N} lost 0 errors 0")),
+        "{text}"
+    );
 
     // A range, to MCAP.
     let file = dir.path("range.mcap");

@@ -12,7 +12,7 @@
 use ringbus::control::codec::{encode_reply, encode_request, HEADER_LEN, MAX_REQUEST};
 use ringbus::control::frame::{
     BrokerStats, ErrorCode, PortInfo, PortRef, Reply, Request, RingInfo, RingRef, TopicConfig,
-    TopicInfo, MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
+    JournalCounters, TopicInfo, MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
 };
 use ringbus::ring::Mode;
 
@@ -210,6 +210,15 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
                                 ..info
                             },
                         ],
+                        journal: Some(JournalCounters {
+                            recorded: 10,
+                            lost: 0,
+                            errors: 1,
+                            bytes: 4128,
+                            segments: 1,
+                            corrupt: 0,
+                            damaged_segments: 0,
+                        }),
                     },
                     TopicInfo {
                         name: "a".into(),
@@ -217,6 +226,7 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
                         publishers: 0,
                         subscribers: 1,
                         rings: vec![],
+                        journal: None,
                     },
                 ],
             },

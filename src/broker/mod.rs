@@ -197,6 +197,19 @@ impl Broker {
         if !durable.is_empty() {
             // Refuse to start rather than run durable topics unrecorded.
             Dir::open(&journal_dir, Some(0o700)).map_err(io_err("the journal directory"))?;
+            // One that exists but that we may not write (a read-only
+            // mount, another's mode bits) would hold every durable
+            // publisher back from its first ring's worth on.
+            rustix::fs::access(
+                &journal_dir,
+                rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            )
+            .map_err(|e| {
+                io_err(format!(
+                    "the journal directory {} is not writable",
+                    journal_dir.display()
+                ))(e.into())
+            })?;
         }
         let dir_of = |p: &Path| match p.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -331,17 +344,18 @@ impl Broker {
             self.admit(ours, cred);
             let dir = self.journal_dir.clone();
             let hand_over = self.keeper_pid.is_some();
-            recorders.push(
-                recorder::Recorder::start(
-                    theirs,
-                    self.socket_path.clone(),
-                    topic,
-                    dir,
-                    options,
-                    hand_over,
-                )
-                .map_err(io_err(what))?,
-            );
+            let r = recorder::Recorder::start(
+                theirs,
+                self.socket_path.clone(),
+                topic.clone(),
+                dir,
+                options,
+                hand_over,
+            )
+            .map_err(io_err(what))?;
+            // Listed with the topic by `ListTopics`.
+            self.state.recorders.insert(topic, r.counters().clone());
+            recorders.push(r);
         }
         // Until every recorder holds its cursors (or a few seconds went by:
         // one that cannot subscribe says why on stderr), nobody else is

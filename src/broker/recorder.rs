@@ -18,7 +18,6 @@
 //! of the broker between receiving it and writing it out, and the
 //! publisher a ring ahead since) is counted as lost, never silently.
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,8 +26,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, SubscribeOptions};
-use crate::journal::{realtime_ns, Journal, JournalOptions, RecordMeta};
-use crate::ring::{RecvError, Start};
+use crate::journal::record::record_size;
+use crate::journal::{realtime_ns, Journal, JournalError, JournalOptions, RecordMeta};
+use crate::ring::{MessageInfo, RecvError, Start};
 use crate::wait::WaitStrategy;
 
 /// How often a recorder with nothing to write checks for stop and forces
@@ -47,9 +47,37 @@ pub struct RecorderCounters {
     pub recorded: AtomicU64,
     /// Messages the journal will never have (see the module doc).
     pub lost: AtomicU64,
-    /// Failed appends (a full disk): each message is retried until
-    /// written or the broker stops.
+    /// Failed writes (a full disk, a directory it may not write): each
+    /// batch is retried until written or the broker stops.
     pub errors: AtomicU64,
+    /// Bytes of every journal of the topic (segment files, headers
+    /// included), as of the last batch written.
+    pub bytes: AtomicU64,
+    /// Segment files of every journal of the topic.
+    pub segments: AtomicU64,
+    /// Damaged stretches in the middle of segments that recovery found
+    /// (readers step over them).
+    pub corrupt: AtomicU64,
+    /// Segment files that recovery set aside (`NAME.damaged`): a header
+    /// that is not one of ours.
+    pub damaged_segments: AtomicU64,
+}
+
+impl RecorderCounters {
+    /// Their values now, as `ListTopics` reports them.
+    pub fn snapshot(&self) -> crate::control::JournalCounters {
+        // Relaxed: independent counters, read for display.
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::control::JournalCounters {
+            recorded: get(&self.recorded),
+            lost: get(&self.lost),
+            errors: get(&self.errors),
+            bytes: get(&self.bytes),
+            segments: get(&self.segments),
+            corrupt: get(&self.corrupt),
+            damaged_segments: get(&self.damaged_segments),
+        }
+    }
 }
 
 /// A running recorder.
@@ -89,7 +117,7 @@ impl Recorder {
                         topic,
                         dir,
                         options,
-                        journals: HashMap::new(),
+                        journals: Vec::new(),
                         counters,
                         hand_over,
                         last_retain: Instant::now(),
@@ -112,7 +140,7 @@ impl Recorder {
     }
 
     /// Its counters.
-    pub fn counters(&self) -> &RecorderCounters {
+    pub fn counters(&self) -> &Arc<RecorderCounters> {
         &self.counters
     }
 
@@ -147,11 +175,39 @@ impl Drop for Recorder {
     }
 }
 
+/// A batch is cut once its records take this many bytes: large enough that
+/// a `write` carries many small messages, small enough that the publisher
+/// refills the ring while it is written (the cursor passes a batch only
+/// once it is in the file).
+const BATCH_BYTES: usize = 256 << 10;
+/// A recorder that finds its rings empty right after a batch naps this
+/// long, up to [`NAPS`] times, before it blocks (woken by the publisher):
+/// a publisher that streams then fills a batch meanwhile, and wakes
+/// nobody. At most a tenth of a 4096-message ring of 64-byte messages
+/// at 5 M/s arrives in one nap, so the publisher is not held back.
+const NAP: Duration = Duration::from_micros(50);
+/// See [`NAP`]: a fifth of a millisecond of naps.
+const NAPS: u32 = 4;
+/// How long a recorder waits before retrying a journal that failed (a
+/// full disk, a directory it may not write).
+const RETRY: Duration = Duration::from_millis(100);
+
+/// One ring's journal.
+struct Ring {
+    id: u64,
+    journal: Journal,
+    /// The last record counted in `recorded` (a batch's records count
+    /// once it is written, and also those a failed write left whole in
+    /// the file, which the retry then skips).
+    counted: Option<u64>,
+}
+
 struct Run {
     topic: String,
     dir: PathBuf,
     options: JournalOptions,
-    journals: HashMap<u64, Journal>,
+    /// By ring id (a topic has a few rings: a linear search per batch).
+    journals: Vec<Ring>,
     counters: Arc<RecorderCounters>,
     hand_over: bool,
     last_retain: Instant,
@@ -159,6 +215,21 @@ struct Run {
 
 fn warn(topic: &str, what: impl std::fmt::Display) {
     eprintln!("ringbus: journal of topic {topic:?}: {what}");
+}
+
+/// What staging one batch came to.
+#[derive(Default)]
+struct Staged {
+    /// Index in `Run::journals` of the batch's ring's journal.
+    journal: Option<usize>,
+    /// Records staged.
+    records: u64,
+    /// Their bytes on disk.
+    bytes: usize,
+    /// Messages the journal already held (a restart).
+    skipped: u64,
+    /// Why the batch stopped short: it is given back to the ring.
+    failed: Option<JournalError>,
 }
 
 impl Run {
@@ -188,11 +259,12 @@ impl Run {
         };
         // Release: see `Recorder::is_ready`.
         ready.store(true, Ordering::Release);
-        let mut buf = Vec::with_capacity(self.options.max_record as usize);
         // Once asked to stop, it drains what its rings hold (for at most
         // DRAIN): a broker stopped after its publishers finished leaves a
         // whole journal.
         let mut stopping: Option<Instant> = None;
+        // Naps taken since the last batch.
+        let mut naps = NAPS;
         loop {
             if stop.load(Ordering::Relaxed) {
                 let since = *stopping.get_or_insert_with(Instant::now);
@@ -200,57 +272,87 @@ impl Run {
                     break;
                 }
             }
-            // In place: the slot stays held, so the cursor does not pass
-            // the message (and its publisher cannot reuse the slot) until
-            // it is appended: a broker killed meanwhile leaves it in the
-            // ring for the next recorder.
-            match subscriber.recv_ref_timeout(IDLE) {
-                Ok((ring_id, msg)) => {
-                    let info = msg.info();
-                    let meta = RecordMeta {
-                        seq: info.seq,
-                        tag: info.tag,
-                        timestamp_ns: info.timestamp,
-                        recorded_ns: realtime_ns(),
+            // One clock read per batch: its records share the time.
+            let now_ns = realtime_ns();
+            let mut staged = Staged::default();
+            // In place: the slots stay held, so the cursor does not pass
+            // a message (and its publisher cannot reuse the slot) until it
+            // is written (and, with `fsync = "always"`, on disk): a broker
+            // killed meanwhile leaves it in the ring for the next
+            // recorder.
+            // (Received in the match: the batch borrows the subscriber
+            // only within it.)
+            let idle = match subscriber.try_recv_ref_batch(|ring_id, bytes, info| {
+                self.stage(ring_id, bytes, info, now_ns, &mut staged)
+            }) {
+                Ok((_, batch)) => {
+                    let failed = match staged.failed.take() {
+                        Some(e) => Some(e),
+                        None => staged
+                            .journal
+                            .and_then(|i| self.journals[i].journal.commit().err()),
                     };
-                    // One read of the shared bytes: the checksum and the
-                    // file get the same ones.
-                    buf.clear();
-                    buf.extend_from_slice(&msg);
-                    self.append(ring_id, &meta, &buf, stop);
-                    drop(msg);
+                    let Some(e) = failed else {
+                        drop(batch);
+                        self.counted(&staged);
+                        naps = 0;
+                        continue;
+                    };
+                    // Nothing of the batch is released: it is retried
+                    // from the ring (what the journal holds by then is
+                    // skipped), and meanwhile the ring holds the
+                    // publisher back.
+                    let held = batch.len();
+                    batch.rewind();
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    if stopping.is_some() {
+                        warn(&self.topic, format_args!("{e}; stopping"));
+                        if !self.hand_over {
+                            // No keeper holds the ring for the next
+                            // broker: the batch is lost (and what follows
+                            // it, which the next broker counts).
+                            self.counters.lost.fetch_add(held, Ordering::Relaxed);
+                        }
+                        break;
+                    }
+                    warn(&self.topic, format_args!("{e}; retrying"));
+                    std::thread::sleep(RETRY);
+                    false
                 }
-                Err(RecvError::Timeout | RecvError::Empty) if stopping.is_some() => break,
-                Err(RecvError::Timeout | RecvError::Empty | RecvError::EndOfStream) => {
-                    self.tick();
-                }
-                Err(RecvError::Lagged { missed }) => {
-                    self.counters.lost.fetch_add(missed, Ordering::Relaxed);
-                    warn(
-                        &self.topic,
-                        format_args!("{missed} messages lost before they were recorded"),
-                    );
-                }
-                Err(RecvError::ZeroCopyUnsupported) => {
-                    // Rings made under another config before the topic was
-                    // declared durable (the broker keeps a live config).
-                    warn(
-                        &self.topic,
-                        "its rings are overwrite rings (made before it was declared durable): not recorded",
-                    );
-                    break;
-                }
+                Err(RecvError::Empty) if stopping.is_some() => break,
+                Err(RecvError::Empty) => true,
                 Err(e) => {
-                    self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                    warn(&self.topic, e);
+                    if self.trouble(e) {
+                        break;
+                    }
+                    false
+                }
+            };
+            if idle {
+                self.tick();
+                if naps < NAPS {
+                    // Streaming: let messages gather rather than have the
+                    // publisher wake us (a futex call) for each few.
+                    naps += 1;
+                    std::thread::sleep(NAP);
+                    continue;
+                }
+                match subscriber.wait_ready(Some(Instant::now() + IDLE)) {
+                    Ok(()) | Err(RecvError::Timeout) => {}
+                    Err(e) => {
+                        if self.trouble(e) {
+                            break;
+                        }
+                    }
                 }
             }
         }
-        for j in self.journals.values_mut() {
-            if let Err(e) = j.sync() {
+        for r in &mut self.journals {
+            if let Err(e) = r.journal.sync() {
                 warn(&self.topic, e);
             }
         }
+        self.publish_sizes();
         if self.hand_over {
             // Not detached: the ports stay with the keeper, holding back
             // the publishers, until the next broker's recorder takes them
@@ -260,87 +362,189 @@ impl Run {
         }
     }
 
+    /// A receive that found no message: counts and says what happened;
+    /// whether the recorder must end.
+    fn trouble(&mut self, e: RecvError) -> bool {
+        match e {
+            RecvError::Timeout | RecvError::Empty | RecvError::EndOfStream => self.tick(),
+            RecvError::Lagged { missed } => {
+                self.counters.lost.fetch_add(missed, Ordering::Relaxed);
+                warn(
+                    &self.topic,
+                    format_args!("{missed} messages lost before they were recorded"),
+                );
+            }
+            RecvError::ZeroCopyUnsupported => {
+                // Rings made under another config before the topic was
+                // declared durable (the broker keeps a live config).
+                warn(
+                    &self.topic,
+                    "its rings are overwrite rings (made before it was declared durable): not recorded",
+                );
+                return true;
+            }
+            e => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                warn(&self.topic, e);
+            }
+        }
+        false
+    }
+
+    /// Stages one message of a batch; whether to take another.
+    fn stage(
+        &mut self,
+        ring_id: u64,
+        payload: &[u8],
+        info: MessageInfo,
+        now_ns: u64,
+        staged: &mut Staged,
+    ) -> bool {
+        let i = match staged.journal {
+            Some(i) => i,
+            // The batch's first message: after a failed write, what the
+            // journal holds is known only once it has looked again.
+            None => match self
+                .journal(ring_id)
+                .and_then(|i| self.journals[i].journal.find_track().map(|()| i))
+            {
+                Ok(i) => *staged.journal.insert(i),
+                Err(e) => {
+                    staged.failed = Some(e);
+                    return false;
+                }
+            },
+        };
+        let journal = &mut self.journals[i].journal;
+        match journal.last_seq() {
+            // Already journaled before a restart.
+            Some(last) if info.seq <= last => {
+                staged.skipped += 1;
+                return true;
+            }
+            Some(last) if info.seq > last + 1 => {
+                self.counters
+                    .lost
+                    .fetch_add(info.seq - last - 1, Ordering::Relaxed);
+                warn(
+                    &self.topic,
+                    format_args!(
+                        "ring {ring_id}: messages {} to {} were never recorded",
+                        last + 1,
+                        info.seq - 1
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let meta = RecordMeta {
+            seq: info.seq,
+            tag: info.tag,
+            timestamp_ns: info.timestamp,
+            recorded_ns: now_ns,
+        };
+        match journal.stage(&meta, payload) {
+            Ok(()) => {
+                staged.records += 1;
+                staged.bytes += record_size(payload.len());
+                staged.bytes < BATCH_BYTES
+            }
+            Err(e @ JournalError::Io { .. }) => {
+                staged.failed = Some(e);
+                false
+            }
+            Err(e) => {
+                // Not the disk's fault: retrying would not help.
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                warn(&self.topic, e);
+                true
+            }
+        }
+    }
+
+    /// The index of ring `ring_id`'s journal, opened (and recovered) if it
+    /// is not yet.
+    fn journal(&mut self, ring_id: u64) -> Result<usize, JournalError> {
+        if let Some(i) = self.journals.iter().position(|r| r.id == ring_id) {
+            return Ok(i);
+        }
+        let dir = self.dir.join(&self.topic).join(format!("{ring_id:020}"));
+        let j = Journal::open(&dir, self.options)?;
+        let r = j.recovery();
+        if r.torn_bytes > 0 || !r.corrupt.is_empty() || !r.damaged_segments.is_empty() {
+            warn(
+                &self.topic,
+                format_args!("recovered {}: {r:?}", dir.display()),
+            );
+        }
+        let c = &self.counters;
+        c.corrupt
+            .fetch_add(r.corrupt.len() as u64, Ordering::Relaxed);
+        c.damaged_segments
+            .fetch_add(r.damaged_segments.len() as u64, Ordering::Relaxed);
+        self.journals.push(Ring {
+            id: ring_id,
+            counted: j.last_seq(),
+            journal: j,
+        });
+        Ok(self.journals.len() - 1)
+    }
+
+    /// Counts a batch written.
+    fn counted(&mut self, staged: &Staged) {
+        let Some(i) = staged.journal else {
+            return;
+        };
+        let r = &mut self.journals[i];
+        let last = r.journal.last_seq();
+        let new = match (last, r.counted) {
+            (Some(l), Some(c)) => l.saturating_sub(c),
+            // A journal this recorder began: all of it.
+            (Some(_), None) => r.journal.segments().iter().map(|s| s.records).sum(),
+            (None, _) => 0,
+        };
+        r.counted = last;
+        if new > 0 {
+            self.counters.recorded.fetch_add(new, Ordering::Relaxed);
+            self.publish_sizes();
+        }
+    }
+
+    /// Publishes the journals' sizes to the counters.
+    fn publish_sizes(&self) {
+        let (bytes, segments) = self
+            .journals
+            .iter()
+            .fold((0, 0), |(b, s), Ring { journal: j, .. }| {
+                (b + j.bytes(), s + j.segments().len() as u64)
+            });
+        self.counters.bytes.store(bytes, Ordering::Relaxed);
+        self.counters.segments.store(segments, Ordering::Relaxed);
+    }
+
     fn tick(&mut self) {
         let retain = self.last_retain.elapsed() >= RETAIN_EVERY;
         if retain {
             self.last_retain = Instant::now();
         }
         let now = realtime_ns();
-        for j in self.journals.values_mut() {
+        let mut failed = false;
+        for Ring { journal: j, .. } in &mut self.journals {
             let mut done = j.flush().and_then(|()| j.tick());
             if retain {
                 // Age limits also while no new segment begins.
                 done = done.and_then(|()| j.retain(now).map(drop));
             }
             if let Err(e) = done {
+                failed = true;
                 warn(&self.topic, e);
             }
         }
-    }
-
-    /// Appends, retrying a failed write (a full disk) until it succeeds or
-    /// the broker stops: the ring holds the publisher back meanwhile.
-    fn append(&mut self, ring_id: u64, meta: &RecordMeta, payload: &[u8], stop: &AtomicBool) {
-        let journal = match self.journals.entry(ring_id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let dir = self.dir.join(&self.topic).join(format!("{ring_id:020}"));
-                match Journal::open(&dir, self.options) {
-                    Ok(j) => {
-                        let r = j.recovery();
-                        if r.torn_bytes > 0
-                            || !r.corrupt.is_empty()
-                            || !r.damaged_segments.is_empty()
-                        {
-                            warn(
-                                &self.topic,
-                                format_args!("recovered {}: {r:?}", dir.display()),
-                            );
-                        }
-                        v.insert(j)
-                    }
-                    Err(e) => {
-                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                        warn(&self.topic, e);
-                        return;
-                    }
-                }
-            }
-        };
-        match journal.last_seq() {
-            // Already journaled before a restart.
-            Some(last) if meta.seq <= last => return,
-            Some(last) if meta.seq > last + 1 => {
-                self.counters
-                    .lost
-                    .fetch_add(meta.seq - last - 1, Ordering::Relaxed);
-                warn(
-                    &self.topic,
-                    format_args!(
-                        "ring {ring_id}: messages {} to {} were never recorded",
-                        last + 1,
-                        meta.seq - 1
-                    ),
-                );
-            }
-            _ => {}
+        if failed {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
-        loop {
-            match journal.append(meta, payload) {
-                Ok(()) => {
-                    self.counters.recorded.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(e) => {
-                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    warn(&self.topic, format_args!("{e}; retrying"));
-                    if stop.load(Ordering::Relaxed) {
-                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
+        if retain {
+            self.publish_sizes();
         }
     }
 }

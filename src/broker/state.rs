@@ -214,6 +214,9 @@ pub(super) struct State {
     /// keeper's; see `broker::recorder`): their ports are handed on from
     /// one broker's recorder to the next's.
     pub recorder_pid: Option<u32>,
+    /// The counters of each durable topic's recorder, by topic (listed
+    /// by `ListTopics`).
+    pub recorders: HashMap<String, Arc<super::recorder::RecorderCounters>>,
     kept: Arc<Kept>,
     /// The directory segment: its generation moves whenever a topic is
     /// created or a ring becomes readable (what pattern subscribers
@@ -616,6 +619,7 @@ impl State {
         Ok(State {
             directory,
             recorder_pid: None,
+            recorders: HashMap::new(),
             kept,
             data_dir,
             config,
@@ -1526,7 +1530,7 @@ impl State {
         }
     }
 
-    fn topic_info(name: &str, t: &Topic) -> TopicInfo {
+    fn topic_info(&self, name: &str, t: &Topic) -> TopicInfo {
         let rings = t.rings.values().map(Ring::info).collect::<Vec<_>>();
         TopicInfo {
             name: name.to_owned(),
@@ -1534,6 +1538,7 @@ impl State {
             publishers: rings.iter().filter(|r| !r.closed).count() as u32,
             subscribers: t.subscribers,
             rings,
+            journal: self.recorders.get(name).map(|c| c.snapshot()),
         }
     }
 
@@ -1559,12 +1564,12 @@ impl State {
                 .values()
                 .map(|r| r.ports.len().min(MAX_PORTS_LISTED))
                 .sum();
-            let cost = 280 + 55 * t.rings.len() + 36 * ports;
+            let cost = 340 + 55 * t.rings.len() + 36 * ports;
             if topics.len() == MAX_TOPICS_PER_PAGE || (cost > budget && !topics.is_empty()) {
                 break;
             }
             budget = budget.saturating_sub(cost);
-            topics.push(Self::topic_info(name, t));
+            topics.push(self.topic_info(name, t));
         }
         Reply::Topics {
             total: visible.len() as u32,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::subscriber::GENERATION_CHECK_EVERY;
 use super::Subscriber;
-use crate::ring::{MessageRef, Mode, RecvError};
+use crate::ring::{BatchRef, MessageInfo, MessageRef, Mode, RecvError};
 use crate::wait::Limit;
 
 impl Subscriber {
@@ -60,6 +60,50 @@ impl Subscriber {
         loop {
             match self.ready_ring() {
                 Ok(i) => return self.take_ref(i),
+                Err(RecvError::Empty) => {}
+                Err(e) => return Err(e),
+            }
+            self.idle(&mut idle, &mut limit)?;
+        }
+    }
+
+    /// Zero-copy receive of a batch without waiting: the messages ready
+    /// now in one ring, in order, handed to `f` in place (with the ring's
+    /// id) while it asks for more; they stay held (the cursor does not
+    /// pass them) until the batch is dropped (see
+    /// [`crate::ring::Consumer::try_recv_ref_batch`]). Returns the ring's
+    /// id and the batch. A filtering subscription gets batches of one.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv_ref`].
+    pub fn try_recv_ref_batch(
+        &mut self,
+        mut f: impl FnMut(u64, &[u8], MessageInfo) -> bool,
+    ) -> Result<(u64, BatchRef<'_>), RecvError> {
+        let i = self.ready_ring()?;
+        // With a filter, `ready_ring` passed over what it turns down up to
+        // the first message it keeps, and the messages after it are not
+        // judged yet: a batch of one.
+        let more = !self.fan_in.filtering;
+        let ring = &mut self.fan_in.rings[i];
+        let id = ring.ring_id;
+        ring.consumer
+            .try_recv_ref_batch(|bytes, info| f(id, bytes, info) && more)
+            .map(|b| (id, b))
+    }
+
+    /// Waits, as the subscription's wait strategy says, until a message is
+    /// ready or `deadline` passes, without receiving it: what a caller of
+    /// [`Subscriber::try_recv_ref_batch`] does when it finds none.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`]; as [`Subscriber::try_recv_ref`].
+    pub fn wait_ready(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+        let mut idle = None;
+        let mut limit = Limit::by(deadline);
+        loop {
+            match self.ready_ring() {
+                Ok(_) => return Ok(()),
                 Err(RecvError::Empty) => {}
                 Err(e) => return Err(e),
             }

@@ -514,6 +514,19 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
                         w.u64(p.dropped);
                     }
                 }
+                match &t.journal {
+                    None => w.u8(0),
+                    Some(j) => {
+                        w.u8(1);
+                        w.u64(j.recorded);
+                        w.u64(j.lost);
+                        w.u64(j.errors);
+                        w.u64(j.bytes);
+                        w.u64(j.segments);
+                        w.u64(j.corrupt);
+                        w.u64(j.damaged_segments);
+                    }
+                }
             }
         }
         Reply::Stats(s) => {
@@ -959,7 +972,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
         kind::TOPICS => {
             let total = r.u32("total")?;
             let offset = r.u32("offset")?;
-            let n = r.count("topics", MAX_TOPICS_PER_PAGE, 13)?;
+            let n = r.count("topics", MAX_TOPICS_PER_PAGE, 14)?;
             let mut topics = Vec::with_capacity(n);
             for _ in 0..n {
                 let name = r.topic()?;
@@ -1000,12 +1013,25 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                         },
                     });
                 }
+                let journal = match r.bool("journal present")? {
+                    false => None,
+                    true => Some(JournalCounters {
+                        recorded: r.u64("journal recorded")?,
+                        lost: r.u64("journal lost")?,
+                        errors: r.u64("journal errors")?,
+                        bytes: r.u64("journal bytes")?,
+                        segments: r.u64("journal segments")?,
+                        corrupt: r.u64("journal corrupt")?,
+                        damaged_segments: r.u64("journal damaged segments")?,
+                    }),
+                };
                 topics.push(TopicInfo {
                     name,
                     config,
                     publishers,
                     subscribers,
                     rings,
+                    journal,
                 });
             }
             Reply::Topics {
@@ -1231,6 +1257,15 @@ mod tests {
                             ..ring
                         },
                     ],
+                    journal: Some(JournalCounters {
+                        recorded: 9,
+                        lost: 1,
+                        errors: 2,
+                        bytes: 4096,
+                        segments: 3,
+                        corrupt: 4,
+                        damaged_segments: 5,
+                    }),
                 }],
             },
             Reply::Stats(BrokerStats {

@@ -11,7 +11,10 @@ pub use crate::ring::TopicConfig;
 /// frame of any other version with [`ErrorCode::UnsupportedVersion`].
 /// (3: ports and the publisher's channel replace the control segment and
 /// mailbox fetches; 4: pattern subscriptions; 5: [`RingInfo`] samples the
-/// sizes of the latest messages.)
+/// sizes of the latest messages; 6: [`TopicInfo`] carries a durable
+/// topic's [`JournalCounters`], and the journal requests
+/// ([`Request::JournalRings`], [`Request::JournalSegments`]) and
+/// [`crate::ring::Start::Time`] come.)
 pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Largest topic name, in bytes.
@@ -278,6 +281,31 @@ pub struct TopicInfo {
     pub subscribers: u32,
     /// Its rings (live and closed-but-kept).
     pub rings: Vec<RingInfo>,
+    /// A durable topic's recorder counters (`None`: not durable, or its
+    /// recorder has not started).
+    pub journal: Option<JournalCounters>,
+}
+
+/// What a durable topic's recorder counted, over every ring's journal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalCounters {
+    /// Messages appended to the journals.
+    pub recorded: u64,
+    /// Messages the journals will never have (lost before they were
+    /// recorded: a gap after a crash without a keeper).
+    pub lost: u64,
+    /// Failed writes (a full disk, a directory the broker may not write):
+    /// each retried, the publishers held back meanwhile.
+    pub errors: u64,
+    /// Bytes of the journals' segment files.
+    pub bytes: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Damaged stretches in the middle of segments found at recovery
+    /// (readers step over them).
+    pub corrupt: u64,
+    /// Segment files set aside at recovery (`NAME.damaged`).
+    pub damaged_segments: u64,
 }
 
 /// Broker-wide counters.

@@ -17,8 +17,8 @@ mod connection;
 pub use codec::{decode_reply, decode_request, encode_reply, encode_request, DecodeError};
 pub use connection::{Connection, ConnectionError};
 pub use frame::{
-    BrokerStats, ErrorCode, Reply, Request, RingInfo, RingRef, TopicConfig, TopicInfo,
-    PROTOCOL_VERSION,
+    BrokerStats, ErrorCode, JournalCounters, Reply, Request, RingInfo, RingRef, TopicConfig,
+    TopicInfo, PROTOCOL_VERSION,
 };
 pub use name::{
     is_pattern, pattern_matches, validate_pattern, validate_topic_name, PatternError,

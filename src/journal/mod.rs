@@ -16,7 +16,7 @@
 //! numbers and times to offsets is rebuilt by that scan.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use crate::broker::dirs::Dir;
 
 pub mod record;
 
-use record::{encode_header, record_size, scan, Scan, RECORD_ALIGN};
+use record::{encode_into, record_size, scan, Scan};
 pub use record::{Corrupt, Damage, IndexEntry, Record, RecordMeta};
 
 /// When appended records are forced to disk.
@@ -273,9 +273,13 @@ pub struct Recovery {
 
 struct Active {
     base_seq: u64,
-    file: BufWriter<File>,
+    file: File,
+    /// Its length once the staged records are written.
     len: u64,
 }
+
+/// Staged records are written out once this many bytes wait.
+const WRITE_AT: usize = 1 << 20;
 
 /// The writing end of one ring's journal.
 pub struct Journal {
@@ -289,6 +293,8 @@ pub struct Journal {
     recovery: Recovery,
     /// A write failed: what is on disk is known only after a new scan.
     lost_track: bool,
+    /// Whole records staged for the active segment, not yet written.
+    staged: Vec<u8>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -322,6 +328,7 @@ impl Journal {
             unsynced_since: None,
             recovery: Recovery::default(),
             lost_track: false,
+            staged: Vec::new(),
         };
         journal.recover()?;
         Ok(journal)
@@ -333,6 +340,7 @@ impl Journal {
         self.last_seq = None;
         self.unsynced_since = None;
         self.recovery = Recovery::default();
+        self.staged.clear();
         let listed = self.dir.via_fd("");
         let mut bases = list_segments(&listed).map_err(io_error(self.dir.path()))?;
         // Segments whose header is not ours first, so that the last good
@@ -397,7 +405,7 @@ impl Journal {
                     .map_err(io_error(&path))?;
                 self.active = Some(Active {
                     base_seq: base,
-                    file: BufWriter::with_capacity(256 << 10, file),
+                    file,
                     len: end,
                 });
             }
@@ -415,7 +423,9 @@ impl Journal {
         self.dir.path()
     }
 
-    /// The last record's sequence number (`None` while empty).
+    /// The last record's sequence number (`None` while empty), staged
+    /// records included. After a failed write it is not known until
+    /// [`Journal::find_track`] (or any other call) rescans.
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
     }
@@ -432,14 +442,29 @@ impl Journal {
 
     /// Appends a record. With [`Fsync::Always`] it is on disk when this
     /// returns; with an interval, at most that long after (counting the
-    /// next append or [`Journal::tick`]).
+    /// next append or [`Journal::tick`]); with [`Fsync::None`], written to
+    /// the file (what a crash of this process leaves intact).
+    ///
+    /// # Errors
+    /// As [`Journal::stage`] and [`Journal::commit`].
+    pub fn append(&mut self, meta: &RecordMeta, payload: &[u8]) -> Result<(), JournalError> {
+        self.stage(meta, payload)?;
+        self.commit()
+    }
+
+    /// Adds a record to those the next [`Journal::commit`] writes (or
+    /// sooner, once a megabyte waits): many records, one `write`. A staged
+    /// record counts ([`Journal::last_seq`], the segments) but is in the
+    /// file only once written.
     ///
     /// # Errors
     /// [`JournalError::OutOfOrder`] for a sequence number not after the
     /// last, [`JournalError::TooLarge`], or [`JournalError::Io`] (a full
-    /// disk: the record is not in the journal, and nothing already in it
-    /// is harmed; the next open cuts whatever part of it reached the disk).
-    pub fn append(&mut self, meta: &RecordMeta, payload: &[u8]) -> Result<(), JournalError> {
+    /// disk: records staged since the last commit may be lost, and nothing
+    /// already in the journal is harmed; the journal rescans on its next
+    /// call, cutting whatever part of a record reached the disk, and
+    /// [`Journal::last_seq`] then says where appending resumes).
+    pub fn stage(&mut self, meta: &RecordMeta, payload: &[u8]) -> Result<(), JournalError> {
         self.find_track()?;
         if let Some(last) = self.last_seq.filter(|&l| meta.seq <= l) {
             return Err(JournalError::OutOfOrder {
@@ -462,21 +487,13 @@ impl Journal {
         if full || self.active.is_none() {
             self.roll(meta.seq)?;
         }
-        let header = encode_header(meta, payload);
-        let pad = [0u8; RECORD_ALIGN];
-        let pad = &pad[..size as usize - header.len() - payload.len()];
+        if self.staged.len() >= WRITE_AT {
+            self.flush()?;
+        }
         let active = self.active.as_mut().expect("a segment to append to");
         let segment = self.segments.last_mut().expect("the active segment's info");
         let offset = active.len as usize;
-        let written = active
-            .file
-            .write_all(&header)
-            .and_then(|()| active.file.write_all(payload))
-            .and_then(|()| active.file.write_all(pad));
-        if let Err(e) = written {
-            let path = self.dir.path().join(segment_name(active.base_seq));
-            return Err(self.lose_track(&path, e));
-        }
+        encode_into(&mut self.staged, meta, payload);
         active.len += size;
         if segment.records % record::INDEX_EVERY == 0 {
             segment.index.push(IndexEntry {
@@ -490,11 +507,25 @@ impl Journal {
         segment.records += 1;
         segment.bytes = active.len;
         self.last_seq = Some(meta.seq);
-        self.unsynced_since.get_or_insert_with(Instant::now);
+        if self.unsynced_since.is_none() {
+            self.unsynced_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Writes the staged records to the file (a crash of this process
+    /// leaves them there), and forces them to disk as the fsync policy
+    /// says: now with [`Fsync::Always`], once the interval has passed with
+    /// [`Fsync::Interval`].
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] from `write` or `fsync` (see
+    /// [`Journal::stage`]).
+    pub fn commit(&mut self) -> Result<(), JournalError> {
         match self.options.fsync {
             Fsync::Always => self.sync(),
-            Fsync::Interval(_) => self.tick(),
-            Fsync::None => Ok(()),
+            Fsync::Interval(_) => self.flush().and_then(|()| self.tick()),
+            Fsync::None => self.flush(),
         }
     }
 
@@ -503,13 +534,20 @@ impl Journal {
     /// Recovery finds out on the next call, cutting a partial record;
     /// [`Journal::last_seq`] then says where appending resumes.
     fn lose_track(&mut self, path: &Path, e: io::Error) -> JournalError {
-        // Dropping the buffer writes what it can of it.
         self.active = None;
+        self.staged.clear();
         self.lost_track = true;
         io_error(path)(e)
     }
 
-    fn find_track(&mut self) -> Result<(), JournalError> {
+    /// After a failed write, finds out what the files hold (a rescan), so
+    /// that [`Journal::last_seq`] says where appending resumes; otherwise
+    /// nothing. Every other call does this first; a caller that decides by
+    /// `last_seq` what to append next calls it before.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`]: the rescan failed (see [`Journal::open`]).
+    pub fn find_track(&mut self) -> Result<(), JournalError> {
         if self.lost_track {
             self.recover()?;
             self.lost_track = false;
@@ -532,14 +570,20 @@ impl Journal {
         Ok(())
     }
 
-    /// Hands buffered records to the kernel (readers see them from now).
+    /// Writes staged records to the file, without forcing them to disk
+    /// (readers see them from now).
     ///
     /// # Errors
     /// [`JournalError::Io`] from `write`.
     pub fn flush(&mut self) -> Result<(), JournalError> {
         self.find_track()?;
+        if self.staged.is_empty() {
+            return Ok(());
+        }
         if let Some(active) = &mut self.active {
-            if let Err(e) = active.file.flush() {
+            let written = active.file.write_all(&self.staged);
+            self.staged.clear();
+            if let Err(e) = written {
                 let path = self.dir.path().join(segment_name(active.base_seq));
                 return Err(self.lose_track(&path, e));
             }
@@ -554,7 +598,7 @@ impl Journal {
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.flush()?;
         if let Some(active) = &mut self.active {
-            if let Err(e) = active.file.get_ref().sync_data() {
+            if let Err(e) = active.file.sync_data() {
                 let path = self.dir.path().join(segment_name(active.base_seq));
                 return Err(self.lose_track(&path, e));
             }
@@ -583,15 +627,13 @@ impl Journal {
             self.dir.remove(&name).map_err(io_error(&path))?;
             self.segments.retain(|s| s.base_seq != base_seq);
         }
-        let file = self.dir.open_file(&name).map_err(io_error(&path))?;
-        let mut file = BufWriter::with_capacity(256 << 10, file);
+        let mut file = self.dir.open_file(&name).map_err(io_error(&path))?;
         file.write_all(&segment_header(base_seq))
             .map_err(io_error(&path))?;
         // The new name must survive a crash, or its records would be lost
         // with it although each was synced.
         if self.options.fsync != Fsync::None {
-            file.flush().map_err(io_error(&path))?;
-            file.get_ref().sync_all().map_err(io_error(&path))?;
+            file.sync_all().map_err(io_error(&path))?;
             File::open(self.dir.via_fd("."))
                 .and_then(|d| d.sync_all())
                 .map_err(io_error(self.dir.path()))?;

@@ -385,7 +385,7 @@ fn a_full_disk_loses_nothing_already_journaled() {
         .write(true)
         .open("/dev/full")
         .unwrap();
-    j.active.as_mut().unwrap().file = BufWriter::with_capacity(16, full);
+    j.active.as_mut().unwrap().file = full;
     let err = j.append(&meta(10), &payload(10)).unwrap_err();
     assert!(matches!(err, JournalError::Io { .. }), "{err}");
     // The next call finds out what is on disk and goes on after it.

@@ -648,6 +648,61 @@ impl Consumer {
         })
     }
 
+    /// Zero-copy receive of every message ready now, in order, as long as
+    /// `f` asks for more (back-pressure rings only): `f` sees each in
+    /// place, and the cursor stays at the first until the returned batch is
+    /// dropped, then passes them all with one store (what a journal needs:
+    /// it releases messages only once they are written, and writes many at
+    /// a time). [`BatchRef::rewind`] gives them back unreleased instead.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv_ref`], for the first message only: a later
+    /// one that is not ready ends the batch and is left for the next call.
+    pub fn try_recv_ref_batch(
+        &mut self,
+        mut f: impl FnMut(&[u8], MessageInfo) -> bool,
+    ) -> Result<BatchRef<'_>, RecvError> {
+        if !self.backpressure {
+            return Err(RecvError::ZeroCopyUnsupported);
+        }
+        let first = self.next;
+        loop {
+            if self.next != first {
+                // Peeked without its side effects (a lap, an end of
+                // stream, a bad length are the next call's to report).
+                // Acquire: pairs with the Release stamp store in
+                // Producer::seal, as in `peek`.
+                let s = self.slot(self.next).0.stamp.load(Ordering::Acquire);
+                if s != stamp_done(self.next) {
+                    break;
+                }
+                let len = self.slot(self.next).0.len.load(Ordering::Relaxed) as usize;
+                if len > self.max {
+                    break;
+                }
+            }
+            let (info, payload, _) = match self.peek(usize::MAX) {
+                Ok(m) => m,
+                Err(e) if self.next == first => return Err(e),
+                Err(_) => break,
+            };
+            // SAFETY: `len <= max` (checked by `peek`), inside the slot's
+            // payload area; our cursor is at `first`, at or before this
+            // message, so the publisher does not rewrite its slot until
+            // the batch is dropped and the cursor moves.
+            let bytes = unsafe { std::slice::from_raw_parts(payload, info.len) };
+            self.next = self.next.wrapping_add(1);
+            if !f(bytes, info) {
+                break;
+            }
+        }
+        Ok(BatchRef {
+            count: self.next.wrapping_sub(first),
+            first,
+            consumer: self,
+        })
+    }
+
     /// Waits for the next message as `wait` says, then copies it into `buf`.
     ///
     /// # Errors
@@ -1142,6 +1197,42 @@ impl std::ops::Deref for MessageRef<'_> {
 
 impl Drop for MessageRef<'_> {
     fn drop(&mut self) {
+        self.consumer.advance();
+    }
+}
+
+/// Messages read in place by [`Consumer::try_recv_ref_batch`]: the
+/// publisher cannot reuse their slots until it is dropped, which moves the
+/// cursor past them all.
+pub struct BatchRef<'a> {
+    consumer: &'a mut Consumer,
+    first: u64,
+    count: u64,
+}
+
+impl BatchRef<'_> {
+    /// How many messages it holds.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether it holds none (never, as returned).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Gives the messages back unreleased: the next receive returns them
+    /// again (a journal whose write failed retries them).
+    pub fn rewind(self) {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        this.consumer.next = this.first;
+    }
+}
+
+impl Drop for BatchRef<'_> {
+    fn drop(&mut self) {
+        // `next` is already past the batch; `advance` moves it once more.
+        self.consumer.next = self.consumer.next.wrapping_sub(1);
         self.consumer.advance();
     }
 }

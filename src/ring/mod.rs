@@ -94,7 +94,9 @@ mod region;
 
 pub(crate) use consumer::judge;
 pub(crate) use consumer::wait_any_limit;
-pub use consumer::{wait_any, Consumer, MessageInfo, MessageRef, RecvError, Start, SKIP_BUDGET};
+pub use consumer::{
+    wait_any, BatchRef, Consumer, MessageInfo, MessageRef, RecvError, Start, SKIP_BUDGET,
+};
 pub use filter::{Filter, FilterError, Predicate, MAX_FILTER_TAGS};
 pub(crate) use port::init as init_port;
 pub use port::{Port, PortFlags};

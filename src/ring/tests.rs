@@ -839,6 +839,68 @@ fn zero_copy_receive_on_backpressure_rings() {
 }
 
 #[test]
+fn a_zero_copy_batch_holds_every_slot_until_dropped() {
+    let (mut p, r) = ring(4, 8, Mode::Backpressure);
+    let mut c = Consumer::new(r, Start::Latest).unwrap();
+    for (i, m) in [&b"a"[..], b"bb", b"ccc"].into_iter().enumerate() {
+        p.publish(m, i as u64).unwrap();
+    }
+    let mut seen = Vec::new();
+    let batch = c
+        .try_recv_ref_batch(|m, i| {
+            seen.push((m.to_vec(), i.seq, i.tag));
+            true
+        })
+        .unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(
+        seen,
+        [
+            (b"a".to_vec(), 0, 0),
+            (b"bb".to_vec(), 1, 1),
+            (b"ccc".to_vec(), 2, 2)
+        ]
+    );
+    // The batch holds slot 0 onwards: one more fits, then the ring is full.
+    assert_eq!(p.try_publish(b"d", 3), Ok(3));
+    assert_eq!(p.try_publish(b"e", 4), Err(PublishError::Full));
+    // Given back: the same messages come again, still held.
+    batch.rewind();
+    assert_eq!(p.try_publish(b"e", 4), Err(PublishError::Full));
+    let mut again = Vec::new();
+    let batch = c
+        .try_recv_ref_batch(|m, i| {
+            again.push(i.seq);
+            // Stops after the second.
+            m != b"bb"
+        })
+        .unwrap();
+    assert_eq!((again, batch.len()), (vec![0, 1], 2));
+    drop(batch);
+    // Released: two slots free, and the rest follows.
+    assert_eq!(p.try_publish(b"e", 4), Ok(4));
+    assert_eq!(p.try_publish(b"f", 5), Ok(5));
+    assert_eq!(p.try_publish(b"g", 6), Err(PublishError::Full));
+    let mut rest = Vec::new();
+    drop(c.try_recv_ref_batch(|_, i| {
+        rest.push(i.seq);
+        true
+    }));
+    assert_eq!(rest, [2, 3, 4, 5]);
+    assert!(matches!(
+        c.try_recv_ref_batch(|_, _| true),
+        Err(RecvError::Empty)
+    ));
+    let (mut p2, r2) = ring(2, 8, Mode::Overwrite);
+    let mut c2 = Consumer::new(r2, Start::Latest).unwrap();
+    p2.publish(b"x", 0).unwrap();
+    assert!(matches!(
+        c2.try_recv_ref_batch(|_, _| true),
+        Err(RecvError::ZeroCopyUnsupported)
+    ));
+}
+
+#[test]
 fn corrupt_length_in_slot_is_an_error_not_ub() {
     let (mut p, r) = ring(4, 8, Mode::Overwrite);
     let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
