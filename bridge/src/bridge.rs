@@ -21,6 +21,7 @@ use zenoh::{Session, Wait};
 
 use crate::attachment::Meta;
 use crate::map::{key_to_topic, pattern_to_key_expr, topic_to_key, validate_prefix};
+use crate::state::{Gaps, Seen};
 use crate::stats::{RateLog, Stats};
 
 /// How a full Zenoh queue treats an export: wait (loss shows as a lapped
@@ -103,6 +104,10 @@ pub struct Settings {
     pub congestion: Congestion,
     /// This bridge's id in attachments (`None`: random).
     pub bridge_id: Option<u64>,
+    /// Where the first import pattern keeps, per exported ring, the next
+    /// sequence number expected, so that a restarted bridge reports what
+    /// it missed while down (see `state`).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -121,6 +126,7 @@ impl Default for Settings {
             import_wait_ms: 1000,
             congestion: Congestion::Block,
             bridge_id: None,
+            state_file: None,
         }
     }
 }
@@ -453,34 +459,6 @@ fn declare_import(s: &Shared, pattern: &str) -> Result<ZSub> {
         .map_err(|e| anyhow::anyhow!("declaring the Zenoh subscriber of {key}: {e}"))
 }
 
-/// Per exported ring, the next sequence number expected.
-struct Gaps {
-    next: HashMap<(u64, u64), u64>,
-}
-
-/// Most rings tracked for gap detection; past it the table restarts
-/// (a ring seen again is then taken as new: no false gap, a missed one).
-const MAX_TRACKED_RINGS: usize = 1 << 16;
-
-impl Gaps {
-    /// Records `meta`; returns the number of messages missing before it.
-    fn see(&mut self, meta: &Meta) -> Result<u64, ()> {
-        if self.next.len() >= MAX_TRACKED_RINGS {
-            self.next.clear();
-        }
-        let next = self
-            .next
-            .entry((meta.bridge_id, meta.ring_id))
-            .or_insert(meta.seq);
-        if meta.seq < *next {
-            return Err(());
-        }
-        let missed = meta.seq - *next;
-        *next = meta.seq.saturating_add(1);
-        Ok(missed)
-    }
-}
-
 /// The local side of an importer: a client and one publisher per topic.
 struct Local {
     client: Client,
@@ -494,8 +472,20 @@ const LOCAL_CHECK: Duration = Duration::from_secs(1);
 /// Zenoh subscription -> local publishers.
 fn import(s: &Shared, pattern: &str, zsub: ZSub) {
     let mut local: Option<Local> = None;
-    let mut gaps = Gaps {
-        next: HashMap::new(),
+    let mut gaps = match &s.settings.state_file {
+        // One importer per file: a second pattern keeps its table in memory.
+        Some(p) if s.settings.import.first().map(String::as_str) == Some(pattern) => {
+            match Gaps::with_file(p) {
+                Ok(g) => g,
+                Err(e) => {
+                    s.log.log("state-file", || {
+                        format!("{e:#}; gaps are tracked in memory only")
+                    });
+                    Gaps::default()
+                }
+            }
+        }
+        _ => Gaps::default(),
     };
     let wait = Duration::from_millis(s.settings.import_wait_ms);
     let config = TopicConfig::from(s.settings.import_topic);
@@ -557,9 +547,9 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                 continue;
             }
             Some(m) => {
-                match gaps.see(m) {
-                    Ok(0) => {}
-                    Ok(missed) => {
+                match gaps.see(m.bridge_id, m.ring_id, m.seq) {
+                    Seen::InOrder => {}
+                    Seen::Gap(missed) => {
                         s.stats.import_gap.fetch_add(missed, Ordering::Relaxed);
                         s.log.log("import-gap", || {
                             format!(
@@ -568,7 +558,7 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                             )
                         });
                     }
-                    Err(()) => {
+                    Seen::Reordered => {
                         s.stats.import_reordered.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -14,6 +14,7 @@
 pub mod attachment;
 pub mod bridge;
 pub mod map;
+pub mod state;
 pub mod stats;
 
 pub use bridge::{Bridge, Congestion, ImportTopic, Settings};

@@ -66,6 +66,10 @@ struct Args {
     /// This bridge's id in attachments (default random).
     #[arg(long, value_name = "ID")]
     bridge_id: Option<u64>,
+    /// A file where the import keeps each ring's next sequence number, so
+    /// that a restarted bridge reports the gap it left.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
 }
 
 fn settings(a: Args) -> Result<Settings> {
@@ -98,6 +102,9 @@ fn settings(a: Args) -> Result<Settings> {
     }
     if a.stats_file.is_some() {
         s.stats_file = a.stats_file;
+    }
+    if a.state_file.is_some() {
+        s.state_file = a.state_file;
     }
     if a.bridge_id.is_some() {
         s.bridge_id = a.bridge_id;
