@@ -62,6 +62,9 @@ fn a_to_b_intact_and_in_order() {
     let cb = b.client().unwrap();
     let mut sub = cb.subscriber("md.>", earliest()).unwrap();
     until_peered(&ca, "md.probe", &mut sub);
+    // Zenoh may drop a few probes while the peers meet (counted as a gap
+    // in the probe's ring): the accounting starts here.
+    let ybase = y.stats().snapshot();
 
     // Message 0 of each topic first: B's subscriber then holds the
     // importer's rings before the rest come (a back-pressure ring waits
@@ -113,7 +116,7 @@ fn a_to_b_intact_and_in_order() {
     let _pubs: Vec<_> = senders.into_iter().map(|s| s.join().unwrap()).collect();
     let (xs, ys) = (x.stats().snapshot(), y.stats().snapshot());
     assert_eq!(xs.export_lagged, 0);
-    assert_eq!(ys.import_gap, 0);
+    assert_eq!(ys.import_gap, ybase.import_gap);
     assert_eq!(ys.import_full + ys.import_too_large + ys.import_errors, 0);
     assert!(ys.imported >= 3 * n, "{ys:?}");
     eprintln!("{} messages per topic, 3 topics: {xs:?} {ys:?}", n);
@@ -141,6 +144,7 @@ fn two_way_overlapping_patterns_do_not_loop() {
     // Let the probes that are still crossing arrive, then start counting.
     recv_for(&mut sub_a, Duration::from_millis(300));
     recv_for(&mut sub_b, Duration::from_millis(300));
+    let gaps_before = x.stats().snapshot().import_gap + y.stats().snapshot().import_gap;
 
     let n = 200u64;
     let mut pa = ca.publisher("md.from-a", bp(1024)).unwrap();
@@ -175,11 +179,10 @@ fn two_way_overlapping_patterns_do_not_loop() {
     let (xs, ys) = (x.stats().snapshot(), y.stats().snapshot());
     assert!(xs.export_skipped_own >= n, "{xs:?}");
     assert!(ys.export_skipped_own >= n, "{ys:?}");
-    assert_eq!(xs.import_gap + ys.import_gap, 0);
+    assert_eq!(xs.import_gap + ys.import_gap, gaps_before);
 }
 
-/// A lapped exporter and a full import ring: every message is delivered
-/// or counted.
+/// A full import ring: every sample is published or counted.
 #[test]
 fn import_full_is_counted() {
     let a = EmbeddedBroker::start().unwrap();
@@ -198,6 +201,9 @@ fn import_full_is_counted() {
     let mut stalled = cb.subscriber("lossy.full", earliest()).unwrap();
     let mut probe_sub = cb.subscriber("lossy.probe", earliest()).unwrap();
     until_peered(&ca, "lossy.probe", &mut probe_sub);
+    // Probes still on their way would be counted too: let them land.
+    while !recv_for(&mut probe_sub, Duration::from_millis(300)).is_empty() {}
+    let base = y.stats().snapshot();
     let mut full = ca.publisher("lossy.full", bp(1024)).unwrap();
     full.publish(b"first", 0).unwrap();
     assert_eq!(recv(&mut stalled).payload, b"first");
@@ -207,12 +213,16 @@ fn import_full_is_counted() {
     }
     let ys = eventually("every import to be published or counted", || {
         let s = y.stats().snapshot();
-        (s.imported + s.import_full >= 2 + n).then_some(s)
+        (s.imported + s.import_full >= base.imported + base.import_full + 1 + n).then_some(s)
     });
-    // The probe, "first", then 4 slots' worth; the rest found it full.
-    assert!(ys.import_full >= n - 4, "{ys:?}");
-    assert_eq!(ys.imported + ys.import_full, 2 + n, "{ys:?}");
-    assert_eq!(ys.import_gap, 0);
+    // "first", then 4 slots' worth; the rest found the ring full.
+    let (imported, full) = (
+        ys.imported - base.imported,
+        ys.import_full - base.import_full,
+    );
+    assert!(full >= n - 4, "{ys:?}");
+    assert_eq!(imported + full, 1 + n, "{ys:?}");
+    assert_eq!(ys.import_gap, base.import_gap);
 }
 
 /// A lapped exporter: every message is exported or counted as lagged,
@@ -245,6 +255,7 @@ fn export_lag_is_counted_and_seen_as_a_gap() {
             .then_some(())
     });
     let before = x.stats().snapshot();
+    let ybefore = y.stats().snapshot();
     let m = 20_000u64;
     for i in 1..=m {
         lap.publish(&payload(1, i, 512), i).unwrap();
@@ -267,6 +278,6 @@ fn export_lag_is_counted_and_seen_as_a_gap() {
     assert_eq!(exported + lagged, m + 1, "{xs:?}");
     assert_eq!(received, exported - 1);
     let ys = y.stats().snapshot();
-    assert_eq!(ys.import_gap, lagged, "{ys:?}");
+    assert_eq!(ys.import_gap - ybefore.import_gap, lagged, "{ys:?}");
     assert!(x.stats().export_lagged.load(Ordering::Relaxed) > 0);
 }
