@@ -94,7 +94,7 @@ fn a_to_b_intact_and_in_order() {
         assert!(g.timestamp > 0, "imported messages are stamped");
         next[t] += 1;
     };
-    while next.iter().any(|&k| k == 0) {
+    while next.contains(&0) {
         check(recv(&mut sub), &mut next);
     }
     let senders: Vec<_> = pubs
