@@ -645,3 +645,54 @@ fn write_stats(s: &Shared) {
         sleep_unless_stopped(s, every);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_from_toml() {
+        let s: Settings = toml::from_str(
+            r#"
+            socket = "/run/ringbus/ringbus.sock"
+            export = ["md.>"]
+            import = ["cmd.>", "cfg.*"]
+            prefix = "site/ringbus"
+            connect = ["tcp/10.0.0.2:7447"]
+            congestion = "drop"
+            state_file = "/var/lib/ringbus-zenoh/state"
+            [import_topic]
+            mode = "backpressure"
+            capacity = 64
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.import, ["cmd.>", "cfg.*"]);
+        assert_eq!(s.congestion, Congestion::Drop);
+        assert_eq!(s.import_topic.mode, Mode::Backpressure);
+        assert_eq!(s.import_topic.capacity, 64);
+        assert_eq!(s.import_topic.max_message_size, 64 << 10);
+        s.validate().unwrap();
+        let z = s.zenoh_config().unwrap();
+        assert!(format!("{z}").contains("10.0.0.2:7447"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(toml::from_str::<Settings>("exprot = [\"a\"]").is_err());
+        assert!(toml::from_str::<Settings>("congestion = \"maybe\"").is_err());
+        let mut s = Settings::default();
+        assert!(s.validate().is_err(), "nothing to bridge");
+        s.export = vec!["a.>.b".into()];
+        assert!(s.validate().is_err());
+        s.export = vec!["a.>".into()];
+        s.prefix = "a/*".into();
+        assert!(s.validate().is_err());
+        s.prefix = "ringbus".into();
+        s.import_topic.capacity = 3;
+        assert!(s.validate().is_err(), "capacity must be a power of two");
+        s.import_topic.capacity = 4;
+        s.connect = vec!["nonsense".into()];
+        assert!(s.zenoh_config().is_err());
+    }
+}
