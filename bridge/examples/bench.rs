@@ -172,6 +172,11 @@ fn receiver(role: &str, ep: &str, count: usize) {
     writeln!(out, "{}", tally.report()).unwrap();
 }
 
+/// Sends one message.
+type Sender = Box<dyn FnMut(&[u8])>;
+/// Sends one probe (until the receiver says it is ready).
+type Probe = Box<dyn FnMut()>;
+
 /// Sends `count` messages of `size` bytes (every `gap`, or flat out),
 /// with the receiver running as a child process; returns its RESULT line.
 fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, u64, u64, f64) {
@@ -186,7 +191,7 @@ fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, 
     let a = EmbeddedBroker::start().unwrap();
     let zs = zenoh::open(zconfig(Some(&ep), None)).wait().unwrap();
     let mut bridge = None;
-    let (mut send, mut probe): (Box<dyn FnMut(&[u8])>, Box<dyn FnMut()>) = match path {
+    let (mut send, mut probe): (Sender, Probe) = match path {
         "zenoh" => {
             let p = zs
                 .declare_publisher("bench/data")
