@@ -81,7 +81,13 @@ fn kill_9_and_restart_of_the_importer_reports_the_gap() {
 
     // A steady stream: tag i on message i.
     let ca = a.client().unwrap();
-    let mut p = ca.publisher("md.stream", TopicConfig::default()).unwrap();
+    // Back-pressure: the exporter cannot be lapped, so the only loss is
+    // the importer's absence.
+    let cfg = TopicConfig {
+        mode: ringbus::client::Mode::Backpressure,
+        ..TopicConfig::default()
+    };
+    let mut p = ca.publisher("md.stream", cfg).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let sender = std::thread::spawn(move || {
