@@ -10,7 +10,8 @@
 //! `CongestionControl::Block`), counted at the receiver from its first
 //! message to its last.
 //!
-//! `--role` runs the receiving process (the bench starts it itself).
+//! `--role` runs the receiving process (the bench starts it itself);
+//! `BENCH_TRACE=1` prints every twentieth latency in arrival order.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -77,6 +78,12 @@ impl Tally {
         self.last = t;
     }
     fn report(mut self) -> String {
+        if std::env::var_os("BENCH_TRACE").is_some() {
+            let n = self.lat.len();
+            for i in (0..n).step_by((n / 20).max(1)) {
+                eprintln!("trace #{i}: {} us", self.lat[i] / 1000);
+            }
+        }
         self.lat.sort_unstable();
         let q = |p: f64| {
             if self.lat.is_empty() {
@@ -117,14 +124,15 @@ fn receiver(role: &str, ep: &str, count: usize) {
                 let Ok(Some(sample)) = sub.recv_timeout(idle) else {
                     break;
                 };
-                if sample.key_expr().as_str() == "bench/probe" {
+                let payload = sample.payload().to_bytes();
+                if payload.len() < 8 || payload[..8] == [0; 8] {
                     if !ready {
                         writeln!(out, "READY").unwrap();
                         ready = true;
                     }
                     continue;
                 }
-                tally.add(&sample.payload().to_bytes());
+                tally.add(&payload);
             }
         }
         "bridge" => {
@@ -145,7 +153,7 @@ fn receiver(role: &str, ep: &str, count: usize) {
             let client = b.client().unwrap();
             let opts = SubscribeOptions {
                 start: Start::Earliest,
-                wait: ringbus::wait::WaitStrategy::Spin,
+                wait: ringbus::wait::WaitStrategy::Block,
             };
             let mut sub = client.subscriber("bench.>", opts).unwrap();
             let mut buf = vec![0u8; 64 << 10];
@@ -153,7 +161,7 @@ fn receiver(role: &str, ep: &str, count: usize) {
             while tally.lat.len() < count {
                 match sub.recv_timeout(&mut buf, idle) {
                     Ok(d) => {
-                        if sub.topic_name(d.topic) == Some("bench.probe") {
+                        if d.info.len < 8 || buf[..8] == [0; 8] {
                             if !ready {
                                 writeln!(out, "READY").unwrap();
                                 ready = true;
@@ -174,8 +182,6 @@ fn receiver(role: &str, ep: &str, count: usize) {
 
 /// Sends one message.
 type Sender = Box<dyn FnMut(&[u8])>;
-/// Sends one probe (until the receiver says it is ready).
-type Probe = Box<dyn FnMut()>;
 
 /// Sends `count` messages of `size` bytes (every `gap`, or flat out),
 /// with the receiver running as a child process; returns its RESULT line.
@@ -191,18 +197,16 @@ fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, 
     let a = EmbeddedBroker::start().unwrap();
     let zs = zenoh::open(zconfig(Some(&ep), None)).wait().unwrap();
     let mut bridge = None;
-    let (mut send, mut probe): (Sender, Probe) = match path {
+    // Probes go on the data topic itself (stamp 0), so that its rings
+    // and routes exist on both sides before the measured messages.
+    let mut send: Sender = match path {
         "zenoh" => {
             let p = zs
                 .declare_publisher("bench/data")
                 .congestion_control(CongestionControl::Block)
                 .wait()
                 .unwrap();
-            let z2 = zs.clone();
-            (
-                Box::new(move |d: &[u8]| p.put(d).wait().unwrap()),
-                Box::new(move || z2.put("bench/probe", "p").wait().unwrap()),
-            )
+            Box::new(move |d: &[u8]| p.put(d).wait().unwrap())
         }
         _ => {
             let settings = Settings {
@@ -216,15 +220,9 @@ fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, 
             bridge = Some(Bridge::start(settings, zconfig(Some(&ep), None)).unwrap());
             let client = a.client().unwrap();
             let mut p = client.publisher("bench.data", bp(size)).unwrap();
-            let mut pr = client.publisher("bench.probe", bp(64)).unwrap();
-            (
-                Box::new(move |d: &[u8]| {
-                    p.publish(d, 0).unwrap();
-                }),
-                Box::new(move || {
-                    pr.publish(b"p", 0).unwrap();
-                }),
-            )
+            Box::new(move |d: &[u8]| {
+                p.publish(d, 0).unwrap();
+            })
         }
     };
     let mut child = Command::new(exe)
@@ -246,8 +244,10 @@ fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, 
             let _ = tx.send(line);
         }
     });
+    let mut data = vec![0x5au8; size.max(8)];
+    data[..8].fill(0);
     loop {
-        probe();
+        send(&data);
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(20)) {
             if l == "READY" {
                 break;
@@ -255,7 +255,6 @@ fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, 
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    let mut data = vec![0x5au8; size.max(8)];
     let start = Instant::now();
     for i in 0..count {
         if let Some(g) = gap {
@@ -275,7 +274,6 @@ fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, 
     };
     let _ = child.wait();
     drop(send);
-    drop(probe);
     drop(bridge);
     let f: Vec<&str> = line.split_whitespace().collect();
     (
