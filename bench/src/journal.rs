@@ -16,7 +16,11 @@
 //!   padding) and by payload bytes alone.
 //! * **replay**: [`JournalReader`] reading that journal from its first
 //!   record (the page cache holds it, as it would a journal just written),
-//!   in messages/s, to compare with live streaming of the same size.
+//!   in messages/s, to compare with live streaming of the same size; and a
+//!   subscriber from sequence 0 reading it through the client API
+//!   (`Start::Sequence(0)`, replay-merge) from a broker started again on
+//!   the journal with its ring gone, over the **neighbour** row's live
+//!   streaming alone of the same run.
 //! * **neighbour**: a non-durable back-pressure topic streaming (one
 //!   publisher, one subscriber) in a broker with no durable topic, then
 //!   in one with a durable topic next to it whose recorder runs (its
@@ -61,6 +65,10 @@ pub struct JournalRow {
     pub payload_bytes_per_s: f64,
     /// Reading the journal back, messages/s.
     pub replay_msgs_per_s: f64,
+    /// A subscriber from sequence 0 replaying it, messages/s.
+    pub subscriber_replay_msgs_per_s: f64,
+    /// Median over runs of that over the same run's live streaming alone.
+    pub replay_ratio: f64,
     /// Median over runs of that run's journal bytes/s over its disk's.
     pub same_run_ratio: f64,
     /// A non-durable topic streaming alone, msgs/s.
@@ -120,6 +128,7 @@ pub fn measure(sizes: &[usize], runs: usize, bytes: u64) -> Result<JournalReport
     for &size in sizes {
         let messages = (bytes / record_size(size) as u64).max(1000);
         let (mut disk, mut journal, mut replay) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut sub_replay, mut replay_ratios) = (Vec::new(), Vec::new());
         let (mut ratios, mut plain, mut beside, mut neighbour) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let on_disk = messages * record_size(size) as u64;
@@ -131,8 +140,11 @@ pub fn measure(sizes: &[usize], runs: usize, bytes: u64) -> Result<JournalReport
             journal.push(secs);
             ratios.push(on_disk as f64 / secs / d);
             replay.push(read_back(&journal_dir, size, messages)?);
+            let replayed = replayed(&dir, size, messages)?;
+            sub_replay.push(replayed);
             let _ = std::fs::remove_dir_all(&dir);
             let alone = streaming(&dir, size, messages, false)?;
+            replay_ratios.push(replayed / alone);
             let next_to = streaming(&dir, size, messages, true)?;
             let _ = std::fs::remove_dir_all(&dir);
             plain.push(alone);
@@ -147,6 +159,8 @@ pub fn measure(sizes: &[usize], runs: usize, bytes: u64) -> Result<JournalReport
             journal_bytes_per_s: (messages * record_size(size) as u64) as f64 / secs,
             payload_bytes_per_s: (messages * size as u64) as f64 / secs,
             replay_msgs_per_s: median(replay),
+            subscriber_replay_msgs_per_s: median(sub_replay),
+            replay_ratio: median(replay_ratios),
             same_run_ratio: median(ratios),
             plain_msgs_per_s: median(plain),
             beside_durable_msgs_per_s: median(beside),
@@ -236,6 +250,39 @@ fn journaled(dir: &Path, size: usize, messages: u64) -> Result<(f64, PathBuf)> {
     drop(client);
     broker.stop()?;
     Ok((secs, ring))
+}
+
+/// A subscriber from sequence 0 of the durable topic journaled in `dir`,
+/// in a broker started again on that journal (the ring gone, as after a
+/// reboot): every message comes from the journal through the client API.
+/// Messages/s.
+fn replayed(dir: &Path, size: usize, messages: u64) -> Result<f64> {
+    let config = Config::parse(&format!(
+        "[server]\njournal_dir = \"{}\"\n\n[[topic]]\nname = \"bench.journal\"\nmode = \"backpressure\"\ncapacity = 4096\nmax_message_size = {}\ndurable = true\n",
+        dir.join("journal").display(),
+        size.max(8)
+    ))
+    .context("the replay bench's config")?;
+    let broker = EmbeddedBroker::with_config(config).context("starting a broker")?;
+    let client = broker.client()?;
+    let mut buf = vec![0u8; size.max(8)];
+    let start = Instant::now();
+    let mut subscriber = client.subscriber(
+        "bench.journal",
+        SubscribeOptions {
+            start: Start::Sequence(0),
+            wait: WaitStrategy::default(),
+        },
+    )?;
+    for i in 0..messages {
+        let d = subscriber.recv(&mut buf)?;
+        anyhow::ensure!(d.info.seq == i, "replayed {} where {i} was due", d.info.seq);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(subscriber);
+    drop(client);
+    broker.stop()?;
+    Ok(messages as f64 / secs)
 }
 
 /// A non-durable back-pressure topic streaming `messages` from a publisher

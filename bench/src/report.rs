@@ -169,21 +169,24 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  {:>6} {:>12} {:>14} {:>8} {:>10} {:>14} {:>14} {:>8}",
+            "  {:>6} {:>12} {:>14} {:>8} {:>10} {:>14} {:>14} {:>8} {:>14} {:>14} {:>8}",
             "size",
             "disk MB/s",
             "journal MB/s",
             "ratio",
             "payload",
-            "replay msg/s",
+            "read msg/s",
             "live msg/s",
+            "ratio",
+            "sub msg/s",
+            "live alone",
             "ratio"
         );
         for r in &j.rows {
             let live = self.live_streaming(r.size);
             let _ = writeln!(
                 s,
-                "  {:>6} {:>12.1} {:>14.1} {:>8.2} {:>10.2} {:>14.0} {:>14} {:>8}",
+                "  {:>6} {:>12.1} {:>14.1} {:>8.2} {:>10.2} {:>14.0} {:>14} {:>8} {:>14.0} {:>14.0} {:>8.2}",
                 r.size,
                 r.disk_bytes_per_s / 1e6,
                 r.journal_bytes_per_s / 1e6,
@@ -192,13 +195,19 @@ impl Report {
                 r.replay_msgs_per_s,
                 live.map_or("-".into(), |l| format!("{l:.0}")),
                 live.map_or("-".into(), |l| format!("{:.2}", r.replay_msgs_per_s / l)),
+                r.subscriber_replay_msgs_per_s,
+                r.plain_msgs_per_s,
+                r.replay_ratio,
             );
         }
         let _ = writeln!(
             s,
             "  (journal MB/s counts the bytes the journal writes: a 48-byte header and padding to 8 \
              per message; ratio: the median of same-run ratios; payload: the ratio by payload bytes \
-             alone; targets >= 0.7x, informational)"
+             alone; read: JournalReader over the journal just written, beside live streaming of the \
+             streaming scenario (if run); sub: a subscriber from sequence 0 replaying it through \
+             the client API, over the same run's live streaming alone; targets >= 0.7x, \
+             informational)"
         );
         let _ = writeln!(
             s,
