@@ -44,7 +44,12 @@ fn drain(sub: &mut Subscriber, n: u64) -> BTreeMap<String, Vec<(Vec<u8>, u64)>> 
     let mut got: BTreeMap<String, Vec<(Vec<u8>, u64)>> = BTreeMap::new();
     let mut buf = vec![0u8; 4096];
     let mut count = 0;
+    let end = std::time::Instant::now() + 4 * PATIENCE;
     while count < n {
+        assert!(
+            std::time::Instant::now() < end,
+            "only {count} of {n} messages arrived"
+        );
         match sub.recv_timeout(&mut buf, PATIENCE) {
             Ok(d) => {
                 let name = sub.topic_name(d.topic).unwrap().to_string();
@@ -79,7 +84,9 @@ fn a_recording_reads_back_and_replays_every_message() {
     ];
     let mut rec = KillOnDrop(
         ringbus(&dir.socket())
-            .args(["record", "rec.>", "--count", &total.to_string(), "-o"])
+            // The duration only bounds a recording that misses messages.
+            .args(["record", "rec.>", "--count", &total.to_string()])
+            .args(["--duration", "120", "-o"])
             .arg(&file)
             .stderr(Stdio::piped())
             .spawn()

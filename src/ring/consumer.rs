@@ -239,9 +239,14 @@ impl Consumer {
     /// the port's cursor says where to start (its creator placed it from
     /// the start asked for, and [`RingRegion::admit_port`] may have moved it
     /// forward; what that skipped of a [`Start::Sequence`] is counted as
-    /// lost); on an overwrite ring `start` does, and the cursor only shows
-    /// where the reader is. With `mailbox`, caught-up messages are read
-    /// from the port's mailbox once the publisher writes it.
+    /// lost). On an overwrite ring the cursor gates nothing, but it still
+    /// says where the subscription began: the broker placed it when it
+    /// made the subscription, so a reader that maps the ring later starts
+    /// there too (what was overwritten meanwhile is reported as `Lagged`
+    /// by the first receive), not at whatever `start` means by then. A
+    /// free cursor (a port of an older broker) falls back to `start`. With
+    /// `mailbox`, caught-up messages are read from the port's mailbox once
+    /// the publisher writes it.
     ///
     /// # Errors
     /// [`AttachError::Corrupt`] for a port of another ring, or a
@@ -267,7 +272,13 @@ impl Consumer {
             }
             pos
         } else {
-            let next = start_at(&region, start);
+            // A `Start::Latest` taken now would silently skip what was
+            // published between the broker's reply and this attach (a
+            // pattern's topics are attached one by one after it).
+            let next = match port.pos() {
+                CURSOR_FREE => start_at(&region, start),
+                pos => pos,
+            };
             // Release: pairs with the Acquire in Port::pos (the broker's
             // listing of positions; an overwrite ring's cursor gates
             // nothing).

@@ -56,6 +56,36 @@ fn round_trip_carries_payload_tag_and_sequence() {
     assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
 }
 
+/// An overwrite ring's reader starts where the broker placed its port when
+/// it made the subscription, not where `Start::Latest` would be by the time
+/// the subscriber maps the ring: what was published in between is
+/// delivered, and what was overwritten meanwhile is reported.
+#[test]
+fn an_overwrite_port_starts_where_the_broker_placed_it() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    let port = Port::heap(r.config(), r.ring_id(), 1, 0).unwrap();
+    for i in 0..3u8 {
+        p.publish(&[i], 0).unwrap();
+    }
+    let mut c = Consumer::with_port(r.clone(), port, Start::Latest, false).unwrap();
+    for i in 0..3u8 {
+        let (m, info) = recv_vec(&mut c).unwrap();
+        assert_eq!((m, info.seq), (vec![i], u64::from(i)));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+
+    // Placed at 3, mapped after six more messages on a ring of four:
+    // messages 3 and 4 were overwritten.
+    let late = Port::heap(r.config(), r.ring_id(), 2, 3).unwrap();
+    for i in 3..9u8 {
+        p.publish(&[i], 0).unwrap();
+    }
+    let mut c = Consumer::with_port(r, late, Start::Latest, false).unwrap();
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Lagged { missed: 2 }));
+    let (m, info) = recv_vec(&mut c).unwrap();
+    assert_eq!((m, info.seq), (vec![5], 5));
+}
+
 #[test]
 fn zero_length_and_exact_max_size() {
     let (mut p, r) = ring(4, 16, Mode::Overwrite);
