@@ -237,7 +237,11 @@ pub struct PortHeader {
     pub delivered: AtomicU64,
     /// Messages its filters turned down (likewise).
     pub filtered: AtomicU64,
-    _pad1: [u8; PAD - 40],
+    /// A consumer group member's end of its claims on this ring (0 for a
+    /// plain subscriber): with `pos`, the range the broker hands to the
+    /// group's live members when this one dies (`ring::claim`).
+    pub group_to: AtomicU64,
+    _pad1: [u8; PAD - 48],
     // ---- line 2: sleeping ----
     /// Futex word: bumped by the publisher before each `FUTEX_WAKE`.
     pub futex: AtomicU32,
@@ -297,7 +301,8 @@ impl PortHeader {
             adopted: AtomicU32::new(0),
             delivered: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
-            _pad1: [0; PAD - 40],
+            group_to: AtomicU64::new(0),
+            _pad1: [0; PAD - 48],
             futex: AtomicU32::new(0),
             sleeping: AtomicU32::new(0),
             _pad2: [0; PAD - 8],
@@ -427,6 +432,7 @@ mod asserts {
     const _: () = assert!(offset_of!(PortHeader, adopted) == PAD + 20);
     const _: () = assert!(offset_of!(PortHeader, delivered) == PAD + 24);
     const _: () = assert!(offset_of!(PortHeader, filtered) == PAD + 32);
+    const _: () = assert!(offset_of!(PortHeader, group_to) == PAD + 40);
     const _: () = assert!(offset_of!(PortHeader, futex) == 2 * PAD);
     const _: () = assert!(offset_of!(PortHeader, sleeping) == 2 * PAD + 4);
     const _: () = assert!(offset_of!(PortHeader, mailbox_ack) == 3 * PAD);

@@ -445,3 +445,67 @@ fn attach_port(
     let port = unsafe { Port::attach(p, len, config, ring_id, Box::new(m))? };
     Ok(Arc::new(port))
 }
+
+/// A new claim table for a consumer group (`ring::claim`): a sealed memfd
+/// of [`crate::ring::claim::CLAIM_TABLE_LEN`] bytes every member maps
+/// read-write, and the creator's mapping.
+///
+/// # Errors
+/// The memfd cannot be made, sized, mapped or sealed.
+pub fn create_claim_table() -> Result<(File, Arc<crate::ring::claim::ClaimTable>), ShmError> {
+    use crate::ring::claim::CLAIM_TABLE_LEN;
+    let file = new_memfd("group", CLAIM_TABLE_LEN as u64, true)?;
+    // SAFETY: a fresh memfd nobody else has.
+    let mut m = unsafe { MmapOptions::new().len(CLAIM_TABLE_LEN).map_mut(&file) }
+        .map_err(io("mapping a new claim table"))?;
+    // SAFETY: the mapping is CLAIM_TABLE_LEN zeroed bytes, page aligned,
+    // private to us until the descriptor is handed out.
+    unsafe { crate::ring::claim::ClaimTable::init(m.as_mut_ptr()) };
+    seal(&file, "a claim table", SealFlags::SEAL)?;
+    let table = attach_claim_table(m)?;
+    Ok((file, table))
+}
+
+/// Maps a claim table handed over by the broker: a memfd sealed against
+/// resizing, of the right size and identity.
+///
+/// # Errors
+/// [`ShmError::Io`] if it cannot be mapped, is not sealed or is not a
+/// claim table.
+pub fn map_claim_table(file: &File) -> Result<Arc<crate::ring::claim::ClaimTable>, ShmError> {
+    use crate::ring::claim::CLAIM_TABLE_LEN;
+    check_sealed(file, "a claim table")?;
+    let len = len_of(file, "a claim table")?;
+    if len < CLAIM_TABLE_LEN as u64 {
+        return Err(ShmError::Io {
+            what: "mapping a claim table".into(),
+            source: std::io::Error::other(format!("{len} bytes, need {CLAIM_TABLE_LEN}")),
+        });
+    }
+    // SAFETY: a shared mapping of a sealed memfd (it cannot shrink); other
+    // members write it concurrently, and ClaimTable reads it only through
+    // atomics after checking its header.
+    let m = unsafe {
+        MmapOptions::new()
+            .len(CLAIM_TABLE_LEN)
+            .populate()
+            .map_mut(file)
+    }
+    .map_err(io("mapping a claim table"))?;
+    attach_claim_table(m)
+}
+
+fn attach_claim_table(mut m: MmapMut) -> Result<Arc<crate::ring::claim::ClaimTable>, ShmError> {
+    let p = NonNull::new(m.as_mut_ptr()).expect("mmap never returns null");
+    let len = m.len();
+    // SAFETY: `len` bytes, page aligned, read-write, owned by the box for
+    // as long as the table lives; of a sealed memfd (it cannot shrink).
+    let t =
+        unsafe { crate::ring::claim::ClaimTable::attach(p, len, Box::new(m)) }.map_err(|e| {
+            ShmError::Io {
+                what: "mapping a claim table".into(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+    Ok(Arc::new(t))
+}

@@ -25,6 +25,7 @@
 //! | `end_of_stream_after_draining` | the publisher's close of the data segment | `RingRegion::close` storing `Relaxed` (end of stream before the last message) |
 //! | `a_sleeping_subscriber_is_woken_by_end_of_stream` | the publisher's drop waking its ports | `Producer`'s drop not waking them |
 //! | `a_port_closed_by_the_broker_ends_the_stream` | the broker's end of stream for a dead publisher, in the port (`Port::close`) | `Port::close` not waking the port |
+//! | `a_group_delivers_each_message_to_one_member_and_loses_none`, `a_small_group_...` | consumer groups (`ring::claim`): claims from the shared counter, the member's cursor at its oldest unacknowledged sequence, acks, against a gated publisher at capacity 4 (and 2) | NOT YET PASSING, `#[ignore]`d: both instances run into loom's branch bound (100 000 per execution; capacity 4 after 22 minutes, capacity 2 after 9): either an execution in which spinning threads make no progress (a liveness problem to find), or an artifact of three spinning threads (the blocked publisher's `refresh_limit` stores on every spin, which may let loom alternate it with one member for ever); not run against a broken variant |
 //!
 //! Loom explores every interleaving up to the preemption bound and the
 //! weak-memory outcomes its causality model allows (a load may return any
@@ -696,4 +697,77 @@ fn a_port_closed_by_the_broker_ends_the_stream() {
         );
         reaper.join().unwrap();
     });
+}
+
+/// Consumer groups: two members share a back-pressure ring of `capacity`
+/// through one claim counter; each claims (batches of up to 2), reads and
+/// acknowledges; the publisher is gated by both members' cursors and
+/// publishes `n` messages (more than the capacity: it must wait for the
+/// members). Every message reaches exactly one member, intact.
+fn group_model(capacity: u32, n: u64) {
+    use loom::sync::atomic::AtomicU64 as LoomU64;
+    use ringbus::ring::claim::{ClaimTable, GroupCursor};
+    // Idle members poll (their cursor follows the claim counter) while the
+    // gated publisher waits: more branches than loom's default allows.
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = 100_000;
+    builder.check(move || {
+        let region = ring_only(&config(Mode::Backpressure, capacity));
+        let table = ClaimTable::heap();
+        let done = Arc::new(LoomU64::new(0));
+        let mut members = Vec::new();
+        for _ in 0..2 {
+            let mut c = Consumer::new(region.clone(), Start::Latest).unwrap();
+            let g = GroupCursor::join(table.clone(), region.ring_id(), &mut c, 2).unwrap();
+            members.push((c, g));
+        }
+        let mut producer = Producer::new(region).unwrap();
+        let readers: Vec<_> = members
+            .into_iter()
+            .map(|(mut c, mut g)| {
+                let done = done.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 16];
+                    while done.load(Ordering::SeqCst) < n {
+                        match g.try_recv_map(&mut c, &mut buf, |info| info) {
+                            Ok(m) => {
+                                check(&buf, m.seq);
+                                got.push(m.seq);
+                                g.ack_through(m.seq).unwrap();
+                                done.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(RecvError::Empty) => thread::yield_now(),
+                            Err(e) => panic!("group member saw {e:?}"),
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        for i in 0..n {
+            producer.publish(&payload(i), i).unwrap();
+        }
+        let mut all: Vec<u64> = readers
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>());
+    });
+}
+
+/// [`group_model`] at capacity 4, five messages.
+#[test]
+#[ignore = "exceeds loom's branch bound (see the table above): under investigation"]
+fn a_group_delivers_each_message_to_one_member_and_loses_none() {
+    group_model(4, 5);
+}
+
+/// [`group_model`] at capacity 2, three messages (a smaller state space,
+/// the same wrap-around).
+#[test]
+#[ignore = "exceeds loom's branch bound too (see the table above): under investigation"]
+fn a_small_group_delivers_each_message_to_one_member_and_loses_none() {
+    group_model(2, 3);
 }

@@ -24,6 +24,9 @@ pub enum ScenarioArg {
     /// A durable topic's journal against the disk's own write loop, and
     /// reading it back.
     Journal,
+    /// Consumer groups: a one-member group against a plain subscriber
+    /// (streaming, ping-pong), and 1, 2, 4 members (only when asked for).
+    Groups,
 }
 
 /// `ringbus bench`: measure ringbus against the hardware floor, in one run,
@@ -57,7 +60,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        value_name = "ping-pong|streaming|fan-out|journal,.."
+        value_name = "ping-pong|streaming|fan-out|journal|groups,.."
     )]
     pub scenarios: Option<Vec<ScenarioArg>>,
 

@@ -80,6 +80,7 @@ mod clock;
 mod copy_ring;
 mod driver;
 mod floors;
+mod groups;
 mod hgrm;
 mod journal;
 mod measure;
@@ -254,7 +255,9 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     };
     let mut samples: Vec<Vec<sample::Sample>> = vec![Vec::new(); list.len()];
     let journal_steps = usize::from(plan.scenarios.contains(&ScenarioArg::Journal));
-    let mut progress = progress::Progress::new(list.len() * plan.runs as usize + journal_steps);
+    let group_steps = usize::from(plan.scenarios.contains(&ScenarioArg::Groups));
+    let mut progress =
+        progress::Progress::new(list.len() * plan.runs as usize + journal_steps + group_steps);
     for run in 0..plan.runs {
         for (k, (sc, params)) in list.iter().enumerate() {
             let size = sc.size().map(|s| format!(" ({s} B)")).unwrap_or_default();
@@ -278,6 +281,16 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
             Some(measure_journal(&plan)?)
         }
     };
+    let groups = match group_steps {
+        0 => None,
+        _ => {
+            progress.step(&format!(
+                "run {0}/{0}: groups: one member against a plain subscriber; 1, 2, 4 members",
+                plan.runs
+            ));
+            Some(measure_groups(&plan)?)
+        }
+    };
     progress.finish();
     drop(client);
     if let Some(b) = broker {
@@ -291,7 +304,18 @@ pub fn measure(args: &BenchArgs) -> Result<Report> {
     let machine = report::Machine::detect(ticks);
     let mut report = Report::new(machine, plan, rows, notes);
     report.journal = journal;
+    report.groups = groups;
     Ok(report)
+}
+
+/// `--scenarios groups`, on a thread that pins its own threads to the
+/// plan's CPUs.
+fn measure_groups(plan: &Plan) -> Result<groups::GroupsReport> {
+    let cpus = plan.cpus.clone();
+    let (runs, smoke) = (plan.runs as usize, plan.smoke);
+    std::thread::spawn(move || groups::measure(runs, smoke, &cpus))
+        .join()
+        .map_err(|_| anyhow::anyhow!("the groups bench panicked"))?
 }
 
 /// `--scenarios journal`, on a thread free to run on every CPU of the plan

@@ -81,6 +81,9 @@ pub struct Report {
     /// `--scenarios journal`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<crate::journal::JournalReport>,
+    /// `--scenarios groups`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<crate::groups::GroupsReport>,
 }
 
 impl Report {
@@ -142,6 +145,7 @@ impl Report {
             summary,
             notes,
             journal: None,
+            groups: None,
         }
     }
 
@@ -230,6 +234,45 @@ impl Report {
             s,
             "  (ratio: the median of same-run ratios; target: unchanged, 1.0 within the noise)"
         );
+    }
+
+    fn groups_table(&self, s: &mut String) {
+        let Some(g) = &self.groups else {
+            return;
+        };
+        let _ = writeln!(
+            s,
+            "\nConsumer groups, 64 B, back-pressure, spin (threads over {} CPUs)",
+            g.cpus
+        );
+        let _ = writeln!(
+            s,
+            "  streaming  plain {:>12.0} msg/s   one-member group {:>12.0} msg/s   ratio {:.2} (target >= 0.7)",
+            g.plain_msgs_per_s,
+            g.group_msgs_per_s,
+            g.streaming_ratio()
+        );
+        let _ = writeln!(
+            s,
+            "  ping-pong  plain p50 {:>8.0} ns     one-member group p50 {:>8.0} ns     ratio {:.2} (target <= 1.2)",
+            g.plain_rtt_p50_ns,
+            g.group_rtt_p50_ns,
+            g.rtt_ratio()
+        );
+        let row: Vec<String> = g
+            .members
+            .iter()
+            .map(|(m, r)| format!("{m} member{}: {r:.0} msg/s", if *m == 1 { "" } else { "s" }))
+            .collect();
+        let _ = writeln!(s, "  aggregate  {}", row.join("   "));
+        if g.cpus <= 2 {
+            let _ = writeln!(
+                s,
+                "  (with {} CPUs, members share cores with the publisher: the aggregate rows mean \
+                 something only with a CPU per thread)",
+                g.cpus
+            );
+        }
     }
 
     /// The report as pretty JSON.
@@ -346,6 +389,7 @@ impl Report {
             latency_table(&mut s, &lat, false);
         }
         self.journal_table(&mut s);
+        self.groups_table(&mut s);
         if !self.targets.is_empty() {
             let _ = writeln!(s, "\nTargets (informational, never gating):");
             let w = self.targets.iter().map(|t| t.what.chars().count()).max();

@@ -175,6 +175,15 @@ pub struct SubArgs {
     /// The value for --tag-mask.
     #[arg(long, value_name = "VALUE", value_parser = parse_u64, requires = "tag_mask")]
     pub tag_value: Option<u64>,
+    /// Join consumer group NAME: the group's members share the messages,
+    /// each going to one member (acknowledged when the next is asked
+    /// for). --from applies when the group is new.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tag", "tag_mask", "tag_value", "from_seq", "since"])]
+    pub group: Option<String>,
+    /// With --group: deliveries of a message before it goes to the
+    /// dead-letter topic (TOPIC.dlq); every member must agree.
+    #[arg(long, value_name = "N", default_value_t = ringbus::client::DEFAULT_MAX_DELIVERIES, requires = "group")]
+    pub max_deliveries: u32,
 }
 
 /// `--since`: an age (`10m`) before now, or `@SECONDS` since the epoch,
@@ -348,6 +357,9 @@ fn publish(client: &Client, a: &PubArgs) -> Result<ExitCode> {
 }
 
 fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
+    if let Some(group) = &a.group {
+        return subscribe_group(client, a, group);
+    }
     let start = match (a.from_seq, a.since) {
         (Some(n), _) => Start::Sequence(n),
         (None, Some(ns)) => Start::Time(ns),
@@ -443,6 +455,96 @@ fn subscribe(client: &Client, a: &SubArgs) -> Result<ExitCode> {
         };
         if ok.is_err() {
             return Ok(ExitCode::SUCCESS); // stdout closed
+        }
+    }
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringbus sub --group`: as `subscribe`, each message saying whether it
+/// is a redelivery.
+fn subscribe_group(client: &Client, a: &SubArgs, group: &str) -> Result<ExitCode> {
+    let options = ringbus::client::GroupOptions {
+        start: a.from,
+        wait: a.wait,
+        max_deliveries: a.max_deliveries,
+        ..Default::default()
+    };
+    let mut m = client
+        .subscriber_in_group(&a.topic, group, options)
+        .with_context(|| format!("cannot join group {group:?} of {:?}", a.topic))?;
+    let mut buf = vec![0u8; 64 << 20];
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let mut received = 0u64;
+    let mut seen_rings = !m.subscriber().rings().is_empty();
+    while a.count.map_or(true, |c| received < c) {
+        let r = match m.try_recv(&mut buf) {
+            Err(RecvError::Empty) => {
+                if out.flush().is_err() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if a.until_end && seen_rings && m.subscriber().rings().is_empty() {
+                    break;
+                }
+                m.recv_timeout(&mut buf, Duration::from_millis(100))
+            }
+            r => r,
+        };
+        // Another member may drain a ring and its publisher leave between
+        // two looks at the rings: its end counts as a ring seen.
+        seen_rings |= !m.subscriber().rings().is_empty() || r == Err(RecvError::EndOfStream);
+        let ok = match r {
+            Ok(g) => {
+                received += 1;
+                let d = g.delivery;
+                let payload = &buf[..d.info.len];
+                let topic = m.subscriber().topic_name(d.topic).unwrap_or_default();
+                if a.json {
+                    let (k, v) = match std::str::from_utf8(payload) {
+                        Ok(s) => ("text", json_string(s)),
+                        Err(_) => ("hex", format!("\"{}\"", hex(payload))),
+                    };
+                    writeln!(
+                        out,
+                        "{{\"topic\":{},\"ring\":{},\"seq\":{},\"tag\":{},\"timestamp\":{},\"len\":{},\"redelivered\":{},\"deliveries\":{},\"{k}\":{v}}}",
+                        json_string(topic), d.ring_id, d.info.seq, d.info.tag, d.info.timestamp, d.info.len, g.redelivered, g.deliveries
+                    )
+                } else {
+                    if is_pattern(&a.topic) {
+                        write!(out, "{topic} ")?;
+                    }
+                    if g.redelivered {
+                        write!(out, "(redelivered, delivery {}) ", g.deliveries)?;
+                    }
+                    match std::str::from_utf8(payload) {
+                        Ok(s) => writeln!(out, "{s}"),
+                        Err(_) => writeln!(out, "{}", hex(payload)),
+                    }
+                }
+            }
+            Err(RecvError::Timeout) | Err(RecvError::Empty) => Ok(()),
+            Err(RecvError::Lagged { missed }) => event(
+                &mut out,
+                a.json,
+                "lagged",
+                0,
+                &format!("{missed} messages claimed by this member were overwritten before they were read"),
+                missed,
+            ),
+            Err(RecvError::EndOfStream) => event(
+                &mut out,
+                a.json,
+                "end",
+                0,
+                "a publisher left and its ring is drained",
+                0,
+            ),
+            Err(e @ RecvError::Corrupt { .. }) => event(&mut out, a.json, "corrupt", 0, &e.to_string(), 0),
+            Err(e) => return Err(e.into()),
+        };
+        if ok.is_err() {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let _ = out.flush();

@@ -448,3 +448,89 @@ fn cli_sub_filters_by_tag_and_topics_shows_the_counts() {
         "{err}"
     );
 }
+
+#[test]
+fn cli_sub_group_members_share_the_messages() {
+    const N: u64 = 300;
+    let dir = TestDir::new("mp-group");
+    let _broker = BrokerProc::start(&dir, None);
+    let client = Client::connect(dir.socket()).unwrap();
+    let member = || {
+        KillOnDrop(
+            ringbus(&dir.socket())
+                .args(["sub", "grp.t", "--group", "w", "--json", "--until-end"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // Each member's output is read while it runs: a member that got most
+    // of the messages fills a pipe (64 KiB) before the publisher is done.
+    let read = |mut c: KillOnDrop| {
+        let out = c.0.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let lines: Vec<String> = BufReader::new(out).lines().map(Result::unwrap).collect();
+            assert!(c.0.wait().unwrap().success());
+            lines
+                .iter()
+                .filter_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let seq = v["seq"].as_u64()?;
+                    assert_eq!(v["text"].as_str().unwrap(), format!("m{seq}"));
+                    assert_eq!(v["redelivered"], false);
+                    Some(seq)
+                })
+                .collect::<Vec<u64>>()
+        })
+    };
+    let (a, b) = (member(), member());
+    let pids = [a.0.id(), b.0.id()];
+    let (a, b) = (read(a), read(b));
+    eventually("two members", || {
+        let t = client.topics().ok()?;
+        (t.iter().find(|t| t.name == "grp.t")?.subscribers == 2).then_some(())
+    });
+    let mut p = client
+        .publisher(
+            "grp.t",
+            TopicConfig {
+                max_message_size: 64,
+                capacity: 16,
+                mode: Mode::Backpressure,
+                max_subscribers: 4,
+            },
+        )
+        .unwrap();
+    for i in 0..N {
+        p.publish_timeout(format!("m{i}").as_bytes(), i, PATIENCE)
+            .unwrap();
+    }
+    drop(p);
+    // Both members end once the ring is drained and gone; one that does
+    // not fails the test instead of hanging it.
+    let end = std::time::Instant::now() + PATIENCE;
+    while !(a.is_finished() && b.is_finished()) {
+        if std::time::Instant::now() > end {
+            for pid in pids {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            panic!("a member did not end after the publisher left");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut all = a.join().unwrap();
+    all.extend(b.join().unwrap());
+    all.sort_unstable();
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "each message exactly once");
+
+    // A bad group name: a clear error.
+    let out = ringbus(&dir.socket())
+        .args(["sub", "grp.t", "--group", "a/b"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("group name"), "{err}");
+}

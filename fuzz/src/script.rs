@@ -28,9 +28,13 @@
 //! [8]                                    Stats
 //! [9, pattern]                           SubscribePattern (PATTERNS)
 //! [10, lease]                            FetchMatches
+//! [11, topic, group, max]                OpenGroup (GROUPS, max % 4)
+//! [12, topic, group]                     TakeOrphan
+//! [13, topic, after]                     JournalRings
+//! [14, topic, ring, from]                JournalSegments
 //! ```
 //!
-//! Missing bytes read as 0; the kind is `body[0] % 11`.
+//! Missing bytes read as 0; the kind is `body[0] % 15`.
 
 use ringbus::control::frame::{Request, PROTOCOL_VERSION};
 use ringbus::ring::{Mode, TopicConfig};
@@ -128,6 +132,10 @@ pub const HELLO_VERSIONS: [(u16, u16); 7] = [
     (PROTOCOL_VERSION, 1),
 ];
 
+/// Consumer group names structured requests pick from (the last two are
+/// invalid).
+pub const GROUPS: [&str; 4] = ["w", "workers", "", "a/b"];
+
 /// Patterns structured requests pick from (the last two are invalid).
 pub const PATTERNS: [&str; 6] = [">", "a.>", "*.x", "md.*", "a..>", "x>"];
 
@@ -206,7 +214,7 @@ pub fn request(body: &[u8], seen: &Seen) -> Request {
     let b = |i: usize| body.get(i).copied().unwrap_or(0);
     let topic = |i: usize| TOPICS[usize::from(b(i)) % TOPICS.len()].to_owned();
     let cfg = |i: usize| config([b(i), b(i + 1), b(i + 2), b(i + 3)]);
-    match b(0) % 13 {
+    match b(0) % 15 {
         0 => {
             let (min_version, max_version) =
                 HELLO_VERSIONS[usize::from(b(1)) % HELLO_VERSIONS.len()];
@@ -257,7 +265,16 @@ pub fn request(body: &[u8], seen: &Seen) -> Request {
         10 => Request::FetchMatches {
             lease: seen.lease(b(1)),
         },
-        11 => Request::JournalRings {
+        11 => Request::OpenGroup {
+            topic: topic(1),
+            group: GROUPS[usize::from(b(2)) % GROUPS.len()].to_owned(),
+            max_deliveries: u32::from(b(3)) % 4,
+        },
+        12 => Request::TakeOrphan {
+            topic: topic(1),
+            group: GROUPS[usize::from(b(2)) % GROUPS.len()].to_owned(),
+        },
+        13 => Request::JournalRings {
             topic: topic(1),
             after: seen.after(b(2)),
         },

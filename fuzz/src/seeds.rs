@@ -11,8 +11,8 @@
 
 use ringbus::control::codec::{encode_reply, encode_request, HEADER_LEN, MAX_REQUEST};
 use ringbus::control::frame::{
-    BrokerStats, ErrorCode, PortInfo, PortRef, Reply, Request, RingInfo, RingRef, TopicConfig,
-    JournalCounters, TopicInfo, MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
+    BrokerStats, ErrorCode, JournalCounters, PortInfo, PortRef, Reply, Request, RingInfo, RingRef,
+    TopicConfig, TopicInfo, MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
 };
 use ringbus::ring::Mode;
 
@@ -98,6 +98,21 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 from_seq: 4096,
             },
         ),
+        (
+            "open-group",
+            Request::OpenGroup {
+                topic: "md.x".into(),
+                group: "workers".into(),
+                max_deliveries: 5,
+            },
+        ),
+        (
+            "take-orphan",
+            Request::TakeOrphan {
+                topic: "md.x".into(),
+                group: "workers".into(),
+            },
+        ),
     ]
 }
 
@@ -181,6 +196,8 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
             },
         ),
         ("ready", Reply::Ready { lease: 1 }),
+        ("group-opened", Reply::GroupOpened { created: true }),
+        ("orphan-none", Reply::Orphan { orphan: None }),
         (
             "port-added",
             Reply::PortAdded {

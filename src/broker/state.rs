@@ -30,6 +30,7 @@ use super::config::{Action, Config};
 use super::keeper;
 use super::BrokerError;
 
+mod group;
 mod journal;
 mod kept;
 mod pattern;
@@ -222,6 +223,8 @@ pub(super) struct State {
     /// created or a ring becomes readable (what pattern subscribers
     /// watch), and its descriptor (sealed: read-only to everyone else).
     directory: (File, TopicSegment),
+    /// Consumer groups and their claim tables.
+    groups: group::Groups,
 }
 
 fn dup(f: &File) -> Option<OwnedFd> {
@@ -636,6 +639,7 @@ impl State {
                 .map_or(1, |d| (d.as_millis() as u64) << 8)
                 .max(1),
             stats: Counters::default(),
+            groups: group::Groups::default(),
         })
     }
 
@@ -836,6 +840,12 @@ impl State {
             } => self
                 .check_acl(&topic, Action::Subscribe, &cred)
                 .and_then(|()| self.journal_segments(&topic, ring_id, from_seq)),
+            Request::OpenGroup {
+                topic,
+                group,
+                max_deliveries,
+            } => self.open_group(client, &cred, &topic, &group, max_deliveries),
+            Request::TakeOrphan { topic, group } => self.take_orphan(&cred, &topic, &group),
         };
         match r {
             Ok((reply, fds)) if fds.len() == reply.fd_count() => (reply, fds),
@@ -1394,12 +1404,14 @@ impl State {
         for (lease, unseen) in mine {
             self.end_lease(lease, unseen);
         }
+        self.groups.client_gone(client);
         self.collect_garbage();
     }
 
     /// Process `pid` has exited: close the rings it published and remove
     /// its ports everywhere, and its subscriptions yet to re-join.
     pub fn reap_pid(&mut self, pid: u32) {
+        self.orphan_group_ports(pid);
         let mut reclaimed = 0;
         for (name, t) in &mut self.topics {
             t.drop_ghosts_of(pid, &self.kept);
@@ -1453,6 +1465,7 @@ impl State {
     /// the broker was down) or never took them over; give up on ghosts
     /// that did not re-join.
     pub fn sweep(&mut self) {
+        self.sweep_groups();
         for t in self.topics.values_mut() {
             let kept = &self.kept;
             t.ghosts.retain(|g| {

@@ -21,6 +21,7 @@
 
 mod connection;
 mod fan_in;
+mod group;
 mod pod;
 mod publisher;
 mod replay;
@@ -28,6 +29,9 @@ mod subscriber;
 mod zero_copy;
 
 pub use connection::Client;
+pub use group::{
+    DeadLetter, GroupDelivery, GroupError, GroupOptions, GroupSubscriber, DEFAULT_MAX_DELIVERIES,
+};
 pub use pod::{bytes_of, from_bytes, Pod};
 pub use publisher::Publisher;
 pub use subscriber::{Delivery, RingState, SubscribeOptions, Subscriber};

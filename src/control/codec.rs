@@ -20,7 +20,7 @@
 //! answer a frame of the wrong version with an error it understands.
 
 use super::frame::*;
-use super::name::{validate_pattern, validate_topic_name, MAX_PATTERN_LEN};
+use super::name::{validate_pattern, validate_topic_name, MAX_GROUP_NAME_LEN, MAX_PATTERN_LEN};
 use crate::ring::{Mode, Start};
 
 /// Frame magic.
@@ -47,6 +47,8 @@ mod kind {
     pub const FETCH_MATCHES: u16 = 0x0b;
     pub const JOURNAL_RINGS: u16 = 0x0c;
     pub const JOURNAL_SEGMENTS: u16 = 0x0d;
+    pub const OPEN_GROUP: u16 = 0x0e;
+    pub const TAKE_ORPHAN: u16 = 0x0f;
 
     pub const WELCOME: u16 = 0x81;
     pub const TOPIC_OPENED: u16 = 0x82;
@@ -63,6 +65,8 @@ mod kind {
     pub const MATCHES: u16 = 0x8d;
     pub const JOURNAL_RINGS_REPLY: u16 = 0x8e;
     pub const JOURNAL_SEGMENTS_REPLY: u16 = 0x8f;
+    pub const GROUP_OPENED: u16 = 0x90;
+    pub const ORPHAN: u16 = 0x91;
     pub const ERROR: u16 = 0xFF;
 }
 
@@ -380,6 +384,21 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, EncodeError> {
             w.u64(*ring_id);
             w.u64(*from_seq);
         }
+        Request::OpenGroup {
+            topic,
+            group,
+            max_deliveries,
+        } => {
+            w = Writer::new(kind::OPEN_GROUP);
+            w.str("topic", topic, MAX_TOPIC_LEN)?;
+            w.str("group", group, MAX_GROUP_NAME_LEN)?;
+            w.u32(*max_deliveries);
+        }
+        Request::TakeOrphan { topic, group } => {
+            w = Writer::new(kind::TAKE_ORPHAN);
+            w.str("topic", topic, MAX_TOPIC_LEN)?;
+            w.str("group", group, MAX_GROUP_NAME_LEN)?;
+        }
     }
     w.finish()
 }
@@ -458,6 +477,23 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
         Reply::Ready { lease } => {
             w = Writer::new(kind::READY);
             w.u64(*lease);
+        }
+        Reply::GroupOpened { created } => {
+            w = Writer::new(kind::GROUP_OPENED);
+            w.u8(u8::from(*created));
+        }
+        Reply::Orphan { orphan } => {
+            w = Writer::new(kind::ORPHAN);
+            match orphan {
+                None => w.u8(0),
+                Some(o) => {
+                    w.u8(1);
+                    w.u64(o.ring_id);
+                    w.u64(o.port_id);
+                    w.u64(o.to);
+                    w.u32(o.deliveries);
+                }
+            }
         }
         Reply::PortAdded {
             port_id,
@@ -901,6 +937,15 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             ring_id: r.u64("ring_id")?,
             from_seq: r.u64("from_seq")?,
         },
+        kind::OPEN_GROUP => Request::OpenGroup {
+            topic: r.topic()?,
+            group: r.str("group", MAX_GROUP_NAME_LEN)?,
+            max_deliveries: r.u32("max_deliveries")?,
+        },
+        kind::TAKE_ORPHAN => Request::TakeOrphan {
+            topic: r.topic()?,
+            group: r.str("group", MAX_GROUP_NAME_LEN)?,
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     };
     r.end()?;
@@ -960,6 +1005,20 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
         }
         kind::READY => Reply::Ready {
             lease: r.u64("lease")?,
+        },
+        kind::GROUP_OPENED => Reply::GroupOpened {
+            created: r.bool("created")?,
+        },
+        kind::ORPHAN => Reply::Orphan {
+            orphan: match r.bool("orphan")? {
+                false => None,
+                true => Some(OrphanRef {
+                    ring_id: r.u64("ring_id")?,
+                    port_id: r.u64("port_id")?,
+                    to: r.u64("to")?,
+                    deliveries: r.u32("deliveries")?,
+                }),
+            },
         },
         kind::PORT_ADDED => Reply::PortAdded {
             port_id: r.u64("port_id")?,
@@ -1146,6 +1205,15 @@ mod tests {
                 ring_id: 9,
                 from_seq: u64::MAX,
             },
+            Request::OpenGroup {
+                topic: "t".into(),
+                group: "workers".into(),
+                max_deliveries: 5,
+            },
+            Request::TakeOrphan {
+                topic: "t".into(),
+                group: "workers".into(),
+            },
         ]
     }
 
@@ -1218,6 +1286,16 @@ mod tests {
             },
             Reply::Detached { lease: 3 },
             Reply::Ready { lease: 3 },
+            Reply::GroupOpened { created: true },
+            Reply::Orphan { orphan: None },
+            Reply::Orphan {
+                orphan: Some(OrphanRef {
+                    ring_id: 1,
+                    port_id: 2,
+                    to: u64::MAX,
+                    deliveries: 3,
+                }),
+            },
             Reply::PatternSubscribed {
                 lease: 4,
                 topics: vec![MatchedTopic {

@@ -159,6 +159,42 @@ pub enum Request {
         /// The first sequence number wanted.
         from_seq: u64,
     },
+    /// Join consumer group `group` of `topic` (a topic, not a pattern: a
+    /// pattern member sends one per matched topic). Answer:
+    /// [`Reply::GroupOpened`] with the group's claim table
+    /// (`ring::claim`); refused with `ConfigMismatch` when the group
+    /// exists with another `max_deliveries`.
+    OpenGroup {
+        /// The topic.
+        topic: String,
+        /// The group's name (the topic naming rules, at most
+        /// [`crate::control::name::MAX_GROUP_NAME_LEN`] bytes).
+        group: String,
+        /// Deliveries of one message before it is dead-lettered.
+        max_deliveries: u32,
+    },
+    /// Take one range a dead member of `group` left unacknowledged on
+    /// `topic`. Answer: [`Reply::Orphan`].
+    TakeOrphan {
+        /// The topic.
+        topic: String,
+        /// The group.
+        group: String,
+    },
+}
+
+/// A dead group member's unacknowledged range, handed to a live member
+/// with the dead member's port (its cursor at the range's start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrphanRef {
+    /// The ring.
+    pub ring_id: u64,
+    /// The port's id within the ring.
+    pub port_id: u64,
+    /// The end of the range (exclusive).
+    pub to: u64,
+    /// How many times its messages have been delivered before.
+    pub deliveries: u32,
 }
 
 /// One ring of a topic, as announced to a subscriber.
@@ -546,6 +582,18 @@ pub enum Reply {
         /// What was wrong, for humans (at most 1 KiB).
         message: String,
     },
+    /// Answer to [`Request::OpenGroup`]. Descriptor: the group's claim
+    /// table (read-write).
+    GroupOpened {
+        /// This request created the group.
+        created: bool,
+    },
+    /// Answer to [`Request::TakeOrphan`]: a range, with its port as the
+    /// descriptor, or none left.
+    Orphan {
+        /// The range taken, if any.
+        orphan: Option<OrphanRef>,
+    },
 }
 
 /// Descriptors that accompany `rings`: two each, three with a port.
@@ -581,6 +629,8 @@ impl Reply {
             Reply::PatternSubscribed { topics, .. } => 1 + topics.len(),
             Reply::Matches { topics, .. } => topics.len(),
             Reply::JournalSegments { bases, .. } => bases.len(),
+            Reply::GroupOpened { .. } => 1,
+            Reply::Orphan { orphan } => usize::from(orphan.is_some()),
             _ => 0,
         }
     }

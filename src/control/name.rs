@@ -135,6 +135,25 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// The longest consumer group name, in bytes.
+pub const MAX_GROUP_NAME_LEN: usize = 64;
+
+/// Checks a consumer group's name: the topic naming rules
+/// (`[A-Za-z0-9_-]` segments joined by `.`), at most
+/// [`MAX_GROUP_NAME_LEN`] bytes.
+///
+/// # Errors
+/// What is wrong, for humans.
+pub fn validate_group_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_GROUP_NAME_LEN {
+        return Err(format!(
+            "group name is {} bytes long, the limit is {MAX_GROUP_NAME_LEN}",
+            name.len()
+        ));
+    }
+    validate_topic_name(name).map_err(|e| e.to_string().replacen("topic name", "group name", 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

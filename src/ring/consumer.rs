@@ -443,6 +443,40 @@ impl Consumer {
         self.next
     }
 
+    /// Hands this consumer's cursor to a group reader
+    /// ([`crate::ring::claim::GroupCursor`]): receives no longer move it,
+    /// the group reader stores its oldest unacknowledged sequence there
+    /// itself. Returns the port that holds it (`None`: no port).
+    pub(crate) fn release_cursor(&mut self) -> Option<Arc<Port>> {
+        self.cursor = None;
+        self.port.clone()
+    }
+
+    /// Moves the read position to `seq`: the start of a range a group
+    /// member claimed. Only a group reader calls it (the cursor is its
+    /// own, see [`Consumer::release_cursor`]).
+    pub(crate) fn seek(&mut self, seq: u64) {
+        self.next = seq;
+    }
+
+    /// How many messages from `seq` on (at most `max`) are complete in
+    /// their ring slots (or overwritten, on an overwrite ring): a group
+    /// member sizes a claim by it without reading the ring's head, a line
+    /// the publisher writes with every message. The lines read are those
+    /// the member reads next anyway.
+    pub(crate) fn ready_run(&self, seq: u64, max: u64) -> u64 {
+        let mut n = 0;
+        while n < max {
+            let s = seq.wrapping_add(n);
+            // Relaxed: a hint; the receive checks the stamp with Acquire.
+            if self.slot(s).0.stamp.load(Ordering::Relaxed) < stamp_done(s) {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// Messages published but not yet read by this consumer.
     pub fn backlog(&self) -> u64 {
         self.region.head().saturating_sub(self.next)

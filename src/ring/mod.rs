@@ -84,6 +84,7 @@
 //! the generation moved, and always before it extends its back-pressure
 //! bound.
 
+pub mod claim;
 mod consumer;
 mod copy;
 mod filter;
