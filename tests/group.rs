@@ -194,6 +194,96 @@ fn unacknowledged_messages_hold_the_publisher_back_and_acks_release_it() {
     assert_eq!(d.delivery.info.seq, 4);
 }
 
+/// A member dropped (its process lives on) holding a claim it has not
+/// finished hands it to the other members, flagged `redelivered`: what
+/// it claimed and never read, and what it read and never acknowledged
+/// (under the implicit acknowledgement, leaving acknowledges the last
+/// message delivered, as a next receive would). Nothing is lost; nothing
+/// else comes twice.
+#[test]
+fn a_member_that_leaves_hands_what_it_holds_to_the_others() {
+    for auto_ack in [true, false] {
+        a_member_leaves(auto_ack);
+    }
+}
+
+fn a_member_leaves(auto_ack: bool) {
+    const N: u64 = 20;
+    let dir = TestDir::new("group-leave");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut p = client.publisher("t", config(64)).unwrap();
+    let options = GroupOptions {
+        batch: 8,
+        auto_ack,
+        ..Default::default()
+    };
+    let mut a = member(&Client::connect(dir.socket()).unwrap(), "t", "g", options);
+    let mut b = member(&Client::connect(dir.socket()).unwrap(), "t", "g", options);
+    for i in 0..N {
+        p.try_publish(&i.to_le_bytes(), i).unwrap();
+    }
+    let mut buf = [0u8; 64];
+    let first = a.recv_timeout(&mut buf, PATIENCE).unwrap();
+    assert_eq!(first.delivery.info.seq, 0);
+    // `a` holds 0..8: 0 delivered (acknowledged by the drop under the
+    // implicit acknowledgement), 1..8 claimed.
+    drop(a);
+    let handed_on = if auto_ack { 1..8 } else { 0..8 };
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while (seen.len() as u64) < N {
+        assert!(std::time::Instant::now() < deadline, "got only {seen:?}");
+        match b.recv_timeout(&mut buf, Duration::from_millis(20)) {
+            Ok(d) => {
+                let seq = d.delivery.info.seq;
+                assert_eq!(&buf[..8], &seq.to_le_bytes(), "payload of {seq}");
+                let before = seen.insert(seq, (d.redelivered, d.deliveries));
+                assert_eq!(before, None, "{seq} delivered twice to b");
+                if !auto_ack {
+                    b.ack(&d).unwrap();
+                }
+            }
+            Err(RecvError::Timeout) => {}
+            Err(e) => panic!("b: {e}"),
+        }
+        if auto_ack && seen.len() as u64 == N - 1 {
+            // 0 was acknowledged by `a`: it never comes again.
+            assert!(!seen.contains_key(&0));
+            seen.insert(0, (false, 1));
+        }
+    }
+    for (seq, (redelivered, deliveries)) in seen {
+        let held = handed_on.contains(&seq);
+        assert_eq!(redelivered, held, "auto_ack {auto_ack}: {seq}");
+        assert_eq!(
+            deliveries,
+            if held { 2 } else { 1 },
+            "auto_ack {auto_ack}: {seq}"
+        );
+    }
+    // Nothing more (nothing twice), and once `b` has acknowledged them,
+    // the publisher has the ring again.
+    let more = b.recv_timeout(&mut buf, Duration::from_millis(200));
+    assert!(matches!(more, Err(RecvError::Timeout)), "{more:?}");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut sent = 0;
+    while sent < 64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ring stays held ({sent} sent)"
+        );
+        match p.try_publish(b"more", 1) {
+            Ok(_) => sent += 1,
+            Err(PublishError::Full) => {
+                let _ = b.try_recv(&mut buf);
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 #[test]
 fn bad_group_input_is_a_clear_error() {
     let dir = TestDir::new("group-bad");

@@ -28,8 +28,8 @@
 //! [8]                                    Stats
 //! [9, pattern]                           SubscribePattern (PATTERNS)
 //! [10, lease]                            FetchMatches
-//! [11, topic, group, max]                OpenGroup (GROUPS, max % 4)
-//! [12, topic, group]                     TakeOrphan
+//! [11, topic, group, max, lease]         OpenGroup (GROUPS, max % 4)
+//! [12, topic, group, lease]              TakeOrphan
 //! [13, topic, after]                     JournalRings
 //! [14, topic, ring, from]                JournalSegments
 //! ```
@@ -269,10 +269,12 @@ pub fn request(body: &[u8], seen: &Seen) -> Request {
             topic: topic(1),
             group: GROUPS[usize::from(b(2)) % GROUPS.len()].to_owned(),
             max_deliveries: u32::from(b(3)) % 4,
+            lease: seen.lease(b(4)),
         },
         12 => Request::TakeOrphan {
             topic: topic(1),
             group: GROUPS[usize::from(b(2)) % GROUPS.len()].to_owned(),
+            lease: seen.lease(b(3)),
         },
         13 => Request::JournalRings {
             topic: topic(1),

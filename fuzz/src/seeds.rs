@@ -104,6 +104,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 topic: "md.x".into(),
                 group: "workers".into(),
                 max_deliveries: 5,
+                lease: 1,
             },
         ),
         (
@@ -111,6 +112,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             Request::TakeOrphan {
                 topic: "md.x".into(),
                 group: "workers".into(),
+                lease: 1,
             },
         ),
     ]

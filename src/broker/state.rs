@@ -844,8 +844,13 @@ impl State {
                 topic,
                 group,
                 max_deliveries,
-            } => self.open_group(client, &cred, &topic, &group, max_deliveries),
-            Request::TakeOrphan { topic, group } => self.take_orphan(&cred, &topic, &group),
+                lease,
+            } => self.open_group(client, &cred, &topic, &group, max_deliveries, lease),
+            Request::TakeOrphan {
+                topic,
+                group,
+                lease,
+            } => self.take_orphan(client, &cred, &topic, &group, lease),
         };
         match r {
             Ok((reply, fds)) if fds.len() == reply.fd_count() => (reply, fds),
@@ -1355,7 +1360,17 @@ impl State {
             for c in children {
                 self.end_lease(c, detached);
             }
+            self.forget_group_lease(lease);
             return;
+        }
+        if let LeaseKind::Subscriber { parent, .. } = l.kind {
+            // A member that left (its process lives on: one that died is
+            // seen by `reap_pid`, one whose connection ended keeps its
+            // ports until then).
+            if detached {
+                self.hand_on_lease(&l.topic, lease, parent);
+            }
+            self.forget_group_lease(lease);
         }
         if let LeaseKind::Subscriber { .. } = l.kind {
             self.kept.forget(&format!("s/{lease}"));

@@ -218,6 +218,7 @@ impl GroupSubscriber {
             topic: name.clone(),
             group: self.group.clone(),
             max_deliveries: self.options.max_deliveries,
+            lease: self.sub.lease(),
         })?;
         let Reply::GroupOpened { .. } = reply else {
             return Err(unexpected(&reply));
@@ -334,6 +335,7 @@ impl GroupSubscriber {
         let (reply, fds) = self.client.call(&Request::TakeOrphan {
             topic: name.clone(),
             group: self.group.clone(),
+            lease: self.sub.lease(),
         })?;
         let Reply::Orphan { orphan } = reply else {
             return Err(unexpected(&reply));
@@ -787,6 +789,41 @@ impl GroupSubscriber {
         self.members.iter().fold((0, 0), |(c, a), m| {
             (c + m.cursor.claimed_total(), a + m.cursor.acked_total())
         })
+    }
+}
+
+impl Drop for GroupSubscriber {
+    /// A member that leaves holding messages (claimed and not read, or
+    /// read and not acknowledged) hands them to the other members: its
+    /// ports keep their cursors, and the broker hands the ranges on when
+    /// the subscription's lease ends (`sub`'s drop, after this). Under
+    /// the implicit acknowledgement, leaving acknowledges the last
+    /// message delivered, as a next receive would (Kafka's close commits
+    /// what was polled) — unless the thread is panicking: a member
+    /// unwinding out of its handler did not finish that message.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.implicit_ack();
+        }
+        for m in &self.members {
+            if !m.cursor.holds_any() {
+                continue;
+            }
+            if let Some(r) = self
+                .sub
+                .fan_in
+                .rings
+                .iter_mut()
+                .find(|r| r.ring_id == m.ring_id)
+            {
+                r.consumer.keep_cursor();
+            }
+        }
+        for t in &mut self.taken {
+            if t.cursor.holds_any() {
+                t.consumer.keep_cursor();
+            }
+        }
     }
 }
 

@@ -928,15 +928,26 @@ impl Subscriber {
     }
 }
 
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        // The consumers free their cursors when dropped after this. A
-        // pattern's lease ends its topics' too.
-        let lease = match &self.watch {
+impl Subscriber {
+    /// The subscription's lease (a pattern's: its topics' leases are its
+    /// children).
+    pub(crate) fn lease(&self) -> u64 {
+        match &self.watch {
             Some(w) => w.lease,
             None => self.topics.first().map_or(0, |t| t.lease),
-        };
-        let _ = self.client.call(&Request::Detach { lease });
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // The consumers free their cursors when dropped after this (a
+        // group member's keep those holding messages, see
+        // `GroupSubscriber`'s drop). A pattern's lease ends its topics'
+        // too.
+        let _ = self.client.call(&Request::Detach {
+            lease: self.lease(),
+        });
     }
 }
 

@@ -388,16 +388,23 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, EncodeError> {
             topic,
             group,
             max_deliveries,
+            lease,
         } => {
             w = Writer::new(kind::OPEN_GROUP);
             w.str("topic", topic, MAX_TOPIC_LEN)?;
             w.str("group", group, MAX_GROUP_NAME_LEN)?;
             w.u32(*max_deliveries);
+            w.u64(*lease);
         }
-        Request::TakeOrphan { topic, group } => {
+        Request::TakeOrphan {
+            topic,
+            group,
+            lease,
+        } => {
             w = Writer::new(kind::TAKE_ORPHAN);
             w.str("topic", topic, MAX_TOPIC_LEN)?;
             w.str("group", group, MAX_GROUP_NAME_LEN)?;
+            w.u64(*lease);
         }
     }
     w.finish()
@@ -941,10 +948,12 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             topic: r.topic()?,
             group: r.str("group", MAX_GROUP_NAME_LEN)?,
             max_deliveries: r.u32("max_deliveries")?,
+            lease: r.u64("lease")?,
         },
         kind::TAKE_ORPHAN => Request::TakeOrphan {
             topic: r.topic()?,
             group: r.str("group", MAX_GROUP_NAME_LEN)?,
+            lease: r.u64("lease")?,
         },
         other => return Err(DecodeError::UnknownKind(other)),
     };
@@ -1209,10 +1218,12 @@ mod tests {
                 topic: "t".into(),
                 group: "workers".into(),
                 max_deliveries: 5,
+                lease: 7,
             },
             Request::TakeOrphan {
                 topic: "t".into(),
                 group: "workers".into(),
+                lease: u64::MAX,
             },
         ]
     }

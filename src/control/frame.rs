@@ -172,14 +172,22 @@ pub enum Request {
         group: String,
         /// Deliveries of one message before it is dead-lettered.
         max_deliveries: u32,
+        /// The member's subscription (a topic's lease, or a pattern's):
+        /// when it ends, what its ports hold unacknowledged goes to the
+        /// group's other members.
+        lease: u64,
     },
-    /// Take one range a dead member of `group` left unacknowledged on
-    /// `topic`. Answer: [`Reply::Orphan`].
+    /// Take one range a member of `group` that died or left held
+    /// unacknowledged on `topic`. Answer: [`Reply::Orphan`].
     TakeOrphan {
         /// The topic.
         topic: String,
         /// The group.
         group: String,
+        /// The taking member's subscription (as in
+        /// [`Request::OpenGroup`]): if it ends before the range is read,
+        /// the range goes on again.
+        lease: u64,
     },
 }
 

@@ -273,17 +273,20 @@ impl ClaimTable {
     /// (what the publisher has completed): `Some((from, to))`, or `None`
     /// when nothing unclaimed is published, with the counter seen.
     pub fn claim(&self, i: usize, head: u64, max: u64) -> Result<(u64, u64), u64> {
-        self.claim_with(i, head, max, |_, _| {})
+        self.claim_with(i, head, max, None, |_, _| {})
     }
 
     /// [`ClaimTable::claim`], calling `intent(from, to)` before each
     /// attempt: a member publishes the range it is about to claim, so
     /// that the broker can hand it on if the member dies right after.
+    /// With `only_from`, claims only a range that starts there (a member
+    /// that still holds messages extends its range, never opens a second).
     pub fn claim_with(
         &self,
         i: usize,
         head: u64,
         max: u64,
+        only_from: Option<u64>,
         mut intent: impl FnMut(u64, u64),
     ) -> Result<(u64, u64), u64> {
         let l = &self.line(i).claim;
@@ -294,7 +297,7 @@ impl ClaimTable {
         // below the counter it read, see the module docs).
         let mut c = l.load(Ordering::Relaxed);
         loop {
-            if c >= head {
+            if c >= head || only_from.is_some_and(|f| f != c) {
                 return Err(c);
             }
             let n = (head - c).min(max.max(1));
@@ -533,6 +536,13 @@ impl GroupCursor {
         self.acked_total
     }
 
+    /// Whether this member holds messages here (claimed, not all
+    /// acknowledged): a member that leaves then hands them on
+    /// ([`Consumer::keep_cursor`]).
+    pub fn holds_any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// Claimed and not acknowledged (delivered or not).
     pub fn unacked(&self) -> u64 {
         self.held.iter().map(|(a, b)| b - a).sum::<u64>() - self.acked.len() as u64
@@ -563,6 +573,14 @@ impl GroupCursor {
         // a waiting member then sees a message with one line transfer,
         // as a plain subscriber does.
         let c = self.table.counter(self.line);
+        if !self.held.is_empty() && c != self.to {
+            // Others claimed past our range: a second range would leave
+            // theirs inside what the broker hands on if this member dies
+            // (its port says one range: cursor to `group_to`). A member
+            // holds one range (a prefetch limit of `batch`) until it
+            // acknowledges; the implicit acknowledgement has, by now.
+            return false;
+        }
         if c > MAX_SEQ - self.capacity {
             // Garbage (a member wrote it): stamps of sequences this high
             // wrap, so a slot could look ready with an older message.
@@ -618,7 +636,11 @@ impl GroupCursor {
                 h.group_to.store(to, Ordering::Relaxed);
             }
         };
-        match self.table.claim_with(self.line, head, max, intent) {
+        let only_from = (!idle).then_some(self.to);
+        match self
+            .table
+            .claim_with(self.line, head, max, only_from, intent)
+        {
             Ok((from, to)) => {
                 let was_empty = self.held.is_empty();
                 self.held.push_back((from, to));
@@ -632,6 +654,13 @@ impl GroupCursor {
                 true
             }
             Err(counter) => {
+                if !self.held.is_empty() && tried {
+                    if let Some(p) = &self.port {
+                        // Relaxed: as in the intent; it said more than
+                        // this member got.
+                        p.header().group_to.store(self.to, Ordering::Relaxed);
+                    }
+                }
                 // Every sequence below min(counter, head) is claimed (by
                 // others, who gate it) or not published. The port is
                 // written only when that moved, or an attempt wrote it: an

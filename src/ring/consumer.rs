@@ -452,6 +452,17 @@ impl Consumer {
         self.port.clone()
     }
 
+    /// Leaves the port's cursor where it is when this consumer is
+    /// dropped (not freed): a group member leaving with unacknowledged
+    /// messages, whose port the broker then hands to another member. A
+    /// port the heap ring gave out is freed all the same. Called just
+    /// before the consumer is dropped.
+    pub(crate) fn keep_cursor(&mut self) {
+        if !self.local_port {
+            self.port = None;
+        }
+    }
+
     /// Moves the read position to `seq`: the start of a range a group
     /// member claimed. Only a group reader calls it (the cursor is its
     /// own, see [`Consumer::release_cursor`]).

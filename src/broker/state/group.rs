@@ -9,7 +9,7 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use super::{dup, internal, Refusal, State};
+use super::{dup, internal, no_lease, LeaseKind, PortRec, Refusal, State, Topic};
 use crate::broker::config::Action;
 use crate::control::frame::{ErrorCode, OrphanRef, Reply};
 use crate::control::name::validate_group_name;
@@ -31,6 +31,10 @@ pub(crate) struct GroupRec {
     pub max_deliveries: u32,
     /// The connections of its members (one entry per join).
     pub members: Vec<u64>,
+    /// The subscriptions of its members (a topic's lease or a
+    /// pattern's): when one ends, what its ports hold unacknowledged goes
+    /// to the other members.
+    pub leases: Vec<u64>,
     /// The processes of its members (watched: their ports' unacknowledged
     /// ranges become orphans when they die).
     pub pids: Vec<u32>,
@@ -46,17 +50,17 @@ pub(crate) struct GroupRec {
 /// holding the publisher back.
 pub const ORPHANS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A dead member's unacknowledged range: its port, kept (gating the
-/// publisher, its cursor at the range's start) until a live member has
-/// read and acknowledged it through the port.
+/// The unacknowledged range of a member that died or left: its port,
+/// kept (gating the publisher, its cursor at the range's start) until a
+/// live member has read and acknowledged it through the port.
 pub(crate) struct Orphan {
     pub ring_id: u64,
     pub port_id: u64,
     pub to: u64,
     /// Deliveries of its messages so far.
     pub deliveries: u32,
-    /// The live member reading it now.
-    pub holder: Option<u32>,
+    /// The live member reading it now: its process and subscription.
+    pub holder: Option<(u32, u64)>,
 }
 
 /// The pid an orphaned group port is kept under (no process has it, so
@@ -73,6 +77,8 @@ impl Groups {
     /// Connection `client` ended: its joins leave their groups; a group
     /// without members is dropped (its table with it).
     pub fn client_gone(&mut self, client: u64) {
+        // (Its subscriptions' leases ended before this, each through
+        // `State::hand_on_lease`.)
         for g in self.by_name.values_mut() {
             g.members.retain(|&c| c != client);
             if g.members.is_empty() && g.empty_since.is_none() {
@@ -96,8 +102,20 @@ impl State {
         topic: &str,
         group: &str,
         max_deliveries: u32,
+        lease: u64,
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
         validate_group_name(group).map_err(|e| (ErrorCode::BadTopicName, e))?;
+        let subscription = self.leases.get(&lease).is_some_and(|l| {
+            l.client == client
+                && match l.kind {
+                    LeaseKind::Subscriber { .. } => l.topic == topic,
+                    LeaseKind::Pattern(_) => true,
+                    LeaseKind::Publisher { .. } => false,
+                }
+        });
+        if !subscription {
+            return Err(no_lease(lease));
+        }
         if max_deliveries == 0 {
             return Err((
                 ErrorCode::InvalidConfig,
@@ -119,6 +137,9 @@ impl State {
             }
             let fd = dup(&g.file).ok_or_else(|| internal("cannot duplicate a claim table"))?;
             g.members.push(client);
+            if !g.leases.contains(&lease) {
+                g.leases.push(lease);
+            }
             g.empty_since = None;
             if !g.pids.contains(&cred.pid) {
                 g.pids.push(cred.pid);
@@ -147,6 +168,7 @@ impl State {
                 table,
                 max_deliveries,
                 members: vec![client],
+                leases: vec![lease],
                 pids: vec![cred.pid],
                 orphans: Vec::new(),
                 empty_since: None,
@@ -156,87 +178,145 @@ impl State {
     }
 }
 
+/// Hands on, in group `g`, the unacknowledged ranges of the ports of
+/// `t` that `which` selects (by ring id and port): each becomes an orphan
+/// (again, for a range a member had taken over), its port kept under
+/// [`ORPHAN_PID`]. The range is the port's cursor to its `group_to`, both
+/// written by the member: one outside a ring's capacity below its head
+/// is ignored, and so is an empty one (the port is then left for its
+/// owner's removal). Returns how many messages were handed on.
+fn hand_on(g: &mut GroupRec, t: &mut Topic, which: impl Fn(u64, &PortRec) -> bool) -> u64 {
+    let mut orphaned = 0;
+    for (&ring_id, r) in t.rings.iter_mut() {
+        let cap = u64::from(r.region.config().capacity);
+        let head = r.region.head();
+        for p in r.ports.iter_mut().filter(|p| which(ring_id, p)) {
+            let prev = g
+                .orphans
+                .iter()
+                .position(|o| o.ring_id == ring_id && o.port_id == p.id);
+            let pos = p.port.pos();
+            // Relaxed: the writer is dead or has left; its stores are in
+            // (a member that left made them before its request).
+            let to = match prev {
+                Some(i) => g.orphans[i].to,
+                None => p
+                    .port
+                    .header()
+                    .group_to
+                    .load(crate::sync::Ordering::Relaxed),
+            };
+            let sane =
+                pos != crate::layout::CURSOR_FREE && pos < to && to - pos <= cap && to <= head;
+            if !sane {
+                if let Some(i) = prev {
+                    g.orphans.remove(i);
+                }
+                continue;
+            }
+            p.pid = ORPHAN_PID;
+            p.lease = None;
+            match prev {
+                Some(i) => {
+                    let o = &mut g.orphans[i];
+                    o.deliveries = o.deliveries.saturating_add(1);
+                    o.holder = None;
+                }
+                None => g.orphans.push(Orphan {
+                    ring_id,
+                    port_id: p.id,
+                    to,
+                    deliveries: 1,
+                    holder: None,
+                }),
+            }
+            orphaned += to - pos;
+        }
+    }
+    if orphaned > 0 {
+        g.table.bump_orphans();
+    }
+    orphaned
+}
+
 impl State {
     /// Process `pid` died: the ranges its group ports held unacknowledged
-    /// (cursor to `group_to`, both written by the dead process: clamped to
-    /// a ring's capacity below the head, else ignored) become orphans,
-    /// their ports kept under [`ORPHAN_PID`]; the orphan generation of
-    /// their groups moves. Called before the dead process's ports are
-    /// removed.
+    /// become orphans ([`hand_on`]), and the orphan generation of their
+    /// groups moves. Called before the dead process's ports are removed.
     pub(super) fn orphan_group_ports(&mut self, pid: u32) {
         for ((topic, group), g) in self.groups.by_name.iter_mut() {
             let member = g.pids.contains(&pid);
-            if !member && !g.orphans.iter().any(|o| o.holder == Some(pid)) {
+            if !member
+                && !g
+                    .orphans
+                    .iter()
+                    .any(|o| o.holder.is_some_and(|h| h.0 == pid))
+            {
                 continue;
             }
             g.pids.retain(|&p| p != pid);
             let Some(t) = self.topics.get_mut(topic) else {
                 continue;
             };
-            let mut orphaned = 0;
-            for (&ring_id, r) in t.rings.iter_mut() {
-                let cap = u64::from(r.region.config().capacity);
-                let head = r.region.head();
-                for p in r.ports.iter_mut().filter(|p| p.pid == pid) {
-                    let prev = g
-                        .orphans
-                        .iter()
-                        .position(|o| o.ring_id == ring_id && o.port_id == p.id);
-                    let pos = p.port.pos();
-                    // Relaxed: the writer is dead; its stores are all in.
-                    let to = match prev {
-                        Some(i) => g.orphans[i].to,
-                        None => p
-                            .port
-                            .header()
-                            .group_to
-                            .load(crate::sync::Ordering::Relaxed),
-                    };
-                    let sane = pos != crate::layout::CURSOR_FREE
-                        && pos < to
-                        && to - pos <= cap
-                        && to <= head;
-                    if !sane {
-                        if let Some(i) = prev {
-                            g.orphans.remove(i);
-                        }
-                        continue;
-                    }
-                    p.pid = ORPHAN_PID;
-                    p.lease = None;
-                    match prev {
-                        Some(i) => {
-                            let o = &mut g.orphans[i];
-                            o.deliveries = o.deliveries.saturating_add(1);
-                            o.holder = None;
-                        }
-                        None => g.orphans.push(Orphan {
-                            ring_id,
-                            port_id: p.id,
-                            to,
-                            deliveries: 1,
-                            holder: None,
-                        }),
-                    }
-                    orphaned += to - pos;
-                }
-            }
+            let orphaned = hand_on(g, t, |_, p| p.pid == pid);
             if orphaned > 0 {
                 eprintln!(
                     "ringbus: group {group:?} of topic {topic:?}: member pid {pid} died holding {orphaned} unacknowledged message(s); they go to the live members"
                 );
-                g.table.bump_orphans();
             }
+        }
+    }
+
+    /// Subscription `lease` of `topic` (made by pattern subscription
+    /// `parent`, if one did) is ending: if it is a group member's, what
+    /// its ports hold unacknowledged, and the ranges it took over and has
+    /// not finished, go to the other members ([`hand_on`]). Called before
+    /// its ports are removed.
+    pub(super) fn hand_on_lease(&mut self, topic: &str, lease: u64, parent: Option<u64>) {
+        let key = parent.unwrap_or(lease);
+        for ((t_name, group), g) in self.groups.by_name.iter_mut() {
+            if t_name != topic || !g.leases.contains(&key) {
+                continue;
+            }
+            let Some(t) = self.topics.get_mut(topic) else {
+                continue;
+            };
+            let taken: Vec<(u64, u64)> = g
+                .orphans
+                .iter()
+                .filter(|o| o.holder.is_some_and(|h| h.1 == key))
+                .map(|o| (o.ring_id, o.port_id))
+                .collect();
+            let orphaned = hand_on(g, t, |ring_id, p| {
+                p.lease == Some(lease) || taken.contains(&(ring_id, p.id))
+            });
+            if orphaned > 0 {
+                eprintln!(
+                    "ringbus: group {group:?} of topic {topic:?}: a member left holding {orphaned} unacknowledged message(s); they go to the other members"
+                );
+            }
+        }
+    }
+
+    /// Lease `lease` ended: no group counts it as a member's any more.
+    pub(super) fn forget_group_lease(&mut self, lease: u64) {
+        for g in self.groups.by_name.values_mut() {
+            g.leases.retain(|&l| l != lease);
         }
     }
 
     /// A live member of `group` takes one orphaned range of `topic`.
     pub(super) fn take_orphan(
         &mut self,
+        client: u64,
         cred: &PeerCred,
         topic: &str,
         group: &str,
+        lease: u64,
     ) -> Result<(Reply, Vec<OwnedFd>), Refusal> {
+        if !self.leases.get(&lease).is_some_and(|l| l.client == client) {
+            return Err(no_lease(lease));
+        }
         let key = (topic.to_owned(), group.to_owned());
         let (Some(g), Some(t)) = (
             self.groups.by_name.get_mut(&key),
@@ -270,7 +350,7 @@ impl State {
         };
         let fd = dup(&p.file).ok_or_else(|| internal("cannot duplicate a port"))?;
         p.pid = cred.pid;
-        o.holder = Some(cred.pid);
+        o.holder = Some((cred.pid, lease));
         let orphan = OrphanRef {
             ring_id: o.ring_id,
             port_id: o.port_id,
