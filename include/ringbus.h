@@ -29,6 +29,11 @@
 // The most tags `ringbus_subscriber_filter_tag_set()` takes.
 #define RINGBUS_MAX_FILTER_TAGS 64
 
+// `ringbus_subscribe_options.group_flags`: acknowledge explicitly
+// (`ringbus_subscriber_ack()`, `ringbus_subscriber_ack_through()`)
+// instead of when asking for the next message.
+#define RINGBUS_GROUP_MANUAL_ACK 1
+
 // Status returned by every `ringbus_` function that returns `int`: 0 on
 // success, a negative value on failure (`ringbus_last_error()` then says
 // what went wrong).
@@ -187,8 +192,30 @@ typedef struct ringbus_subscribe_options {
     uint64_t tag_mask;
     // See `tag_mask`; must have no bits outside `tag_mask`.
     uint64_t tag_value;
+    // Join this consumer group of the topic (or pattern): the members of
+    // one group share its messages, each message going to one member;
+    // other groups and plain subscribers still get every message. Read
+    // during `ringbus_subscriber_open()` only. NULL (the default): a
+    // plain subscriber. A member receives with the copying receives
+    // (`info.deliveries` counts its deliveries; more than 1: redelivered)
+    // and acknowledges with `ringbus_subscriber_ack()` and friends; it
+    // has no zero-copy receive and no filters.
+    const char *group;
+    // Most messages a member claims at once (and, with
+    // `RINGBUS_GROUP_MANUAL_ACK`, holds unacknowledged); 0: the default
+    // (64).
+    uint32_t group_batch;
+    // Deliveries of one message before it goes to the dead-letter topic
+    // (`<topic>.dlq`); every member of a group must ask for the same. 0:
+    // the default (5).
+    uint32_t group_max_deliveries;
+    // `RINGBUS_GROUP_*` flags; 0: the defaults (a message is acknowledged
+    // when the member asks for the next one).
+    uint32_t group_flags;
     // Reserved for future options: must be zero.
-    uint64_t reserved[4];
+    uint32_t reserved32;
+    // Reserved for future options: must be zero.
+    uint64_t reserved[1];
 } ringbus_subscribe_options;
 
 // What a subscriber learns about a received message. On
@@ -215,6 +242,11 @@ typedef struct ringbus_message_info {
     // `ringbus_subscriber_topic_name()` gives its name. 0 in the info a
     // filter predicate is given.
     uint32_t topic;
+    // For a consumer group member: how many times the message has been
+    // delivered, this time included (more than 1: it was held by a
+    // member that died, left or handed it back, and may have been
+    // processed before). 0 for a plain subscriber.
+    uint32_t deliveries;
 } ringbus_message_info;
 
 // A message read in place (zero-copy receive): `data` points into the
@@ -422,20 +454,26 @@ int ringbus_publisher_abandon(struct ringbus_publisher *publisher);
 // given in `options->pattern` instead, `topic` then being NULL. With
 // `options->tag_mask` set, the tag filter of
 // `ringbus_subscriber_filter_tags()` applies from the first receive.
+// With `options->group` set, the subscriber is a member of that consumer
+// group (see `ringbus_subscribe_options.group`).
 //
 // Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (topic not UTF-8 or not a valid
 // name, a bad pattern (the message says what is wrong, at which byte),
 // both `topic` and `options->pattern` set, `options->tag_value` with bits
-// outside `options->tag_mask`, bad option value),
-// `RINGBUS_ERR_UNSUPPORTED` (a reserved option set),
+// outside `options->tag_mask`, bad option value, an empty or invalid
+// group name, group options without a group, a group started in a
+// durable topic's journal), `RINGBUS_ERR_CONFIG_MISMATCH` (the group's
+// members asked for another `group_max_deliveries`),
+// `RINGBUS_ERR_UNSUPPORTED` (a reserved option set, a group member with a
+// tag filter),
 // `RINGBUS_ERR_PERMISSION_DENIED`, `RINGBUS_ERR_LIMIT` (every back-pressure
 // cursor taken), `RINGBUS_ERR_BROKER`, `RINGBUS_ERR_SYSTEM`.
 //
 // # Safety
 // `client` is NULL or a client handle; `topic` is NULL or a
 // NUL-terminated string; `options` is NULL or points to a
-// `ringbus_subscribe_options` whose `pattern` is NULL or a NUL-terminated
-// string; `subscriber` is NULL or points to writable memory for a
+// `ringbus_subscribe_options` whose `pattern` and `group` are NULL or
+// NUL-terminated strings; `subscriber` is NULL or points to writable memory for a
 // pointer.
 int ringbus_subscriber_open(struct ringbus_client *client,
                             const char *topic,
@@ -489,6 +527,45 @@ int ringbus_subscriber_recv(struct ringbus_subscriber *subscriber,
                             size_t capacity,
                             int64_t timeout_ns,
                             struct ringbus_message_info *info);
+
+// Acknowledges one message a group member received (`info` as the
+// receive filled it: its `ring_id` and `sequence` are read): it will not
+// be delivered again. Under `RINGBUS_GROUP_MANUAL_ACK` messages may be
+// acknowledged in any order; by default asking for the next message
+// acknowledges the last one, and this is needed only to acknowledge
+// early.
+//
+// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (not delivered to this member,
+// acknowledged already, or a ring it does not read),
+// `RINGBUS_ERR_BAD_STATE` (not a group member), `RINGBUS_ERR_NULL_POINTER`.
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `info` is NULL or points
+// to a readable `ringbus_message_info`.
+int ringbus_subscriber_ack(struct ringbus_subscriber *subscriber,
+                           const struct ringbus_message_info *info);
+
+// Acknowledges every message of `info->ring_id` delivered to this group
+// member up to and including `info->sequence`.
+//
+// Errors: as `ringbus_subscriber_ack()`.
+//
+// # Safety
+// As `ringbus_subscriber_ack()`.
+int ringbus_subscriber_ack_through(struct ringbus_subscriber *subscriber,
+                                   const struct ringbus_message_info *info);
+
+// Hands a message a group member received back: the next receive
+// delivers it again (its `deliveries` one higher), until it has been
+// delivered `group_max_deliveries` times; it then goes to the
+// dead-letter topic (`<topic>.dlq`) and the group moves on.
+//
+// Errors: as `ringbus_subscriber_ack()`.
+//
+// # Safety
+// As `ringbus_subscriber_ack()`.
+int ringbus_subscriber_nack(struct ringbus_subscriber *subscriber,
+                            const struct ringbus_message_info *info);
 
 // Zero-copy receive (back-pressure topics only): the next message, read in
 // place. `view->data` points into the ring and stays valid until

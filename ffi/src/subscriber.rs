@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
-use ringbus::client::{Delivery, Subscriber};
+use ringbus::client::{Delivery, GroupError, GroupSubscriber, Subscriber};
 use ringbus::control::is_pattern;
 use ringbus::ring::{FilterError, MessageRef, RecvError};
 
@@ -13,7 +13,7 @@ use crate::client::{client_ref, ringbus_client};
 use crate::handle::{self, check, out_arg, str_arg, Handle};
 use crate::status::ringbus_status::{
     RINGBUS_ERR_BAD_STATE, RINGBUS_ERR_BUFFER_TOO_SMALL, RINGBUS_ERR_INVALID_ARGUMENT,
-    RINGBUS_ERR_NOT_FOUND, RINGBUS_ERR_NULL_POINTER,
+    RINGBUS_ERR_NOT_FOUND, RINGBUS_ERR_NULL_POINTER, RINGBUS_ERR_UNSUPPORTED,
 };
 use crate::status::{
     client_error, fail, fail_static, filter_error, guard, null, recv_error, Failed,
@@ -43,7 +43,26 @@ pub(crate) struct SubscriberHandle {
     /// subscription (a zero-copy receive returns the ring only, and the
     /// subscriber cannot be asked while the message borrows it).
     ring_topics: Vec<(u64, u32)>,
-    sub: Subscriber,
+    sub: Reader,
+}
+
+/// What a subscriber handle reads with.
+pub(crate) enum Reader {
+    Plain(Subscriber),
+    /// A consumer group member (`options.group`): copying receives and
+    /// acknowledgements; no zero-copy receive (so never a view), no
+    /// filters.
+    Group(Box<GroupSubscriber>),
+}
+
+impl Reader {
+    /// The subscription underneath (topics, rings, counters).
+    fn subscription(&self) -> &Subscriber {
+        match self {
+            Reader::Plain(s) => s,
+            Reader::Group(g) => g.subscriber(),
+        }
+    }
 }
 
 // SAFETY: `#[repr(C)]`, magic first.
@@ -59,6 +78,37 @@ unsafe impl Handle for SubscriberHandle {
 /// the returned borrow.
 #[inline]
 unsafe fn idle_subscriber<'a>(s: *mut ringbus_subscriber) -> Result<&'a mut Subscriber, Failed> {
+    // SAFETY: forwarded contract.
+    match unsafe { idle_reader(s)? } {
+        Reader::Plain(sub) => Ok(sub),
+        Reader::Group(_) => Err(fail_static(
+            RINGBUS_ERR_UNSUPPORTED,
+            c"a consumer group member (options.group) has no zero-copy receive and no filters",
+        )),
+    }
+}
+
+/// The group member of a live handle.
+///
+/// # Safety
+/// As [`idle_subscriber`].
+unsafe fn member<'a>(s: *mut ringbus_subscriber) -> Result<&'a mut GroupSubscriber, Failed> {
+    // SAFETY: forwarded contract.
+    match unsafe { idle_reader(s)? } {
+        Reader::Group(g) => Ok(g),
+        Reader::Plain(_) => Err(fail_static(
+            RINGBUS_ERR_BAD_STATE,
+            c"not a consumer group member: acknowledgements are for subscribers opened with options.group",
+        )),
+    }
+}
+
+/// The reader of a live handle holding no zero-copy message.
+///
+/// # Safety
+/// As [`idle_subscriber`].
+#[inline]
+unsafe fn idle_reader<'a>(s: *mut ringbus_subscriber) -> Result<&'a mut Reader, Failed> {
     // SAFETY: forwarded contract.
     let h = unsafe { check(s.cast::<SubscriberHandle>())? };
     // SAFETY: a live handle; the view field is read through the raw pointer
@@ -85,20 +135,26 @@ unsafe fn idle_subscriber<'a>(s: *mut ringbus_subscriber) -> Result<&'a mut Subs
 /// given in `options->pattern` instead, `topic` then being NULL. With
 /// `options->tag_mask` set, the tag filter of
 /// `ringbus_subscriber_filter_tags()` applies from the first receive.
+/// With `options->group` set, the subscriber is a member of that consumer
+/// group (see `ringbus_subscribe_options.group`).
 ///
 /// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (topic not UTF-8 or not a valid
 /// name, a bad pattern (the message says what is wrong, at which byte),
 /// both `topic` and `options->pattern` set, `options->tag_value` with bits
-/// outside `options->tag_mask`, bad option value),
-/// `RINGBUS_ERR_UNSUPPORTED` (a reserved option set),
+/// outside `options->tag_mask`, bad option value, an empty or invalid
+/// group name, group options without a group, a group started in a
+/// durable topic's journal), `RINGBUS_ERR_CONFIG_MISMATCH` (the group's
+/// members asked for another `group_max_deliveries`),
+/// `RINGBUS_ERR_UNSUPPORTED` (a reserved option set, a group member with a
+/// tag filter),
 /// `RINGBUS_ERR_PERMISSION_DENIED`, `RINGBUS_ERR_LIMIT` (every back-pressure
 /// cursor taken), `RINGBUS_ERR_BROKER`, `RINGBUS_ERR_SYSTEM`.
 ///
 /// # Safety
 /// `client` is NULL or a client handle; `topic` is NULL or a
 /// NUL-terminated string; `options` is NULL or points to a
-/// `ringbus_subscribe_options` whose `pattern` is NULL or a NUL-terminated
-/// string; `subscriber` is NULL or points to writable memory for a
+/// `ringbus_subscribe_options` whose `pattern` and `group` are NULL or
+/// NUL-terminated strings; `subscriber` is NULL or points to writable memory for a
 /// pointer.
 #[no_mangle]
 pub unsafe extern "C" fn ringbus_subscriber_open(
@@ -130,11 +186,27 @@ pub unsafe extern "C" fn ringbus_subscriber_open(
             }
         };
         let options = c_options.to_rust()?;
-        let mut sub = c.subscriber(name, options).map_err(|e| client_error(&e))?;
-        if c_options.tag_mask != 0 {
-            sub.filter_tags(c_options.tag_mask, c_options.tag_value)
-                .map_err(|e| filter_error(&e))?;
-        }
+        let sub = if c_options.group.is_null() {
+            let mut sub = c.subscriber(name, options).map_err(|e| client_error(&e))?;
+            if c_options.tag_mask != 0 {
+                sub.filter_tags(c_options.tag_mask, c_options.tag_value)
+                    .map_err(|e| filter_error(&e))?;
+            }
+            Reader::Plain(sub)
+        } else {
+            if c_options.tag_mask != 0 {
+                return Err(fail_static(
+                    RINGBUS_ERR_UNSUPPORTED,
+                    c"a consumer group member (options.group) has no filters: options.tag_mask must be 0",
+                ));
+            }
+            // SAFETY: non-NULL; a NUL-terminated string per the contract.
+            let group = unsafe { str_arg(c_options.group, "options.group")? };
+            let m = c
+                .subscriber_in_group(name, group, c_options.to_group(options))
+                .map_err(|e| client_error(&e))?;
+            Reader::Group(Box::new(m))
+        };
         let h = SubscriberHandle {
             magic: SubscriberHandle::MAGIC,
             view: None,
@@ -261,8 +333,12 @@ pub unsafe extern "C" fn ringbus_subscriber_try_recv(
 ) -> c_int {
     guard(|| {
         // SAFETY: forwarded contract.
-        let (s, buf) = unsafe { (idle_subscriber(subscriber)?, buffer(buf, capacity)?) };
+        let (s, buf) = unsafe { (idle_reader(subscriber)?, buffer(buf, capacity)?) };
         let info = out_arg(info, "info")?;
+        let s = match s {
+            Reader::Plain(s) => s,
+            Reader::Group(g) => return deliver_member(g.try_recv(buf), g, info),
+        };
         let r = s.try_recv(buf);
         deliver(r, s, info)
     })
@@ -286,14 +362,123 @@ pub unsafe extern "C" fn ringbus_subscriber_recv(
 ) -> c_int {
     guard(|| {
         // SAFETY: forwarded contract.
-        let (s, buf) = unsafe { (idle_subscriber(subscriber)?, buffer(buf, capacity)?) };
+        let (s, buf) = unsafe { (idle_reader(subscriber)?, buffer(buf, capacity)?) };
         let info = out_arg(info, "info")?;
+        let s = match s {
+            Reader::Plain(s) => s,
+            Reader::Group(g) => {
+                let r = match timeout_ns {
+                    t if t < 0 => g.recv(buf),
+                    0 => g.try_recv(buf),
+                    t => g.recv_timeout(buf, Duration::from_nanos(t as u64)),
+                };
+                return deliver_member(r, g, info);
+            }
+        };
         let r = match timeout_ns {
             t if t < 0 => s.recv(buf),
             0 => s.try_recv(buf),
             t => s.recv_timeout(buf, Duration::from_nanos(t as u64)),
         };
         deliver(r, s, info)
+    })
+}
+
+/// [`deliver`] for a group member: `info.deliveries` too.
+fn deliver_member(
+    r: Result<ringbus::client::GroupDelivery, RecvError>,
+    g: &GroupSubscriber,
+    info: *mut ringbus_message_info,
+) -> Result<(), Failed> {
+    let deliveries = r.as_ref().map_or(0, |d| d.deliveries);
+    deliver(r.map(|d| d.delivery), g.subscriber(), info)?;
+    // SAFETY: `info` was checked non-NULL and written by `deliver`;
+    // writable per the caller's contract.
+    unsafe { (*info).deliveries = deliveries };
+    Ok(())
+}
+
+/// An acknowledgement's failure as a status.
+fn group_error(e: &GroupError) -> Failed {
+    fail(RINGBUS_ERR_INVALID_ARGUMENT, format_args!("{e}"))
+}
+
+/// The ring and sequence of a delivered message's info.
+///
+/// # Safety
+/// `info` is NULL or points to a readable `ringbus_message_info`.
+unsafe fn acked(info: *const ringbus_message_info) -> Result<(u64, u64), Failed> {
+    if info.is_null() {
+        return Err(null("info"));
+    }
+    // SAFETY: non-NULL, readable per the contract.
+    let i = unsafe { info.read() };
+    Ok((i.ring_id, i.sequence))
+}
+
+/// Acknowledges one message a group member received (`info` as the
+/// receive filled it: its `ring_id` and `sequence` are read): it will not
+/// be delivered again. Under `RINGBUS_GROUP_MANUAL_ACK` messages may be
+/// acknowledged in any order; by default asking for the next message
+/// acknowledges the last one, and this is needed only to acknowledge
+/// early.
+///
+/// Errors: `RINGBUS_ERR_INVALID_ARGUMENT` (not delivered to this member,
+/// acknowledged already, or a ring it does not read),
+/// `RINGBUS_ERR_BAD_STATE` (not a group member), `RINGBUS_ERR_NULL_POINTER`.
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `info` is NULL or points
+/// to a readable `ringbus_message_info`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_ack(
+    subscriber: *mut ringbus_subscriber,
+    info: *const ringbus_message_info,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (g, (ring, seq)) = unsafe { (member(subscriber)?, acked(info)?) };
+        g.ack_seq(ring, seq).map_err(|e| group_error(&e))
+    })
+}
+
+/// Acknowledges every message of `info->ring_id` delivered to this group
+/// member up to and including `info->sequence`.
+///
+/// Errors: as `ringbus_subscriber_ack()`.
+///
+/// # Safety
+/// As `ringbus_subscriber_ack()`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_ack_through(
+    subscriber: *mut ringbus_subscriber,
+    info: *const ringbus_message_info,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (g, (ring, seq)) = unsafe { (member(subscriber)?, acked(info)?) };
+        g.ack_through_seq(ring, seq).map_err(|e| group_error(&e))
+    })
+}
+
+/// Hands a message a group member received back: the next receive
+/// delivers it again (its `deliveries` one higher), until it has been
+/// delivered `group_max_deliveries` times; it then goes to the
+/// dead-letter topic (`<topic>.dlq`) and the group moves on.
+///
+/// Errors: as `ringbus_subscriber_ack()`.
+///
+/// # Safety
+/// As `ringbus_subscriber_ack()`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_nack(
+    subscriber: *mut ringbus_subscriber,
+    info: *const ringbus_message_info,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (g, (ring, seq)) = unsafe { (member(subscriber)?, acked(info)?) };
+        g.nack_seq(ring, seq).map_err(|e| group_error(&e))
     })
 }
 
@@ -442,7 +627,7 @@ pub unsafe extern "C" fn ringbus_subscriber_config(
 ) -> c_int {
     guard(|| {
         // SAFETY: forwarded contract.
-        let s = unsafe { idle_subscriber(subscriber)? };
+        let s = unsafe { idle_reader(subscriber)?.subscription() };
         let out = out_arg(config, "config")?;
         let c = s.config().ok_or_else(|| {
             fail_static(
@@ -469,7 +654,7 @@ pub unsafe extern "C" fn ringbus_subscriber_lagged_total(
 ) -> c_int {
     guard(|| {
         // SAFETY: forwarded contract.
-        let s = unsafe { idle_subscriber(subscriber)? };
+        let s = unsafe { idle_reader(subscriber)?.subscription() };
         let out = out_arg(missed, "missed")?;
         // SAFETY: non-NULL and writable per the contract.
         unsafe { out.write(s.lagged_total()) };
@@ -502,7 +687,12 @@ pub unsafe extern "C" fn ringbus_subscriber_topic_name(
 ) -> c_int {
     guard(|| {
         // SAFETY: forwarded contract.
-        let (s, buf) = unsafe { (idle_subscriber(subscriber)?, buffer(buf.cast(), capacity)?) };
+        let (s, buf) = unsafe {
+            (
+                idle_reader(subscriber)?.subscription(),
+                buffer(buf.cast(), capacity)?,
+            )
+        };
         let len = out_arg(len, "len")?;
         let name = s.topic_name(topic).ok_or_else(|| {
             fail(

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
-use ringbus::client::{Mode, SubscribeOptions, TopicConfig};
+use ringbus::client::{GroupOptions, Mode, SubscribeOptions, TopicConfig};
 use ringbus::ring::{MessageInfo, Start};
 use ringbus::wait::WaitStrategy;
 
@@ -155,9 +155,36 @@ pub struct ringbus_subscribe_options {
     pub tag_mask: u64,
     /// See `tag_mask`; must have no bits outside `tag_mask`.
     pub tag_value: u64,
+    /// Join this consumer group of the topic (or pattern): the members of
+    /// one group share its messages, each message going to one member;
+    /// other groups and plain subscribers still get every message. Read
+    /// during `ringbus_subscriber_open()` only. NULL (the default): a
+    /// plain subscriber. A member receives with the copying receives
+    /// (`info.deliveries` counts its deliveries; more than 1: redelivered)
+    /// and acknowledges with `ringbus_subscriber_ack()` and friends; it
+    /// has no zero-copy receive and no filters.
+    pub group: *const c_char,
+    /// Most messages a member claims at once (and, with
+    /// `RINGBUS_GROUP_MANUAL_ACK`, holds unacknowledged); 0: the default
+    /// (64).
+    pub group_batch: u32,
+    /// Deliveries of one message before it goes to the dead-letter topic
+    /// (`<topic>.dlq`); every member of a group must ask for the same. 0:
+    /// the default (5).
+    pub group_max_deliveries: u32,
+    /// `RINGBUS_GROUP_*` flags; 0: the defaults (a message is acknowledged
+    /// when the member asks for the next one).
+    pub group_flags: u32,
     /// Reserved for future options: must be zero.
-    pub reserved: [u64; 4],
+    pub reserved32: u32,
+    /// Reserved for future options: must be zero.
+    pub reserved: [u64; 1],
 }
+
+/// `ringbus_subscribe_options.group_flags`: acknowledge explicitly
+/// (`ringbus_subscriber_ack()`, `ringbus_subscriber_ack_through()`)
+/// instead of when asking for the next message.
+pub const RINGBUS_GROUP_MANUAL_ACK: u32 = 1;
 
 impl Default for ringbus_subscribe_options {
     fn default() -> Self {
@@ -169,7 +196,12 @@ impl Default for ringbus_subscribe_options {
             pattern: std::ptr::null(),
             tag_mask: 0,
             tag_value: 0,
-            reserved: [0; 4],
+            group: std::ptr::null(),
+            group_batch: 0,
+            group_max_deliveries: 0,
+            group_flags: 0,
+            reserved32: 0,
+            reserved: [0; 1],
         }
     }
 }
@@ -187,8 +219,21 @@ impl ringbus_subscribe_options {
                 ),
             ));
         }
-        if self.reserved != [0; 4] {
+        if self.reserved != [0; 1] || self.reserved32 != 0 {
             return Err(unsupported("options.reserved (must be zero)"));
+        }
+        if self.group_flags & !RINGBUS_GROUP_MANUAL_ACK != 0 {
+            return Err(unsupported(
+                "options.group_flags beyond RINGBUS_GROUP_MANUAL_ACK",
+            ));
+        }
+        if self.group.is_null()
+            && (self.group_batch != 0 || self.group_max_deliveries != 0 || self.group_flags != 0)
+        {
+            return Err(fail(
+                RINGBUS_ERR_INVALID_ARGUMENT,
+                format_args!("options.group_batch, group_max_deliveries and group_flags need options.group (a group name)"),
+            ));
         }
         let start = match self.start {
             0 => Start::Latest,
@@ -218,6 +263,24 @@ impl ringbus_subscribe_options {
             }
         };
         Ok(SubscribeOptions { start, wait })
+    }
+
+    /// The group options (after [`Self::to_rust`] checked the fields).
+    pub(crate) fn to_group(self, o: SubscribeOptions) -> GroupOptions {
+        let d = GroupOptions::default();
+        GroupOptions {
+            start: o.start,
+            wait: o.wait,
+            batch: match self.group_batch {
+                0 => d.batch,
+                b => b,
+            },
+            auto_ack: self.group_flags & RINGBUS_GROUP_MANUAL_ACK == 0,
+            max_deliveries: match self.group_max_deliveries {
+                0 => d.max_deliveries,
+                m => m,
+            },
+        }
     }
 }
 
@@ -255,6 +318,11 @@ pub struct ringbus_message_info {
     /// `ringbus_subscriber_topic_name()` gives its name. 0 in the info a
     /// filter predicate is given.
     pub topic: u32,
+    /// For a consumer group member: how many times the message has been
+    /// delivered, this time included (more than 1: it was held by a
+    /// member that died, left or handed it back, and may have been
+    /// processed before). 0 for a plain subscriber.
+    pub deliveries: u32,
 }
 
 impl ringbus_message_info {
@@ -267,6 +335,7 @@ impl ringbus_message_info {
             len: m.len,
             missed: 0,
             topic,
+            deliveries: 0,
         }
     }
 }

@@ -716,9 +716,16 @@ impl GroupSubscriber {
     /// # Errors
     /// As [`GroupSubscriber::ack`].
     pub fn nack(&mut self, d: &GroupDelivery) -> Result<(), GroupError> {
-        let (ring, seq) = (d.delivery.ring_id, d.delivery.info.seq);
-        self.forget_last(ring, seq, false);
-        self.member(ring, seq)?.nack(seq)?;
+        self.nack_seq(d.delivery.ring_id, d.delivery.info.seq)
+    }
+
+    /// [`GroupSubscriber::nack`] by ring and sequence.
+    ///
+    /// # Errors
+    /// As [`GroupSubscriber::ack`].
+    pub fn nack_seq(&mut self, ring_id: u64, seq: u64) -> Result<(), GroupError> {
+        self.forget_last(ring_id, seq, false);
+        self.member(ring_id, seq)?.nack(seq)?;
         Ok(())
     }
 
@@ -739,9 +746,16 @@ impl GroupSubscriber {
     /// [`GroupError`]: not delivered to this member, or acknowledged
     /// already.
     pub fn ack(&mut self, d: &GroupDelivery) -> Result<(), GroupError> {
-        let (ring, seq) = (d.delivery.ring_id, d.delivery.info.seq);
-        self.forget_last(ring, seq, false);
-        self.member(ring, seq)?.ack(seq)?;
+        self.ack_seq(d.delivery.ring_id, d.delivery.info.seq)
+    }
+
+    /// [`GroupSubscriber::ack`] by ring and sequence.
+    ///
+    /// # Errors
+    /// As [`GroupSubscriber::ack`].
+    pub fn ack_seq(&mut self, ring_id: u64, seq: u64) -> Result<(), GroupError> {
+        self.forget_last(ring_id, seq, false);
+        self.member(ring_id, seq)?.ack(seq)?;
         Ok(())
     }
 

@@ -120,7 +120,7 @@ static void test_overwrite_topic(ringbus_client *client) {
     EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub),
                   RINGBUS_ERR_INVALID_ARGUMENT, "outside options.tag_mask");
     o = options;
-    o.reserved[3] = 1;
+    o.reserved[0] = 1;
     EXPECT_STATUS(ringbus_subscriber_open(client, "api.ow", &o, &sub), RINGBUS_ERR_UNSUPPORTED,
                   "reserved");
     o = options;
