@@ -284,6 +284,89 @@ fn a_member_leaves(auto_ack: bool) {
     }
 }
 
+/// `ringbus topics` (the broker's topic list) counts each group's work:
+/// members, claimed, acknowledged, backlog, redelivered, dead-lettered.
+#[test]
+fn the_topic_list_counts_each_groups_work() {
+    use ringbus::control::frame::GroupInfo;
+    let dir = TestDir::new("group-topics");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut p = client.publisher("t", config(64)).unwrap();
+    let group = |client: &Client| -> GroupInfo {
+        let topics = client.topics().unwrap();
+        let t = topics.iter().find(|t| t.name == "t").unwrap();
+        assert_eq!(t.groups.len(), 1, "{:?}", t.groups);
+        t.groups[0].clone()
+    };
+    let auto = GroupOptions {
+        batch: 4,
+        max_deliveries: 2,
+        ..Default::default()
+    };
+    let manual = GroupOptions {
+        auto_ack: false,
+        ..auto
+    };
+    let mut a = member(&Client::connect(dir.socket()).unwrap(), "t", "g", auto);
+    let mut b = member(&Client::connect(dir.socket()).unwrap(), "t", "g", manual);
+    for i in 0..10u64 {
+        p.try_publish(&i.to_le_bytes(), i).unwrap();
+    }
+    let mut buf = [0u8; 64];
+    // `a` claims 0..4, reads 0 and 1 (0 acknowledged by asking for 1).
+    assert_eq!(
+        a.recv_timeout(&mut buf, PATIENCE)
+            .unwrap()
+            .delivery
+            .info
+            .seq,
+        0
+    );
+    assert_eq!(
+        a.recv_timeout(&mut buf, PATIENCE)
+            .unwrap()
+            .delivery
+            .info
+            .seq,
+        1
+    );
+    // `b` claims 4..8, reads 4 and hands it back.
+    let d = b.recv_timeout(&mut buf, PATIENCE).unwrap();
+    assert_eq!(d.delivery.info.seq, 4);
+    assert_eq!(
+        group(&client),
+        GroupInfo {
+            name: "g".into(),
+            members: 2,
+            claimed: 8,
+            acknowledged: 1,
+            backlog: 2,
+            redelivered: 0,
+            dead_lettered: 0,
+        }
+    );
+    // Handed back until max_deliveries (2): dead-lettered, acknowledged.
+    b.nack(&d).unwrap();
+    let again = b.recv_timeout(&mut buf, PATIENCE).unwrap();
+    assert_eq!((again.delivery.info.seq, again.deliveries), (4, 2));
+    b.nack(&again).unwrap();
+    let next = b.recv_timeout(&mut buf, PATIENCE).unwrap();
+    assert_eq!(next.delivery.info.seq, 5, "4 went to the dead-letter topic");
+    assert_eq!(b.dead_lettered(), 1);
+    // `a` leaves: 1 acknowledged by the drop, 2 and 3 handed on.
+    drop(a);
+    let g = group(&client);
+    assert_eq!(
+        (g.members, g.claimed, g.redelivered, g.dead_lettered),
+        (1, 8, 2, 1),
+        "{g:?}"
+    );
+    // Held: `b`'s 5..8, and 2..4 waiting for a member.
+    assert_eq!(g.acknowledged, 3, "{g:?}");
+    assert_eq!(g.backlog, 2, "{g:?}");
+}
+
 #[test]
 fn bad_group_input_is_a_clear_error() {
     let dir = TestDir::new("group-bad");

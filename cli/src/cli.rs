@@ -660,6 +660,13 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
                 j.recorded, j.lost, j.errors, j.bytes, j.segments, j.corrupt, j.damaged_segments
             )?;
         }
+        for g in &t.groups {
+            writeln!(
+                out,
+                "  group {:<16} members {:<3} claimed {:<10} acknowledged {:<10} backlog {:<8} redelivered {:<8} dead_lettered {}",
+                g.name, g.members, g.claimed, g.acknowledged, g.backlog, g.redelivered, g.dead_lettered
+            )?;
+        }
         for r in &t.rings {
             writeln!(
                 out,
@@ -736,12 +743,29 @@ fn topic_json(t: &TopicInfo) -> String {
         ),
         None => "null".into(),
     };
+    let groups: Vec<String> = t
+        .groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{{\"name\":{},\"members\":{},\"claimed\":{},\"acknowledged\":{},\"backlog\":{},\"redelivered\":{},\"dead_lettered\":{}}}",
+                json_string(&g.name),
+                g.members,
+                g.claimed,
+                g.acknowledged,
+                g.backlog,
+                g.redelivered,
+                g.dead_lettered
+            )
+        })
+        .collect();
     format!(
-        "{{\"name\":{},\"config\":{config},\"publishers\":{},\"subscribers\":{},\"rings\":[{}],\"journal\":{journal}}}",
+        "{{\"name\":{},\"config\":{config},\"publishers\":{},\"subscribers\":{},\"rings\":[{}],\"journal\":{journal},\"groups\":[{}]}}",
         json_string(&t.name),
         t.publishers,
         t.subscribers,
-        rings.join(",")
+        rings.join(","),
+        groups.join(",")
     )
 }
 

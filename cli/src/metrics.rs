@@ -119,6 +119,12 @@ struct TopicLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    topic: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RingLabels {
     topic: String,
     ring: String,
@@ -164,10 +170,29 @@ pub fn encode(topics: &[TopicInfo], stats: &BrokerStats, resident: Option<u64>) 
     let journal_segments = U64Gauges::<TopicLabels>::default();
     let journal_corrupt = U64Gauges::<TopicLabels>::default();
     let journal_damaged = U64Gauges::<TopicLabels>::default();
+    // Gauges: a group's counts start again when it is made anew.
+    let group_members = U64Gauges::<GroupLabels>::default();
+    let group_claimed = U64Gauges::<GroupLabels>::default();
+    let group_acked = U64Gauges::<GroupLabels>::default();
+    let group_backlog = U64Gauges::<GroupLabels>::default();
+    let group_redelivered = U64Gauges::<GroupLabels>::default();
+    let group_dead = U64Gauges::<GroupLabels>::default();
     for t in topics {
         let tl = TopicLabels {
             topic: t.name.clone(),
         };
+        for g in &t.groups {
+            let l = GroupLabels {
+                topic: t.name.clone(),
+                group: g.name.clone(),
+            };
+            group_members.get_or_create(&l).set(u64::from(g.members));
+            group_claimed.get_or_create(&l).set(g.claimed);
+            group_acked.get_or_create(&l).set(g.acknowledged);
+            group_backlog.get_or_create(&l).set(g.backlog);
+            group_redelivered.get_or_create(&l).set(g.redelivered);
+            group_dead.get_or_create(&l).set(g.dead_lettered);
+        }
         if let Some(j) = &t.journal {
             journal_recorded.get_or_create(&tl).inc_by(j.recorded);
             journal_lost.get_or_create(&tl).inc_by(j.lost);
@@ -286,6 +311,36 @@ pub fn encode(topics: &[TopicInfo], stats: &BrokerStats, resident: Option<u64>) 
         "journal_damaged_segments",
         "Segment files set aside at recovery",
         journal_damaged,
+    );
+    reg.register(
+        "group_members",
+        "Member subscriptions of the consumer group",
+        group_members,
+    );
+    reg.register(
+        "group_claimed_messages",
+        "Messages the group's members claimed",
+        group_claimed,
+    );
+    reg.register(
+        "group_acknowledged_messages",
+        "Messages the group's members claimed and no longer hold",
+        group_acked,
+    );
+    reg.register(
+        "group_backlog_messages",
+        "Messages published and not yet claimed by the group",
+        group_backlog,
+    );
+    reg.register(
+        "group_redelivered_messages",
+        "Messages handed on by members that died or left holding them",
+        group_redelivered,
+    );
+    reg.register(
+        "group_dead_lettered_messages",
+        "Messages the group's members sent to the dead-letter topic",
+        group_dead,
     );
 
     reg.register(

@@ -505,6 +505,37 @@ fn cli_sub_group_members_share_the_messages() {
         p.publish_timeout(format!("m{i}").as_bytes(), i, PATIENCE)
             .unwrap();
     }
+    // `ringbus topics` shows the group: every message published is
+    // claimed or waiting to be (at most a ring's worth not yet claimed).
+    let out = ringbus(&dir.socket())
+        .args(["topics", "--json"])
+        .output()
+        .unwrap();
+    let topics: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "grp.t")
+        .unwrap();
+    let g = &t["groups"][0];
+    assert_eq!(g["name"], "w", "{t}");
+    assert_eq!(g["members"], 2, "{t}");
+    let (claimed, backlog) = (
+        g["claimed"].as_u64().unwrap(),
+        g["backlog"].as_u64().unwrap(),
+    );
+    assert_eq!(claimed + backlog, N, "{t}");
+    assert!(
+        backlog <= 16 && g["acknowledged"].as_u64().unwrap() <= claimed,
+        "{t}"
+    );
+    let text = ringbus(&dir.socket()).arg("topics").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("group w") && text.contains("members 2"),
+        "{text}"
+    );
     drop(p);
     // Both members end once the ring is drained and gone; one that does
     // not fails the test instead of hanging it.

@@ -11,8 +11,8 @@
 
 use ringbus::control::codec::{encode_reply, encode_request, HEADER_LEN, MAX_REQUEST};
 use ringbus::control::frame::{
-    BrokerStats, ErrorCode, JournalCounters, PortInfo, PortRef, Reply, Request, RingInfo, RingRef,
-    TopicConfig, TopicInfo, MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
+    BrokerStats, ErrorCode, GroupInfo, JournalCounters, PortInfo, PortRef, Reply, Request,
+    RingInfo, RingRef, TopicConfig, TopicInfo, MAX_RINGS_PER_TOPIC, PROTOCOL_VERSION,
 };
 use ringbus::ring::Mode;
 
@@ -238,12 +238,22 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
                             corrupt: 0,
                             damaged_segments: 0,
                         }),
+                        groups: vec![GroupInfo {
+                            name: "workers".into(),
+                            members: 2,
+                            claimed: 10,
+                            acknowledged: 8,
+                            backlog: 0,
+                            redelivered: 1,
+                            dead_lettered: 0,
+                        }],
                     },
                     TopicInfo {
                         name: "a".into(),
                         config: None,
                         publishers: 0,
                         subscribers: 1,
+                        groups: vec![],
                         rings: vec![],
                         journal: None,
                     },

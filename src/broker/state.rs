@@ -1567,6 +1567,7 @@ impl State {
             subscribers: t.subscribers,
             rings,
             journal: self.recorders.get(name).map(|c| c.snapshot()),
+            groups: self.group_infos(name, t),
         }
     }
 
@@ -1592,7 +1593,14 @@ impl State {
                 .values()
                 .map(|r| r.ports.len().min(MAX_PORTS_LISTED))
                 .sum();
-            let cost = 340 + 55 * t.rings.len() + 36 * ports;
+            let groups = self
+                .groups
+                .by_name
+                .keys()
+                .filter(|(topic, _)| topic == *name)
+                .count()
+                .min(crate::control::frame::MAX_GROUPS_LISTED);
+            let cost = 340 + 55 * t.rings.len() + 36 * ports + 112 * groups;
             if topics.len() == MAX_TOPICS_PER_PAGE || (cost > budget && !topics.is_empty()) {
                 break;
             }

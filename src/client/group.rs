@@ -508,6 +508,9 @@ impl GroupSubscriber {
             );
         }
         self.dead_lettered += 1;
+        if let Some(t) = self.tables.get(&d.delivery.topic) {
+            t.count_dead_letter();
+        }
         self.last = None;
         let _ = self.ack(d);
     }

@@ -570,6 +570,16 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
                         w.u64(j.damaged_segments);
                     }
                 }
+                w.count("groups", t.groups.len(), MAX_GROUPS_LISTED)?;
+                for g in &t.groups {
+                    w.str("group", &g.name, MAX_GROUP_NAME_LEN)?;
+                    w.u32(g.members);
+                    w.u64(g.claimed);
+                    w.u64(g.acknowledged);
+                    w.u64(g.backlog);
+                    w.u64(g.redelivered);
+                    w.u64(g.dead_lettered);
+                }
             }
         }
         Reply::Stats(s) => {
@@ -1093,6 +1103,20 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                         damaged_segments: r.u64("journal damaged segments")?,
                     }),
                 };
+                let ng = r.count("groups", MAX_GROUPS_LISTED, 2 + 4 + 5 * 8)?;
+                let groups = (0..ng)
+                    .map(|_| {
+                        Ok(GroupInfo {
+                            name: r.str("group", MAX_GROUP_NAME_LEN)?,
+                            members: r.u32("group members")?,
+                            claimed: r.u64("group claimed")?,
+                            acknowledged: r.u64("group acknowledged")?,
+                            backlog: r.u64("group backlog")?,
+                            redelivered: r.u64("group redelivered")?,
+                            dead_lettered: r.u64("group dead-lettered")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, DecodeError>>()?;
                 topics.push(TopicInfo {
                     name,
                     config,
@@ -1100,6 +1124,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                     subscribers,
                     rings,
                     journal,
+                    groups,
                 });
             }
             Reply::Topics {
@@ -1355,6 +1380,18 @@ mod tests {
                         corrupt: 4,
                         damaged_segments: 5,
                     }),
+                    groups: vec![
+                        GroupInfo {
+                            name: "workers".into(),
+                            members: 3,
+                            claimed: 100,
+                            acknowledged: 90,
+                            backlog: 7,
+                            redelivered: 4,
+                            dead_lettered: 1,
+                        },
+                        GroupInfo::default(),
+                    ],
                 }],
             },
             Reply::Stats(BrokerStats {

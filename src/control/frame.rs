@@ -283,6 +283,32 @@ pub struct RingInfo {
 /// Most ports a [`RingInfo`] lists.
 pub const MAX_PORTS_LISTED: usize = 16;
 
+/// Most consumer groups a [`TopicInfo`] lists.
+pub const MAX_GROUPS_LISTED: usize = 16;
+
+/// One consumer group of a topic, as [`Reply::Topics`] lists it. Counts
+/// come from the group's claim table, which its members write: a report,
+/// as accurate as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// Member subscriptions.
+    pub members: u32,
+    /// Messages claimed by members, over the topic's rings.
+    pub claimed: u64,
+    /// Of those, acknowledged (claimed and no longer held by a member,
+    /// live, dead or gone).
+    pub acknowledged: u64,
+    /// Published, not yet claimed.
+    pub backlog: u64,
+    /// Messages handed on to other members by members that died or left
+    /// holding them.
+    pub redelivered: u64,
+    /// Messages members sent to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
 /// One subscriber of a ring, as listed by [`Reply::Topics`]. The counts
 /// are the subscriber's own, published every few dozen messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +354,8 @@ pub struct TopicInfo {
     /// A durable topic's recorder counters (`None`: not durable, or its
     /// recorder has not started).
     pub journal: Option<JournalCounters>,
+    /// Its consumer groups, at most [`MAX_GROUPS_LISTED`], by name.
+    pub groups: Vec<GroupInfo>,
 }
 
 /// What a durable topic's recorder counted, over every ring's journal.

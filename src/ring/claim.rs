@@ -51,12 +51,15 @@ const MAX_SEQ: u64 = (u64::MAX - 2) / 2;
 /// Largest batch a member claims by default.
 pub const DEFAULT_BATCH: u32 = 64;
 
-/// One line of the table: which ring it counts for (`ring_id + 1`; 0 free)
-/// and its claim counter.
+/// One line of the table: which ring it counts for (`ring_id + 1`; 0 free),
+/// its claim counter, and where the counter started (for `ringbus
+/// topics`: claimed = counter - start). The header line's words are the
+/// magic, the orphan generation and the dead letters members sent.
 #[repr(C, align(128))]
 struct ClaimLine {
     ring: AtomicU64,
     claim: AtomicU64,
+    start: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -126,6 +129,7 @@ impl ClaimTable {
             .map(|_| ClaimLine {
                 ring: AtomicU64::new(0),
                 claim: AtomicU64::new(0),
+                start: AtomicU64::new(0),
             })
             .collect();
         let raw = Box::into_raw(lines);
@@ -237,6 +241,7 @@ impl ClaimTable {
                 .is_ok()
             {
                 l.claim.store(start, Ordering::Relaxed);
+                l.start.store(start, Ordering::Relaxed);
                 // Release: pairs with the Acquire load in the scan above.
                 l.ring.store(want, Ordering::Release);
                 return Ok(i);
@@ -260,6 +265,41 @@ impl ClaimTable {
         let h = unsafe { self.header.as_ref() };
         // Relaxed: see `orphan_generation`.
         h.claim.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A member sent a dead letter (counted for `ringbus topics`).
+    pub fn count_dead_letter(&self) {
+        // SAFETY: the header line lives as long as `self`.
+        let h = unsafe { self.header.as_ref() };
+        // Relaxed: a count for reports.
+        h.start.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the members of this group have done, by the table's words
+    /// (any member can write them: a report, never a decision): for each
+    /// line in use, `(ring_id, claim counter, where it started)`, and the
+    /// dead letters sent.
+    pub fn report(&self) -> (Vec<(u64, u64, u64)>, u64) {
+        let mut lines = Vec::new();
+        for i in 0..CLAIM_LINES {
+            let l = self.line(i);
+            // Acquire: pairs with the Release store in `line_for`: the
+            // counter and start of a line found set are its own.
+            let w = l.ring.load(Ordering::Acquire);
+            if w == 0 || w & INITIALISING != 0 {
+                continue;
+            }
+            // Relaxed: values for a report.
+            let (claim, start) = (
+                l.claim.load(Ordering::Relaxed),
+                l.start.load(Ordering::Relaxed),
+            );
+            lines.push((w - 1, claim, start));
+        }
+        // SAFETY: the header line lives as long as `self`.
+        let h = unsafe { self.header.as_ref() };
+        // Relaxed: a count for reports.
+        (lines, h.start.load(Ordering::Relaxed))
     }
 
     /// The claim counter of line `i` (the next unclaimed sequence).

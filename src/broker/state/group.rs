@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{dup, internal, no_lease, LeaseKind, PortRec, Refusal, State, Topic};
 use crate::broker::config::Action;
-use crate::control::frame::{ErrorCode, OrphanRef, Reply};
+use crate::control::frame::{ErrorCode, GroupInfo, OrphanRef, Reply, MAX_GROUPS_LISTED};
 use crate::control::name::validate_group_name;
 use crate::control::PeerCred;
 use crate::ring::claim::ClaimTable;
@@ -43,6 +43,8 @@ pub(crate) struct GroupRec {
     /// Since when no member is connected (orphans wait for one at most
     /// [`ORPHANS_WAIT`]).
     pub empty_since: Option<std::time::Instant>,
+    /// Messages handed on by members that died or left holding them.
+    pub redelivered: u64,
 }
 
 /// How long the orphans of a group without members wait for one (a
@@ -168,6 +170,7 @@ impl State {
                 table,
                 max_deliveries,
                 members: vec![client],
+                redelivered: 0,
                 leases: vec![lease],
                 pids: vec![cred.pid],
                 orphans: Vec::new(),
@@ -234,6 +237,7 @@ fn hand_on(g: &mut GroupRec, t: &mut Topic, which: impl Fn(u64, &PortRec) -> boo
         }
     }
     if orphaned > 0 {
+        g.redelivered = g.redelivered.saturating_add(orphaned);
         g.table.bump_orphans();
     }
     orphaned
@@ -367,6 +371,74 @@ impl State {
 }
 
 impl State {
+    /// The consumer groups of topic `name`, for `ringbus topics` (the
+    /// first [`MAX_GROUPS_LISTED`] by name). Claimed and backlog come from
+    /// the claim table's lines; what members hold unacknowledged from
+    /// their ports' ranges (cursor to `group_to`, clamped as
+    /// [`hand_on`] does), the orphans' included.
+    pub(super) fn group_infos(&self, name: &str, t: &Topic) -> Vec<GroupInfo> {
+        let mut groups: Vec<(&String, &GroupRec)> = self
+            .groups
+            .by_name
+            .iter()
+            .filter(|((topic, _), _)| topic == name)
+            .map(|((_, group), g)| (group, g))
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(b.0));
+        groups.truncate(MAX_GROUPS_LISTED);
+        groups
+            .into_iter()
+            .map(|(group, g)| {
+                let (lines, dead_lettered) = g.table.report();
+                let (mut claimed, mut backlog) = (0u64, 0u64);
+                for (ring_id, claim, start) in lines {
+                    claimed = claimed.saturating_add(claim.saturating_sub(start));
+                    if let Some(r) = t.rings.get(&ring_id) {
+                        backlog = backlog.saturating_add(r.region.head().saturating_sub(claim));
+                    }
+                }
+                let member_port = |ring_id: u64, p: &PortRec| {
+                    let lease = p.lease.map(|l| match self.leases.get(&l).map(|l| &l.kind) {
+                        Some(LeaseKind::Subscriber {
+                            parent: Some(parent),
+                            ..
+                        }) => *parent,
+                        _ => l,
+                    });
+                    lease.is_some_and(|l| g.leases.contains(&l))
+                        || g.orphans
+                            .iter()
+                            .any(|o| o.ring_id == ring_id && o.port_id == p.id)
+                };
+                let mut held = 0u64;
+                for (&ring_id, r) in &t.rings {
+                    let cap = u64::from(r.region.config().capacity);
+                    for p in r.ports.iter().filter(|p| member_port(ring_id, p)) {
+                        let pos = p.port.pos();
+                        // Relaxed: a report.
+                        let to = p
+                            .port
+                            .header()
+                            .group_to
+                            .load(crate::sync::Ordering::Relaxed);
+                        if pos != crate::layout::CURSOR_FREE && pos < to && to - pos <= cap {
+                            held = held.saturating_add(to - pos);
+                        }
+                    }
+                }
+                GroupInfo {
+                    name: group.clone(),
+                    members: g.leases.len() as u32,
+                    claimed,
+                    acknowledged: claimed.saturating_sub(held),
+                    backlog,
+                    redelivered: g.redelivered,
+                    dead_lettered,
+                }
+            })
+            .collect()
+    }
+
     /// Gives up the orphans of groups that have had no member for
     /// [`ORPHANS_WAIT`] (their ports stop holding the publisher back), and
     /// forgets groups with nothing left. Called on every sweep.
