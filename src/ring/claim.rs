@@ -556,6 +556,12 @@ impl GroupCursor {
         })
     }
 
+    /// The port whose cursor this member's state is stored in (what the
+    /// broker reads when the member dies: its cursor and `group_to`).
+    pub fn port(&self) -> Option<&Arc<Port>> {
+        self.port.as_ref()
+    }
+
     /// Whether this reads a dead member's range ([`GroupCursor::orphan`]).
     pub fn is_orphan(&self) -> bool {
         self.orphan

@@ -179,6 +179,14 @@ impl Port {
         self.header().pos.load(Ordering::Acquire)
     }
 
+    /// A consumer group member's claim end (`PortHeader::group_to`): its
+    /// unacknowledged range is the cursor up to this. Read by the broker
+    /// once the member is gone.
+    pub fn group_to(&self) -> u64 {
+        // Relaxed: the member is gone; its stores are in.
+        self.header().group_to.load(Ordering::Relaxed)
+    }
+
     /// Messages the subscriber reports lost.
     pub fn dropped(&self) -> u64 {
         self.header().dropped.load(Ordering::Relaxed)
