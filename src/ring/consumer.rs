@@ -154,6 +154,8 @@ pub struct Consumer {
     /// Whether `port` is one of the heap ring's own
     /// (`RingRegion::local_port`), handed back to it on drop.
     local_port: bool,
+    /// Leave the port's cursor as it is on drop ([`Consumer::keep_cursor`]).
+    keep_cursor: bool,
     /// Whether `latest` is the port's mailbox slot.
     mailbox: bool,
     /// Every message below this is known to be in its ring slot (seen
@@ -320,6 +322,7 @@ impl Consumer {
             ack: &region.header().latest_ack,
             port: None,
             local_port: false,
+            keep_cursor: false,
             mailbox: false,
             known_head: 0,
             stride: region.sizes().slot_stride as usize,
@@ -458,9 +461,7 @@ impl Consumer {
     /// port the heap ring gave out is freed all the same. Called just
     /// before the consumer is dropped.
     pub(crate) fn keep_cursor(&mut self) {
-        if !self.local_port {
-            self.port = None;
-        }
+        self.keep_cursor = !self.local_port;
     }
 
     /// Moves the read position to `seq`: the start of a range a group
@@ -1184,7 +1185,7 @@ impl std::fmt::Debug for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        if let Some(p) = &self.port {
+        if let Some(p) = self.port.as_ref().filter(|_| !self.keep_cursor) {
             // Release: pairs with the Acquire in Producer::slowest_cursor:
             // our reads happen before the publisher overwrites the slots.
             p.header().pos.store(CURSOR_FREE, Ordering::Release);
