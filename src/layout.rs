@@ -147,7 +147,11 @@ pub struct DeskHeader {
     /// port reads it to place the new cursor where the publisher will
     /// respect it.
     pub limit: AtomicU64,
-    _pad2: [u8; PAD - 8],
+    /// Messages the publisher reports lost before they reached this ring
+    /// (a bridge's import: a sequence gap on the far side, a full ring),
+    /// counted for `ringbus topics`. Zero in desks of older publishers.
+    pub lost: AtomicU64,
+    _pad2: [u8; PAD - 16],
 }
 
 /// Per-slot header; the payload follows it directly. Written by the
@@ -325,7 +329,8 @@ impl DeskHeader {
             generation: AtomicU32::new(0),
             _pad1: [0; PAD - 4],
             limit: AtomicU64::new(u64::from(capacity)),
-            _pad2: [0; PAD - 8],
+            lost: AtomicU64::new(0),
+            _pad2: [0; PAD - 16],
         }
     }
 }

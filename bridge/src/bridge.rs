@@ -541,6 +541,9 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
         let meta = sample
             .attachment()
             .and_then(|a| Meta::decode(&a.to_bytes()));
+        // Lost before this sample: counted in the local ring too
+        // (`ringbus topics`), once its publisher is at hand.
+        let mut gap = 0;
         let tag = match &meta {
             Some(m) if m.bridge_id == s.bridge_id => {
                 s.stats.import_skipped_own.fetch_add(1, Ordering::Relaxed);
@@ -550,6 +553,7 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                 match gaps.see(m.bridge_id, m.ring_id, m.seq) {
                     Seen::InOrder => {}
                     Seen::Gap(missed) => {
+                        gap = missed;
                         s.stats.import_gap.fetch_add(missed, Ordering::Relaxed);
                         s.log.log("import-gap", || {
                             format!(
@@ -592,12 +596,16 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                 }
             },
         };
+        if gap > 0 {
+            publisher.report_lost(gap);
+        }
         let payload = sample.payload().to_bytes();
         match publisher.publish_timeout(&payload, tag, wait) {
             Ok(_) => {
                 s.stats.imported.fetch_add(1, Ordering::Relaxed);
             }
             Err(PublishError::TooLarge { len, max }) => {
+                publisher.report_lost(1);
                 s.stats.import_too_large.fetch_add(1, Ordering::Relaxed);
                 s.log.log("import-too-large", || {
                     format!(
@@ -606,6 +614,7 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                 });
             }
             Err(PublishError::Full | PublishError::Timeout) => {
+                publisher.report_lost(1);
                 s.stats.import_full.fetch_add(1, Ordering::Relaxed);
                 s.log.log("import-full", || {
                     format!("import {topic}: dropped a message: the local ring stayed full for {wait:?}")

@@ -223,6 +223,16 @@ fn import_full_is_counted() {
     assert!(full >= n - 4, "{ys:?}");
     assert_eq!(imported + full, 1 + n, "{ys:?}");
     assert_eq!(ys.import_gap, base.import_gap);
+    // The local side shows them too (`ringbus topics`).
+    assert_eq!(upstream_lost(&cb, "lossy.full"), full);
+}
+
+/// What the topic's rings' publishers report lost upstream, per the
+/// broker's topic list.
+fn upstream_lost(client: &ringbus::client::Client, topic: &str) -> u64 {
+    let topics = client.topics().unwrap();
+    let t = topics.iter().find(|t| t.name == topic).unwrap();
+    t.rings.iter().map(|r| r.upstream_lost).sum()
 }
 
 /// A lapped exporter: every message is exported or counted as lagged,
@@ -280,4 +290,6 @@ fn export_lag_is_counted_and_seen_as_a_gap() {
     let ys = y.stats().snapshot();
     assert_eq!(ys.import_gap - ybefore.import_gap, lagged, "{ys:?}");
     assert!(x.stats().export_lagged.load(Ordering::Relaxed) > 0);
+    // The importing side's ring shows the gap (`ringbus topics`).
+    assert_eq!(upstream_lost(&cb, "lossy.lap"), lagged);
 }

@@ -670,7 +670,7 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
         for r in &t.rings {
             writeln!(
                 out,
-                "  ring {:<16x} pid {:<8} {:<7} messages {:<10} cursors {:<3} lag {:<8} drops {}",
+                "  ring {:<16x} pid {:<8} {:<7} messages {:<10} cursors {:<3} lag {:<8} drops {}{}",
                 r.ring_id,
                 r.publisher_pid,
                 if r.closed { "ended" } else { "live" },
@@ -678,6 +678,11 @@ fn topics(client: &Client, json: bool) -> Result<ExitCode> {
                 r.cursors,
                 r.lag().map_or("-".into(), |l| l.to_string()),
                 r.dropped,
+                if r.upstream_lost > 0 {
+                    format!(" lost_upstream {}", r.upstream_lost)
+                } else {
+                    String::new()
+                },
             )?;
             for p in &r.ports {
                 writeln!(
@@ -722,7 +727,7 @@ fn topic_json(t: &TopicInfo) -> String {
                 })
                 .collect();
             format!(
-                "{{\"ring_id\":{},\"publisher_pid\":{},\"closed\":{},\"messages\":{},\"last_seq\":{},\"cursors\":{},\"lag\":{},\"drops\":{},\"bytes\":{},\"subscribers\":[{}]}}",
+                "{{\"ring_id\":{},\"publisher_pid\":{},\"closed\":{},\"messages\":{},\"last_seq\":{},\"cursors\":{},\"lag\":{},\"drops\":{},\"upstream_lost\":{},\"bytes\":{},\"subscribers\":[{}]}}",
                 r.ring_id,
                 r.publisher_pid,
                 r.closed,
@@ -731,6 +736,7 @@ fn topic_json(t: &TopicInfo) -> String {
                 r.cursors,
                 opt_json(r.lag()),
                 r.dropped,
+                r.upstream_lost,
                 r.bytes,
                 ports.join(",")
             )

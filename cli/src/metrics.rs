@@ -163,6 +163,7 @@ pub fn encode(topics: &[TopicInfo], stats: &BrokerStats, resident: Option<u64>) 
     let filtered = U64Gauges::<RingLabels>::default();
     let delivered = U64Gauges::<RingLabels>::default();
     let ended = U64Gauges::<RingLabels>::default();
+    let upstream_lost = Family::<RingLabels, Counter>::default();
     let journal_recorded = Family::<TopicLabels, Counter>::default();
     let journal_lost = Family::<TopicLabels, Counter>::default();
     let journal_errors = Family::<TopicLabels, Counter>::default();
@@ -225,6 +226,7 @@ pub fn encode(topics: &[TopicInfo], stats: &BrokerStats, resident: Option<u64>) 
             filtered.get_or_create(&l).set(sum(|p| p.filtered));
             delivered.get_or_create(&l).set(sum(|p| p.delivered));
             ended.get_or_create(&l).set(u64::from(r.closed));
+            upstream_lost.get_or_create(&l).inc_by(r.upstream_lost);
         }
     }
     reg.register(
@@ -276,6 +278,11 @@ pub fn encode(topics: &[TopicInfo], stats: &BrokerStats, resident: Option<u64>) 
         delivered,
     );
     reg.register("ring_ended", "1 once the ring's publisher is gone", ended);
+    reg.register(
+        "ring_upstream_lost_messages",
+        "Messages the ring's publisher reports lost before they reached it (a bridge's import)",
+        upstream_lost,
+    );
     reg.register(
         "journal_recorded_messages",
         "Messages the durable topic's recorder appended to its journals",

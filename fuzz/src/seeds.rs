@@ -136,6 +136,7 @@ pub fn replies() -> Vec<(&'static str, Reply)> {
         cursors: 1,
         min_cursor: Some(4),
         dropped: 0,
+        upstream_lost: 2,
         bytes: 8192,
         sampled: 6,
         sampled_bytes: 384,

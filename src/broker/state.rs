@@ -568,6 +568,7 @@ impl Ring {
             cursors: cursors.len() as u32,
             min_cursor: cursors.iter().copied().min(),
             dropped: self.ports.iter().map(|p| p.port.dropped()).sum(),
+            upstream_lost: self.region.upstream_lost(),
             bytes: s.data_len + s.lobby_len + self.ports.len() as u64 * s.port_len,
             sampled,
             sampled_bytes,
@@ -1585,7 +1586,7 @@ impl State {
             .collect();
         let mut topics = Vec::new();
         // Keep the page under the frame limit: a topic costs at most about
-        // 280 bytes plus 55 per ring and 36 per port listed.
+        // 280 bytes plus 63 per ring, 36 per port and 112 per group listed.
         let mut budget = crate::control::codec::MAX_FRAME - 64;
         for (name, t) in visible.iter().skip(offset as usize) {
             let ports: usize = t
@@ -1600,7 +1601,7 @@ impl State {
                 .filter(|(topic, _)| topic == *name)
                 .count()
                 .min(crate::control::frame::MAX_GROUPS_LISTED);
-            let cost = 340 + 55 * t.rings.len() + 36 * ports + 112 * groups;
+            let cost = 340 + 63 * t.rings.len() + 36 * ports + 112 * groups;
             if topics.len() == MAX_TOPICS_PER_PAGE || (cost > budget && !topics.is_empty()) {
                 break;
             }

@@ -190,6 +190,15 @@ impl Publisher {
         self.producer.set_timestamps(on);
     }
 
+    /// Counts `n` messages lost before they reached this publisher's ring
+    /// (a bridge importing from another host: a gap in the far side's
+    /// sequence, a message dropped because the ring stayed full).
+    /// `ringbus topics` shows the count per ring; subscribers are not
+    /// told.
+    pub fn report_lost(&mut self, n: u64) {
+        self.producer.report_lost(n);
+    }
+
     /// How many subscribers' mailboxes each message is also written to
     /// (read-only subscribers that poll one; see DESIGN.md, "Mailboxes").
     pub fn mailboxes(&self) -> usize {

@@ -545,6 +545,7 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, EncodeError> {
                         }
                     }
                     w.u64(r.dropped);
+                    w.u64(r.upstream_lost);
                     w.u64(r.bytes);
                     w.u32(r.sampled);
                     w.u64(r.sampled_bytes);
@@ -1057,7 +1058,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                 let config = r.opt_config()?;
                 let publishers = r.u32("publishers")?;
                 let subscribers = r.u32("subscribers")?;
-                let nr = r.count("rings", MAX_RINGS_PER_TOPIC, 54)?;
+                let nr = r.count("rings", MAX_RINGS_PER_TOPIC, 62)?;
                 let mut rings = Vec::with_capacity(nr);
                 for _ in 0..nr {
                     rings.push(RingInfo {
@@ -1072,6 +1073,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, DecodeError> {
                             None
                         },
                         dropped: r.u64("dropped")?,
+                        upstream_lost: r.u64("upstream_lost")?,
                         bytes: r.u64("bytes")?,
                         sampled: r.u32("sampled")?,
                         sampled_bytes: r.u64("sampled_bytes")?,
@@ -1262,6 +1264,7 @@ mod tests {
             cursors: 1,
             min_cursor: Some(2),
             dropped: 5,
+            upstream_lost: 6,
             bytes: 4096,
             sampled: 3,
             sampled_bytes: 300,

@@ -267,6 +267,9 @@ pub struct RingInfo {
     pub min_cursor: Option<u64>,
     /// Messages lost to overwrites, summed over the cursor holders.
     pub dropped: u64,
+    /// Messages its publisher reports lost before they reached the ring
+    /// (a bridge's import).
+    pub upstream_lost: u64,
     /// Bytes of shared memory the ring uses: data segment, lobby and
     /// ports.
     pub bytes: u64,

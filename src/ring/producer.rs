@@ -334,6 +334,16 @@ impl Producer {
         self.region.desk().expect("a producer's region has a desk")
     }
 
+    /// Counts `n` messages lost before they reached this ring (a bridge
+    /// importing from another host: a gap in the far ring's sequence, a
+    /// message dropped at a full ring). Shown by `ringbus topics`; readers
+    /// of the ring are not told.
+    #[cold]
+    pub fn report_lost(&mut self, n: u64) {
+        // Relaxed: a count for reports, read by the broker.
+        self.desk().lost.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn generation(&self) -> u32 {
         // Relaxed: a hint that changes are queued; the queue itself
         // (a socket, a mutex) orders them after whoever queued them.

@@ -288,6 +288,14 @@ impl RingRegion {
             .map(|d| unsafe { &*(d.as_ptr() as *const DeskHeader) })
     }
 
+    /// Messages the publisher reported lost upstream
+    /// ([`crate::ring::Producer::report_lost`]); 0 without a desk.
+    pub fn upstream_lost(&self) -> u64 {
+        // Relaxed: a count for reports.
+        self.desk()
+            .map_or(0, |d| d.lost.load(crate::sync::Ordering::Relaxed))
+    }
+
     fn desk_or_refuse(&self) -> Result<&DeskHeader, AttachError> {
         self.desk().ok_or_else(|| {
             AttachError::Corrupt("only the ring's publisher and broker map its desk".into())
