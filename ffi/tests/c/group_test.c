@@ -17,34 +17,7 @@
 
 #include "ringbus.h"
 
-static int failures = 0;
-
-#define EXPECT(cond)                                                      \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                   \
-        }                                                                 \
-    } while (0)
-
-/* Expects `call` to return `status` and, on failure, a message that
- * contains `needle`. */
-#define EXPECT_STATUS(call, status, needle)                                        \
-    do {                                                                           \
-        int rc_ = (call);                                                          \
-        if (rc_ != (status)) {                                                     \
-            fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", \
-                    __FILE__, __LINE__, #call, ringbus_status_name(rc_), #status,  \
-                    ringbus_last_error());                                         \
-            failures++;                                                            \
-        } else if ((status) != RINGBUS_OK && !strstr(ringbus_last_error(), needle)) { \
-            fprintf(stderr, "%s:%d: %s: message \"%s\" lacks \"%s\"\n", __FILE__,  \
-                    __LINE__, #call, ringbus_last_error(), needle);                \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-#define OK(call) EXPECT_STATUS(call, RINGBUS_OK, "")
+#include "check.h"
 
 static const int64_t MS = 1000 * 1000;
 

@@ -12,28 +12,7 @@
 
 #include "ringbus.h"
 
-static int failures = 0;
-
-#define EXPECT(cond)                                                      \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                   \
-        }                                                                 \
-    } while (0)
-
-#define EXPECT_STATUS(call, status)                                                \
-    do {                                                                           \
-        int rc_ = (call);                                                          \
-        if (rc_ != (status)) {                                                     \
-            fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", \
-                    __FILE__, __LINE__, #call, ringbus_status_name(rc_), #status,  \
-                    ringbus_last_error());                                         \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-#define OK(call) EXPECT_STATUS(call, RINGBUS_OK)
+#include "check.h"
 
 static const int64_t MS = 1000 * 1000;
 enum { BEFORE = 2000, AFTER = 100 };
@@ -90,14 +69,14 @@ int main(void) {
 
     /* A time needs a durable topic, and a topic rather than a pattern. */
     ringbus_subscriber *bad = NULL;
-    EXPECT_STATUS(ringbus_subscriber_open(client, "cj.plain", &o, &bad), RINGBUS_ERR_NOT_FOUND);
+    EXPECT_STATUS(ringbus_subscriber_open(client, "cj.plain", &o, &bad), RINGBUS_ERR_NOT_FOUND, "");
     EXPECT(strstr(ringbus_last_error(), "not durable") != NULL);
     o.pattern = "cj.>";
-    EXPECT_STATUS(ringbus_subscriber_open(client, NULL, &o, &bad), RINGBUS_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ringbus_subscriber_open(client, NULL, &o, &bad), RINGBUS_ERR_INVALID_ARGUMENT, "");
     EXPECT(strstr(ringbus_last_error(), "durable topic") != NULL);
     o.pattern = NULL;
     o.start = 4;
-    EXPECT_STATUS(ringbus_subscriber_open(client, "cj.feed", &o, &bad), RINGBUS_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ringbus_subscriber_open(client, "cj.feed", &o, &bad), RINGBUS_ERR_INVALID_ARGUMENT, "");
 
     ringbus_subscriber_close(from_zero);
     ringbus_subscriber_close(from_time);
