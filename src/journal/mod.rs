@@ -12,8 +12,7 @@
 //! its segments. A torn tail (a crash in the middle of an append) is cut at
 //! the last whole record; damage in the middle of a segment (a flipped bit
 //! on disk) is reported and stepped over, never a panic, and the records
-//! before and after it still read. The sparse index that maps sequence
-//! numbers and times to offsets is rebuilt by that scan.
+//! before and after it still read.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -712,10 +711,10 @@ enum Source {
 /// flushed when it reached each segment; [`JournalReader::refresh`] looks
 /// again.
 ///
-/// Each segment is read whole into memory and checked once (every
-/// record's CRC, by the scan that also finds damage and builds the
-/// index); records are then handed out from that private copy, so a
-/// writer that changes the file meanwhile changes nothing already read.
+/// Each segment is read into memory a stretch at a time and each record
+/// checked once (its CRC, by the scan that also finds damage) before it
+/// is handed out from that private copy, so a writer that changes the
+/// file meanwhile changes nothing already read.
 #[derive(Debug)]
 pub struct JournalReader {
     source: Source,
@@ -724,8 +723,24 @@ pub struct JournalReader {
     /// Index in `bases` of the segment in `data`, if one is loaded.
     seg: Option<usize>,
     data: Vec<u8>,
-    /// The loaded segment's scan.
+    /// The loaded segment's scan so far (offsets in the segment): those
+    /// up to `scanned.end` are checked.
     scanned: Scan,
+    /// The segment offset of `data[0]`: `data` holds the loaded segment's
+    /// bytes from there on, as far as they were read (what was handed out
+    /// is dropped, so that the same few pages are read into again and
+    /// again, and stay in cache).
+    win: usize,
+    /// Whether `data` holds the loaded segment to its end (as of the last
+    /// read).
+    ended: bool,
+    /// The loaded segment's file, open (a reader of a directory).
+    file: Option<(u64, File)>,
+    /// Bytes read at a time ahead of the scan.
+    read_ahead: usize,
+    /// The record `advance` found last: its offset, fields, payload length
+    /// and size.
+    ahead: Option<(usize, RecordMeta, usize, usize)>,
     pos: usize,
     /// Records before this sequence number are skipped.
     from_seq: u64,
@@ -770,6 +785,11 @@ impl JournalReader {
             seg: None,
             data: Vec::new(),
             scanned: Scan::default(),
+            win: 0,
+            ended: true,
+            file: None,
+            read_ahead: READ_AHEAD,
+            ahead: None,
             pos: 0,
             from_seq: 0,
             from_ns: 0,
@@ -834,13 +854,11 @@ impl JournalReader {
     pub fn seek_seq(&mut self, seq: u64) -> Result<(), JournalError> {
         self.from_seq = seq;
         self.from_ns = 0;
-        // The last segment whose first record is at or before `seq`.
+        // The last segment whose first record is at or before `seq`; the
+        // records before `seq` in it are stepped over as they are checked
+        // (they are checked either way: no record is trusted unread).
         let i = self.bases.partition_point(|&b| b <= seq).saturating_sub(1);
-        self.load(i)?;
-        if let Some(e) = self.index_before(|e| e.seq <= seq) {
-            self.pos = e;
-        }
-        Ok(())
+        self.load(i)
     }
 
     /// Reads from the first record appended at CLOCK_REALTIME `ns` or
@@ -851,75 +869,151 @@ impl JournalReader {
     pub fn seek_time(&mut self, ns: u64) -> Result<(), JournalError> {
         self.from_seq = 0;
         self.from_ns = ns;
-        // Segments are in time order too: skip those that end before `ns`.
+        // Segments are in time order: a segment whose successor's first
+        // record was appended before `ns` holds nothing from `ns` on. Each such look reads one record, not the segment.
         let mut i = 0;
-        while i < self.bases.len() {
-            self.load(i)?;
-            if self.scanned.last.is_some_and(|l| l.recorded_ns >= ns) {
-                if let Some(e) = self.index_before(|e| e.recorded_ns <= ns) {
-                    self.pos = e;
-                }
-                return Ok(());
+        while i + 1 < self.bases.len() {
+            self.load(i + 1)?;
+            self.scan_more()?;
+            match self.scan_first() {
+                Some(first) if first.recorded_ns < ns => i += 1,
+                _ => break,
             }
-            i += 1;
         }
-        Ok(())
+        self.load(i)
     }
 
-    /// The offset of the last index entry of the loaded segment for which
-    /// `before` holds.
-    fn index_before(&self, before: impl Fn(&IndexEntry) -> bool) -> Option<usize> {
-        let index = &self.scanned.index;
-        index.iter().rev().find(|e| before(e)).map(|e| e.offset)
+    /// The fields of the loaded segment's first good record, once scanned.
+    fn scan_first(&self) -> Option<RecordMeta> {
+        let at = match self.scanned.corrupt.first() {
+            Some(c) if c.offset == SEGMENT_HEADER => SEGMENT_HEADER + c.len,
+            _ => SEGMENT_HEADER,
+        };
+        if at >= self.scanned.end || at < self.win {
+            return None;
+        }
+        record::parse_scanned(&self.data[at - self.win..]).map(|(meta, _, _)| meta)
     }
 
-    /// Appends the bytes of segment `base` from offset `from` on to
-    /// `self.data`. A segment removed (by retention) since it was listed
-    /// reads as empty.
-    fn read_segment(&mut self, base: u64, from: usize) -> Result<(), JournalError> {
-        match &self.source {
+    /// Reads more of segment `base` into `self.data`, until it holds `upto`
+    /// bytes; returns whether the file ended first. A segment removed (by retention) since it was listed
+    /// reads as ended.
+    fn fill(&mut self, base: u64, upto: usize) -> Result<bool, JournalError> {
+        let read = match &self.source {
             Source::Dir(dir) => {
                 let path = dir.join(segment_name(base));
-                let read = File::open(&path).and_then(|f| read_from(&f, from, &mut self.data));
+                let read = match &self.file {
+                    Some((b, f)) if *b == base => read_more(f, self.win, &mut self.data, upto),
+                    _ => File::open(&path).and_then(|f| {
+                        let read = read_more(&f, self.win, &mut self.data, upto);
+                        self.file = Some((base, f));
+                        read
+                    }),
+                };
                 match read {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(io_error(&path)(e)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+                    other => other.map_err(io_error(&path)),
                 }
             }
             Source::Files(files) => {
                 let Ok(i) = files.binary_search_by_key(&base, |(b, _)| *b) else {
-                    return Ok(());
+                    return Ok(true);
                 };
-                read_from(&files[i].1, from, &mut self.data).map_err(|e| JournalError::Io {
-                    path: PathBuf::from(segment_name(base)),
-                    source: e,
+                read_more(&files[i].1, self.win, &mut self.data, upto).map_err(|e| {
+                    JournalError::Io {
+                        path: PathBuf::from(segment_name(base)),
+                        source: e,
+                    }
                 })
             }
-        }
+        };
+        read
     }
 
-    /// Loads segment `i` (of `bases`), its damage, and reads from its
-    /// first record. A segment that cannot be read as ours is reported
-    /// and left empty.
+    /// Loads segment `i` (of `bases`), reads from its first record. Only
+    /// its header and the first stretch of records are read now; the rest
+    /// as the reader gets there ([`JournalReader::scan_more`]). A segment
+    /// that cannot be read as ours is reported and left empty.
     fn load(&mut self, i: usize) -> Result<(), JournalError> {
         self.seg = Some(i);
         self.data.clear();
+        self.win = 0;
         self.scanned = Scan::default();
         self.pos = SEGMENT_HEADER;
+        self.ahead = None;
+        self.file = None;
+        self.ended = true;
         let Some(&base) = self.bases.get(i) else {
             return Ok(());
         };
-        self.read_segment(base, 0)?;
+        self.ended = self.fill(base, SEGMENT_HEADER + self.read_ahead)?;
         if let Err(why) = check_segment_header(&self.data, base) {
             if !self.data.is_empty() {
                 self.damaged_segments.push((base, why));
             }
             self.data.clear();
+            self.ended = true;
             return Ok(());
         }
-        self.scanned = scan(&self.data, SEGMENT_HEADER, self.max_record);
+        self.scanned.end = SEGMENT_HEADER;
         Ok(())
+    }
+
+    /// Checks the loaded segment's records on from the last one checked,
+    /// reading ahead as it goes; returns false once there is nothing more
+    /// to check there as of now (its end, or a torn tail a refresh may
+    /// find completed).
+    ///
+    /// Reading a stretch at a time (not the whole segment, then checking
+    /// it, then handing it out) keeps the bytes in cache between the
+    /// three. A record cut by the end of a stretch is read whole before
+    /// it is judged: only at the file's end is a short record damage (else
+    /// a payload that happens to hold a good record could be taken for
+    /// the next one).
+    fn scan_more(&mut self) -> Result<bool, JournalError> {
+        let Some(base) = self.seg.and_then(|i| self.bases.get(i).copied()) else {
+            return Ok(false);
+        };
+        if self.scanned.end < SEGMENT_HEADER {
+            // Its header was short or not ours.
+            return Ok(false);
+        }
+        let largest = record_size(self.max_record as usize);
+        // What was handed out goes (nothing borrows it past the call that
+        // handed it out).
+        let keep = self.pos.min(self.scanned.end);
+        if keep > self.win {
+            self.data.drain(..keep - self.win);
+            self.win = keep;
+        }
+        loop {
+            let end = self.scanned.end;
+            let want = end - self.win + self.read_ahead.max(largest);
+            if self.data.len() < want && !self.ended {
+                self.ended = self.fill(base, want)?;
+            }
+            let more = record::scan_window(&self.data, end - self.win, self.max_record, self.ended);
+            if more.end + self.win > end {
+                let (win, s) = (self.win, &mut self.scanned);
+                s.corrupt.extend(more.corrupt.into_iter().map(|c| Corrupt {
+                    offset: c.offset + win,
+                    ..c
+                }));
+                s.end = more.end + win;
+                s.torn = more.torn;
+                return Ok(true);
+            }
+            if self.ended {
+                self.scanned.torn = more.torn;
+                return Ok(false);
+            }
+            // Damage longer than a stretch: read on to the next good
+            // record (or the end) before judging it, twice as far each
+            // time (each try searches the damage from its start).
+            let unsure = self.data.len() + self.win - end;
+            let upto = self.data.len() + unsure.max(self.read_ahead).max(largest);
+            self.ended = self.fill(base, upto)?;
+        }
     }
 
     /// Looks again: segments that appeared in the directory (a reader of
@@ -939,21 +1033,15 @@ impl JournalReader {
         let Some(base) = current else {
             return Ok(());
         };
+        self.ahead = None;
         match self.bases.binary_search(&base) {
             Ok(i) if self.scanned.end >= SEGMENT_HEADER => {
                 self.seg = Some(i);
-                let end = self.scanned.end;
-                self.data.truncate(end);
-                self.read_segment(base, end)?;
-                let more = scan(&self.data, end, self.max_record);
-                let s = &mut self.scanned;
-                s.records += more.records;
-                s.first = s.first.or(more.first);
-                s.last = more.last.or(s.last);
-                s.corrupt.extend(more.corrupt);
-                s.index.extend(more.index);
-                s.end = more.end;
-                s.torn = more.torn;
+                // What lies past the last good record may have been a torn
+                // tail since cut and written again.
+                self.data.truncate(self.scanned.end - self.win);
+                self.scanned.torn = 0;
+                self.ended = false;
             }
             // Its header was short or damaged: read it whole again.
             Ok(i) => {
@@ -965,7 +1053,10 @@ impl JournalReader {
             Err(i) => {
                 self.seg = Some(i.saturating_sub(1));
                 self.data.clear();
+                self.win = 0;
                 self.scanned = Scan::default();
+                self.file = None;
+                self.ended = true;
                 self.pos = 0;
             }
         }
@@ -976,6 +1067,9 @@ impl JournalReader {
     /// lies before the start), without taking it: its offset, fields,
     /// payload length and size.
     fn advance(&mut self) -> Result<Option<(usize, RecordMeta, usize, usize)>, JournalError> {
+        if let Some(a) = self.ahead.filter(|a| a.0 == self.pos) {
+            return Ok(Some(a));
+        }
         loop {
             if self.seg.is_none() {
                 self.load(0)?;
@@ -989,7 +1083,11 @@ impl JournalReader {
                     self.corrupt_skipped += 1;
                     continue;
                 }
-                let Some((meta, len, size)) = record::parse_scanned(&self.data[self.pos..]) else {
+                let Some((meta, len, size)) = self
+                    .data
+                    .get(self.pos - self.win..)
+                    .and_then(record::parse_scanned)
+                else {
                     // Not a record start the scan passed: cannot happen
                     // for offsets reached from a segment's first record,
                     // but never trusted.
@@ -1001,7 +1099,11 @@ impl JournalReader {
                     self.last_seen = Some(meta.seq);
                     continue;
                 }
-                return Ok(Some((self.pos, meta, len, size)));
+                self.ahead = Some((self.pos, meta, len, size));
+                return Ok(self.ahead);
+            }
+            if self.scan_more()? {
+                continue;
             }
             let next = self.seg.map_or(0, |i| i + 1);
             if next >= self.bases.len() {
@@ -1010,7 +1112,6 @@ impl JournalReader {
             self.load(next)?;
         }
     }
-
     /// The fields and payload length of the record
     /// [`JournalReader::next_record`] would return, without taking it.
     ///
@@ -1030,6 +1131,7 @@ impl JournalReader {
         };
         self.pos = at + size;
         self.last_seen = Some(meta.seq);
+        let at = at - self.win;
         let payload = at + record::RECORD_HEADER..at + record::RECORD_HEADER + len;
         Ok(Some(Record {
             meta,
@@ -1042,34 +1144,47 @@ impl JournalReader {
 /// segments far sooner; a larger file is not one it wrote).
 const MAX_SEGMENT_READ: u64 = 1 << 32;
 
-/// Appends `file`'s bytes from offset `from` to its end to `buf`.
-fn read_from(file: &File, from: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+/// Bytes a reader reads at a time ahead of where it checks records: small
+/// enough that they are still in cache when checked and handed out.
+const READ_AHEAD: usize = 128 << 10;
+
+/// Appends to `buf`, which holds `file`'s bytes from offset `at` on, those
+/// that follow, until it holds `upto` bytes or the file ends; returns
+/// whether it ended. A file larger than any segment reads as ended there.
+fn read_more(file: &File, at: usize, buf: &mut Vec<u8>, upto: usize) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
-    if len > MAX_SEGMENT_READ {
-        return Err(io::Error::other(format!(
-            "{len} bytes: larger than any segment a journal writes"
-        )));
-    }
-    let want = len.saturating_sub(from as u64) as usize;
     let start = buf.len();
-    buf.resize(start + want, 0);
-    let mut got = 0;
-    while got < want {
-        match file.read_at(&mut buf[start + got..], (from + got) as u64) {
-            // Cut (a torn tail) since its size was read.
-            Ok(0) => break,
+    if at + start == 0 {
+        let len = file.metadata()?.len();
+        if len > MAX_SEGMENT_READ {
+            return Err(io::Error::other(format!(
+                "{len} bytes: larger than any segment a journal writes"
+            )));
+        }
+    }
+    let upto = upto.min((MAX_SEGMENT_READ as usize).saturating_sub(at));
+    if upto <= start {
+        return Ok(at + start >= MAX_SEGMENT_READ as usize);
+    }
+    buf.resize(upto, 0);
+    let mut got = start;
+    let ended = loop {
+        if got == upto {
+            break false;
+        }
+        match file.read_at(&mut buf[got..], (at + got) as u64) {
+            // Cut (a torn tail), or as long as it is.
+            Ok(0) => break true,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                buf.truncate(start + got);
+                buf.truncate(got);
                 return Err(e);
             }
         }
-    }
-    buf.truncate(start + got);
-    Ok(())
+    };
+    buf.truncate(got);
+    Ok(ended)
 }
-
 #[cfg(test)]
 mod tests;

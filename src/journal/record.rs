@@ -107,15 +107,58 @@ pub fn encode_into(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
     out.extend_from_slice(payload);
     out.resize(start + size, 0);
     let rec = &mut out[start..];
-    let crc = crc32c::crc32c(&rec[4..8]);
-    let crc = crc32c::crc32c_append(crc, &rec[12..RECORD_HEADER + payload.len()]);
-    rec[8..12].copy_from_slice(&crc.to_le_bytes());
+    let (h, payload) = rec.split_at_mut(RECORD_HEADER);
+    let h: &mut [u8; RECORD_HEADER] = h.try_into().expect("header bytes");
+    let crc = checksum(h, &payload[..len as usize]);
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// A record's CRC32C: of its length, then its header from the flags on,
+/// then its payload (everything but the magic and the CRC itself).
 fn checksum(h: &[u8; RECORD_HEADER], payload: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: this CPU has SSE4.2 (just checked), all it needs.
+        return unsafe { checksum_sse42(h, payload) };
+    }
+    checksum_portable(h, payload)
+}
+
+/// [`checksum`] by the `crc32c` crate (which uses the same instruction
+/// where there is one, but through three calls, each splitting its bytes
+/// by alignment: a third of the time it takes to read a journal back).
+fn checksum_portable(h: &[u8; RECORD_HEADER], payload: &[u8]) -> u32 {
     let crc = crc32c::crc32c(&h[4..8]);
     let crc = crc32c::crc32c_append(crc, &h[12..RECORD_HEADER]);
     crc32c::crc32c_append(crc, payload)
+}
+
+/// [`checksum`] inline with SSE4.2's `crc32` instruction (CRC32C: the
+/// same polynomial, reflected, as the crate; its `!` before and after
+/// are the standard's initial and final XOR): the header's words at fixed
+/// places, the payload a word at a time and its last bytes one by one.
+///
+/// # Safety
+/// The CPU must have SSE4.2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn checksum_sse42(h: &[u8; RECORD_HEADER], payload: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
+    let c = _mm_crc32_u32(!0, word32(h, 4));
+    let mut c = u64::from(_mm_crc32_u32(c, word32(h, 12)));
+    for at in (16..RECORD_HEADER).step_by(8) {
+        c = _mm_crc32_u64(c, word64(h, at));
+    }
+    let mut words = payload.chunks_exact(8);
+    for w in &mut words {
+        c = _mm_crc32_u64(c, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+    }
+    // The instruction's result fits in 32 bits.
+    let mut c = c as u32;
+    for &b in words.remainder() {
+        c = _mm_crc32_u8(c, b);
+    }
+    !c
 }
 
 fn word32(b: &[u8], at: usize) -> u32 {
@@ -244,6 +287,15 @@ pub struct Scan {
 /// damaged *last* record is therefore cut like a torn one: nothing after it
 /// tells the two apart.
 pub fn scan(bytes: &[u8], start: usize, max_len: u32) -> Scan {
+    scan_window(bytes, start, max_len, true)
+}
+
+/// As [`scan`], over `bytes` that may be only the start of what follows
+/// (`whole` false): a record they cut short ends the scan there, undecided
+/// (not damage, and no search past it for the next good record), so that
+/// reading on and scanning again from [`Scan::end`] finds what one scan of
+/// everything would.
+pub fn scan_window(bytes: &[u8], start: usize, max_len: u32, whole: bool) -> Scan {
     let mut s = Scan {
         end: start.min(bytes.len()),
         ..Scan::default()
@@ -265,7 +317,8 @@ pub fn scan(bytes: &[u8], start: usize, max_len: u32) -> Scan {
                 pos += size;
                 s.end = pos;
             }
-            Err(damage) => match resync(bytes, pos, max_len) {
+            Err(Damage::Short) if !whole => break,
+            Err(damage) => match resync(bytes, pos, max_len, whole) {
                 Some(next) => {
                     s.corrupt.push(Corrupt {
                         offset: pos,
@@ -282,11 +335,19 @@ pub fn scan(bytes: &[u8], start: usize, max_len: u32) -> Scan {
     s
 }
 
-/// The offset of the next good record after a damaged one at `pos`.
-fn resync(bytes: &[u8], pos: usize, max_len: u32) -> Option<usize> {
+/// The offset of the next good record after a damaged one at `pos`. Of
+/// bytes that may not be `whole`, only offsets at which the largest record
+/// would fit are tried: a good record cut short there must not let a later
+/// one be taken first.
+fn resync(bytes: &[u8], pos: usize, max_len: u32, whole: bool) -> Option<usize> {
     let magic = RECORD_MAGIC.to_le_bytes();
+    let reach = if whole {
+        RECORD_HEADER
+    } else {
+        record_size(max_len as usize)
+    };
     let mut at = pos + RECORD_ALIGN;
-    while at + RECORD_HEADER <= bytes.len() {
+    while at + reach <= bytes.len() {
         if bytes[at..at + 4] == magic && parse(&bytes[at..], max_len).is_ok() {
             return Some(at);
         }
@@ -319,6 +380,27 @@ mod tests {
             bytes.resize(offsets[seq as usize] + record_size(payload.len()), 0);
         }
         (bytes, offsets)
+    }
+
+    #[test]
+    fn the_inline_checksum_is_the_crates() {
+        let mut h = [0u8; RECORD_HEADER];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        for len in 0..300 {
+            h.iter_mut().for_each(|b| *b = next());
+            let payload: Vec<u8> = (0..len).map(|_| next()).collect();
+            assert_eq!(
+                checksum(&h, &payload),
+                checksum_portable(&h, &payload),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]

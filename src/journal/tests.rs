@@ -394,3 +394,78 @@ fn a_full_disk_loses_nothing_already_journaled() {
     drop(j);
     assert_eq!(read_all(&s.0, 0), ((0..11).collect::<Vec<_>>(), 0));
 }
+
+/// What one scan of a whole segment file finds good: the sequence
+/// numbers, and the damaged stretches stepped over.
+fn whole_scan(bytes: &[u8], max_record: u32) -> (Vec<u64>, u64) {
+    let s = scan(bytes, SEGMENT_HEADER, max_record);
+    let mut seqs = Vec::new();
+    let mut at = SEGMENT_HEADER;
+    let mut corrupt = s.corrupt.iter().peekable();
+    while at < s.end {
+        if let Some(c) = corrupt.next_if(|c| c.offset == at) {
+            at += c.len;
+            continue;
+        }
+        let (meta, _, size) = record::parse_scanned(&bytes[at..]).unwrap();
+        seqs.push(meta.seq);
+        at += size;
+    }
+    (seqs, s.corrupt.len() as u64)
+}
+
+#[test]
+fn reading_a_stretch_at_a_time_finds_what_one_scan_of_the_whole_finds() {
+    let s = Scratch::new("stretches");
+    let options = JournalOptions {
+        segment_bytes: 1 << 20,
+        max_record: 512,
+        ..small(Fsync::None)
+    };
+    let mut j = Journal::open(&s.0, options).unwrap();
+    let mut offsets = Vec::new();
+    let mut at = SEGMENT_HEADER;
+    for seq in 0..400u64 {
+        // A third of the payloads are themselves good records (of another
+        // sequence number): a reader that took one cut off by the end of a
+        // stretch for damage would look for the next record inside it.
+        let body = if seq % 3 == 0 {
+            let inner = payload(seq + 10_000);
+            let mut b = record::encode_header(&meta(seq + 10_000), &inner).to_vec();
+            b.extend_from_slice(&inner);
+            b.resize(record_size(inner.len()) + 100, 0x33);
+            b
+        } else {
+            (0..(seq * 7 % 300) as usize)
+                .map(|i| (i as u64 ^ seq) as u8)
+                .collect()
+        };
+        offsets.push(at);
+        at += record_size(body.len());
+        j.append(&meta(seq), &body).unwrap();
+    }
+    drop(j);
+    let path = s.0.join(segment_name(0));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offsets[10] + 9] ^= 0x40; // a checksum
+    bytes[offsets[99] + 4] ^= 0x01; // a length: the record runs on
+    bytes[offsets[150]..offsets[190] + 3].fill(0); // a long stretch
+    bytes[offsets[300] + 60] ^= 0x08; // a payload holding a good record
+    bytes.truncate(offsets[399] + 30); // a torn tail
+    std::fs::write(&path, &bytes).unwrap();
+    let want = whole_scan(&bytes, 512);
+    assert!(want.1 >= 3 && want.0.len() > 300, "{want:?}");
+    // Stretches end at every few bytes of the records (the first record
+    // past the end of one is read whole: at least 560 bytes on).
+    let stretches = (1..2000).step_by(3).chain([4096, READ_AHEAD]);
+    for read_ahead in stretches {
+        let mut r = JournalReader::open(&s.0, 512).unwrap();
+        r.read_ahead = read_ahead;
+        let mut seqs = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            assert_eq!(rec.meta, meta(rec.meta.seq));
+            seqs.push(rec.meta.seq);
+        }
+        assert_eq!((seqs, r.corrupt_skipped()), want, "read ahead {read_ahead}");
+    }
+}
