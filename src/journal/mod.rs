@@ -1066,10 +1066,40 @@ impl JournalReader {
     /// Finds the next record to hand out (stepping over damage and what
     /// lies before the start), without taking it: its offset, fields,
     /// payload length and size.
+    ///
+    /// Inline for the common case, a good record checked already and due,
+    /// so that its fields stay in registers on their way to the caller
+    /// (returned through memory, this tuple was a fifth of a replay's
+    /// time).
+    #[inline]
     fn advance(&mut self) -> Result<Option<(usize, RecordMeta, usize, usize)>, JournalError> {
         if let Some(a) = self.ahead.filter(|a| a.0 == self.pos) {
             return Ok(Some(a));
         }
+        let no_damage_ahead = self
+            .scanned
+            .corrupt
+            .last()
+            .map_or(true, |c| c.offset < self.pos);
+        if self.pos < self.scanned.end && no_damage_ahead {
+            let next = self
+                .data
+                .get(self.pos - self.win..)
+                .and_then(record::parse_scanned);
+            if let Some((meta, len, size)) = next {
+                if meta.seq >= self.from_seq && meta.recorded_ns >= self.from_ns {
+                    self.ahead = Some((self.pos, meta, len, size));
+                    return Ok(self.ahead);
+                }
+            }
+        }
+        self.advance_slow()
+    }
+
+    /// [`JournalReader::advance`] past damage, records before the start,
+    /// and the end of what was checked.
+    #[inline(never)]
+    fn advance_slow(&mut self) -> Result<Option<(usize, RecordMeta, usize, usize)>, JournalError> {
         loop {
             if self.seg.is_none() {
                 self.load(0)?;
@@ -1117,6 +1147,7 @@ impl JournalReader {
     ///
     /// # Errors
     /// [`JournalError::Io`] if a segment cannot be read.
+    #[inline]
     pub fn peek(&mut self) -> Result<Option<(RecordMeta, usize)>, JournalError> {
         Ok(self.advance()?.map(|(_, meta, len, _)| (meta, len)))
     }
@@ -1125,6 +1156,7 @@ impl JournalReader {
     ///
     /// # Errors
     /// [`JournalError::Io`] if a segment cannot be read.
+    #[inline]
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, JournalError> {
         let Some((at, meta, len, size)) = self.advance()? else {
             return Ok(None);
