@@ -341,7 +341,8 @@ impl Broker {
             if let Some(pid) = self.keeper_pid {
                 cred.pid = pid;
             }
-            self.admit(ours, cred);
+            let id = self.admit(ours, cred);
+            self.state.recorder_clients.push(id);
             let dir = self.journal_dir.clone();
             let hand_over = self.keeper_pid.is_some();
             let r = recorder::Recorder::start(
@@ -554,8 +555,8 @@ impl Broker {
         }
     }
 
-    /// Serves `sock` (non-blocking), a client with `cred`.
-    fn admit(&mut self, sock: OwnedFd, cred: PeerCred) {
+    /// Serves `sock` (non-blocking), a client with `cred`; returns its id.
+    fn admit(&mut self, sock: OwnedFd, cred: PeerCred) -> u64 {
         let id = self.next_client;
         self.next_client += 1;
         self.watch_pid(cred.pid);
@@ -568,6 +569,7 @@ impl Broker {
                 since: Instant::now(),
             },
         );
+        id
     }
 
     fn serve_client(&mut self, id: u64, flags: PollFlags) {

@@ -218,6 +218,8 @@ pub(super) struct State {
     /// The counters of each durable topic's recorder, by topic (listed
     /// by `ListTopics`).
     pub recorders: HashMap<String, Arc<super::recorder::RecorderCounters>>,
+    /// The recorders' connections (client ids).
+    pub recorder_clients: Vec<u64>,
     kept: Arc<Kept>,
     /// The directory segment: its generation moves whenever a topic is
     /// created or a ring becomes readable (what pattern subscribers
@@ -624,6 +626,7 @@ impl State {
             directory,
             recorder_pid: None,
             recorders: HashMap::new(),
+            recorder_clients: Vec::new(),
             kept,
             data_dir,
             config,
@@ -903,13 +906,14 @@ impl State {
             ));
         }
         // Closed rings stay until every subscriber has been told about
-        // them; a topic's rings must still fit in one reply (Rings, Topics).
+        // them (and a durable topic's until its recorder has them all); a
+        // topic's rings must still fit in one reply (Rings, Topics).
         let kept = self.topics[topic].rings.len();
         if kept >= MAX_RINGS_PER_TOPIC {
             return Err((
                 ErrorCode::LimitExceeded,
                 format!(
-                    "topic {topic:?} already has {kept} rings, the most it can hold: closed rings stay until every subscriber has fetched them, and a subscriber has not fetched them yet; retry when it has caught up or left"
+                    "topic {topic:?} already has {kept} rings, the most it can hold: closed rings stay until every subscriber has fetched them (and a durable topic's until its recorder has journaled them), and one has not yet; retry when it has caught up or left"
                 ),
             ));
         }
@@ -1517,6 +1521,13 @@ impl State {
             }
         }
         let mut dead_topics = Vec::new();
+        let recorder_pid = self.recorder_pid;
+        let recorder_leases: Vec<u64> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| self.recorder_clients.contains(&l.client))
+            .map(|(id, _)| *id)
+            .collect();
         for (name, t) in &mut self.topics {
             let horizon = min_delivered
                 .get(name.as_str())
@@ -1528,12 +1539,30 @@ impl State {
             // mapping it was never listed and never will be: nobody waits
             // for it, and subscribers whose fetch stopped at it (rings are
             // listed in order) look again (the bump below).
+            //
+            // A durable topic's ring stays until its recorder has taken
+            // all of it: until then its journal may not exist yet, and a
+            // subscriber replaying the topic learns of the ring (and where
+            // it ends, to wait for the journal) only from this table
+            // (`JournalRings`): it joins the live rings too late to be
+            // given one whose publisher left.
             let mut unlisted = false;
             t.rings.retain(|id, r| {
                 let gone = r.closed && r.lease.is_none();
                 let never = gone && r.data_sub.is_none();
+                let head = r.region.head();
+                let unrecorded = r.ports.iter().any(|p| {
+                    // A recorder's, or one a dead broker's recorder held.
+                    let recorders = match p.lease {
+                        Some(l) => recorder_leases.contains(&l),
+                        None => recorder_pid == Some(p.pid),
+                    };
+                    let at = p.port.pos();
+                    recorders && at != crate::layout::CURSOR_FREE && at < head
+                });
                 let keep = !never
                     && (!(gone && *id <= horizon)
+                        || unrecorded
                         || r.ports.iter().any(|p| p.orphaned_at.is_some()));
                 if !keep {
                     r.forget();
