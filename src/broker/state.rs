@@ -913,7 +913,7 @@ impl State {
             return Err((
                 ErrorCode::LimitExceeded,
                 format!(
-                    "topic {topic:?} already has {kept} rings, the most it can hold: closed rings stay until every subscriber has fetched them (and a durable topic's until its recorder has journaled them), and one has not yet; retry when it has caught up or left"
+                    "topic {topic:?} already has {kept} rings, the most it can hold: closed rings stay until every subscriber has fetched them (and a durable topic's recorder journaled them), and a subscriber has not fetched them yet (or the recorder not journaled them); retry when it has caught up or left"
                 ),
             ));
         }

@@ -27,7 +27,7 @@
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-use super::{unexpected, Client, ClientError, Delivery};
+use super::{unexpected, Client, ClientError};
 use crate::control::frame::{ErrorCode, Reply, Request};
 use crate::control::ConnectionError;
 use crate::journal::{JournalReader, RecordMeta};
@@ -72,8 +72,10 @@ struct RingJournal {
 
 /// What the journal has next.
 pub(super) enum Step {
-    /// A message, in the caller's buffer.
-    Message(Delivery),
+    /// A message of ring `ring_id`, in the caller's buffer (its
+    /// delivery is made by the caller: its topic is the
+    /// subscription's).
+    Message(u64, MessageInfo),
     /// An error to return (a loss, a too small buffer, a predicate's panic),
     /// with the ring it concerns.
     Error(u64, RecvError),
@@ -283,6 +285,7 @@ impl Replay {
     /// The next step of the replay: the oldest visible record (by
     /// journal time) of any ring, into `buf`. Looks again (`top_up`) when
     /// nothing is visible.
+    #[inline(always)]
     pub fn step(
         &mut self,
         client: &Client,
@@ -321,6 +324,7 @@ impl Replay {
     }
 
     /// Takes the next record of any ring, without looking again.
+    #[inline(always)]
     fn take(&mut self, buf: &mut [u8], mut filter: Option<&mut Filter>) -> Step {
         loop {
             // The ring whose next record was journaled first.
@@ -387,13 +391,7 @@ impl Replay {
             r.peek(topic);
             let ring_id = r.ring_id;
             match verdict {
-                Some(true) => {
-                    return Step::Message(Delivery {
-                        ring_id,
-                        topic: 0,
-                        info,
-                    })
-                }
+                Some(true) => return Step::Message(ring_id, info),
                 Some(false) => self.filtered += 1,
                 None => return Step::Error(ring_id, RecvError::FilterPanicked { seq: meta.seq }),
             }

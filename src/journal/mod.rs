@@ -1071,7 +1071,7 @@ impl JournalReader {
     /// so that its fields stay in registers on their way to the caller
     /// (returned through memory, this tuple was a fifth of a replay's
     /// time).
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self) -> Result<Option<(usize, RecordMeta, usize, usize)>, JournalError> {
         if let Some(a) = self.ahead.filter(|a| a.0 == self.pos) {
             return Ok(Some(a));
@@ -1088,8 +1088,12 @@ impl JournalReader {
                 .and_then(record::parse_scanned);
             if let Some((meta, len, size)) = next {
                 if meta.seq >= self.from_seq && meta.recorded_ns >= self.from_ns {
-                    self.ahead = Some((self.pos, meta, len, size));
-                    return Ok(self.ahead);
+                    // Returned from the local, not read back from
+                    // `self.ahead`: a load of what was just stored, in
+                    // other widths, waits for the stores to retire.
+                    let found = (self.pos, meta, len, size);
+                    self.ahead = Some(found);
+                    return Ok(Some(found));
                 }
             }
         }
@@ -1156,7 +1160,7 @@ impl JournalReader {
     ///
     /// # Errors
     /// [`JournalError::Io`] if a segment cannot be read.
-    #[inline]
+    #[inline(always)]
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, JournalError> {
         let Some((at, meta, len, size)) = self.advance()? else {
             return Ok(None);
