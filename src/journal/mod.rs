@@ -722,7 +722,7 @@ pub struct JournalReader {
     bases: Vec<u64>,
     /// Index in `bases` of the segment in `data`, if one is loaded.
     seg: Option<usize>,
-    data: Vec<u8>,
+    data: Window,
     /// The loaded segment's scan so far (offsets in the segment): those
     /// up to `scanned.end` are checked.
     scanned: Scan,
@@ -783,7 +783,7 @@ impl JournalReader {
             max_record,
             bases,
             seg: None,
-            data: Vec::new(),
+            data: Window::default(),
             scanned: Scan::default(),
             win: 0,
             ended: true,
@@ -892,7 +892,7 @@ impl JournalReader {
         if at >= self.scanned.end || at < self.win {
             return None;
         }
-        record::parse_scanned(&self.data[at - self.win..]).map(|(meta, _, _)| meta)
+        record::parse_scanned(&self.data.bytes()[at - self.win..]).map(|(meta, _, _)| meta)
     }
 
     /// Reads more of segment `base` into `self.data`, until it holds `upto`
@@ -903,9 +903,9 @@ impl JournalReader {
             Source::Dir(dir) => {
                 let path = dir.join(segment_name(base));
                 let read = match &self.file {
-                    Some((b, f)) if *b == base => read_more(f, self.win, &mut self.data, upto),
+                    Some((b, f)) if *b == base => self.data.read_more(f, self.win, upto),
                     _ => File::open(&path).and_then(|f| {
-                        let read = read_more(&f, self.win, &mut self.data, upto);
+                        let read = self.data.read_more(&f, self.win, upto);
                         self.file = Some((base, f));
                         read
                     }),
@@ -919,12 +919,12 @@ impl JournalReader {
                 let Ok(i) = files.binary_search_by_key(&base, |(b, _)| *b) else {
                     return Ok(true);
                 };
-                read_more(&files[i].1, self.win, &mut self.data, upto).map_err(|e| {
-                    JournalError::Io {
+                self.data
+                    .read_more(&files[i].1, self.win, upto)
+                    .map_err(|e| JournalError::Io {
                         path: PathBuf::from(segment_name(base)),
                         source: e,
-                    }
-                })
+                    })
             }
         };
         read
@@ -947,7 +947,7 @@ impl JournalReader {
             return Ok(());
         };
         self.ended = self.fill(base, SEGMENT_HEADER + self.read_ahead)?;
-        if let Err(why) = check_segment_header(&self.data, base) {
+        if let Err(why) = check_segment_header(self.data.bytes(), base) {
             if !self.data.is_empty() {
                 self.damaged_segments.push((base, why));
             }
@@ -983,7 +983,7 @@ impl JournalReader {
         // handed it out).
         let keep = self.pos.min(self.scanned.end);
         if keep > self.win {
-            self.data.drain(..keep - self.win);
+            self.data.drop_front(keep - self.win);
             self.win = keep;
         }
         loop {
@@ -992,7 +992,12 @@ impl JournalReader {
             if self.data.len() < want && !self.ended {
                 self.ended = self.fill(base, want)?;
             }
-            let more = record::scan_window(&self.data, end - self.win, self.max_record, self.ended);
+            let more = record::scan_window(
+                self.data.bytes(),
+                end - self.win,
+                self.max_record,
+                self.ended,
+            );
             if more.end + self.win > end {
                 let (win, s) = (self.win, &mut self.scanned);
                 s.corrupt.extend(more.corrupt.into_iter().map(|c| Corrupt {
@@ -1084,6 +1089,7 @@ impl JournalReader {
         if self.pos < self.scanned.end && no_damage_ahead {
             let next = self
                 .data
+                .bytes()
                 .get(self.pos - self.win..)
                 .and_then(record::parse_scanned);
             if let Some((meta, len, size)) = next {
@@ -1119,6 +1125,7 @@ impl JournalReader {
                 }
                 let Some((meta, len, size)) = self
                     .data
+                    .bytes()
                     .get(self.pos - self.win..)
                     .and_then(record::parse_scanned)
                 else {
@@ -1171,7 +1178,7 @@ impl JournalReader {
         let payload = at + record::RECORD_HEADER..at + record::RECORD_HEADER + len;
         Ok(Some(Record {
             meta,
-            payload: &self.data[payload],
+            payload: &self.data.bytes()[payload],
         }))
     }
 }
@@ -1184,12 +1191,72 @@ const MAX_SEGMENT_READ: u64 = 1 << 32;
 /// enough that they are still in cache when checked and handed out.
 const READ_AHEAD: usize = 128 << 10;
 
-/// Appends to `buf`, which holds `file`'s bytes from offset `at` on, those
-/// that follow, until it holds `upto` bytes or the file ends; returns
-/// whether it ended. A file larger than any segment reads as ended there.
-fn read_more(file: &File, at: usize, buf: &mut Vec<u8>, upto: usize) -> io::Result<bool> {
+/// A reader's bytes of a segment: the first `len` bytes of `buf`. The
+/// buffer only grows (zero-filled once), so a look for a few appended
+/// bytes reads them without clearing a whole stretch first (which, in a
+/// build without optimisations, took a replaying subscriber longer than
+/// the recorder took to append more: it never caught up).
+#[derive(Debug, Default)]
+struct Window {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Window {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Drops the first `n` bytes.
+    fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.buf.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+
+    /// Appends, the window holding `file`'s bytes from offset `at` on,
+    /// those that follow, until it holds `upto` bytes or the file ends;
+    /// returns whether it ended. A file larger than any segment reads as
+    /// ended there.
+    fn read_more(&mut self, file: &File, at: usize, upto: usize) -> io::Result<bool> {
+        let ended = read_more(file, at, &mut self.buf, self.len, upto);
+        match ended {
+            Ok((got, ended)) => {
+                self.len = got;
+                Ok(ended)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reads into `buf[start..upto]` (zero-filled first only where `buf` must
+/// grow), `buf[..start]` holding `file`'s bytes from offset `at` on;
+/// returns how many bytes `buf` holds now and whether the file ended.
+fn read_more(
+    file: &File,
+    at: usize,
+    buf: &mut Vec<u8>,
+    start: usize,
+    upto: usize,
+) -> io::Result<(usize, bool)> {
     use std::os::unix::fs::FileExt;
-    let start = buf.len();
     if at + start == 0 {
         let len = file.metadata()?.len();
         if len > MAX_SEGMENT_READ {
@@ -1200,27 +1267,25 @@ fn read_more(file: &File, at: usize, buf: &mut Vec<u8>, upto: usize) -> io::Resu
     }
     let upto = upto.min((MAX_SEGMENT_READ as usize).saturating_sub(at));
     if upto <= start {
-        return Ok(at + start >= MAX_SEGMENT_READ as usize);
+        return Ok((start, at + start >= MAX_SEGMENT_READ as usize));
     }
-    buf.resize(upto, 0);
+    if buf.len() < upto {
+        buf.resize(upto, 0);
+    }
     let mut got = start;
     let ended = loop {
         if got == upto {
             break false;
         }
-        match file.read_at(&mut buf[got..], (at + got) as u64) {
+        match file.read_at(&mut buf[got..upto], (at + got) as u64) {
             // Cut (a torn tail), or as long as it is.
             Ok(0) => break true,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(got);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     };
-    buf.truncate(got);
-    Ok(ended)
+    Ok((got, ended))
 }
 #[cfg(test)]
 mod tests;
