@@ -899,7 +899,7 @@ impl JournalReader {
     /// bytes; returns whether the file ended first. A segment removed (by retention) since it was listed
     /// reads as ended.
     fn fill(&mut self, base: u64, upto: usize) -> Result<bool, JournalError> {
-        let read = match &self.source {
+        match &self.source {
             Source::Dir(dir) => {
                 let path = dir.join(segment_name(base));
                 let read = match &self.file {
@@ -926,8 +926,7 @@ impl JournalReader {
                         source: e,
                     })
             }
-        };
-        read
+        }
     }
 
     /// Loads segment `i` (of `bases`), reads from its first record. Only
@@ -1235,14 +1234,9 @@ impl Window {
     /// returns whether it ended. A file larger than any segment reads as
     /// ended there.
     fn read_more(&mut self, file: &File, at: usize, upto: usize) -> io::Result<bool> {
-        let ended = read_more(file, at, &mut self.buf, self.len, upto);
-        match ended {
-            Ok((got, ended)) => {
-                self.len = got;
-                Ok(ended)
-            }
-            Err(e) => Err(e),
-        }
+        let (got, ended) = read_more(file, at, &mut self.buf, self.len, upto)?;
+        self.len = got;
+        Ok(ended)
     }
 }
 
