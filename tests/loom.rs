@@ -16,6 +16,7 @@
 //! | `mailbox_never_delivers_torn_or_misplaced_messages` | a port's mailbox added (`Producer::add_port`) while its reader reads | the `Relaxed` stamp load above |
 //! | `mailbox_added_after_the_last_message_loses_nothing` | the mailbox hand-over's announcement ("read the ring") | `Producer::insert_port` setting `mailbox_ack` before the announcement, or without it (the reader waits in an empty mailbox) |
 //! | `backpressure_never_overwrites` | gating on a port's cursor, blocking `publish` | `Producer::has_room` off by one (`<=`: the slot the cursor still needs is rewritten) |
+//! | `a_cursor_released_in_batches_never_overwrites_or_stalls` | the subscriber's cursor released every few messages and when it finds the ring empty, against a blocking publisher | `Consumer::release` storing one past `next` (the publisher rewrites the slot read next); `Consumer::caught_up` not releasing (the publisher waits for good: loom's branch bound) |
 //! | `a_port_added_while_the_publisher_runs_loses_nothing` | join: the broker's queue, the desk's generation and `RingRegion::admit_port` against `Producer::refresh_limit` (a Dekker pair) | the SeqCst fence removed from `admit_port`, and separately from `refresh_limit`; `admit_port` not moving the cursor up; `refresh_limit` not taking queued changes (the publisher overwrites what the new port needs) |
 //! | `a_removed_port_stops_gating` | removal through the queue and the generation | `refresh_limit` not taking queued changes; `Producer::sync_ports` ignoring `Remove` |
 //! | `blocking_wait_never_loses_a_wakeup` | the sleeper protocol on the port's futex | the SeqCst fence removed from `wait::sleep_once`, and separately from `wait::notify_ports`; `sleep_once` reading the futex word after its last poll |
@@ -350,6 +351,42 @@ fn backpressure_never_overwrites() {
         let mut consumer = Consumer::new(region.clone(), Start::Latest).unwrap();
         let mut producer = Producer::new(region).unwrap();
         const N: u64 = 3;
+        let t = thread::spawn(move || {
+            for n in 0..N {
+                producer.publish(&payload(n), n).unwrap();
+            }
+        });
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        while n < N {
+            match consumer.try_recv(&mut buf) {
+                Ok(info) => {
+                    assert_eq!(info.seq, n);
+                    check(&buf, n);
+                    n += 1;
+                }
+                Err(RecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("back-pressure subscriber saw {e:?}"),
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+/// Back-pressure mode with the subscriber's cursor released in batches
+/// (`Consumer::advance`) and whenever it finds the ring empty
+/// (`Consumer::caught_up`). A batch of 3 on a ring of 2 makes the empty
+/// ring's release the one that frees the publisher at its first wait and
+/// the batch's at the next: nothing is overwritten, and the publisher
+/// never waits for good.
+#[test]
+fn a_cursor_released_in_batches_never_overwrites_or_stalls() {
+    model(|| {
+        let region = ring_only(&config(Mode::Backpressure, 2));
+        let mut consumer = Consumer::new(region.clone(), Start::Latest).unwrap();
+        consumer.set_release_every(3);
+        let mut producer = Producer::new(region).unwrap();
+        const N: u64 = 4;
         let t = thread::spawn(move || {
             for n in 0..N {
                 producer.publish(&payload(n), n).unwrap();

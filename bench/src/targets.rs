@@ -45,7 +45,8 @@ pub struct Target {
 }
 
 /// The targets that `rows` allow evaluating, for each mode that
-/// ran: ping-pongs at 64 B; flat-out streams at 8 B, 64 B and 1 KiB.
+/// ran: ping-pongs at 64 B (and their p50 at 8 B and 1 KiB); flat-out
+/// streams at 8 B, 64 B and 1 KiB.
 pub fn targets(rows: &[Row]) -> Vec<Target> {
     let find = |sc: Scenario| rows.iter().find(|r| r.scenario == sc);
     let lat = |sc: Scenario| find(sc).and_then(|r| r.latency);
@@ -111,6 +112,23 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                         true,
                     );
                 }
+            }
+        }
+        // The other sizes against the seqlock copy of their own size.
+        for size in PING_PONG_SIZES {
+            let spin = Scenario::RingPingPong {
+                size,
+                wait: WaitStrategy::Spin,
+                mode,
+            };
+            if let Some(x) = find(spin).and_then(|r| r.ratio_seqlock) {
+                push(
+                    format!("spin {m} {size} B ping-pong p50 / seqlock floor"),
+                    (spin, Scenario::SeqlockPingPong { size }, Figure::P50),
+                    x,
+                    1.15,
+                    true,
+                );
             }
         }
         let block = pp(WaitStrategy::Block);
@@ -214,6 +232,9 @@ pub const PATTERN_AT_MOST: f64 = 1.05;
 /// The bound on a filtering subscriber's rate (delivered and
 /// filtered) over an unfiltered one's.
 pub const FILTERED_AT_LEAST: f64 = 1.0;
+
+/// Spin ping-pong sizes, besides 64 B, held to the seqlock copy's p50.
+const PING_PONG_SIZES: [usize; 2] = [8, 1024];
 
 /// The lower bounds on a spin stream's msgs/s over the fixed-size
 /// copy ring's, by message size.

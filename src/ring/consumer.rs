@@ -175,6 +175,12 @@ pub struct Consumer {
     /// Our port's cursor: gates the publisher on back-pressure rings;
     /// position and loss report on overwrite rings.
     cursor: Option<*const AtomicU64>,
+    /// What the cursor was last set to (`next` then): every message below
+    /// it is released to the publisher.
+    released: u64,
+    /// Release the cursor once `next` is this far past `released`, and
+    /// whenever the ring is found empty (see [`Consumer::advance`]).
+    release_every: u64,
     backpressure: bool,
     wake: WakeState,
     /// Overwrite mode: where `try_recv_with` copies before validating.
@@ -332,6 +338,8 @@ impl Consumer {
             next,
             streaming: 0,
             cursor: None,
+            released: next,
+            release_every: release_batch(capacity),
             backpressure: c.mode == Mode::Backpressure,
             wake: WakeState::default(),
             scratch: if c.mode == Mode::Backpressure {
@@ -435,15 +443,17 @@ impl Consumer {
         if to > self.next {
             self.next = to;
             self.origin = to;
-            if let Some(c) = self.cursor {
-                // SAFETY: the cursor lives in the port we hold.
-                let c = unsafe { &*c };
-                // Release: as in `Consumer::advance` (pairs with the
-                // Acquire in Producer::slowest_cursor).
-                c.store(to, Ordering::Release);
-            }
+            self.release();
         }
         self.next
+    }
+
+    /// Releases the cursor after every `n` messages read (at least 1)
+    /// instead of [`release_batch`]'s: for models and tests of the
+    /// gating protocol.
+    #[doc(hidden)]
+    pub fn set_release_every(&mut self, n: u64) {
+        self.release_every = n.max(1);
     }
 
     /// Hands this consumer's cursor to a group reader
@@ -595,6 +605,7 @@ impl Consumer {
             if self.ended() {
                 return None;
             }
+            self.caught_up();
             return Some(Err(RecvError::Empty));
         }
         let len = l.len.load(Ordering::Relaxed) as usize;
@@ -937,15 +948,48 @@ impl Consumer {
         Ok(())
     }
 
+    /// Moves past message `next`. The cursor follows in batches of
+    /// `release_every` messages, not every message: a store per message
+    /// moves the cursor's line to this core each time and, when the
+    /// publisher is waiting on a full ring, back to its core at each of
+    /// its re-reads (`Producer::refresh_limit`, a fence each), so a full
+    /// ring streamed a few messages per refresh at a fraction of its
+    /// speed. Holding back the cursor never lets the publisher overwrite
+    /// an unread message (it is only ever lower than `next`), and never
+    /// stalls it for good: the cursor is released whenever the ring is
+    /// found empty (`caught_up`), and a publisher held at the cursor sees
+    /// at least `capacity - release_every` unread messages ahead of us,
+    /// so reading on releases it. What it costs: a subscriber that stops
+    /// reading mid-batch holds up to `release_every - 1` slots it has
+    /// read (see [`release_batch`]).
     #[inline(always)]
     fn advance(&mut self) {
         self.next = self.next.wrapping_add(1);
+        if self.next.wrapping_sub(self.released) >= self.release_every {
+            self.release();
+        }
+    }
+
+    /// Sets the cursor to `next`: every message read is released.
+    #[inline(always)]
+    fn release(&mut self) {
+        self.released = self.next;
         if let Some(c) = self.cursor {
             // SAFETY: the cursor lives in the port we hold.
             let c = unsafe { &*c };
-            // Release: our reads of the slot happen before the publisher's
-            // overwrite; pairs with the Acquire in Producer::slowest_cursor.
+            // Release: our reads of the slots happen before the
+            // publisher's overwrite; pairs with the Acquire in
+            // Producer::slowest_cursor.
             c.store(self.next, Ordering::Release);
+        }
+    }
+
+    /// Nothing more is ready: release what was read (the publisher may be
+    /// waiting on it), once.
+    #[inline(always)]
+    fn caught_up(&mut self) {
+        if self.released != self.next {
+            self.release();
         }
     }
 
@@ -961,6 +1005,7 @@ impl Consumer {
             // after the last message, so one re-check is final.
             let s = self.slot(seq).0.stamp.load(Ordering::Acquire);
             if s == stamp_done(seq) {
+                self.caught_up();
                 return RecvError::Empty;
             }
             if s > stamp_done(seq) {
@@ -971,6 +1016,7 @@ impl Consumer {
             self.finished = true;
             return RecvError::EndOfStream;
         }
+        self.caught_up();
         RecvError::Empty
     }
 
@@ -1026,8 +1072,8 @@ impl Consumer {
         }
         self.resumed_at = Some(resume);
         let missed = resume - seq;
-        self.next = resume - 1;
-        self.advance();
+        self.next = resume;
+        self.release();
         self.lagged = self.lagged.saturating_add(missed);
         self.report_dropped();
         RecvError::Lagged { missed }
@@ -1199,6 +1245,14 @@ impl Drop for Consumer {
     }
 }
 
+/// How many messages a consumer reads between cursor stores on a ring of
+/// `capacity` (see `Consumer::advance`): a quarter of the ring, at most 64
+/// (a 64-byte message's batch then moves 6 KiB of slots per cursor line
+/// transfer; more buys nothing measurable and holds more slots back).
+pub(crate) fn release_batch(capacity: u64) -> u64 {
+    (capacity / 4).clamp(1, 64)
+}
+
 /// Where a reader starting at `start` begins in `region` now.
 fn start_at(region: &RingRegion, start: Start) -> u64 {
     let head = region.head();
@@ -1288,9 +1342,9 @@ impl BatchRef<'_> {
 
 impl Drop for BatchRef<'_> {
     fn drop(&mut self) {
-        // `next` is already past the batch; `advance` moves it once more.
-        self.consumer.next = self.consumer.next.wrapping_sub(1);
-        self.consumer.advance();
+        // One store for the whole batch, now: its reader (the journal)
+        // releases messages only once they are written.
+        self.consumer.release();
     }
 }
 
