@@ -537,6 +537,38 @@ fn blocking_wait_never_loses_a_wakeup() {
     });
 }
 
+/// A batch longer than the ring (`Producer::publish_batch`) moves the
+/// head and wakes sleepers once at its end, and before each wait for
+/// room: a subscriber asleep on the empty ring when the batch starts is
+/// woken before the publisher waits for it (loom reports the deadlock if
+/// that wake-up is missing), and reads every message in order.
+#[test]
+fn a_batch_longer_than_the_ring_wakes_its_sleeping_subscriber() {
+    model(|| {
+        let region = ring_only(&config(Mode::Backpressure, 2));
+        let mut producer = Producer::new(region.clone()).unwrap();
+        let mut consumer = Consumer::new(region, Start::Latest).unwrap();
+        // The wake hand-over first, as in blocking_wait_never_loses_a_wakeup.
+        assert!(!consumer.wait_ready(WaitStrategy::Block, Some(std::time::Instant::now())));
+        producer.publish(&payload(0), 0).unwrap();
+        let mut buf = [0u8; 16];
+        consumer.try_recv(&mut buf).unwrap();
+        const N: u64 = 3;
+        let t = thread::spawn(move || {
+            let msgs: Vec<[u8; 16]> = (1..=N).map(payload).collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+            assert_eq!(producer.publish_batch(&refs, 0), Ok(1..N + 1));
+            producer
+        });
+        for n in 1..=N {
+            let info = consumer.recv(&mut buf, WaitStrategy::Block).unwrap();
+            assert_eq!(info.seq, n);
+            check(&buf, n);
+        }
+        drop(t.join().unwrap());
+    });
+}
+
 /// A subscriber on several rings sleeps on all their ports at once
 /// (`wait::sleep_all`) and is woken by a message on any of them: the
 /// publisher of ring `active` publishes while the subscriber blocks on

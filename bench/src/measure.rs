@@ -115,7 +115,8 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         | Scenario::RingLatency { .. }
         | Scenario::PatternPingPong { .. }
         | Scenario::ManyRingsPingPong { .. }
-        | Scenario::FilteredThroughput { .. } => CONTROL_SIZE,
+        | Scenario::FilteredThroughput { .. }
+        | Scenario::BatchedThroughput { .. } => CONTROL_SIZE,
     };
     let region = Arc::new(Region::create(len)?);
     let n = scenario.children();
@@ -202,7 +203,8 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         },
         Scenario::RingThroughput { .. }
         | Scenario::RingLatency { .. }
-        | Scenario::FilteredThroughput { .. } => match ends {
+        | Scenario::FilteredThroughput { .. }
+        | Scenario::BatchedThroughput { .. } => match ends {
             Some(ring::ParentEnds::Stream(tx)) => {
                 ring::stream_parent(tx, p, scenario.route())?;
                 None
@@ -305,7 +307,8 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
         | Scenario::RingLatency { .. }
         | Scenario::PatternPingPong { .. }
         | Scenario::ManyRingsPingPong { .. }
-        | Scenario::FilteredThroughput { .. } => {
+        | Scenario::FilteredThroughput { .. }
+        | Scenario::BatchedThroughput { .. } => {
             let (wait, mode) = spec.scenario.ring().context("not a ring scenario")?;
             let link = spec.link.as_ref().context("ringbus child without a link")?;
             let cfg = ring::config(p, mode, spec.scenario.children())?;

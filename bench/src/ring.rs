@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::Ticks;
 use super::driver::{drive_pingpong, Budget, Pacer, Receipts};
 use super::params::{Params, SideResult};
-use super::scenario::{Route, FILTER_KEEPS_ONE_IN, MANY_RINGS};
+use super::scenario::{Route, BATCH, FILTER_KEEPS_ONE_IN, MANY_RINGS};
 use super::shared::{Patience, Region, STALL};
 use ringbus::client::{Client, Publisher, SubscribeOptions, Subscriber, TopicConfig};
 use ringbus::ring::{
@@ -280,6 +280,27 @@ impl Sender {
             Sender::Direct(p) => publish_on(p, msg, tag),
             Sender::Broker(p) => publish_on(p, msg, tag),
         }
+    }
+
+    /// Publishes `msgs` in order with one `try_publish_batch` while they
+    /// fit, one bounded `publish` (see [`publish_on`]) when none does.
+    fn publish_batch(&mut self, msgs: &[Vec<u8>]) -> Result<()> {
+        let mut rest = msgs;
+        while let Some(first) = rest.first() {
+            let done = match self {
+                Sender::Direct(p) => p.try_publish_batch(rest, 0),
+                Sender::Broker(p) => p.try_publish_batch(rest, 0),
+            };
+            rest = match done {
+                Ok(seqs) => &rest[(seqs.end - seqs.start) as usize..],
+                Err(PublishError::Full) => {
+                    self.publish(first)?;
+                    &rest[1..]
+                }
+                Err(e) => bail!("publishing a batch: {e}"),
+            };
+        }
+        Ok(())
     }
 }
 
@@ -583,6 +604,9 @@ pub fn pingpong_parent(
 ///
 /// For a filtered route, message `n` carries tag `n % FILTER_KEEPS_ONE_IN`.
 pub fn stream_parent(mut tx: Sender, p: &Params, route: Route) -> Result<()> {
+    if route == Route::Batched {
+        return stream_batches(tx, p);
+    }
     let tags = match route {
         Route::Filtered => FILTER_KEEPS_ONE_IN - 1,
         _ => 0,
@@ -607,6 +631,26 @@ pub fn stream_parent(mut tx: Sender, p: &Params, route: Route) -> Result<()> {
     Ok(())
 }
 
+/// [`stream_parent`] in batches of [`BATCH`] (`publish_batch`).
+fn stream_batches(mut tx: Sender, p: &Params) -> Result<()> {
+    let mut budget = Budget::new(p);
+    let mut msgs = vec![vec![0x3Cu8; p.size]; BATCH];
+    let mut n = 0u64;
+    let mut more = true;
+    while more {
+        let mut k = 0;
+        while k < BATCH && more {
+            msgs[k][..8].copy_from_slice(&n.to_le_bytes());
+            n += 1;
+            k += 1;
+            more = budget.more_after(n);
+        }
+        tx.publish_batch(&msgs[..k])?;
+    }
+    drop(tx);
+    Ok(())
+}
+
 /// Child side of a ringbus scenario: sets up its ends, meets the parent at
 /// the start barrier, then echoes (ping-pong) or receives (streaming).
 pub fn child(
@@ -626,10 +670,18 @@ pub fn child(
             ..
         }
     );
+    let batched = matches!(
+        link,
+        Link::Broker {
+            route: Route::Batched,
+            ..
+        }
+    );
     super::shared::child_barrier(region.control())?;
-    match tx {
-        Some(tx) => echo(region, rx, tx, p),
-        None => receive(region, &mut rx, p, filtered),
+    match (tx, &mut rx) {
+        (Some(tx), _) => echo(region, rx, tx, p),
+        (None, Receiver::Broker(sub)) if batched => receive_batches(region, sub, p),
+        (None, _) => receive(region, &mut rx, p, filtered),
     }
 }
 
@@ -662,6 +714,48 @@ fn echo(region: &Region, mut rx: Receiver, mut tx: Sender, p: &Params) -> Result
 /// [`FILTER_KEEPS_ONE_IN`] (back-pressure, so nothing is lost): each one
 /// delivered must be the next one kept, and accounts for the messages
 /// filtered before it too (the rate is of every message got through).
+/// [`receive`] in batches: a waiting receive of one message, then
+/// `try_recv_batch` of up to [`BATCH`] more, checking each.
+fn receive_batches(region: &Region, sub: &mut Subscriber, p: &Params) -> Result<SideResult> {
+    let ctl = region.control();
+    let mut receipts = Receipts::new(p, false);
+    let mut buf = vec![0u8; p.size];
+    let mut deadline = Deadline::new();
+    let mut wrong = None;
+    let mut take = |receipts: &mut Receipts, bytes: &[u8], info: &MessageInfo| {
+        let carried = payload_seq(bytes);
+        if info.seq != carried {
+            wrong.get_or_insert((info.seq, carried));
+        }
+        receipts.got(info.seq, info.timestamp);
+    };
+    loop {
+        match sub.recv_deadline(&mut buf, Some(deadline.at)) {
+            Ok(d) => take(&mut receipts, &buf[..d.info.len], &d.info),
+            Err(RecvError::Lagged { .. }) => {}
+            Err(RecvError::EndOfStream) => break,
+            Err(RecvError::Timeout) => {
+                Patience::new(ctl).check("the next ringbus message")?;
+                deadline = Deadline::new();
+                continue;
+            }
+            Err(e) => bail!("receiving: {e}"),
+        }
+        match sub.try_recv_batch(&mut buf, BATCH, |bytes, d| {
+            take(&mut receipts, bytes, &d.info);
+        }) {
+            Ok(_) | Err(RecvError::Empty | RecvError::Lagged { .. }) => {}
+            Err(RecvError::EndOfStream) => break,
+            Err(e) => bail!("receiving a batch: {e}"),
+        }
+        deadline.tick();
+    }
+    if let Some((seq, carried)) = wrong {
+        bail!("message {seq} carried payload {carried}");
+    }
+    Ok(receipts.finish())
+}
+
 fn receive(region: &Region, rx: &mut Receiver, p: &Params, filtered: bool) -> Result<SideResult> {
     let ctl = region.control();
     let paced = p.rate > 0;

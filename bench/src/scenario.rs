@@ -112,7 +112,20 @@ pub enum Scenario {
         /// Ring mode.
         mode: Mode,
     },
+    /// The spin stream, flat out, in batches: the publisher sends
+    /// [`BATCH`] messages per `try_publish_batch`, the subscriber takes up
+    /// to [`BATCH`] per `try_recv_batch`; compared with the stream of one
+    /// message per call.
+    BatchedThroughput {
+        /// Payload bytes.
+        size: usize,
+        /// Ring mode.
+        mode: Mode,
+    },
 }
+
+/// Messages per call in [`Scenario::BatchedThroughput`].
+pub const BATCH: usize = 32;
 
 /// A [`Scenario::FilteredThroughput`] subscriber keeps one message in this
 /// many (a power of two: the tags cycle through `0..FILTER_KEEPS_ONE_IN`
@@ -133,6 +146,8 @@ pub enum Route {
     /// It subscribes to the topic by name and takes every message.
     #[default]
     Exact,
+    /// As `Exact`, with messages published and received in batches.
+    Batched,
     /// It subscribes through a pattern that matches the topic.
     Pattern,
     /// It subscribes by name with a tag filter keeping one message in
@@ -181,7 +196,8 @@ impl Scenario {
             Scenario::FixedRingThroughput { .. }
             | Scenario::CopyRingThroughput { .. }
             | Scenario::RingThroughput { .. }
-            | Scenario::FilteredThroughput { .. } => Metric::Throughput,
+            | Scenario::FilteredThroughput { .. }
+            | Scenario::BatchedThroughput { .. } => Metric::Throughput,
             Scenario::FixedRingLatency { .. }
             | Scenario::CopyRingLatency { .. }
             | Scenario::RingLatency { .. } => Metric::Latency,
@@ -203,7 +219,8 @@ impl Scenario {
             | Scenario::RingLatency { size, .. }
             | Scenario::PatternPingPong { size, .. }
             | Scenario::ManyRingsPingPong { size, .. }
-            | Scenario::FilteredThroughput { size, .. } => Some(size),
+            | Scenario::FilteredThroughput { size, .. }
+            | Scenario::BatchedThroughput { size, .. } => Some(size),
         }
     }
 
@@ -212,6 +229,7 @@ impl Scenario {
         match self {
             Scenario::PatternPingPong { .. } => Route::Pattern,
             Scenario::FilteredThroughput { .. } => Route::Filtered,
+            Scenario::BatchedThroughput { .. } => Route::Batched,
             Scenario::ManyRingsPingPong { .. } => Route::ManyRings,
             _ => Route::Exact,
         }
@@ -226,7 +244,8 @@ impl Scenario {
                 wait: WaitStrategy::Spin,
                 mode,
             }),
-            Scenario::FilteredThroughput { size, mode } => Some(Scenario::RingThroughput {
+            Scenario::FilteredThroughput { size, mode }
+            | Scenario::BatchedThroughput { size, mode } => Some(Scenario::RingThroughput {
                 size,
                 wait: WaitStrategy::Spin,
                 mode,
@@ -242,9 +261,9 @@ impl Scenario {
             Scenario::RingPingPong { wait, mode, .. }
             | Scenario::RingThroughput { wait, mode, .. }
             | Scenario::RingLatency { wait, mode, .. } => Some((wait, mode)),
-            Scenario::PatternPingPong { mode, .. } | Scenario::FilteredThroughput { mode, .. } => {
-                Some((WaitStrategy::Spin, mode))
-            }
+            Scenario::PatternPingPong { mode, .. }
+            | Scenario::FilteredThroughput { mode, .. }
+            | Scenario::BatchedThroughput { mode, .. } => Some((WaitStrategy::Spin, mode)),
             Scenario::ManyRingsPingPong { mode, .. } => Some((WaitStrategy::Block, mode)),
             _ => None,
         }
@@ -306,6 +325,9 @@ impl Scenario {
             Scenario::ManyRingsPingPong { mode, .. } => {
                 format!("ringbus block/{} {MANY_RINGS} rings", mode.name())
             }
+            Scenario::BatchedThroughput { mode, .. } => {
+                format!("ringbus batches of {BATCH} spin/{}", mode.name())
+            }
         }
     }
 
@@ -364,6 +386,9 @@ impl Scenario {
                     "ringbus-{MANY_RINGS}rings-pingpong-block-{}{size}",
                     mode.name()
                 );
+            }
+            Scenario::BatchedThroughput { mode, .. } => {
+                return format!("ringbus-batch{BATCH}-throughput-spin-{}{size}", mode.name());
             }
         };
         format!("{base}{size}")
@@ -534,7 +559,8 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
                 let filtered = (mode == Mode::Backpressure)
                     .then_some((Scenario::FilteredThroughput { size, mode }, thr(size)));
                 let pattern = Some((Scenario::PatternPingPong { size, mode }, base(size)));
-                for (routed, params) in [pattern, filtered].into_iter().flatten() {
+                let batched = Some((Scenario::BatchedThroughput { size, mode }, thr(size)));
+                for (routed, params) in [pattern, filtered, batched].into_iter().flatten() {
                     let exact = routed.unrouted().expect("a routed scenario");
                     if out.iter().any(|(s, _)| *s == exact) {
                         out.push((routed, params));

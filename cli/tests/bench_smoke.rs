@@ -74,6 +74,8 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         "ringbus-pingpong-block-backpressure-8B",
         "ringbus-throughput-1to1-adaptive-backpressure-64B",
         "ringbus-latency-1to1-spin-overwrite-8B",
+        "ringbus-batch32-throughput-spin-backpressure-64B",
+        "ringbus-batch32-throughput-spin-overwrite-8B",
     ] {
         assert!(ids.contains(&want), "{want} missing from {ids:?}");
     }
@@ -114,9 +116,12 @@ fn smoke_run_writes_json_hgrm_and_plot() {
                 r["ratio"].as_f64().unwrap() > 0.0,
                 "ringbus rows have a floor: {r}"
             );
-            // A pattern's or a filter's row is paired with the same row
-            // through an exact topic, and with nothing else.
-            let routed = id.starts_with("ringbus-pattern-") || id.starts_with("ringbus-filtered-");
+            // A pattern's, a filter's or a batched stream's row is paired
+            // with the same row through an exact topic, one message per
+            // call, and with nothing else.
+            let routed = ["ringbus-pattern-", "ringbus-filtered-", "ringbus-batch"]
+                .iter()
+                .any(|p| id.starts_with(p));
             if routed {
                 assert!(
                     r["floor"].as_str().unwrap().starts_with("ringbus spin/"),
@@ -144,16 +149,28 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         assert_eq!(r["bytes_per_msg"].as_u64(), want, "{r}");
     }
     let targets = json["targets"].as_array().unwrap();
+    let count = |what: &str| {
+        targets
+            .iter()
+            .filter(|t| t["what"].as_str().unwrap().ends_with(what))
+            .count()
+    };
     for floor in ["seqlock floor", "cache-line floor (stricter)"] {
-        let spin = |what: &str| {
-            targets
-                .iter()
-                .filter(|t| t["what"].as_str().unwrap().ends_with(what))
-                .count()
-        };
-        assert_eq!(spin(&format!("p50 / {floor}")), 2, "{floor}");
-        assert_eq!(spin(&format!("p99.9 / {floor}")), 2, "{floor}");
+        assert_eq!(
+            count(&format!("64 B ping-pong p50 / {floor}")),
+            2,
+            "{floor}"
+        );
+        assert_eq!(
+            count(&format!("64 B ping-pong p99.9 / {floor}")),
+            2,
+            "{floor}"
+        );
     }
+    // The other measured size sits beside the seqlock copy of its own
+    // size, once per mode; a size not measured has no target.
+    assert_eq!(count("8 B ping-pong p50 / seqlock floor"), 2);
+    assert_eq!(count("1024 B ping-pong p50 / seqlock floor"), 0);
     let seqlock = rows
         .iter()
         .find(|r| r["id"] == "base-seqlock-pingpong-64B")

@@ -131,6 +131,39 @@ impl Publisher {
         self.producer.publish_timeout(data, tag, timeout)
     }
 
+    /// Publishes every message of `msgs` in order, each with `tag`;
+    /// returns their sequence numbers. Each is readable once written; the
+    /// ring's head, the wake-up of sleeping subscribers and the look for
+    /// new ones come once per batch (see [`Producer::publish_batch`]). On
+    /// a back-pressure topic, waits for room as
+    /// [`publish`](Publisher::publish) does.
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`] if any message exceeds the topic's
+    /// `max_message_size`: then none is published.
+    pub fn publish_batch<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        tag: u64,
+    ) -> Result<std::ops::Range<u64>, PublishError> {
+        self.producer.publish_batch(msgs, tag)
+    }
+
+    /// As [`Publisher::publish_batch`], but never waits: publishes the
+    /// longest prefix of `msgs` that fits now and returns its sequence
+    /// numbers.
+    ///
+    /// # Errors
+    /// [`PublishError::Full`] when not even the first message fits;
+    /// [`PublishError::TooLarge`] (none published).
+    pub fn try_publish_batch<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        tag: u64,
+    ) -> Result<std::ops::Range<u64>, PublishError> {
+        self.producer.try_publish_batch(msgs, tag)
+    }
+
     /// Publishes a plain-old-data value as the message's bytes (see
     /// [`Pod`]).
     ///

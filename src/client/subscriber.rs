@@ -147,6 +147,9 @@ pub struct Subscriber {
     /// Losses and filtered messages of a replay that has ended.
     replay_lagged: u64,
     replay_filtered: u64,
+    /// What ended a batch after its first message (see
+    /// [`Subscriber::try_recv_batch`]): the next receive's answer.
+    held: Option<RecvError>,
 }
 
 impl Subscriber {
@@ -170,6 +173,7 @@ impl Subscriber {
             replay: None,
             replay_lagged: 0,
             replay_filtered: 0,
+            held: None,
         };
         let pattern = crate::control::is_pattern(name);
         let replay = match options.start {
@@ -616,6 +620,11 @@ impl Subscriber {
     #[cold]
     #[inline(never)]
     pub(super) fn look_around(&mut self, buf: &mut [u8]) -> Option<Result<Delivery, RecvError>> {
+        if let Some(e) = self.held.take() {
+            // The ring that answered it is still `last_ring`: nothing was
+            // received since.
+            return Some(Err(e));
+        }
         if self.replay.is_some() {
             if let Some(r) = self.replay_step(buf) {
                 return Some(r);
@@ -653,6 +662,58 @@ impl Subscriber {
             },
             r => r,
         }
+    }
+
+    /// Receives, without waiting, up to `max` messages that are ready, in
+    /// order: each is copied into `buf` and handed to `f` with its
+    /// delivery. Returns how many. What would end a run of `try_recv`s (a
+    /// loss, a ring's end, a corrupt slot, a message larger than `buf`)
+    /// ends the batch after the messages before it, and is the next
+    /// receive's answer, so nothing goes unreported.
+    ///
+    /// ```no_run
+    /// # use ringbus::client::{Client, SubscribeOptions};
+    /// # let client = Client::connect_default()?;
+    /// let mut sub = client.subscriber("ticks", SubscribeOptions::default())?;
+    /// let mut buf = [0u8; 256];
+    /// let mut total = 0;
+    /// match sub.try_recv_batch(&mut buf, 64, |bytes, _| total += bytes.len()) {
+    ///     Ok(n) => println!("{n} messages, {total} bytes"),
+    ///     Err(e) => println!("nothing: {e}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`], for the first message: `Empty` when
+    /// none is ready (or `max` is 0).
+    pub fn try_recv_batch(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        mut f: impl FnMut(&[u8], &Delivery),
+    ) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Err(RecvError::Empty);
+        }
+        let mut n = 0;
+        while n < max {
+            match self.try_recv(buf) {
+                Ok(d) => {
+                    f(&buf[..d.info.len], &d);
+                    n += 1;
+                }
+                Err(e) if n == 0 => return Err(e),
+                // Nothing taken: the next receive finds the same again.
+                Err(RecvError::Empty | RecvError::BufferTooSmall { .. }) => break,
+                Err(e) => {
+                    self.held = Some(e);
+                    self.since_check = GENERATION_CHECK_EVERY;
+                    break;
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Waits for the next message as the subscription's wait strategy says.

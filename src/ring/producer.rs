@@ -526,6 +526,50 @@ impl Producer {
         Ok(self.write(data, tag))
     }
 
+    /// Publishes every message of `msgs` (byte slices, arrays or vectors)
+    /// in order, each with `tag`; returns their sequence numbers. Each is
+    /// readable as soon as it is written, but the ring's head, the wake-up
+    /// of sleeping subscribers and the look for new subscribers come once
+    /// per batch (and before any wait for room), not once per message. In back-pressure mode
+    /// waits for room as [`Producer::publish`] does, so a batch may be
+    /// longer than the ring.
+    ///
+    /// ```
+    /// # use ringbus::ring::{Producer, TopicConfig, RingRegion};
+    /// # let mut publisher = Producer::new(RingRegion::heap(&TopicConfig::default()).unwrap()).unwrap();
+    /// let seqs = publisher.publish_batch(&[b"bid", b"ask"], 0).unwrap();
+    /// assert_eq!(seqs, 0..2);
+    /// let quotes: Vec<Vec<u8>> = vec![b"1.25".to_vec(), b"1.5".to_vec()];
+    /// assert_eq!(publisher.publish_batch(&quotes, 1).unwrap(), 2..4);
+    /// ```
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`] if any message exceeds the max message
+    /// size: then none is published.
+    pub fn publish_batch<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        tag: u64,
+    ) -> Result<std::ops::Range<u64>, PublishError> {
+        self.publish_many(msgs, tag, true)
+    }
+
+    /// As [`Producer::publish_batch`], but never waits: publishes the
+    /// longest prefix of `msgs` that fits now and returns its sequence
+    /// numbers (the caller sends the rest later).
+    ///
+    /// # Errors
+    /// [`PublishError::Full`] in back-pressure mode when not even the
+    /// first message fits; [`PublishError::TooLarge`] as for
+    /// `publish_batch` (none published).
+    pub fn try_publish_batch<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        tag: u64,
+    ) -> Result<std::ops::Range<u64>, PublishError> {
+        self.publish_many(msgs, tag, false)
+    }
+
     /// Borrows the next slot's payload area (`len` bytes) to be filled in
     /// place; [`Loan::commit`] publishes it. Waits for room like `publish`.
     ///
@@ -782,13 +826,19 @@ impl Producer {
     #[inline(always)]
     fn complete(&mut self) -> u64 {
         let seq = self.seq;
+        self.seq = seq.wrapping_add(1);
+        self.settle();
+        seq
+    }
+
+    /// After every message below `self.seq` is sealed: moves `head` there,
+    /// wakes sleepers, and takes port changes and requests. Once per
+    /// message, or once per batch (see [`Producer::publish_batch`]).
+    #[inline(always)]
+    fn settle(&mut self) {
         // Release: pairs with the Acquire in RingRegion::head (late joiners
         // and lag recovery start from it).
-        self.region
-            .header()
-            .head
-            .store(seq.wrapping_add(1), Ordering::Release);
-        self.seq = seq.wrapping_add(1);
+        self.region.header().head.store(self.seq, Ordering::Release);
         if self.wake_on {
             notify_ports(&self.wakers);
         }
@@ -805,7 +855,6 @@ impl Producer {
         if bell != self.bell_seen {
             self.hear_bell(bell);
         }
-        seq
     }
 
     /// Starts writing the latest-message slot with every message. The last
@@ -833,6 +882,14 @@ impl Producer {
     /// ping-pong nanoseconds go").
     #[inline(always)]
     fn write(&mut self, data: &[u8], tag: u64) -> u64 {
+        self.put(data, tag);
+        self.complete()
+    }
+
+    /// [`Producer::write`] up to the message's seal: message `self.seq` is
+    /// readable, but `seq`, `head` and the sleepers are left to the caller.
+    #[inline(always)]
+    fn put(&mut self, data: &[u8], tag: u64) {
         let len = data.len();
         // A caught-up subscriber reads an inline message from the latest
         // slot or its mailbox, so it goes there first (and takes the
@@ -851,7 +908,52 @@ impl Producer {
             Some(ts) => self.seal(hdr, len, tag, ts),
             None => self.seal_ring(hdr, len, tag),
         }
-        self.complete()
+    }
+
+    /// Publishes `msgs` in order; `wait`: for room, as `publish` does, or
+    /// not at all (stop at the first message that does not fit). Each
+    /// message is readable once written; `head`, the wake-up of sleepers
+    /// and the look at port changes come once, after the last, and before
+    /// any wait for room (a subscriber asleep on a message already
+    /// written would never make that room).
+    fn publish_many<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        tag: u64,
+        wait: bool,
+    ) -> Result<std::ops::Range<u64>, PublishError> {
+        // All or nothing: a bad length is found before any is published.
+        for m in msgs {
+            self.check_len(m.as_ref().len())?;
+        }
+        let first = self.seq;
+        let mut settled = first;
+        for m in msgs {
+            if self.backpressure && self.seq >= self.cached_limit {
+                // Ports may change while the limit is refreshed: settle
+                // first, so that happens between settled messages as it
+                // does for `publish`.
+                if self.seq != settled {
+                    self.settle();
+                    settled = self.seq;
+                }
+                if !self.has_room() {
+                    if !wait {
+                        break;
+                    }
+                    self.wait_for_room(None)?;
+                }
+            }
+            self.put(m.as_ref(), tag);
+            self.seq = self.seq.wrapping_add(1);
+        }
+        if self.seq != settled {
+            self.settle();
+        }
+        if self.seq == first && !msgs.is_empty() {
+            return Err(PublishError::Full);
+        }
+        Ok(first..self.seq)
     }
 
     fn begin_loan(&mut self, len: usize) -> Loan<'_> {

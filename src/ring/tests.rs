@@ -701,6 +701,83 @@ fn backpressure_never_overwrites_unread_messages() {
 }
 
 #[test]
+fn a_batch_is_published_in_order_all_or_nothing() {
+    let (mut p, r) = ring(8, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let three: [&[u8]; 3] = [b"a", b"bc", b"def"];
+    assert_eq!(p.publish_batch(&three, 7), Ok(0..3));
+    assert_eq!(r.head(), 3);
+    assert_eq!(p.publish_batch(&three[..0], 7), Ok(3..3));
+    assert_eq!(p.publish(b"g", 8), Ok(3));
+    for (seq, (want, tag)) in [(&b"a"[..], 7), (b"bc", 7), (b"def", 7), (b"g", 8)]
+        .into_iter()
+        .enumerate()
+    {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((m.as_slice(), i.tag, i.seq), (want, tag, seq as u64));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    // One message too long: none of the batch is published.
+    assert_eq!(
+        p.publish_batch(&[&b"ok"[..], b"nine byte"], 0),
+        Err(PublishError::TooLarge { len: 9, max: 8 })
+    );
+    assert_eq!((p.next_seq(), r.head()), (4, 4));
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+}
+
+#[test]
+fn a_batch_that_does_not_fit_publishes_what_fits_or_waits() {
+    let (mut p, r) = ring(4, 8, Mode::Backpressure);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let six: [&[u8]; 6] = [b"0", b"1", b"2", b"3", b"4", b"5"];
+    // Without waiting: the prefix that fits, then `Full` when none does.
+    assert_eq!(p.try_publish_batch(&six, 1), Ok(0..4));
+    assert_eq!(r.head(), 4);
+    assert_eq!(p.try_publish_batch(&six[4..], 1), Err(PublishError::Full));
+    for seq in 0..4u64 {
+        assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    // Waiting: a batch longer than the ring, read by a subscriber asleep
+    // on the empty ring when it starts. The wake-up comes before each wait
+    // for room: the publisher waits for the sleeper, which would otherwise
+    // sleep until its timeout.
+    let mut buf = [0u8; 8];
+    let wait = WaitStrategy::Block;
+    let short = Duration::from_millis(1);
+    assert_eq!(
+        c.recv_timeout(&mut buf, wait, short),
+        Err(RecvError::Timeout)
+    );
+    // The publisher answers the request for wake-ups within BELL_EVERY
+    // messages.
+    for _ in 0..=crate::layout::BELL_EVERY {
+        let seq = p.publish(b"w", 0).unwrap();
+        assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
+    }
+    let first = p.next_seq();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            let i = c
+                .recv_timeout(&mut buf, wait, Duration::from_secs(30))
+                .unwrap();
+            got.push((buf[0], i.seq));
+        }
+        got
+    });
+    // Most likely asleep by now (if not, it finds the messages awake).
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(p.publish_batch(&six, 1), Ok(first..first + 6));
+    let got = reader.join().unwrap();
+    let want: Vec<(u8, u64)> = (0..6u8).map(|i| (b'0' + i, first + u64::from(i))).collect();
+    assert_eq!(got, want);
+    assert_eq!(r.head(), first + 6);
+}
+
+#[test]
 fn zero_copy_views_and_loans_name_their_ring() {
     let (mut p, r) = ring(2, 8, Mode::Backpressure);
     let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
