@@ -167,6 +167,15 @@ typedef struct ringbus_topic_config {
     uint32_t max_subscribers;
 } ringbus_topic_config;
 
+// One message of a batch: `len` bytes at `data` (`data` may be NULL when
+// `len` is 0).
+typedef struct ringbus_bytes {
+    // The message's bytes.
+    const void *data;
+    // How many.
+    size_t len;
+} ringbus_bytes;
+
 // How a subscriber starts and waits. Fill it with
 // `ringbus_subscribe_options_init()` before changing fields; the reserved
 // fields must stay zero / NULL.
@@ -385,6 +394,47 @@ int ringbus_publisher_try_publish(struct ringbus_publisher *publisher,
                                   size_t len,
                                   uint64_t tag,
                                   uint64_t *sequence);
+
+// Publishes the `count` messages at `msgs` in order, each with `tag`, as
+// one batch: each is readable once written, and the ring's head, the
+// wake-up of sleeping subscribers and the look for new ones come once
+// per batch (and before any wait for room), not once per message. The
+// first one's sequence number goes to `*first_sequence` (unless NULL);
+// the others follow it. On a back-pressure topic, waits for room as
+// `ringbus_publisher_publish()` does, so a batch may be longer than the
+// ring.
+//
+// Errors: `RINGBUS_ERR_TOO_LARGE` (a message exceeds the topic's
+// `max_message_size`: none is published), `RINGBUS_ERR_NULL_POINTER`
+// (`msgs`, or a message's `data` with `len > 0`: none is published),
+// `RINGBUS_ERR_BAD_STATE` (a loan is outstanding).
+//
+// # Safety
+// `publisher` is NULL or a publisher handle; `msgs` is readable for
+// `count` entries (may be NULL when `count` is 0), each of whose `data`
+// is readable for its `len` bytes; `first_sequence` is NULL or writable.
+int ringbus_publisher_publish_batch(struct ringbus_publisher *publisher,
+                                    const struct ringbus_bytes *msgs,
+                                    size_t count,
+                                    uint64_t tag,
+                                    uint64_t *first_sequence);
+
+// As `ringbus_publisher_publish_batch()`, but never waits: publishes the
+// longest prefix of `msgs` that fits now; how many goes to `*published`
+// (unless NULL), the first one's sequence number to `*first_sequence`.
+//
+// Errors: `RINGBUS_ERR_FULL` (not even the first message fits; `count`
+// > 0); as `ringbus_publisher_publish_batch()`.
+//
+// # Safety
+// As `ringbus_publisher_publish_batch()`; `published` is NULL or
+// writable.
+int ringbus_publisher_try_publish_batch(struct ringbus_publisher *publisher,
+                                        const struct ringbus_bytes *msgs,
+                                        size_t count,
+                                        uint64_t tag,
+                                        size_t *published,
+                                        uint64_t *first_sequence);
 
 // As `ringbus_publisher_publish()`, waiting at most `timeout_ns`
 // nanoseconds for room (`RINGBUS_ERR_TIMEOUT` after that).

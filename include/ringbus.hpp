@@ -31,6 +31,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #if __cplusplus >= 202002L && defined(__has_include)
 #if __has_include(<span>)
@@ -308,6 +309,19 @@ class Publisher {
                                std::uint64_t* seq = nullptr) noexcept {
         return static_cast<ringbus_status>(
             ringbus_publisher_try_publish(h_, data.data(), data.size(), tag, seq));
+    }
+
+    /// Publishes `msgs` in order as one batch (one head update and wake-up
+    /// per batch); returns the first one's sequence number. Waits for room
+    /// like publish; a message too large fails the batch before any is
+    /// published.
+    std::uint64_t publish_batch(const std::vector<bytes_view>& msgs, std::uint64_t tag = 0) {
+        std::vector<ringbus_bytes> raw;
+        raw.reserve(msgs.size());
+        for (bytes_view m : msgs) raw.push_back(ringbus_bytes{m.data(), m.size()});
+        std::uint64_t seq = 0;
+        check(ringbus_publisher_publish_batch(h_, raw.data(), raw.size(), tag, &seq));
+        return seq;
     }
 
     /// Lends the next slot's `len` bytes, waiting for room like publish.

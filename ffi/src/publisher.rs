@@ -277,6 +277,113 @@ pub unsafe extern "C" fn ringbus_publisher_try_publish(
     })
 }
 
+/// One message of a batch: `len` bytes at `data` (`data` may be NULL when
+/// `len` is 0).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ringbus_bytes {
+    /// The message's bytes.
+    pub data: *const c_void,
+    /// How many.
+    pub len: usize,
+}
+
+/// The messages of a batch as slices, each checked as `payload` checks
+/// one.
+///
+/// # Safety
+/// `msgs` is NULL or readable for `count` entries, each of whose `data`
+/// is readable for its `len` bytes.
+unsafe fn batch<'a>(msgs: *const ringbus_bytes, count: usize) -> Result<Vec<&'a [u8]>, Failed> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if msgs.is_null() {
+        return Err(null("msgs (with count > 0)"));
+    }
+    // SAFETY: non-NULL and readable for `count` entries per the contract.
+    let msgs = unsafe { std::slice::from_raw_parts(msgs, count) };
+    msgs.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            // SAFETY: forwarded contract.
+            unsafe { payload(m.data, m.len) }.map_err(|_| {
+                fail(
+                    crate::status::ringbus_status::RINGBUS_ERR_NULL_POINTER,
+                    format_args!("msgs[{i}].data is NULL with len {} > 0", m.len),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Publishes the `count` messages at `msgs` in order, each with `tag`, as
+/// one batch: each is readable once written, and the ring's head, the
+/// wake-up of sleeping subscribers and the look for new ones come once
+/// per batch (and before any wait for room), not once per message. The
+/// first one's sequence number goes to `*first_sequence` (unless NULL);
+/// the others follow it. On a back-pressure topic, waits for room as
+/// `ringbus_publisher_publish()` does, so a batch may be longer than the
+/// ring.
+///
+/// Errors: `RINGBUS_ERR_TOO_LARGE` (a message exceeds the topic's
+/// `max_message_size`: none is published), `RINGBUS_ERR_NULL_POINTER`
+/// (`msgs`, or a message's `data` with `len > 0`: none is published),
+/// `RINGBUS_ERR_BAD_STATE` (a loan is outstanding).
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle; `msgs` is readable for
+/// `count` entries (may be NULL when `count` is 0), each of whose `data`
+/// is readable for its `len` bytes; `first_sequence` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_publish_batch(
+    publisher: *mut ringbus_publisher,
+    msgs: *const ringbus_bytes,
+    count: usize,
+    tag: u64,
+    first_sequence: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (p, msgs) = unsafe { (idle_publisher(publisher)?, batch(msgs, count)?) };
+        let seqs = p.publish_batch(&msgs, tag).map_err(publish_error)?;
+        write_seq(first_sequence, seqs.start);
+        Ok(())
+    })
+}
+
+/// As `ringbus_publisher_publish_batch()`, but never waits: publishes the
+/// longest prefix of `msgs` that fits now; how many goes to `*published`
+/// (unless NULL), the first one's sequence number to `*first_sequence`.
+///
+/// Errors: `RINGBUS_ERR_FULL` (not even the first message fits; `count`
+/// > 0); as `ringbus_publisher_publish_batch()`.
+///
+/// # Safety
+/// As `ringbus_publisher_publish_batch()`; `published` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_try_publish_batch(
+    publisher: *mut ringbus_publisher,
+    msgs: *const ringbus_bytes,
+    count: usize,
+    tag: u64,
+    published: *mut usize,
+    first_sequence: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (p, msgs) = unsafe { (idle_publisher(publisher)?, batch(msgs, count)?) };
+        let seqs = p.try_publish_batch(&msgs, tag).map_err(publish_error)?;
+        if !published.is_null() {
+            // SAFETY: a non-NULL `published` is writable (the contract).
+            unsafe { published.write((seqs.end - seqs.start) as usize) };
+        }
+        write_seq(first_sequence, seqs.start);
+        Ok(())
+    })
+}
+
 /// As `ringbus_publisher_publish()`, waiting at most `timeout_ns`
 /// nanoseconds for room (`RINGBUS_ERR_TIMEOUT` after that).
 ///

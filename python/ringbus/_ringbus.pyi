@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Literal, Optional, TypedDict, Union
 
@@ -84,6 +84,14 @@ class Publisher:
         at most ``timeout`` seconds (None: no limit), then ``Timeout``."""
     def try_publish(self, data: Buffer, tag: int = 0) -> int:
         """As ``publish``, but raises ``Full`` instead of waiting."""
+    def publish_batch(
+        self, messages: Sequence[Buffer], tag: int = 0, *, timeout: Optional[float] = None
+    ) -> range:
+        """Publishes the messages in order with ``tag``, the ring's head and
+        the wake-up of sleeping subscribers once per batch; returns their
+        sequence numbers. Waits for room like ``publish`` (``timeout`` in
+        all); a message too large raises ``TooLarge`` before any is
+        published."""
     def loan(self, size: int, tag: int = 0, *, timeout: Optional[float] = None) -> Loan:
         """``with pub.loan(n) as buf:`` lends the next slot as a writable
         memoryview; published when the block ends normally, dropped if it

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyMemoryView, PyTuple};
+use pyo3::types::{PyDict, PyMemoryView, PyRange, PyTuple};
 
 use ringbus::client::{Publisher as RustPublisher, TopicConfig};
 use ringbus::ring::{Loan as RustLoan, PublishError};
@@ -154,7 +154,22 @@ impl Publisher {
         let Some(deadline) = deadline else {
             return Err(publish_error(PublishError::Full));
         };
-        // Full (back-pressure): wait for room, released.
+        self.publish_waiting(py, p, scratch, &payload, tag, deadline)
+    }
+
+    /// Publishes `payload` on a full back-pressure ring: waits for room
+    /// until `deadline` in slices, with the interpreter released (a
+    /// mutable payload is copied to `scratch` first: another thread could
+    /// write the original meanwhile).
+    fn publish_waiting(
+        &self,
+        py: Python<'_>,
+        p: &mut RustPublisher,
+        scratch: &mut Vec<u8>,
+        payload: &Payload<'_>,
+        tag: u64,
+        deadline: Deadline,
+    ) -> PyResult<u64> {
         let bytes: &[u8] = if payload.is_immutable() {
             payload.as_slice()
         } else {
@@ -203,6 +218,51 @@ impl Publisher {
     ) -> PyResult<u64> {
         let deadline = Deadline::after(timeout)?;
         self.send(py, data, tag, Some(deadline))
+    }
+
+    /// Publishes every message of `messages` (bytes or C-contiguous
+    /// buffers) in order with `tag`, as batches: the ring's head and the
+    /// wake-up of sleeping subscribers come once per batch, not once per
+    /// message. Returns their sequence numbers as a `range`. On a full
+    /// back-pressure ring, waits for room as `publish` does, `timeout`
+    /// seconds at most in all (then raises `Timeout`, the messages before
+    /// the one that waited being published). A message too large raises
+    /// `TooLarge` before any is published.
+    #[pyo3(signature = (messages, tag=0, *, timeout=None))]
+    fn publish_batch<'py>(
+        &self,
+        py: Python<'py>,
+        messages: Vec<Bound<'py, PyAny>>,
+        tag: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyRange>> {
+        let deadline = Deadline::after(timeout)?;
+        let payloads = messages
+            .iter()
+            .map(Payload::get)
+            .collect::<PyResult<Vec<_>>>()?;
+        let slices: Vec<&[u8]> = payloads.iter().map(Payload::as_slice).collect();
+        // Held throughout: the batch's sequence numbers stay one range.
+        let mut st = lock(py, &self.state);
+        self.check_open()?;
+        let (p, scratch) = st.parts()?;
+        let first = p.next_seq();
+        let mut done = 0;
+        while done < slices.len() {
+            match p.try_publish_batch(&slices[done..], tag) {
+                Ok(seqs) => done += (seqs.end - seqs.start) as usize,
+                Err(PublishError::Full) => {
+                    self.publish_waiting(py, p, scratch, &payloads[done], tag, deadline)?;
+                    done += 1;
+                }
+                Err(e) => return Err(publish_error(e)),
+            }
+        }
+        let end = first + done as u64;
+        let index = |n: u64| {
+            isize::try_from(n).map_err(|_| Kind::InvalidArgument.err("sequence beyond isize"))
+        };
+        PyRange::new(py, index(first)?, index(end)?)
     }
 
     /// As `publish`, but never waits: raises `Full` when a back-pressure

@@ -133,6 +133,40 @@ def test_publish_waits_for_room_released_from_another_thread(client):
     assert got == [b"first", b"second"]
 
 
+def test_publish_batch_is_in_order_all_or_nothing_and_waits(client):
+    pub = client.publisher("batch", mode="backpressure", capacity=4, max_message_size=16)
+    sub = client.subscriber("batch")
+    assert pub.publish_batch([b"a", bytearray(b"bc"), memoryview(b"def")], tag=3) == range(0, 3)
+    assert [(m.data, m.tag, m.seq) for m in (sub.recv(timeout=10) for _ in range(3))] == [
+        (b"a", 3, 0),
+        (b"bc", 3, 1),
+        (b"def", 3, 2),
+    ]
+    with pytest.raises(ringbus.TooLarge):
+        pub.publish_batch([b"fits", b"x" * 17])
+    with pytest.raises(TypeError):
+        pub.publish_batch([b"fits", 5])
+    assert pub.publish_batch([]) == range(3, 3)
+    assert sub.try_recv() is None
+    # Longer than the ring: waits for room, the interpreter released.
+    got = []
+
+    def drain():
+        for _ in range(10):
+            got.append(sub.recv(timeout=10).data)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    msgs = [bytearray([i]) for i in range(10)]
+    assert pub.publish_batch(msgs, timeout=30) == range(3, 13)
+    t.join()
+    assert got == [bytes([i]) for i in range(10)]
+    # Nobody reading: the wait times out after what fitted.
+    with pytest.raises(ringbus.Timeout):
+        pub.publish_batch([b"1", b"2", b"3", b"4", b"5"], timeout=0.1)
+    assert pub.next_seq == 17
+
+
 def test_recv_times_out_and_try_recv_returns_none(client):
     sub = client.subscriber("quiet", wait="block")
     assert sub.try_recv() is None

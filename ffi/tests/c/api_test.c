@@ -208,6 +208,35 @@ static void test_overwrite_topic(ringbus_client *client) {
     EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_EMPTY,
                   "");
 
+    /* Batches: in order, one tag; a bad entry publishes none of them. */
+    ringbus_bytes three[3] = {{"one", 3}, {"two!", 4}, {NULL, 0}};
+    OK(ringbus_publisher_publish_batch(pub, three, 3, 5, &seq));
+    EXPECT(seq == 3);
+    const char *want[3] = {"one", "two!", ""};
+    for (int i = 0; i < 3; i++) {
+        OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+        EXPECT(info.sequence == 3 + (uint64_t)i && info.tag == 5 &&
+               info.len == strlen(want[i]) && memcmp(buf, want[i], info.len) == 0);
+    }
+    ringbus_bytes broken[2] = {{"fine", 4}, {NULL, 2}};
+    EXPECT_STATUS(ringbus_publisher_publish_batch(pub, broken, 2, 0, NULL),
+                  RINGBUS_ERR_NULL_POINTER, "msgs[1]");
+    broken[1].data = buf;
+    broken[1].len = 257;
+    EXPECT_STATUS(ringbus_publisher_try_publish_batch(pub, broken, 2, 0, NULL, NULL),
+                  RINGBUS_ERR_TOO_LARGE, "257");
+    EXPECT_STATUS(ringbus_publisher_publish_batch(pub, NULL, 1, 0, NULL), RINGBUS_ERR_NULL_POINTER,
+                  "msgs");
+    size_t published = 9;
+    OK(ringbus_publisher_try_publish_batch(pub, three, 2, 6, &published, &seq));
+    EXPECT(published == 2 && seq == 6);
+    for (int i = 0; i < 2; i++) {
+        OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+        EXPECT(info.sequence == 6 + (uint64_t)i && info.tag == 6);
+    }
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_EMPTY,
+                  "");
+
     /* Timestamps off. */
     OK(ringbus_publisher_set_timestamps(pub, 0));
     OK(ringbus_publisher_publish(pub, NULL, 0, 9, NULL));

@@ -69,16 +69,24 @@ static void round_trip_and_moves(ringbus::Client& client) {
     EXPECT(sub.try_recv(buf, info) == RINGBUS_OK && info.len == 3 && buf[2] == 3);
     EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_EMPTY);
 
+    // A batch: in order, one tag.
+    std::vector<ringbus::bytes_view> batch{ringbus::as_bytes("ab"), v};
+    EXPECT(pub.publish_batch(batch, 4) == 2);
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_OK && info.sequence == 2 && info.len == 2 &&
+           info.tag == 4);
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_OK && info.sequence == 3 && info.len == 3);
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_EMPTY);
+
     // Moves hand the handle over; the moved-from object is empty and its
     // calls fail cleanly.
     ringbus::Publisher moved = std::move(pub);
     EXPECT(!pub && moved);
-    EXPECT(moved.publish("again") == 2);
+    EXPECT(moved.publish("again") == 4);
     EXPECT_ERROR(RINGBUS_ERR_NULL_POINTER, pub.publish("x"));
     EXPECT(pub.try_publish(ringbus::as_bytes("x")) == RINGBUS_ERR_NULL_POINTER);
     EXPECT(!pub.try_loan(1));
     ringbus::Subscriber sub2 = std::move(sub);
-    EXPECT(sub2.recv_for(buf, 10s).sequence == 2);
+    EXPECT(sub2.recv_for(buf, 10s).sequence == 4);
     EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_NULL_POINTER);
     sub = std::move(sub2);  // move-assign back
     EXPECT(sub && !sub2);
