@@ -459,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn patterns_and_filters_sit_after_their_exact_topic_rows() {
+    fn patterns_filters_and_batches_sit_after_their_exact_topic_rows() {
         use crate::scenario::{list, Scenario};
         let p = plan(&BenchArgs::default()).unwrap();
         let rows: Vec<Scenario> = list(&p).into_iter().map(|(s, _)| s).collect();
@@ -468,8 +468,9 @@ mod tests {
             .copied()
             .filter(|s| s.unrouted().is_some())
             .collect();
-        // Both modes' pattern ping-pongs; the back-pressure filtered stream.
-        assert_eq!(routed.len(), 3 * p.sizes.len(), "{routed:?}");
+        // Both modes' pattern ping-pongs and batched streams; the
+        // back-pressure filtered stream.
+        assert_eq!(routed.len(), 5 * p.sizes.len(), "{routed:?}");
         for r in routed {
             let at = |x: Scenario| rows.iter().position(|s| *s == x).unwrap();
             assert!(at(r.unrouted().unwrap()) < at(r), "{r:?}");

@@ -530,9 +530,9 @@ impl Producer {
     /// in order, each with `tag`; returns their sequence numbers. Each is
     /// readable as soon as it is written, but the ring's head, the wake-up
     /// of sleeping subscribers and the look for new subscribers come once
-    /// per batch (and before any wait for room), not once per message. In back-pressure mode
-    /// waits for room as [`Producer::publish`] does, so a batch may be
-    /// longer than the ring.
+    /// per batch (and before any wait for room), not once per message. In
+    /// back-pressure mode waits for room as [`Producer::publish`] does, so
+    /// a batch may be longer than the ring.
     ///
     /// ```
     /// # use ringbus::ring::{Producer, TopicConfig, RingRegion};
