@@ -765,8 +765,9 @@ impl Subscriber {
     /// waiting, or comes within the spin, costs no clock read.
     #[inline(always)]
     fn recv_limit(&mut self, buf: &mut [u8], mut limit: Limit) -> Result<Delivery, RecvError> {
-        if let Some(r) = self.recv_one_ring(buf) {
-            return r;
+        match self.recv_one_ring(buf) {
+            Err(RecvError::Empty) => {}
+            r => return r,
         }
         let mut idle = None;
         loop {
@@ -784,16 +785,16 @@ impl Subscriber {
     }
 
     /// The receive of a subscription with one ring, while it is not due a
-    /// look for new rings: [`FanIn::take_spinning`]. `None` once the spin
-    /// has run out or a look is due: the caller's loop then looks for new
-    /// rings and idles. Going through `try_recv` each time (its count and
+    /// look for new rings: [`FanIn::take_spinning`]. `Empty` once the
+    /// spin has run out or a look is due: the caller's loop then looks for
+    /// new rings and idles. Going through `try_recv` each time (its count and
     /// the look at the topic's generation whenever the ring was empty)
     /// slows a spinning ping-pong (DESIGN.md, "Where the ping-pong
     /// nanoseconds go").
     #[inline(always)]
-    fn recv_one_ring(&mut self, buf: &mut [u8]) -> Option<Result<Delivery, RecvError>> {
+    fn recv_one_ring(&mut self, buf: &mut [u8]) -> Result<Delivery, RecvError> {
         if self.since_check + 1 >= GENERATION_CHECK_EVERY || self.fan_in.rings.len() != 1 {
-            return None;
+            return Err(RecvError::Empty);
         }
         self.since_check += 1;
         self.fan_in.take_spinning(buf, self.options.wait)
