@@ -258,6 +258,16 @@ typedef struct ringbus_message_info {
     uint32_t deliveries;
 } ringbus_message_info;
 
+// Called by `ringbus_subscriber_try_recv_batch()` with each message of a
+// batch: its info, its payload (`len` bytes, valid only during the call),
+// and the `user` pointer given. Returns nonzero for the next message, 0
+// to end the batch after this one (the rest stay unread). It must not
+// call functions on the subscriber it receives for.
+typedef int (*ringbus_message_fn)(const struct ringbus_message_info *info,
+                                  const uint8_t *data,
+                                  size_t len,
+                                  void *user);
+
 // A message read in place (zero-copy receive): `data` points into the
 // ring and stays valid until `ringbus_subscriber_release()` (or closing the
 // subscriber); the publisher cannot reuse the slot meanwhile.
@@ -577,6 +587,40 @@ int ringbus_subscriber_recv(struct ringbus_subscriber *subscriber,
                             size_t capacity,
                             int64_t timeout_ns,
                             struct ringbus_message_info *info);
+
+// Receives, without waiting, up to `max` messages that are ready, in
+// order, each copied into `buf` (of `capacity` bytes) and handed to
+// `on_message` before the next is copied, until it returns 0; `*count`
+// (if not NULL) is how many it was given. One call per batch, with the subscription's per-receive checks
+// made once per batch where they can be.
+//
+// What would end a run of `ringbus_subscriber_try_recv()` calls ends the
+// batch after the messages before it and is the next receive's answer,
+// so nothing goes unreported: `RINGBUS_ERR_LAGGED`,
+// `RINGBUS_ERR_END_OF_STREAM`, `RINGBUS_ERR_CORRUPT`,
+// `RINGBUS_ERR_FILTER_FAILED`; a message larger than `capacity` is left
+// unread.
+//
+// Errors: as `ringbus_subscriber_try_recv()` for the first message, with
+// `*info_out` (if not NULL) written as that function writes `*info`:
+// `RINGBUS_ERR_EMPTY` when none is ready (or `max` is 0);
+// `RINGBUS_ERR_NULL_POINTER` (`on_message` NULL);
+// `RINGBUS_ERR_UNSUPPORTED` on a consumer-group member (receive one at a
+// time: each needs its acknowledgement).
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `buf` is writable for
+// `capacity` bytes (may be NULL when `capacity` is 0); `on_message` is
+// NULL or a function that may be called with `user` on this thread, and
+// does not unwind; `count` and `info_out` are NULL or writable.
+int ringbus_subscriber_try_recv_batch(struct ringbus_subscriber *subscriber,
+                                      void *buf,
+                                      size_t capacity,
+                                      size_t max,
+                                      ringbus_message_fn on_message,
+                                      void *user,
+                                      size_t *count,
+                                      struct ringbus_message_info *info_out);
 
 // Acknowledges one message a group member received (`info` as the
 // receive filled it: its `ring_id` and `sequence` are read): it will not

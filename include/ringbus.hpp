@@ -23,6 +23,7 @@
 #define RINGBUS_HPP
 
 #include <chrono>
+#include <exception>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -439,6 +440,41 @@ class Subscriber {
     ringbus_status try_recv(mutable_bytes_view buf, ringbus_message_info& info) noexcept {
         return static_cast<ringbus_status>(
             ringbus_subscriber_try_recv(h_, buf.data(), buf.size(), &info));
+    }
+
+    /// Receives, without waiting, up to `max` messages that are ready, in
+    /// order: each is copied into `buf` and handed to
+    /// `f(bytes_view data, const ringbus_message_info& info)` before the
+    /// next. Returns how many (0: none was ready). What ends a batch early
+    /// (a loss, a ring's end) is the next receive's answer; an error on
+    /// the first message throws as recv does. An exception from `f` ends
+    /// the batch and is rethrown (the message it was given counts as
+    /// received).
+    template <class F>
+    std::size_t try_recv_batch(mutable_bytes_view buf, std::size_t max, F&& f) {
+        struct Ctx {
+            F* f;
+            std::exception_ptr error;
+        } ctx{&f, nullptr};
+        auto call = [](const ringbus_message_info* info, const std::uint8_t* data,
+                       std::size_t len, void* user) {
+            auto* c = static_cast<Ctx*>(user);
+            try {
+                (*c->f)(bytes_view(data, len), *info);
+                return 1;
+            } catch (...) {
+                c->error = std::current_exception();
+                return 0;
+            }
+        };
+        std::size_t n = 0;
+        ringbus_message_info info{};
+        int rc = ringbus_subscriber_try_recv_batch(h_, buf.data(), buf.size(), max, call, &ctx,
+                                                   &n, &info);
+        if (ctx.error) std::rethrow_exception(ctx.error);
+        if (rc == RINGBUS_ERR_EMPTY) return 0;
+        check(rc, &info);
+        return n;
     }
 
     /// Zero-copy receive (back-pressure topics): waits without limit.

@@ -89,6 +89,28 @@ fn batches_arrive_whole_in_order_and_bounded() {
 }
 
 #[test]
+fn a_batch_stopped_by_its_caller_leaves_the_rest_unread() {
+    let dir = TestDir::new("batch-while");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let (mut p, mut sub) = pair(&client, "b.while", cfg(Mode::Backpressure, 16));
+    let msgs: Vec<[u8; 8]> = (0..6u64).map(u64::to_le_bytes).collect();
+    assert_eq!(p.publish_batch(&msgs, 1), Ok(0..6));
+    let mut buf = [0u8; 64];
+    let mut seen = Vec::new();
+    // Stops after the third: three taken, counted, the rest left.
+    let n = sub
+        .try_recv_batch_while(&mut buf, 10, |_, d| {
+            seen.push(d.info.seq);
+            seen.len() < 3
+        })
+        .unwrap();
+    assert_eq!((n, seen), (3, vec![0, 1, 2]));
+    let rest = batch(&mut sub, &mut buf, 10).unwrap();
+    assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4, 5]);
+}
+
+#[test]
 fn the_end_of_a_ring_after_a_batch_is_the_next_answer() {
     let dir = TestDir::new("batch-end");
     let _b = BrokerThread::start(&dir, Config::default());

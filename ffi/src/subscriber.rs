@@ -387,6 +387,92 @@ pub unsafe extern "C" fn ringbus_subscriber_recv(
     })
 }
 
+/// Called by `ringbus_subscriber_try_recv_batch()` with each message of a
+/// batch: its info, its payload (`len` bytes, valid only during the call),
+/// and the `user` pointer given. Returns nonzero for the next message, 0
+/// to end the batch after this one (the rest stay unread). It must not
+/// call functions on the subscriber it receives for.
+pub type ringbus_message_fn = Option<
+    unsafe extern "C" fn(
+        info: *const ringbus_message_info,
+        data: *const u8,
+        len: usize,
+        user: *mut c_void,
+    ) -> c_int,
+>;
+
+/// Receives, without waiting, up to `max` messages that are ready, in
+/// order, each copied into `buf` (of `capacity` bytes) and handed to
+/// `on_message` before the next is copied, until it returns 0; `*count`
+/// (if not NULL) is how many it was given. One call per batch, with the subscription's per-receive checks
+/// made once per batch where they can be.
+///
+/// What would end a run of `ringbus_subscriber_try_recv()` calls ends the
+/// batch after the messages before it and is the next receive's answer,
+/// so nothing goes unreported: `RINGBUS_ERR_LAGGED`,
+/// `RINGBUS_ERR_END_OF_STREAM`, `RINGBUS_ERR_CORRUPT`,
+/// `RINGBUS_ERR_FILTER_FAILED`; a message larger than `capacity` is left
+/// unread.
+///
+/// Errors: as `ringbus_subscriber_try_recv()` for the first message, with
+/// `*info_out` (if not NULL) written as that function writes `*info`:
+/// `RINGBUS_ERR_EMPTY` when none is ready (or `max` is 0);
+/// `RINGBUS_ERR_NULL_POINTER` (`on_message` NULL);
+/// `RINGBUS_ERR_UNSUPPORTED` on a consumer-group member (receive one at a
+/// time: each needs its acknowledgement).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `buf` is writable for
+/// `capacity` bytes (may be NULL when `capacity` is 0); `on_message` is
+/// NULL or a function that may be called with `user` on this thread, and
+/// does not unwind; `count` and `info_out` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_try_recv_batch(
+    subscriber: *mut ringbus_subscriber,
+    buf: *mut c_void,
+    capacity: usize,
+    max: usize,
+    on_message: ringbus_message_fn,
+    user: *mut c_void,
+    count: *mut usize,
+    info_out: *mut ringbus_message_info,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let (s, buf) = unsafe { (idle_reader(subscriber)?, buffer(buf, capacity)?) };
+        let Some(on_message) = on_message else {
+            return Err(null("on_message"));
+        };
+        let s = match s {
+            Reader::Plain(s) => s,
+            Reader::Group(_) => return Err(fail_static(
+                RINGBUS_ERR_UNSUPPORTED,
+                c"a consumer-group member receives one message at a time (each is acknowledged)",
+            )),
+        };
+        let r = s.try_recv_batch_while(buf, max, |data, d| {
+            let info = ringbus_message_info::of(d.ring_id, d.topic, d.info);
+            // SAFETY: the caller promised `on_message` may be called with
+            // `user` on this thread; `info` and `data` outlive the call.
+            unsafe { on_message(&info, data.as_ptr(), data.len(), user) != 0 }
+        });
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                if info_out.is_null() {
+                    return Err(recv_error(e));
+                }
+                return deliver(Err(e), s, info_out);
+            }
+        };
+        if !count.is_null() {
+            // SAFETY: non-NULL, writable per the contract.
+            unsafe { count.write(n) };
+        }
+        Ok(())
+    })
+}
+
 /// [`deliver`] for a group member: `info.deliveries` too.
 fn deliver_member(
     r: Result<ringbus::client::GroupDelivery, RecvError>,

@@ -154,6 +154,11 @@ class Subscriber:
         ``EndOfStream`` (a publisher left; the subscription goes on)."""
     def try_recv(self) -> Optional[Message]:
         """The next message if one is there, else None; raises as ``recv``."""
+    def try_recv_batch(self, max: int = 64) -> list[Message]:
+        """Up to ``max`` messages that are ready now, in order (empty when
+        none is); raises as ``try_recv`` when the first one fails. What
+        ends a batch early (a loss, a ring's end) is the next receive's
+        answer."""
     def __iter__(self) -> Iterator[Message]: ...
     def __next__(self) -> Message:
         """Waits without limit; skips ends of streams, raises ``Lagged``

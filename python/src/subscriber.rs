@@ -446,6 +446,49 @@ impl Subscriber {
         Subscriber::receive(slf, None)
     }
 
+    /// Up to `max` messages that are ready now, in order, as a list
+    /// (empty when none is): one call, copies of each. Raises as
+    /// `try_recv` when the first one fails; what ends a batch early (a
+    /// loss, a ring's end) is the next receive's answer, so nothing goes
+    /// unreported.
+    #[pyo3(signature = (max=64))]
+    fn try_recv_batch(slf: &Bound<'_, Self>, max: usize) -> PyResult<Vec<Message>> {
+        let py = slf.py();
+        let me = slf.get();
+        let mut guard = me.state(py)?;
+        let st = &mut *guard;
+        me.check_open()?;
+        st.release_held(py, true);
+        let (sub, buf, names) = st.parts()?;
+        let mut got = Vec::new();
+        loop {
+            let r = sub.try_recv_batch(buf, max, |bytes, d| {
+                got.push((*d, PyBytes::new(py, bytes).unbind()));
+            });
+            match r {
+                Ok(_) | Err(RecvError::Empty) => break,
+                // The first message is larger than the buffer: it stays
+                // unread until the buffer grows.
+                Err(RecvError::BufferTooSmall { needed }) => {
+                    let max_size = sub.config().map_or(0, |c| c.max_message_size as usize);
+                    buf.resize(needed.max(max_size), 0);
+                }
+                Err(e) => return Err(me.recv_failed(e, sub.last_ring_id())),
+            }
+        }
+        Ok(got
+            .into_iter()
+            .map(|(d, data)| {
+                let topic = match me.pattern {
+                    true => names.name(py, sub, d.topic),
+                    false => None,
+                };
+                let topic = topic.unwrap_or_else(|| me.topic.clone_ref(py));
+                Message::new(d.ring_id, d.info, topic, Payload::Copied(data))
+            })
+            .collect())
+    }
+
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }

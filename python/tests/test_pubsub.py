@@ -167,6 +167,26 @@ def test_publish_batch_is_in_order_all_or_nothing_and_waits(client):
     assert pub.next_seq == 17
 
 
+def test_try_recv_batch_takes_what_is_ready_and_reports_a_loss_next(client):
+    pub = client.publisher("rbatch", mode="overwrite", capacity=8, max_message_size=16)
+    sub = client.subscriber("rbatch")
+    assert sub.try_recv_batch() == []
+    pub.publish_batch([b"a", b"bb", b"ccc"], tag=2)
+    got = sub.try_recv_batch(2)
+    assert [(m.data, m.seq, m.tag, m.topic) for m in got] == [(b"a", 0, 2, "rbatch"), (b"bb", 1, 2, "rbatch")]
+    assert [m.data for m in sub.try_recv_batch(10)] == [b"ccc"]
+    assert sub.try_recv_batch(0) == []
+    # Lapped: the first receive of the next batch raises, reading goes on.
+    for i in range(20):
+        pub.publish(bytes([i]))
+    with pytest.raises(ringbus.Lagged):
+        sub.try_recv_batch(100)
+    rest = sub.try_recv_batch(100)
+    assert rest and [m.seq for m in rest] == list(range(rest[0].seq, 23))
+    with pytest.raises(TypeError):
+        sub.try_recv_batch("many")
+
+
 def test_recv_times_out_and_try_recv_returns_none(client):
     sub = client.subscriber("quiet", wait="block")
     assert sub.try_recv() is None

@@ -693,6 +693,25 @@ impl Subscriber {
         max: usize,
         mut f: impl FnMut(&[u8], &Delivery),
     ) -> Result<usize, RecvError> {
+        self.try_recv_batch_while(buf, max, |bytes, d| {
+            f(bytes, d);
+            true
+        })
+    }
+
+    /// As [`Subscriber::try_recv_batch`], ending the batch after a message
+    /// for which `f` returns `false` (those after it stay unread): for a
+    /// caller that may have to stop mid-batch (a C callback, an error of
+    /// its own).
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv_batch`].
+    pub fn try_recv_batch_while(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        mut f: impl FnMut(&[u8], &Delivery) -> bool,
+    ) -> Result<usize, RecvError> {
         if max == 0 {
             return Err(RecvError::Empty);
         }
@@ -700,8 +719,10 @@ impl Subscriber {
         while n < max {
             match self.try_recv(buf) {
                 Ok(d) => {
-                    f(&buf[..d.info.len], &d);
                     n += 1;
+                    if !f(&buf[..d.info.len], &d) {
+                        break;
+                    }
                 }
                 Err(e) if n == 0 => return Err(e),
                 // Nothing taken: the next receive finds the same again.

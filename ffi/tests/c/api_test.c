@@ -48,6 +48,26 @@ static void test_connect(void) {
 }
 
 /* Copying publish and receive, metadata, buffer sizes, loans. */
+/* What a batch receive's callback saw; it ends the batch after
+   `stop_after` messages (0: never). */
+struct batch_seen {
+    size_t n, stop_after;
+    uint64_t seq[16];
+    size_t len[16];
+};
+
+static int on_batch_message(const ringbus_message_info *info, const uint8_t *data, size_t len,
+                            void *user) {
+    struct batch_seen *s = user;
+    EXPECT(info->len == len && (len == 0 || data != NULL));
+    if (s->n < 16) {
+        s->seq[s->n] = info->sequence;
+        s->len[s->n] = len;
+    }
+    s->n++;
+    return s->stop_after == 0 || s->n < s->stop_after;
+}
+
 static void test_overwrite_topic(ringbus_client *client) {
     ringbus_publisher *pub = NULL;
     ringbus_subscriber *sub = NULL;
@@ -236,6 +256,31 @@ static void test_overwrite_topic(ringbus_client *client) {
     }
     EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_EMPTY,
                   "");
+
+    /* Received as a batch: each message to the callback, in order; a
+       callback returning 0 ends the batch and leaves the rest unread. */
+    OK(ringbus_publisher_publish_batch(pub, three, 3, 4, &seq));
+    EXPECT(seq == 8);
+    struct batch_seen seen = {0};
+    size_t count = 0;
+    OK(ringbus_subscriber_try_recv_batch(sub, buf, sizeof buf, 16, on_batch_message, &seen, &count,
+                                         &info));
+    EXPECT(count == 3 && seen.n == 3 && seen.seq[0] == 8 && seen.seq[2] == 10 && seen.len[1] == 4);
+    EXPECT_STATUS(ringbus_subscriber_try_recv_batch(sub, buf, sizeof buf, 16, on_batch_message,
+                                                    &seen, &count, &info),
+                  RINGBUS_ERR_EMPTY, "");
+    OK(ringbus_publisher_publish_batch(pub, three, 3, 4, &seq));
+    seen = (struct batch_seen){.stop_after = 1};
+    OK(ringbus_subscriber_try_recv_batch(sub, buf, sizeof buf, 16, on_batch_message, &seen, &count,
+                                         NULL));
+    EXPECT(count == 1 && seen.n == 1 && seen.seq[0] == 11);
+    OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+    EXPECT(info.sequence == 12);
+    OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+    EXPECT(info.sequence == 13);
+    EXPECT_STATUS(ringbus_subscriber_try_recv_batch(sub, buf, sizeof buf, 16, NULL, NULL, NULL,
+                                                    NULL),
+                  RINGBUS_ERR_NULL_POINTER, "on_message");
 
     /* Timestamps off. */
     OK(ringbus_publisher_set_timestamps(pub, 0));

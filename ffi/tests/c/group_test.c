@@ -65,6 +65,12 @@ static int member(const char *topic, const char *group) {
     return failures ? 1 : 0;
 }
 
+static int take_any(const ringbus_message_info *info, const uint8_t *data, size_t len,
+                    void *user) {
+    (void)info, (void)data, (void)len, (void)user;
+    return 1;
+}
+
 static int contract(void) {
     ringbus_client *client = NULL;
     ringbus_publisher *pub = NULL;
@@ -120,6 +126,10 @@ static int contract(void) {
                   "group member");
     EXPECT_STATUS(ringbus_subscriber_filter_tags(sub, 1, 1), RINGBUS_ERR_UNSUPPORTED,
                   "group member");
+    /* Nor batch receives: each message is acknowledged on its own. */
+    EXPECT_STATUS(ringbus_subscriber_try_recv_batch(sub, buf, sizeof buf, 4, take_any, NULL, NULL,
+                                                    NULL),
+                  RINGBUS_ERR_UNSUPPORTED, "one message at a time");
     /* Acknowledgements are for members. */
     OK(ringbus_subscriber_open(client, "gt.jobs", &base, &plain));
     memset(&info, 0, sizeof info);

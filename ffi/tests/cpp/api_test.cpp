@@ -77,16 +77,41 @@ static void round_trip_and_moves(ringbus::Client& client) {
     EXPECT(sub.try_recv(buf, info) == RINGBUS_OK && info.sequence == 3 && info.len == 3);
     EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_EMPTY);
 
+    // Received as a batch: in order, each with its own info.
+    EXPECT(pub.publish_batch(batch, 5) == 4);
+    std::vector<std::pair<std::uint64_t, std::size_t>> got;
+    std::size_t n = sub.try_recv_batch(buf, 8, [&](ringbus::bytes_view d,
+                                                   const ringbus_message_info& i) {
+        EXPECT(d.size() == i.len && i.tag == 5);
+        got.emplace_back(i.sequence, d.size());
+    });
+    EXPECT(n == 2 && got.size() == 2 && got[0] == std::make_pair(std::uint64_t{4}, std::size_t{2}) &&
+           got[1] == std::make_pair(std::uint64_t{5}, std::size_t{3}));
+    EXPECT(sub.try_recv_batch(buf, 8, [](ringbus::bytes_view, const ringbus_message_info&) {}) ==
+           0);
+    // An exception from the callback ends the batch and comes out.
+    EXPECT(pub.publish_batch(batch, 6) == 6);
+    bool thrown = false;
+    try {
+        sub.try_recv_batch(buf, 8, [](ringbus::bytes_view, const ringbus_message_info&) {
+            throw std::runtime_error("stop");
+        });
+    } catch (const std::runtime_error& e) {
+        thrown = std::string(e.what()) == "stop";
+    }
+    EXPECT(thrown);
+    EXPECT(sub.try_recv(buf, info) == RINGBUS_OK && info.sequence == 7);
+
     // Moves hand the handle over; the moved-from object is empty and its
     // calls fail cleanly.
     ringbus::Publisher moved = std::move(pub);
     EXPECT(!pub && moved);
-    EXPECT(moved.publish("again") == 4);
+    EXPECT(moved.publish("again") == 8);
     EXPECT_ERROR(RINGBUS_ERR_NULL_POINTER, pub.publish("x"));
     EXPECT(pub.try_publish(ringbus::as_bytes("x")) == RINGBUS_ERR_NULL_POINTER);
     EXPECT(!pub.try_loan(1));
     ringbus::Subscriber sub2 = std::move(sub);
-    EXPECT(sub2.recv_for(buf, 10s).sequence == 4);
+    EXPECT(sub2.recv_for(buf, 10s).sequence == 8);
     EXPECT(sub.try_recv(buf, info) == RINGBUS_ERR_NULL_POINTER);
     sub = std::move(sub2);  // move-assign back
     EXPECT(sub && !sub2);
