@@ -75,9 +75,8 @@ impl From<ImportTopic> for TopicConfig {
 
 /// The default of [`Settings::import_queue`]. Zenoh's own default, 256,
 /// left the receiving thread waiting on the import thread (and waking it)
-/// every few hundred samples: a stream of small messages crossed the
-/// bridge at 0.6x Zenoh's own rate; with 8192 at 0.8x (DESIGN.md, "The
-/// Zenoh bridge").
+/// every few hundred samples, which held a stream of small messages well
+/// below Zenoh's own rate (DESIGN.md, "The Zenoh bridge").
 pub const DEFAULT_IMPORT_QUEUE: usize = 8192;
 /// The largest [`Settings::import_queue`] accepted.
 pub const MAX_IMPORT_QUEUE: usize = 1 << 20;
@@ -358,9 +357,9 @@ fn export(s: &Shared, pattern: &str) {
     };
     let mut sub = loop {
         // Adaptive: a spin of a few tens of microseconds before sleeping
-        // spares the publisher a futex wake-up per burst; blocking at
-        // once cost the bridge's latency ~15 % and its 1 KiB stream
-        // ~10 % (DESIGN.md, "The Zenoh bridge").
+        // spares the publisher a futex wake-up per burst, which blocking
+        // at once paid on the bridge's latency and its stream of larger
+        // messages (DESIGN.md, "The Zenoh bridge").
         let opts = SubscribeOptions {
             start: Start::Latest,
             wait: WaitStrategy::default(),

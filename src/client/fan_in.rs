@@ -128,9 +128,9 @@ impl FanIn {
     /// spin (through [`FanIn::take`]) it cost the ping-pong a visible share
     /// of a hop. The answer is a plain `Result`, not an `Option` around
     /// one: the nested enum kept the `Delivery` in memory, copied through
-    /// the stack with wide loads of fields just stored one by one, and the
-    /// store-forwarding stalls cost a streaming subscriber a fifth of its
-    /// speed at 64 B (DESIGN.md, "Where the streaming nanoseconds go").
+    /// the stack with wide loads of fields just stored one by one, and each
+    /// copy stalled on those stores: a streaming subscriber fell behind its
+    /// publisher (DESIGN.md, "Where the streaming nanoseconds go").
     #[inline(always)]
     pub fn take_spinning(
         &mut self,
