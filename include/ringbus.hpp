@@ -15,7 +15,7 @@
 // Payloads are ringbus::bytes_view / mutable_bytes_view: std::span with
 // C++20, a minimal equivalent with C++17.
 //
-// Lifetimes, as for iterators: a Loan must not outlive its Publisher, a
+// Lifetimes, as for iterators: a Loan or LoanMany must not outlive its Publisher, a
 // MessageView must not outlive its Subscriber. A Publisher or Subscriber is
 // used by one thread at a time; a Client may be shared.
 
@@ -416,8 +416,8 @@ class Publisher {
         check(ringbus_publisher_loan_many(h_, n, len, slots.data()));
         return LoanMany(h_, std::move(slots), len);
     }
-    /// As loan_many, but never waits nor throws: nullopt when fewer than `n`
-    /// slots are free or the call failed (last_error() says which).
+    /// As loan_many, but never waits: nullopt when fewer than `n` slots are
+    /// free or the call failed (last_error() says which).
     std::optional<LoanMany> try_loan_many(std::size_t n, std::size_t len) {
         std::vector<void*> slots(n);
         if (ringbus_publisher_try_loan_many(h_, n, len, slots.data()) != RINGBUS_OK) return std::nullopt;
