@@ -495,7 +495,57 @@ int ringbus_publisher_commit(struct ringbus_publisher *publisher,
                              uint64_t tag,
                              uint64_t *sequence);
 
-// Drops the outstanding loan without publishing anything.
+// Zero-copy batch, step 1: lends the next `n` slots' payload areas,
+// `len` bytes each, their addresses written to `bufs[0..n]`, to be filled
+// in place; `ringbus_publisher_commit_many()` publishes them in order with
+// one update of the ring's head and one wake-up of sleeping subscribers
+// for the lot; `ringbus_publisher_abandon()` drops them. Waits until all
+// `n` slots are free. One loan (of one slot or many) at a time.
+//
+// Errors: `RINGBUS_ERR_TOO_LARGE`, `RINGBUS_ERR_INVALID_ARGUMENT` (`n`
+// larger than the topic's capacity), `RINGBUS_ERR_BAD_STATE`.
+//
+// # Safety
+// `publisher` is NULL or a publisher handle; `bufs` is NULL or writable
+// for `n` pointers. The lent areas are valid until the loan is committed
+// or abandoned, or the publisher closed.
+int ringbus_publisher_loan_many(struct ringbus_publisher *publisher,
+                                size_t n,
+                                size_t len,
+                                void **bufs);
+
+// As `ringbus_publisher_loan_many()`, but never waits: when fewer than
+// `n` slots of a back-pressure ring are free, returns `RINGBUS_ERR_FULL`.
+//
+// # Safety
+// As `ringbus_publisher_loan_many()`.
+int ringbus_publisher_try_loan_many(struct ringbus_publisher *publisher,
+                                    size_t n,
+                                    size_t len,
+                                    void **bufs);
+
+// Zero-copy batch, step 2: publishes the first `count` slots of the
+// outstanding loan of many (at most the number lent), in order: slot `i`
+// with `lens[i]` bytes (at most the length lent; `lens` NULL: the length
+// lent) and tag `tags[i]` (`tags` NULL: 0). The first one's sequence
+// number goes to `*first_sequence` (unless NULL); the others follow it.
+// The slots after `count` are not published. `count` 0 publishes nothing
+// and ends the loan.
+//
+// Errors: `RINGBUS_ERR_BAD_STATE` (no loan of many),
+// `RINGBUS_ERR_INVALID_ARGUMENT` (`count` or a length larger than lent;
+// the loan stays outstanding).
+//
+// # Safety
+// `publisher` is NULL or a publisher handle; `lens` and `tags` are NULL
+// or readable for `count` elements; `first_sequence` is NULL or writable.
+int ringbus_publisher_commit_many(struct ringbus_publisher *publisher,
+                                  size_t count,
+                                  const size_t *lens,
+                                  const uint64_t *tags,
+                                  uint64_t *first_sequence);
+
+// Drops the outstanding loan (of one slot or many) without publishing anything.
 //
 // Errors: `RINGBUS_ERR_BAD_STATE` (no loan).
 //

@@ -9,13 +9,13 @@
 //   std::vector<std::uint8_t> buf(256);
 //   ringbus_message_info info = sub.recv(buf);       // throws ringbus::Error
 //
-// Handles are RAII and move-only (Client, Publisher, Subscriber, Loan,
+// Handles are RAII and move-only (Client, Publisher, Subscriber, Loan, LoanMany,
 // MessageView). Failures throw ringbus::Error (the status and the library's
 // message); try_ variants never throw and return a status or an optional.
 // Payloads are ringbus::bytes_view / mutable_bytes_view: std::span with
 // C++20, a minimal equivalent with C++17.
 //
-// Lifetimes, as for iterators: a Loan must not outlive its Publisher, a
+// Lifetimes, as for iterators: a Loan or LoanMany must not outlive its Publisher, a
 // MessageView must not outlive its Subscriber. A Publisher or Subscriber is
 // used by one thread at a time; a Client may be shared.
 
@@ -267,6 +267,76 @@ class Loan {
     std::size_t size_;
 };
 
+// ---------------------------------------------------------------- LoanMany
+
+/// Consecutive ring slots lent by Publisher::loan_many: fill each
+/// (operator[], slot_len() bytes), then commit() publishes them in order
+/// with one head update and wake-up for the lot. Dropped uncommitted, it
+/// publishes nothing. Must not outlive its Publisher.
+class LoanMany {
+  public:
+    LoanMany(LoanMany&& o) noexcept
+        : pub_(std::exchange(o.pub_, nullptr)), slots_(std::move(o.slots_)), len_(o.len_) {}
+    LoanMany& operator=(LoanMany&& o) noexcept {
+        if (this != &o) {
+            abandon();
+            pub_ = std::exchange(o.pub_, nullptr);
+            slots_ = std::move(o.slots_);
+            len_ = o.len_;
+        }
+        return *this;
+    }
+    LoanMany(const LoanMany&) = delete;
+    LoanMany& operator=(const LoanMany&) = delete;
+    ~LoanMany() { abandon(); }
+
+    /// How many slots are lent (0 once committed or abandoned).
+    std::size_t count() const noexcept { return pub_ ? slots_.size() : 0; }
+    /// Bytes lent in each slot.
+    std::size_t slot_len() const noexcept { return len_; }
+    /// Slot `i`'s bytes (empty when `i >= count()`).
+    mutable_bytes_view operator[](std::size_t i) const noexcept {
+        if (i >= count()) return mutable_bytes_view();
+        return mutable_bytes_view(static_cast<std::uint8_t*>(slots_[i]), len_);
+    }
+
+    /// Publishes every slot, whole, with `tag`; returns the first one's
+    /// sequence number (the others follow it).
+    std::uint64_t commit(std::uint64_t tag = 0) {
+        std::vector<std::uint64_t> tags(count(), tag);
+        return commit_first(count(), nullptr, tags.data());
+    }
+    /// Publishes the first `n` slots, slot `i` with `lens[i]` bytes (all
+    /// when `lens` is null) and tag `tags[i]` (0 when null); the rest are
+    /// not published. Returns the first one's sequence number.
+    std::uint64_t commit_first(std::size_t n, const std::size_t* lens = nullptr,
+                               const std::uint64_t* tags = nullptr) {
+        if (!pub_) throw Error(RINGBUS_ERR_BAD_STATE, "the loan was committed or abandoned already");
+        std::uint64_t seq = 0;
+        ringbus_publisher* p = std::exchange(pub_, nullptr);
+        int rc = ringbus_publisher_commit_many(p, n, lens, tags, &seq);
+        if (rc != RINGBUS_OK) {
+            // As Loan::commit_first: the loan ends unpublished.
+            Error e(rc, ringbus_last_error());
+            ringbus_publisher_abandon(p);
+            throw e;
+        }
+        return seq;
+    }
+    /// Drops the loan: nothing is published.
+    void abandon() noexcept {
+        if (pub_) ringbus_publisher_abandon(std::exchange(pub_, nullptr));
+    }
+
+  private:
+    friend class Publisher;
+    LoanMany(ringbus_publisher* p, std::vector<void*> slots, std::size_t len) noexcept
+        : pub_(p), slots_(std::move(slots)), len_(len) {}
+    ringbus_publisher* pub_;
+    std::vector<void*> slots_;
+    std::size_t len_;
+};
+
 // --------------------------------------------------------------- Publisher
 
 /// A publisher of one topic, writing its own ring. Closing it (destruction)
@@ -337,6 +407,21 @@ class Publisher {
         void* data = nullptr;
         if (ringbus_publisher_try_loan(h_, len, &data) != RINGBUS_OK) return std::nullopt;
         return Loan(h_, data, len);
+    }
+
+    /// Lends the next `n` slots, `len` bytes each, waiting until all are
+    /// free; LoanMany::commit publishes them as one batch.
+    LoanMany loan_many(std::size_t n, std::size_t len) {
+        std::vector<void*> slots(n);
+        check(ringbus_publisher_loan_many(h_, n, len, slots.data()));
+        return LoanMany(h_, std::move(slots), len);
+    }
+    /// As loan_many, but never waits: nullopt when fewer than `n` slots are
+    /// free or the call failed (last_error() says which).
+    std::optional<LoanMany> try_loan_many(std::size_t n, std::size_t len) {
+        std::vector<void*> slots(n);
+        if (ringbus_publisher_try_loan_many(h_, n, len, slots.data()) != RINGBUS_OK) return std::nullopt;
+        return LoanMany(h_, std::move(slots), len);
     }
 
     /// Stamp messages with CLOCK_MONOTONIC ns (off by default).

@@ -468,9 +468,9 @@ mod tests {
             .copied()
             .filter(|s| s.unrouted().is_some())
             .collect();
-        // Both modes' pattern ping-pongs and batched streams; the
+        // Both modes' pattern ping-pongs, batched and loaned streams; the
         // back-pressure filtered stream.
-        assert_eq!(routed.len(), 5 * p.sizes.len(), "{routed:?}");
+        assert_eq!(routed.len(), 7 * p.sizes.len(), "{routed:?}");
         for r in routed {
             let at = |x: Scenario| rows.iter().position(|s| *s == x).unwrap();
             assert!(at(r.unrouted().unwrap()) < at(r), "{r:?}");

@@ -116,7 +116,8 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         | Scenario::PatternPingPong { .. }
         | Scenario::ManyRingsPingPong { .. }
         | Scenario::FilteredThroughput { .. }
-        | Scenario::BatchedThroughput { .. } => CONTROL_SIZE,
+        | Scenario::BatchedThroughput { .. }
+        | Scenario::LoanedThroughput { .. } => CONTROL_SIZE,
     };
     let region = Arc::new(Region::create(len)?);
     let n = scenario.children();
@@ -204,7 +205,8 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         Scenario::RingThroughput { .. }
         | Scenario::RingLatency { .. }
         | Scenario::FilteredThroughput { .. }
-        | Scenario::BatchedThroughput { .. } => match ends {
+        | Scenario::BatchedThroughput { .. }
+        | Scenario::LoanedThroughput { .. } => match ends {
             Some(ring::ParentEnds::Stream(tx)) => {
                 ring::stream_parent(tx, p, scenario.route())?;
                 None
@@ -308,7 +310,8 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
         | Scenario::PatternPingPong { .. }
         | Scenario::ManyRingsPingPong { .. }
         | Scenario::FilteredThroughput { .. }
-        | Scenario::BatchedThroughput { .. } => {
+        | Scenario::BatchedThroughput { .. }
+        | Scenario::LoanedThroughput { .. } => {
             let (wait, mode) = spec.scenario.ring().context("not a ring scenario")?;
             let link = spec.link.as_ref().context("ringbus child without a link")?;
             let cfg = ring::config(p, mode, spec.scenario.children())?;

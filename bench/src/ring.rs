@@ -302,6 +302,26 @@ impl Sender {
         }
         Ok(())
     }
+
+    /// Writes `k` messages of `size` bytes in place, in one loan of `k`
+    /// slots (`loan_many`: no copy from a buffer of the caller's), message
+    /// `i` carrying `first + i` in its first 8 bytes; commits them with one
+    /// head update. The wait for room is bounded by [`STALL`] (its clock
+    /// read is once per batch).
+    fn publish_loaned(&mut self, k: usize, size: usize, first: u64) -> Result<()> {
+        let loans = match self {
+            Sender::Direct(p) => p.loan_many_timeout(k, size, STALL),
+            Sender::Broker(p) => p.loan_many_timeout(k, size, STALL),
+        };
+        let mut loans =
+            loans.map_err(|e| anyhow!("loaning {k} slots: {e} (is the subscriber alive?)"))?;
+        for (n, slot) in (first..).zip(loans.iter_mut()) {
+            slot[..8].copy_from_slice(&n.to_le_bytes());
+            slot[8..].fill(0x3C);
+        }
+        loans.commit(0);
+        Ok(())
+    }
 }
 
 /// The receiving end of a ring.
@@ -604,8 +624,10 @@ pub fn pingpong_parent(
 ///
 /// For a filtered route, message `n` carries tag `n % FILTER_KEEPS_ONE_IN`.
 pub fn stream_parent(mut tx: Sender, p: &Params, route: Route) -> Result<()> {
-    if route == Route::Batched {
-        return stream_batches(tx, p);
+    match route {
+        Route::Batched => return stream_batches(tx, p),
+        Route::Loaned => return stream_loaned(tx, p),
+        _ => {}
     }
     let tags = match route {
         Route::Filtered => FILTER_KEEPS_ONE_IN - 1,
@@ -651,6 +673,26 @@ fn stream_batches(mut tx: Sender, p: &Params) -> Result<()> {
     Ok(())
 }
 
+/// [`stream_parent`] in loans of [`BATCH`] slots written in place
+/// (`loan_many`).
+fn stream_loaned(mut tx: Sender, p: &Params) -> Result<()> {
+    let mut budget = Budget::new(p);
+    let mut n = 0u64;
+    let mut more = true;
+    while more {
+        let first = n;
+        let mut k = 0;
+        while k < BATCH && more {
+            n += 1;
+            k += 1;
+            more = budget.more_after(n);
+        }
+        tx.publish_loaned(k, p.size, first)?;
+    }
+    drop(tx);
+    Ok(())
+}
+
 /// Child side of a ringbus scenario: sets up its ends, meets the parent at
 /// the start barrier, then echoes (ping-pong) or receives (streaming).
 pub fn child(
@@ -673,7 +715,7 @@ pub fn child(
     let batched = matches!(
         link,
         Link::Broker {
-            route: Route::Batched,
+            route: Route::Batched | Route::Loaned,
             ..
         }
     );

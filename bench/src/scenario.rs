@@ -122,6 +122,15 @@ pub enum Scenario {
         /// Ring mode.
         mode: Mode,
     },
+    /// As `BatchedThroughput`, with each batch written in place: the
+    /// publisher borrows [`BATCH`] slots with `loan_many`, fills them and
+    /// commits them at once.
+    LoanedThroughput {
+        /// Payload bytes.
+        size: usize,
+        /// Ring mode.
+        mode: Mode,
+    },
 }
 
 /// Messages per call in [`Scenario::BatchedThroughput`].
@@ -148,6 +157,8 @@ pub enum Route {
     Exact,
     /// As `Exact`, with messages published and received in batches.
     Batched,
+    /// As `Batched`, each batch written in place in loaned slots.
+    Loaned,
     /// It subscribes through a pattern that matches the topic.
     Pattern,
     /// It subscribes by name with a tag filter keeping one message in
@@ -197,7 +208,8 @@ impl Scenario {
             | Scenario::CopyRingThroughput { .. }
             | Scenario::RingThroughput { .. }
             | Scenario::FilteredThroughput { .. }
-            | Scenario::BatchedThroughput { .. } => Metric::Throughput,
+            | Scenario::BatchedThroughput { .. }
+            | Scenario::LoanedThroughput { .. } => Metric::Throughput,
             Scenario::FixedRingLatency { .. }
             | Scenario::CopyRingLatency { .. }
             | Scenario::RingLatency { .. } => Metric::Latency,
@@ -220,7 +232,8 @@ impl Scenario {
             | Scenario::PatternPingPong { size, .. }
             | Scenario::ManyRingsPingPong { size, .. }
             | Scenario::FilteredThroughput { size, .. }
-            | Scenario::BatchedThroughput { size, .. } => Some(size),
+            | Scenario::BatchedThroughput { size, .. }
+            | Scenario::LoanedThroughput { size, .. } => Some(size),
         }
     }
 
@@ -230,6 +243,7 @@ impl Scenario {
             Scenario::PatternPingPong { .. } => Route::Pattern,
             Scenario::FilteredThroughput { .. } => Route::Filtered,
             Scenario::BatchedThroughput { .. } => Route::Batched,
+            Scenario::LoanedThroughput { .. } => Route::Loaned,
             Scenario::ManyRingsPingPong { .. } => Route::ManyRings,
             _ => Route::Exact,
         }
@@ -245,7 +259,8 @@ impl Scenario {
                 mode,
             }),
             Scenario::FilteredThroughput { size, mode }
-            | Scenario::BatchedThroughput { size, mode } => Some(Scenario::RingThroughput {
+            | Scenario::BatchedThroughput { size, mode }
+            | Scenario::LoanedThroughput { size, mode } => Some(Scenario::RingThroughput {
                 size,
                 wait: WaitStrategy::Spin,
                 mode,
@@ -263,7 +278,8 @@ impl Scenario {
             | Scenario::RingLatency { wait, mode, .. } => Some((wait, mode)),
             Scenario::PatternPingPong { mode, .. }
             | Scenario::FilteredThroughput { mode, .. }
-            | Scenario::BatchedThroughput { mode, .. } => Some((WaitStrategy::Spin, mode)),
+            | Scenario::BatchedThroughput { mode, .. }
+            | Scenario::LoanedThroughput { mode, .. } => Some((WaitStrategy::Spin, mode)),
             Scenario::ManyRingsPingPong { mode, .. } => Some((WaitStrategy::Block, mode)),
             _ => None,
         }
@@ -328,6 +344,9 @@ impl Scenario {
             Scenario::BatchedThroughput { mode, .. } => {
                 format!("ringbus batches of {BATCH} spin/{}", mode.name())
             }
+            Scenario::LoanedThroughput { mode, .. } => {
+                format!("ringbus loans of {BATCH} spin/{}", mode.name())
+            }
         }
     }
 
@@ -389,6 +408,9 @@ impl Scenario {
             }
             Scenario::BatchedThroughput { mode, .. } => {
                 return format!("ringbus-batch{BATCH}-throughput-spin-{}{size}", mode.name());
+            }
+            Scenario::LoanedThroughput { mode, .. } => {
+                return format!("ringbus-loan{BATCH}-throughput-spin-{}{size}", mode.name());
             }
         };
         format!("{base}{size}")
@@ -560,7 +582,8 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
                     .then_some((Scenario::FilteredThroughput { size, mode }, thr(size)));
                 let pattern = Some((Scenario::PatternPingPong { size, mode }, base(size)));
                 let batched = Some((Scenario::BatchedThroughput { size, mode }, thr(size)));
-                for (routed, params) in [pattern, filtered, batched].into_iter().flatten() {
+                let loaned = Some((Scenario::LoanedThroughput { size, mode }, thr(size)));
+                for (routed, params) in [pattern, filtered, batched, loaned].into_iter().flatten() {
                     let exact = routed.unrouted().expect("a routed scenario");
                     if out.iter().any(|(s, _)| *s == exact) {
                         out.push((routed, params));

@@ -644,6 +644,14 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                     format!("import {topic}: dropped a message: the local ring stayed full for {wait:?}")
                 });
             }
+            // Only a loan of many slots can be refused as too many; a
+            // single publish never is. Counted as lost all the same.
+            Err(e @ PublishError::TooMany { .. }) => {
+                publisher.report_lost(1);
+                s.log.log("import-refused", || {
+                    format!("import {topic}: dropped a message: {e}")
+                });
+            }
         }
     }
 }

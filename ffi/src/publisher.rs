@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
 use ringbus::client::{Publisher, TopicConfig};
-use ringbus::ring::Loan;
+use ringbus::ring::{Loan, LoanMany};
 
 use crate::client::{client_ref, ringbus_client};
 use crate::handle::{self, check, out_arg, str_arg, Handle};
@@ -28,8 +28,14 @@ pub(crate) struct PublisherHandle {
     /// `Some`, `publisher` is not touched (calls other than commit, abandon
     /// and close fail with `RINGBUS_ERR_BAD_STATE`), and it is dropped
     /// before `publisher` (field order, and explicitly in close).
-    loan: Option<Loan<'static>>,
+    loan: Option<Lent>,
     publisher: Publisher,
+}
+
+/// What a handle lends: one slot, or several (`ringbus_publisher_loan_many`).
+pub(crate) enum Lent {
+    One(Loan<'static>),
+    Many(LoanMany<'static>),
 }
 
 // SAFETY: `#[repr(C)]`, magic first.
@@ -52,7 +58,7 @@ unsafe fn idle_publisher<'a>(p: *mut ringbus_publisher) -> Result<&'a mut Publis
     if unsafe { (*h).loan.is_some() } {
         return Err(fail_static(
             RINGBUS_ERR_BAD_STATE,
-            c"a loan is outstanding: commit it (ringbus_publisher_commit) or abandon it first",
+            c"a loan is outstanding: commit it (ringbus_publisher_commit, or _commit_many for a loan of many) or abandon it first",
         ));
     }
     // SAFETY: no loan borrows the publisher; the caller has the handle to
@@ -468,7 +474,7 @@ unsafe fn loan(
     let l: Loan<'static> = unsafe { std::mem::transmute::<Loan<'_>, Loan<'static>>(l) };
     let h = publisher.cast::<PublisherHandle>();
     // SAFETY: a live handle (checked above); only the loan field is written.
-    unsafe { (*h).loan = Some(l) };
+    unsafe { (*h).loan = Some(Lent::One(l)) };
     // SAFETY: non-NULL and writable per the contract.
     unsafe { out.write(ptr.cast()) };
     Ok(())
@@ -496,8 +502,15 @@ pub unsafe extern "C" fn ringbus_publisher_commit(
         let h = unsafe { check(publisher.cast::<PublisherHandle>())? };
         // SAFETY: a live handle; only the loan field is touched.
         let slot = unsafe { &mut (*h).loan };
-        let Some(l) = slot.as_ref() else {
-            return Err(no_loan());
+        let l = match slot.as_ref() {
+            Some(Lent::One(l)) => l,
+            Some(Lent::Many(_)) => {
+                return Err(fail_static(
+                    RINGBUS_ERR_BAD_STATE,
+                    c"the loan outstanding is a loan of many: commit it with ringbus_publisher_commit_many",
+                ))
+            }
+            None => return Err(no_loan()),
         };
         if len > l.len() {
             return Err(fail(
@@ -508,13 +521,173 @@ pub unsafe extern "C" fn ringbus_publisher_commit(
                 ),
             ));
         }
-        let l = slot.take().expect("checked above");
+        let Some(Lent::One(l)) = slot.take() else {
+            unreachable!("checked above")
+        };
         write_seq(sequence, l.commit_len(len, tag));
         Ok(())
     })
 }
 
-/// Drops the outstanding loan without publishing anything.
+/// Zero-copy batch, step 1: lends the next `n` slots' payload areas,
+/// `len` bytes each, their addresses written to `bufs[0..n]`, to be filled
+/// in place; `ringbus_publisher_commit_many()` publishes them in order with
+/// one update of the ring's head and one wake-up of sleeping subscribers
+/// for the lot; `ringbus_publisher_abandon()` drops them. Waits until all
+/// `n` slots are free. One loan (of one slot or many) at a time.
+///
+/// Errors: `RINGBUS_ERR_TOO_LARGE`, `RINGBUS_ERR_INVALID_ARGUMENT` (`n`
+/// larger than the topic's capacity), `RINGBUS_ERR_BAD_STATE`.
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle; `bufs` is NULL or writable
+/// for `n` pointers. The lent areas are valid until the loan is committed
+/// or abandoned, or the publisher closed.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_loan_many(
+    publisher: *mut ringbus_publisher,
+    n: usize,
+    len: usize,
+    bufs: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { loan_many(publisher, n, len, bufs, true) })
+}
+
+/// As `ringbus_publisher_loan_many()`, but never waits: when fewer than
+/// `n` slots of a back-pressure ring are free, returns `RINGBUS_ERR_FULL`.
+///
+/// # Safety
+/// As `ringbus_publisher_loan_many()`.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_try_loan_many(
+    publisher: *mut ringbus_publisher,
+    n: usize,
+    len: usize,
+    bufs: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { loan_many(publisher, n, len, bufs, false) })
+}
+
+/// # Safety
+/// As `ringbus_publisher_loan_many()`.
+unsafe fn loan_many(
+    publisher: *mut ringbus_publisher,
+    n: usize,
+    len: usize,
+    bufs: *mut *mut c_void,
+    wait: bool,
+) -> Outcome {
+    // SAFETY: forwarded contract.
+    let p = unsafe { idle_publisher(publisher)? };
+    if bufs.is_null() {
+        return Err(null("bufs"));
+    }
+    let mut l = if wait {
+        p.loan_many(n, len)
+    } else {
+        p.try_loan_many(n, len)
+    }
+    .map_err(publish_error)?;
+    for (i, area) in l.iter_mut().enumerate() {
+        // SAFETY: non-NULL and writable for `n` pointers per the contract.
+        unsafe { bufs.add(i).write(area.as_mut_ptr().cast()) };
+    }
+    // SAFETY: as in `loan`: the handle keeps the loan only while nothing
+    // else touches the publisher and drops it first.
+    let l: LoanMany<'static> = unsafe { std::mem::transmute::<LoanMany<'_>, LoanMany<'static>>(l) };
+    let h = publisher.cast::<PublisherHandle>();
+    // SAFETY: a live handle (checked above); only the loan field is written.
+    unsafe { (*h).loan = Some(Lent::Many(l)) };
+    Ok(())
+}
+
+/// Zero-copy batch, step 2: publishes the first `count` slots of the
+/// outstanding loan of many (at most the number lent), in order: slot `i`
+/// with `lens[i]` bytes (at most the length lent; `lens` NULL: the length
+/// lent) and tag `tags[i]` (`tags` NULL: 0). The first one's sequence
+/// number goes to `*first_sequence` (unless NULL); the others follow it.
+/// The slots after `count` are not published. `count` 0 publishes nothing
+/// and ends the loan.
+///
+/// Errors: `RINGBUS_ERR_BAD_STATE` (no loan of many),
+/// `RINGBUS_ERR_INVALID_ARGUMENT` (`count` or a length larger than lent;
+/// the loan stays outstanding).
+///
+/// # Safety
+/// `publisher` is NULL or a publisher handle; `lens` and `tags` are NULL
+/// or readable for `count` elements; `first_sequence` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_publisher_commit_many(
+    publisher: *mut ringbus_publisher,
+    count: usize,
+    lens: *const usize,
+    tags: *const u64,
+    first_sequence: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let h = unsafe { check(publisher.cast::<PublisherHandle>())? };
+        // SAFETY: a live handle; only the loan field is touched.
+        let slot = unsafe { &mut (*h).loan };
+        let l =
+            match slot.as_ref() {
+                Some(Lent::Many(l)) => l,
+                Some(Lent::One(_)) => return Err(fail_static(
+                    RINGBUS_ERR_BAD_STATE,
+                    c"the loan outstanding is of one slot: commit it with ringbus_publisher_commit",
+                )),
+                None => return Err(no_loan()),
+            };
+        if count > l.count() {
+            return Err(fail(
+                RINGBUS_ERR_INVALID_ARGUMENT,
+                format_args!("commit of {count} slots exceeds the loan of {}", l.count()),
+            ));
+        }
+        let lens: &[usize] = if lens.is_null() || count == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL and readable for `count` elements per the
+            // contract.
+            unsafe { std::slice::from_raw_parts(lens, count) }
+        };
+        let tags: &[u64] = if tags.is_null() || count == 0 {
+            &[]
+        } else {
+            // SAFETY: as for `lens`.
+            unsafe { std::slice::from_raw_parts(tags, count) }
+        };
+        if let Some((i, &len)) = lens
+            .iter()
+            .enumerate()
+            .find(|&(_, &len)| len > l.slot_len())
+        {
+            return Err(fail(
+                RINGBUS_ERR_INVALID_ARGUMENT,
+                format_args!(
+                    "lens[{i}] = {len} exceeds the loan's {} bytes per slot",
+                    l.slot_len()
+                ),
+            ));
+        }
+        let Some(Lent::Many(l)) = slot.take() else {
+            unreachable!("checked above")
+        };
+        let full = l.slot_len();
+        let seqs = l.commit_with(count, |i| {
+            (
+                lens.get(i).copied().unwrap_or(full),
+                tags.get(i).copied().unwrap_or(0),
+            )
+        });
+        write_seq(first_sequence, seqs.start);
+        Ok(())
+    })
+}
+
+/// Drops the outstanding loan (of one slot or many) without publishing anything.
 ///
 /// Errors: `RINGBUS_ERR_BAD_STATE` (no loan).
 ///

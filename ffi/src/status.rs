@@ -306,6 +306,7 @@ pub(crate) fn publish_error(e: PublishError) -> Failed {
             c"ring stayed full until the timeout expired (back-pressure)",
         ),
         PublishError::TooLarge { .. } => fail(RINGBUS_ERR_TOO_LARGE, format_args!("{e}")),
+        PublishError::TooMany { .. } => fail(RINGBUS_ERR_INVALID_ARGUMENT, format_args!("{e}")),
     }
 }
 

@@ -157,7 +157,9 @@ pub(crate) fn client_error(e: &ClientError) -> PyErr {
 /// A failed publish or loan.
 pub(crate) fn publish_error(e: PublishError) -> PyErr {
     let kind = match e {
-        PublishError::TooLarge { .. } => Kind::TooLarge,
+        // No Python call lends several slots; a loan of more than the ring
+        // holds is too large all the same.
+        PublishError::TooLarge { .. } | PublishError::TooMany { .. } => Kind::TooLarge,
         PublishError::Full => Kind::Full,
         PublishError::Timeout => Kind::Timeout,
     };

@@ -8,7 +8,9 @@ use super::{unexpected, Client, ClientError, Pod};
 use crate::control::codec::decode_reply;
 use crate::control::frame::{Reply, Request};
 use crate::control::socket;
-use crate::ring::{Loan, PortChange, PortFlags, PortSource, Producer, PublishError, TopicConfig};
+use crate::ring::{
+    Loan, LoanMany, PortChange, PortFlags, PortSource, Producer, PublishError, TopicConfig,
+};
 use crate::shm::Access;
 
 /// A publisher of one topic: its own ring, written with
@@ -214,6 +216,54 @@ impl Publisher {
     #[inline(always)]
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, PublishError> {
         self.producer.try_loan(len)
+    }
+
+    /// Borrows the next `n` slots' payload areas (`len` bytes each) to be
+    /// filled in place; [`LoanMany::commit`] publishes them in order with
+    /// one update of the ring's head and one wake-up for the lot (see
+    /// [`Producer::loan_many`]). Waits until all `n` are free. Dropping it
+    /// publishes nothing.
+    ///
+    /// ```no_run
+    /// # use ringbus::client::{Client, TopicConfig};
+    /// # let client = Client::connect_default()?;
+    /// let mut publisher = client.publisher("ticks", TopicConfig::default())?;
+    /// let mut loans = publisher.loan_many(16, 8)?;
+    /// for (i, slot) in loans.iter_mut().enumerate() {
+    ///     slot.copy_from_slice(&(i as u64).to_le_bytes());
+    /// }
+    /// let seqs = loans.commit(0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`]; [`PublishError::TooMany`] when `n`
+    /// exceeds the topic's capacity.
+    #[inline(always)]
+    pub fn loan_many(&mut self, n: usize, len: usize) -> Result<LoanMany<'_>, PublishError> {
+        self.producer.loan_many(n, len)
+    }
+
+    /// As [`Publisher::loan_many`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PublishError::Timeout`]; as `loan_many`.
+    pub fn loan_many_timeout(
+        &mut self,
+        n: usize,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<LoanMany<'_>, PublishError> {
+        self.producer.loan_many_timeout(n, len, timeout)
+    }
+
+    /// As [`Publisher::loan_many`], but never waits.
+    ///
+    /// # Errors
+    /// [`PublishError::Full`] when fewer than `n` slots are free; as
+    /// `loan_many`.
+    pub fn try_loan_many(&mut self, n: usize, len: usize) -> Result<LoanMany<'_>, PublishError> {
+        self.producer.try_loan_many(n, len)
     }
 
     /// Whether messages carry a publish timestamp (CLOCK_MONOTONIC ns).

@@ -101,7 +101,7 @@ pub use consumer::{
 pub use filter::{Filter, FilterError, Predicate, MAX_FILTER_TAGS};
 pub(crate) use port::init as init_port;
 pub use port::{Port, PortFlags};
-pub use producer::{Loan, PortChange, PortSource, Producer, PublishError, MAX_MAILBOXES};
+pub use producer::{Loan, LoanMany, PortChange, PortSource, Producer, PublishError, MAX_MAILBOXES};
 pub(crate) use region::init as init_segments;
 pub use region::{AttachError, RingRegion};
 

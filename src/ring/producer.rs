@@ -34,12 +34,36 @@ pub enum PublishError {
     /// Back-pressure mode: still full when the timeout expired.
     #[error("ring stayed full until the timeout expired (back-pressure)")]
     Timeout,
+    /// A loan of more slots than the ring has ([`Producer::loan_many`]).
+    #[error("a loan of {n} slots exceeds the ring's capacity of {capacity} slots")]
+    TooMany {
+        /// Slots asked for.
+        n: usize,
+        /// The ring's capacity.
+        capacity: usize,
+    },
 }
 
 /// Most mailboxes a producer writes: each costs every message one more
 /// copy, and a waiting reader one more contended line. Further read-only
 /// subscribers read the ring slots.
 pub const MAX_MAILBOXES: usize = 32;
+
+/// Most messages of a batch written before they are sealed
+/// ([`Producer::publish_batch`]): enough that a reader close behind reads
+/// a run while the next is copied, few enough that the first message of a
+/// run is not held back long (64 copies of 1 KiB are a few microseconds).
+const SEAL_RUN: u64 = 64;
+
+/// A batch whose messages are all this short is sealed message by message
+/// instead: a slot of two lines costs the reader little to wait at, and
+/// the three passes over a run cost more than they save (`ringbus bench`,
+/// batches of 32 at 64 B; DESIGN.md, "A publisher settles once per
+/// batch"). Loom models the runs, whose messages it keeps short.
+#[cfg(not(loom))]
+const SEAL_EACH_UP_TO: usize = 128;
+#[cfg(loom)]
+const SEAL_EACH_UP_TO: usize = 0;
 
 /// A change to a ring's set of ports, queued for its producer by whoever
 /// adds or removes ports (the broker, through the publisher's channel; an
@@ -618,6 +642,78 @@ impl Producer {
         Ok(self.begin_loan(len))
     }
 
+    /// Borrows the payload areas of the next `n` slots (`len` bytes each)
+    /// to be filled in place; [`LoanMany::commit`] publishes them in order
+    /// with one update of the ring's head and one wake-up of sleeping
+    /// subscribers for the lot: a [`Producer::publish_batch`] without the
+    /// copy. Waits until all `n` slots are free, as `loan` waits for one.
+    ///
+    /// ```
+    /// # use ringbus::ring::{Producer, TopicConfig, RingRegion};
+    /// # let mut publisher = Producer::new(RingRegion::heap(&TopicConfig::default()).unwrap()).unwrap();
+    /// let mut loans = publisher.loan_many(3, 8).unwrap();
+    /// for (i, slot) in loans.iter_mut().enumerate() {
+    ///     slot.copy_from_slice(&(i as u64).to_le_bytes());
+    /// }
+    /// assert_eq!(loans.commit(0), 0..3);
+    /// ```
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`]; [`PublishError::TooMany`] if `n` exceeds
+    /// the ring's capacity.
+    pub fn loan_many(&mut self, n: usize, len: usize) -> Result<LoanMany<'_>, PublishError> {
+        self.check_many(n, len)?;
+        self.wait_until(None, |p| p.has_room_for(n))?;
+        Ok(self.begin_many(n, len))
+    }
+
+    /// As [`Producer::loan_many`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PublishError::Timeout`]; as `loan_many`.
+    pub fn loan_many_timeout(
+        &mut self,
+        n: usize,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<LoanMany<'_>, PublishError> {
+        self.check_many(n, len)?;
+        self.wait_until(Some(Instant::now() + timeout), |p| p.has_room_for(n))?;
+        Ok(self.begin_many(n, len))
+    }
+
+    /// As [`Producer::loan_many`], but never waits.
+    ///
+    /// # Errors
+    /// [`PublishError::Full`] when fewer than `n` slots are free; as
+    /// `loan_many`.
+    pub fn try_loan_many(&mut self, n: usize, len: usize) -> Result<LoanMany<'_>, PublishError> {
+        self.check_many(n, len)?;
+        if !self.has_room_for(n) {
+            return Err(PublishError::Full);
+        }
+        Ok(self.begin_many(n, len))
+    }
+
+    fn check_many(&self, n: usize, len: usize) -> Result<(), PublishError> {
+        self.check_len(len)?;
+        let capacity = self.capacity as usize;
+        if n > capacity {
+            return Err(PublishError::TooMany { n, capacity });
+        }
+        Ok(())
+    }
+
+    /// Whether sequences `self.seq .. self.seq + n` may be written now.
+    fn has_room_for(&mut self, n: usize) -> bool {
+        let end = self.seq.saturating_add(n as u64);
+        // `refresh_limit` leaves the bound it computed in `cached_limit`.
+        !self.backpressure || end <= self.cached_limit || {
+            self.refresh_limit();
+            end <= self.cached_limit
+        }
+    }
+
     #[inline(always)]
     fn check_len(&self, len: usize) -> Result<(), PublishError> {
         if len > self.max {
@@ -633,10 +729,20 @@ impl Producer {
     }
 
     fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<(), PublishError> {
+        self.wait_until(deadline, Self::has_room)
+    }
+
+    /// Waits until `room(self)` says yes.
+    #[inline(always)]
+    fn wait_until(
+        &mut self,
+        deadline: Option<Instant>,
+        mut room: impl FnMut(&mut Self) -> bool,
+    ) -> Result<(), PublishError> {
         // Spin, then yield (crossbeam's Backoff), then sleep in short steps:
         // a subscriber does not wake the publisher, so this polls.
         let backoff = crossbeam_utils::Backoff::new();
-        while !self.has_room() {
+        while !room(self) {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(PublishError::Timeout);
             }
@@ -789,6 +895,14 @@ impl Producer {
     /// give, then `head`, then wakes sleepers.
     #[inline(always)]
     fn finish(&mut self, hdr: *const SlotHeader, payload: *const u8, len: usize, tag: u64) -> u64 {
+        self.seal_loaned(hdr, payload, len, tag);
+        self.complete()
+    }
+
+    /// [`Producer::finish`] up to the message's seal (as [`Producer::put`]
+    /// is to [`Producer::write`]).
+    #[inline(always)]
+    fn seal_loaned(&mut self, hdr: *const SlotHeader, payload: *const u8, len: usize, tag: u64) {
         // SAFETY: `payload` is this message's ring slot payload (`len` bytes
         // written by the loan); each destination holds `latest_inline >=
         // len` bytes (the only case `write_inline_copies` fills); only the
@@ -800,7 +914,6 @@ impl Producer {
             Some(ts) => self.seal(hdr, len, tag, ts),
             None => self.seal_ring(hdr, len, tag),
         }
-        self.complete()
     }
 
     /// Stamps the clock into the ring slot of `self.seq` and seals it; a
@@ -911,11 +1024,14 @@ impl Producer {
     }
 
     /// Publishes `msgs` in order; `wait`: for room, as `publish` does, or
-    /// not at all (stop at the first message that does not fit). Each
-    /// message is readable once written; `head`, the wake-up of sleepers
-    /// and the look at port changes come once, after the last, and before
-    /// any wait for room (a subscriber asleep on a message already
-    /// written would never make that room).
+    /// not at all (stop at the first message that does not fit). Messages
+    /// go in runs of up to [`SEAL_RUN`] that fit the ring: each run's slots
+    /// are stamped odd, filled, then sealed one after another, as a
+    /// [`LoanMany`] is (unless every message is at most
+    /// [`SEAL_EACH_UP_TO`] bytes: then each is sealed once written). `head`, the wake-up of sleepers and the look at
+    /// port changes come once, after the last message, and before any
+    /// wait for room (a subscriber asleep on a message already written
+    /// would never make that room).
     fn publish_many<M: AsRef<[u8]>>(
         &mut self,
         msgs: &[M],
@@ -923,12 +1039,16 @@ impl Producer {
         wait: bool,
     ) -> Result<std::ops::Range<u64>, PublishError> {
         // All or nothing: a bad length is found before any is published.
+        let mut longest = 0;
         for m in msgs {
-            self.check_len(m.as_ref().len())?;
+            let len = m.as_ref().len();
+            self.check_len(len)?;
+            longest = longest.max(len);
         }
         let first = self.seq;
         let mut settled = first;
-        for m in msgs {
+        let mut rest = msgs;
+        while !rest.is_empty() {
             if self.backpressure && self.seq >= self.cached_limit {
                 // Ports may change while the limit is refreshed: settle
                 // first, so that happens between settled messages as it
@@ -944,8 +1064,25 @@ impl Producer {
                     self.wait_for_room(None)?;
                 }
             }
-            self.put(m.as_ref(), tag);
-            self.seq = self.seq.wrapping_add(1);
+            // `has_room` left `seq < cached_limit` on a back-pressure ring.
+            let room = match self.backpressure {
+                true => self.cached_limit.wrapping_sub(self.seq),
+                false => u64::MAX,
+            };
+            let n = (rest.len() as u64)
+                .min(room)
+                .min(SEAL_RUN)
+                .min(self.capacity) as usize;
+            let (run, tail) = rest.split_at(n);
+            if longest <= SEAL_EACH_UP_TO {
+                for m in run {
+                    self.put(m.as_ref(), tag);
+                    self.seq = self.seq.wrapping_add(1);
+                }
+            } else {
+                self.put_run(run, tag);
+            }
+            rest = tail;
         }
         if self.seq != settled {
             self.settle();
@@ -954,6 +1091,66 @@ impl Producer {
             return Err(PublishError::Full);
         }
         Ok(first..self.seq)
+    }
+
+    /// Writes and seals `msgs` (lengths checked, `msgs.len()` slots free,
+    /// at most the capacity) as messages `self.seq..`, leaving the settle
+    /// to the caller. The seals come after every copy: a reader close
+    /// behind then finds the whole run ready at once and reads it while
+    /// the next run is copied, instead of waiting at each message's stamp
+    /// for the line the publisher is about to write again.
+    #[inline(always)]
+    fn put_run<M: AsRef<[u8]>>(&mut self, msgs: &[M], tag: u64) {
+        self.stamp_odd(msgs.len());
+        for (i, m) in msgs.iter().enumerate() {
+            let payload = self.payload_of(self.seq.wrapping_add(i as u64));
+            // SAFETY: the slot's payload area holds `max >= m.len()` bytes
+            // (checked by the caller), and the slot is ours while its stamp
+            // is odd.
+            unsafe { copy_in(payload, m.as_ref()) };
+        }
+        for m in msgs {
+            let p = self.slot(self.seq);
+            let payload = self.payload_of(self.seq);
+            self.seal_loaned(p as *const SlotHeader, payload, m.as_ref().len(), tag);
+            self.seq = self.seq.wrapping_add(1);
+        }
+    }
+
+    /// The payload area of `seq`'s ring slot.
+    #[inline(always)]
+    fn payload_of(&self, seq: u64) -> *mut u8 {
+        // SAFETY: the payload follows the header inside the slot.
+        unsafe { self.slot(seq).add(std::mem::size_of::<SlotHeader>()) }
+    }
+
+    /// Stamps the slots of `self.seq .. self.seq + n` as being written
+    /// (as [`Producer::begin`] does one).
+    #[inline(always)]
+    fn stamp_odd(&self, n: usize) {
+        for i in 0..n as u64 {
+            let seq = self.seq.wrapping_add(i);
+            // SAFETY: a slot starts with an initialised SlotHeader, 64-byte
+            // aligned.
+            let hdr = unsafe { &*(self.slot(seq) as *const SlotHeader) };
+            hdr.stamp.store(stamp_writing(seq), Ordering::Relaxed);
+        }
+        // Release: orders the odd stamps before the payload stores that
+        // follow; pairs with the Acquire fence in Consumer::finish_copy, as
+        // in `begin`.
+        fence(Ordering::Release);
+    }
+
+    /// Marks the slots of `self.seq .. self.seq + n` as being written (as
+    /// [`Producer::begin`] does one) and lends them.
+    fn begin_many(&mut self, n: usize, len: usize) -> LoanMany<'_> {
+        self.stamp_odd(n);
+        LoanMany {
+            producer: self,
+            n,
+            len,
+            _not_send: PhantomData,
+        }
     }
 
     fn begin_loan(&mut self, len: usize) -> Loan<'_> {
@@ -1091,6 +1288,126 @@ impl Loan<'_> {
     pub fn commit_len(self, len: usize, tag: u64) -> u64 {
         let len = len.min(self.len);
         self.producer.finish(self.hdr, self.payload, len, tag)
+    }
+}
+
+/// The payload areas of several consecutive slots lent to the publisher
+/// ([`Producer::loan_many`]); index it (`loans[i]`) or iterate over it to
+/// fill them, then [`LoanMany::commit`]. Dropping it publishes nothing (the
+/// next publish reuses the slots).
+pub struct LoanMany<'a> {
+    producer: &'a mut Producer,
+    n: usize,
+    len: usize,
+    _not_send: PhantomData<*mut u8>,
+}
+
+impl LoanMany<'_> {
+    /// How many slots are lent.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes lent in each slot.
+    pub fn slot_len(&self) -> usize {
+        self.len
+    }
+
+    /// The ring the loan is in (see [`Loan::region`]).
+    pub fn region(&self) -> &Arc<RingRegion> {
+        &self.producer.region
+    }
+
+    /// The sequence number the first slot is published as.
+    pub fn first_seq(&self) -> u64 {
+        self.producer.seq
+    }
+
+    /// Slot `i`'s payload area.
+    #[inline(always)]
+    fn payload(&self, i: usize) -> *mut u8 {
+        assert!(i < self.n, "slot {i} of a loan of {}", self.n);
+        let p = self.producer.slot(self.producer.seq.wrapping_add(i as u64));
+        // SAFETY: the payload follows the header inside the slot.
+        unsafe { p.add(std::mem::size_of::<SlotHeader>()) }
+    }
+
+    /// The lent areas in order, each writable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
+        let (n, len) = (self.n, self.len);
+        let this = &*self;
+        (0..n).map(move |i| {
+            // SAFETY: slot `i`'s payload area holds `max >= len` bytes (checked
+            // by `loan_many`); `n <= capacity`, so the `n` areas are distinct
+            // slots and the slices do not overlap; the slots are stamped odd
+            // (no reader keeps what it reads) and only this loan, which
+            // borrows the producer mutably and itself mutably for the
+            // iterator's life, writes them.
+            unsafe { std::slice::from_raw_parts_mut(this.payload(i), len) }
+        })
+    }
+
+    /// Publishes every lent slot, in order, with its whole `slot_len` and
+    /// `tag`; returns their sequence numbers.
+    pub fn commit(self, tag: u64) -> std::ops::Range<u64> {
+        let (n, len) = (self.n, self.len);
+        self.commit_with(n, |_| (len, tag))
+    }
+
+    /// Publishes the first `count` lent slots (clamped to the loan's
+    /// count), in order, slot `i` with the length and tag `f(i)` gives
+    /// (the length clamped to `slot_len`); returns their sequence numbers.
+    /// The slots after them are not published.
+    pub fn commit_with(
+        self,
+        count: usize,
+        mut f: impl FnMut(usize) -> (usize, u64),
+    ) -> std::ops::Range<u64> {
+        let count = count.min(self.n);
+        let first = self.producer.seq;
+        for i in 0..count {
+            let (len, tag) = f(i);
+            let len = len.min(self.len);
+            let payload = self.payload(i);
+            let hdr = self.producer.slot(self.producer.seq) as *const SlotHeader;
+            self.producer.seal_loaned(hdr, payload, len, tag);
+            self.producer.seq = self.producer.seq.wrapping_add(1);
+        }
+        if count > 0 {
+            self.producer.settle();
+        }
+        first..self.producer.seq
+    }
+}
+
+impl std::ops::Index<usize> for LoanMany<'_> {
+    type Output = [u8];
+    /// Slot `i`'s lent bytes.
+    ///
+    /// # Panics
+    /// If `i >= count()`.
+    fn index(&self, i: usize) -> &[u8] {
+        // SAFETY: as in `iter_mut`; shared for the borrow of `self`.
+        unsafe { std::slice::from_raw_parts(self.payload(i), self.len) }
+    }
+}
+
+impl std::ops::IndexMut<usize> for LoanMany<'_> {
+    /// # Panics
+    /// If `i >= count()`.
+    fn index_mut(&mut self, i: usize) -> &mut [u8] {
+        // SAFETY: as in `iter_mut`; exclusive for the borrow of `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.payload(i), self.len) }
+    }
+}
+
+impl std::fmt::Debug for LoanMany<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoanMany")
+            .field("first_seq", &self.producer.seq)
+            .field("count", &self.n)
+            .field("slot_len", &self.len)
+            .finish()
     }
 }
 

@@ -727,6 +727,46 @@ fn a_batch_is_published_in_order_all_or_nothing() {
 }
 
 #[test]
+fn a_batch_of_long_messages_is_sealed_in_runs_in_order() {
+    // Longer than SEAL_EACH_UP_TO: written in runs, each sealed after its
+    // copies. A batch of 20 on a ring of 8: runs end at the ring's end and
+    // at the reader's cursor.
+    let (mut p, r) = ring(8, 200, Mode::Backpressure);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let msgs: Vec<Vec<u8>> = (0..20u8)
+        .map(|i| vec![i; 129 + usize::from(i) * 3])
+        .collect();
+    assert_eq!(p.try_publish_batch(&msgs, 4), Ok(0..8));
+    assert_eq!(r.head(), 8);
+    for (seq, want) in msgs[..8].iter().enumerate() {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((&m, i.tag, i.seq), (want, 4, seq as u64));
+    }
+    // The ring found empty (the cursor released): the next batch takes
+    // eight of its twelve.
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    assert_eq!(p.try_publish_batch(&msgs[8..], 5), Ok(8..16));
+    for (k, want) in msgs[8..16].iter().enumerate() {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((&m, i.tag, i.seq), (want, 5, 8 + k as u64));
+    }
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    // Overwrite: a batch longer than the ring leaves its last 8 messages,
+    // and a reader that fell behind is told what it lost.
+    let (mut p, r) = ring(8, 200, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Earliest).unwrap();
+    assert_eq!(p.publish_batch(&msgs, 6), Ok(0..20));
+    assert_eq!(r.head(), 20);
+    assert!(matches!(recv_vec(&mut c), Err(RecvError::Lagged { .. })));
+    let mut seqs = Vec::new();
+    while let Ok((m, i)) = recv_vec(&mut c) {
+        assert_eq!(&m, &msgs[i.seq as usize]);
+        seqs.push(i.seq);
+    }
+    assert_eq!(seqs, (12..20).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_batch_that_does_not_fit_publishes_what_fits_or_waits() {
     let (mut p, r) = ring(4, 8, Mode::Backpressure);
     let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
@@ -775,6 +815,122 @@ fn a_batch_that_does_not_fit_publishes_what_fits_or_waits() {
     let want: Vec<(u8, u64)> = (0..6u8).map(|i| (b'0' + i, first + u64::from(i))).collect();
     assert_eq!(got, want);
     assert_eq!(r.head(), first + 6);
+}
+
+#[test]
+fn a_loan_of_many_publishes_its_slots_in_order_at_commit() {
+    let (mut p, r) = ring(8, 8, Mode::Overwrite);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    let mut loans = p.loan_many(3, 4).unwrap();
+    assert_eq!(
+        (loans.count(), loans.slot_len(), loans.first_seq()),
+        (3, 4, 0)
+    );
+    assert!(Arc::ptr_eq(loans.region(), &r));
+    for (i, slot) in loans.iter_mut().enumerate() {
+        slot.copy_from_slice(&[b'a' + i as u8; 4]);
+    }
+    loans[1][0] = b'B';
+    assert_eq!(&loans[1], b"Bbbb");
+    // Nothing is readable, and the head has not moved, before the commit.
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    assert_eq!(r.head(), 0);
+    assert_eq!(loans.commit(6), 0..3);
+    assert_eq!(r.head(), 3);
+    for (seq, want) in [&b"aaaa"[..], b"Bbbb", b"cccc"].into_iter().enumerate() {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((m.as_slice(), i.tag, i.seq), (want, 6, seq as u64));
+    }
+    // Per-slot lengths (clamped to the loan) and tags; the slots after
+    // `count` are not published, and the next publish reuses them.
+    let mut loans = p.loan_many(4, 3).unwrap();
+    for slot in loans.iter_mut() {
+        slot.copy_from_slice(b"xyz");
+    }
+    assert_eq!(loans.commit_with(2, |i| ([1, 9][i], 10 + i as u64)), 3..5);
+    assert_eq!(p.publish(b"after", 1), Ok(5));
+    for (want, tag, seq) in [(&b"x"[..], 10, 3), (b"xyz", 11, 4), (b"after", 1, 5)] {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!((m.as_slice(), i.tag, i.seq), (want, tag, seq));
+    }
+    // Dropped, or committed with none: nothing published, head unmoved.
+    let _ = p.loan_many(2, 8).unwrap();
+    assert_eq!(p.loan_many(2, 8).unwrap().commit_with(0, |_| (8, 0)), 6..6);
+    assert_eq!(r.head(), 6);
+    assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
+    assert_eq!(p.publish(b"g", 2), Ok(6));
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"g");
+    // Bad sizes are refused before anything is lent.
+    assert!(matches!(
+        p.loan_many(2, 9),
+        Err(PublishError::TooLarge { len: 9, max: 8 })
+    ));
+    assert!(matches!(
+        p.loan_many(9, 1),
+        Err(PublishError::TooMany { n: 9, capacity: 8 })
+    ));
+    assert_eq!(p.loan_many(8, 1).unwrap().commit(0), 7..15);
+}
+
+#[test]
+#[should_panic(expected = "slot 2 of a loan of 2")]
+fn a_loan_of_many_is_indexed_within_its_slots() {
+    let (mut p, _r) = ring(4, 8, Mode::Overwrite);
+    let loans = p.loan_many(2, 8).unwrap();
+    let _ = &loans[2];
+}
+
+#[test]
+fn a_loan_of_many_waits_for_all_its_slots() {
+    let (mut p, r) = ring(4, 8, Mode::Backpressure);
+    let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
+    assert_eq!(p.try_publish_batch(&[b"0", b"1"], 0), Ok(0..2));
+    // Two of four slots are free: a loan of three is not.
+    assert!(matches!(p.try_loan_many(3, 1), Err(PublishError::Full)));
+    assert!(matches!(
+        p.loan_many_timeout(3, 1, Duration::from_millis(5)),
+        Err(PublishError::Timeout)
+    ));
+    assert_eq!(p.try_loan_many(2, 1).unwrap().commit(0), 2..4);
+    assert!(matches!(p.try_loan_many(1, 1), Err(PublishError::Full)));
+    // A reader asleep on an empty ring is woken by the commit.
+    for seq in 0..4 {
+        assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
+    }
+    let mut buf = [0u8; 8];
+    let wait = WaitStrategy::Block;
+    assert_eq!(
+        c.recv_timeout(&mut buf, wait, Duration::from_millis(1)),
+        Err(RecvError::Timeout)
+    );
+    for _ in 0..=crate::layout::BELL_EVERY {
+        let seq = p.publish(b"w", 0).unwrap();
+        assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
+    }
+    let first = p.next_seq();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        let mut got = Vec::new();
+        while got.len() < 8 {
+            let i = c
+                .recv_timeout(&mut buf, wait, Duration::from_secs(30))
+                .unwrap();
+            got.push((buf[0], i.seq));
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    // Two loans of a whole ring: the second waits for the reader.
+    for round in 0..2u8 {
+        let mut loans = p.loan_many(4, 1).unwrap();
+        for (i, slot) in loans.iter_mut().enumerate() {
+            slot[0] = round * 4 + i as u8;
+        }
+        loans.commit(0);
+    }
+    let got = reader.join().unwrap();
+    let want: Vec<(u8, u64)> = (0..8u8).map(|i| (i, first + u64::from(i))).collect();
+    assert_eq!(got, want);
 }
 
 #[test]

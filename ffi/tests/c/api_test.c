@@ -405,6 +405,74 @@ static void test_backpressure_topic(ringbus_client *client) {
     OK(ringbus_publisher_close(pub2));
 }
 
+/* Loans of many slots: all or nothing at the loan, per-slot lengths and
+ * tags at the commit, the slots after `count` unpublished. */
+static void test_loan_many(ringbus_client *client) {
+    ringbus_topic_config config;
+    OK(ringbus_topic_config_init(&config));
+    config.mode = RINGBUS_MODE_BACKPRESSURE;
+    config.capacity = 4;
+    config.max_message_size = 16;
+    ringbus_subscriber *sub;
+    ringbus_publisher *pub;
+    OK(ringbus_subscriber_open(client, "api.many", NULL, &sub));
+    OK(ringbus_publisher_open(client, "api.many", &config, &pub));
+
+    void *slots[4] = {NULL, NULL, NULL, NULL};
+    uint64_t seq = 99;
+    EXPECT_STATUS(ringbus_publisher_commit_many(pub, 0, NULL, NULL, NULL), RINGBUS_ERR_BAD_STATE,
+                  "no loan");
+    EXPECT_STATUS(ringbus_publisher_loan_many(pub, 5, 8, slots), RINGBUS_ERR_INVALID_ARGUMENT,
+                  "capacity of 4");
+    EXPECT_STATUS(ringbus_publisher_loan_many(pub, 2, 17, slots), RINGBUS_ERR_TOO_LARGE, "17");
+    EXPECT_STATUS(ringbus_publisher_loan_many(pub, 2, 8, NULL), RINGBUS_ERR_NULL_POINTER, "bufs");
+    OK(ringbus_publisher_loan_many(pub, 3, 8, slots));
+    for (int i = 0; i < 3; i++) {
+        EXPECT(slots[i] != NULL);
+        memset(slots[i], 'a' + i, 8);
+    }
+    EXPECT_STATUS(ringbus_publisher_publish(pub, "x", 1, 0, NULL), RINGBUS_ERR_BAD_STATE,
+                  "outstanding");
+    EXPECT_STATUS(ringbus_publisher_commit(pub, 1, 0, NULL), RINGBUS_ERR_BAD_STATE, "of many");
+    size_t too_long[2] = {8, 9};
+    EXPECT_STATUS(ringbus_publisher_commit_many(pub, 2, too_long, NULL, NULL),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "lens[1]");
+    EXPECT_STATUS(ringbus_publisher_commit_many(pub, 4, NULL, NULL, NULL),
+                  RINGBUS_ERR_INVALID_ARGUMENT, "4 slots");
+    /* Still outstanding after the refusals: two published, the third not. */
+    size_t lens[2] = {8, 3};
+    uint64_t tags[2] = {5, 6};
+    OK(ringbus_publisher_commit_many(pub, 2, lens, tags, &seq));
+    EXPECT(seq == 0);
+    uint8_t buf[16];
+    ringbus_message_info info;
+    OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+    EXPECT(info.sequence == 0 && info.len == 8 && info.tag == 5 && memcmp(buf, "aaaaaaaa", 8) == 0);
+    OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+    EXPECT(info.sequence == 1 && info.len == 3 && info.tag == 6 && memcmp(buf, "bbb", 3) == 0);
+    EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_EMPTY, "");
+
+    /* Whole slots, tag 0; then a ring too full for the next loan. */
+    OK(ringbus_publisher_loan_many(pub, 4, 2, slots));
+    for (int i = 0; i < 4; i++) memcpy(slots[i], "zz", 2);
+    OK(ringbus_publisher_commit_many(pub, 4, NULL, NULL, &seq));
+    EXPECT(seq == 2);
+    EXPECT_STATUS(ringbus_publisher_try_loan_many(pub, 1, 2, slots), RINGBUS_ERR_FULL, "full");
+    for (uint64_t i = 2; i < 6; i++) {
+        OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+        EXPECT(info.sequence == i && info.len == 2 && info.tag == 0 && memcmp(buf, "zz", 2) == 0);
+    }
+    /* Abandoned: nothing published. */
+    OK(ringbus_publisher_try_loan_many(pub, 2, 2, slots));
+    OK(ringbus_publisher_abandon(pub));
+    OK(ringbus_publisher_publish(pub, "k", 1, 0, &seq));
+    EXPECT(seq == 6);
+    OK(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info));
+    EXPECT(info.sequence == 6 && info.len == 1);
+    OK(ringbus_subscriber_close(sub));
+    OK(ringbus_publisher_close(pub));
+}
+
 /* Every message a subscriber does not get is reported, whichever way its
  * ring appears: the publisher opened before the subscriber, or after it
  * (the ring then appears later and is read from its first message). */
@@ -462,6 +530,7 @@ int main(void) {
     OK(ringbus_client_connect(NULL, &client));
     test_overwrite_topic(client);
     test_backpressure_topic(client);
+    test_loan_many(client);
     test_losses_are_reported(client);
     OK(ringbus_client_close(client));
     if (failures) {

@@ -166,6 +166,50 @@ static void loans(ringbus::Client& client) {
     }
 }
 
+static void loans_of_many(ringbus::Client& client) {
+    std::string topic = unique("many");
+    auto pub = client.publisher(topic, ringbus::TopicConfig()
+                                           .mode(ringbus::Mode::Backpressure)
+                                           .capacity(4)
+                                           .max_message_size(16));
+    auto sub = client.subscriber(topic);
+    {
+        ringbus::LoanMany loans = pub.loan_many(3, 2);
+        EXPECT(loans.count() == 3 && loans.slot_len() == 2);
+        for (std::size_t i = 0; i < loans.count(); i++) {
+            std::memcpy(loans[i].data(), i == 1 ? "bb" : "aa", 2);
+        }
+        EXPECT(loans[3].empty());
+        EXPECT(pub.try_publish(ringbus::as_bytes("x")) == RINGBUS_ERR_BAD_STATE);
+        std::size_t lens[2] = {2, 1};
+        std::uint64_t tags[2] = {4, 5};
+        EXPECT(loans.commit_first(2, lens, tags) == 0);
+        EXPECT(loans.count() == 0);
+        EXPECT_ERROR(RINGBUS_ERR_BAD_STATE, loans.commit());
+    }
+    std::array<std::uint8_t, 16> buf{};
+    ringbus_message_info info = sub.recv_for(buf, 10s);
+    EXPECT(info.sequence == 0 && info.tag == 4 && info.len == 2 && std::memcmp(buf.data(), "aa", 2) == 0);
+    info = sub.recv_for(buf, 10s);
+    EXPECT(info.sequence == 1 && info.tag == 5 && info.len == 1 && buf[0] == 'b');
+    EXPECT_ERROR(RINGBUS_ERR_INVALID_ARGUMENT, pub.loan_many(5, 1));
+    {
+        ringbus::LoanMany dropped = pub.loan_many(2, 1);  // abandoned by the destructor
+        ringbus::LoanMany taken = std::move(dropped);
+        EXPECT(dropped.count() == 0 && taken.count() == 2);
+    }
+    {
+        ringbus::LoanMany loans = pub.loan_many(4, 1);
+        for (std::size_t i = 0; i < 4; i++) loans[i][0] = static_cast<std::uint8_t>('0' + i);
+        EXPECT(loans.commit(7) == 2);
+    }
+    EXPECT(!pub.try_loan_many(1, 1));
+    for (std::uint64_t i = 0; i < 4; i++) {
+        info = sub.recv_for(buf, 10s);
+        EXPECT(info.sequence == 2 + i && info.tag == 7 && buf[0] == '0' + i);
+    }
+}
+
 static void zero_copy(ringbus::Client& client) {
     std::string topic = unique("zc");
     auto pub = client.publisher(
@@ -291,6 +335,7 @@ int main() {
         EXPECT(client);
         round_trip_and_moves(client);
         loans(client);
+        loans_of_many(client);
         zero_copy(client);
         receive_errors(client);
         open_errors(client);
