@@ -488,10 +488,24 @@ struct Local {
     client: Client,
     publishers: HashMap<String, Publisher>,
     checked: Instant,
+    /// Samples since `checked` was last compared with the clock.
+    unchecked: u32,
 }
 
 /// How often an importer checks that its broker still answers.
 const LOCAL_CHECK: Duration = Duration::from_secs(1);
+/// An importer compares the time of its last check with the clock once
+/// per this many samples (and whenever Zenoh is quiet), not once per
+/// sample.
+const LOCAL_CHECK_EVERY: u32 = 256;
+
+/// The last key an importer mapped to a local topic that its pattern
+/// matches: a stream of one key (the usual case) maps it once.
+#[derive(Default)]
+struct LastKey {
+    key: String,
+    topic: String,
+}
 
 /// Zenoh subscription -> local publishers.
 fn import(s: &Shared, pattern: &str, zsub: ZSub) {
@@ -513,14 +527,23 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
     };
     let wait = Duration::from_millis(s.settings.import_wait_ms);
     let config = TopicConfig::from(s.settings.import_topic);
+    let mut last = LastKey::default();
     while !s.stop.load(Ordering::Relaxed) {
         // The local broker: connected, and checked now and then (a
         // publisher of a dead broker would publish into the void).
         let l = match &mut local {
-            Some(l) if l.checked.elapsed() < LOCAL_CHECK => l,
+            Some(l) if l.unchecked < LOCAL_CHECK_EVERY => {
+                l.unchecked += 1;
+                l
+            }
+            Some(l) if l.checked.elapsed() < LOCAL_CHECK => {
+                l.unchecked = 0;
+                l
+            }
             Some(l) => {
                 if l.client.stats().is_ok() {
                     l.checked = Instant::now();
+                    l.unchecked = 0;
                     l
                 } else {
                     s.log.log("import-local-lost", || {
@@ -539,29 +562,45 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                     client,
                     publishers: HashMap::new(),
                     checked: Instant::now(),
+                    unchecked: 0,
                 })
             }
         };
-        let sample = match zsub.recv_timeout(Duration::from_millis(100)) {
+        let sample = match zsub.try_recv() {
             Ok(Some(sample)) => sample,
-            Ok(None) => continue,
-            Err(_) => return, // the session is closed
+            Ok(None) => {
+                // Quiet: wait, and look at the local broker next time.
+                l.unchecked = LOCAL_CHECK_EVERY;
+                match zsub.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Some(sample)) => sample,
+                    Ok(None) => continue,
+                    Err(_) => return, // the session is closed
+                }
+            }
+            Err(_) => return,
         };
         let key = sample.key_expr().as_str();
-        let topic = match key_to_topic(&s.settings.prefix, key) {
-            Ok(t) => t,
-            Err(e) => {
-                s.stats.import_bad_key.fetch_add(1, Ordering::Relaxed);
-                s.log.log("import-bad-key", || {
-                    format!("import {pattern}: dropped: {e}")
-                });
+        if key != last.key {
+            let topic = match key_to_topic(&s.settings.prefix, key) {
+                Ok(t) => t,
+                Err(e) => {
+                    s.stats.import_bad_key.fetch_add(1, Ordering::Relaxed);
+                    s.log.log("import-bad-key", || {
+                        format!("import {pattern}: dropped: {e}")
+                    });
+                    continue;
+                }
+            };
+            if !pattern_matches(pattern, &topic) {
+                s.stats.import_unmatched.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-        };
-        if !pattern_matches(pattern, &topic) {
-            s.stats.import_unmatched.fetch_add(1, Ordering::Relaxed);
-            continue;
+            last = LastKey {
+                key: key.to_owned(),
+                topic,
+            };
         }
+        let topic = &last.topic;
         let meta = sample
             .attachment()
             .and_then(|a| Meta::decode(&a.to_bytes()));
@@ -597,9 +636,9 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                 0
             }
         };
-        let publisher = match l.publishers.get_mut(&topic) {
+        let publisher = match l.publishers.get_mut(topic) {
             Some(p) => p,
-            None => match open_publisher(&l.client, &topic, config) {
+            None => match open_publisher(&l.client, topic, config) {
                 Ok(mut p) => {
                     // The origin's timestamp is of another host's clock
                     // (it travels in the attachment); locally the message
@@ -624,7 +663,12 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
             publisher.report_lost(gap);
         }
         let payload = sample.payload().to_bytes();
-        match publisher.publish_timeout(&payload, tag, wait) {
+        // The clock is read only when the ring is full.
+        let published = match publisher.try_publish(&payload, tag) {
+            Err(PublishError::Full) => publisher.publish_timeout(&payload, tag, wait),
+            r => r,
+        };
+        match published {
             Ok(_) => {
                 s.stats.imported.fetch_add(1, Ordering::Relaxed);
             }
