@@ -372,9 +372,9 @@ impl Replay {
                 timestamp: meta.timestamp_ns,
                 len,
             };
-            let verdict = match r.reader.next_record() {
-                Ok(Some(rec)) => {
-                    buf[..len].copy_from_slice(rec.payload);
+            let verdict = match r.reader.next_payload() {
+                Ok(Some(payload)) => {
+                    buf[..len].copy_from_slice(payload);
                     match filter.as_deref_mut() {
                         Some(f) if !f.keeps_tag(meta.tag) => Some(false),
                         Some(f) => crate::ring::judge(f, &info, &buf[..len]),
