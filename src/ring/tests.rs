@@ -36,6 +36,38 @@ const MAILBOX: PortFlags = PortFlags {
     trusted: false,
 };
 
+/// A reader of `c` that blocks (`WaitStrategy::Block`) for each of the
+/// next `n` messages and returns their first bytes and sequence numbers.
+/// Before it starts, `c` has timed out once asleep (asking for wake-ups)
+/// and `p` has answered that (within `BELL_EVERY` messages, which `c`
+/// read): from here a message `p` settles wakes it.
+fn sleeping_reader(
+    p: &mut Producer,
+    mut c: Consumer,
+    n: usize,
+) -> std::thread::JoinHandle<Vec<(u8, u64)>> {
+    let mut buf = [0u8; 8];
+    let wait = WaitStrategy::Block;
+    assert_eq!(
+        c.recv_timeout(&mut buf, wait, Duration::from_millis(1)),
+        Err(RecvError::Timeout)
+    );
+    for _ in 0..=crate::layout::BELL_EVERY {
+        let seq = p.publish(b"w", 0).unwrap();
+        assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
+    }
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let i = c
+                .recv_timeout(&mut buf, wait, Duration::from_secs(30))
+                .unwrap();
+            got.push((buf[0], i.seq));
+        }
+        got
+    })
+}
+
 fn recv_vec(c: &mut Consumer) -> Result<(Vec<u8>, MessageInfo), RecvError> {
     let mut buf = vec![0u8; c.config().max_message_size as usize];
     let info = c.try_recv(&mut buf)?;
@@ -783,31 +815,8 @@ fn a_batch_that_does_not_fit_publishes_what_fits_or_waits() {
     // on the empty ring when it starts. The wake-up comes before each wait
     // for room: the publisher waits for the sleeper, which would otherwise
     // sleep until its timeout.
-    let mut buf = [0u8; 8];
-    let wait = WaitStrategy::Block;
-    let short = Duration::from_millis(1);
-    assert_eq!(
-        c.recv_timeout(&mut buf, wait, short),
-        Err(RecvError::Timeout)
-    );
-    // The publisher answers the request for wake-ups within BELL_EVERY
-    // messages.
-    for _ in 0..=crate::layout::BELL_EVERY {
-        let seq = p.publish(b"w", 0).unwrap();
-        assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
-    }
+    let reader = sleeping_reader(&mut p, c, 6);
     let first = p.next_seq();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 8];
-        let mut got = Vec::new();
-        while got.len() < 6 {
-            let i = c
-                .recv_timeout(&mut buf, wait, Duration::from_secs(30))
-                .unwrap();
-            got.push((buf[0], i.seq));
-        }
-        got
-    });
     // Most likely asleep by now (if not, it finds the messages awake).
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(p.publish_batch(&six, 1), Ok(first..first + 6));
@@ -897,28 +906,8 @@ fn a_loan_of_many_waits_for_all_its_slots() {
     for seq in 0..4 {
         assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
     }
-    let mut buf = [0u8; 8];
-    let wait = WaitStrategy::Block;
-    assert_eq!(
-        c.recv_timeout(&mut buf, wait, Duration::from_millis(1)),
-        Err(RecvError::Timeout)
-    );
-    for _ in 0..=crate::layout::BELL_EVERY {
-        let seq = p.publish(b"w", 0).unwrap();
-        assert_eq!(recv_vec(&mut c).unwrap().1.seq, seq);
-    }
+    let reader = sleeping_reader(&mut p, c, 8);
     let first = p.next_seq();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 8];
-        let mut got = Vec::new();
-        while got.len() < 8 {
-            let i = c
-                .recv_timeout(&mut buf, wait, Duration::from_secs(30))
-                .unwrap();
-            got.push((buf[0], i.seq));
-        }
-        got
-    });
     std::thread::sleep(Duration::from_millis(20));
     // Two loans of a whole ring: the second waits for the reader.
     for round in 0..2u8 {
