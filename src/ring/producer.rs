@@ -1368,10 +1368,11 @@ impl LoanMany<'_> {
         for i in 0..count {
             let (len, tag) = f(i);
             let len = len.min(self.len);
-            let payload = self.payload(i);
-            let hdr = self.producer.slot(self.producer.seq) as *const SlotHeader;
-            self.producer.seal_loaned(hdr, payload, len, tag);
-            self.producer.seq = self.producer.seq.wrapping_add(1);
+            // Slot `i` is the producer's next: `seq` moves on with each.
+            let p = &mut *self.producer;
+            let (hdr, payload) = (p.slot(p.seq) as *const SlotHeader, p.payload_of(p.seq));
+            p.seal_loaned(hdr, payload, len, tag);
+            p.seq = p.seq.wrapping_add(1);
         }
         if count > 0 {
             self.producer.settle();

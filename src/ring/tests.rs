@@ -368,6 +368,46 @@ fn every_inline_length_arrives_whole_through_the_latest_slot() {
 }
 
 #[test]
+fn a_caught_up_reader_gets_each_slot_of_a_loan_of_many() {
+    // The commit copies each short message into the mailboxes (and the
+    // latest slot, if in use) from its own ring slot. A reader moved up to
+    // the last message of each commit before it reads takes it from its
+    // mailbox: the ring slot's copy is scribbled over to show it.
+    // So does a batch of messages long enough to be written in runs but
+    // short enough to inline (129 to 256 bytes).
+    let region = RingRegion::heap(&cfg(8, 256, Mode::Overwrite)).unwrap();
+    let region = Arc::new(Arc::try_unwrap(region).unwrap().poll_latest(false));
+    let mut p = Producer::new(region.clone()).unwrap();
+    let stride = region.sizes().slot_stride as usize;
+    for round in 0..6u8 {
+        let (mut c, port) = mailbox_reader(&region, u64::from(round), Start::Latest);
+        p.add_port(port, MAILBOX).unwrap();
+        let len = if round % 2 == 0 { 4 } else { 200 };
+        let byte = |i: usize| b'a' + round * 3 + i as u8;
+        let seqs = if round % 2 == 0 {
+            let mut loans = p.loan_many(3, len).unwrap();
+            for (i, slot) in loans.iter_mut().enumerate() {
+                slot.fill(byte(i));
+            }
+            loans.commit(7)
+        } else {
+            let msgs: Vec<Vec<u8>> = (0..3).map(|i| vec![byte(i); len]).collect();
+            p.publish_batch(&msgs, 7).unwrap()
+        };
+        let last = seqs.end - 1;
+        // SAFETY: the last message's payload area (`len` of its 256
+        // bytes) in a live heap ring, which no one else writes now.
+        unsafe {
+            let at = region.slots().add((last % 8) as usize * stride);
+            std::ptr::write_bytes(at.add(size_of::<SlotHeader>()), b'X', len);
+        }
+        assert_eq!(c.skip_to(last), last);
+        let (m, info) = recv_vec(&mut c).unwrap();
+        assert_eq!((m, info.seq, info.tag), (vec![byte(2); len], last, 7));
+    }
+}
+
+#[test]
 fn caught_up_reader_takes_inline_messages_from_the_latest_slot() {
     let (mut p, r) = ring(4, 16, Mode::Overwrite);
     let mut caught_up = Consumer::new(r.clone(), Start::Latest).unwrap();
