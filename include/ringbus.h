@@ -507,8 +507,8 @@ int ringbus_publisher_commit(struct ringbus_publisher *publisher,
 //
 // # Safety
 // `publisher` is NULL or a publisher handle; `bufs` is NULL or writable
-// for `n` pointers. The lent areas are valid until the loan is committed
-// or abandoned, or the publisher closed.
+// for `n` pointers (NULL only when `n` is 0). The lent areas are valid
+// until the loan is committed or abandoned, or the publisher closed.
 int ringbus_publisher_loan_many(struct ringbus_publisher *publisher,
                                 size_t n,
                                 size_t len,

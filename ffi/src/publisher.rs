@@ -541,8 +541,8 @@ pub unsafe extern "C" fn ringbus_publisher_commit(
 ///
 /// # Safety
 /// `publisher` is NULL or a publisher handle; `bufs` is NULL or writable
-/// for `n` pointers. The lent areas are valid until the loan is committed
-/// or abandoned, or the publisher closed.
+/// for `n` pointers (NULL only when `n` is 0). The lent areas are valid
+/// until the loan is committed or abandoned, or the publisher closed.
 #[no_mangle]
 pub unsafe extern "C" fn ringbus_publisher_loan_many(
     publisher: *mut ringbus_publisher,
@@ -581,7 +581,9 @@ unsafe fn loan_many(
 ) -> Outcome {
     // SAFETY: forwarded contract.
     let p = unsafe { idle_publisher(publisher)? };
-    if bufs.is_null() {
+    // A loan of none needs nowhere to write (C++ passes an empty vector's
+    // data, which may be NULL).
+    if bufs.is_null() && n > 0 {
         return Err(null("bufs"));
     }
     let mut l = if wait {

@@ -208,6 +208,15 @@ static void loans_of_many(ringbus::Client& client) {
         info = sub.recv_for(buf, 10s);
         EXPECT(info.sequence == 2 + i && info.tag == 7 && buf[0] == '0' + i);
     }
+    {
+        // A loan of none: nothing to fill, nothing published.
+        ringbus::LoanMany none = pub.loan_many(0, 1);
+        EXPECT(none.count() == 0);
+        none.commit();
+    }
+    EXPECT(pub.try_publish(ringbus::as_bytes("y")) == RINGBUS_OK);
+    info = sub.recv_for(buf, 10s);
+    EXPECT(info.sequence == 6 && buf[0] == 'y');
 }
 
 static void zero_copy(ringbus::Client& client) {
