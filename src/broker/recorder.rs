@@ -271,7 +271,8 @@ impl Run {
         // DRAIN): a broker stopped after its publishers finished leaves a
         // whole journal.
         let mut stopping: Option<Instant> = None;
-        // Naps taken since the last batch, and when it was committed.
+        // Naps taken since the last batch, and when the first poll after
+        // it found nothing (the start of the spin before the naps).
         let mut naps = NAPS;
         let mut last_batch: Option<Instant> = None;
         loop {
@@ -341,8 +342,7 @@ impl Run {
             if idle {
                 self.tick();
                 if naps == 0 {
-                    // Read once per empty poll; the first one starts the
-                    // spin.
+                    // The clock is read once per empty poll.
                     let since = *last_batch.get_or_insert_with(Instant::now);
                     if since.elapsed() < SPIN {
                         std::hint::spin_loop();
