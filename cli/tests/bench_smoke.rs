@@ -76,6 +76,8 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         "ringbus-latency-1to1-spin-overwrite-8B",
         "ringbus-batch32-throughput-spin-backpressure-64B",
         "ringbus-batch32-throughput-spin-overwrite-8B",
+        "ringbus-loan32-throughput-spin-backpressure-64B",
+        "ringbus-loan32-throughput-spin-overwrite-8B",
     ] {
         assert!(ids.contains(&want), "{want} missing from {ids:?}");
     }
@@ -116,12 +118,17 @@ fn smoke_run_writes_json_hgrm_and_plot() {
                 r["ratio"].as_f64().unwrap() > 0.0,
                 "ringbus rows have a floor: {r}"
             );
-            // A pattern's, a filter's or a batched stream's row is paired
-            // with the same row through an exact topic, one message per
-            // call, and with nothing else.
-            let routed = ["ringbus-pattern-", "ringbus-filtered-", "ringbus-batch"]
-                .iter()
-                .any(|p| id.starts_with(p));
+            // A pattern's, a filter's, a batched or a loaned stream's row
+            // is paired with the same row through an exact topic, one
+            // message per call, and with nothing else.
+            let routed = [
+                "ringbus-pattern-",
+                "ringbus-filtered-",
+                "ringbus-batch",
+                "ringbus-loan",
+            ]
+            .iter()
+            .any(|p| id.starts_with(p));
             if routed {
                 assert!(
                     r["floor"].as_str().unwrap().starts_with("ringbus spin/"),
