@@ -50,9 +50,10 @@ pub enum PublishError {
 pub const MAX_MAILBOXES: usize = 32;
 
 /// Most messages of a batch written before they are sealed
-/// ([`Producer::publish_batch`]): enough that a reader close behind reads
-/// a run while the next is copied, few enough that the first message of a
-/// run is not held back long (64 copies of 1 KiB are a few microseconds).
+/// ([`Producer::publish_batch`]): enough that the stall of sealing each
+/// message as it is written is paid rarely (DESIGN.md, "Where the
+/// streaming nanoseconds go"), few enough that the first message of a run
+/// is not held back long (64 copies of 1 KiB are a few microseconds).
 const SEAL_RUN: u64 = 64;
 
 /// A batch whose messages are all this short is sealed message by message
@@ -1095,10 +1096,10 @@ impl Producer {
 
     /// Writes and seals `msgs` (lengths checked, `msgs.len()` slots free,
     /// at most the capacity) as messages `self.seq..`, leaving the settle
-    /// to the caller. The seals come after every copy: a reader close
-    /// behind then finds the whole run ready at once and reads it while
-    /// the next run is copied, instead of waiting at each message's stamp
-    /// for the line the publisher is about to write again.
+    /// to the caller. The seals come after every copy, as a
+    /// [`LoanMany`]'s commit does them: sealing each message as it is
+    /// written stalled the publisher's stores at 256 B and up (see
+    /// [`SEAL_RUN`]).
     #[inline(always)]
     fn put_run<M: AsRef<[u8]>>(&mut self, msgs: &[M], tag: u64) {
         self.stamp_odd(msgs.len());
