@@ -140,6 +140,23 @@ namespace detail {
 inline std::int64_t to_ns(std::chrono::nanoseconds t) noexcept {
     return t.count() < 0 ? 0 : static_cast<std::int64_t>(t.count());
 }
+
+/// Ends a loan (one slot or many) held through `pub` with `commit(p,
+/// &seq)`: on failure (e.g. a length past the loan's) the loan is
+/// abandoned, so the publisher is usable again, and the error thrown.
+template <class Commit>
+std::uint64_t end_loan(ringbus_publisher*& pub, Commit commit) {
+    if (!pub) throw Error(RINGBUS_ERR_BAD_STATE, "the loan was committed or abandoned already");
+    std::uint64_t seq = 0;
+    ringbus_publisher* p = std::exchange(pub, nullptr);
+    int rc = commit(p, &seq);
+    if (rc != RINGBUS_OK) {
+        Error e(rc, ringbus_last_error());
+        ringbus_publisher_abandon(p);
+        throw e;
+    }
+    return seq;
+}
 }  // namespace detail
 
 // ------------------------------------------------------------------ config
@@ -240,18 +257,9 @@ class Loan {
     /// the sequence number.
     std::uint64_t commit(std::uint64_t tag = 0) { return commit_first(size_, tag); }
     std::uint64_t commit_first(std::size_t len, std::uint64_t tag = 0) {
-        if (!pub_) throw Error(RINGBUS_ERR_BAD_STATE, "the loan was committed or abandoned already");
-        std::uint64_t seq = 0;
-        ringbus_publisher* p = std::exchange(pub_, nullptr);
-        int rc = ringbus_publisher_commit(p, len, tag, &seq);
-        if (rc != RINGBUS_OK) {
-            // E.g. a length past the loan's: the loan ends unpublished, so
-            // the publisher is usable again.
-            Error e(rc, ringbus_last_error());
-            ringbus_publisher_abandon(p);
-            throw e;
-        }
-        return seq;
+        return detail::end_loan(pub_, [&](ringbus_publisher* p, std::uint64_t* seq) {
+            return ringbus_publisher_commit(p, len, tag, seq);
+        });
     }
     /// Drops the loan: nothing is published.
     void abandon() noexcept {
@@ -311,17 +319,9 @@ class LoanMany {
     /// not published. Returns the first one's sequence number.
     std::uint64_t commit_first(std::size_t n, const std::size_t* lens = nullptr,
                                const std::uint64_t* tags = nullptr) {
-        if (!pub_) throw Error(RINGBUS_ERR_BAD_STATE, "the loan was committed or abandoned already");
-        std::uint64_t seq = 0;
-        ringbus_publisher* p = std::exchange(pub_, nullptr);
-        int rc = ringbus_publisher_commit_many(p, n, lens, tags, &seq);
-        if (rc != RINGBUS_OK) {
-            // As Loan::commit_first: the loan ends unpublished.
-            Error e(rc, ringbus_last_error());
-            ringbus_publisher_abandon(p);
-            throw e;
-        }
-        return seq;
+        return detail::end_loan(pub_, [&](ringbus_publisher* p, std::uint64_t* seq) {
+            return ringbus_publisher_commit_many(p, n, lens, tags, seq);
+        });
     }
     /// Drops the loan: nothing is published.
     void abandon() noexcept {
