@@ -1,7 +1,8 @@
-//! The bridge itself: exporters (local subscription -> Zenoh puts) and
-//! importers (Zenoh subscription -> local publishers), each on its own
-//! thread, with the blocking side of both APIs (ringbus receives block;
-//! Zenoh's `Wait` resolves on Zenoh's own runtime).
+//! The bridge itself: exporters (local subscription -> Zenoh puts), each
+//! on its own thread with the blocking side of both APIs (ringbus
+//! receives block; Zenoh's `Wait` resolves on Zenoh's own runtime), and
+//! importers (Zenoh subscription -> local publishers), whose subscriber
+//! callbacks publish on Zenoh's receiving thread.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -73,14 +74,6 @@ impl From<ImportTopic> for TopicConfig {
     }
 }
 
-/// The default of [`Settings::import_queue`]. Zenoh's own default, 256,
-/// left the receiving thread waiting on the import thread (and waking it)
-/// every few hundred samples, which held a stream of small messages well
-/// below Zenoh's own rate (DESIGN.md, "The Zenoh bridge").
-pub const DEFAULT_IMPORT_QUEUE: usize = 8192;
-/// The largest [`Settings::import_queue`] accepted.
-pub const MAX_IMPORT_QUEUE: usize = 1 << 20;
-
 /// What a bridge does (the command line and the TOML file both fill it).
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -108,11 +101,6 @@ pub struct Settings {
     /// How long an import waits for room in a full back-pressure ring
     /// before dropping the sample (counted).
     pub import_wait_ms: u64,
-    /// Samples an import's Zenoh subscriber queues for its thread before
-    /// Zenoh's receiving thread waits for room (and with it the TCP
-    /// window and the exporter): at most this many messages of up to
-    /// `import_topic.max_message_size` bytes sit in memory.
-    pub import_queue: usize,
     /// Zenoh congestion control of exports.
     pub congestion: Congestion,
     /// This bridge's id in attachments (`None`: random).
@@ -137,7 +125,6 @@ impl Default for Settings {
             stats_interval_ms: 1000,
             import_topic: ImportTopic::default(),
             import_wait_ms: 1000,
-            import_queue: DEFAULT_IMPORT_QUEUE,
             congestion: Congestion::Block,
             bridge_id: None,
             state_file: None,
@@ -185,11 +172,6 @@ impl Settings {
         TopicConfig::from(self.import_topic)
             .validate()
             .map_err(|e| anyhow::anyhow!("import topic config: {e}"))?;
-        anyhow::ensure!(
-            (1..=MAX_IMPORT_QUEUE).contains(&self.import_queue),
-            "import_queue must be between 1 and {MAX_IMPORT_QUEUE} samples, not {}",
-            self.import_queue
-        );
         Ok(())
     }
 }
@@ -211,6 +193,8 @@ struct Shared {
 pub struct Bridge {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The import subscribers (their callbacks publish locally).
+    imports: Vec<zenoh::pubsub::Subscriber<()>>,
 }
 
 /// A random bridge id (never 0).
@@ -227,7 +211,8 @@ fn random_id() -> u64 {
 }
 
 impl Bridge {
-    /// Opens the Zenoh session with `zconfig` and starts one thread per
+    /// Opens the Zenoh session with `zconfig`, declares one Zenoh
+    /// subscriber per import pattern and starts one thread per export
     /// pattern (and one for the stats file).
     ///
     /// # Errors
@@ -251,11 +236,10 @@ impl Bridge {
         let mut bridge = Bridge {
             shared: Arc::clone(&shared),
             threads: Vec::new(),
+            imports: Vec::new(),
         };
-        for p in shared.settings.import.clone() {
-            let s = Arc::clone(&shared);
-            let sub = declare_import(&s, &p)?;
-            bridge.spawn(format!("import {p}"), move || import(&s, &p, sub))?;
+        for p in &shared.settings.import {
+            bridge.imports.push(declare_import(&shared, p)?);
         }
         for p in shared.settings.export.clone() {
             let s = Arc::clone(&shared);
@@ -299,6 +283,11 @@ impl Bridge {
 
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        // Undeclared, an import's callback (and with it its `Arc<Shared>`)
+        // is dropped.
+        for sub in self.imports.drain(..) {
+            let _ = sub.undeclare().wait();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -469,16 +458,21 @@ fn export(s: &Shared, pattern: &str) {
     }
 }
 
-type ZSub = zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>;
-
 /// Declares the Zenoh subscriber of an import (remote samples only: this
-/// session's own puts are never delivered back to it).
-fn declare_import(s: &Shared, pattern: &str) -> Result<ZSub> {
+/// session's own puts are never delivered back to it), whose callback
+/// publishes each sample locally on Zenoh's receiving thread.
+fn declare_import(s: &Arc<Shared>, pattern: &str) -> Result<zenoh::pubsub::Subscriber<()>> {
     let key = pattern_to_key_expr(&s.settings.prefix, pattern)?;
+    let importer = Mutex::new(Importer::new(Arc::clone(s), pattern));
     s.session
         .declare_subscriber(key.clone())
         .allowed_origin(Locality::Remote)
-        .with(zenoh::handlers::FifoChannel::new(s.settings.import_queue))
+        .callback(move |sample| {
+            importer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(&sample);
+        })
         .wait()
         .map_err(|e| anyhow::anyhow!("declaring the Zenoh subscriber of {key}: {e}"))
 }
@@ -487,17 +481,55 @@ fn declare_import(s: &Shared, pattern: &str) -> Result<ZSub> {
 struct Local {
     client: Client,
     publishers: HashMap<String, Publisher>,
-    checked: Instant,
-    /// Samples since `checked` was last compared with the clock.
-    unchecked: u32,
+    /// When the broker last answered (the coarse clock).
+    checked: Duration,
 }
 
 /// How often an importer checks that its broker still answers.
 const LOCAL_CHECK: Duration = Duration::from_secs(1);
-/// An importer compares the time of its last check with the clock once
-/// per this many samples (and whenever Zenoh is quiet), not once per
-/// sample.
-const LOCAL_CHECK_EVERY: u32 = 256;
+
+/// `CLOCK_MONOTONIC_COARSE`: a few nanoseconds a read (the tick's
+/// resolution, a few milliseconds, is plenty for [`LOCAL_CHECK`]), so
+/// that every sample may look at it.
+fn coarse_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// An importer's local broker: connected (waiting for it, with backoff,
+/// until it answers or the bridge stops: the wait holds Zenoh's receiving
+/// thread, and with it the TCP window and the exporter, as a full ring
+/// does), and checked now and then (a publisher of a dead broker would
+/// publish into the void). `None`: the bridge stops.
+fn local_broker<'a>(
+    s: &Shared,
+    pattern: &str,
+    local: &'a mut Option<Local>,
+) -> Option<&'a mut Local> {
+    let now = coarse_now();
+    if let Some(l) = local {
+        if now.saturating_sub(l.checked) >= LOCAL_CHECK {
+            if l.client.stats().is_ok() {
+                l.checked = now;
+            } else {
+                s.log.log("import-local-lost", || {
+                    format!("import {pattern}: the local broker is gone; reconnecting")
+                });
+                *local = None;
+            }
+        }
+    }
+    if local.is_none() {
+        let client = connect_local(s, pattern)?;
+        s.stats.local_reconnects.fetch_add(1, Ordering::Relaxed);
+        *local = Some(Local {
+            client,
+            publishers: HashMap::new(),
+            checked: coarse_now(),
+        });
+    }
+    local.as_mut()
+}
 
 /// The last key an importer mapped to a local topic that its pattern
 /// matches: a stream of one key (the usual case) maps it once.
@@ -507,99 +539,89 @@ struct LastKey {
     topic: String,
 }
 
-/// Zenoh subscription -> local publishers.
-fn import(s: &Shared, pattern: &str, zsub: ZSub) {
-    let mut local: Option<Local> = None;
-    let mut gaps = match &s.settings.state_file {
-        // One importer per file: a second pattern keeps its table in memory.
-        Some(p) if s.settings.import.first().map(String::as_str) == Some(pattern) => {
-            match Gaps::with_file(p) {
-                Ok(g) => g,
-                Err(e) => {
-                    s.log.log("state-file", || {
-                        format!("{e:#}; gaps are tracked in memory only")
-                    });
-                    Gaps::default()
+/// One import pattern: Zenoh samples -> local publishers, called by the
+/// subscriber's callback (one sample at a time: it sits in a mutex).
+struct Importer {
+    s: Arc<Shared>,
+    pattern: String,
+    local: Option<Local>,
+    gaps: Gaps,
+    last: LastKey,
+    config: TopicConfig,
+    wait: Duration,
+}
+
+impl Importer {
+    fn new(s: Arc<Shared>, pattern: &str) -> Importer {
+        let gaps = match &s.settings.state_file {
+            // One importer per file: a second pattern keeps its table in memory.
+            Some(p) if s.settings.import.first().map(String::as_str) == Some(pattern) => {
+                match Gaps::with_file(p) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        s.log.log("state-file", || {
+                            format!("{e:#}; gaps are tracked in memory only")
+                        });
+                        Gaps::default()
+                    }
                 }
             }
+            _ => Gaps::default(),
+        };
+        Importer {
+            wait: Duration::from_millis(s.settings.import_wait_ms),
+            config: TopicConfig::from(s.settings.import_topic),
+            s,
+            pattern: pattern.to_owned(),
+            local: None,
+            gaps,
+            last: LastKey::default(),
         }
-        _ => Gaps::default(),
-    };
-    let wait = Duration::from_millis(s.settings.import_wait_ms);
-    let config = TopicConfig::from(s.settings.import_topic);
-    let mut last = LastKey::default();
-    while !s.stop.load(Ordering::Relaxed) {
-        // The local broker: connected, and checked now and then (a
-        // publisher of a dead broker would publish into the void).
-        let l = match &mut local {
-            Some(l) if l.unchecked < LOCAL_CHECK_EVERY => {
-                l.unchecked += 1;
-                l
-            }
-            Some(l) if l.checked.elapsed() < LOCAL_CHECK => {
-                l.unchecked = 0;
-                l
-            }
-            Some(l) => {
-                if l.client.stats().is_ok() {
-                    l.checked = Instant::now();
-                    l.unchecked = 0;
-                    l
-                } else {
-                    s.log.log("import-local-lost", || {
-                        format!("import {pattern}: the local broker is gone; reconnecting")
-                    });
-                    local = None;
-                    continue;
-                }
-            }
-            None => {
-                let Some(client) = connect_local(s, pattern) else {
-                    return;
-                };
-                s.stats.local_reconnects.fetch_add(1, Ordering::Relaxed);
-                local.insert(Local {
-                    client,
-                    publishers: HashMap::new(),
-                    checked: Instant::now(),
-                    unchecked: 0,
-                })
+    }
+
+    /// Maps the sample's key to a local topic of this pattern (`false`:
+    /// dropped, counted).
+    fn map_key(&mut self, key: &str) -> bool {
+        if key == self.last.key {
+            return true;
+        }
+        let s = &self.s;
+        let topic = match key_to_topic(&s.settings.prefix, key) {
+            Ok(t) => t,
+            Err(e) => {
+                s.stats.import_bad_key.fetch_add(1, Ordering::Relaxed);
+                let pattern = &self.pattern;
+                s.log.log("import-bad-key", || {
+                    format!("import {pattern}: dropped: {e}")
+                });
+                return false;
             }
         };
-        let sample = match zsub.try_recv() {
-            Ok(Some(sample)) => sample,
-            Ok(None) => {
-                // Quiet: wait, and look at the local broker next time.
-                l.unchecked = LOCAL_CHECK_EVERY;
-                match zsub.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Some(sample)) => sample,
-                    Ok(None) => continue,
-                    Err(_) => return, // the session is closed
-                }
-            }
-            Err(_) => return,
-        };
-        let key = sample.key_expr().as_str();
-        if key != last.key {
-            let topic = match key_to_topic(&s.settings.prefix, key) {
-                Ok(t) => t,
-                Err(e) => {
-                    s.stats.import_bad_key.fetch_add(1, Ordering::Relaxed);
-                    s.log.log("import-bad-key", || {
-                        format!("import {pattern}: dropped: {e}")
-                    });
-                    continue;
-                }
-            };
-            if !pattern_matches(pattern, &topic) {
-                s.stats.import_unmatched.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            last = LastKey {
-                key: key.to_owned(),
-                topic,
-            };
+        if !pattern_matches(&self.pattern, &topic) {
+            s.stats.import_unmatched.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
+        self.last = LastKey {
+            key: key.to_owned(),
+            topic,
+        };
+        true
+    }
+
+    /// Publishes one sample locally.
+    fn take(&mut self, sample: &zenoh::sample::Sample) {
+        if !self.map_key(sample.key_expr().as_str()) {
+            return;
+        }
+        let Importer {
+            s,
+            pattern,
+            local,
+            gaps,
+            last,
+            config,
+            wait,
+        } = self;
         let topic = &last.topic;
         let meta = sample
             .attachment()
@@ -610,7 +632,7 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
         let tag = match &meta {
             Some(m) if m.bridge_id == s.bridge_id => {
                 s.stats.import_skipped_own.fetch_add(1, Ordering::Relaxed);
-                continue;
+                return;
             }
             Some(m) => {
                 match gaps.see(m.bridge_id, m.ring_id, m.seq) {
@@ -636,6 +658,10 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                 0
             }
         };
+        let (config, wait) = (*config, *wait);
+        let Some(l) = local_broker(s, pattern, local) else {
+            return; // the bridge stops
+        };
         let publisher = match l.publishers.get_mut(topic) {
             Some(p) => p,
             None => match open_publisher(&l.client, topic, config) {
@@ -655,7 +681,7 @@ fn import(s: &Shared, pattern: &str, zsub: ZSub) {
                     s.log.log("import-publisher", || {
                         format!("import {topic}: cannot publish locally: {e}")
                     });
-                    continue;
+                    return;
                 }
             },
         };
@@ -746,7 +772,6 @@ mod tests {
             connect = ["tcp/10.0.0.2:7447"]
             congestion = "drop"
             state_file = "/var/lib/ringbus-zenoh/state"
-            import_queue = 1024
             [import_topic]
             mode = "backpressure"
             capacity = 64
@@ -758,8 +783,6 @@ mod tests {
         assert_eq!(s.import_topic.mode, Mode::Backpressure);
         assert_eq!(s.import_topic.capacity, 64);
         assert_eq!(s.import_topic.max_message_size, 64 << 10);
-        assert_eq!(s.import_queue, 1024);
-        assert_eq!(Settings::default().import_queue, DEFAULT_IMPORT_QUEUE);
         s.validate().unwrap();
         let z = s.zenoh_config().unwrap();
         assert!(format!("{z}").contains("10.0.0.2:7447"));
@@ -769,6 +792,9 @@ mod tests {
     fn bad_settings_are_refused() {
         assert!(toml::from_str::<Settings>("exprot = [\"a\"]").is_err());
         assert!(toml::from_str::<Settings>("congestion = \"maybe\"").is_err());
+        // The FIFO between Zenoh and an import thread is gone: its old
+        // setting is refused, not silently ignored.
+        assert!(toml::from_str::<Settings>("import_queue = 1024").is_err());
         let mut s = Settings::default();
         assert!(s.validate().is_err(), "nothing to bridge");
         s.export = vec!["a.>.b".into()];
@@ -780,13 +806,6 @@ mod tests {
         s.import_topic.capacity = 3;
         assert!(s.validate().is_err(), "capacity must be a power of two");
         s.import_topic.capacity = 4;
-        s.validate().unwrap();
-        for bad in [0, MAX_IMPORT_QUEUE + 1] {
-            s.import_queue = bad;
-            let e = s.validate().unwrap_err().to_string();
-            assert!(e.contains("import_queue"), "{e}");
-        }
-        s.import_queue = MAX_IMPORT_QUEUE;
         s.validate().unwrap();
         s.connect = vec!["nonsense".into()];
         assert!(s.zenoh_config().is_err());

@@ -13,11 +13,23 @@ fn refused(args: &[&str]) -> String {
 }
 
 #[test]
-fn an_import_queue_out_of_range_is_refused() {
-    for n in ["0", "1048577"] {
-        let e = refused(&["--import", "cmd.>", "--import-queue", n]);
-        assert!(e.contains("import_queue"), "{e}");
-    }
-    let e = refused(&["--import", "cmd.>", "--import-queue", "many"]);
+fn a_bad_import_topic_is_refused() {
+    let e = refused(&["--import", "cmd.>", "--import-capacity", "3"]);
+    assert!(e.contains("import topic config"), "{e}");
+    let e = refused(&["--import", "cmd.>", "--import-capacity", "many"]);
+    assert!(e.contains("--import-capacity"), "{e}");
+}
+
+#[test]
+fn a_bad_congestion_or_prefix_is_refused() {
+    let e = refused(&["--export", "md.>", "--congestion", "maybe"]);
+    assert!(e.contains("--congestion"), "{e}");
+    let e = refused(&["--export", "md.>", "--prefix", "a/*"]);
+    assert!(e.contains("prefix"), "{e}");
+}
+
+#[test]
+fn the_old_import_queue_is_refused() {
+    let e = refused(&["--import", "cmd.>", "--import-queue", "8192"]);
     assert!(e.contains("--import-queue"), "{e}");
 }
