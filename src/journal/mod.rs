@@ -24,7 +24,7 @@ use crate::broker::dirs::Dir;
 
 pub mod record;
 
-use record::{encode_into, record_size, scan, Scan};
+use record::{record_size, scan, Scan, Staged};
 pub use record::{Corrupt, Damage, IndexEntry, Record, RecordMeta};
 
 /// When appended records are forced to disk.
@@ -293,7 +293,7 @@ pub struct Journal {
     /// A write failed: what is on disk is known only after a new scan.
     lost_track: bool,
     /// Whole records staged for the active segment, not yet written.
-    staged: Vec<u8>,
+    staged: Staged,
 }
 
 impl std::fmt::Debug for Journal {
@@ -327,7 +327,7 @@ impl Journal {
             unsynced_since: None,
             recovery: Recovery::default(),
             lost_track: false,
-            staged: Vec::new(),
+            staged: Staged::default(),
         };
         journal.recover()?;
         Ok(journal)
@@ -492,7 +492,7 @@ impl Journal {
         let active = self.active.as_mut().expect("a segment to append to");
         let segment = self.segments.last_mut().expect("the active segment's info");
         let offset = active.len as usize;
-        encode_into(&mut self.staged, meta, payload);
+        self.staged.push(meta, payload);
         active.len += size;
         if segment.records % record::INDEX_EVERY == 0 {
             segment.index.push(IndexEntry {
@@ -580,7 +580,7 @@ impl Journal {
             return Ok(());
         }
         if let Some(active) = &mut self.active {
-            let written = active.file.write_all(&self.staged);
+            let written = active.file.write_all(self.staged.sealed());
             self.staged.clear();
             if let Err(e) = written {
                 let path = self.dir.path().join(segment_name(active.base_seq));

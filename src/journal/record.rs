@@ -92,13 +92,21 @@ pub fn encode_header(meta: &RecordMeta, payload: &[u8]) -> [u8; RECORD_HEADER] {
 /// [`encode_header`], the payload and zeros, one contiguous run to hash
 /// and to write.
 pub fn encode_into(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
+    let start = out.len();
+    encode_unsealed(out, meta, payload);
+    seal(&mut out[start..]);
+}
+
+/// [`encode_into`] without the checksum: its field stays 0 until [`seal`]
+/// (or [`Staged`]) computes it.
+fn encode_unsealed(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
     let len = u32::try_from(payload.len()).expect("a journal record's payload fits in u32");
     let start = out.len();
     let size = record_size(payload.len());
     out.reserve(size);
     out.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
-    // The CRC, filled in below, then the flags, 0.
+    // The CRC, filled in by `seal`, then the flags, 0.
     out.extend_from_slice(&[0u8; 8]);
     out.extend_from_slice(&meta.seq.to_le_bytes());
     out.extend_from_slice(&meta.tag.to_le_bytes());
@@ -106,11 +114,135 @@ pub fn encode_into(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
     out.extend_from_slice(&meta.recorded_ns.to_le_bytes());
     out.extend_from_slice(payload);
     out.resize(start + size, 0);
-    let rec = &mut out[start..];
+}
+
+/// Computes and stores the checksum of the record that `rec` starts with
+/// (encoded by [`encode_unsealed`]).
+fn seal(rec: &mut [u8]) {
+    let len = word32(rec, 4) as usize;
     let (h, payload) = rec.split_at_mut(RECORD_HEADER);
     let h: &mut [u8; RECORD_HEADER] = h.try_into().expect("header bytes");
-    let crc = checksum(h, &payload[..len as usize]);
+    let crc = checksum(h, &payload[..len]);
     h[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// How many records [`Staged`] seals at once.
+const LANES: usize = 3;
+
+/// Records encoded back to back for one `write`, their checksums computed
+/// [`LANES`] records at a time: the `crc32` instruction takes three cycles
+/// to give its result and can start one a cycle, so one record's chain of
+/// them waits on itself, and three chains interleaved go about three
+/// times as fast (a third of a small record's cost in the recorder).
+#[derive(Debug, Default)]
+pub struct Staged {
+    bytes: Vec<u8>,
+    /// Where the records not yet sealed start (the first `unsealed`).
+    pending: [usize; LANES],
+    unsealed: usize,
+}
+
+impl Staged {
+    /// Appends a record (sealed, at the latest, by [`Staged::sealed`]).
+    pub fn push(&mut self, meta: &RecordMeta, payload: &[u8]) {
+        self.pending[self.unsealed] = self.bytes.len();
+        self.unsealed += 1;
+        encode_unsealed(&mut self.bytes, meta, payload);
+        if self.unsealed == LANES {
+            // While they are still in the cache.
+            seal_lanes(&mut self.bytes, self.pending);
+            self.unsealed = 0;
+        }
+    }
+
+    /// Every record staged, sealed.
+    pub fn sealed(&mut self) -> &[u8] {
+        for &at in &self.pending[..self.unsealed] {
+            seal(&mut self.bytes[at..]);
+        }
+        self.unsealed = 0;
+        &self.bytes
+    }
+
+    /// Bytes staged.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Nothing staged.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Forgets every record staged.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.unsealed = 0;
+    }
+}
+
+/// Seals the records at these offsets of `bytes`, in interleaved lanes
+/// where the CPU can.
+fn seal_lanes(bytes: &mut [u8], at: [usize; LANES]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("sse4.2") {
+        let crcs = {
+            let recs = at.map(|a| {
+                let len = word32(bytes, a + 4) as usize;
+                &bytes[a..a + RECORD_HEADER + len]
+            });
+            // SAFETY: this CPU has SSE4.2 (just checked), all it needs.
+            unsafe { checksum_lanes_sse42(recs) }
+        };
+        for (a, crc) in at.into_iter().zip(crcs) {
+            bytes[a + 8..a + 12].copy_from_slice(&crc.to_le_bytes());
+        }
+        return;
+    }
+    for a in at {
+        seal(&mut bytes[a..]);
+    }
+}
+
+/// [`checksum_sse42`] of [`LANES`] records at once (each slice a record's
+/// header and payload, without padding): the same words in the same order
+/// per record, the lanes' instructions interleaved up to the shortest
+/// record's words, then each lane's rest alone.
+///
+/// # Safety
+/// The CPU must have SSE4.2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn checksum_lanes_sse42(recs: [&[u8]; LANES]) -> [u32; LANES] {
+    use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
+    // Bytes 4..8 and 12..16 as words of 4, then everything from 16 on is
+    // contiguous: the header's last 32 bytes and the payload.
+    let mut c = recs.map(|r| {
+        let c = _mm_crc32_u32(!0, word32(r, 4));
+        u64::from(_mm_crc32_u32(c, word32(r, 12)))
+    });
+    let words = recs.map(|r| (r.len() - 16) / 8);
+    let common = words.into_iter().min().unwrap_or(0);
+    for i in 0..common {
+        let at = 16 + 8 * i;
+        for (c, r) in c.iter_mut().zip(recs) {
+            *c = _mm_crc32_u64(*c, word64(r, at));
+        }
+    }
+    let mut out = [0u32; LANES];
+    for ((c, r), (o, n)) in c.into_iter().zip(recs).zip(out.iter_mut().zip(words)) {
+        let mut c = c;
+        for i in common..n {
+            c = _mm_crc32_u64(c, word64(r, 16 + 8 * i));
+        }
+        // The instruction's result fits in 32 bits.
+        let mut c = c as u32;
+        for &b in &r[16 + 8 * n..] {
+            c = _mm_crc32_u8(c, b);
+        }
+        *o = !c;
+    }
+    out
 }
 
 /// A record's CRC32C: of its length, then its header from the flags on,
@@ -425,6 +557,31 @@ mod tests {
             encode_into(&mut out, &meta(seq), &vec![seq as u8; (seq % 13) as usize]);
         }
         assert_eq!(out, bytes);
+    }
+
+    #[test]
+    fn staged_records_are_sealed_as_one_at_a_time() {
+        // Lengths around every word and lane boundary, in every order.
+        let mut one = Vec::new();
+        let mut staged = Staged::default();
+        for seq in 0..200u64 {
+            let len = ((seq * 7) % 41) as usize;
+            let payload: Vec<u8> = (0..len).map(|i| (i as u64 * 31 + seq) as u8).collect();
+            encode_into(&mut one, &meta(seq), &payload);
+            staged.push(&meta(seq), &payload);
+            if seq % 17 == 5 {
+                // A part-filled set of lanes, sealed by `sealed`.
+                assert_eq!(staged.sealed(), &one[..]);
+            }
+        }
+        assert_eq!(staged.len(), one.len());
+        assert_eq!(staged.sealed(), &one[..]);
+        staged.clear();
+        assert!(staged.is_empty());
+        staged.push(&meta(1), b"x");
+        let mut first = Vec::new();
+        encode_into(&mut first, &meta(1), b"x");
+        assert_eq!(staged.sealed(), &first[..]);
     }
 
     #[test]
