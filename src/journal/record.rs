@@ -102,18 +102,18 @@ pub fn encode_into(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
 fn encode_unsealed(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
     let len = u32::try_from(payload.len()).expect("a journal record's payload fits in u32");
     let start = out.len();
-    let size = record_size(payload.len());
-    out.reserve(size);
-    out.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    // The CRC, filled in by `seal`, then the flags, 0.
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(&meta.seq.to_le_bytes());
-    out.extend_from_slice(&meta.tag.to_le_bytes());
-    out.extend_from_slice(&meta.timestamp_ns.to_le_bytes());
-    out.extend_from_slice(&meta.recorded_ns.to_le_bytes());
-    out.extend_from_slice(payload);
-    out.resize(start + size, 0);
+    // Zeros first (the CRC, the flags, the padding), then each field in
+    // its place: one length check, not one per field.
+    out.resize(start + record_size(payload.len()), 0);
+    let (h, rest) = out[start..].split_at_mut(RECORD_HEADER);
+    let h: &mut [u8; RECORD_HEADER] = h.try_into().expect("header bytes");
+    h[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[16..24].copy_from_slice(&meta.seq.to_le_bytes());
+    h[24..32].copy_from_slice(&meta.tag.to_le_bytes());
+    h[32..40].copy_from_slice(&meta.timestamp_ns.to_le_bytes());
+    h[40..48].copy_from_slice(&meta.recorded_ns.to_le_bytes());
+    rest[..payload.len()].copy_from_slice(payload);
 }
 
 /// Computes and stores the checksum of the record that `rec` starts with
