@@ -766,6 +766,17 @@ int ringbus_subscriber_config(struct ringbus_subscriber *subscriber,
 // writable.
 int ringbus_subscriber_lagged_total(struct ringbus_subscriber *subscriber, uint64_t *missed);
 
+// Writes to `*messages` how far behind its publishers this subscriber
+// is: messages published but not yet read, over the rings it holds (on
+// an overwrite topic it can exceed the capacity: those are overwritten).
+// Reads each ring's head, a line its publisher writes: call it now and
+// then, not once per message.
+//
+// # Safety
+// `subscriber` is NULL or a subscriber handle; `messages` is NULL or
+// writable.
+int ringbus_subscriber_backlog(struct ringbus_subscriber *subscriber, uint64_t *messages);
+
 // Copies the name of topic `topic` of this subscription (an id from
 // `ringbus_message_info.topic`: the topic itself, or one a pattern
 // matched) into `buf` (of `capacity` bytes) with a terminating NUL, and

@@ -588,6 +588,13 @@ class Subscriber {
         check(ringbus_subscriber_lagged_total(h_, &n));
         return n;
     }
+    /// Messages published but not yet read, over all rings (a look at each
+    /// ring's head: now and then, not per message).
+    std::uint64_t backlog() const {
+        std::uint64_t n = 0;
+        check(ringbus_subscriber_backlog(h_, &n));
+        return n;
+    }
     /// The name of topic `id` (ringbus_message_info::topic): the topic, or
     /// one a pattern matched. Throws RINGBUS_ERR_NOT_FOUND for an unknown id.
     std::string topic_name(std::uint32_t id) const {

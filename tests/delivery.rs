@@ -214,3 +214,34 @@ fn a_start_a_backpressure_ring_no_longer_holds_is_reported() {
     assert_eq!(drain(&mut sub), vec![Seen::Message(MESSAGES)]);
     assert_eq!(sub.lagged_total(), 0);
 }
+
+#[test]
+fn backlog_counts_what_is_published_and_not_yet_read() {
+    let dir = TestDir::new("dlv-backlog");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    let mut buf = [0u8; 64];
+    // Back-pressure: every unread message, up to the capacity.
+    let mut p = client
+        .publisher("bp.t", config(Mode::Backpressure))
+        .unwrap();
+    let mut sub = subscribe(&client, "bp.t", Start::Earliest);
+    assert_eq!(sub.backlog(), 0);
+    for i in 0..10u64 {
+        p.publish(&i.to_le_bytes(), 0).unwrap();
+    }
+    assert_eq!(sub.backlog(), 10);
+    for _ in 0..4 {
+        sub.try_recv(&mut buf).unwrap();
+    }
+    assert_eq!(sub.backlog(), 6);
+    assert_eq!(drain(&mut sub).len(), 6);
+    assert_eq!(sub.backlog(), 0);
+    // Overwrite: past the capacity too (those are lost, and said so).
+    let mut p = client.publisher("ow.t", config(Mode::Overwrite)).unwrap();
+    let mut sub = subscribe(&client, "ow.t", Start::Earliest);
+    publish_all(&mut p);
+    assert_eq!(sub.backlog(), MESSAGES);
+    assert_eq!(drain(&mut sub), lapped_once());
+    assert_eq!(sub.backlog(), 0);
+}

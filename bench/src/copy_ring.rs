@@ -353,6 +353,15 @@ fn consume<S: Slots>(region: &Region, p: &Params, layout: S) -> Result<SideResul
         } else {
             ensure!(word == tail, "copy ring delivered {word} for {tail}");
             receipts.got(tail, 0);
+            receipts.look_behind(tail, || {
+                // Relaxed: a look at how far ahead the publisher is, not
+                // a hand-over (the Acquire load above is).
+                ring.idx
+                    .head
+                    .0
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(tail + 1)
+            });
         }
         tail += 1;
     }

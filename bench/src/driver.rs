@@ -9,7 +9,7 @@ use anyhow::Result;
 use hdrhistogram::Histogram;
 
 use super::clock::{monotonic_ns, Ticks};
-use super::params::{Params, SideResult};
+use super::params::{Params, SideResult, LOOK_BEHIND_EVERY};
 use super::stats::new_hist;
 
 /// How many loop iterations pass between two looks at the clock in
@@ -181,6 +181,11 @@ pub struct Receipts {
     received: u64,
     /// One past the highest sequence number seen.
     end: u64,
+    /// Sum and count of the looks at how far behind the subscriber is, and
+    /// the message after which it looks next.
+    behind: u64,
+    looks: u64,
+    next_look: u64,
 }
 
 impl Receipts {
@@ -193,6 +198,22 @@ impl Receipts {
             start_ns: 0,
             received: 0,
             end: 0,
+            behind: 0,
+            looks: 0,
+            next_look: p.warmup,
+        }
+    }
+
+    /// After message `index` (and any before it): once per
+    /// [`LOOK_BEHIND_EVERY`] measured messages, notes `backlog()`, how many
+    /// messages the subscriber is behind its publisher (see
+    /// [`SideResult::behind`]).
+    #[inline(always)]
+    pub fn look_behind(&mut self, index: u64, backlog: impl FnOnce() -> u64) {
+        if index >= self.next_look {
+            self.behind += backlog();
+            self.looks += 1;
+            self.next_look = index + LOOK_BEHIND_EVERY;
         }
     }
 
@@ -246,6 +267,7 @@ impl Receipts {
                 .saturating_sub(self.warmup)
                 .saturating_sub(self.received),
             elapsed_ns: end.saturating_sub(self.start_ns),
+            behind: (self.looks > 0).then(|| self.behind as f64 / self.looks as f64),
             ..Default::default()
         };
         if let Some(h) = &self.latency {
@@ -271,6 +293,35 @@ mod tests {
             trusted: false,
             mailboxes: false,
         }
+    }
+
+    #[test]
+    fn how_far_behind_is_looked_at_once_per_1024_measured_messages() {
+        let mut r = Receipts::new(&params(10, 5000), false);
+        let mut asked = Vec::new();
+        for seq in 0..5010 {
+            r.got(seq, 0);
+            r.look_behind(seq, || {
+                asked.push(seq);
+                seq
+            });
+        }
+        assert_eq!(asked, [10, 1034, 2058, 3082, 4106]);
+        assert_eq!(r.finish().behind, Some(2058.0));
+        // Batches: looked at after the first message at or past each mark.
+        let mut r = Receipts::new(&params(10, 5000), false);
+        let mut asked = Vec::new();
+        for end in (32..2100).step_by(32) {
+            r.look_behind(end, || {
+                asked.push(end);
+                7
+            });
+        }
+        assert_eq!(asked, [32, 1056, 2080]);
+        assert_eq!(
+            Receipts::new(&params(10, 5000), false).finish().behind,
+            None
+        );
     }
 
     #[test]

@@ -414,6 +414,7 @@ mod tests {
             msgs_per_s: None,
             received: 1000,
             lost: 0,
+            behind: None,
             paired: None,
             vs_base: None,
             resolution: 1.0,
@@ -426,6 +427,7 @@ mod tests {
             msgs_per_s: Some(msgs_per_s),
             received: 1000,
             lost: 0,
+            behind: None,
             paired: None,
             vs_base: None,
             resolution: 1.0,
@@ -463,6 +465,9 @@ mod tests {
         spins[0].vs_base = Some((1.125, Some(1.4)));
         spins[1].vs_base = Some((1.0, Some(1.2)));
         let mut streams = vec![throughput(8e6), throughput(4e6)];
+        // How far behind the subscriber ran, per run: the row has the median.
+        streams[0].behind = Some(30.0);
+        streams[1].behind = Some(50.0);
         streams[0].pair_with(&throughput(10e6), false, false);
         streams[1].pair_with(&throughput(5e6), false, false);
         // And beside the run-time-length copy ring.
@@ -580,6 +585,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["rows"].as_array().unwrap().len(), 5);
         assert_eq!(json["rows"][4]["bytes_per_msg"], 128);
+        assert_eq!(json["rows"][4]["behind"], 40.0);
         assert_eq!(json["rows"][4]["ratio_runtime_ring"], 1.4);
         assert_eq!(json["rows"][1]["rtt"]["count"], 2000);
         assert_eq!(

@@ -221,6 +221,7 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
             hist,
             msgs_per_s: None,
             lost: 0,
+            behind: None,
             paired: None,
             vs_base: None,
             resolution: ctx.ticks.resolution_ns(),

@@ -41,7 +41,16 @@ pub struct SideResult {
     pub lost: u64,
     /// ns from the end of warm-up to the last message received.
     pub elapsed_ns: u64,
+    /// Flat-out streams: how many messages the subscriber was behind its
+    /// publisher on average (published, not yet read), looked at every
+    /// [`LOOK_BEHIND_EVERY`] messages received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<f64>,
 }
+
+/// A streaming subscriber looks at how far behind it is once per this many
+/// messages (a read of the line its publisher writes as it publishes).
+pub const LOOK_BEHIND_EVERY: u64 = 1024;
 
 impl SideResult {
     /// Stores `h` in the result.

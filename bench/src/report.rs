@@ -331,20 +331,35 @@ impl Report {
             let _ = writeln!(
                 s,
                 "\nStreaming throughput, flat out (B/msg: bytes a message moves between cores; \
+                 behind: messages the subscriber ran behind its publisher, on average, \
+                 of a ring of `cap`; \
                  ×run-time: ringbus / the run-time-length copy ring, measured beside it)"
             );
             let _ = writeln!(
                 s,
-                "  {:<34} {:>6} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
-                "", "size", "B/msg", "msgs/s", "bytes/s", "lost", "count", "vs", "×", "×run-time"
+                "  {:<34} {:>6} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
+                "",
+                "size",
+                "B/msg",
+                "behind",
+                "cap",
+                "msgs/s",
+                "bytes/s",
+                "lost",
+                "count",
+                "vs",
+                "×",
+                "×run-time"
             );
             for r in thr {
                 let _ = writeln!(
                     s,
-                    "  {:<34} {:>6} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
+                    "  {:<34} {:>6} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
                     r.name,
                     size(r.size),
                     r.bytes_per_msg.map(|b| b.to_string()).unwrap_or_default(),
+                    r.behind.map(|b| format!("{b:.0}")).unwrap_or_default(),
+                    r.params.capacity,
                     r.msgs_per_s.map(si).unwrap_or_default(),
                     r.bytes_per_s
                         .map(|b| format!("{}B", si(b)))

@@ -336,6 +336,14 @@ pub enum Receiver {
 }
 
 impl Receiver {
+    /// Messages published and not yet read.
+    fn backlog(&self) -> u64 {
+        match self {
+            Receiver::Direct(c, _) => c.backlog(),
+            Receiver::Broker(s) => s.backlog(),
+        }
+    }
+
     /// Messages the subscriber's filter turned down.
     fn filtered_total(&self) -> u64 {
         match self {
@@ -771,6 +779,7 @@ fn receive_batches(region: &Region, sub: &mut Subscriber, p: &Params) -> Result<
         }
         receipts.got(info.seq, info.timestamp);
     };
+
     loop {
         match sub.recv_deadline(&mut buf, Some(deadline.at)) {
             Ok(d) => take(&mut receipts, &buf[..d.info.len], &d.info),
@@ -790,6 +799,7 @@ fn receive_batches(region: &Region, sub: &mut Subscriber, p: &Params) -> Result<
             Err(RecvError::EndOfStream) => break,
             Err(e) => bail!("receiving a batch: {e}"),
         }
+        receipts.look_behind(receipts.next(), || sub.backlog());
         deadline.tick();
     }
     if let Some((seq, carried)) = wrong {
@@ -820,6 +830,9 @@ fn receive(region: &Region, rx: &mut Receiver, p: &Params, filtered: bool) -> Re
                     delivered += 1;
                 } else {
                     receipts.got(seq, timestamp);
+                    if !paced {
+                        receipts.look_behind(seq, || rx.backlog());
+                    }
                 }
                 deadline.tick();
             }

@@ -46,6 +46,14 @@ pub struct Row {
     /// bound of a ratio between two streams is visible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_msg: Option<u64>,
+    /// Flat-out streams: how many messages behind its publisher the
+    /// subscriber ran on average (a few: at its heels, each message read as
+    /// it is written; about the capacity: a ring behind, the ring full),
+    /// the median over runs. A stream settles in one of those two states,
+    /// and which one decides its rate more than anything else (DESIGN.md,
+    /// "Where the streaming nanoseconds go").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind: Option<f64>,
     /// Measured messages received, all runs.
     pub received: u64,
     /// Messages lost (overwrite mode), all runs.
@@ -165,6 +173,10 @@ impl Row {
             msgs_per_s,
             bytes_per_s: msgs_per_s.map(|m| m * params.size as f64),
             bytes_per_msg: bytes_per_msg(scenario, &params),
+            behind: {
+                let b: Vec<f64> = samples.iter().filter_map(|s| s.behind).collect();
+                (!b.is_empty()).then(|| median(b))
+            },
             received: samples.iter().map(|s| s.received).sum(),
             lost: samples.iter().map(|s| s.lost).sum(),
             floor: None,

@@ -19,6 +19,9 @@ pub struct Sample {
     pub received: u64,
     /// Messages lost (overwrite mode).
     pub lost: u64,
+    /// Flat-out streams: how far behind its publisher the furthest-behind
+    /// subscriber was on average, in messages (see [`SideResult::behind`]).
+    pub behind: Option<f64>,
     /// ringbus rows: this sample divided by its floor, measured just before
     /// it on the same cores — `(p50 or msgs/s ratio, p99.9 ratio)`.
     pub paired: Option<(f64, Option<f64>)>,
@@ -47,6 +50,14 @@ impl Sample {
             (h @ None, o) => *h = o,
             (Some(_), None) => {}
         }
+        // Weighted by the messages each block received.
+        self.behind = match (self.behind, other.behind) {
+            (Some(a), Some(b)) => {
+                let (ra, rb) = (self.received as f64, other.received as f64);
+                Some((a * ra + b * rb) / (ra + rb).max(1.0))
+            }
+            (a, b) => a.or(b),
+        };
         self.received += other.received;
         self.lost += other.lost;
         self.paired = None;
@@ -128,6 +139,7 @@ impl Sample {
             msgs_per_s,
             received: results.iter().map(|r| r.received).sum(),
             lost: results.iter().map(|r| r.lost).sum(),
+            behind: results.iter().filter_map(|r| r.behind).reduce(f64::max),
             paired: None,
             vs_base: None,
             resolution: 1.0,

@@ -532,6 +532,7 @@ mod tests {
             msgs_per_s: Some(msgs_per_s),
             received: 1000,
             lost: 0,
+            behind: None,
             paired: paired.map(|r| (r, None)),
             vs_base: None,
             resolution: 1.0,

@@ -751,6 +751,30 @@ pub unsafe extern "C" fn ringbus_subscriber_lagged_total(
     })
 }
 
+/// Writes to `*messages` how far behind its publishers this subscriber
+/// is: messages published but not yet read, over the rings it holds (on
+/// an overwrite topic it can exceed the capacity: those are overwritten).
+/// Reads each ring's head, a line its publisher writes: call it now and
+/// then, not once per message.
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `messages` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn ringbus_subscriber_backlog(
+    subscriber: *mut ringbus_subscriber,
+    messages: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let s = unsafe { idle_reader(subscriber)?.subscription() };
+        let out = out_arg(messages, "messages")?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(s.backlog()) };
+        Ok(())
+    })
+}
+
 /// Copies the name of topic `topic` of this subscription (an id from
 /// `ringbus_message_info.topic`: the topic itself, or one a pattern
 /// matched) into `buf` (of `capacity` bytes) with a terminating NUL, and

@@ -182,6 +182,9 @@ class Subscriber:
     @property
     def lagged_total(self) -> int: ...
     @property
+    def backlog(self) -> int:
+        """Messages published but not yet read, over its rings."""
+    @property
     def topics(self) -> list[str]:
         """The topics read so far (for a pattern, those it matched)."""
     def filter_tags(self, mask: int, value: int) -> None:

@@ -557,6 +557,14 @@ impl Subscriber {
         self.with_sub(py, |s| Ok(s.lagged_total()))
     }
 
+    /// How far behind its publishers this subscriber is: messages
+    /// published but not yet read, over its rings (on an overwrite topic
+    /// it can exceed the capacity: those are overwritten).
+    #[getter]
+    fn backlog(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with_sub(py, |s| Ok(s.backlog()))
+    }
+
     /// The topics read so far: the topic itself, or those the pattern
     /// matched (a pattern follows topics created later).
     #[getter]

@@ -229,7 +229,9 @@ def test_iteration_skips_ends_of_streams_and_raises_lagged_once(client):
         next(iter(sub))
     assert lag.value.missed == 6 and lag.value.ring_id == pub.ring_id
     assert sub.lagged_total == 6
+    assert sub.backlog == 4
     assert [next(sub).data for _ in range(4)] == [bytes([i]) for i in range(6, 10)]
+    assert sub.backlog == 0
     # A second publisher, then the first leaves: iteration goes on past
     # the end of its ring (recv reports it).
     other = client.publisher("iter")

@@ -177,6 +177,11 @@ impl FanIn {
         self.filtered_dropped += ring.consumer.filtered_total();
     }
 
+    /// Messages published but not yet read, over the rings held.
+    pub fn backlog(&self) -> u64 {
+        self.rings.iter().map(|r| r.consumer.backlog()).sum()
+    }
+
     /// Messages the filter turned down, over all rings ever held.
     pub fn filtered_total(&self) -> u64 {
         self.filtered_dropped

@@ -999,6 +999,18 @@ impl Subscriber {
         self.fan_in.filtering = false;
     }
 
+    /// How far behind its publishers this subscriber is: messages
+    /// published but not yet read, over the rings it holds (a consumer
+    /// lag, as Kafka's). On an overwrite ring it can exceed the capacity:
+    /// the oldest of them are already overwritten (a receive reports them
+    /// as [`RecvError::Lagged`]). A replay from the journal counts only
+    /// once it has merged into the live rings. Reads each ring's `head`,
+    /// a line its publisher writes: a look now and then, not one per
+    /// message.
+    pub fn backlog(&self) -> u64 {
+        self.fan_in.backlog()
+    }
+
     /// Messages the filters turned down, over all rings.
     pub fn filtered_total(&self) -> u64 {
         self.fan_in.filtered_total()

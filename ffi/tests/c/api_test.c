@@ -291,6 +291,10 @@ static void test_overwrite_topic(ringbus_client *client) {
 
     /* Lapped in overwrite mode: 8 slots, 20 messages. */
     for (uint64_t i = 0; i < 20; i++) OK(ringbus_publisher_publish(pub, &i, sizeof i, i, NULL));
+    uint64_t behind = 0;
+    OK(ringbus_subscriber_backlog(sub, &behind));
+    EXPECT(behind == 20); /* past the capacity: 12 of them are overwritten */
+    EXPECT_STATUS(ringbus_subscriber_backlog(sub, NULL), RINGBUS_ERR_NULL_POINTER, "messages");
     EXPECT_STATUS(ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info), RINGBUS_ERR_LAGGED,
                   "lagged");
     EXPECT(info.missed > 0);
@@ -300,6 +304,8 @@ static void test_overwrite_topic(ringbus_client *client) {
     uint64_t received = 0;
     while (ringbus_subscriber_try_recv(sub, buf, sizeof buf, &info) == RINGBUS_OK) received++;
     EXPECT(received + lost == 20);
+    OK(ringbus_subscriber_backlog(sub, &behind));
+    EXPECT(behind == 0);
 
     /* End of stream once the publisher is gone and the ring drained. */
     OK(ringbus_publisher_publish(pub, "last", 4, 0, NULL));

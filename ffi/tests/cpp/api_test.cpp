@@ -259,6 +259,7 @@ static void receive_errors(ringbus::Client& client) {
     std::array<std::uint8_t, 1024> buf{};
     EXPECT_ERROR(RINGBUS_ERR_TIMEOUT, sub.recv_for(buf, 10ms));
     for (int i = 0; i < 10; i++) pub.publish(std::string(1, char('0' + i)));
+    EXPECT(sub.backlog() == 10);
     auto lag = EXPECT_ERROR(RINGBUS_ERR_LAGGED, sub.recv_for(buf, 10s));
     EXPECT(lag && lag->missed() == 6);
     EXPECT(sub.lagged_total() == 6);
