@@ -2,11 +2,12 @@
 //! on its own thread with the blocking side of both APIs (ringbus
 //! receives block; Zenoh's `Wait` resolves on Zenoh's own runtime), and
 //! importers (Zenoh subscription -> local publishers), whose subscriber
-//! callbacks publish on Zenoh's receiving thread.
+//! callbacks publish a sample after a quiet spell on Zenoh's receiving
+//! thread and queue a stream for the import's thread ([`Router`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,8 +17,9 @@ use ringbus::client::{Client, ClientError, Mode, Publisher, SubscribeOptions, To
 use ringbus::control::pattern_matches;
 use ringbus::ring::{PublishError, RecvError, Start};
 use ringbus::wait::WaitStrategy;
+use zenoh::handlers::{FifoChannel, FifoChannelHandler, IntoHandler};
 use zenoh::qos::CongestionControl;
-use zenoh::sample::Locality;
+use zenoh::sample::{Locality, Sample};
 use zenoh::{Session, Wait};
 
 use crate::attachment::Meta;
@@ -74,6 +76,13 @@ impl From<ImportTopic> for TopicConfig {
     }
 }
 
+/// The default of [`Settings::import_queue`]: while samples stream in,
+/// Zenoh's receiving thread hands them to the import's thread through a
+/// queue of this many (see [`Router`]).
+pub const DEFAULT_IMPORT_QUEUE: usize = 8192;
+/// The largest [`Settings::import_queue`] accepted.
+pub const MAX_IMPORT_QUEUE: usize = 1 << 20;
+
 /// What a bridge does (the command line and the TOML file both fill it).
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -101,6 +110,11 @@ pub struct Settings {
     /// How long an import waits for room in a full back-pressure ring
     /// before dropping the sample (counted).
     pub import_wait_ms: u64,
+    /// Samples an import queues for its thread while they stream in,
+    /// before Zenoh's receiving thread waits for room (and with it the TCP
+    /// window and the exporter): at most this many messages of up to
+    /// `import_topic.max_message_size` bytes sit in memory.
+    pub import_queue: usize,
     /// Zenoh congestion control of exports.
     pub congestion: Congestion,
     /// This bridge's id in attachments (`None`: random).
@@ -125,6 +139,7 @@ impl Default for Settings {
             stats_interval_ms: 1000,
             import_topic: ImportTopic::default(),
             import_wait_ms: 1000,
+            import_queue: DEFAULT_IMPORT_QUEUE,
             congestion: Congestion::Block,
             bridge_id: None,
             state_file: None,
@@ -172,6 +187,11 @@ impl Settings {
         TopicConfig::from(self.import_topic)
             .validate()
             .map_err(|e| anyhow::anyhow!("import topic config: {e}"))?;
+        anyhow::ensure!(
+            (1..=MAX_IMPORT_QUEUE).contains(&self.import_queue),
+            "import_queue must be between 1 and {MAX_IMPORT_QUEUE} samples, not {}",
+            self.import_queue
+        );
         Ok(())
     }
 }
@@ -212,8 +232,8 @@ fn random_id() -> u64 {
 
 impl Bridge {
     /// Opens the Zenoh session with `zconfig`, declares one Zenoh
-    /// subscriber per import pattern and starts one thread per export
-    /// pattern (and one for the stats file).
+    /// subscriber per import pattern and starts one thread per pattern
+    /// (and one for the stats file).
     ///
     /// # Errors
     /// Invalid settings; Zenoh cannot open (e.g. a listen endpoint is
@@ -239,7 +259,8 @@ impl Bridge {
             imports: Vec::new(),
         };
         for p in &shared.settings.import {
-            bridge.imports.push(declare_import(&shared, p)?);
+            let sub = declare_import(&mut bridge, &shared, p)?;
+            bridge.imports.push(sub);
         }
         for p in shared.settings.export.clone() {
             let s = Arc::clone(&shared);
@@ -458,23 +479,105 @@ fn export(s: &Shared, pattern: &str) {
     }
 }
 
-/// Declares the Zenoh subscriber of an import (remote samples only: this
-/// session's own puts are never delivered back to it), whose callback
-/// publishes each sample locally on Zenoh's receiving thread.
-fn declare_import(s: &Arc<Shared>, pattern: &str) -> Result<zenoh::pubsub::Subscriber<()>> {
-    let key = pattern_to_key_expr(&s.settings.prefix, pattern)?;
-    let importer = Mutex::new(Importer::new(Arc::clone(s), pattern));
-    s.session
-        .declare_subscriber(key.clone())
-        .allowed_origin(Locality::Remote)
-        .callback(move |sample| {
-            importer
+/// Samples that arrive within this long of the one before stream: they
+/// go through the import's queue to its thread, so that Zenoh's receiving
+/// thread decodes the next while the import publishes this one. A sample
+/// after a quiet spell is published at once, on the receiving thread,
+/// sparing it the import thread's wake-up.
+const STREAM_GAP_NS: u64 = 50_000;
+
+/// Where an import's samples go: published by the subscriber's callback
+/// on Zenoh's receiving thread, or queued for the import's thread.
+struct Router {
+    importer: Mutex<Importer>,
+    /// Samples queued and not yet published. The callback publishes a
+    /// sample itself only when none is: one queued earlier would then
+    /// come after it.
+    queued: AtomicU64,
+    /// When the last sample arrived, CLOCK_MONOTONIC ns.
+    last: AtomicU64,
+}
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+impl Router {
+    /// The subscriber's callback: `queue` hands a sample to the import's
+    /// thread ([`Router::drain`]).
+    fn route(&self, sample: Sample, queue: &zenoh::handlers::Callback<Sample>) {
+        let now = monotonic_ns();
+        // Relaxed: a hint only (which way a sample goes, not its order).
+        let streaming = now.saturating_sub(self.last.swap(now, Ordering::Relaxed)) < STREAM_GAP_NS;
+        // Acquire: pairs with the Release decrement in `drain`: every
+        // sample queued before this one is published.
+        if !streaming && self.queued.load(Ordering::Acquire) == 0 {
+            self.importer
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take(&sample);
-        })
+        } else {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            // Waits while the queue is full (back-pressure to the peer).
+            queue.call(sample);
+        }
+    }
+
+    /// The import's thread: publishes what the callback queued, in order,
+    /// until the bridge stops or the session closes.
+    fn drain(&self, s: &Shared, queue: &FifoChannelHandler<Sample>) {
+        while !s.stop.load(Ordering::Relaxed) {
+            let first = match queue.recv_timeout(Duration::from_millis(100)) {
+                Ok(Some(sample)) => sample,
+                Ok(None) => continue,
+                Err(_) => return, // the session is closed
+            };
+            let mut importer = self.importer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(sample) = next {
+                importer.take(&sample);
+                taken += 1;
+                next = queue.try_recv().ok().flatten();
+            }
+            // Once per run of samples, not per sample: the callback writes
+            // this line too. Release: pairs with the Acquire load in
+            // `route` (every sample counted here is published).
+            self.queued.fetch_sub(taken, Ordering::Release);
+            s.stats.import_queued.fetch_add(taken, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Declares the Zenoh subscriber of an import (remote samples only: this
+/// session's own puts are never delivered back to it) and starts its
+/// thread.
+fn declare_import(
+    bridge: &mut Bridge,
+    s: &Arc<Shared>,
+    pattern: &str,
+) -> Result<zenoh::pubsub::Subscriber<()>> {
+    let key = pattern_to_key_expr(&s.settings.prefix, pattern)?;
+    let router = Arc::new(Router {
+        importer: Mutex::new(Importer::new(Arc::clone(s), pattern)),
+        queued: AtomicU64::new(0),
+        last: AtomicU64::new(0),
+    });
+    let (queue, queued) = FifoChannel::new(s.settings.import_queue).into_handler();
+    let r = Arc::clone(&router);
+    let sub = s
+        .session
+        .declare_subscriber(key.clone())
+        .allowed_origin(Locality::Remote)
+        .callback(move |sample| r.route(sample, &queue))
         .wait()
-        .map_err(|e| anyhow::anyhow!("declaring the Zenoh subscriber of {key}: {e}"))
+        .map_err(|e| anyhow::anyhow!("declaring the Zenoh subscriber of {key}: {e}"))?;
+    let shared = Arc::clone(s);
+    bridge.spawn(format!("import {pattern}"), move || {
+        router.drain(&shared, &queued)
+    })?;
+    Ok(sub)
 }
 
 /// The local side of an importer: a client and one publisher per topic.
@@ -609,7 +712,7 @@ impl Importer {
     }
 
     /// Publishes one sample locally.
-    fn take(&mut self, sample: &zenoh::sample::Sample) {
+    fn take(&mut self, sample: &Sample) {
         if !self.map_key(sample.key_expr().as_str()) {
             return;
         }
@@ -772,6 +875,7 @@ mod tests {
             connect = ["tcp/10.0.0.2:7447"]
             congestion = "drop"
             state_file = "/var/lib/ringbus-zenoh/state"
+            import_queue = 1024
             [import_topic]
             mode = "backpressure"
             capacity = 64
@@ -783,6 +887,8 @@ mod tests {
         assert_eq!(s.import_topic.mode, Mode::Backpressure);
         assert_eq!(s.import_topic.capacity, 64);
         assert_eq!(s.import_topic.max_message_size, 64 << 10);
+        assert_eq!(s.import_queue, 1024);
+        assert_eq!(Settings::default().import_queue, DEFAULT_IMPORT_QUEUE);
         s.validate().unwrap();
         let z = s.zenoh_config().unwrap();
         assert!(format!("{z}").contains("10.0.0.2:7447"));
@@ -792,9 +898,6 @@ mod tests {
     fn bad_settings_are_refused() {
         assert!(toml::from_str::<Settings>("exprot = [\"a\"]").is_err());
         assert!(toml::from_str::<Settings>("congestion = \"maybe\"").is_err());
-        // The FIFO between Zenoh and an import thread is gone: its old
-        // setting is refused, not silently ignored.
-        assert!(toml::from_str::<Settings>("import_queue = 1024").is_err());
         let mut s = Settings::default();
         assert!(s.validate().is_err(), "nothing to bridge");
         s.export = vec!["a.>.b".into()];
@@ -806,6 +909,13 @@ mod tests {
         s.import_topic.capacity = 3;
         assert!(s.validate().is_err(), "capacity must be a power of two");
         s.import_topic.capacity = 4;
+        s.validate().unwrap();
+        for bad in [0, MAX_IMPORT_QUEUE + 1] {
+            s.import_queue = bad;
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("import_queue"), "{e}");
+        }
+        s.import_queue = MAX_IMPORT_QUEUE;
         s.validate().unwrap();
         s.connect = vec!["nonsense".into()];
         assert!(s.zenoh_config().is_err());

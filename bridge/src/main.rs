@@ -60,6 +60,10 @@ struct Args {
     /// Wait at most this long for room in a full back-pressure ring.
     #[arg(long, value_name = "MS")]
     import_wait_ms: Option<u64>,
+    /// Samples an import queues for its thread while they stream in
+    /// (default 8192).
+    #[arg(long, value_name = "N")]
+    import_queue: Option<usize>,
     /// Congestion control of exports: block or drop.
     #[arg(long, value_name = "block|drop")]
     congestion: Option<String>,
@@ -93,7 +97,7 @@ fn settings(a: Args) -> Result<Settings> {
     set!(prefix => prefix, import_mode => import_topic.mode,
          import_capacity => import_topic.capacity,
          import_max_message_size => import_topic.max_message_size,
-         import_wait_ms => import_wait_ms);
+         import_wait_ms => import_wait_ms, import_queue => import_queue);
     if a.socket.is_some() {
         s.socket = a.socket;
     }

@@ -42,6 +42,10 @@ counters! {
     export_skipped_own,
     /// Messages published locally.
     imported,
+    /// Samples that streamed in and went through the import's queue to
+    /// its thread (the others were taken by the Zenoh subscriber's
+    /// callback itself).
+    import_queued,
     /// Samples dropped at import: the local ring stayed full
     /// (back-pressure topic) for the import wait.
     import_full,

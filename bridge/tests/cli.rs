@@ -29,7 +29,11 @@ fn a_bad_congestion_or_prefix_is_refused() {
 }
 
 #[test]
-fn the_old_import_queue_is_refused() {
-    let e = refused(&["--import", "cmd.>", "--import-queue", "8192"]);
+fn an_import_queue_out_of_range_is_refused() {
+    for n in ["0", "1048577"] {
+        let e = refused(&["--import", "cmd.>", "--import-queue", n]);
+        assert!(e.contains("import_queue"), "{e}");
+    }
+    let e = refused(&["--import", "cmd.>", "--import-queue", "many"]);
     assert!(e.contains("--import-queue"), "{e}");
 }
