@@ -741,12 +741,26 @@ pub unsafe extern "C" fn ringbus_subscriber_lagged_total(
     subscriber: *mut ringbus_subscriber,
     missed: *mut u64,
 ) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { write_count(subscriber, missed, "missed", |s| s.lagged_total()) }
+}
+
+/// Writes `count(subscription)` to `*out` (the argument `name`).
+///
+/// # Safety
+/// `subscriber` is NULL or a subscriber handle; `out` is NULL or writable.
+unsafe fn write_count(
+    subscriber: *mut ringbus_subscriber,
+    out: *mut u64,
+    name: &'static str,
+    count: impl FnOnce(&Subscriber) -> u64,
+) -> c_int {
     guard(|| {
         // SAFETY: forwarded contract.
         let s = unsafe { idle_reader(subscriber)?.subscription() };
-        let out = out_arg(missed, "missed")?;
+        let out = out_arg(out, name)?;
         // SAFETY: non-NULL and writable per the contract.
-        unsafe { out.write(s.lagged_total()) };
+        unsafe { out.write(count(s)) };
         Ok(())
     })
 }
@@ -765,14 +779,8 @@ pub unsafe extern "C" fn ringbus_subscriber_backlog(
     subscriber: *mut ringbus_subscriber,
     messages: *mut u64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: forwarded contract.
-        let s = unsafe { idle_reader(subscriber)?.subscription() };
-        let out = out_arg(messages, "messages")?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { out.write(s.backlog()) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { write_count(subscriber, messages, "messages", |s| s.backlog()) }
 }
 
 /// Copies the name of topic `topic` of this subscription (an id from

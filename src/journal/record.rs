@@ -73,18 +73,23 @@ pub enum Damage {
 
 /// The header of a record with this payload, its checksum computed.
 pub fn encode_header(meta: &RecordMeta, payload: &[u8]) -> [u8; RECORD_HEADER] {
-    let len = u32::try_from(payload.len()).expect("a journal record's payload fits in u32");
     let mut h = [0u8; RECORD_HEADER];
+    fill_header(&mut h, meta, payload.len());
+    let crc = checksum(&h, payload);
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Writes a header's fields into `h` (zeros): all but the CRC (8..12) and
+/// the flags (12..16, 0).
+fn fill_header(h: &mut [u8; RECORD_HEADER], meta: &RecordMeta, len: usize) {
+    let len = u32::try_from(len).expect("a journal record's payload fits in u32");
     h[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
     h[4..8].copy_from_slice(&len.to_le_bytes());
-    // 8..12: the CRC, below; 12..16: flags, 0.
     h[16..24].copy_from_slice(&meta.seq.to_le_bytes());
     h[24..32].copy_from_slice(&meta.tag.to_le_bytes());
     h[32..40].copy_from_slice(&meta.timestamp_ns.to_le_bytes());
     h[40..48].copy_from_slice(&meta.recorded_ns.to_le_bytes());
-    let crc = checksum(&h, payload);
-    h[8..12].copy_from_slice(&crc.to_le_bytes());
-    h
 }
 
 /// Appends the whole record (header, payload, padding) to `out`, its
@@ -100,19 +105,13 @@ pub fn encode_into(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
 /// [`encode_into`] without the checksum: its field stays 0 until [`seal`]
 /// (or [`Staged`]) computes it.
 fn encode_unsealed(out: &mut Vec<u8>, meta: &RecordMeta, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).expect("a journal record's payload fits in u32");
     let start = out.len();
     // Zeros first (the CRC, the flags, the padding), then each field in
     // its place: one length check, not one per field.
     out.resize(start + record_size(payload.len()), 0);
     let (h, rest) = out[start..].split_at_mut(RECORD_HEADER);
     let h: &mut [u8; RECORD_HEADER] = h.try_into().expect("header bytes");
-    h[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
-    h[4..8].copy_from_slice(&len.to_le_bytes());
-    h[16..24].copy_from_slice(&meta.seq.to_le_bytes());
-    h[24..32].copy_from_slice(&meta.tag.to_le_bytes());
-    h[32..40].copy_from_slice(&meta.timestamp_ns.to_le_bytes());
-    h[40..48].copy_from_slice(&meta.recorded_ns.to_le_bytes());
+    fill_header(h, meta, payload.len());
     rest[..payload.len()].copy_from_slice(payload);
 }
 
