@@ -600,10 +600,11 @@ fn coarse_now() -> Duration {
 }
 
 /// An importer's local broker: connected (waiting for it, with backoff,
-/// until it answers or the bridge stops: the wait holds Zenoh's receiving
-/// thread, and with it the TCP window and the exporter, as a full ring
-/// does), and checked now and then (a publisher of a dead broker would
-/// publish into the void). `None`: the bridge stops.
+/// until it answers or the bridge stops: the wait holds the thread that
+/// publishes, and through the import's queue Zenoh's receiving thread,
+/// the TCP window and the exporter, as a full ring does), and checked now
+/// and then (a publisher of a dead broker would publish into the void).
+/// `None`: the bridge stops.
 fn local_broker<'a>(
     s: &Shared,
     pattern: &str,
@@ -643,7 +644,8 @@ struct LastKey {
 }
 
 /// One import pattern: Zenoh samples -> local publishers, called by the
-/// subscriber's callback (one sample at a time: it sits in a mutex).
+/// subscriber's callback or the import's thread (see [`Router`]), one
+/// sample at a time: it sits in a mutex.
 struct Importer {
     s: Arc<Shared>,
     pattern: String,
