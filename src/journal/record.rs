@@ -132,7 +132,7 @@ const LANES: usize = 3;
 /// [`LANES`] records at a time: the `crc32` instruction takes three cycles
 /// to give its result and can start one a cycle, so one record's chain of
 /// them waits on itself, and three chains interleaved go about three
-/// times as fast (a third of a small record's cost in the recorder).
+/// times as fast.
 #[derive(Debug, Default)]
 pub struct Staged {
     bytes: Vec<u8>,
