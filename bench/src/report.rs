@@ -173,12 +173,14 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  {:>6} {:>12} {:>14} {:>8} {:>10} {:>14} {:>14} {:>8} {:>14} {:>14} {:>8}",
+            "  {:>6} {:>12} {:>14} {:>8} {:>10} {:>12} {:>8} {:>14} {:>14} {:>8} {:>14} {:>14} {:>8}",
             "size",
             "disk MB/s",
             "journal MB/s",
             "ratio",
             "payload",
+            "disk+wb MB/s",
+            "ratio",
             "read msg/s",
             "live msg/s",
             "ratio",
@@ -190,12 +192,14 @@ impl Report {
             let live = self.live_streaming(r.size);
             let _ = writeln!(
                 s,
-                "  {:>6} {:>12.1} {:>14.1} {:>8.2} {:>10.2} {:>14.0} {:>14} {:>8} {:>14.0} {:>14.0} {:>8.2}",
+                "  {:>6} {:>12.1} {:>14.1} {:>8.2} {:>10.2} {:>12.1} {:>8.2} {:>14.0} {:>14} {:>8} {:>14.0} {:>14.0} {:>8.2}",
                 r.size,
                 r.disk_bytes_per_s / 1e6,
                 r.journal_bytes_per_s / 1e6,
                 r.ratio(),
                 r.payload_ratio(),
+                r.disk_early_bytes_per_s / 1e6,
+                r.early_ratio,
                 r.replay_msgs_per_s,
                 live.map_or("-".into(), |l| format!("{l:.0}")),
                 live.map_or("-".into(), |l| format!("{:.2}", r.replay_msgs_per_s / l)),
@@ -208,7 +212,8 @@ impl Report {
             s,
             "  (journal MB/s counts the bytes the journal writes: a 48-byte header and padding to 8 \
              per message; ratio: the median of same-run ratios; payload: the ratio by payload bytes \
-             alone; read: JournalReader over the journal just written, beside live streaming of the \
+             alone; disk+wb: the loop starting each write's writeback at once, as the journal does, \
+             and the journal's ratio to it; read: JournalReader over the journal just written, beside live streaming of the \
              streaming scenario (if run); sub: a subscriber from sequence 0 replaying it through \
              the client API, over the same run's live streaming alone; targets >= 0.7x, \
              informational)"
