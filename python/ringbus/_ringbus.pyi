@@ -96,6 +96,13 @@ class Publisher:
         """``with pub.loan(n) as buf:`` lends the next slot as a writable
         memoryview; published when the block ends normally, dropped if it
         raises."""
+    def loan_many(
+        self, count: int, size: int, tag: int = 0, *, timeout: Optional[float] = None
+    ) -> LoanMany:
+        """``with pub.loan_many(count, n) as bufs:`` lends the next ``count``
+        slots as a list of writable memoryviews; all published in order when
+        the block ends normally (one head update and wake-up for the lot),
+        none if it raises."""
     def close(self) -> None:
         """Ends the publisher (its subscribers drain the ring, then see its
         end of stream)."""
@@ -130,6 +137,21 @@ class Loan:
     @property
     def seq(self) -> Optional[int]:
         """The message's sequence number once published."""
+
+class LoanMany:
+    """A loan of several ring slots, as a context manager
+    (``Publisher.loan_many``)."""
+
+    def __enter__(self) -> list[memoryview]: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException] = None,
+        tb: Optional[TracebackType] = None,
+    ) -> bool: ...
+    @property
+    def seqs(self) -> Optional[range]:
+        """The messages' sequence numbers once published."""
 
 class MessageInfo:
     """What a filter's predicate is shown of a message besides its payload."""

@@ -53,6 +53,7 @@ fn _ringbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::EmbeddedBroker>()?;
     m.add_class::<publisher::Publisher>()?;
     m.add_class::<publisher::Loan>()?;
+    m.add_class::<publisher::LoanMany>()?;
     m.add_class::<subscriber::Subscriber>()?;
     m.add_class::<subscriber::Message>()?;
     m.add_class::<filter::MessageInfo>()?;

@@ -1,14 +1,16 @@
 //! `Publisher` and `Loan`.
 
+use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMemoryView, PyRange, PyTuple};
 
 use ringbus::client::{Publisher as RustPublisher, TopicConfig};
-use ringbus::ring::{Loan as RustLoan, PublishError};
+use ringbus::ring::{Loan as RustLoan, LoanMany as RustLoanMany, PublishError, RingRegion};
 
 use crate::buffer::{Payload, RingMemory};
 use crate::errors::{publish_error, Kind};
@@ -39,26 +41,68 @@ impl Drop for OwnedPub {
 /// A loan as the publisher keeps it.
 struct HeldLoan {
     loan: SendLoan,
-    /// The `Loan` object it belongs to.
+    /// The `Loan` or `LoanMany` object it belongs to.
     id: u64,
-    exporter: Py<RingMemory>,
-    view: Py<PyMemoryView>,
+    /// Each lent slot's exporter and the memoryview handed out of it.
+    views: Vec<(Py<RingMemory>, Py<PyMemoryView>)>,
 }
 
-struct SendLoan(RustLoan<'static>);
+/// One slot lent, or several.
+enum Lent {
+    One(RustLoan<'static>),
+    Many(RustLoanMany<'static>),
+}
+
+struct SendLoan(Lent);
 
 impl SendLoan {
-    fn new(loan: RustLoan<'_>) -> SendLoan {
+    fn one(loan: RustLoan<'_>) -> SendLoan {
         // SAFETY: the loan borrows the publisher owned by `PubState` (a
         // stable heap address); `PubState` keeps it in `loan`, touches the
         // publisher only when no loan is out, and drops it first.
-        SendLoan(unsafe { std::mem::transmute::<RustLoan<'_>, RustLoan<'static>>(loan) })
+        SendLoan(Lent::One(unsafe {
+            std::mem::transmute::<RustLoan<'_>, RustLoan<'static>>(loan)
+        }))
+    }
+
+    fn many(loan: RustLoanMany<'_>) -> SendLoan {
+        // SAFETY: as for `one`.
+        SendLoan(Lent::Many(unsafe {
+            std::mem::transmute::<RustLoanMany<'_>, RustLoanMany<'static>>(loan)
+        }))
+    }
+
+    fn region(&self) -> &Arc<RingRegion> {
+        match &self.0 {
+            Lent::One(l) => l.region(),
+            Lent::Many(l) => l.region(),
+        }
+    }
+
+    /// Each lent slot's area: where it starts and its length.
+    fn areas(&mut self) -> Vec<(*mut u8, usize)> {
+        match &mut self.0 {
+            Lent::One(l) => vec![(l.as_mut_ptr(), l.len())],
+            Lent::Many(l) => l.iter_mut().map(|a| (a.as_mut_ptr(), a.len())).collect(),
+        }
+    }
+
+    /// Publishes every slot lent, in order, with `tag`: their sequence
+    /// numbers.
+    fn commit(self, tag: u64) -> Range<u64> {
+        match self.0 {
+            Lent::One(l) => {
+                let seq = l.commit(tag);
+                seq..seq + 1
+            }
+            Lent::Many(l) => l.commit(tag),
+        }
     }
 }
 
-// SAFETY: a Loan is a `&mut Producer` (Producer is Send) and pointers into
-// the producer's mapping, valid from any thread; it is used only under the
-// publisher's lock.
+// SAFETY: a Loan or LoanMany is a `&mut Producer` (Producer is Send) and
+// pointers into the producer's mapping, valid from any thread; it is used
+// only under the publisher's lock.
 unsafe impl Send for SendLoan {}
 
 struct PubState {
@@ -90,12 +134,14 @@ impl PubState {
         }
     }
 
-    /// Ends the loan: commits it (`Some(tag)`) or drops it; its memoryview
-    /// is released either way.
-    fn end_loan(&mut self, py: Python<'_>, commit: Option<u64>) -> Option<u64> {
+    /// Ends the loan: commits it (`Some(tag)`: the sequence numbers
+    /// published) or drops it; its memoryviews are released either way.
+    fn end_loan(&mut self, py: Python<'_>, commit: Option<u64>) -> Option<Range<u64>> {
         let held = self.loan.take()?;
-        held.exporter.get().revoke(held.view.bind(py));
-        commit.map(|tag| held.loan.0.commit(tag))
+        for (exporter, view) in &held.views {
+            exporter.get().revoke(view.bind(py));
+        }
+        commit.map(|tag| held.loan.commit(tag))
     }
 }
 
@@ -132,6 +178,81 @@ impl Publisher {
             return Err(Kind::Closed.err("the publisher is closed"));
         }
         Ok(())
+    }
+
+    /// Takes a loan by `take` (which waits for room at most the slice of
+    /// time it is given; called in slices until `timeout`, with the
+    /// interpreter released) and hands out a writable memoryview of each
+    /// lent slot; the loan is kept as `id`'s.
+    fn lend<'py>(
+        &self,
+        py: Python<'py>,
+        id: u64,
+        timeout: Option<f64>,
+        take: impl Fn(&mut RustPublisher, Duration) -> Result<SendLoan, PublishError> + Sync,
+    ) -> PyResult<Vec<Bound<'py, PyMemoryView>>> {
+        let deadline = Deadline::after(timeout)?;
+        let mut st = lock(py, &self.state);
+        self.check_open()?;
+        let p = st.publisher()?;
+        let mut loan = loop {
+            let Some(slice) = deadline.slice() else {
+                return Err(publish_error(PublishError::Timeout));
+            };
+            let (p, take) = (&mut *p, &take);
+            match py.detach(move || take(p, slice)) {
+                Err(PublishError::Timeout) => {
+                    py.check_signals()?;
+                    self.check_open()?;
+                }
+                r => break r.map_err(publish_error)?,
+            }
+        };
+        let mut views: Vec<(Py<RingMemory>, Py<PyMemoryView>)> = Vec::new();
+        let mut out = Vec::new();
+        for (ptr, len) in loan.areas() {
+            let region = Arc::clone(loan.region());
+            // SAFETY: the slot's `len` bytes at `ptr` are in the
+            // publisher's writable mapping, kept alive by `region`.
+            match unsafe { RingMemory::view(py, region, ptr, len, true) } {
+                Ok((exporter, view)) => {
+                    views.push((exporter.unbind(), view.clone().unbind()));
+                    out.push(view);
+                }
+                Err(e) => {
+                    // Nothing is published: the views made so far are
+                    // released and the loan dropped.
+                    for (exporter, view) in &views {
+                        exporter.get().revoke(view.bind(py));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        st.loan = Some(HeldLoan { loan, id, views });
+        Ok(out)
+    }
+
+    /// Ends loan `id` as its `with` block ended: published with `tag`
+    /// (the sequence numbers) when `exc_type` is None, dropped otherwise.
+    fn finish_loan(
+        &self,
+        py: Python<'_>,
+        id: u64,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        tag: u64,
+    ) -> PyResult<Option<Range<u64>>> {
+        let ended_normally = exc_type.is_none_or(|t| t.is_none());
+        let mut st = lock(py, &self.state);
+        if st.loan.as_ref().is_none_or(|l| l.id != id) {
+            // Closed meanwhile (the loan was dropped with it).
+            if ended_normally {
+                return Err(Kind::Closed
+                    .err("the publisher was closed during the loan: nothing was published"));
+            }
+            return Ok(None);
+        }
+        Ok(st.end_loan(py, ended_normally.then_some(tag)))
     }
 
     /// Publishes `data`, waiting for room until `deadline` (`None`: not
@@ -258,11 +379,7 @@ impl Publisher {
                 Err(e) => return Err(publish_error(e)),
             }
         }
-        let end = first + done as u64;
-        let index = |n: u64| {
-            isize::try_from(n).map_err(|_| Kind::InvalidArgument.err("sequence beyond isize"))
-        };
-        PyRange::new(py, index(first)?, index(end)?)
+        seq_range(py, first..first + done as u64)
     }
 
     /// As `publish`, but never waits: raises `Full` when a back-pressure
@@ -278,15 +395,45 @@ impl Publisher {
     /// is published if it raises. Waits for room like `publish`.
     #[pyo3(signature = (size, tag=0, *, timeout=None))]
     fn loan(slf: &Bound<'_, Self>, size: usize, tag: u64, timeout: Option<f64>) -> PyResult<Loan> {
-        static IDS: AtomicU64 = AtomicU64::new(1);
         Ok(Loan {
             publisher: slf.clone().unbind(),
             size,
             tag,
             timeout,
             // Relaxed: a unique number, nothing else.
-            id: IDS.fetch_add(1, Ordering::Relaxed),
+            id: LOAN_IDS.fetch_add(1, Ordering::Relaxed),
             seq: Mutex::new(None),
+        })
+    }
+
+    /// Lends the next `count` slots, `size` bytes each, to be filled in
+    /// place: `with pub.loan_many(count, n) as bufs:` gives a list of
+    /// writable memoryviews; when the block ends normally every slot is
+    /// published, in order, with `tag`, the ring's head and the wake-up of
+    /// sleeping subscribers once for the lot (`publish_batch` without the
+    /// copy); nothing is published if it raises. Waits until all `count`
+    /// slots are free, like `publish`; `count` above the ring's capacity
+    /// raises `TooLarge`.
+    #[pyo3(signature = (count, size, tag=0, *, timeout=None))]
+    fn loan_many(
+        slf: &Bound<'_, Self>,
+        count: usize,
+        size: usize,
+        tag: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<LoanMany> {
+        if count == 0 {
+            return Err(Kind::InvalidArgument.err("loan_many lends at least one slot"));
+        }
+        Ok(LoanMany {
+            publisher: slf.clone().unbind(),
+            count,
+            size,
+            tag,
+            timeout,
+            // Relaxed: a unique number, nothing else.
+            id: LOAN_IDS.fetch_add(1, Ordering::Relaxed),
+            seqs: Mutex::new(None),
         })
     }
 
@@ -354,6 +501,16 @@ impl Publisher {
     }
 }
 
+/// Sequence numbers as a Python `range`.
+fn seq_range(py: Python<'_>, seqs: Range<u64>) -> PyResult<Bound<'_, PyRange>> {
+    let index =
+        |n: u64| isize::try_from(n).map_err(|_| Kind::InvalidArgument.err("sequence beyond isize"));
+    PyRange::new(py, index(seqs.start)?, index(seqs.end)?)
+}
+
+/// Numbers that tell loans apart (which one the publisher holds).
+static LOAN_IDS: AtomicU64 = AtomicU64::new(1);
+
 /// A loan of a ring slot: a context manager (see `Publisher.loan`).
 #[pyclass(frozen, module = "ringbus", name = "Loan")]
 pub(crate) struct Loan {
@@ -370,38 +527,14 @@ impl Loan {
     /// Takes the slot (waiting for room as `publish` does) and returns a
     /// writable memoryview of `size` bytes.
     fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
-        let publisher = self.publisher.get();
-        let deadline = Deadline::after(self.timeout)?;
-        let mut st = lock(py, &publisher.state);
-        publisher.check_open()?;
-        let p = st.publisher()?;
-        // Waits for room (back-pressure) in slices, released.
-        let mut loan = loop {
-            let Some(slice) = deadline.slice() else {
-                return Err(publish_error(PublishError::Timeout));
-            };
-            let size = self.size;
-            let p = &mut *p;
-            match py.detach(move || p.loan_timeout(size, slice).map(SendLoan::new)) {
-                Err(PublishError::Timeout) => {
-                    py.check_signals()?;
-                    publisher.check_open()?;
-                }
-                r => break r.map_err(publish_error)?.0,
-            }
-        };
-        let ptr = loan.as_mut_ptr();
-        let region = Arc::clone(loan.region());
-        // SAFETY: the slot's `size` bytes at `ptr` are in the publisher's
-        // writable mapping, kept alive by `region`.
-        let (exporter, view) = unsafe { RingMemory::view(py, region, ptr, self.size, true)? };
-        st.loan = Some(HeldLoan {
-            loan: SendLoan(loan),
-            id: self.id,
-            exporter: exporter.unbind(),
-            view: view.clone().unbind(),
-        });
-        Ok(view)
+        let size = self.size;
+        let views = self
+            .publisher
+            .get()
+            .lend(py, self.id, self.timeout, |p, slice| {
+                p.loan_timeout(size, slice).map(SendLoan::one)
+            })?;
+        Ok(views.into_iter().next().expect("a loan lends one slot"))
     }
 
     /// Publishes the slot when the block ended normally, drops it when it
@@ -414,19 +547,11 @@ impl Loan {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let publisher = self.publisher.get();
-        let mut st = lock(py, &publisher.state);
-        if st.loan.as_ref().is_none_or(|l| l.id != self.id) {
-            // Closed meanwhile (the loan was dropped with it).
-            if exc_type.is_none() {
-                return Err(Kind::Closed
-                    .err("the publisher was closed during the loan: nothing was published"));
-            }
-            return Ok(false);
-        }
-        let commit = exc_type.is_none_or(|t| t.is_none()).then_some(self.tag);
-        let seq = st.end_loan(py, commit);
-        *lock(py, &self.seq) = seq;
+        let seqs = self
+            .publisher
+            .get()
+            .finish_loan(py, self.id, exc_type, self.tag)?;
+        *lock(py, &self.seq) = seqs.map(|s| s.start);
         Ok(false)
     }
 
@@ -435,5 +560,60 @@ impl Loan {
     #[getter]
     fn seq(&self, py: Python<'_>) -> Option<u64> {
         *lock(py, &self.seq)
+    }
+}
+
+/// A loan of several ring slots: a context manager (see
+/// `Publisher.loan_many`).
+#[pyclass(frozen, module = "ringbus", name = "LoanMany")]
+pub(crate) struct LoanMany {
+    publisher: Py<Publisher>,
+    count: usize,
+    size: usize,
+    tag: u64,
+    timeout: Option<f64>,
+    id: u64,
+    seqs: Mutex<Option<Range<u64>>>,
+}
+
+#[pymethods]
+impl LoanMany {
+    /// Takes the slots (waiting for room as `publish` does) and returns a
+    /// list of `count` writable memoryviews of `size` bytes.
+    fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyMemoryView>>> {
+        let (count, size) = (self.count, self.size);
+        self.publisher
+            .get()
+            .lend(py, self.id, self.timeout, |p, slice| {
+                p.loan_many_timeout(count, size, slice).map(SendLoan::many)
+            })
+    }
+
+    /// Publishes the slots when the block ended normally, drops them when
+    /// it raised. The memoryviews are released either way.
+    #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let seqs = self
+            .publisher
+            .get()
+            .finish_loan(py, self.id, exc_type, self.tag)?;
+        *lock(py, &self.seqs) = seqs;
+        Ok(false)
+    }
+
+    /// The published messages' sequence numbers as a `range`, once the
+    /// block has ended normally (else None).
+    #[getter]
+    fn seqs<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyRange>>> {
+        let Some(seqs) = lock(py, &self.seqs).clone() else {
+            return Ok(None);
+        };
+        seq_range(py, seqs).map(Some)
     }
 }

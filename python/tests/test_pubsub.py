@@ -87,6 +87,61 @@ def test_loan_commits_on_normal_exit_and_publishes_nothing_on_exception(client):
             pass
 
 
+def test_loan_many_publishes_every_slot_in_order_or_none(client):
+    pub = client.publisher("loans", mode="backpressure", capacity=8, max_message_size=16)
+    sub = client.subscriber("loans")
+    loans = pub.loan_many(3, 4, tag=5)
+    with loans as bufs:
+        assert [len(b) for b in bufs] == [4, 4, 4]
+        assert all(isinstance(b, memoryview) and not b.readonly for b in bufs)
+        for i, b in enumerate(bufs):
+            b[:] = bytes([i]) * 4
+        with pytest.raises(ringbus.BadState, match="loan is outstanding"):
+            pub.publish(b"x")
+    assert loans.seqs == range(0, 3)
+    with pytest.raises(ValueError):  # the views are released with the loan
+        bufs[1][0] = 9
+    abandoned = pub.loan_many(2, 4)
+    with pytest.raises(RuntimeError):
+        with abandoned as bufs:
+            bufs[0][:] = b"lost"
+            raise RuntimeError("abandon")
+    assert abandoned.seqs is None
+    with pub.loan_many(1, 2) as bufs:
+        np.frombuffer(bufs[0], dtype=np.uint8)[:] = [7, 8]
+    got = [sub.recv(timeout=10) for _ in range(4)]
+    assert [(m.data, m.tag, m.seq) for m in got[:3]] == [
+        (b"\x00" * 4, 5, 0),
+        (b"\x01" * 4, 5, 1),
+        (b"\x02" * 4, 5, 2),
+    ]
+    assert (got[3].data, got[3].seq) == (b"\x07\x08", 3)  # nothing of the abandoned loan
+    assert sub.try_recv() is None
+
+
+def test_loan_many_refuses_bad_counts_and_sizes_and_waits_for_room(client):
+    pub = client.publisher("loans2", mode="backpressure", capacity=4, max_message_size=16)
+    sub = client.subscriber("loans2")
+    with pytest.raises(ringbus.InvalidArgument):
+        pub.loan_many(0, 4)
+    with pytest.raises(ringbus.TooLarge):  # more slots than the ring holds
+        with pub.loan_many(5, 4):
+            pass
+    with pytest.raises(ringbus.TooLarge):
+        with pub.loan_many(2, 17):
+            pass
+    pub.publish_batch([b"a", b"b", b"c"])
+    with pytest.raises(ringbus.Timeout):  # two slots, one free
+        with pub.loan_many(2, 1, timeout=0.05):
+            pass
+    assert sub.recv(timeout=10).data == b"a"
+    sub.recv(timeout=10).release()  # the ring now has room for two
+    with pub.loan_many(2, 1) as bufs:
+        bufs[0][:] = b"d"
+        bufs[1][:] = b"e"
+    assert [sub.recv(timeout=10).data for _ in range(3)] == [b"c", b"d", b"e"]
+
+
 def test_publisher_is_busy_while_a_loan_is_out(client):
     pub = client.publisher("busy")
     with pub.loan(1) as buf:
