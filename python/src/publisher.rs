@@ -396,13 +396,8 @@ impl Publisher {
     #[pyo3(signature = (size, tag=0, *, timeout=None))]
     fn loan(slf: &Bound<'_, Self>, size: usize, tag: u64, timeout: Option<f64>) -> PyResult<Loan> {
         Ok(Loan {
-            publisher: slf.clone().unbind(),
+            ticket: Ticket::new(slf, tag, timeout),
             size,
-            tag,
-            timeout,
-            // Relaxed: a unique number, nothing else.
-            id: LOAN_IDS.fetch_add(1, Ordering::Relaxed),
-            seq: Mutex::new(None),
         })
     }
 
@@ -426,14 +421,9 @@ impl Publisher {
             return Err(Kind::InvalidArgument.err("loan_many lends at least one slot"));
         }
         Ok(LoanMany {
-            publisher: slf.clone().unbind(),
+            ticket: Ticket::new(slf, tag, timeout),
             count,
             size,
-            tag,
-            timeout,
-            // Relaxed: a unique number, nothing else.
-            id: LOAN_IDS.fetch_add(1, Ordering::Relaxed),
-            seqs: Mutex::new(None),
         })
     }
 
@@ -511,94 +501,40 @@ fn seq_range(py: Python<'_>, seqs: Range<u64>) -> PyResult<Bound<'_, PyRange>> {
 /// Numbers that tell loans apart (which one the publisher holds).
 static LOAN_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// A loan of a ring slot: a context manager (see `Publisher.loan`).
-#[pyclass(frozen, module = "ringbus", name = "Loan")]
-pub(crate) struct Loan {
+/// What a `Loan` and a `LoanMany` share: whose loan it is, how it
+/// publishes, and what it published.
+struct Ticket {
     publisher: Py<Publisher>,
-    size: usize,
+    id: u64,
     tag: u64,
     timeout: Option<f64>,
-    id: u64,
-    seq: Mutex<Option<u64>>,
-}
-
-#[pymethods]
-impl Loan {
-    /// Takes the slot (waiting for room as `publish` does) and returns a
-    /// writable memoryview of `size` bytes.
-    fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
-        let size = self.size;
-        let views = self
-            .publisher
-            .get()
-            .lend(py, self.id, self.timeout, |p, slice| {
-                p.loan_timeout(size, slice).map(SendLoan::one)
-            })?;
-        Ok(views.into_iter().next().expect("a loan lends one slot"))
-    }
-
-    /// Publishes the slot when the block ended normally, drops it when it
-    /// raised. The memoryview is released either way.
-    #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let seqs = self
-            .publisher
-            .get()
-            .finish_loan(py, self.id, exc_type, self.tag)?;
-        *lock(py, &self.seq) = seqs.map(|s| s.start);
-        Ok(false)
-    }
-
-    /// The published message's sequence number, once the block has ended
-    /// normally (else None).
-    #[getter]
-    fn seq(&self, py: Python<'_>) -> Option<u64> {
-        *lock(py, &self.seq)
-    }
-}
-
-/// A loan of several ring slots: a context manager (see
-/// `Publisher.loan_many`).
-#[pyclass(frozen, module = "ringbus", name = "LoanMany")]
-pub(crate) struct LoanMany {
-    publisher: Py<Publisher>,
-    count: usize,
-    size: usize,
-    tag: u64,
-    timeout: Option<f64>,
-    id: u64,
     seqs: Mutex<Option<Range<u64>>>,
 }
 
-#[pymethods]
-impl LoanMany {
-    /// Takes the slots (waiting for room as `publish` does) and returns a
-    /// list of `count` writable memoryviews of `size` bytes.
-    fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyMemoryView>>> {
-        let (count, size) = (self.count, self.size);
-        self.publisher
-            .get()
-            .lend(py, self.id, self.timeout, |p, slice| {
-                p.loan_many_timeout(count, size, slice).map(SendLoan::many)
-            })
+impl Ticket {
+    fn new(publisher: &Bound<'_, Publisher>, tag: u64, timeout: Option<f64>) -> Ticket {
+        Ticket {
+            publisher: publisher.clone().unbind(),
+            // Relaxed: a unique number, nothing else.
+            id: LOAN_IDS.fetch_add(1, Ordering::Relaxed),
+            tag,
+            timeout,
+            seqs: Mutex::new(None),
+        }
     }
 
-    /// Publishes the slots when the block ended normally, drops them when
-    /// it raised. The memoryviews are released either way.
-    #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
-    fn __exit__(
+    /// The `with` block begins: the slots `take` lends, as memoryviews.
+    fn enter<'py>(
         &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+        py: Python<'py>,
+        take: impl Fn(&mut RustPublisher, Duration) -> Result<SendLoan, PublishError> + Sync,
+    ) -> PyResult<Vec<Bound<'py, PyMemoryView>>> {
+        self.publisher.get().lend(py, self.id, self.timeout, take)
+    }
+
+    /// The `with` block ended (`exc_type` None: normally): publishes or
+    /// drops the slots and notes their sequence numbers.
+    fn exit(&self, py: Python<'_>, exc_type: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let seqs = self
             .publisher
             .get()
@@ -607,13 +543,86 @@ impl LoanMany {
         Ok(false)
     }
 
+    fn seqs(&self, py: Python<'_>) -> Option<Range<u64>> {
+        lock(py, &self.seqs).clone()
+    }
+}
+
+/// A loan of a ring slot: a context manager (see `Publisher.loan`).
+#[pyclass(frozen, module = "ringbus", name = "Loan")]
+pub(crate) struct Loan {
+    ticket: Ticket,
+    size: usize,
+}
+
+#[pymethods]
+impl Loan {
+    /// Takes the slot (waiting for room as `publish` does) and returns a
+    /// writable memoryview of `size` bytes.
+    fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let size = self.size;
+        let views = self.ticket.enter(py, |p, slice| {
+            p.loan_timeout(size, slice).map(SendLoan::one)
+        })?;
+        Ok(views.into_iter().next().expect("a loan lends one slot"))
+    }
+
+    /// Publishes the slot when the block ended normally, drops it when it
+    /// raised. The memoryview is released either way.
+    #[pyo3(signature = (exc_type, *_rest))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _rest: &Bound<'_, PyTuple>,
+    ) -> PyResult<bool> {
+        self.ticket.exit(py, exc_type)
+    }
+
+    /// The published message's sequence number, once the block has ended
+    /// normally (else None).
+    #[getter]
+    fn seq(&self, py: Python<'_>) -> Option<u64> {
+        self.ticket.seqs(py).map(|s| s.start)
+    }
+}
+
+/// A loan of several ring slots: a context manager (see
+/// `Publisher.loan_many`).
+#[pyclass(frozen, module = "ringbus", name = "LoanMany")]
+pub(crate) struct LoanMany {
+    ticket: Ticket,
+    count: usize,
+    size: usize,
+}
+
+#[pymethods]
+impl LoanMany {
+    /// Takes the slots (waiting for room as `publish` does) and returns a
+    /// list of `count` writable memoryviews of `size` bytes.
+    fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyMemoryView>>> {
+        let (count, size) = (self.count, self.size);
+        self.ticket.enter(py, |p, slice| {
+            p.loan_many_timeout(count, size, slice).map(SendLoan::many)
+        })
+    }
+
+    /// Publishes the slots when the block ended normally, drops them when
+    /// it raised. The memoryviews are released either way.
+    #[pyo3(signature = (exc_type, *_rest))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _rest: &Bound<'_, PyTuple>,
+    ) -> PyResult<bool> {
+        self.ticket.exit(py, exc_type)
+    }
+
     /// The published messages' sequence numbers as a `range`, once the
     /// block has ended normally (else None).
     #[getter]
     fn seqs<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyRange>>> {
-        let Some(seqs) = lock(py, &self.seqs).clone() else {
-            return Ok(None);
-        };
-        seq_range(py, seqs).map(Some)
+        self.ticket.seqs(py).map(|s| seq_range(py, s)).transpose()
     }
 }
