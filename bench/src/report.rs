@@ -212,11 +212,11 @@ impl Report {
             s,
             "  (journal MB/s counts the bytes the journal writes: a 48-byte header and padding to 8 \
              per message; ratio: the median of same-run ratios; payload: the ratio by payload bytes \
-             alone; disk+wb: the loop starting each write's writeback at once, as the journal does, \
-             and the journal's ratio to it; read: JournalReader over the journal just written, beside live streaming of the \
-             streaming scenario (if run); sub: a subscriber from sequence 0 replaying it through \
-             the client API, over the same run's live streaming alone; targets >= 0.7x, \
-             informational)"
+             alone; disk+wb: the loop starting each write's writeback at once, as the journal \
+             does, and the journal's ratio to it; read: JournalReader over the journal just \
+             written, beside live streaming of the streaming scenario (if run); sub: a subscriber \
+             from sequence 0 replaying it through the client API, over the same run's live \
+             streaming alone; targets >= 0.7x, informational)"
         );
         let _ = writeln!(
             s,

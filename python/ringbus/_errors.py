@@ -73,7 +73,8 @@ class Timeout(Error, TimeoutError):
 
 
 class TooLarge(Error, ValueError):
-    """The message exceeds the topic's ``max_message_size``."""
+    """The message exceeds the topic's ``max_message_size``, or a
+    ``loan_many`` asks for more slots than the ring holds."""
 
 
 class Lagged(Error):

@@ -157,8 +157,8 @@ pub(crate) fn client_error(e: &ClientError) -> PyErr {
 /// A failed publish or loan.
 pub(crate) fn publish_error(e: PublishError) -> PyErr {
     let kind = match e {
-        // No Python call lends several slots; a loan of more than the ring
-        // holds is too large all the same.
+        // `loan_many` of more slots than the ring holds: too large a loan
+        // all the same (one exception less to catch).
         PublishError::TooLarge { .. } | PublishError::TooMany { .. } => Kind::TooLarge,
         PublishError::Full => Kind::Full,
         PublishError::Timeout => Kind::Timeout,

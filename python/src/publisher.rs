@@ -1,4 +1,4 @@
-//! `Publisher` and `Loan`.
+//! `Publisher`, `Loan` and `LoanMany`.
 
 use std::ops::Range;
 use std::ptr::NonNull;
