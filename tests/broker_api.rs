@@ -621,6 +621,65 @@ fn a_ring_whose_publisher_left_before_mapping_it_hides_no_later_ring() {
 }
 
 #[test]
+fn a_subscriber_is_never_listed_a_ring_past_one_not_yet_mapped() {
+    let dir = TestDir::new("api-gap");
+    let _b = BrokerThread::start(&dir, Config::default());
+    let client = Client::connect(dir.socket()).unwrap();
+    // Ring 1: its publisher has it, and has not said it mapped it yet.
+    let mut first = Connection::connect(&dir.socket(), "slow-publisher").unwrap();
+    let (reply, _fds) = first
+        .call(&Request::AttachPublisher {
+            topic: "gap".into(),
+            config: Some(cfg(Mode::Backpressure)),
+        })
+        .unwrap();
+    let Reply::PublisherAttached {
+        lease: first_lease,
+        ring_id: first_ring,
+        ..
+    } = reply
+    else {
+        panic!("{reply:?}")
+    };
+    // Ring 2, after it, mapped and written.
+    let mut second = client.publisher_existing("gap").unwrap();
+    second.publish(b"two", 2).unwrap();
+    assert!(first_ring < second.ring_id());
+    // A subscriber arrives in between.
+    let mut conn = Connection::connect(&dir.socket(), "gap-subscriber").unwrap();
+    let (reply, _fds) = conn
+        .call(&Request::Subscribe {
+            topic: "gap".into(),
+            start: Start::Earliest,
+            held: vec![],
+        })
+        .unwrap();
+    let Reply::Subscribed { lease, rings, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    let mut told: Vec<u64> = rings.iter().map(|r| r.ring_id).collect();
+    // Ring 1 is mapped; the subscriber asks for the rings after the last
+    // it holds, as the client does.
+    first
+        .call(&Request::RingReady { lease: first_lease })
+        .unwrap();
+    let (reply, _fds) = conn
+        .call(&Request::FetchRings {
+            lease,
+            after: told.last().copied().unwrap_or(0),
+        })
+        .unwrap();
+    let Reply::Rings { rings, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    told.extend(rings.iter().map(|r| r.ring_id));
+    // Both rings, in order, each once: ring 1 is not hidden behind ring 2
+    // (where its port, at 0, would hold its publisher back for good).
+    assert_eq!(told, vec![first_ring, second.ring_id()]);
+    assert!(rings.iter().all(|r| r.port.is_some()), "{rings:?}");
+}
+
+#[test]
 fn backpressure_ring_that_appears_later_misses_nothing() {
     let dir = TestDir::new("api-reserve");
     let _b = BrokerThread::start(&dir, Config::default());

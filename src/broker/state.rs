@@ -1070,13 +1070,8 @@ impl State {
             .iter()
             .position(|g| g.pid == cred.pid && g.pid != 0)
             .map(|i| t.ghosts.swap_remove(i));
-        let delivered = if list {
-            t.rings.keys().next_back().copied().unwrap_or(0)
-        } else {
-            0
-        };
         let kind = LeaseKind::Subscriber {
-            delivered,
+            delivered: 0,
             pid: cred.pid,
             parent,
             skip: Vec::new(),
@@ -1096,6 +1091,15 @@ impl State {
         let mut rings = Vec::new();
         let mut failed = None;
         let mut skip = Vec::new();
+        // Rings are listed in id order, as `fetch_rings` lists them, and
+        // the subscriber then asks for those after the last it holds: a
+        // ring listed here past one whose publisher has not mapped it yet
+        // would hide that one from it for good, while the port made for it
+        // there held its publisher back. So from the first such ring on,
+        // rings get their ports now and are listed by the next fetch.
+        let mut listing = list;
+        // The highest ring id the subscriber has been told about.
+        let mut told = 0;
         for (id, r) in t.rings.iter_mut() {
             if let Some(&(_, port_id)) = held.iter().find(|(ring, _)| ring == id) {
                 // A re-join: the subscriber reads this ring already. Its
@@ -1113,6 +1117,9 @@ impl State {
                 } else {
                     skip.push(*id);
                 }
+                if listing {
+                    told = *id;
+                }
                 continue;
             }
             // A port made for this process before a broker restart, for a
@@ -1123,6 +1130,9 @@ impl State {
                 false => r.orphan_of(cred.pid),
             };
             if r.closed && orphan.is_none() {
+                if listing {
+                    told = *id;
+                }
                 continue;
             }
             if r.data_sub.is_none() {
@@ -1139,6 +1149,7 @@ impl State {
                         }
                     }
                 }
+                listing = false;
                 continue;
             }
             let backpressure = r.region.config().mode == Mode::Backpressure;
@@ -1163,18 +1174,21 @@ impl State {
                     Err(_) => None,
                 },
             };
-            if list {
+            if listing {
                 let (listed, ring_fds) = r.listing(port, lease);
                 rings.push(listed);
                 fds.extend(ring_fds);
+                told = *id;
             } else if let Some(p) = port {
                 r.claim(p, lease);
             }
         }
-        if let Some(LeaseKind::Subscriber { skip: s, .. }) =
-            self.leases.get_mut(&lease).map(|l| &mut l.kind)
+        if let Some(LeaseKind::Subscriber {
+            skip: s, delivered, ..
+        }) = self.leases.get_mut(&lease).map(|l| &mut l.kind)
         {
             *s = skip;
+            *delivered = told;
         }
         if let Some(e) = failed {
             self.end_lease(lease, true);
