@@ -87,29 +87,6 @@ fn write_config(dir: &TestDir, fsync: &str) -> std::path::PathBuf {
     config
 }
 
-/// The pid of the keeper serving `data_dir` (`ringbus __keeper DATA_DIR`),
-/// from `/proc`.
-fn keeper_of(data_dir: &Path) -> Option<i32> {
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args.iter().any(|a| *a == b"__keeper")
-            && args
-                .iter()
-                .any(|a| Path::new(std::str::from_utf8(a).unwrap_or("")) == data_dir)
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 /// Kills the keeper of `dir`'s broker, if one runs, and waits until it is
 /// gone.
 fn kill_keeper(dir: &TestDir) {

@@ -224,6 +224,30 @@ fn the_keeper_exits_once_nothing_is_left_to_hand_over() {
 }
 
 #[test]
+fn a_keeper_whose_data_directory_is_removed_exits() {
+    let dir = TestDir::new("rs-keeper-gone");
+    let mut broker = BrokerProc::start(&dir, None);
+    let keeper = eventually("the keeper", || keeper_of(&dir.data()));
+    let client = Client::connect(dir.socket()).unwrap();
+    // A publisher that stays: the keeper has something to hand over.
+    let mut publisher = client.publisher("kept", bp_config(64)).unwrap();
+    publisher.publish(b"x", 0).unwrap();
+    broker.kill9();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        keeper_of(&dir.data()),
+        Some(keeper),
+        "the keeper holds a live publisher's ring for the next broker"
+    );
+    // Nobody can reach it any more: it leaves, though the owner lives.
+    std::fs::remove_dir_all(dir.data()).unwrap();
+    eventually("the keeper to exit", || {
+        keeper_of(&dir.data()).is_none().then_some(())
+    });
+    drop(publisher);
+}
+
+#[test]
 fn rings_born_before_their_subscriber_re_joins_reach_it_from_their_first_message() {
     let dir = TestDir::new("rs-ghost");
     let mut broker = BrokerProc::start(&dir, None);

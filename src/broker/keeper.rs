@@ -15,7 +15,8 @@
 //! It listens on `keeper.sock` in the broker's data directory (mode 0700,
 //! checked by the broker) and serves only its own uid. It exits once no
 //! broker is connected and every process that owned something it holds
-//! has exited: nothing is left to hand over.
+//! has exited (nothing is left to hand over), or its socket is gone (the
+//! data directory removed: nobody can reach it).
 //!
 //! Its protocol is private to the broker of the same build: frames of
 //! `op`, a key, opaque metadata, and descriptors.
@@ -106,7 +107,8 @@ pub(super) fn exited(pidfd: BorrowedFd<'_>) -> bool {
 }
 
 /// Runs a keeper for the broker whose data directory is `dir`, until no
-/// broker is connected and no owner of anything held lives. Returns at
+/// broker is connected and no owner of anything held lives, or its socket
+/// is gone. Returns at
 /// once if another keeper holds the directory.
 ///
 /// # Errors
@@ -169,11 +171,14 @@ pub fn run(dir: &Path) -> io::Result<()> {
         }
         if let Some(since) = alone_since {
             // Nothing to hand over once every owner has exited (and not at
-            // once: a broker that restarts reconnects within moments).
+            // once: a broker that restarts reconnects within moments), nor
+            // to anyone once our socket is gone (the data directory was
+            // removed): no broker can reach us again.
             let owners_live = held
                 .values()
                 .any(|h| h.owner.is_some_and(|i| !exited(h.fds[i].as_fd())));
-            if !owners_live && since.elapsed() >= Duration::from_secs(1) {
+            let reachable = dir.contains(SOCKET);
+            if (!owners_live || !reachable) && since.elapsed() >= Duration::from_secs(1) {
                 let _ = dir.remove(SOCKET);
                 return Ok(());
             }

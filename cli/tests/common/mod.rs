@@ -165,3 +165,26 @@ impl Drop for KillOnDrop {
         kill9(&mut self.0);
     }
 }
+
+/// The pid of the keeper serving `data_dir` (`ringbus __keeper DATA_DIR`),
+/// from `/proc`.
+pub fn keeper_of(data_dir: &Path) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.iter().any(|a| *a == b"__keeper")
+            && args
+                .iter()
+                .any(|a| Path::new(std::str::from_utf8(a).unwrap_or("")) == data_dir)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
