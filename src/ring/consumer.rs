@@ -8,7 +8,7 @@ use super::latest::{LatestSlot, LATEST_HEAD};
 use super::port::Port;
 use super::region::{AttachError, RingRegion};
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
-use crate::layout::{SlotHeader, CURSOR_FREE, REQUEST_LATEST};
+use crate::layout::{SlotHeader, CACHE_LINE, CURSOR_FREE, REQUEST_LATEST};
 use crate::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{wait_until, wait_until_all, Bed, Limit, WaitStrategy, WakeState, QUIET_POLLS};
 use std::borrow::BorrowMut;
@@ -181,6 +181,13 @@ pub struct Consumer {
     /// Release the cursor once `next` is this far past `released`, and
     /// whenever the ring is found empty (see [`Consumer::advance`]).
     release_every: u64,
+    /// Read-ahead (see [`Consumer::read_ahead`]): the head as last seen at
+    /// a cursor release (every message below it is complete in its slot;
+    /// stays 0 where `ahead` is 0, which turns read-ahead off), how many
+    /// messages ahead to fetch, and how many lines of each.
+    ahead_until: u64,
+    ahead: u64,
+    ahead_lines: usize,
     backpressure: bool,
     wake: WakeState,
     /// Overwrite mode: where `try_recv_with` copies before validating.
@@ -340,6 +347,9 @@ impl Consumer {
             cursor: None,
             released: next,
             release_every: release_batch(capacity),
+            ahead_until: 0,
+            ahead: read_ahead_distance(region.sizes().slot_stride),
+            ahead_lines: read_ahead_lines(region.sizes().slot_stride),
             backpressure: c.mode == Mode::Backpressure,
             wake: WakeState::default(),
             scratch: if c.mode == Mode::Backpressure {
@@ -555,6 +565,7 @@ impl Consumer {
             }
         }
         let (info, payload, s1) = self.peek(buf.len())?;
+        self.read_ahead(info.seq);
         // SAFETY: `peek` checked `len <= max`, so the copy stays in the
         // payload area, and `len <= buf.len()`.
         unsafe { copy_out(payload, &mut buf[..info.len]) };
@@ -709,6 +720,7 @@ impl Consumer {
             return Err(RecvError::ZeroCopyUnsupported);
         }
         let (info, payload, _) = self.peek(usize::MAX)?;
+        self.read_ahead(info.seq);
         Ok(MessageRef {
             consumer: self,
             payload,
@@ -754,6 +766,7 @@ impl Consumer {
                 Err(e) if self.next == first => return Err(e),
                 Err(_) => break,
             };
+            self.read_ahead(info.seq);
             // SAFETY: `len <= max` (checked by `peek`), inside the slot's
             // payload area; our cursor is at `first`, at or before this
             // message, so the publisher does not rewrite its slot until
@@ -967,6 +980,7 @@ impl Consumer {
         self.next = self.next.wrapping_add(1);
         if self.next.wrapping_sub(self.released) >= self.release_every {
             self.release();
+            self.look_ahead();
         }
     }
 
@@ -982,6 +996,64 @@ impl Consumer {
             // Producer::slowest_cursor.
             c.store(self.next, Ordering::Release);
         }
+    }
+
+    /// Notes how far ahead the publisher is, for [`Consumer::read_ahead`],
+    /// if this consumer reads ahead and has run out of messages known to
+    /// be complete. Called at batch releases only: a reader far behind
+    /// looks at the head's line (which the publisher writes with every
+    /// message) once per that many messages, one at its heels at most once
+    /// per `release_every` (never while it polls for the next message:
+    /// that read the line under the publisher's store, and a tag-filtered
+    /// stream, which keeps up, ran at half its speed).
+    #[inline(always)]
+    fn look_ahead(&mut self) {
+        #[cfg(not(loom))]
+        if self.ahead != 0 && self.next.wrapping_add(self.ahead) >= self.ahead_until {
+            // Relaxed: only decides which slots to prefetch; every read of
+            // a slot still checks its stamp with Acquire.
+            self.ahead_until = self.region.header().head.load(Ordering::Relaxed);
+        }
+    }
+
+    /// The head as [`Consumer::look_ahead`] last saw it (0: never looked).
+    #[cfg(test)]
+    pub(super) fn ahead_until(&self) -> u64 {
+        self.ahead_until
+    }
+
+    /// Reading message `seq` from its slot while the publisher is known to
+    /// be well ahead (see `ahead_until`): asks for the lines of the slot
+    /// [`read_ahead_distance`] messages on, at least a page further, so
+    /// that they are on their way while this message is copied. A reader
+    /// that runs behind its publisher reads lines written long before,
+    /// out of the other core's cache; the hardware's own prefetchers stop
+    /// at each page, and without this the reader waited for the first
+    /// lines of every page, which made it the slower side of a flat-out
+    /// stream (`ringbus bench --scenarios streaming`; DESIGN.md, "Where
+    /// the streaming nanoseconds go"). Slots the publisher may still be
+    /// writing are never fetched: the lines would only be taken from it.
+    #[inline(always)]
+    fn read_ahead(&self, seq: u64) {
+        #[cfg(all(target_arch = "x86_64", not(any(miri, loom))))]
+        {
+            let at = seq.wrapping_add(self.ahead);
+            if at < self.ahead_until {
+                let (hdr, _) = self.slot(at);
+                let p = (hdr as *const SlotHeader).cast::<i8>();
+                for i in 0..self.ahead_lines {
+                    // SAFETY: `_mm_prefetch` only hints (it never faults and
+                    // changes no memory); the address is inside slot `at`,
+                    // whose `stride >= 64 * ahead_lines` bytes are mapped.
+                    unsafe {
+                        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                        _mm_prefetch::<_MM_HINT_T0>(p.add(i * CACHE_LINE));
+                    }
+                }
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(any(miri, loom)))))]
+        let _ = seq;
     }
 
     /// Nothing more is ready: release what was read (the publisher may be
@@ -1132,6 +1204,7 @@ impl Consumer {
         for _ in 0..SKIP_BUDGET {
             self.skip_unwanted(filter)?;
             let (info, payload, s1) = self.peek(usize::MAX)?;
+            self.read_ahead(info.seq);
             if info.len > buf.len() {
                 return Err(RecvError::BufferTooSmall { needed: info.len });
             }
@@ -1182,6 +1255,10 @@ impl Consumer {
     pub fn skip_unwanted(&mut self, filter: &mut Filter) -> Result<(), RecvError> {
         for _ in 0..SKIP_BUDGET {
             let (info, payload, s1) = self.peek(usize::MAX)?;
+            // The whole slot, though a skip reads only the tag: a
+            // tag-filtered stream ran faster so than reading ahead the
+            // tag's line alone, or nothing.
+            self.read_ahead(info.seq);
             let keep = if filter.keeps_tag(info.tag) {
                 if !self.backpressure {
                     return Ok(());
@@ -1243,6 +1320,30 @@ impl Drop for Consumer {
             }
         }
     }
+}
+
+/// How far ahead [`Consumer::read_ahead`] fetches: the first slot at
+/// least a page (4 KiB) past the one being read; 0 (never) for slots
+/// under [`READ_AHEAD_MIN_STRIDE`].
+pub(super) fn read_ahead_distance(stride: u64) -> u64 {
+    if stride < READ_AHEAD_MIN_STRIDE {
+        return 0;
+    }
+    4096u64.div_ceil(stride)
+}
+
+/// Slots smaller than this are not read ahead: a page holds 8 or more of
+/// them, so its first-line wait is shared by as many messages, and the
+/// prefetches cost more than they save (64-byte streams and tag-filtered
+/// ones ran slower with them: DESIGN.md, "Where the streaming nanoseconds
+/// go").
+const READ_AHEAD_MIN_STRIDE: u64 = 512;
+
+/// How many lines of a slot [`Consumer::read_ahead`] fetches: all of
+/// them, up to 2 KiB (past that the hardware's prefetcher follows the
+/// copy within the page).
+pub(super) fn read_ahead_lines(stride: u64) -> usize {
+    (stride as usize / CACHE_LINE).clamp(1, 32)
 }
 
 /// How many messages a consumer reads between cursor stores on a ring of

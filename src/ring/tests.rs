@@ -1,6 +1,6 @@
 //! Unit tests of the ring over heap memory (these run under Miri too).
 
-use super::consumer::STREAM_HOLD;
+use super::consumer::{read_ahead_distance, read_ahead_lines, STREAM_HOLD};
 use super::*;
 use crate::layout::SlotHeader;
 use crate::sync::Ordering;
@@ -1457,4 +1457,48 @@ fn wait_strategy_names() {
         .parse::<WaitStrategy>()
         .unwrap_err()
         .contains("expected spin"));
+}
+
+#[test]
+fn slots_of_512_bytes_and_up_are_read_ahead_a_page_on() {
+    // Under 512 bytes a page holds eight slots or more: no read-ahead.
+    assert_eq!(read_ahead_distance(64), 0);
+    assert_eq!(read_ahead_distance(448), 0);
+    // The first slot at least 4 KiB on, and every line of it up to 2 KiB.
+    assert_eq!(read_ahead_distance(512), 8);
+    assert_eq!(read_ahead_distance(1088), 4);
+    assert_eq!(read_ahead_distance(5000), 1);
+    assert_eq!(read_ahead_lines(1088), 17);
+    assert_eq!(read_ahead_lines(65600), 32);
+}
+
+#[test]
+fn a_reader_behind_its_publisher_reads_ahead_and_takes_every_message_whole() {
+    // 1 KiB messages (1088-byte slots, read ahead 4 slots on), a ring of
+    // 64 (cursor released every 16): the reader starts a ring behind.
+    let (mut p, r) = ring(64, 1024, Mode::Backpressure);
+    let mut c = Consumer::new(r.clone(), Start::Earliest).unwrap();
+    let mut buf = vec![0u8; 1024];
+    let mut next = 0u64;
+    for round in 0..3u8 {
+        for _ in 0..64 {
+            let len = 1 + (next as usize * 37) % 1024;
+            let fill = vec![(next as u8) ^ round; len];
+            assert_eq!(p.try_publish(&fill, next).unwrap(), next);
+            next += 1;
+        }
+        for k in 0..64u64 {
+            let seq = u64::from(round) * 64 + k;
+            let info = c.try_recv(&mut buf).unwrap();
+            let len = 1 + (seq as usize * 37) % 1024;
+            assert_eq!((info.seq, info.tag, info.len), (seq, seq, len));
+            assert!(buf[..len].iter().all(|&b| b == (seq as u8) ^ round));
+            if k == 16 {
+                // The first batch release looked at the head: the whole
+                // round is known to be complete.
+                assert_eq!(c.ahead_until(), u64::from(round + 1) * 64);
+            }
+        }
+        assert_eq!(c.try_recv(&mut buf), Err(RecvError::Empty));
+    }
 }
