@@ -565,7 +565,6 @@ impl Consumer {
             }
         }
         let (info, payload, s1) = self.peek(buf.len())?;
-        self.read_ahead(info.seq);
         // SAFETY: `peek` checked `len <= max`, so the copy stays in the
         // payload area, and `len <= buf.len()`.
         unsafe { copy_out(payload, &mut buf[..info.len]) };
@@ -681,6 +680,10 @@ impl Consumer {
         if info.len > self.max || info.len > room {
             return Err(self.bad_len(seq, s1, info.len));
         }
+        // Every read of a slot reads ahead, a skip's too, whole slots
+        // though a skip reads only the tag: a tag-filtered 1 KiB stream
+        // ran faster with them than with the tag's line alone, or none.
+        self.read_ahead(seq);
         Ok((info, payload, s1))
     }
 
@@ -720,7 +723,6 @@ impl Consumer {
             return Err(RecvError::ZeroCopyUnsupported);
         }
         let (info, payload, _) = self.peek(usize::MAX)?;
-        self.read_ahead(info.seq);
         Ok(MessageRef {
             consumer: self,
             payload,
@@ -766,7 +768,6 @@ impl Consumer {
                 Err(e) if self.next == first => return Err(e),
                 Err(_) => break,
             };
-            self.read_ahead(info.seq);
             // SAFETY: `len <= max` (checked by `peek`), inside the slot's
             // payload area; our cursor is at `first`, at or before this
             // message, so the publisher does not rewrite its slot until
@@ -1204,7 +1205,6 @@ impl Consumer {
         for _ in 0..SKIP_BUDGET {
             self.skip_unwanted(filter)?;
             let (info, payload, s1) = self.peek(usize::MAX)?;
-            self.read_ahead(info.seq);
             if info.len > buf.len() {
                 return Err(RecvError::BufferTooSmall { needed: info.len });
             }
@@ -1255,10 +1255,6 @@ impl Consumer {
     pub fn skip_unwanted(&mut self, filter: &mut Filter) -> Result<(), RecvError> {
         for _ in 0..SKIP_BUDGET {
             let (info, payload, s1) = self.peek(usize::MAX)?;
-            // The whole slot, though a skip reads only the tag: with
-            // whole slots a tag-filtered 1 KiB stream ran faster than
-            // with the tag's line alone, or nothing.
-            self.read_ahead(info.seq);
             let keep = if filter.keeps_tag(info.tag) {
                 if !self.backpressure {
                     return Ok(());
