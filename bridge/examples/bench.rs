@@ -11,7 +11,11 @@
 //! message to its last.
 //!
 //! `--role` runs the receiving process (the bench starts it itself);
-//! `BENCH_TRACE=1` prints every twentieth latency in arrival order.
+//! `--runs N` (3) alternates the two paths N times and reports the
+//! per-run ratios and their median; `--sizes 64,1024` the throughput
+//! sizes; `--latency-count 0` skips latency; `--path zenoh|bridge`
+//! measures one path only (for a profile). `BENCH_TRACE=1` prints
+//! every twentieth latency in arrival order.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -284,6 +288,15 @@ fn run(path: &str, size: usize, count: usize, gap: Option<Duration>) -> (usize, 
     )
 }
 
+/// The median of `v` (0 for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -300,32 +313,87 @@ fn main() {
     let lat_count: usize = arg("--latency-count").map_or(5000, |v| v.parse().unwrap());
     let rate: u32 = arg("--rate").map_or(5000, |v| v.parse().unwrap());
     let tput_count: usize = arg("--count").map_or(200_000, |v| v.parse().unwrap());
+    let runs: usize = arg("--runs").map_or(3, |v| v.parse().unwrap());
+    let sizes: Vec<usize> = arg("--sizes").map_or(vec![64, 1024], |v| {
+        v.split(',').map(|s| s.parse().unwrap()).collect()
+    });
+    let latency = lat_count > 0;
     let gap = Duration::from_secs(1) / rate;
-    println!("latency: {lat_count} messages of 64 B at {rate}/s; throughput: {tput_count} messages, flat out");
     println!(
-        "{:<30} {:>6} {:>9} {:>9} {:>9} {:>12}",
-        "path", "bytes", "received", "p50 us", "p99 us", "msgs/s"
+        "latency: {lat_count} messages of 64 B at {rate}/s; throughput: {tput_count} messages, flat out; \
+         {runs} runs, each Zenoh's own path then the bridge's (ratios: bridge / Zenoh, per run)"
     );
-    for path in ["zenoh", "bridge"] {
-        let name = if path == "zenoh" {
-            "zenoh pub -> sub"
-        } else {
-            "ringbus -> bridge x2 -> ringbus"
-        };
-        let (n, p50, p99, _) = run(path, 64, lat_count, Some(gap));
-        println!(
-            "{name:<30} {:>6} {n:>9} {:>9.1} {:>9.1} {:>12}",
-            64,
-            p50 as f64 / 1e3,
-            p99 as f64 / 1e3,
-            "(paced)"
-        );
-        for size in [64usize, 1024] {
-            let (n, _, _, rate) = run(path, size, tput_count, None);
-            println!(
-                "{name:<30} {size:>6} {n:>9} {:>9} {:>9} {rate:>12.0}",
-                "-", "-"
-            );
+    println!(
+        "{:<4} {:<30} {:>6} {:>9} {:>9} {:>9} {:>12}",
+        "run", "path", "bytes", "received", "p50 us", "p99 us", "msgs/s"
+    );
+    let only = arg("--path");
+    let paths: Vec<_> = [
+        ("zenoh", "zenoh pub -> sub"),
+        ("bridge", "ringbus -> bridge x2 -> ringbus"),
+    ]
+    .into_iter()
+    .filter(|(p, _)| only.as_deref().map_or(true, |o| o == *p))
+    .collect();
+    // Per run: [p50 zenoh, p50 bridge], and per size [rate zenoh, rate bridge].
+    let mut p50_ratio = Vec::new();
+    let mut rate_ratio: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for r in 1..=runs {
+        let mut p50 = [0.0f64; 2];
+        let mut rates = vec![[0.0f64; 2]; sizes.len()];
+        for (path, name) in &paths {
+            let k = usize::from(*path == "bridge");
+            if latency {
+                let (n, p, p99, _) = run(path, 64, lat_count, Some(gap));
+                p50[k] = p as f64;
+                println!(
+                    "{r:<4} {name:<30} {:>6} {n:>9} {:>9.1} {:>9.1} {:>12}",
+                    64,
+                    p as f64 / 1e3,
+                    p99 as f64 / 1e3,
+                    "(paced)"
+                );
+            }
+            for (j, &size) in sizes.iter().enumerate() {
+                let (n, _, _, rate) = run(path, size, tput_count, None);
+                rates[j][k] = rate;
+                println!(
+                    "{r:<4} {name:<30} {size:>6} {n:>9} {:>9} {:>9} {rate:>12.0}",
+                    "-", "-"
+                );
+            }
         }
+        if latency && p50[0] > 0.0 {
+            p50_ratio.push(p50[1] / p50[0]);
+        }
+        for (j, [z, b]) in rates.iter().enumerate() {
+            if *z > 0.0 {
+                rate_ratio[j].push(b / z);
+            }
+        }
+    }
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("\nbridge / Zenoh's own, per run; median (target, informational)");
+    if latency {
+        let m = median(p50_ratio.clone());
+        let met = if m <= 1.2 { "met" } else { "MISSED" };
+        println!(
+            "  p50 latency 64 B      {:<24} median {m:.2}  (at most 1.20)  {met}",
+            list(&p50_ratio)
+        );
+    }
+    for (j, size) in sizes.iter().enumerate() {
+        let m = median(rate_ratio[j].clone());
+        let met = if m >= 0.8 { "met" } else { "MISSED" };
+        println!(
+            "  throughput {:<10} {:<24} median {m:.2}  (at least 0.80)  {met}",
+            format!("{size} B"),
+            list(&rate_ratio[j])
+        );
     }
 }
