@@ -486,6 +486,10 @@ fn export(s: &Shared, pattern: &str) {
 /// sparing it the import thread's wake-up.
 const STREAM_GAP_NS: u64 = 50_000;
 
+/// The most queued samples the import's thread takes at once (published
+/// as one batch where they allow it: [`Importer::take_run`]).
+const MAX_RUN: usize = 64;
+
 /// Where an import's samples go: published by the subscriber's callback
 /// on Zenoh's receiving thread, or queued for the import's thread.
 struct Router {
@@ -527,6 +531,7 @@ impl Router {
     /// The import's thread: publishes what the callback queued, in order,
     /// until the bridge stops or the session closes.
     fn drain(&self, s: &Shared, queue: &FifoChannelHandler<Sample>) {
+        let mut run = Vec::with_capacity(MAX_RUN);
         while !s.stop.load(Ordering::Relaxed) {
             let first = match queue.recv_timeout(Duration::from_millis(100)) {
                 Ok(Some(sample)) => sample,
@@ -534,12 +539,20 @@ impl Router {
                 Err(_) => return, // the session is closed
             };
             let mut importer = self.importer.lock().unwrap_or_else(|p| p.into_inner());
-            let mut next = Some(first);
+            run.push(first);
             let mut taken = 0;
-            while let Some(sample) = next {
-                importer.take(&sample);
-                taken += 1;
-                next = queue.try_recv().ok().flatten();
+            // Until the queue is found empty, up to MAX_RUN samples at a time.
+            while !run.is_empty() {
+                while run.len() < MAX_RUN {
+                    match queue.try_recv() {
+                        Ok(Some(sample)) => run.push(sample),
+                        _ => break,
+                    }
+                }
+                importer.take_run(&run);
+                taken += run.len() as u64;
+                run.clear();
+                run.extend(queue.try_recv().ok().flatten());
             }
             // Once per run of samples, not per sample: the callback writes
             // this line too. Release: pairs with the Acquire load in
@@ -711,6 +724,109 @@ impl Importer {
             topic,
         };
         true
+    }
+
+    /// Publishes a run of samples locally, in order: each stretch of
+    /// samples that [`Importer::take_batch`] can publish together goes in
+    /// one batch, any other sample alone ([`Importer::take`]).
+    fn take_run(&mut self, run: &[Sample]) {
+        let mut i = 0;
+        while i < run.len() {
+            let key = run[i].key_expr().as_str();
+            let n = run[i..]
+                .iter()
+                .take_while(|x| x.key_expr().as_str() == key)
+                .count();
+            let done = if n > 1 {
+                self.take_batch(&run[i..i + n])
+            } else {
+                0
+            };
+            if done == 0 {
+                self.take(&run[i]);
+                i += 1;
+            } else {
+                i += done;
+            }
+        }
+    }
+
+    /// Publishes the longest prefix of `run` (samples of one key) that
+    /// needs nothing but publishing, in one loan of slots: one head
+    /// update and one wake-up of the subscribers for the lot, where
+    /// [`Importer::take`] pays both per sample. The key is the one last
+    /// mapped, its topic has a publisher, and each sample of the prefix
+    /// comes from another bridge, one ring, in sequence after the last
+    /// seen of that ring, and fits the topic; the ring has room for all
+    /// now. Returns how many it published: 0 (nothing done) when fewer
+    /// than two qualify.
+    fn take_batch(&mut self, run: &[Sample]) -> usize {
+        // A key not mapped yet goes through `take`, which maps it (and
+        // counts it once if it must be dropped).
+        if run[0].key_expr().as_str() != self.last.key {
+            return 0;
+        }
+        let Importer {
+            s,
+            pattern,
+            local,
+            gaps,
+            last,
+            ..
+        } = self;
+        // A topic not yet published to goes through `take`, which opens
+        // it; so does a sample after the local broker is lost.
+        let Some(publisher) =
+            local_broker(s, pattern, local).and_then(|l| l.publishers.get_mut(&last.topic))
+        else {
+            return 0;
+        };
+        let max = publisher.config().max_message_size as usize;
+        let mut metas = Vec::with_capacity(run.len());
+        let mut payloads = Vec::with_capacity(run.len());
+        for sample in run {
+            let Some(m) = sample
+                .attachment()
+                .and_then(|a| Meta::decode(&a.to_bytes()))
+            else {
+                break;
+            };
+            let expected = match metas.last() {
+                None => gaps.expects(m.bridge_id, m.ring_id),
+                Some(&Meta {
+                    bridge_id,
+                    ring_id,
+                    seq,
+                    ..
+                }) => (bridge_id == m.bridge_id && ring_id == m.ring_id).then(|| seq + 1),
+            };
+            let payload = sample.payload().to_bytes();
+            if m.bridge_id == s.bridge_id || expected != Some(m.seq) || payload.len() > max {
+                break;
+            }
+            metas.push(m);
+            payloads.push(payload);
+        }
+        let n = metas.len();
+        if n < 2 {
+            return 0;
+        }
+        let len = payloads.iter().map(|p| p.len()).max().unwrap_or(0);
+        let Ok(mut loans) = publisher.try_loan_many(n, len) else {
+            return 0;
+        };
+        for (slot, p) in loans.iter_mut().zip(&payloads) {
+            slot[..p.len()].copy_from_slice(p);
+        }
+        loans.commit_with(n, |i| (payloads[i].len(), metas[i].tag));
+        for m in &metas {
+            gaps.see(m.bridge_id, m.ring_id, m.seq);
+        }
+        s.stats.imported.fetch_add(n as u64, Ordering::Relaxed);
+        s.stats
+            .import_batched
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     /// Publishes one sample locally.

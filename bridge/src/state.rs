@@ -118,6 +118,12 @@ impl Gaps {
         self.used = used;
     }
 
+    /// The sequence expected next of ring (`bridge_id`, `ring_id`)
+    /// (`None`: a ring not seen yet).
+    pub fn expects(&self, bridge_id: u64, ring_id: u64) -> Option<u64> {
+        self.next.get(&(bridge_id, ring_id)).map(|&(next, _)| next)
+    }
+
     /// Records message `seq` of ring (`bridge_id`, `ring_id`).
     pub fn see(&mut self, bridge_id: u64, ring_id: u64, seq: u64) -> Seen {
         if self.file.is_none() && self.next.len() >= MAX_TRACKED_RINGS {
@@ -168,6 +174,8 @@ mod tests {
         assert_eq!(g.see(1, 1, 6), Seen::InOrder);
         assert_eq!(g.see(1, 1, 10), Seen::Gap(3));
         assert_eq!(g.see(1, 1, 7), Seen::Reordered);
+        assert_eq!(g.expects(1, 1), Some(11));
+        assert_eq!(g.expects(1, 2), None);
         assert_eq!(g.see(1, 1, 11), Seen::InOrder);
         assert_eq!(g.see(2, 1, 0), Seen::InOrder);
     }

@@ -46,6 +46,9 @@ counters! {
     /// its thread (the others were taken by the Zenoh subscriber's
     /// callback itself).
     import_queued,
+    /// Of the queued samples, those published in batches of a run (one
+    /// head update and wake-up for several).
+    import_batched,
     /// Samples dropped at import: the local ring stayed full
     /// (back-pressure topic) for the import wait.
     import_full,

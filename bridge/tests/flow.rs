@@ -119,6 +119,7 @@ fn a_to_b_intact_and_in_order() {
     assert_eq!(ys.import_gap, ybase.import_gap);
     assert_eq!(ys.import_full + ys.import_too_large + ys.import_errors, 0);
     assert!(ys.imported >= 3 * n, "{ys:?}");
+    assert!(ys.import_batched <= ys.import_queued, "{ys:?}");
     eprintln!("{} messages per topic, 3 topics: {xs:?} {ys:?}", n);
 }
 
@@ -161,8 +162,9 @@ fn bursts_and_pauses_arrive_in_order() {
     // Which way each sample went depends on when it arrived (timing
     // gates no test): reported, not asserted.
     let queued = ys.import_queued - base.import_queued;
-    eprintln!("{queued} of {sent} samples went through the import's queue");
-    assert!(queued <= sent, "{ys:?}");
+    let batched = ys.import_batched - base.import_batched;
+    eprintln!("{queued} of {sent} samples went through the import's queue, {batched} in batches");
+    assert!(batched <= queued && queued <= sent, "{ys:?}");
 }
 
 #[test]
