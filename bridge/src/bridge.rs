@@ -648,6 +648,17 @@ fn local_broker<'a>(
     local.as_mut()
 }
 
+/// What [`Importer::take_batch`] did with a run.
+enum Batch {
+    /// Published the first `n` samples.
+    Published(usize),
+    /// The first `n` samples qualified, but the ring had no room for all
+    /// of them: nothing done.
+    Full(usize),
+    /// Nothing done: fewer than two samples qualified.
+    No,
+}
+
 /// The last key an importer mapped to a local topic that its pattern
 /// matches: a stream of one key (the usual case) maps it once.
 #[derive(Default)]
@@ -737,16 +748,24 @@ impl Importer {
                 .iter()
                 .take_while(|x| x.key_expr().as_str() == key)
                 .count();
-            let done = if n > 1 {
+            let batch = if n > 1 {
                 self.take_batch(&run[i..i + n])
             } else {
-                0
+                Batch::No
             };
-            if done == 0 {
-                self.take(&run[i]);
-                i += 1;
-            } else {
-                i += done;
+            match batch {
+                Batch::Published(k) => i += k,
+                // Taken one at a time, each waiting for room as it must.
+                Batch::Full(k) => {
+                    for sample in &run[i..i + k] {
+                        self.take(sample);
+                    }
+                    i += k;
+                }
+                Batch::No => {
+                    self.take(&run[i]);
+                    i += 1;
+                }
             }
         }
     }
@@ -758,13 +777,13 @@ impl Importer {
     /// mapped, its topic has a publisher, and each sample of the prefix
     /// comes from another bridge, one ring, in sequence after the last
     /// seen of that ring, and fits the topic; the ring has room for all
-    /// now. Returns how many it published: 0 (nothing done) when fewer
-    /// than two qualify.
-    fn take_batch(&mut self, run: &[Sample]) -> usize {
+    /// now. Nothing is done when fewer than two qualify, or when the ring
+    /// has no room for them all (then it says how many qualified).
+    fn take_batch(&mut self, run: &[Sample]) -> Batch {
         // A key not mapped yet goes through `take`, which maps it (and
         // counts it once if it must be dropped).
         if run[0].key_expr().as_str() != self.last.key {
-            return 0;
+            return Batch::No;
         }
         let Importer {
             s,
@@ -779,7 +798,7 @@ impl Importer {
         let Some(publisher) =
             local_broker(s, pattern, local).and_then(|l| l.publishers.get_mut(&last.topic))
         else {
-            return 0;
+            return Batch::No;
         };
         let max = publisher.config().max_message_size as usize;
         let mut metas = Vec::with_capacity(run.len());
@@ -798,7 +817,8 @@ impl Importer {
                     ring_id,
                     seq,
                     ..
-                }) => (bridge_id == m.bridge_id && ring_id == m.ring_id).then(|| seq + 1),
+                }) if bridge_id == m.bridge_id && ring_id == m.ring_id => seq.checked_add(1),
+                Some(_) => None,
             };
             let payload = sample.payload().to_bytes();
             if m.bridge_id == s.bridge_id || expected != Some(m.seq) || payload.len() > max {
@@ -809,11 +829,11 @@ impl Importer {
         }
         let n = metas.len();
         if n < 2 {
-            return 0;
+            return Batch::No;
         }
         let len = payloads.iter().map(|p| p.len()).max().unwrap_or(0);
         let Ok(mut loans) = publisher.try_loan_many(n, len) else {
-            return 0;
+            return Batch::Full(n);
         };
         for (slot, p) in loans.iter_mut().zip(&payloads) {
             slot[..p.len()].copy_from_slice(p);
@@ -826,7 +846,7 @@ impl Importer {
         s.stats
             .import_batched
             .fetch_add(n as u64, Ordering::Relaxed);
-        n
+        Batch::Published(n)
     }
 
     /// Publishes one sample locally.
