@@ -737,19 +737,36 @@ impl Importer {
         true
     }
 
-    /// Publishes a run of samples locally, in order: each stretch of
-    /// samples that [`Importer::take_batch`] can publish together goes in
-    /// one batch, any other sample alone ([`Importer::take`]).
+    /// Publishes a run of samples locally. Each key's samples keep their
+    /// order; keys need none between them (each is a ring of its own
+    /// here, and a subscriber on several rings has no order across
+    /// them), so a key's samples are taken together, keys in the order
+    /// they first appear: each stretch that [`Importer::take_batch`] can
+    /// publish in one go is, any other sample alone ([`Importer::take`]).
     fn take_run(&mut self, run: &[Sample]) {
+        let mut rest: Vec<&Sample> = run.iter().collect();
+        let mut group = Vec::with_capacity(rest.len());
+        while let Some(first) = rest.first() {
+            let key = first.key_expr().as_str().to_owned();
+            // This key's samples to `group`, in order; the others stay.
+            rest.retain(|x| {
+                let mine = x.key_expr().as_str() == key;
+                if mine {
+                    group.push(*x);
+                }
+                !mine
+            });
+            self.take_group(&group);
+            group.clear();
+        }
+    }
+
+    /// Publishes samples of one key, in order (see [`Importer::take_run`]).
+    fn take_group(&mut self, group: &[&Sample]) {
         let mut i = 0;
-        while i < run.len() {
-            let key = run[i].key_expr().as_str();
-            let n = run[i..]
-                .iter()
-                .take_while(|x| x.key_expr().as_str() == key)
-                .count();
-            let batch = if n > 1 {
-                self.take_batch(&run[i..i + n])
+        while i < group.len() {
+            let batch = if group.len() - i > 1 {
+                self.take_batch(&group[i..])
             } else {
                 Batch::No
             };
@@ -757,13 +774,13 @@ impl Importer {
                 Batch::Published(k) => i += k,
                 // Taken one at a time, each waiting for room as it must.
                 Batch::Full(k) => {
-                    for sample in &run[i..i + k] {
+                    for sample in &group[i..i + k] {
                         self.take(sample);
                     }
                     i += k;
                 }
                 Batch::No => {
-                    self.take(&run[i]);
+                    self.take(group[i]);
                     i += 1;
                 }
             }
@@ -779,7 +796,7 @@ impl Importer {
     /// seen of that ring, and fits the topic; the ring has room for all
     /// now. Nothing is done when fewer than two qualify, or when the ring
     /// has no room for them all (then it says how many qualified).
-    fn take_batch(&mut self, run: &[Sample]) -> Batch {
+    fn take_batch(&mut self, run: &[&Sample]) -> Batch {
         // A key not mapped yet goes through `take`, which maps it (and
         // counts it once if it must be dropped).
         if run[0].key_expr().as_str() != self.last.key {
