@@ -817,7 +817,10 @@ impl Importer {
         else {
             return Batch::No;
         };
-        let max = publisher.config().max_message_size as usize;
+        let config = publisher.config();
+        let max = config.max_message_size as usize;
+        // A loan never spans more than the ring.
+        let run = &run[..run.len().min(config.capacity as usize)];
         let mut metas = Vec::with_capacity(run.len());
         let mut payloads = Vec::with_capacity(run.len());
         for sample in run {
