@@ -5,6 +5,7 @@ in a blocked call."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import struct
 import subprocess
@@ -282,3 +283,6 @@ def test_a_durable_topic_replays_its_journal_then_goes_live(tmp_path, native):
     finally:
         server.terminate()
         server.wait(timeout=PATIENCE)
+        # The recorder's ports are the keeper's own (they outlive the
+        # broker, for the next one): it leaves once its socket is gone.
+        shutil.rmtree(tmp_path / "data", ignore_errors=True)
