@@ -35,12 +35,22 @@ use crate::sync::{AtomicU32, AtomicU64};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RINGBUS\0");
 /// Bumped whenever any structure in this file changes shape or meaning
 /// (4: per-subscriber ports and the lobby replace the shared control
-/// segment).
-pub const LAYOUT_VERSION: u32 = 4;
+/// segment; 5: slots rounded to [`SLOT_ALIGN`], half a line).
+pub const LAYOUT_VERSION: u32 = 5;
 /// Padding unit that keeps independently written fields apart.
 pub const PAD: usize = 128;
-/// Slots are aligned (and their stride rounded) to one cache line.
+/// A cache line.
 pub const CACHE_LINE: usize = 64;
+/// Ring slots are aligned (and their stride rounded) to half a cache line,
+/// so that a payload starts 32-byte aligned right after its 32-byte
+/// [`SlotHeader`]. Rounded to whole lines, a 64-byte message took two
+/// lines and a 1 KiB one seventeen; at half lines they take one and a half
+/// and sixteen and a half, which is what a streaming reader moves between
+/// cores per message. Neighbouring slots then share a line; each has its
+/// own stamp, so this costs a reader at its writer's heels a line
+/// transfer at worst, never a torn read (DESIGN.md, "Slots and the
+/// seqlock stamp").
+pub const SLOT_ALIGN: usize = 32;
 /// Value of a [`PortHeader::pos`] that gates nothing (the subscriber left).
 pub const CURSOR_FREE: u64 = u64::MAX;
 /// A publisher looks at its ports' requests at most once per this many
@@ -90,7 +100,7 @@ pub struct RingHeader {
     pub capacity: u32,
     /// [`crate::ring::Mode`] as an integer.
     pub mode: u32,
-    /// Bytes from one slot to the next (multiple of [`CACHE_LINE`]).
+    /// Bytes from one slot to the next (multiple of [`SLOT_ALIGN`]).
     pub slot_stride: u32,
     /// Most ports (subscribers with a cursor) the ring serves.
     pub max_subscribers: u32,

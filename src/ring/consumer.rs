@@ -1045,7 +1045,8 @@ impl Consumer {
                 for i in 0..self.ahead_lines {
                     // SAFETY: `_mm_prefetch` only hints (it never faults and
                     // changes no memory); the address is inside slot `at`,
-                    // whose `stride >= 64 * ahead_lines` bytes are mapped.
+                    // whose `stride > 64 * (ahead_lines - 1)` bytes are
+                    // mapped.
                     unsafe {
                         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
                         _mm_prefetch::<_MM_HINT_T0>(p.add(i * CACHE_LINE));
@@ -1336,9 +1337,11 @@ const READ_AHEAD_MIN_STRIDE: u64 = 512;
 
 /// How many lines of a slot [`Consumer::read_ahead`] fetches: all of
 /// them, up to 2 KiB (past that the hardware's prefetcher follows the
-/// copy within the page).
+/// copy within the page). A slot may start half way into a line
+/// ([`crate::layout::SLOT_ALIGN`]): one address per started line of the
+/// stride, each inside the slot, then reaches every line it touches.
 pub(super) fn read_ahead_lines(stride: u64) -> usize {
-    (stride as usize / CACHE_LINE).clamp(1, 32)
+    (stride as usize).div_ceil(CACHE_LINE).clamp(1, 32)
 }
 
 /// How many messages a consumer reads between cursor stores on a ring of

@@ -314,7 +314,7 @@ impl Sizes {
     fn of(c: &TopicConfig) -> Sizes {
         use crate::layout::PAD;
         use crate::layout::{
-            DeskHeader, LobbyHeader, RingHeader, SlotHeader, CACHE_LINE, PORT_SLOT_OFFSET,
+            DeskHeader, LobbyHeader, RingHeader, SlotHeader, PORT_SLOT_OFFSET, SLOT_ALIGN,
         };
         use std::mem::size_of;
         let latest_offset = size_of::<RingHeader>() as u64;
@@ -326,8 +326,8 @@ impl Sizes {
             (latest::latest_slot_bytes(latest_inline as usize) as u64).div_ceil(pad) * pad;
         let header_size = latest_offset + latest_len;
         let payload = copy::payload_bytes(c.max_message_size as usize) as u64;
-        let line = CACHE_LINE as u64;
-        let slot_stride = (size_of::<SlotHeader>() as u64 + payload).div_ceil(line) * line;
+        let align = SLOT_ALIGN as u64;
+        let slot_stride = (size_of::<SlotHeader>() as u64 + payload).div_ceil(align) * align;
         Sizes {
             header_size,
             latest_offset,

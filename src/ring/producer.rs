@@ -825,7 +825,7 @@ impl Producer {
     #[inline(always)]
     fn begin(&self) -> (*const SlotHeader, *mut u8) {
         let p = self.slot(self.seq);
-        // SAFETY: a slot starts with an initialised SlotHeader, 64-byte aligned.
+        // SAFETY: a slot starts with an initialised SlotHeader, 32-byte aligned.
         let hdr = unsafe { &*(p as *const SlotHeader) };
         hdr.stamp.store(stamp_writing(self.seq), Ordering::Relaxed);
         // Release: orders the odd stamp before the payload stores that
@@ -1131,7 +1131,7 @@ impl Producer {
     fn stamp_odd(&self, n: usize) {
         for i in 0..n as u64 {
             let seq = self.seq.wrapping_add(i);
-            // SAFETY: a slot starts with an initialised SlotHeader, 64-byte
+            // SAFETY: a slot starts with an initialised SlotHeader, 32-byte
             // aligned.
             let hdr = unsafe { &*(self.slot(seq) as *const SlotHeader) };
             hdr.stamp.store(stamp_writing(seq), Ordering::Relaxed);

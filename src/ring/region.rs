@@ -503,7 +503,8 @@ pub(crate) unsafe fn init(
     // SAFETY: every write below is inside the segments per the
     // caller's size guarantee, at offsets aligned for the written type
     // (headers at 0, the latest slot right after the 128-byte-aligned
-    // header, slots at multiples of the 64-byte stride).
+    // header, slots at multiples of the stride, itself a multiple of
+    // `SLOT_ALIGN` = 32).
     unsafe {
         (data as *mut RingHeader).write(RingHeader::new(
             s.header_size as u32,

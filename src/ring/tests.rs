@@ -1297,10 +1297,12 @@ fn config_validation() {
 fn ring_memory_is_header_plus_capacity_times_stride() {
     let c = cfg(8, 64, Mode::Overwrite);
     let s = c.validate().unwrap();
-    // 32-byte slot header + 64-byte payload, rounded up to the cache line.
-    assert_eq!(s.slot_stride, 128);
-    assert_eq!(s.data_len, s.header_size + 8 * 128);
+    // 32-byte slot header + 64-byte payload, rounded up to half a line.
+    assert_eq!(s.slot_stride, 96);
+    assert_eq!(s.data_len, s.header_size + 8 * 96);
     assert_eq!(cfg(8, 32, Mode::Overwrite).sizes().slot_stride, 64);
+    assert_eq!(cfg(8, 33, Mode::Overwrite).sizes().slot_stride, 96);
+    assert_eq!(cfg(8, 1024, Mode::Overwrite).sizes().slot_stride, 1056);
     // The header: 512 bytes, then the latest-message slot in whole 128-byte
     // lines, holding min(max, LATEST_INLINE_MAX) bytes inline.
     assert_eq!((s.latest_offset, s.latest_inline), (512, 64));
@@ -1466,15 +1468,18 @@ fn slots_of_512_bytes_and_up_are_read_ahead_a_page_on() {
     assert_eq!(read_ahead_distance(448), 0);
     // The first slot at least 4 KiB on, and every line of it up to 2 KiB.
     assert_eq!(read_ahead_distance(512), 8);
-    assert_eq!(read_ahead_distance(1088), 4);
+    assert_eq!(read_ahead_distance(1056), 4);
     assert_eq!(read_ahead_distance(5000), 1);
-    assert_eq!(read_ahead_lines(1088), 17);
+    // A 1056-byte slot starting half way into a line touches 17 lines:
+    // addresses 0, 64, .. 1024 bytes in, each inside the slot.
+    assert_eq!(read_ahead_lines(1056), 17);
+    assert_eq!(read_ahead_lines(1024), 16);
     assert_eq!(read_ahead_lines(65600), 32);
 }
 
 #[test]
 fn a_reader_behind_its_publisher_reads_ahead_and_takes_every_message_whole() {
-    // 1 KiB messages (1088-byte slots, read ahead 4 slots on), a ring of
+    // 1 KiB messages (1056-byte slots, read ahead 4 slots on), a ring of
     // 64 (cursor released every 16): the reader starts a ring behind.
     let (mut p, r) = ring(64, 1024, Mode::Backpressure);
     let mut c = Consumer::new(r, Start::Earliest).unwrap();
