@@ -12,6 +12,7 @@ use crate::layout::{
 };
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::{notify_ports, wake_port};
+use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1129,7 +1130,14 @@ impl Producer {
     /// (as [`Producer::begin`] does one).
     #[inline(always)]
     fn stamp_odd(&self, n: usize) {
-        for i in 0..n as u64 {
+        self.stamp_odd_range(0, n);
+    }
+
+    /// Stamps the slots of `self.seq + from .. self.seq + to` as being
+    /// written.
+    #[inline(always)]
+    fn stamp_odd_range(&self, from: usize, to: usize) {
+        for i in from as u64..to as u64 {
             let seq = self.seq.wrapping_add(i);
             // SAFETY: a slot starts with an initialised SlotHeader, 32-byte
             // aligned.
@@ -1145,11 +1153,11 @@ impl Producer {
     /// Marks the slots of `self.seq .. self.seq + n` as being written (as
     /// [`Producer::begin`] does one) and lends them.
     fn begin_many(&mut self, n: usize, len: usize) -> LoanMany<'_> {
-        self.stamp_odd(n);
         LoanMany {
             producer: self,
             n,
             len,
+            stamped: Cell::new(0),
             _not_send: PhantomData,
         }
     }
@@ -1300,6 +1308,11 @@ pub struct LoanMany<'a> {
     producer: &'a mut Producer,
     n: usize,
     len: usize,
+    /// How many of the first slots are stamped as being written: each is
+    /// stamped when first lent out writable (or at the commit), so that
+    /// filling a slot follows its stamp at once instead of after a pass
+    /// over every slot of the loan.
+    stamped: Cell<usize>,
     _not_send: PhantomData<*mut u8>,
 }
 
@@ -1333,6 +1346,24 @@ impl LoanMany<'_> {
         unsafe { p.add(std::mem::size_of::<SlotHeader>()) }
     }
 
+    /// Stamps the first `end` slots as being written, those not yet.
+    #[inline(always)]
+    fn stamp_through(&self, end: usize) {
+        let done = self.stamped.get();
+        if end > done {
+            self.producer.stamp_odd_range(done, end);
+            self.stamped.set(end);
+        }
+    }
+
+    /// Slot `i`'s payload area, stamped as being written.
+    #[inline(always)]
+    fn writable(&self, i: usize) -> *mut u8 {
+        let p = self.payload(i);
+        self.stamp_through(i + 1);
+        p
+    }
+
     /// The lent areas in order, each writable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
         let (n, len) = (self.n, self.len);
@@ -1340,11 +1371,11 @@ impl LoanMany<'_> {
         (0..n).map(move |i| {
             // SAFETY: slot `i`'s payload area holds `max >= len` bytes (checked
             // by `loan_many`); `n <= capacity`, so the `n` areas are distinct
-            // slots and the slices do not overlap; the slots are stamped odd
-            // (no reader keeps what it reads) and only this loan, which
-            // borrows the producer mutably and itself mutably for the
-            // iterator's life, writes them.
-            unsafe { std::slice::from_raw_parts_mut(this.payload(i), len) }
+            // slots and the slices do not overlap; `writable` stamped the
+            // slot odd (no reader keeps what it reads) before the slice
+            // exists, and only this loan, which borrows the producer
+            // mutably and itself mutably for the iterator's life, writes it.
+            unsafe { std::slice::from_raw_parts_mut(this.writable(i), len) }
         })
     }
 
@@ -1365,6 +1396,9 @@ impl LoanMany<'_> {
         mut f: impl FnMut(usize) -> (usize, u64),
     ) -> std::ops::Range<u64> {
         let count = count.min(self.n);
+        // A slot never lent out writable is stamped before its seal: a
+        // lapped reader of its last message must not take the new header.
+        self.stamp_through(count);
         let first = self.producer.seq;
         for i in 0..count {
             let (len, tag) = f(i);
@@ -1399,7 +1433,7 @@ impl std::ops::IndexMut<usize> for LoanMany<'_> {
     /// If `i >= count()`.
     fn index_mut(&mut self, i: usize) -> &mut [u8] {
         // SAFETY: as in `iter_mut`; exclusive for the borrow of `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.payload(i), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.writable(i), self.len) }
     }
 }
 

@@ -922,6 +922,32 @@ fn a_loan_of_many_publishes_its_slots_in_order_at_commit() {
 }
 
 #[test]
+fn a_loan_of_many_marks_a_slot_as_being_written_only_once_lent_writable() {
+    let (mut p, r) = ring(4, 8, Mode::Overwrite);
+    assert_eq!(p.publish_batch(&[b"0", b"1", b"2", b"3"], 0), Ok(0..4));
+    // The loan's slots hold messages 0 and 1: a look at one and a loan
+    // dropped untouched leave both readable.
+    assert_eq!(&p.loan_many(2, 1).unwrap()[0], b"0");
+    let mut c = Consumer::new(r.clone(), Start::Earliest).unwrap();
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"0");
+    // Lending the first slot writable marks it (message 0's, which a
+    // reader from the start now finds overwritten), not the second.
+    p.loan_many(2, 1).unwrap().iter_mut().next().unwrap()[0] = b'x';
+    let mut late = Consumer::new(r.clone(), Start::Earliest).unwrap();
+    assert!(matches!(recv_vec(&mut late), Err(RecvError::Lagged { .. })));
+    assert_eq!(recv_vec(&mut c).unwrap().0, b"1");
+    // A commit publishes untouched slots too, marked before they are
+    // sealed; what was written goes out.
+    let mut loans = p.loan_many(2, 1).unwrap();
+    loans[1][0] = b'y';
+    assert_eq!(loans.commit(3), 4..6);
+    let got: Vec<_> = (0..4).map(|_| recv_vec(&mut c).unwrap()).collect();
+    let seqs: Vec<_> = got.iter().map(|(_, i)| i.seq).collect();
+    assert_eq!(seqs, [2, 3, 4, 5]);
+    assert_eq!((got[3].0.as_slice(), got[3].1.tag), (&b"y"[..], 3));
+}
+
+#[test]
 #[should_panic(expected = "slot 2 of a loan of 2")]
 fn a_loan_of_many_is_indexed_within_its_slots() {
     let (mut p, _r) = ring(4, 8, Mode::Overwrite);
@@ -1319,8 +1345,10 @@ fn ring_memory_is_header_plus_capacity_times_stride() {
 
 /// One publisher thread, several readers; every payload encodes its
 /// sequence, so a torn or misplaced message fails the check. In overwrite
-/// mode gaps must be exactly the reported lag.
-fn stress(mode: Mode, messages: u64, readers: usize) {
+/// mode gaps must be exactly the reported lag. `loans`: the publisher
+/// writes in place, in loans of three (`loan_many`) filled last slot
+/// first, instead of one `publish` per message.
+fn stress(mode: Mode, messages: u64, readers: usize, loans: bool) {
     let region = RingRegion::heap(&cfg(8, 64, mode)).unwrap();
     let consumers: Vec<Consumer> = (0..readers)
         .map(|_| Consumer::new(region.clone(), Start::Earliest).unwrap())
@@ -1358,12 +1386,29 @@ fn stress(mode: Mode, messages: u64, readers: usize) {
             })
         })
         .collect();
-    let mut msg = [0u8; 64];
-    for n in 0..messages {
-        let len = 8 + (n % 57) as usize;
+    let len = |n: u64| 8 + (n % 57) as usize;
+    let fill = |msg: &mut [u8], n: u64| {
         msg[..8].copy_from_slice(&n.to_le_bytes());
-        msg[8..len].fill(n as u8);
-        producer.publish(&msg[..len], n ^ 0xABCD).unwrap();
+        msg[8..len(n)].fill(n as u8);
+    };
+    let mut msg = [0u8; 64];
+    let mut n = 0;
+    while n < messages {
+        if loans {
+            let k = (messages - n).min(3) as usize;
+            let mut loans = producer.loan_many(k, 64).unwrap();
+            for i in (0..k).rev() {
+                fill(&mut loans[i], n + i as u64);
+            }
+            let at = |i: usize| n + i as u64;
+            let seqs = loans.commit_with(k, |i| (len(at(i)), at(i) ^ 0xABCD));
+            assert_eq!(seqs, n..n + k as u64);
+            n += k as u64;
+        } else {
+            fill(&mut msg, n);
+            producer.publish(&msg[..len(n)], n ^ 0xABCD).unwrap();
+            n += 1;
+        }
     }
     drop(producer);
     for h in handles {
@@ -1377,7 +1422,12 @@ fn stress(mode: Mode, messages: u64, readers: usize) {
 
 #[test]
 fn stress_overwrite() {
-    stress(Mode::Overwrite, if cfg!(miri) { 200 } else { 1_000_000 }, 3);
+    stress(
+        Mode::Overwrite,
+        if cfg!(miri) { 200 } else { 1_000_000 },
+        3,
+        false,
+    );
 }
 
 #[test]
@@ -1386,6 +1436,27 @@ fn stress_backpressure() {
         Mode::Backpressure,
         if cfg!(miri) { 200 } else { 200_000 },
         3,
+        false,
+    );
+}
+
+#[test]
+fn stress_overwrite_in_loans() {
+    stress(
+        Mode::Overwrite,
+        if cfg!(miri) { 200 } else { 1_000_000 },
+        3,
+        true,
+    );
+}
+
+#[test]
+fn stress_backpressure_in_loans() {
+    stress(
+        Mode::Backpressure,
+        if cfg!(miri) { 200 } else { 200_000 },
+        3,
+        true,
     );
 }
 
