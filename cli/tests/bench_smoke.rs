@@ -144,12 +144,12 @@ fn smoke_run_writes_json_hgrm_and_plot() {
             assert_eq!(r["ratio_runtime_ring"].is_f64(), beside_runtime, "{r}");
         }
         // Streams say how many bytes a message moves between cores: a
-        // ring slot (32-byte header + payload, whole lines), a copy ring's
+        // ring slot (32-byte header + payload, in half lines), a copy ring's
         // slot (the payload; rounded up to 8 in the run-time-length one).
         let size = r["size"].as_u64();
         let want = match (r["metric"].as_str().unwrap(), size) {
             ("ping-pong", _) | (_, None) => None,
-            (_, Some(size)) if id.starts_with("ringbus") => Some((32 + size).next_multiple_of(64)),
+            (_, Some(size)) if id.starts_with("ringbus") => Some((32 + size).next_multiple_of(32)),
             (_, Some(size)) if id.starts_with("floor-fixedring") => Some(size),
             (_, Some(size)) => Some(size.next_multiple_of(8)),
         };
