@@ -1150,8 +1150,9 @@ impl Producer {
         fence(Ordering::Release);
     }
 
-    /// Marks the slots of `self.seq .. self.seq + n` as being written (as
-    /// [`Producer::begin`] does one) and lends them.
+    /// Lends the slots of `self.seq .. self.seq + n`; each is marked as
+    /// being written (as [`Producer::begin`] does one) when first lent
+    /// writable ([`LoanMany::stamp_through`]).
     fn begin_many(&mut self, n: usize, len: usize) -> LoanMany<'_> {
         LoanMany {
             producer: self,
