@@ -512,9 +512,9 @@ mod tests {
         assert!((stream_row.ratio.unwrap() - 0.8).abs() < 1e-9);
         assert!((stream_row.ratio_runtime_ring.unwrap() - 1.4).abs() < 1e-9);
         assert_eq!(stream_row.ratio_seqlock, None);
-        // A ring slot: the 32-byte header and 64 bytes of payload, in whole
+        // A ring slot: the 32-byte header and 64 bytes of payload, in half
         // cache lines; the floor moves the payload only.
-        assert_eq!(stream_row.bytes_per_msg, Some(128));
+        assert_eq!(stream_row.bytes_per_msg, Some(96));
         assert_eq!(report.rows[2].bytes_per_msg, Some(64));
         let base = &report.rows[3];
         assert_eq!(base.name, "base: copy ring (run-time length)");
@@ -584,7 +584,7 @@ mod tests {
         assert!(table.contains("note: a note"));
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["rows"].as_array().unwrap().len(), 5);
-        assert_eq!(json["rows"][4]["bytes_per_msg"], 128);
+        assert_eq!(json["rows"][4]["bytes_per_msg"], 96);
         assert_eq!(json["rows"][4]["behind"], 40.0);
         assert_eq!(json["rows"][4]["ratio_runtime_ring"], 1.4);
         assert_eq!(json["rows"][1]["rtt"]["count"], 2000);
