@@ -373,8 +373,7 @@ fn a_caught_up_reader_gets_each_slot_of_a_loan_of_many() {
     // latest slot, if in use) from its own ring slot. A reader moved up to
     // the last message of each commit before it reads takes it from its
     // mailbox: the ring slot's copy is scribbled over to show it.
-    // So does a batch of messages long enough to be written in runs but
-    // short enough to inline (129 to 256 bytes).
+    // So does a batch of 200-byte messages (each sealed once written).
     let region = RingRegion::heap(&cfg(8, 256, Mode::Overwrite)).unwrap();
     let region = Arc::new(Arc::try_unwrap(region).unwrap().poll_latest(false));
     let mut p = Producer::new(region.clone()).unwrap();
@@ -803,10 +802,10 @@ fn a_batch_of_long_messages_is_sealed_in_runs_in_order() {
     // Longer than SEAL_EACH_UP_TO: written in runs, each sealed after its
     // copies. A batch of 20 on a ring of 8: runs end at the ring's end and
     // at the reader's cursor.
-    let (mut p, r) = ring(8, 200, Mode::Backpressure);
+    let (mut p, r) = ring(8, 320, Mode::Backpressure);
     let mut c = Consumer::new(r.clone(), Start::Latest).unwrap();
     let msgs: Vec<Vec<u8>> = (0..20u8)
-        .map(|i| vec![i; 129 + usize::from(i) * 3])
+        .map(|i| vec![i; 257 + usize::from(i) * 3])
         .collect();
     assert_eq!(p.try_publish_batch(&msgs, 4), Ok(0..8));
     assert_eq!(r.head(), 8);
@@ -825,7 +824,7 @@ fn a_batch_of_long_messages_is_sealed_in_runs_in_order() {
     assert_eq!(recv_vec(&mut c), Err(RecvError::Empty));
     // Overwrite: a batch longer than the ring leaves its last 8 messages,
     // and a reader that fell behind is told what it lost.
-    let (mut p, r) = ring(8, 200, Mode::Overwrite);
+    let (mut p, r) = ring(8, 320, Mode::Overwrite);
     let mut c = Consumer::new(r.clone(), Start::Earliest).unwrap();
     assert_eq!(p.publish_batch(&msgs, 6), Ok(0..20));
     assert_eq!(r.head(), 20);
