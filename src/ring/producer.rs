@@ -58,12 +58,11 @@ pub const MAX_MAILBOXES: usize = 32;
 const SEAL_RUN: u64 = 64;
 
 /// A batch whose messages are all this short is sealed message by message
-/// instead: the passes over a run cost more than they save. Batches of 32
-/// at 64 B on AMD EPYC, and at 256 B on an Intel Xeon, where runs streamed
-/// at 0.4-0.7x one publish per message and message by message at 1.0x
-/// (`ringbus bench`; DESIGN.md, "A publisher settles once per batch").
-/// Messages up to 256 bytes are also the ones a mailbox holds inline, so
-/// no run writes one. Loom models the runs, whose messages it keeps short.
+/// instead: for short messages the passes over a run cost more than they
+/// save (measured at 64 B on AMD EPYC and at 256 B on an Intel Xeon:
+/// DESIGN.md, "Where the streaming nanoseconds go"). Messages up to 256
+/// bytes are also the ones a mailbox holds inline, so no run writes one.
+/// Loom models the runs, whose messages it keeps short.
 #[cfg(not(loom))]
 const SEAL_EACH_UP_TO: usize = 256;
 #[cfg(loom)]
