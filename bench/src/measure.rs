@@ -69,12 +69,16 @@ pub fn measure_paired_blocks(
     let (bp, fp) = (block(p), block(floor_params));
     let mut merged: Option<Sample> = None;
     let (mut ratios, mut vs_base, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    let trace = std::env::var_os("BENCH_TRACE").is_some();
     for _ in 0..PAIR_BLOCKS {
         let f = measure(ctx, floor, &fp)
             .with_context(|| format!("measuring {} (paired)", floor.slug()))?;
         let mut s = measure(ctx, scenario, &bp)?;
         // Same kind on both sides: no RTT / one-way scaling.
         s.pair_with(&f, true, true);
+        if trace {
+            trace_block(scenario, &f, &s);
+        }
         ratios.extend(s.paired);
         rates.extend(s.msgs_per_s);
         if let Some((base, base_params)) = base {
@@ -92,6 +96,28 @@ pub fn measure_paired_blocks(
     m.paired = median_pair(&ratios);
     m.vs_base = median_pair(&vs_base);
     Ok(m)
+}
+
+/// `BENCH_TRACE=1`: one line per block on stderr, the floor's figure and
+/// the ringbus one's beside it, to see which side a row's spread comes
+/// from (a floor's rate can swing twofold from block to block).
+fn trace_block(scenario: Scenario, floor: &Sample, s: &Sample) {
+    let figure = |x: &Sample| match (x.msgs_per_s, &x.hist) {
+        (Some(r), _) => format!(
+            "{:.1}M msgs/s behind {:.0}",
+            r / 1e6,
+            x.behind.unwrap_or(0.0)
+        ),
+        (None, Some(h)) => format!("p50 {} ns", h.value_at_quantile(0.5)),
+        (None, None) => "-".into(),
+    };
+    let ratio = s.paired.map_or("-".into(), |(r, _)| format!("{r:.3}"));
+    eprintln!(
+        "block {}: floor {} | ringbus {} | ratio {ratio}",
+        scenario.slug(),
+        figure(floor),
+        figure(s)
+    );
 }
 
 /// Runs one scenario once: sets up the shared memory (and rings, sockets),

@@ -266,13 +266,39 @@ fn the_table_starts_with_the_summary() {
     if shared {
         args.push("--allow-shared-cpus");
     }
+    // BENCH_TRACE: each paired block's two figures on stderr, never in
+    // the table.
     let out = Command::new(env!("CARGO_BIN_EXE_ringbus"))
         .args(&args)
+        .env("BENCH_TRACE", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
+    let traced = |prefix: &str, what: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(what) && l.contains("| ratio "))
+            .count()
+    };
+    assert_eq!(
+        traced(
+            "block ringbus-throughput-1to1-spin-overwrite-64B: floor ",
+            "M msgs/s behind "
+        ),
+        5,
+        "{stderr}"
+    );
+    assert_eq!(
+        traced(
+            "block ringbus-pingpong-spin-overwrite-64B: floor p50 ",
+            " ns | ringbus p50 "
+        ),
+        5,
+        "{stderr}"
+    );
     let table = String::from_utf8(out.stdout).unwrap();
+    assert!(!table.contains("block ringbus-"), "{table}");
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("Summary at 64 B"), "{table}");
     // The summary ends at the first empty line; the matrix follows.
