@@ -102,13 +102,18 @@ pub fn measure_paired_blocks(
 /// the ringbus one's beside it, to see which side a row's spread comes
 /// from (a floor's rate can swing twofold from block to block).
 fn trace_block(scenario: Scenario, floor: &Sample, s: &Sample) {
+    // A ping-pong's samples are round trips; a stream's, one-way latencies.
+    let p50 = match scenario.metric() {
+        Metric::PingPong => "RTT p50",
+        _ => "p50",
+    };
     let figure = |x: &Sample| match (x.msgs_per_s, &x.hist) {
         (Some(r), _) => format!(
             "{:.1}M msgs/s behind {:.0}",
             r / 1e6,
             x.behind.unwrap_or(0.0)
         ),
-        (None, Some(h)) => format!("p50 {} ns", h.value_at_quantile(0.5)),
+        (None, Some(h)) => format!("{p50} {} ns", h.value_at_quantile(0.5)),
         (None, None) => "-".into(),
     };
     let ratio = s.paired.map_or("-".into(), |(r, _)| format!("{r:.3}"));

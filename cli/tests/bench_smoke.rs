@@ -291,8 +291,8 @@ fn the_table_starts_with_the_summary() {
     );
     assert_eq!(
         traced(
-            "block ringbus-pingpong-spin-overwrite-64B: floor p50 ",
-            " ns | ringbus p50 "
+            "block ringbus-pingpong-spin-overwrite-64B: floor RTT p50 ",
+            " ns | ringbus RTT p50 "
         ),
         5,
         "{stderr}"
