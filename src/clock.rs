@@ -73,9 +73,10 @@ impl Clock {
     }
 }
 
+/// The time-stamp counter (0 where there is none to read).
 #[cfg(all(target_arch = "x86_64", not(any(miri, loom))))]
 #[inline(always)]
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: `rdtsc` has no memory effects; x86_64 always has it.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
@@ -104,8 +105,23 @@ fn tsc_usable() -> bool {
 }
 
 #[cfg(not(all(target_arch = "x86_64", not(any(miri, loom)))))]
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     0
+}
+
+/// TSC ticks per microsecond where the TSC is invariant (see the module
+/// docs), measured once per process (~100 µs); `None` elsewhere.
+pub(crate) fn tsc_ticks_per_us() -> Option<u64> {
+    static TICKS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        if !tsc_usable() {
+            return None;
+        }
+        let fit = TscFit::calibrate()?;
+        // `mult` is ns per tick with 32 fractional bits.
+        let ticks = (1000u128 << 32) / u128::from(fit.mult);
+        u64::try_from(ticks).ok().filter(|&t| t > 0)
+    })
 }
 
 /// One (tsc, ns) pair, the ns read bracketed by two TSC reads; the pair is

@@ -92,6 +92,7 @@ mod latest;
 mod port;
 mod producer;
 mod region;
+mod write_ahead;
 
 pub(crate) use consumer::judge;
 pub(crate) use consumer::wait_any_limit;

@@ -4,11 +4,14 @@ use super::copy::{copy_area, copy_in, copy_in_short, payload_bytes};
 use super::latest::{LatestSlot, LATEST_HEAD};
 use super::port::{Port, PortFlags};
 use super::region::{AttachError, RingRegion};
+use super::write_ahead::{
+    l2_bytes, prefetch_for_write, write_ahead_gap_ticks, write_ahead_lines, WRITE_AHEAD_MIN_LEN,
+};
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
-use crate::clock::Clock;
+use crate::clock::{rdtsc, tsc_ticks_per_us, Clock};
 use crate::layout::{
-    DeskHeader, PortHeader, SlotHeader, BELL_EVERY, CURSOR_FREE, MAILBOX_RETIRED, REQUEST_LATEST,
-    REQUEST_WAKE,
+    DeskHeader, PortHeader, SlotHeader, BELL_EVERY, CACHE_LINE, CURSOR_FREE, MAILBOX_RETIRED,
+    REQUEST_LATEST, REQUEST_WAKE,
 };
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::{notify_ports, wake_port};
@@ -136,6 +139,14 @@ pub struct Producer {
     mask: u64,
     capacity: u64,
     max: usize,
+    /// Lines of the next slot asked for, for writing, after each message
+    /// of at least `write_ahead_min_len` bytes that came less than
+    /// `write_ahead_gap` TSC ticks after the one before, at `last_out`
+    /// (0: never; see `write_ahead.rs`).
+    write_ahead: usize,
+    write_ahead_min_len: usize,
+    write_ahead_gap: u64,
+    last_out: u64,
     /// The latest-message slot and how much payload it holds inline.
     latest: LatestSlot,
     latest_inline: usize,
@@ -211,11 +222,24 @@ impl Producer {
             .local()
             .is_some()
             .then(|| Box::new(LocalSource(region.clone())) as Box<dyn PortSource>);
+        let stride = region.sizes().slot_stride as usize;
+        let mut write_ahead = write_ahead_lines(stride, u64::from(c.capacity), l2_bytes());
+        let mut write_ahead_gap = 0;
+        if write_ahead != 0 {
+            match write_ahead_gap_ticks(tsc_ticks_per_us()) {
+                Some(g) => write_ahead_gap = g,
+                None => write_ahead = 0,
+            }
+        }
         let mut p = Producer {
             slots: region.slots(),
+            write_ahead,
+            write_ahead_min_len: WRITE_AHEAD_MIN_LEN,
+            write_ahead_gap,
+            last_out: 0,
             latest,
             latest_inline: region.sizes().latest_inline as usize,
-            stride: region.sizes().slot_stride as usize,
+            stride,
             mask: u64::from(c.capacity) - 1,
             capacity: u64::from(c.capacity),
             max: c.max_message_size as usize,
@@ -971,6 +995,59 @@ impl Producer {
         if bell != self.bell_seen {
             self.hear_bell(bell);
         }
+        // Last, off the message's way: its readers see it already.
+        if self.write_ahead != 0 {
+            self.write_ahead_streaming();
+        }
+    }
+
+    /// Writes ahead after every message, whatever the ring's size and the
+    /// pace (tests: the hint must never change what readers get).
+    #[cfg(test)]
+    pub(super) fn force_write_ahead(&mut self) {
+        self.write_ahead = super::write_ahead::WRITE_AHEAD_MAX_LINES;
+        self.write_ahead_min_len = 0;
+        self.write_ahead_gap = u64::MAX;
+    }
+
+    /// Asks for the next slot's lines for writing if this message came
+    /// hard on the heels of the one before (see `write_ahead.rs`).
+    #[inline(always)]
+    fn write_ahead_streaming(&mut self) {
+        // SAFETY: a slot starts with an initialised SlotHeader; this one,
+        // the last message's, only this publisher writes.
+        let last = unsafe { &*(self.slot(self.seq.wrapping_sub(1)) as *const SlotHeader) };
+        // Relaxed: our own store, read back as a guess at the next
+        // message's length.
+        let len = last.len.load(Ordering::Relaxed) as usize;
+        if len < self.write_ahead_min_len {
+            return;
+        }
+        let now = rdtsc();
+        let streaming = now.wrapping_sub(self.last_out) < self.write_ahead_gap;
+        self.last_out = now;
+        if streaming {
+            self.write_ahead(self.seq, len);
+        }
+    }
+
+    /// Asks for the lines of `seq`'s slot that a message of `len` bytes
+    /// takes, for writing, on a ring where that pays (see
+    /// `write_ahead.rs`): all but the one holding its stamp, which a
+    /// reader at the publisher's heels polls; taking it from under that
+    /// reader would cost it one more transfer of the line (streams of
+    /// 1 KiB ran as fast either way). `len` is a guess (the message
+    /// before's), so a ring whose slots hold far more than its messages
+    /// take is not asked for lines nobody writes.
+    #[inline(always)]
+    fn write_ahead(&self, seq: u64, len: usize) {
+        if self.write_ahead != 0 && len >= self.write_ahead_min_len {
+            let slot = self.slot(seq);
+            let past_stamp = CACHE_LINE - (slot as usize % CACHE_LINE);
+            let used = std::mem::size_of::<SlotHeader>().saturating_add(len);
+            let lines = used.saturating_sub(past_stamp).div_ceil(CACHE_LINE);
+            prefetch_for_write(slot.wrapping_add(past_stamp), lines.min(self.write_ahead));
+        }
     }
 
     /// Starts writing the latest-message slot with every message. The last
@@ -1109,6 +1186,7 @@ impl Producer {
             // Stamped right before its copy, as a loan stamps a slot when
             // it lends it: one pass fewer over the run's slots.
             self.stamp_odd_range(i, i + 1);
+            self.write_ahead(self.seq.wrapping_add(i as u64 + 1), m.as_ref().len());
             let payload = self.payload_of(self.seq.wrapping_add(i as u64));
             // SAFETY: the slot's payload area holds `max >= m.len()` bytes
             // (checked by the caller), and the slot is ours while its stamp

@@ -1346,13 +1346,19 @@ fn ring_memory_is_header_plus_capacity_times_stride() {
 /// sequence, so a torn or misplaced message fails the check. In overwrite
 /// mode gaps must be exactly the reported lag. `loans`: the publisher
 /// writes in place, in loans of three (`loan_many`) filled last slot
-/// first, instead of one `publish` per message.
-fn stress(mode: Mode, messages: u64, readers: usize, loans: bool) {
+/// first, instead of one `publish` per message. `write_ahead`: the
+/// publisher asks for each next slot's lines for writing after every
+/// message, as it does only on large rings (the slots the readers are
+/// copying included: a hint must never tear a message).
+fn stress(mode: Mode, messages: u64, readers: usize, loans: bool, write_ahead: bool) {
     let region = RingRegion::heap(&cfg(8, 64, mode)).unwrap();
     let consumers: Vec<Consumer> = (0..readers)
         .map(|_| Consumer::new(region.clone(), Start::Earliest).unwrap())
         .collect();
     let mut producer = Producer::new(region).unwrap();
+    if write_ahead {
+        producer.force_write_ahead();
+    }
     let handles: Vec<_> = consumers
         .into_iter()
         .map(|mut c| {
@@ -1426,6 +1432,29 @@ fn stress_overwrite() {
         if cfg!(miri) { 200 } else { 1_000_000 },
         3,
         false,
+        false,
+    );
+}
+
+#[test]
+fn stress_overwrite_writing_ahead() {
+    stress(
+        Mode::Overwrite,
+        if cfg!(miri) { 200 } else { 1_000_000 },
+        3,
+        false,
+        true,
+    );
+}
+
+#[test]
+fn stress_backpressure_writing_ahead() {
+    stress(
+        Mode::Backpressure,
+        if cfg!(miri) { 200 } else { 200_000 },
+        3,
+        false,
+        true,
     );
 }
 
@@ -1435,6 +1464,7 @@ fn stress_backpressure() {
         Mode::Backpressure,
         if cfg!(miri) { 200 } else { 200_000 },
         3,
+        false,
         false,
     );
 }
@@ -1451,6 +1481,7 @@ fn stress_overwrite_in_loans() {
         if cfg!(miri) { 200 } else { 1_000_000 },
         3,
         true,
+        false,
     );
 }
 
@@ -1461,6 +1492,7 @@ fn stress_backpressure_in_loans() {
         if cfg!(miri) { 200 } else { 200_000 },
         3,
         true,
+        false,
     );
 }
 
