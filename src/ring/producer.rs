@@ -5,7 +5,8 @@ use super::latest::{LatestSlot, LATEST_HEAD};
 use super::port::{Port, PortFlags};
 use super::region::{AttachError, RingRegion};
 use super::write_ahead::{
-    l2_bytes, prefetch_for_write, write_ahead_gap_ticks, write_ahead_lines, WRITE_AHEAD_MIN_LEN,
+    prefetch_for_write, write_ahead_gap_ticks, write_ahead_l2, write_ahead_lines,
+    WRITE_AHEAD_MIN_LEN,
 };
 use super::{stamp_done, stamp_writing, Mode, TopicConfig};
 use crate::clock::{rdtsc, tsc_ticks_per_us, Clock};
@@ -223,7 +224,7 @@ impl Producer {
             .is_some()
             .then(|| Box::new(LocalSource(region.clone())) as Box<dyn PortSource>);
         let stride = region.sizes().slot_stride as usize;
-        let mut write_ahead = write_ahead_lines(stride, u64::from(c.capacity), l2_bytes());
+        let mut write_ahead = write_ahead_lines(stride, u64::from(c.capacity), write_ahead_l2());
         let mut write_ahead_gap = 0;
         if write_ahead != 0 {
             match write_ahead_gap_ticks(tsc_ticks_per_us()) {
