@@ -76,17 +76,21 @@ pub(super) fn write_ahead_l2() -> Option<u64> {
     }
     static L2: OnceLock<Option<u64>> = OnceLock::new();
     *L2.get_or_init(|| {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-        let intel = cpu_vendor(&cpuinfo) == Some("GenuineIntel");
+        // Read up to the first CPU's vendor only: the kernel writes the
+        // file CPU by CPU as it is read, each with its clock rate, and a
+        // many-core machine has hundreds of them.
+        let cpuinfo = std::io::BufReader::new(std::fs::File::open("/proc/cpuinfo").ok()?);
+        let vendor = cpu_vendor(std::io::BufRead::lines(cpuinfo).map_while(Result::ok));
+        let intel = vendor.as_deref() == Some("GenuineIntel");
         intel.then(read_l2_bytes).flatten()
     })
 }
 
-/// The `vendor_id` of the first CPU that `/proc/cpuinfo`'s text lists.
-pub(super) fn cpu_vendor(cpuinfo: &str) -> Option<&str> {
-    cpuinfo.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == "vendor_id").then(|| value.trim())
+/// The first `vendor_id` among the `lines` of `/proc/cpuinfo`.
+pub(super) fn cpu_vendor(lines: impl IntoIterator<Item = impl AsRef<str>>) -> Option<String> {
+    lines.into_iter().find_map(|line| {
+        let (key, value) = line.as_ref().split_once(':')?;
+        (key.trim() == "vendor_id").then(|| value.trim().to_owned())
     })
 }
 
@@ -158,14 +162,15 @@ mod tests {
 
     #[test]
     fn the_vendor_is_read_from_cpuinfo() {
+        let vendor = |text: &str| cpu_vendor(text.lines());
         let intel = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n";
-        assert_eq!(cpu_vendor(intel), Some("GenuineIntel"));
+        assert_eq!(vendor(intel).as_deref(), Some("GenuineIntel"));
         let amd =
             "processor\t: 0\nvendor_id\t: AuthenticAMD\n\nprocessor\t: 1\nvendor_id\t: Other\n";
-        assert_eq!(cpu_vendor(amd), Some("AuthenticAMD"));
+        assert_eq!(vendor(amd).as_deref(), Some("AuthenticAMD"));
         // Other architectures' cpuinfo has no such line.
-        assert_eq!(cpu_vendor("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
-        assert_eq!(cpu_vendor(""), None);
+        assert_eq!(vendor("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
+        assert_eq!(vendor(""), None);
     }
 
     #[test]
