@@ -85,13 +85,10 @@ pub(crate) fn rdtsc() -> u64 {
 fn tsc_usable() -> bool {
     // Invariant TSC: constant rate and keeps counting in deep C-states; the
     // kernel also uses it as its clocksource only when it trusts it.
-    let flags_ok = std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("flags"))
-                .is_some_and(|l| l.contains(" constant_tsc") && l.contains(" nonstop_tsc"))
-        })
-        .unwrap_or(false);
+    let flags_ok = cpuinfo("flags").is_some_and(|flags| {
+        let has = |flag| flags.split_whitespace().any(|f| f == flag);
+        has("constant_tsc") && has("nonstop_tsc")
+    });
     let source_ok =
         std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
             .map(|s| s.trim() == "tsc")
@@ -107,6 +104,23 @@ fn tsc_usable() -> bool {
 #[cfg(not(all(target_arch = "x86_64", not(any(miri, loom)))))]
 pub(crate) fn rdtsc() -> u64 {
     0
+}
+
+/// The value of `key` in the first CPU's record of `/proc/cpuinfo`
+/// (`None` where the file or the key is missing). Read up to that line
+/// only: the kernel writes the file CPU by CPU as it is read, each with
+/// its clock rate, and a many-core machine has hundreds of them.
+pub(crate) fn cpuinfo(key: &str) -> Option<String> {
+    let file = std::io::BufReader::new(std::fs::File::open("/proc/cpuinfo").ok()?);
+    cpuinfo_field(std::io::BufRead::lines(file).map_while(Result::ok), key)
+}
+
+/// The first value of `key` among the `lines` of `/proc/cpuinfo`.
+fn cpuinfo_field(lines: impl IntoIterator<Item = impl AsRef<str>>, key: &str) -> Option<String> {
+    lines.into_iter().find_map(|line| {
+        let (k, value) = line.as_ref().split_once(':')?;
+        (k.trim() == key).then(|| value.trim().to_owned())
+    })
 }
 
 /// TSC ticks per microsecond where the TSC is invariant (see the module
@@ -200,6 +214,22 @@ impl TscFit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpuinfo_fields_are_the_first_cpus() {
+        let text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu constant_tsc\n\n\
+                    processor\t: 1\nvendor_id\t: Other\n";
+        let field = |key| cpuinfo_field(text.lines(), key);
+        assert_eq!(field("vendor_id").as_deref(), Some("AuthenticAMD"));
+        assert_eq!(field("flags").as_deref(), Some("fpu constant_tsc"));
+        assert_eq!(field("processor").as_deref(), Some("0"));
+        // Other architectures' cpuinfo has no vendor_id line.
+        assert_eq!(
+            cpuinfo_field("BogoMIPS\t: 50.00\n".lines(), "vendor_id"),
+            None
+        );
+        assert_eq!(cpuinfo_field("".lines(), "flags"), None);
+    }
 
     #[test]
     #[cfg_attr(miri, ignore = "reads the real clock")]

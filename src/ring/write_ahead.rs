@@ -21,6 +21,7 @@
 //! 2 KiB stream, and gained nothing for single 1 KiB messages.
 //! DESIGN.md, "Where the streaming nanoseconds go", has the figures.
 
+use crate::clock::cpuinfo;
 use crate::layout::CACHE_LINE;
 use std::sync::OnceLock;
 
@@ -76,21 +77,8 @@ pub(super) fn write_ahead_l2() -> Option<u64> {
     }
     static L2: OnceLock<Option<u64>> = OnceLock::new();
     *L2.get_or_init(|| {
-        // Read up to the first CPU's vendor only: the kernel writes the
-        // file CPU by CPU as it is read, each with its clock rate, and a
-        // many-core machine has hundreds of them.
-        let cpuinfo = std::io::BufReader::new(std::fs::File::open("/proc/cpuinfo").ok()?);
-        let vendor = cpu_vendor(std::io::BufRead::lines(cpuinfo).map_while(Result::ok));
-        let intel = vendor.as_deref() == Some("GenuineIntel");
+        let intel = cpuinfo("vendor_id").as_deref() == Some("GenuineIntel");
         intel.then(read_l2_bytes).flatten()
-    })
-}
-
-/// The first `vendor_id` among the `lines` of `/proc/cpuinfo`.
-pub(super) fn cpu_vendor(lines: impl IntoIterator<Item = impl AsRef<str>>) -> Option<String> {
-    lines.into_iter().find_map(|line| {
-        let (key, value) = line.as_ref().split_once(':')?;
-        (key.trim() == "vendor_id").then(|| value.trim().to_owned())
     })
 }
 
@@ -158,19 +146,6 @@ mod tests {
         for bad in ["", "K", "12Q", "-1K", "1.5M", "99999999999999999999G"] {
             assert_eq!(parse_cache_size(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn the_vendor_is_read_from_cpuinfo() {
-        let vendor = |text: &str| cpu_vendor(text.lines());
-        let intel = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n";
-        assert_eq!(vendor(intel).as_deref(), Some("GenuineIntel"));
-        let amd =
-            "processor\t: 0\nvendor_id\t: AuthenticAMD\n\nprocessor\t: 1\nvendor_id\t: Other\n";
-        assert_eq!(vendor(amd).as_deref(), Some("AuthenticAMD"));
-        // Other architectures' cpuinfo has no such line.
-        assert_eq!(vendor("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
-        assert_eq!(vendor(""), None);
     }
 
     #[test]
