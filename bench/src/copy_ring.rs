@@ -23,6 +23,13 @@
 //!   before): slots rounded up to 8 bytes, copies whose length is known
 //!   only at run time ([`RunTime`]), one `memcpy` call each way per
 //!   message.
+//! * **read-only reader**, the fixed-size ring again, its reader reading
+//!   the slots through a read-only mapping of the same memory, as a ringbus
+//!   subscriber that is not trusted reads its rings (its `tail` is still
+//!   written through the writable one, as a subscriber writes its cursor
+//!   into its own port). What the page protection alone costs: on some
+//!   hosts a stream of 1-2 KiB messages read through a read-only mapping
+//!   runs at a quarter of the rate (DESIGN.md, "Read-only subscribers").
 //!
 //! Every message is checked on the receiving side: flat out, its first 8
 //! bytes must be its sequence number; paced (latency runs), they carry its
@@ -36,7 +43,7 @@ use anyhow::{ensure, Result};
 use super::clock::monotonic_ns;
 use super::driver::{Budget, Pacer, Receipts};
 use super::params::{Params, SideResult};
-use super::shared::{spin_until, Padded, Region, SharedPlain, CONTROL_SIZE};
+use super::shared::{spin_until, Padded, ReadOnlyView, Region, SharedPlain, CONTROL_SIZE};
 
 /// Which copy ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +53,9 @@ pub enum Kind {
     Fixed,
     /// Slots rounded up to 8 bytes; copies of a run-time length.
     RunTime,
+    /// As [`Kind::Fixed`], the reader reading the slots through a
+    /// read-only mapping ([`Region::read_only_view`]).
+    ReadOnly,
 }
 
 #[repr(C)]
@@ -65,7 +75,7 @@ const RING_SLOTS: usize = CONTROL_SIZE + std::mem::size_of::<RingIdx>();
 /// ring moves from one core to the other per message.
 pub fn slot_bytes(kind: Kind, size: usize) -> usize {
     match kind {
-        Kind::Fixed => size,
+        Kind::Fixed | Kind::ReadOnly => size,
         Kind::RunTime => size.next_multiple_of(8),
     }
 }
@@ -204,7 +214,7 @@ macro_rules! with_slots {
             }
             // The powers of two in `MIN_SIZE..=MAX_SIZE`
             // (`fixed_copy_is_compiled`; a test checks they agree).
-            (Kind::Fixed, size) => with_slots!(
+            (Kind::Fixed | Kind::ReadOnly, size) => with_slots!(
                 @fixed size, |$s| $body,
                 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
                 131072, 262144, 524288, 1048576
@@ -267,7 +277,11 @@ pub fn parent(region: &Region, p: &Params, kind: Kind) -> Result<()> {
 /// Child: consumes from a ring of `kind` until the publisher's `stop`,
 /// checking sequence numbers (flat out) or recording latencies (paced).
 pub fn child(region: &Region, p: &Params, kind: Kind) -> Result<SideResult> {
-    with_slots!(kind, p.size, |s| consume(region, p, s))
+    let view = match kind {
+        Kind::ReadOnly => Some(region.read_only_view()?),
+        Kind::Fixed | Kind::RunTime => None,
+    };
+    with_slots!(kind, p.size, |s| consume(region, p, s, view.as_ref()))
 }
 
 fn publish<S: Slots>(region: &Region, p: &Params, layout: S) -> Result<()> {
@@ -316,9 +330,23 @@ fn publish<S: Slots>(region: &Region, p: &Params, layout: S) -> Result<()> {
     Ok(())
 }
 
-fn consume<S: Slots>(region: &Region, p: &Params, layout: S) -> Result<SideResult> {
+/// The consumer's loop; it reads the slots through `view` if given (the
+/// read-only reader), else through `region`.
+fn consume<S: Slots>(
+    region: &Region,
+    p: &Params,
+    layout: S,
+    view: Option<&ReadOnlyView>,
+) -> Result<SideResult> {
     let ctl = region.control();
     let ring = CopyRing::new(region, p, layout)?;
+    let slots: *const u8 = match view {
+        Some(v) => v.bytes(RING_SLOTS, p.capacity as usize * layout.stride())?,
+        None => ring.slots,
+    };
+    // SAFETY: `(seq & mask) * stride + stride <= capacity * stride`, the
+    // size of the area `slots` was checked to hold.
+    let slot = |seq: u64| unsafe { slots.add((seq & ring.mask) as usize * layout.stride()) };
     let paced = p.rate > 0;
     let mut receipts = Receipts::new(p, paced);
     let mut msg = vec![0u8; p.size];
@@ -342,8 +370,9 @@ fn consume<S: Slots>(region: &Region, p: &Params, layout: S) -> Result<SideResul
         }
         // SAFETY: slot `tail` is published (tail < head) and the producer
         // does not reuse it until our Release of `tail` below; `msg` has
-        // the ring's message size.
-        unsafe { ring.layout.copy_out(ring.slot(tail), &mut msg) };
+        // the ring's message size. A read-only view maps the same memory,
+        // so the Acquire of `head` orders these reads through it too.
+        unsafe { ring.layout.copy_out(slot(tail), &mut msg) };
         let word = seq_of(&msg);
         // Release: hands the slot back; pairs with the Acquire load of
         // `tail` in `publish`.
@@ -381,6 +410,8 @@ mod tests {
         for size in sizes {
             let compiled = with_slots!(Kind::Fixed, size, |s| (s.compile_time(), s.stride()));
             assert_eq!(compiled, (fixed_copy_is_compiled(size), size), "{size}");
+            let read_only = with_slots!(Kind::ReadOnly, size, |s| (s.compile_time(), s.stride()));
+            assert_eq!(read_only, compiled, "{size}");
             let runtime = with_slots!(Kind::RunTime, size, |s| (s.compile_time(), s.stride()));
             assert_eq!(runtime, (false, size.next_multiple_of(8)), "{size}");
         }
@@ -395,6 +426,8 @@ mod tests {
             (Kind::Fixed, 24),
             (Kind::RunTime, 12),
             (Kind::Fixed, 8),
+            (Kind::ReadOnly, 64),
+            (Kind::ReadOnly, 24),
         ] {
             let p = Params {
                 size,

@@ -12,11 +12,13 @@
 //! Baselines, measured in the same harness (`floors.rs`, `copy_ring.rs`):
 //! a cache-line ping-pong (the spin-latency floor), a seqlock slot
 //! ping-pong, a futex ping-pong (the blocking floor), a Unix-socket
-//! ping-pong, and two SPSC copy rings: one with slots of exactly the
-//! message size and copies of a compile-time length (the streaming floor)
-//! and one with copies of a run-time length (a second baseline, which
-//! every flat-out stream is also measured beside). Streaming rows show the
-//! bytes each message moves between cores, which bounds their ratio.
+//! ping-pong, and SPSC copy rings: one with slots of exactly the message
+//! size and copies of a compile-time length (the streaming floor), the
+//! same ring with its reader reading through a read-only mapping as
+//! subscribers that are not trusted do (a second baseline, which every
+//! flat-out stream is also measured beside), and one with copies of a
+//! run-time length. Streaming rows show the bytes each message moves
+//! between cores, which bounds their ratio.
 //!
 //! The CLI wires two entry points: [`run`] for `ringbus bench` and
 //! [`child_main`] for the hidden [`CHILD_SUBCOMMAND`].
@@ -470,7 +472,7 @@ mod tests {
         streams[1].behind = Some(50.0);
         streams[0].pair_with(&throughput(10e6), false, false);
         streams[1].pair_with(&throughput(5e6), false, false);
-        // And beside the run-time-length copy ring.
+        // And beside the copy ring with a read-only reader.
         streams[0].vs_base = Some((1.5, None));
         streams[1].vs_base = Some((1.3, None));
         let rows = vec![
@@ -482,7 +484,7 @@ mod tests {
                 &[throughput(10e6)],
             ),
             Row::new(
-                Scenario::CopyRingThroughput { size: 64 },
+                Scenario::ReadOnlyRingThroughput { size: 64 },
                 params(64),
                 &[throughput(6e6)],
             ),
@@ -510,14 +512,15 @@ mod tests {
             Some("floor: copy ring (fixed size)")
         );
         assert!((stream_row.ratio.unwrap() - 0.8).abs() < 1e-9);
-        assert!((stream_row.ratio_runtime_ring.unwrap() - 1.4).abs() < 1e-9);
+        assert!((stream_row.ratio_read_only_ring.unwrap() - 1.4).abs() < 1e-9);
         assert_eq!(stream_row.ratio_seqlock, None);
         // A ring slot: the 32-byte header and 64 bytes of payload, in half
         // cache lines; the floor moves the payload only.
         assert_eq!(stream_row.bytes_per_msg, Some(96));
         assert_eq!(report.rows[2].bytes_per_msg, Some(64));
         let base = &report.rows[3];
-        assert_eq!(base.name, "base: copy ring (run-time length)");
+        assert_eq!(base.name, "base: copy ring (read-only reader)");
+        assert_eq!(base.bytes_per_msg, Some(64), "the floor's slots");
         assert!(
             (base.ratio.unwrap() - 0.6).abs() < 1e-9,
             "ratio of the medians"
@@ -571,7 +574,7 @@ mod tests {
         assert!(st.against[0]
             .bound
             .is_some_and(|b| !b.at_most && b.value == 0.65));
-        assert_eq!(st.against[1].name, "base: copy ring (run-time length)");
+        assert_eq!(st.against[1].name, "base: copy ring (read-only reader)");
         assert_eq!(st.against[1].ratio.overwrite, Some(1.4));
         assert_eq!(st.against[1].bound, None);
 
@@ -586,7 +589,7 @@ mod tests {
         assert_eq!(json["rows"].as_array().unwrap().len(), 5);
         assert_eq!(json["rows"][4]["bytes_per_msg"], 96);
         assert_eq!(json["rows"][4]["behind"], 40.0);
-        assert_eq!(json["rows"][4]["ratio_runtime_ring"], 1.4);
+        assert_eq!(json["rows"][4]["ratio_read_only_ring"], 1.4);
         assert_eq!(json["rows"][1]["rtt"]["count"], 2000);
         assert_eq!(
             json["rows"][1]["per_run"][0]["p50"], 180.0,

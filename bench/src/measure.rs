@@ -136,7 +136,8 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         Scenario::FixedRingThroughput { size }
         | Scenario::FixedRingLatency { size }
         | Scenario::CopyRingThroughput { size }
-        | Scenario::CopyRingLatency { size } => {
+        | Scenario::CopyRingLatency { size }
+        | Scenario::ReadOnlyRingThroughput { size } => {
             let kind = copy_ring_kind(scenario).context("not a copy ring")?;
             copy_ring::region_len(kind, size, p.capacity)
         }
@@ -219,7 +220,8 @@ pub fn measure(ctx: &Ctx<'_>, scenario: Scenario, p: &Params) -> Result<Sample> 
         Scenario::FixedRingThroughput { .. }
         | Scenario::FixedRingLatency { .. }
         | Scenario::CopyRingThroughput { .. }
-        | Scenario::CopyRingLatency { .. } => {
+        | Scenario::CopyRingLatency { .. }
+        | Scenario::ReadOnlyRingThroughput { .. } => {
             let kind = copy_ring_kind(scenario).context("not a copy ring")?;
             copy_ring::parent(&region, p, kind)?;
             None
@@ -273,6 +275,7 @@ fn copy_ring_kind(scenario: Scenario) -> Option<copy_ring::Kind> {
         Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
             Some(copy_ring::Kind::RunTime)
         }
+        Scenario::ReadOnlyRingThroughput { .. } => Some(copy_ring::Kind::ReadOnly),
         _ => None,
     }
 }
@@ -331,7 +334,8 @@ pub fn child_side(spec: &ChildSpec, region: &Region) -> Result<SideResult> {
         Scenario::FixedRingThroughput { .. }
         | Scenario::FixedRingLatency { .. }
         | Scenario::CopyRingThroughput { .. }
-        | Scenario::CopyRingLatency { .. } => {
+        | Scenario::CopyRingLatency { .. }
+        | Scenario::ReadOnlyRingThroughput { .. } => {
             let kind = copy_ring_kind(spec.scenario).context("not a copy ring")?;
             child_barrier(region.control())?;
             copy_ring::child(region, p, kind)

@@ -338,11 +338,12 @@ impl Report {
                 "\nStreaming throughput, flat out (B/msg: bytes a message moves between cores; \
                  behind: messages the subscriber ran behind its publisher, on average, \
                  of a ring of `cap`; \
-                 ×run-time: ringbus / the run-time-length copy ring, measured beside it)"
+                 ×read-only: ringbus / the fixed-size copy ring read through a read-only mapping, \
+                 as subscribers that are not trusted read their rings, measured beside it)"
             );
             let _ = writeln!(
                 s,
-                "  {:<34} {:>6} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
+                "  {:<34} {:>6} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>10}",
                 "",
                 "size",
                 "B/msg",
@@ -354,12 +355,12 @@ impl Report {
                 "count",
                 "vs",
                 "×",
-                "×run-time"
+                "×read-only"
             );
             for r in thr {
                 let _ = writeln!(
                     s,
-                    "  {:<34} {:>6} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>9}",
+                    "  {:<34} {:>6} {:>6} {:>7} {:>6} {:>10} {:>11} {:>8} {:>10}  {:<32} {:>6} {:>10}",
                     r.name,
                     size(r.size),
                     r.bytes_per_msg.map(|b| b.to_string()).unwrap_or_default(),
@@ -373,7 +374,7 @@ impl Report {
                     r.received,
                     r.floor.clone().unwrap_or_default(),
                     r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
-                    r.ratio_runtime_ring
+                    r.ratio_read_only_ring
                         .map(|x| format!("{x:.2}"))
                         .unwrap_or_default(),
                 );

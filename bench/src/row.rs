@@ -79,11 +79,11 @@ pub struct Row {
     /// The p99.9 of `ratio_seqlock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_seqlock_p99_9: Option<f64>,
-    /// Flat-out ringbus streams: msgs/s divided by the run-time-length
-    /// copy ring's, measured beside it (see [`Scenario::base`]); medians as
-    /// for `ratio`.
+    /// Flat-out ringbus streams: msgs/s divided by the fixed-size copy
+    /// ring's with a read-only reader, measured beside it (see
+    /// [`Scenario::base`]); medians as for `ratio`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio_runtime_ring: Option<f64>,
+    pub ratio_read_only_ring: Option<f64>,
     /// Each run's own figures, in run order (to see the spread behind a
     /// median).
     pub per_run: Vec<RunFigures>,
@@ -140,8 +140,8 @@ impl Row {
             Some(Scenario::SeqlockPingPong { .. }) => vs_base,
             _ => (None, None),
         };
-        let ratio_runtime_ring = match scenario.base() {
-            Some(Scenario::CopyRingThroughput { .. }) => vs_base.0,
+        let ratio_read_only_ring = match scenario.base() {
+            Some(Scenario::ReadOnlyRingThroughput { .. }) => vs_base.0,
             _ => None,
         };
         let per_run = samples
@@ -184,7 +184,7 @@ impl Row {
             ratio_p99_9,
             ratio_seqlock,
             ratio_seqlock_p99_9,
-            ratio_runtime_ring,
+            ratio_read_only_ring,
             merged,
             div,
         }

@@ -27,7 +27,7 @@ pub struct Sample {
     pub paired: Option<(f64, Option<f64>)>,
     /// Rows with a [`Scenario::base`]: the same ratios to that baseline,
     /// measured right after each block (spin and adaptive ping-pongs: the
-    /// seqlock copy; flat-out streams: the run-time-length copy ring).
+    /// seqlock copy; flat-out streams: the copy ring with a read-only reader).
     ///
     /// [`Scenario::base`]: super::scenario::Scenario::base
     pub vs_base: Option<(f64, Option<f64>)>,

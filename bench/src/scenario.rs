@@ -52,6 +52,13 @@ pub enum Scenario {
         /// Payload bytes.
         size: usize,
     },
+    /// Baseline: the fixed-size copy ring with its reader reading the
+    /// slots through a read-only mapping, as a subscriber that is not
+    /// trusted reads a ring, flat out.
+    ReadOnlyRingThroughput {
+        /// Payload bytes.
+        size: usize,
+    },
     /// ringbus ping-pong over two rings.
     RingPingPong {
         /// Payload bytes.
@@ -206,6 +213,7 @@ impl Scenario {
             | Scenario::ManyRingsPingPong { .. } => Metric::PingPong,
             Scenario::FixedRingThroughput { .. }
             | Scenario::CopyRingThroughput { .. }
+            | Scenario::ReadOnlyRingThroughput { .. }
             | Scenario::RingThroughput { .. }
             | Scenario::FilteredThroughput { .. }
             | Scenario::BatchedThroughput { .. }
@@ -226,6 +234,7 @@ impl Scenario {
             | Scenario::FixedRingLatency { size }
             | Scenario::CopyRingThroughput { size }
             | Scenario::CopyRingLatency { size }
+            | Scenario::ReadOnlyRingThroughput { size }
             | Scenario::RingPingPong { size, .. }
             | Scenario::RingThroughput { size, .. }
             | Scenario::RingLatency { size, .. }
@@ -307,6 +316,7 @@ impl Scenario {
             Scenario::CopyRingThroughput { .. } | Scenario::CopyRingLatency { .. } => {
                 "base: copy ring (run-time length)".into()
             }
+            Scenario::ReadOnlyRingThroughput { .. } => "base: copy ring (read-only reader)".into(),
             Scenario::RingPingPong { wait, mode, .. } => {
                 format!("ringbus {}/{}", wait.name(), mode.name())
             }
@@ -364,6 +374,7 @@ impl Scenario {
             // files and scripts that name it still find it.
             Scenario::CopyRingThroughput { .. } => "floor-copyring-throughput",
             Scenario::CopyRingLatency { .. } => "floor-copyring-latency",
+            Scenario::ReadOnlyRingThroughput { .. } => "base-readonlyring-throughput",
             Scenario::RingPingPong { wait, mode, .. } => {
                 return format!("ringbus-pingpong-{}-{}{size}", wait.name(), mode.name());
             }
@@ -424,15 +435,18 @@ impl Scenario {
     ///   with no ringbus code (the "seqlock floor"; the cache-line
     ///   floor carries a sequence word only, so it is the stricter of the
     ///   two);
-    /// * flat-out streams: the copy ring with run-time-length copies (the
-    ///   streaming floor before the fixed-size one), so the two floors'
-    ///   ratios come from the same blocks.
+    /// * flat-out streams: the fixed-size copy ring read through a
+    ///   read-only mapping, as subscribers that are not trusted read their
+    ///   rings, so that what the page protection costs on the host and what
+    ///   ringbus's own code costs show apart, from the same blocks.
     pub fn base(self) -> Option<Scenario> {
         match self {
             Scenario::RingPingPong { size, wait, .. } if wait != WaitStrategy::Block => {
                 Some(Scenario::SeqlockPingPong { size })
             }
-            Scenario::RingThroughput { size, .. } => Some(Scenario::CopyRingThroughput { size }),
+            Scenario::RingThroughput { size, .. } => {
+                Some(Scenario::ReadOnlyRingThroughput { size })
+            }
             _ => None,
         }
     }
@@ -459,7 +473,9 @@ impl Scenario {
                 _ => Scenario::LinePingPong,
             }),
             Scenario::ManyRingsPingPong { .. } => Some(Scenario::FutexPingPong),
-            Scenario::RingThroughput { size, .. } | Scenario::CopyRingThroughput { size } => {
+            Scenario::RingThroughput { size, .. }
+            | Scenario::CopyRingThroughput { size }
+            | Scenario::ReadOnlyRingThroughput { size } => {
                 Some(Scenario::FixedRingThroughput { size })
             }
             Scenario::CopyRingLatency { size } => Some(Scenario::FixedRingLatency { size }),
@@ -538,6 +554,7 @@ pub fn list(plan: &Plan) -> Vec<(Scenario, Params)> {
         if st || fan {
             out.push((Scenario::FixedRingThroughput { size }, thr(size)));
             out.push((Scenario::CopyRingThroughput { size }, thr(size)));
+            out.push((Scenario::ReadOnlyRingThroughput { size }, thr(size)));
             out.push((Scenario::FixedRingLatency { size }, lat(size)));
             out.push((Scenario::CopyRingLatency { size }, lat(size)));
         }

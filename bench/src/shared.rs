@@ -161,6 +161,23 @@ impl Region {
         Ok(unsafe { &*(self.map.as_mut_ptr().add(offset) as *const T) })
     }
 
+    /// A second, read-only mapping of the same memory: what a ringbus
+    /// subscriber that is not trusted gets of its rings' data.
+    pub fn read_only_view(&self) -> Result<ReadOnlyView> {
+        // SAFETY: a shared mapping of the bench's own memfd, which nobody
+        // truncates while the region lives; read-only, so this mapping
+        // changes nothing, and what it reads is read as the scenario's
+        // protocol says (the copy ring's head hands slots over).
+        let map = unsafe {
+            MmapOptions::new()
+                .len(self.len())
+                .populate()
+                .map(self.fd.as_raw_fd())
+        }
+        .context("mapping the bench's shared memory read-only")?;
+        Ok(ReadOnlyView { map })
+    }
+
     /// Raw pointer to `len` bytes at `offset`, for payload copies.
     pub fn bytes(&self, offset: usize, len: usize) -> Result<*mut u8> {
         ensure!(
@@ -170,6 +187,26 @@ impl Region {
         );
         // SAFETY: `offset + len <= self.len()`, checked above.
         Ok(unsafe { self.map.as_mut_ptr().add(offset) })
+    }
+}
+
+/// A read-only mapping of a [`Region`] ([`Region::read_only_view`]).
+pub struct ReadOnlyView {
+    map: memmap2::Mmap,
+}
+
+impl ReadOnlyView {
+    /// Raw pointer to `len` bytes at `offset`, to read through this view.
+    pub fn bytes(&self, offset: usize, len: usize) -> Result<*const u8> {
+        ensure!(
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.map.len()),
+            "payload area {offset}+{len} does not fit the {}-byte view",
+            self.map.len()
+        );
+        // SAFETY: `offset + len <= self.map.len()`, checked above.
+        Ok(unsafe { self.map.as_ptr().add(offset) })
     }
 }
 

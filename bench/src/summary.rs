@@ -81,7 +81,8 @@ pub struct Compared {
     pub ringbus: PerMode<f64>,
     /// The references it is compared with: for a spin or adaptive
     /// ping-pong the seqlock copy and the cache line; for a stream the
-    /// fixed-size copy ring (its floor) and the run-time-length one.
+    /// fixed-size copy ring (its floor) and the same ring with a read-only
+    /// reader.
     pub against: Vec<Reference>,
 }
 
@@ -239,7 +240,9 @@ impl Summary {
                     against.push(Reference {
                         name: base.label(),
                         value: rate(base),
-                        ratio: PerMode::of(|m| find(stream(m)).and_then(|r| r.ratio_runtime_ring)),
+                        ratio: PerMode::of(|m| {
+                            find(stream(m)).and_then(|r| r.ratio_read_only_ring)
+                        }),
                         bound: None,
                         met: PerMode::default(),
                     });

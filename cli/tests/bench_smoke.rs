@@ -70,6 +70,7 @@ fn smoke_run_writes_json_hgrm_and_plot() {
         "floor-fixedring-latency-8B",
         "floor-copyring-throughput-64B",
         "floor-copyring-latency-8B",
+        "base-readonlyring-throughput-64B",
         "ringbus-pingpong-spin-overwrite-64B",
         "ringbus-pingpong-block-backpressure-8B",
         "ringbus-throughput-1to1-adaptive-backpressure-64B",
@@ -139,18 +140,24 @@ fn smoke_run_writes_json_hgrm_and_plot() {
             let beside_seqlock = r["metric"] == "ping-pong" && !id.contains("-block-") && !routed;
             assert_eq!(r["ratio_seqlock"].is_f64(), beside_seqlock, "{r}");
             assert_eq!(r["ratio_seqlock_p99_9"].is_f64(), beside_seqlock, "{r}");
-            // Flat-out streams sit beside the run-time-length copy ring.
-            let beside_runtime = r["metric"] == "throughput" && !routed;
-            assert_eq!(r["ratio_runtime_ring"].is_f64(), beside_runtime, "{r}");
+            // Flat-out streams sit beside the copy ring with a read-only
+            // reader.
+            let beside_read_only = r["metric"] == "throughput" && !routed;
+            assert_eq!(r["ratio_read_only_ring"].is_f64(), beside_read_only, "{r}");
         }
         // Streams say how many bytes a message moves between cores: a
         // ring slot (32-byte header + payload, in half lines), a copy ring's
         // slot (the payload; rounded up to 8 in the run-time-length one).
+        // The read-only reader's ring is the fixed-size one.
         let size = r["size"].as_u64();
         let want = match (r["metric"].as_str().unwrap(), size) {
             ("ping-pong", _) | (_, None) => None,
             (_, Some(size)) if id.starts_with("ringbus") => Some((32 + size).next_multiple_of(32)),
-            (_, Some(size)) if id.starts_with("floor-fixedring") => Some(size),
+            (_, Some(size))
+                if id.starts_with("floor-fixedring") || id.starts_with("base-readonlyring") =>
+            {
+                Some(size)
+            }
             (_, Some(size)) => Some(size.next_multiple_of(8)),
         };
         assert_eq!(r["bytes_per_msg"].as_u64(), want, "{r}");
@@ -220,7 +227,7 @@ fn smoke_run_writes_json_hgrm_and_plot() {
             names("streaming_msgs_per_s"),
             [
                 "floor: copy ring (fixed size)",
-                "base: copy ring (run-time length)"
+                "base: copy ring (read-only reader)"
             ],
             "{line}"
         );
