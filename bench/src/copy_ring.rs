@@ -226,13 +226,23 @@ macro_rules! with_slots {
 struct CopyRing<'a, S> {
     idx: &'a RingIdx,
     slots: *mut u8,
+    /// Where the reader reads the slots: `slots`, or the same memory
+    /// through a read-only view.
+    read: *const u8,
     mask: u64,
     cap: u64,
     layout: S,
 }
 
 impl<'a, S: Slots> CopyRing<'a, S> {
-    fn new(region: &'a Region, p: &Params, layout: S) -> Result<CopyRing<'a, S>> {
+    /// The ring in `region`; its reader reads the slots through `view` if
+    /// given (the read-only reader).
+    fn new(
+        region: &'a Region,
+        p: &Params,
+        layout: S,
+        view: Option<&ReadOnlyView>,
+    ) -> Result<CopyRing<'a, S>> {
         ensure!(
             p.capacity.is_power_of_two(),
             "capacity must be a power of two"
@@ -243,23 +253,41 @@ impl<'a, S: Slots> CopyRing<'a, S> {
             layout.len(),
             p.size
         );
+        let area = p.capacity as usize * layout.stride();
+        let slots = region.bytes(RING_SLOTS, area)?;
         Ok(CopyRing {
             idx: region.at(CONTROL_SIZE)?,
-            slots: region.bytes(RING_SLOTS, p.capacity as usize * layout.stride())?,
+            slots,
+            read: match view {
+                Some(v) => v.bytes(RING_SLOTS, area)?,
+                None => slots,
+            },
             mask: u64::from(p.capacity) - 1,
             cap: u64::from(p.capacity),
             layout,
         })
     }
 
+    /// Where slot `seq` starts in the slot area: `(seq & mask) * stride
+    /// + stride <= capacity * stride`, the size of both mappings' slot
+    /// areas, checked in `new`.
+    #[inline(always)]
+    fn offset(&self, seq: u64) -> usize {
+        (seq & self.mask) as usize * self.layout.stride()
+    }
+
+    /// Slot `seq`, for the writer.
     #[inline(always)]
     fn slot(&self, seq: u64) -> *mut u8 {
-        // SAFETY: `(seq & mask) * stride + stride <= capacity * stride`, the
-        // size of the slot area checked in `new`.
-        unsafe {
-            self.slots
-                .add((seq & self.mask) as usize * self.layout.stride())
-        }
+        // SAFETY: inside the slot area (see `offset`).
+        unsafe { self.slots.add(self.offset(seq)) }
+    }
+
+    /// Slot `seq`, for the reader.
+    #[inline(always)]
+    fn read_slot(&self, seq: u64) -> *const u8 {
+        // SAFETY: inside the slot area (see `offset`).
+        unsafe { self.read.add(self.offset(seq)) }
     }
 }
 
@@ -286,7 +314,7 @@ pub fn child(region: &Region, p: &Params, kind: Kind) -> Result<SideResult> {
 
 fn publish<S: Slots>(region: &Region, p: &Params, layout: S) -> Result<()> {
     let ctl = region.control();
-    let ring = CopyRing::new(region, p, layout)?;
+    let ring = CopyRing::new(region, p, layout, None)?;
     let paced = p.rate > 0;
     let mut pacer = Pacer::new(p.rate);
     let mut budget = Budget::new(p);
@@ -331,7 +359,7 @@ fn publish<S: Slots>(region: &Region, p: &Params, layout: S) -> Result<()> {
 }
 
 /// The consumer's loop; it reads the slots through `view` if given (the
-/// read-only reader), else through `region`.
+/// read-only reader).
 fn consume<S: Slots>(
     region: &Region,
     p: &Params,
@@ -339,14 +367,7 @@ fn consume<S: Slots>(
     view: Option<&ReadOnlyView>,
 ) -> Result<SideResult> {
     let ctl = region.control();
-    let ring = CopyRing::new(region, p, layout)?;
-    let slots: *const u8 = match view {
-        Some(v) => v.bytes(RING_SLOTS, p.capacity as usize * layout.stride())?,
-        None => ring.slots,
-    };
-    // SAFETY: `(seq & mask) * stride + stride <= capacity * stride`, the
-    // size of the area `slots` was checked to hold.
-    let slot = |seq: u64| unsafe { slots.add((seq & ring.mask) as usize * layout.stride()) };
+    let ring = CopyRing::new(region, p, layout, view)?;
     let paced = p.rate > 0;
     let mut receipts = Receipts::new(p, paced);
     let mut msg = vec![0u8; p.size];
@@ -372,7 +393,7 @@ fn consume<S: Slots>(
         // does not reuse it until our Release of `tail` below; `msg` has
         // the ring's message size. A read-only view maps the same memory,
         // so the Acquire of `head` orders these reads through it too.
-        unsafe { ring.layout.copy_out(slot(tail), &mut msg) };
+        unsafe { ring.layout.copy_out(ring.read_slot(tail), &mut msg) };
         let word = seq_of(&msg);
         // Release: hands the slot back; pairs with the Acquire load of
         // `tail` in `publish`.
@@ -460,6 +481,6 @@ mod tests {
             trusted: false,
             mailboxes: false,
         };
-        assert!(CopyRing::new(&region, &p, Fixed::<8>).is_err());
+        assert!(CopyRing::new(&region, &p, Fixed::<8>, None).is_err());
     }
 }

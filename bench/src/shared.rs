@@ -180,14 +180,19 @@ impl Region {
 
     /// Raw pointer to `len` bytes at `offset`, for payload copies.
     pub fn bytes(&self, offset: usize, len: usize) -> Result<*mut u8> {
-        ensure!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len()),
-            "payload area {offset}+{len} does not fit the {}-byte region",
-            self.len()
-        );
+        check_span(offset, len, self.len(), "region")?;
         // SAFETY: `offset + len <= self.len()`, checked above.
         Ok(unsafe { self.map.as_mut_ptr().add(offset) })
     }
+}
+
+/// Checks that `len` bytes at `offset` lie within a mapping of `total`.
+fn check_span(offset: usize, len: usize, total: usize, what: &str) -> Result<()> {
+    ensure!(
+        offset.checked_add(len).is_some_and(|end| end <= total),
+        "payload area {offset}+{len} does not fit the {total}-byte {what}"
+    );
+    Ok(())
 }
 
 /// A read-only mapping of a [`Region`] ([`Region::read_only_view`]).
@@ -198,13 +203,7 @@ pub struct ReadOnlyView {
 impl ReadOnlyView {
     /// Raw pointer to `len` bytes at `offset`, to read through this view.
     pub fn bytes(&self, offset: usize, len: usize) -> Result<*const u8> {
-        ensure!(
-            offset
-                .checked_add(len)
-                .is_some_and(|end| end <= self.map.len()),
-            "payload area {offset}+{len} does not fit the {}-byte view",
-            self.map.len()
-        );
+        check_span(offset, len, self.map.len(), "view")?;
         // SAFETY: `offset + len <= self.map.len()`, checked above.
         Ok(unsafe { self.map.as_ptr().add(offset) })
     }
