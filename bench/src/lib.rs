@@ -585,6 +585,10 @@ mod tests {
         assert!(table.contains("≤1.15 MISSED") && table.contains("≥0.65 met"));
         assert!(table.contains("ringbus spin/overwrite") && table.contains("2.25"));
         assert!(table.contains("note: a note"));
+        assert!(
+            table.contains("slowed the copy ring on this host (64 B: 0.60x, against the floor)"),
+            "the read-only reader's ring ran at 0.6x its floor: {table}"
+        );
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["rows"].as_array().unwrap().len(), 5);
         assert_eq!(json["rows"][4]["bytes_per_msg"], 96);

@@ -86,6 +86,10 @@ pub struct Report {
     pub groups: Option<crate::groups::GroupsReport>,
 }
 
+/// Below this ratio to its floor, the copy ring with a read-only reader
+/// gets a note in the report (the protection, not noise, slowed it).
+const READ_ONLY_SLOW: f64 = 0.8;
+
 impl Report {
     /// Builds the report and fills in floors, ratios and targets.
     pub fn new(machine: Machine, plan: Plan, mut rows: Vec<Row>, mut notes: Vec<String>) -> Report {
@@ -134,6 +138,24 @@ impl Report {
                 "block waits answered in under 1 µs at p50 ({}): the receiver mostly caught the \
                  reply while polling before it slept, so the ratio to the futex floor flatters",
                 quick.join(", ")
+            ));
+        }
+        // Where the page protection alone slows the copy ring, say what it
+        // means for subscribers.
+        let slowed: Vec<String> = rows
+            .iter()
+            .filter(|r| matches!(r.scenario, Scenario::ReadOnlyRingThroughput { .. }))
+            .filter_map(|r| Some((r.size?, r.ratio?)))
+            .filter(|&(_, ratio)| ratio < READ_ONLY_SLOW)
+            .map(|(size, ratio)| format!("{size} B: {ratio:.2}x"))
+            .collect();
+        if !slowed.is_empty() {
+            notes.push(format!(
+                "a reader reading through a read-only mapping slowed the copy ring on this \
+                 host ({}, against the floor): subscribers that are not trusted read their \
+                 rings that way; the broker's `trusted_subscribers = true` (`--trusted` here) \
+                 maps ring data read-write (DESIGN.md, \"Read-only subscribers\")",
+                slowed.join(", ")
             ));
         }
         let summary = Summary::of(&plan, &rows, &targets);
