@@ -2,7 +2,7 @@
 //! position (and, through its port, its own cursor, wake word and
 //! mailbox).
 
-use super::copy::{copy_out, copy_out_short};
+use super::copy::copy_out_short;
 use super::filter::Filter;
 use super::latest::{LatestSlot, LATEST_HEAD};
 use super::port::Port;
@@ -567,7 +567,7 @@ impl Consumer {
         let (info, payload, s1) = self.peek(buf.len())?;
         // SAFETY: `peek` checked `len <= max`, so the copy stays in the
         // payload area, and `len <= buf.len()`.
-        unsafe { copy_out(payload, &mut buf[..info.len]) };
+        unsafe { copy_out_short(payload, &mut buf[..info.len]) };
         self.finish_copy(info.seq, s1)?;
         if self.use_latest {
             self.note_stream();
@@ -1211,7 +1211,7 @@ impl Consumer {
             }
             // SAFETY: `peek` checked `len <= max`, so the copy stays in the
             // payload area, and `len <= buf.len()`.
-            unsafe { copy_out(payload, &mut buf[..info.len]) };
+            unsafe { copy_out_short(payload, &mut buf[..info.len]) };
             self.finish_copy(info.seq, s1)?;
             if self.backpressure {
                 return Ok(wrap(info));

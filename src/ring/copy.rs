@@ -76,12 +76,14 @@ pub(crate) unsafe fn copy_out(src: *const u8, out: &mut [u8]) {
 }
 
 /// As [`copy_out`], for the short copies of a latest-style slot's head
-/// and tail (a caught-up reader's receive): up to 32 bytes with two
-/// overlapping moves of a fixed size, written out here instead of a call
-/// to `memcpy`, whose call and size dispatch sit on the ping-pong's
-/// critical path (the reader's take). Longer copies go to `copy_out`.
-/// `ringbus bench --direct`, 64 B spin ping-pong, alternating runs: see
-/// DESIGN.md, "Where the ping-pong nanoseconds go".
+/// and tail (a caught-up reader's receive) and of a ring slot's payload
+/// (a streaming reader's): up to 32 bytes with two overlapping moves of
+/// a fixed size, written out here instead of a call to `memcpy`, whose
+/// call and size dispatch sit on the ping-pong's critical path (the
+/// reader's take) and are a tenth of a small message's receive. Longer
+/// copies go to `copy_out`. `ringbus bench --direct`, 64 B spin
+/// ping-pong, alternating runs: see DESIGN.md, "Where the ping-pong
+/// nanoseconds go".
 ///
 /// # Safety
 /// As for [`copy_out`].
@@ -106,11 +108,12 @@ pub(crate) unsafe fn copy_out_short(src: *const u8, out: &mut [u8]) {
 }
 
 /// As [`copy_in`], for the short copies into a latest-style slot's head
-/// and tail (the publisher's copy a caught-up reader waits for): up to 32
-/// bytes as [`short_moves`], longer ones through `copy_in`. Two `memcpy`
-/// calls there sit on the reply's hop, as the reader's did (DESIGN.md,
-/// "Where the ping-pong nanoseconds go"). The ring slot's copy, which
-/// follows the visible one, stays `memcpy`.
+/// and tail (the publisher's copy a caught-up reader waits for) and into
+/// a message's ring slot: up to 32 bytes as [`short_moves`], longer ones
+/// through `copy_in`. Two `memcpy` calls in a mailbox sit on the reply's
+/// hop, as the reader's did (DESIGN.md, "Where the ping-pong nanoseconds
+/// go"); one into the ring slot is most of a small message's publish. The
+/// runs of a batch or loan of longer messages stay `memcpy`.
 ///
 /// # Safety
 /// As for [`copy_in`].

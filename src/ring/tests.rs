@@ -435,6 +435,38 @@ fn caught_up_reader_takes_inline_messages_from_the_latest_slot() {
 }
 
 #[test]
+fn a_message_written_to_its_ring_slot_alone_is_whole_and_stamped_while_the_clock_is_on() {
+    // No reader yet, so no latest slot or mailbox: each message is its
+    // ring slot alone (`Producer::put`'s short path), short copies inline.
+    // The clock goes on and off between messages; a message carries a
+    // timestamp exactly while it is on.
+    let max = 48;
+    let (mut p, r) = ring(64, max, Mode::Overwrite);
+    let mut sent = Vec::new();
+    for len in 0..=max as usize {
+        let on = len % 4 >= 2;
+        p.set_timestamps(on);
+        let msg: Vec<u8> = (0..len).map(|i| (len * 7 + i) as u8 | 1).collect();
+        p.publish(&msg, len as u64 * 3).unwrap();
+        sent.push((msg, on));
+    }
+    let mut c = Consumer::new(r, Start::Earliest).unwrap();
+    for (n, (msg, on)) in sent.into_iter().enumerate() {
+        let (m, i) = recv_vec(&mut c).unwrap();
+        assert_eq!(
+            (i.seq, i.tag, m),
+            (n as u64, n as u64 * 3, msg),
+            "message {n}"
+        );
+        if !on {
+            assert_eq!(i.timestamp, 0, "message {n} was sent with the clock off");
+        } else if !cfg!(any(miri, loom)) {
+            assert!(i.timestamp > 0, "message {n} was sent with the clock on");
+        }
+    }
+}
+
+#[test]
 fn latest_slot_and_ring_slot_carry_the_same_timestamp() {
     // The clock is read after the payload copy, inside the latest-slot
     // write for inline messages and at the ring seal otherwise: both
