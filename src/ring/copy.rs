@@ -80,8 +80,8 @@ pub(crate) unsafe fn copy_out(src: *const u8, out: &mut [u8]) {
 /// (a streaming reader's): up to 32 bytes with two overlapping moves of
 /// a fixed size, written out here instead of a call to `memcpy`, whose
 /// call and size dispatch sit on the ping-pong's critical path (the
-/// reader's take) and are a tenth of a small message's receive. Longer
-/// copies go to `copy_out`. `ringbus bench --direct`, 64 B spin
+/// reader's take) and are a good share of a small message's receive.
+/// Longer copies go to `copy_out`. `ringbus bench --direct`, 64 B spin
 /// ping-pong, alternating runs: see DESIGN.md, "Where the ping-pong
 /// nanoseconds go".
 ///

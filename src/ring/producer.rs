@@ -198,11 +198,11 @@ pub struct Producer {
     scan_after: u64,
 }
 
-// SAFETY: `slots`, `head`, `desk`, `bell` and `latest` point into `region`, the port pointers
-// (`gating`, `wakers`, `lead`, `extra`) into ports held in `ports` (the
-// lists are rebuilt whenever `ports` changes, see `retarget`), all kept
-// alive by the producer and Send; a producer is used by one thread at a
-// time (`&mut self`).
+// SAFETY: `slots`, `head`, `desk`, `bell` and `latest` point into
+// `region`, the port pointers (`gating`, `wakers`, `lead`, `extra`) into
+// ports held in `ports` (the lists are rebuilt whenever `ports` changes,
+// see `retarget`), all kept alive by the producer and Send; a producer is
+// used by one thread at a time (`&mut self`).
 unsafe impl Send for Producer {}
 
 impl Producer {
@@ -1115,10 +1115,10 @@ impl Producer {
         if self.ring_only {
             // No latest slot, no mailbox, no clock: the ring slot alone,
             // stamped 0, none of the flags below looked at. Written out
-            // apart: folded into the general path as `Some(0)` for the
-            // timestamp, the compiler's code published 8 bytes at 250 M
-            // msgs/s instead of 360 M, and 175 M instead of 250 M with a
-            // mailbox (`docs/notes/2026-12-08-publish-path.md`).
+            // apart: folded into the general path (a `Some(0)` timestamp)
+            // the compiler's code for both paths was slower, the mailbox
+            // path slower than with no split at all
+            // (`docs/notes/2026-12-08-publish-path.md`).
             let (hdr, payload) = self.begin();
             // SAFETY: as for the ring slot's copy below.
             unsafe { copy_in_short(payload, data) };
@@ -1137,8 +1137,8 @@ impl Producer {
         let (hdr, payload) = self.begin();
         // SAFETY: `data.len() <= max` (checked by the caller) and the payload
         // area holds `max` bytes; the slot is ours while its stamp is odd.
-        // Short copies inline, as into a mailbox: a `memcpy` call for 8
-        // bytes cost the publisher a fifth of its rate.
+        // Short copies inline, as into a mailbox: a `memcpy` call is most
+        // of a small message's publish.
         unsafe { copy_in_short(payload, data) };
         match inline_ts {
             Some(ts) => self.seal(hdr, len, tag, ts),
